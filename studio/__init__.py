@@ -1,0 +1,1 @@
+"""Studio: an offline desktop studio for generative models."""

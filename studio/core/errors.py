@@ -1,0 +1,52 @@
+"""Errors a person can act on. Each carries a kind so the UI and the CLI can say what went wrong."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(str, enum.Enum):
+    BAD_INPUT = "bad input"
+    MODEL_FILE = "model file"
+    OUT_OF_MEMORY = "out of memory"
+    RUNTIME = "runtime"
+
+
+class StudioError(Exception):
+    """An error whose message is one sentence a person can act on (no traceback needed)."""
+
+    kind: ErrorKind = ErrorKind.RUNTIME
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class SpecError(StudioError, ValueError):
+    """A job spec field is wrong; the message names the field."""
+
+    kind = ErrorKind.BAD_INPUT
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"`{field}` {message}")
+        self.field = field
+
+
+class ModelNotFound(StudioError):
+    kind = ErrorKind.BAD_INPUT
+
+
+class ModelFileError(StudioError):
+    """A model file or folder is missing pieces, truncated, of the wrong family or unsafe."""
+
+    kind = ErrorKind.MODEL_FILE
+
+
+class OutOfMemory(StudioError):
+    kind = ErrorKind.OUT_OF_MEMORY
+
+
+class JobCancelled(Exception):
+    """Raised inside a backend at a step or token boundary when its job was cancelled.
+
+    Not a StudioError: cancelling is an outcome the person asked for, not a failure."""

@@ -1,0 +1,196 @@
+"""Job specs: frozen dataclasses holding everything that determines a job's result.
+
+Same spec + same seed + same device -> same result. Specs are validated before they are queued
+(`spec.validate()` raises SpecError naming the field) and round-trip through JSON, which is what
+the gallery stores and what a supervised child process will receive."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from studio.core.errors import SpecError
+
+MAX_SEED = 2**32 - 1
+RUNTIMES = ("auto", "torch", "onnx")  # auto: the model's own runtime (torch when it has both)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class Lane(str, enum.Enum):
+    """Batch jobs run in order; interactive requests replace any waiting one (newest wins)."""
+
+    BATCH = "batch"
+    INTERACTIVE = "interactive"
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(name, f"must be a whole number, not {value!r}.")
+    if not lo <= value <= hi:
+        raise SpecError(name, f"must be between {lo} and {hi}, not {value}.")
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(name, f"must be a number, not {value!r}.")
+    if not lo <= value <= hi:
+        raise SpecError(name, f"must be between {lo} and {hi}, not {value}.")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SpecError(name, f"must be one of {', '.join(choices)}, not {value!r}.")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Fields every job has. Subclasses add their own and extend `validate`."""
+
+    kind: ClassVar[str] = "job"
+    lane: ClassVar[Lane] = Lane.BATCH
+
+    model: str
+    runtime: str = "auto"
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise SpecError("model", "must name a model (an id from `studio models` or a path).")
+        _check_choice("runtime", self.runtime, RUNTIMES)
+        _check_choice("device", self.device, DEVICES)
+
+    @property
+    def title(self) -> str:
+        return f"{self.kind} · {self.model}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ImageJob(JobSpec):
+    """Text to image (img2img and inpainting arrive with the artist's workspace)."""
+
+    kind: ClassVar[str] = "image"
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    guidance_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.prompt, str):
+            raise SpecError("prompt", "must be text.")
+        if not isinstance(self.negative_prompt, str):
+            raise SpecError("negative_prompt", "must be text.")
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("steps", self.steps, 1, 1000)
+        _check_float("guidance_scale", self.guidance_scale, 0.0, 50.0)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            _check_int(name, value, 8, 4096)
+            if value % 8:
+                raise SpecError(name, f"must be divisible by 8, not {value}.")
+
+    @property
+    def title(self) -> str:
+        return f"image · {self.prompt[:40] or '(no prompt)'}"
+
+
+@dataclass(frozen=True)
+class TextJob(JobSpec):
+    """Continue a text with a causal language model, streaming tokens."""
+
+    kind: ClassVar[str] = "text"
+
+    prompt: str = ""
+    max_new_tokens: int = 64
+    seed: int = 0
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.prompt, str):
+            raise SpecError("prompt", "must be text.")
+        _check_int("max_new_tokens", self.max_new_tokens, 1, 100_000)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_float("temperature", self.temperature, 0.0, 10.0)
+        _check_int("top_k", self.top_k, 0, 1_000_000)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        if self.top_p == 0.0:
+            raise SpecError("top_p", "must be above 0 (1 turns it off).")
+
+    @property
+    def title(self) -> str:
+        return f"text · {self.prompt[-40:] or '(empty)'}"
+
+
+@dataclass(frozen=True)
+class LatentDecodeJob(JobSpec):
+    """Decode one latent vector to an image: the explorer's slider preview."""
+
+    kind: ClassVar[str] = "latent-decode"
+    lane: ClassVar[Lane] = Lane.INTERACTIVE
+
+    latent: tuple[float, ...] = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.latent, tuple) or not self.latent:
+            raise SpecError("latent", "must be a non-empty tuple of numbers.")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.latent):
+            raise SpecError("latent", "must hold only finite numbers.")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["latent"] = list(self.latent)
+        return data
+
+
+SPEC_TYPES: dict[str, type[JobSpec]] = {t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob)}
+
+
+def spec_from_dict(data: dict[str, Any]) -> JobSpec:
+    """Rebuild a spec from `to_dict()` output; unknown or mistyped fields raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError("spec", "must be a JSON object.")
+    kind = data.get("kind")
+    spec_type = SPEC_TYPES.get(kind)  # type: ignore[arg-type]
+    if spec_type is None:
+        raise SpecError("kind", f"must be one of {', '.join(SPEC_TYPES)}, not {kind!r}.")
+    names = {f.name for f in dataclasses.fields(spec_type)}
+    unknown = sorted(set(data) - names - {"kind"})
+    if unknown:
+        raise SpecError(unknown[0], f"is not a field of a {kind} job.")
+    values = {k: v for k, v in data.items() if k != "kind"}
+    if "latent" in values and isinstance(values["latent"], list):
+        values["latent"] = tuple(values["latent"])
+    try:
+        spec = spec_type(**values)
+    except TypeError as exc:  # a required field is missing
+        raise SpecError("spec", f"is incomplete: {exc}.") from None
+    spec.validate()
+    return spec
+
+
+def spec_from_json(text: str) -> JobSpec:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError("spec", f"is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    return spec_from_dict(data)

@@ -1,0 +1,135 @@
+"""What a backend is, and the JobContext through which it reports steps, previews and tokens.
+
+A backend is one loaded model on one runtime and device. It implements one capability:
+  - image:  `txt2img(spec: ImageJob, ctx) -> ImageResult`
+  - text:   `generate(spec: TextJob, ctx) -> TextResult`
+  - latent: `latent_dim: int` and `decode(latents: float32 array (N, D)) -> uint8 array (N, H, W, 3)`
+Every backend class has `load(model, device, dtype)`, `choose_device(requested) -> (device, dtype)`
+and a `memory_bytes` estimate that the model cache budgets with. Every step or token calls the
+context, which is where cancel is checked (it raises JobCancelled) and previews are throttled."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from studio.core.errors import JobCancelled
+from studio.core.events import Event, Preview, Progress, Token
+
+if TYPE_CHECKING:
+    import threading
+
+    from studio.core.events import ImageResult, TextResult
+    from studio.core.jobs import ImageJob, TextJob
+    from studio.models.registry import ModelInfo
+
+PREVIEW_INTERVAL_S = 0.1  # at most ~10 previews a second: more is invisible and costs decode time
+
+
+class JobContext:
+    """A backend's handle on its job: progress and cancel points, throttled previews, tokens."""
+
+    def __init__(
+        self,
+        job_id: int,
+        cancel: "threading.Event",
+        emit: Callable[[Event], None],
+        *,
+        between_steps: Optional[Callable[[], None]] = None,
+        preview_interval: float = PREVIEW_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.job_id = job_id
+        self._cancel = cancel
+        self._emit = emit
+        self._between_steps = between_steps
+        self._preview_interval = preview_interval
+        self._clock = clock
+        self._last_preview = -float("inf")
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled()
+
+    def preview_due(self) -> bool:
+        return self._clock() - self._last_preview >= self._preview_interval
+
+    def step(self, step: int, total: int, preview: Optional[Callable[[], Optional[np.ndarray]]] = None) -> None:
+        """Call after each finished step (1-based). Raises JobCancelled if the job was cancelled.
+
+        `preview` is called only when a preview is due, so its cost is paid at most ~10x a second."""
+        self.check_cancelled()
+        self._emit(Progress(self.job_id, step, total))
+        if preview is not None and (step == total or self.preview_due()):
+            image = preview()
+            if image is not None:
+                self._last_preview = self._clock()
+                self._emit(Preview(self.job_id, image, step))
+        if self._between_steps is not None:
+            # Interactive requests (slider drags) run here, so they stay live during long renders.
+            self._between_steps()
+
+    def token(self, text: str, token_id: int, alternatives: tuple[tuple[str, float], ...] = ()) -> None:
+        """Call for each generated token before it is kept. Raises JobCancelled if cancelled,
+        so a token produced after Stop is never shown (cancel lands within one token)."""
+        self.check_cancelled()
+        self._emit(Token(self.job_id, text, token_id, alternatives))
+        if self._between_steps is not None:
+            self._between_steps()
+
+
+@runtime_checkable
+class ImageBackend(Protocol):
+    def txt2img(self, spec: "ImageJob", ctx: JobContext) -> "ImageResult": ...
+
+
+@runtime_checkable
+class TextBackend(Protocol):
+    def generate(self, spec: "TextJob", ctx: JobContext) -> "TextResult": ...
+
+
+@runtime_checkable
+class LatentBackend(Protocol):
+    latent_dim: int
+
+    def decode(self, latents: np.ndarray) -> np.ndarray: ...
+
+
+class BackendClass(Protocol):
+    @classmethod
+    def choose_device(cls, requested: str) -> tuple[str, str]: ...
+
+    @classmethod
+    def load(cls, model: "ModelInfo", device: str, dtype: str) -> Any: ...
+
+
+def torch_device(requested: str) -> tuple[str, str]:
+    """(device, dtype) for a torch backend: CUDA in half precision when asked for or available."""
+    import torch
+
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from studio.core.errors import StudioError
+
+            raise StudioError("`device` is cuda but no CUDA GPU is available; choose cpu or auto.")
+        return "cuda", "float16"
+    return "cpu", "float32"
+
+
+def to_uint8_image(array: np.ndarray) -> np.ndarray:
+    """float image(s) in [0, 1], channels last -> uint8, contiguous."""
+    return np.ascontiguousarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def param_bytes(module: Any) -> int:
+    """Memory held by a torch module's parameters and buffers, for the cache budget."""
+    total = 0
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        total += tensor.numel() * tensor.element_size()
+    return total

@@ -1,0 +1,86 @@
+"""A deterministic, deliberately slow backend for UI tests and demos (format "fake" in studio.json).
+
+It needs no ML library: images are smooth seeded patterns that sharpen step by step, text is seeded
+words, latents decode to colour fields. Its `step_seconds` manifest field sets how slow it is."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from studio.core.events import ImageResult, TextResult
+from studio.core.jobs import ImageJob, TextJob
+from studio.engine.backends.base import JobContext
+
+WORDS = ("the", "quiet", "river", "ran", "under", "a", "lantern", "moon", "and", "she", "laughed", "softly")
+
+
+class FakeBackend:
+    def __init__(self, kind: str, step_seconds: float, latent_dim: int, image_size: int):
+        self.kind = kind
+        self.step_seconds = step_seconds
+        self.latent_dim = latent_dim
+        self.image_size = image_size
+        self.memory_bytes = 1024
+
+    @classmethod
+    def choose_device(cls, requested: str) -> tuple[str, str]:
+        return "cpu", "float32"
+
+    @classmethod
+    def load(cls, model, device: str, dtype: str) -> "FakeBackend":
+        m = model.manifest
+        return cls(
+            kind=model.kind,
+            step_seconds=float(m.get("step_seconds", 0.02)),
+            latent_dim=int(m.get("latent_dim", 8)),
+            image_size=int(m.get("image_size", 64)),
+        )
+
+    def txt2img(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
+        rng = np.random.default_rng(spec.seed)
+        final = self._pattern(rng, spec.height, spec.width)
+        noise = rng.random((spec.height, spec.width, 3), dtype=np.float32)
+        for step in range(1, spec.steps + 1):
+            time.sleep(self.step_seconds)
+            t = step / spec.steps
+            ctx.step(step, spec.steps, preview=lambda t=t: _to_u8(noise * (1 - t) + final * t))
+        return ImageResult((_to_u8(final),), {"device": "cpu", "runtime": "fake"})
+
+    def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
+        rng = np.random.default_rng(spec.seed)
+        pieces, ids = [], []
+        for _ in range(spec.max_new_tokens):
+            time.sleep(self.step_seconds)
+            token_id = int(rng.integers(len(WORDS)))
+            piece = " " + WORDS[token_id]
+            ctx.token(piece, token_id)
+            pieces.append(piece)
+            ids.append(token_id)
+        return TextResult("".join(pieces), tuple(ids), {"device": "cpu", "runtime": "fake"})
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        n = latents.shape[0]
+        size = self.image_size
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        out = np.empty((n, size, size, 3), np.float32)
+        for i, z in enumerate(latents):
+            a, b, c = (np.tanh(z[:3]) + 1) / 2 if z.shape[0] >= 3 else (0.5, 0.5, 0.5)
+            out[i, ..., 0] = a * x + (1 - a) * y
+            out[i, ..., 1] = b
+            out[i, ..., 2] = c * (1 - x)
+        time.sleep(self.step_seconds)
+        return _to_u8(out)
+
+    @staticmethod
+    def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        freq = rng.uniform(0.02, 0.12, size=(3, 2))
+        phase = rng.uniform(0, 2 * np.pi, size=3)
+        chans = [0.5 + 0.5 * np.sin(freq[c, 0] * x + freq[c, 1] * y + phase[c]) for c in range(3)]
+        return np.stack(chans, axis=-1).astype(np.float32)
+
+
+def _to_u8(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8))

@@ -1,0 +1,120 @@
+"""Runs one job on a backend and reports it as events. Pure Python, no Qt: the CLI, the benchmarks
+and the tests use it directly; the window hosts it on a QThread (engine/thread.py).
+
+Every job ends in exactly one of Finished, Failed or Cancelled; no exception escapes `run`."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError
+from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
+from studio.core.jobs import ImageJob, JobSpec, LatentDecodeJob, TextJob
+from studio.engine.backends import backend_class
+from studio.engine.backends.base import JobContext
+from studio.engine.cache import ModelCache
+from studio.engine.queue import Job, JobQueue
+from studio.models.registry import ModelInfo, ModelRegistry
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+
+# Which capability each job kind needs, and the sentence when a model lacks it.
+CAPABILITY = {ImageJob: ("txt2img", "image"), TextJob: ("generate", "text"), LatentDecodeJob: ("decode", "latent")}
+
+
+def classify(exc: BaseException) -> tuple[ErrorKind, str]:
+    """Map any exception to (kind, one sentence). The traceback goes to the log, not the person."""
+    if isinstance(exc, StudioError):
+        return exc.kind, exc.message
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}); try a smaller size, fewer tokens or the CPU."
+    return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"
+
+
+class Runner:
+    """Loads models through the cache and runs jobs on them."""
+
+    def __init__(self, registry: ModelRegistry, cache: Optional[ModelCache] = None):
+        self.registry = registry
+        self.cache = cache or ModelCache()
+
+    def backend_for(self, spec: JobSpec) -> tuple[Any, ModelInfo, str, str]:
+        """The loaded backend for a spec (from the cache when it is there), with model, device, dtype."""
+        model = self.registry.resolve(spec.model)
+        runtime = model.runtimes[0] if spec.runtime == "auto" else spec.runtime
+        if runtime not in model.runtimes:
+            raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}.")
+        cls = backend_class(model.format, runtime)
+        device, dtype = cls.choose_device(spec.device)
+        key = (model.id, str(model.path), runtime, device, dtype)
+        backend = self.cache.get(key, lambda: cls.load(model, device, dtype))
+        method, noun = CAPABILITY[type(spec)]
+        if not callable(getattr(backend, method, None)):
+            raise SpecError("model", f"{model.id} is a {model.kind} model; it cannot run a {noun} job.")
+        return backend, model, device, dtype
+
+    def run(self, job: Job, emit: Emit, between_steps: Optional[Callable[[], None]] = None) -> Event:
+        """Run one job to its end; returns the terminal event it emitted."""
+        if job.cancel.is_set():
+            return self._end(emit, Cancelled(job.job_id))
+        emit(Started(job.job_id))
+        failure: Optional[BaseException] = None
+        try:
+            started = time.perf_counter()
+            backend, model, device, _ = self.backend_for(job.spec)
+            ctx = JobContext(job.job_id, job.cancel, emit, between_steps=between_steps)
+            result = self._dispatch(job.spec, backend, ctx)
+            result.info.setdefault("model", model.id)
+            result.info.setdefault("device", device)
+            result.info["seconds"] = round(time.perf_counter() - started, 4)
+            return self._end(emit, Finished(job.job_id, result))
+        except JobCancelled:
+            return self._end(emit, Cancelled(job.job_id))
+        except Exception as exc:  # noqa: BLE001 - the engine must survive any job
+            failure = exc
+        # Outside the except block, so the traceback (and the tensors its frames hold) can be freed.
+        kind, message = classify(failure)
+        if isinstance(failure, StudioError):
+            log.warning("job %d failed: %s", job.job_id, message)
+        else:
+            log.error("job %d failed", job.job_id, exc_info=failure)
+        del failure
+        gc.collect()
+        return self._end(emit, Failed(job.job_id, kind.value, message))
+
+    def serve(self, queue: JobQueue, emit: Emit, idle: Optional[Callable[[], None]] = None) -> None:
+        """Run jobs from `queue` until it is closed; interactive requests also run between batch steps."""
+
+        def run_interactive() -> None:
+            while (pending := queue.take_interactive()) is not None:
+                self.run(pending, emit)
+
+        while (job := queue.take()) is not None:
+            self.run(job, emit, between_steps=run_interactive if job.lane.value == "batch" else None)
+
+    @staticmethod
+    def _dispatch(spec: JobSpec, backend: Any, ctx: JobContext):
+        if isinstance(spec, ImageJob):
+            return backend.txt2img(spec, ctx)
+        if isinstance(spec, TextJob):
+            return backend.generate(spec, ctx)
+        if isinstance(spec, LatentDecodeJob):
+            latent = np.asarray(spec.latent, dtype=np.float32)[None, :]
+            if latent.shape[1] != backend.latent_dim:
+                raise SpecError("latent", f"has {latent.shape[1]} numbers; this model takes {backend.latent_dim}.")
+            ctx.check_cancelled()
+            return ImageResult((backend.decode(latent)[0],), {})
+        raise SpecError("kind", f"{spec.kind} jobs are not supported yet.")
+
+    @staticmethod
+    def _end(emit: Emit, event: Event) -> Event:
+        emit(event)
+        return event

@@ -1,0 +1,101 @@
+"""Recognise a model on disk from its files alone, without importing any ML library.
+
+A format is decided by marker files: `studio.json` (our manifest), `model_index.json` (a diffusers
+pipeline folder), `config.json` with a tokenizer (a transformers folder), `*.onnx` (an ONNX
+generator). Pickle files are recognised only to refuse them with a clear sentence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from studio.core.errors import ModelFileError
+
+MANIFEST = "studio.json"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+MAX_JSON_BYTES = 4 * 1024 * 1024  # configs are small; a huge one is not a config
+# The manifest formats this studio knows: ours for latent models, and "fake" for UI tests/demos.
+MANIFEST_FORMATS = {"studio-latent": "latent", "fake": None}
+TEXT_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+
+
+@dataclass(frozen=True)
+class Detected:
+    kind: str  # "image" | "text" | "latent"
+    format: str  # "diffusers" | "transformers" | "onnx" | "studio-latent" | "fake"
+    runtimes: tuple[str, ...]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a small JSON object from a model folder, with one clear sentence when it is broken."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"{path} cannot be read ({exc.strerror}).") from None
+    if size > MAX_JSON_BYTES:
+        raise ModelFileError(f"{path} is {size} bytes, too large to be a model config.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} is not valid JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path} should hold a JSON object.")
+    return data
+
+
+def detect(path: Path) -> Optional[Detected]:
+    """The format of a model file or folder, None if it is not a model, ModelFileError if it is
+    one we refuse or cannot read."""
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".onnx":
+            return Detected("latent", "onnx", ("onnx",))
+        if suffix in PICKLE_SUFFIXES:
+            raise ModelFileError(
+                f"{path.name} is a pickle file, which can run code when loaded; "
+                "the studio loads only .safetensors and .onnx models."
+            )
+        return None
+    if not path.is_dir():
+        return None
+    if (path / MANIFEST).is_file():
+        return _detect_manifest(path)
+    if (path / "model_index.json").is_file():
+        return Detected("image", "diffusers", ("torch",))
+    if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
+        config = read_json(path / "config.json")
+        if config.get("auto_map"):
+            raise ModelFileError(
+                f"{path.name} needs custom Python code from its authors (auto_map in config.json); "
+                "the studio never runs model code, so it cannot load this folder."
+            )
+        return Detected("text", "transformers", ("torch",))
+    onnx_files = sorted(path.glob("*.onnx"))
+    if len(onnx_files) == 1:
+        return Detected("latent", "onnx", ("onnx",))
+    return None
+
+
+def _detect_manifest(path: Path) -> Detected:
+    manifest = read_json(path / MANIFEST)
+    fmt = manifest.get("format")
+    if fmt not in MANIFEST_FORMATS:
+        raise ModelFileError(
+            f"{path / MANIFEST} has format {fmt!r}; the studio knows {', '.join(MANIFEST_FORMATS)}."
+        )
+    kind = MANIFEST_FORMATS[fmt] or manifest.get("kind")
+    if kind not in ("image", "text", "latent"):
+        raise ModelFileError(f"{path / MANIFEST} has kind {kind!r}; expected image, text or latent.")
+    runtimes = ["torch"]
+    if fmt == "studio-latent" and manifest.get("onnx"):
+        runtimes.append("onnx")
+    return Detected(kind, fmt, tuple(runtimes), manifest)
+
+
+def folder_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

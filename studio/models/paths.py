@@ -1,0 +1,35 @@
+"""Where the studio keeps things, per platform (platformdirs), with environment overrides for tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "studio"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EMBEDDED_MODELS_DIR = REPO_ROOT / "resources" / "models"
+
+
+def _dir(env: str, default: str) -> Path:
+    value = os.environ.get(env)
+    return Path(value).expanduser() if value else Path(default)
+
+
+def user_models_dir() -> Path:
+    """The user's models folder; STUDIO_MODELS_DIR overrides it."""
+    return _dir("STUDIO_MODELS_DIR", platformdirs.user_data_dir(APP) + "/models")
+
+
+def config_dir() -> Path:
+    return _dir("STUDIO_CONFIG_DIR", platformdirs.user_config_dir(APP))
+
+
+def log_dir() -> Path:
+    return _dir("STUDIO_LOG_DIR", platformdirs.user_log_dir(APP))
+
+
+def embedded_models_dir() -> Path:
+    """Models shipped with the studio; STUDIO_EMBEDDED_MODELS_DIR overrides it (tests)."""
+    return _dir("STUDIO_EMBEDDED_MODELS_DIR", str(EMBEDDED_MODELS_DIR))

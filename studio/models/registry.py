@@ -1,0 +1,117 @@
+"""The list of models the studio can see: embedded, the user's folder, folders from settings.
+
+Discovery reads only small marker files, so it is fast enough to run before the window shows."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from studio.core.errors import ModelFileError, ModelNotFound
+from studio.models import formats, paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    kind: str  # "image" | "text" | "latent"
+    format: str
+    path: Path
+    source: str  # "embedded" | "user" | "settings" | "path"
+    runtimes: tuple[str, ...] = ("torch",)
+    size_bytes: int = 0
+    manifest: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def title(self) -> str:
+        return str(self.manifest.get("title") or self.id)
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    """A folder that looks like a model but cannot be used, and why (shown by `studio models`)."""
+
+    path: Path
+    source: str
+    message: str
+
+
+def default_roots(extra: Iterable[Path] = ()) -> list[tuple[Path, str]]:
+    roots = [(paths.embedded_models_dir(), "embedded"), (paths.user_models_dir(), "user")]
+    roots += [(Path(p).expanduser(), "settings") for p in extra]
+    return roots
+
+
+def inspect(path: Path, source: str, model_id: Optional[str] = None) -> ModelInfo:
+    """A ModelInfo for one path; ModelFileError if it is not a model the studio can use."""
+    detected = formats.detect(path)
+    if detected is None:
+        raise ModelFileError(
+            f"{path} is not a model the studio recognises (a diffusers or transformers folder, "
+            "an .onnx file, or a folder with studio.json)."
+        )
+    return ModelInfo(
+        id=model_id or (path.stem if path.is_file() else path.name),
+        kind=detected.kind,
+        format=detected.format,
+        path=path,
+        source=source,
+        runtimes=detected.runtimes,
+        size_bytes=formats.folder_size(path),
+        manifest=detected.manifest,
+    )
+
+
+class ModelRegistry:
+    """Models found under a list of root folders; the first root wins when two ids collide."""
+
+    def __init__(self, roots: Optional[list[tuple[Path, str]]] = None):
+        self.roots = roots if roots is not None else default_roots()
+        self._models: dict[str, ModelInfo] = {}
+        self.problems: list[ModelProblem] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        models: dict[str, ModelInfo] = {}
+        problems: list[ModelProblem] = []
+        for root, source in self.roots:
+            if not root.is_dir():
+                continue
+            for entry in sorted(root.iterdir()):
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    info = inspect(entry, source)
+                except ModelFileError as exc:
+                    if entry.is_dir() or entry.suffix.lower() in formats.PICKLE_SUFFIXES:
+                        problems.append(ModelProblem(entry, source, exc.message))
+                    continue
+                if info.id in models:
+                    log.info("model id %s at %s is shadowed by %s", info.id, entry, models[info.id].path)
+                    continue
+                models[info.id] = info
+        self._models = models
+        self.problems = problems
+
+    def models(self, kind: Optional[str] = None) -> list[ModelInfo]:
+        return [m for m in self._models.values() if kind is None or m.kind == kind]
+
+    def resolve(self, id_or_path: str) -> ModelInfo:
+        """A model by id, or by a path to a model file or folder."""
+        if id_or_path in self._models:
+            return self._models[id_or_path]
+        path = Path(id_or_path).expanduser()
+        if path.exists():
+            return inspect(path.resolve(), "path")
+        known = ", ".join(sorted(self._models)) or "none found"
+        raise ModelNotFound(f"No model {id_or_path!r}: give an id from `studio models` ({known}) or a path.")
+
+    def where_to_put_models(self) -> str:
+        return (
+            f"No models found. Put a diffusers or transformers folder, an .onnx file or a studio "
+            f"model folder in {paths.user_models_dir()} (or set STUDIO_MODELS_DIR)."
+        )
