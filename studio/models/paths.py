@@ -33,3 +33,12 @@ def log_dir() -> Path:
 def embedded_models_dir() -> Path:
     """Models shipped with the studio; STUDIO_EMBEDDED_MODELS_DIR overrides it (tests)."""
     return _dir("STUDIO_EMBEDDED_MODELS_DIR", str(EMBEDDED_MODELS_DIR))
+
+
+def data_dir() -> Path:
+    """Documents, gallery and other user work; STUDIO_DATA_DIR overrides it."""
+    return _dir("STUDIO_DATA_DIR", platformdirs.user_data_dir(APP))
+
+
+def settings_file() -> Path:
+    return config_dir() / "settings.json"

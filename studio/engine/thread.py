@@ -1,0 +1,122 @@
+"""The one long-lived QThread that hosts the runner and turns its events into Qt signals.
+
+Control goes GUI -> engine through thread-safe Python objects (the JobQueue and each job's cancel
+Event), never through queued slot calls: while a job runs, this thread's event loop is busy, so such
+calls could not be delivered anyway. Data goes engine -> GUI through signals, which Qt queues onto
+the receiver's (GUI) thread. Only QtCore and QImage are imported here (a test enforces it)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+from PySide6.QtGui import QImage
+
+from studio.core.events import Cancelled, Event, Failed, Finished, Preview, Progress, Started, Token
+from studio.core.jobs import JobSpec, Lane
+from studio.engine.queue import Job, JobQueue
+from studio.engine.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+def to_qimage(array: np.ndarray) -> QImage:
+    """uint8 H x W x 3 array -> a QImage that owns its pixels (safe to send across threads)."""
+    array = np.ascontiguousarray(array[..., :3], dtype=np.uint8)
+    h, w = array.shape[:2]
+    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class EngineThread(QThread):
+    """Runs jobs one at a time on its own thread; survives any job's failure."""
+
+    job_queued = Signal(int, object)  # job id, JobSpec
+    job_started = Signal(int)
+    job_progress = Signal(int, int, int)  # job id, step, total
+    job_preview = Signal(int, QImage)
+    job_token = Signal(int, object)  # job id, core.events.Token
+    job_finished = Signal(int, object)  # job id, core.events.ImageResult | TextResult
+    job_failed = Signal(int, str, str)  # job id, kind, message
+    job_cancelled = Signal(int, str)  # job id, reason ("cancelled" | "superseded")
+
+    def __init__(self, runner: Runner, parent=None):
+        super().__init__(parent)
+        self.setObjectName("studio-engine")
+        self.runner = runner
+        self._queue = JobQueue()
+        self._lock = threading.Lock()
+        self._jobs: dict[int, Job] = {}  # jobs queued or running
+
+    # -- called from the GUI thread -------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, lane: Optional[Lane] = None) -> int:
+        """Validate and queue a job; raises SpecError (naming the field) and queues nothing if bad."""
+        job = self._queue.make_job(spec, lane)
+        with self._lock:
+            self._jobs[job.job_id] = job
+        self.job_queued.emit(job.job_id, spec)
+        for dropped in self._queue.put(job):
+            self._emit(Cancelled(dropped.job_id, "superseded"))
+        return job.job_id
+
+    def cancel(self, job_id: int) -> None:
+        """A queued job leaves without running; a running one stops at its next step or token."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            return
+        job.cancel.set()
+        if self._queue.remove(job_id) is not None:
+            self._emit(Cancelled(job_id))
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            ids = list(self._jobs)
+        for job_id in ids:
+            self.cancel(job_id)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
+    def stop(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel everything, let the running job reach its next step, and wait for the thread."""
+        for job in self._queue.close():
+            job.cancel.set()
+            self._emit(Cancelled(job.job_id))
+        self.cancel_all()
+        if not self.isRunning():
+            return True
+        finished = self.wait(timeout_ms)
+        if not finished:
+            log.error("engine thread did not stop within %d ms", timeout_ms)
+        return finished
+
+    # -- the engine thread ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("engine thread started")
+        self.runner.serve(self._queue, self._emit)
+        log.info("engine thread stopped")
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            self.job_progress.emit(event.job_id, event.step, event.total)
+        elif isinstance(event, Preview):
+            self.job_preview.emit(event.job_id, to_qimage(event.image))
+        elif isinstance(event, Token):
+            self.job_token.emit(event.job_id, event)
+        elif isinstance(event, Started):
+            self.job_started.emit(event.job_id)
+        else:
+            with self._lock:
+                self._jobs.pop(event.job_id, None)
+            if isinstance(event, Finished):
+                self.job_finished.emit(event.job_id, event.result)
+            elif isinstance(event, Failed):
+                self.job_failed.emit(event.job_id, event.kind, event.message)
+            elif isinstance(event, Cancelled):
+                self.job_cancelled.emit(event.job_id, event.reason)

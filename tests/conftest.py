@@ -1,0 +1,81 @@
+"""Every test runs sandboxed: its own models, config and log folders, no embedded models unless it
+asks, no network at Hugging Face's level, and it fails if it leaves a QThread running."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def sandbox_dirs(tmp_path_factory, monkeypatch):
+    """Point every per-user folder at a fresh temporary one."""
+    root = tmp_path_factory.mktemp("home")
+    for name, sub in (
+        ("STUDIO_MODELS_DIR", "models"),
+        ("STUDIO_CONFIG_DIR", "config"),
+        ("STUDIO_LOG_DIR", "log"),
+        ("STUDIO_EMBEDDED_MODELS_DIR", "embedded"),
+        ("STUDIO_DATA_DIR", "data"),
+    ):
+        (root / sub).mkdir()
+        monkeypatch.setenv(name, str(root / sub))
+    return root
+
+
+def write_fake_model(folder: Path, kind: str, step_seconds: float = 0.02, **extra) -> Path:
+    """A model folder served by the fake backend (deterministic, slow on purpose)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": "fake", "kind": kind, "title": f"Fake {kind}", "step_seconds": step_seconds, **extra}
+    (folder / "studio.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture
+def fake_models(sandbox_dirs) -> Path:
+    """Fake image, text and latent models in the sandboxed user models folder."""
+    models = Path(os.environ["STUDIO_MODELS_DIR"])
+    write_fake_model(models / "fake-image", "image")
+    write_fake_model(models / "fake-text", "text")
+    write_fake_model(models / "fake-latent", "latent", latent_dim=8, image_size=32)
+    return models
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_qthreads(monkeypatch):
+    """Fail any test that leaves a QThread running (napari's _dangling_qthreads, adapted)."""
+    try:
+        from PySide6.QtCore import QThread
+    except ImportError:  # Qt-free test runs
+        yield
+        return
+    started: list = []
+    original_start = QThread.start
+
+    def recording_start(self, *args, **kwargs):
+        started.append(self)
+        return original_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    yield
+    running = [t for t in started if _alive(t)]
+    for thread in running:  # do not let one test's leftovers break the next
+        stop = getattr(thread, "stop", None)
+        if callable(stop):
+            stop()
+        thread.wait(5000)
+    assert not running, f"test left {len(running)} QThread(s) running: {[t.objectName() for t in running]}"
+
+
+def _alive(thread) -> bool:
+    try:
+        return thread.isRunning()
+    except RuntimeError:  # the C++ object is already gone
+        return False
