@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
 
-# Which capability each job kind needs, and the sentence when a model lacks it.
-CAPABILITY = {ImageJob: ("txt2img", "image"), TextJob: ("generate", "text"), LatentDecodeJob: ("decode", "latent")}
+# The kind of model each kind of job needs.
+MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent"}
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
@@ -49,6 +49,10 @@ class Runner:
     def backend_for(self, spec: JobSpec) -> tuple[Any, ModelInfo, str, str]:
         """The loaded backend for a spec (from the cache when it is there), with model, device, dtype."""
         model = self.registry.resolve(spec.model)
+        needed = MODEL_KIND[type(spec)]
+        if model.kind != needed:
+            article = "an" if model.kind[0] in "aeiou" else "a"
+            raise SpecError("model", f"{model.id} is {article} {model.kind} model; a {spec.kind} job needs a {needed} model.")
         runtime = model.runtimes[0] if spec.runtime == "auto" else spec.runtime
         if runtime not in model.runtimes:
             raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}.")
@@ -56,9 +60,6 @@ class Runner:
         device, dtype = cls.choose_device(spec.device)
         key = (model.id, str(model.path), runtime, device, dtype)
         backend = self.cache.get(key, lambda: cls.load(model, device, dtype))
-        method, noun = CAPABILITY[type(spec)]
-        if not callable(getattr(backend, method, None)):
-            raise SpecError("model", f"{model.id} is a {model.kind} model; it cannot run a {noun} job.")
         return backend, model, device, dtype
 
     def run(self, job: Job, emit: Emit, between_steps: Optional[Callable[[], None]] = None) -> Event:

@@ -99,3 +99,22 @@ def folder_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def default_image_size(path: Path, fmt: str, manifest: dict[str, Any]) -> int:
+    """The side a model was trained at, read from its configs (512 when they do not say)."""
+    try:
+        if fmt == "diffusers":
+            unet = read_json(path / "unet" / "config.json")
+            vae = read_json(path / "vae" / "config.json")
+            sample = unet.get("sample_size")
+            if isinstance(sample, (list, tuple)):
+                sample = sample[0]
+            blocks = vae.get("block_out_channels") or [0]
+            if isinstance(sample, int) and sample > 0:
+                return int(sample) * 2 ** (len(blocks) - 1)
+        elif isinstance(manifest.get("image_size"), int):
+            return int(manifest["image_size"])
+    except ModelFileError:
+        pass
+    return 512

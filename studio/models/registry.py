@@ -30,6 +30,11 @@ class ModelInfo:
     def title(self) -> str:
         return str(self.manifest.get("title") or self.id)
 
+    @property
+    def default_size(self) -> int:
+        """The image side the model was trained at (for image and latent models)."""
+        return formats.default_image_size(self.path, self.format, self.manifest)
+
 
 @dataclass(frozen=True)
 class ModelProblem:

@@ -17,8 +17,9 @@ WORDS = ("the", "quiet", "river", "ran", "under", "a", "lantern", "moon", "and",
 
 
 class FakeBackend:
-    def __init__(self, kind: str, step_seconds: float, latent_dim: int, image_size: int):
+    def __init__(self, kind: str, step_seconds: float, latent_dim: int, image_size: int, fail_at_step: int = 0):
         self.kind = kind
+        self.fail_at_step = fail_at_step  # > 0: raise at that step, to exercise failure handling
         self.step_seconds = step_seconds
         self.latent_dim = latent_dim
         self.image_size = image_size
@@ -36,6 +37,7 @@ class FakeBackend:
             step_seconds=float(m.get("step_seconds", 0.02)),
             latent_dim=int(m.get("latent_dim", 8)),
             image_size=int(m.get("image_size", 64)),
+            fail_at_step=int(m.get("fail_at_step", 0)),
         )
 
     def txt2img(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
@@ -44,6 +46,8 @@ class FakeBackend:
         noise = rng.random((spec.height, spec.width, 3), dtype=np.float32)
         for step in range(1, spec.steps + 1):
             time.sleep(self.step_seconds)
+            if step == self.fail_at_step:
+                raise RuntimeError(f"simulated failure at step {step}")
             t = step / spec.steps
             ctx.step(step, spec.steps, preview=lambda t=t: _to_u8(noise * (1 - t) + final * t))
         return ImageResult((_to_u8(final),), {"device": "cpu", "runtime": "fake"})

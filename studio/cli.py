@@ -1,0 +1,253 @@
+"""The `studio` command: the same engine as the window, without Qt.
+
+Progress goes to stderr, results to files or stdout. Bad input exits 2 with one sentence; a job
+that fails exits 1 with one sentence (the traceback is in the log file)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from studio.core.errors import ErrorKind, StudioError
+from studio.core.events import Cancelled, Event, Failed, Finished, Progress, Token
+from studio.core.jobs import MAX_SEED, ImageJob, JobSpec, TextJob
+from studio.core.logs import configure_logging
+from studio.core.settings import Settings
+from studio.engine.queue import JobQueue
+from studio.engine.runner import Runner
+from studio.models import paths
+from studio.models.registry import ModelRegistry, default_roots
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong: exit 2 with this sentence."""
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn in place."""
+
+    def __init__(self, label: str, stream=sys.stderr, width: int = 30):
+        self.label, self.stream, self.width = label, stream, width
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def update(self, step: int, total: int) -> None:
+        done = int(self.width * step / max(total, 1))
+        rate = step / max(time.perf_counter() - self.start, 1e-9)
+        self.stream.write(f"\r{self.label} [{'#' * done}{'.' * (self.width - done)}] {step}/{total} {rate:.1f} it/s")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def make_runner() -> Runner:
+    settings = Settings.load(paths.settings_file())
+    return Runner(ModelRegistry(default_roots(settings.model_dirs)))
+
+
+def run_job(runner: Runner, spec: JobSpec, on_event: Callable[[Event], None]) -> Event:
+    """Run one job on this thread; Ctrl-C cancels it at the next step (twice: the default)."""
+    job = JobQueue().make_job(spec)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def cancel(signum, frame):
+        job.cancel.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, cancel)
+    try:
+        return runner.run(job, on_event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise UsageError(f"--size must look like 512 or 512x768, not {text!r}.") from None
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise UsageError(f"--size must look like 512 or 512x768, not {text!r}.")
+
+
+def cmd_models(args, runner: Runner) -> int:
+    registry = runner.registry
+    models = registry.models()
+    if not models:
+        print(registry.where_to_put_models())
+    else:
+        rows = [(m.id, m.kind, m.format, _size(m.size_bytes), m.source, str(m.path)) for m in models]
+        header = ("ID", "KIND", "FORMAT", "SIZE", "SOURCE", "PATH")
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+        for row in [header] + rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+    for problem in registry.problems:
+        print(f"unusable: {problem.path}: {problem.message}", file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args, runner: Runner) -> int:
+    model = runner.registry.resolve(args.model)
+    width, height = parse_size(args.size) if args.size else (model.default_size, model.default_size)
+    seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
+    spec = ImageJob(
+        model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=seed, steps=args.steps,
+        guidance_scale=args.cfg, width=width, height=height, device=args.device, runtime=args.runtime,
+    )
+    spec.validate()
+    out = Path(args.out or f"studio-{seed}.png")
+    bar = ProgressBar(f"seed {seed}")
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Progress):
+            bar.update(event.step, event.total)
+
+    end = run_job(runner, spec, on_event)
+    bar.close()
+    if isinstance(end, Finished):
+        from studio.core.png import save_image
+
+        for i, image in enumerate(end.result.images):
+            path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+            save_image(path, image, spec)
+            print(path)
+    return _exit_code(end)
+
+
+def cmd_write(args, runner: Runner) -> int:
+    seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
+    spec = TextJob(
+        model=args.model, prompt=args.prompt, max_new_tokens=args.max_tokens, seed=seed,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, device=args.device,
+    )
+    spec.validate()
+    bar = ProgressBar(f"seed {seed}", width=20) if args.progress else None
+    count = 0
+
+    def on_event(event: Event) -> None:
+        nonlocal count
+        if isinstance(event, Token):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+            count += 1
+            if bar:
+                bar.update(count, spec.max_new_tokens)
+
+    if args.echo:
+        sys.stdout.write(args.prompt)
+    end = run_job(runner, spec, on_event)
+    if count or args.echo:
+        sys.stdout.write("\n")
+    if bar:
+        bar.close()
+    return _exit_code(end)
+
+
+def cmd_bench(args, runner: Runner) -> int:
+    from studio.bench.suite import run_suite
+
+    return run_suite(out_dir=Path(args.out), quick=args.quick, only=args.only)
+
+
+def _exit_code(end: Event) -> int:
+    if isinstance(end, Finished):
+        return 0
+    if isinstance(end, Cancelled):
+        print("studio: cancelled.", file=sys.stderr)
+        return EXIT_CANCELLED
+    assert isinstance(end, Failed)
+    print(f"studio: {end.message}", file=sys.stderr)
+    return EXIT_BAD_INPUT if end.kind == ErrorKind.BAD_INPUT.value else EXIT_FAILED
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one sentence and exit 2, like every other bad input
+        raise UsageError(message[0].upper() + message[1:] + ("" if message.endswith(".") else "."))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="studio", description="Offline generative studio: images, prose and latent spaces.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("models", help="list the models the studio can see")
+
+    g = sub.add_parser("generate", help="make an image from a prompt")
+    g.add_argument("prompt")
+    g.add_argument("--model", required=True, help="an id from `studio models`, or a path")
+    g.add_argument("--negative", default="", help="negative prompt")
+    g.add_argument("--seed", type=int, help="random when left out (printed, so it can be reused)")
+    g.add_argument("--steps", type=int, default=20)
+    g.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    g.add_argument("--size", help="512 or WIDTHxHEIGHT (default: the model's own size)")
+    g.add_argument("--out", help="PNG file to write (default studio-SEED.png)")
+    _device_args(g, runtime=True)
+
+    w = sub.add_parser("write", help="continue a text with a language model; tokens stream to stdout")
+    w.add_argument("prompt")
+    w.add_argument("--model", required=True, help="an id from `studio models`, or a path")
+    w.add_argument("--max-tokens", type=int, default=100)
+    w.add_argument("--seed", type=int)
+    w.add_argument("--temperature", type=float, default=0.8)
+    w.add_argument("--top-k", type=int, default=0)
+    w.add_argument("--top-p", type=float, default=1.0)
+    w.add_argument("--echo", action="store_true", help="print the prompt before the continuation")
+    w.add_argument("--progress", action="store_true", help="a token progress bar on stderr")
+    _device_args(w)
+
+    b = sub.add_parser("bench", help="run the performance suite (ratios against plain library calls)")
+    b.add_argument("--out", default="benchmarks", help="folder for the JSON results and README table")
+    b.add_argument("--quick", action="store_true", help="fewer repeats (for a smoke run)")
+    b.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    return p
+
+
+def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    if runtime:
+        parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
+
+
+COMMANDS = {"models": cmd_models, "generate": cmd_generate, "write": cmd_write, "bench": cmd_bench}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        configure_logging(paths.log_dir(), logging.INFO)
+        return COMMANDS[args.command](args, make_runner())
+    except UsageError as exc:
+        print(f"studio: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except StudioError as exc:
+        print(f"studio: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT if exc.kind is ErrorKind.BAD_INPUT else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("studio: interrupted.", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

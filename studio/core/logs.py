@@ -1,0 +1,22 @@
+"""One log file per user: tracebacks go there, people see one sentence."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+
+
+def configure_logging(log_dir: Path, level: int = logging.INFO) -> Path:
+    """Send the studio's log to `log_dir/studio.log` (rotated); returns the file's path."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "studio.log"
+    root = logging.getLogger()
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(level)
+    return path

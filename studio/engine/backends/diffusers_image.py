@@ -1,0 +1,257 @@
+"""Text to image with a diffusers pipeline folder (Stable Diffusion and friends) on torch.
+
+Loading is offline and safe: `local_files_only`, safetensors only, no custom pipeline code. Every
+way a folder can be broken becomes one ModelFileError sentence naming the folder. Generation reports
+each denoising step through the job context, which is also where Stop lands: the cancel exception is
+raised from `callback_on_step_end`, so the pipeline stops before its next step and never spends a
+VAE decode on an image nobody wants.
+
+Torch and diffusers are imported inside the functions, so importing this module stays cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from studio.core.errors import ModelFileError
+from studio.core.events import ImageResult
+from studio.core.jobs import ImageJob
+from studio.engine.backends.base import JobContext, param_bytes, to_uint8_image, torch_device
+
+# SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
+SD_LATENT_RGB = (
+    (0.3512, 0.2297, 0.3227),
+    (0.3250, 0.4974, 0.2350),
+    (-0.2829, 0.1762, 0.2721),
+    (-0.2120, -0.2616, -0.7177),
+)
+LIBRARIES = ("diffusers", "transformers")  # where a component class may come from; never the folder
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers: checking files before a library sees them, and explaining load failures.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ModelFileError if a .safetensors file is truncated or not safetensors at all.
+
+    Reads only the header: the byte ranges it lists must end exactly at the end of the file, which
+    catches a half-finished copy with the file's own name rather than a library's error code."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        if not 0 < n <= min(size - 8, MAX_HEADER_BYTES):
+            raise ModelFileError(f"{path} is not a complete safetensors file: check its size and copy it again.")
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError):
+            raise ModelFileError(f"{path} has a damaged safetensors header: copy it again.") from None
+    if 8 + n + end != size:
+        raise ModelFileError(
+            f"{path} is incomplete ({size} bytes, the header says {8 + n + end}): check its size and copy it again."
+        )
+
+
+def check_folder_weights(folder: Path) -> None:
+    for path in sorted(folder.rglob("*.safetensors")):
+        check_safetensors(path)
+
+
+def explain_load_error(folder: Path, exc: BaseException) -> str:
+    """One sentence for a library's loading exception (the traceback goes to the log)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    low = text.lower()
+    if "incomplete metadata" in low or "metadataincompletebuffer" in low or "incompletebuffer" in low:
+        return f"A weights file in {folder} is incomplete: check its size and copy it again."
+    if "headertoolarge" in low or "invalidheader" in low or "header too" in low:
+        return f"A weights file in {folder} is damaged or not a safetensors file: copy it again."
+    absent = re.search(r"no file named (\S+) found in directory (\S+?)\.?$", text)
+    if absent:
+        where = Path(absent[2]).relative_to(folder) if Path(absent[2]).is_relative_to(folder) else Path(absent[2])
+        return f"{folder} is missing {(where / absent[1]).as_posix()}: copy the whole folder again."
+    if "no file named" in low or "does not appear to have" in low or "no such file" in low:
+        return f"{folder} is missing a file the model needs ({_clip(text)})."
+    missing = re.search(r"expected \[(.*?)\], but only \{(.*?)\} were passed", text)
+    if missing:
+        listed = set(re.findall(r"'(\w+)'", missing[2])) | set(_read_index(folder))  # null entries are fine
+        names = sorted(set(re.findall(r"'(\w+)'", missing[1])) - listed)
+        return f"model_index.json in {folder} does not list the pipeline's {', '.join(names)}: copy the folder again."
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) or "json" in low:
+        return f"A config file in {folder} is not valid JSON ({_clip(text)})."
+    if "size mismatch" in low or "shape" in low:
+        return f"The weights in {folder} do not match their config.json (wrong model family or mixed-up files)."
+    if "tokeniz" in low or "vocab" in low or "bpe" in low or "merges" in low:
+        return f"The tokenizer in {folder} is damaged ({_clip(text)})."
+    return f"{folder} could not be loaded as a diffusers model ({type(exc).__name__}: {_clip(text)})."
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = text.rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_model_index(folder: Path) -> None:
+    """Refuse custom pipeline or component code before diffusers sees the folder."""
+    from studio.models.formats import read_json
+
+    index = read_json(folder / "model_index.json")
+    if not isinstance(index.get("_class_name"), str):
+        raise ModelFileError(f"{folder} names a custom pipeline in model_index.json; the studio never runs model code.")
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry == [None, None]:
+            continue
+        if len(entry) != 2 or not _known_library(entry[0]):
+            raise ModelFileError(
+                f"{folder} needs custom code for its {name!r} component (model_index.json); the studio never runs model code."
+            )
+        if entry[0] is not None and not (folder / name).is_dir():
+            raise ModelFileError(f"{folder} has no {name!r} folder, which model_index.json lists: copy the whole folder again.")
+
+
+def _known_library(name: Any) -> bool:
+    """diffusers, transformers, or one of diffusers' own pipeline modules (e.g. "stable_diffusion")."""
+    import importlib.util
+
+    if name in LIBRARIES:
+        return True
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    return importlib.util.find_spec(f"diffusers.pipelines.{name}") is not None
+
+
+def _dtype_arg() -> str:
+    """diffusers 0.36+ takes `dtype` and warns on `torch_dtype`; older releases take only the latter."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
+def torch_dtype(dtype: str) -> Any:
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+
+
+def latent_preview(latents: Any) -> Optional[np.ndarray]:
+    """The first image of a latent batch as uint8 RGB at latent resolution, without the VAE.
+
+    Four channels (SD 1.x/2.x/XL) use the linear SD 1.x projection; other channel counts show the
+    first three channels, each stretched to its own range. Packed (non-image) latents give None."""
+    import torch
+
+    if latents.ndim != 4:
+        return None
+    x = latents[0].detach().float().cpu()  # (C, H, W)
+    if x.shape[0] == 4:
+        rgb = torch.einsum("chw,cr->hwr", x, torch.tensor(SD_LATENT_RGB))
+        return to_uint8_image(((rgb + 1) / 2).numpy())
+    x = x[:3] if x.shape[0] >= 3 else x[:1].expand(3, -1, -1)
+    lo = x.amin(dim=(1, 2), keepdim=True)
+    hi = x.amax(dim=(1, 2), keepdim=True)
+    return to_uint8_image(((x - lo) / (hi - lo).clamp_min(1e-6)).permute(1, 2, 0).numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+# ---------------------------------------------------------------------------------------------
+
+
+class DiffusersImageBackend:
+    """One diffusers pipeline resident on one device."""
+
+    def __init__(self, pipe: Any, device: str, dtype: str):
+        self.pipe = pipe
+        self.device = device
+        self.dtype = dtype
+        self.memory_bytes = sum(param_bytes(m) for m in _modules(pipe))
+
+    @classmethod
+    def choose_device(cls, requested: str) -> tuple[str, str]:
+        return torch_device(requested)
+
+    @classmethod
+    def load(cls, model: Any, device: str, dtype: str) -> "DiffusersImageBackend":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        folder = Path(model.path)
+        # 1. Cheap checks with our own sentences: no custom code, no truncated weights.
+        check_model_index(folder)
+        check_folder_weights(folder)
+        # 2. Let diffusers build the pipeline from local safetensors only.
+        from diffusers import DiffusionPipeline
+
+        try:
+            pipe = DiffusionPipeline.from_pretrained(
+                str(folder), local_files_only=True, use_safetensors=True, **{_dtype_arg(): torch_dtype(dtype)}
+            )
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every other failure is a broken folder
+            if type(exc).__name__ == "OutOfMemoryError":
+                raise
+            raise ModelFileError(explain_load_error(folder, exc)) from exc
+        if "latents" not in getattr(pipe, "_callback_tensor_inputs", ()):
+            raise ModelFileError(f"{folder} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it.")
+        # 3. Move to the device; the studio shows its own progress, not tqdm's.
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, device, dtype)
+
+    def txt2img(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
+        import torch
+
+        # 1. The seed fixes the initial noise on the device itself, so a seed means the same image
+        #    on the same device whatever else ran before.
+        generator = torch.Generator(self.device).manual_seed(spec.seed)
+
+        # 2. After every denoising step: report progress (and maybe a preview). ctx.step raises
+        #    JobCancelled when Stop was pressed; it propagates out of the pipeline call, so the
+        #    remaining steps and the VAE decode never run.
+        def on_step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            latents = tensors["latents"]
+            total = getattr(pipe, "num_timesteps", None) or spec.steps  # 2nd-order samplers run more
+            ctx.step(i + 1, total, preview=lambda: latent_preview(latents))
+            return tensors
+
+        # 3. Denoise and decode; the images come back as floats in [0, 1], channels last.
+        with torch.inference_mode():
+            out = self.pipe(
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt or None,
+                num_inference_steps=spec.steps,
+                guidance_scale=spec.guidance_scale,
+                width=spec.width,
+                height=spec.height,
+                generator=generator,
+                output_type="np",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
+        images = tuple(to_uint8_image(np.asarray(img, dtype=np.float32)) for img in out.images)
+        return ImageResult(images=images, info={"device": self.device, "runtime": "torch", "dtype": self.dtype})
+
+    def close(self) -> None:
+        """Drop the pipeline so the cache's eviction really frees its memory."""
+        self.pipe = None
+
+
+def _modules(pipe: Any) -> list[Any]:
+    import torch
+
+    return [c for c in getattr(pipe, "components", {}).values() if isinstance(c, torch.nn.Module)]

@@ -1,0 +1,209 @@
+"""Latent decoders on ONNX Runtime: a studio-latent folder's export (studio.json "onnx" key) or a
+bare single .onnx generator (format "onnx"). Input (N, latent_dim) float, output an image batch in
+NCHW or NHWC with values in [0, 1] (or the manifest's "output_range").
+
+Execution providers are tried CUDA -> CPU and the one ONNX Runtime actually used is reported as
+`provider` (it falls back silently otherwise). External-data files must stay in the model's folder."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from studio.core.errors import ModelFileError, SpecError
+from studio.engine.backends.base import to_uint8_image
+from studio.engine.backends.latent_torch import check_latents, resolve_inside
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def available_providers() -> list[str]:
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def providers_for(device: str) -> list[str]:
+    """The execution providers to request, in order, for a device ("cpu" or "cuda")."""
+    wanted = [CUDA, CPU] if device == "cuda" else [CPU]
+    available = available_providers()
+    return [p for p in wanted if p in available] or [CPU]
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_works() -> bool:
+    """Whether a CUDA GPU is really usable: onnxruntime-gpu lists CUDAExecutionProvider even on a
+    machine without one. Asks torch (imported lazily); no torch means no auto-CUDA."""
+    if CUDA not in available_providers():
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto in a graph and its subgraphs (If / Loop / Scan bodies)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def check_external_data(path: Path) -> set[Path]:
+    """The external-data files an ONNX file uses, all inside its folder; ModelFileError if any
+    points outside (or the file cannot be parsed). Loads the graph without its external data, so
+    nothing outside the folder is ever opened."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
+        raise ModelFileError(f"{path.name} is not a valid ONNX model ({_first_line(exc)}): copy it again.") from None
+    root = path.parent.resolve()
+    files: set[Path] = set()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        target = (root / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(root) or target == root:
+            raise ModelFileError(
+                f"{path.name} keeps tensor {tensor.name!r} in {location!r}, outside its folder, so it is refused."
+            )
+        files.add(target)
+    return files
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    return text[:200].rstrip(". ")
+
+
+def find_onnx(model: Any) -> Path:
+    """The .onnx file of a model: the file itself, the one .onnx in a folder, or studio.json's "onnx"."""
+    path = Path(model.path)
+    if path.is_file():
+        return path
+    if model.format == "studio-latent" or model.manifest.get("onnx"):
+        return resolve_inside(path, model.manifest.get("onnx"), "onnx")
+    found = sorted(path.glob("*.onnx"))
+    if len(found) != 1:
+        raise ModelFileError(f"{path} should hold exactly one .onnx file, not {len(found)}.")
+    return found[0]
+
+
+def _static(dim: Any) -> Optional[int]:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+class OnnxLatentBackend:
+    """A latent decoder in an ONNX Runtime session."""
+
+    runtime = "onnx"
+
+    def __init__(self, session: Any, device: str, manifest: dict[str, Any], memory_bytes: int, file_name: str):
+        self.session = session
+        self.device = device
+        self.provider: str = session.get_providers()[0]
+        self.memory_bytes = memory_bytes
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 2:
+            raise ModelFileError(f"{file_name} should take one (batch, latent) input to be a latent decoder.")
+        if len(outputs) < 1 or len(outputs[0].shape) != 4:
+            raise ModelFileError(f"{file_name} should give an image batch (4 dimensions) as its first output.")
+        self.input_name = inputs[0].name
+        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        latent_dim = _static(inputs[0].shape[1]) or manifest.get("latent_dim")
+        if not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ModelFileError(f"{file_name} does not say its latent size; add latent_dim to studio.json.")
+        self.latent_dim = latent_dim
+        low, high = manifest.get("output_range", (0.0, 1.0))
+        self.output_range = (float(low), float(high))
+        self.image_size = self._image_size(outputs[0].shape, manifest)
+        self.info = {"runtime": "onnx", "device": device, "provider": self.provider, "dtype": "float32"}
+
+    def _image_size(self, shape: list[Any], manifest: dict[str, Any]) -> int:
+        dims = [_static(d) for d in shape[1:]]
+        if dims[0] == 3 and dims[1]:  # NCHW
+            return int(dims[1])
+        if dims[2] == 3 and dims[0]:  # NHWC
+            return int(dims[0])
+        if isinstance(manifest.get("image_size"), int):
+            return manifest["image_size"]
+        return int(self.decode_float(np.zeros((1, self.latent_dim), np.float32)).shape[1])
+
+    @classmethod
+    def choose_device(cls, requested: str) -> tuple[str, str]:
+        if requested == "cuda":
+            if not cuda_works():
+                raise SpecError("device", "is cuda but no CUDA GPU is usable by ONNX Runtime; choose cpu or auto.")
+            return "cuda", "float32"
+        if requested == "auto" and cuda_works():
+            return "cuda", "float32"
+        return "cpu", "float32"
+
+    @classmethod
+    def load(cls, model: Any, device: str, dtype: str) -> "OnnxLatentBackend":
+        import onnxruntime
+
+        path = find_onnx(model)
+        external = check_external_data(path)
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: our own log says which provider was used
+        requested = providers_for(device)
+        try:
+            session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=requested)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types (InvalidProtobuf, Fail...)
+            raise ModelFileError(
+                f"{path.name} could not be loaded by ONNX Runtime ({_first_line(exc)}); check the file and copy it again."
+            ) from None
+        used = session.get_providers()[0]
+        if used != requested[0]:
+            log.warning("ONNX Runtime could not use %s for %s; running on %s instead.", requested[0], path.name, used)
+        else:
+            log.info("%s runs on %s", path.name, used)
+        size = path.stat().st_size + sum(p.stat().st_size for p in external if p.is_file())
+        return cls(session, device, dict(model.manifest), size, path.name)
+
+    def decode_float(self, latents: np.ndarray) -> np.ndarray:
+        """float32 (N, D) -> float32 (N, H, W, 3) in [0, 1]."""
+        array = check_latents(latents, self.latent_dim).astype(self.input_dtype, copy=False)
+        out = np.asarray(self.session.run(None, {self.input_name: array})[0], dtype=np.float32)
+        if out.ndim != 4:
+            raise ModelFileError(f"the ONNX model gave an output of shape {out.shape}, not an image batch.")
+        if out.shape[1] == 3 and out.shape[3] != 3:
+            out = out.transpose(0, 2, 3, 1)
+        low, high = self.output_range
+        if (low, high) != (0.0, 1.0):
+            out = (out - low) / (high - low)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """float32 (N, D) -> uint8 (N, H, W, 3)."""
+        return to_uint8_image(self.decode_float(latents))
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,116 @@
+"""Our own small torch networks for latent models ("studio-latent" manifests).
+
+Imported lazily (by the latent backends, the exporter and the tiny-model builder), never at
+startup, so torch may be imported at module top here.
+
+A studio.json names its network by "architecture" and describes it with a config dict per part:
+
+    {"format": "studio-latent", "architecture": "decoder-v1", "latent_dim": 16, "image_size": 32,
+     "decoder": {"base_channels": 32}, "weights": "decoder.safetensors", "onnx": "decoder.onnx"}
+
+`latent_dim` and `image_size` live at the top level because every part shares them; each part's
+dict ("decoder" now, "encoder" / "discriminator" for a VAE or GAN later) holds only its own knobs.
+`part_config(manifest, "decoder")` merges the two, and `build_decoder` builds from the result.
+Every network here is plain Linear / Conv / Upsample / activations, so it exports to ONNX as is.
+Networks output NCHW images in [0, 1]; backends turn them channels-last."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+ARCHITECTURES = ("decoder-v1",)  # a VAE ("vae-v1": encoder + decoder) or GAN comes later
+DEFAULT_ARCHITECTURE = "decoder-v1"
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 128
+MAX_LATENT_DIM = 4096
+START_SIZE = 4  # the decoder grows a 4x4 feature map by doubling
+
+
+class LatentDecoder(nn.Module):
+    """latent (N, latent_dim) -> image (N, 3, image_size, image_size) in [0, 1].
+
+    Linear -> (C, 4, 4) -> [nearest upsample x2, 3x3 conv, LeakyReLU] per doubling -> 3x3 conv to
+    RGB -> sigmoid. Channels start at base_channels * 2**min(doublings - 1, 3) and halve per block
+    down to base_channels."""
+
+    def __init__(self, latent_dim: int, image_size: int, base_channels: int = 32):
+        super().__init__()
+        _check_sizes(latent_dim, image_size, base_channels)
+        self.latent_dim = latent_dim
+        self.image_size = image_size
+        self.base_channels = base_channels
+        doublings = image_size.bit_length() - 1 - (START_SIZE.bit_length() - 1)
+        channels = base_channels * 2 ** min(doublings - 1, 3)
+        self.start_channels = channels
+        self.project = nn.Linear(latent_dim, channels * START_SIZE * START_SIZE)
+        blocks: list[nn.Module] = []
+        for _ in range(doublings):
+            out = max(base_channels, channels // 2)
+            blocks += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(channels, out, kernel_size=3, padding=1),
+                nn.LeakyReLU(0.2),
+            ]
+            channels = out
+        self.blocks = nn.Sequential(*blocks)
+        self.to_rgb = nn.Conv2d(channels, 3, kernel_size=3, padding=1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        x = self.project(latent).reshape(-1, self.start_channels, START_SIZE, START_SIZE)
+        return torch.sigmoid(self.to_rgb(self.blocks(x)))
+
+
+def _check_sizes(latent_dim: Any, image_size: Any, base_channels: Any) -> None:
+    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or not 1 <= latent_dim <= MAX_LATENT_DIM:
+        raise ValueError(f"latent_dim must be a whole number from 1 to {MAX_LATENT_DIM}, not {latent_dim!r}")
+    if (
+        not isinstance(image_size, int)
+        or isinstance(image_size, bool)
+        or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE
+        or image_size & (image_size - 1)
+    ):
+        raise ValueError(
+            f"image_size must be a power of two from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}, not {image_size!r}"
+        )
+    if not isinstance(base_channels, int) or isinstance(base_channels, bool) or not 1 <= base_channels <= 1024:
+        raise ValueError(f"base_channels must be a whole number from 1 to 1024, not {base_channels!r}")
+
+
+def part_config(manifest: dict[str, Any], part: str) -> dict[str, Any]:
+    """One part's build config: the shared top-level sizes plus the part's own dict.
+
+    ValueError (a phrase naming the key) when the manifest is inconsistent or unknown."""
+    architecture = manifest.get("architecture", DEFAULT_ARCHITECTURE)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    own = manifest.get(part, {})
+    if not isinstance(own, dict):
+        raise ValueError(f"{part!r} must be a JSON object")
+    config = dict(own)
+    for key in ("latent_dim", "image_size"):
+        if key in manifest:
+            if key in own and own[key] != manifest[key]:
+                raise ValueError(f"{part}.{key} ({own[key]!r}) disagrees with {key} ({manifest[key]!r})")
+            config[key] = manifest[key]
+        elif key not in config:
+            raise ValueError(f"{key} is missing")
+    return config
+
+
+def build_decoder(config: dict[str, Any]) -> LatentDecoder:
+    """A LatentDecoder from a decoder config: latent_dim, image_size, optional base_channels.
+
+    ValueError naming the bad key for anything else or out of range."""
+    known = {"latent_dim", "image_size", "base_channels"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"decoder key {unknown[0]!r} is unknown (expected {', '.join(sorted(known))})")
+    if "latent_dim" not in config or "image_size" not in config:
+        raise ValueError("decoder config needs latent_dim and image_size")
+    return LatentDecoder(
+        latent_dim=config["latent_dim"],
+        image_size=config["image_size"],
+        base_channels=config.get("base_channels", 32),
+    )

@@ -1,0 +1,107 @@
+"""Small pieces every workspace uses: the model picker, the no-models page, the workspace frame."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+
+from studio.models.registry import ModelInfo
+from studio.state.jobs import JobList
+from studio.state.settings_store import SettingsStore
+
+
+class ModelCombo(QComboBox):
+    """Models of one kind, shown by title; `model_id()` is what a job spec needs."""
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(14)
+
+    def set_models(self, models: list[ModelInfo], selected: str = "") -> None:
+        selected = selected or self.model_id()
+        self.blockSignals(True)
+        self.clear()
+        for model in models:
+            self.addItem(model.title, model.id)
+            self.setItemData(self.count() - 1, f"{model.id} · {model.format} · {model.path}", Qt.ItemDataRole.ToolTipRole)
+        index = self.findData(selected)
+        self.setCurrentIndex(index if index >= 0 else 0)
+        self.blockSignals(False)
+        self.currentIndexChanged.emit(self.currentIndex())
+
+    def model_id(self) -> str:
+        return self.currentData() or ""
+
+
+class EmptyState(QWidget):
+    """Shown instead of a workspace that has no models: says where to put them, offers a re-scan."""
+
+    rescan_requested = Signal()
+
+    def __init__(self, noun: str, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.title = QLabel(f"No {noun} models yet")
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.body = QLabel()
+        self.body.setWordWrap(True)
+        self.body.setMaximumWidth(520)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # copy the path
+        self.body.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        rescan = QPushButton("Look again")
+        rescan.clicked.connect(self.rescan_requested)
+        layout = QVBoxLayout(self)
+        layout.addStretch(2)
+        for widget in (self.title, self.body, rescan):
+            layout.addWidget(widget, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.setSpacing(14)
+        layout.addStretch(3)
+
+    def set_text(self, text: str) -> None:
+        self.body.setText(text)
+
+
+class Workspace(QWidget):
+    """A tab of the main window: its own content, or an EmptyState while it has no models."""
+
+    kind = ""  # the ModelInfo.kind this workspace runs
+    noun = ""  # as people say it: "image", "text", "latent"
+    rescan_requested = Signal()
+
+    def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.models = ModelCombo()
+        self.empty = EmptyState(self.noun)
+        self.empty.rescan_requested.connect(self.rescan_requested)
+        self._stack = QStackedWidget()
+        self._stack.addWidget(self.empty)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._stack)
+
+    def set_content(self, content: QWidget) -> None:
+        self._stack.addWidget(content)
+
+    def has_models(self) -> bool:
+        return self.models.count() > 0
+
+    def set_models(self, models: list[ModelInfo], where_to_put: str) -> None:
+        """Offer these models (already filtered to this workspace's kind)."""
+        self.models.set_models(models)
+        self.empty.set_text(where_to_put)
+        self._stack.setCurrentIndex(1 if models else 0)
+
+    def save_settings(self, store: SettingsStore) -> None:
+        store.set(f"{self.kind}/model", self.models.model_id())
+
+    def restore_settings(self, store: SettingsStore) -> None:
+        model = store.get(f"{self.kind}/model", "")
+        index = self.models.findData(model)
+        if index >= 0:
+            self.models.setCurrentIndex(index)

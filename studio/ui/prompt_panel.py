@@ -1,0 +1,185 @@
+"""PromptPanel: the artist's controls. It turns the fields into an ImageJob and asks for it to run;
+validation is the spec's (SpecError names the field), so the panel and the CLI agree on what is valid."""
+
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QKeySequence, QRegularExpressionValidator, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.jobs import MAX_SEED, ImageJob
+from studio.state.settings_store import SettingsStore
+from studio.ui.common import ModelCombo
+
+
+class PromptPanel(QWidget):
+    """Model, prompt, negative prompt, steps, CFG, seed and size, and the Generate button."""
+
+    generate_requested = Signal(object)  # ImageJob, not yet validated
+
+    def __init__(self, models: ModelCombo, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.models = models
+        self.last_seed: Optional[int] = None
+
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("What to paint: a lighthouse at dusk, oil on canvas…")
+        self.prompt.setTabChangesFocus(True)
+        self.negative_prompt = QPlainTextEdit()
+        self.negative_prompt.setPlaceholderText("What to avoid (optional)")
+        self.negative_prompt.setTabChangesFocus(True)
+        self.negative_prompt.setMaximumHeight(64)
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 150)
+        self.steps.setValue(20)
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setDecimals(1)
+        self.guidance.setValue(7.0)
+        self.guidance.setToolTip("Classifier-free guidance: how closely to follow the prompt")
+
+        # A line edit, not a spin box: seeds go up to 2**32 - 1, past what a QSpinBox holds.
+        self.seed = QLineEdit("0")
+        self.seed.setValidator(QRegularExpressionValidator(r"\d{0,10}"))
+        self.random_seed = QCheckBox("Random")
+        self.random_seed.setChecked(True)
+        self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
+        self.seed.setEnabled(False)
+        self.reuse_seed = QToolButton()
+        self.reuse_seed.setText("♻")
+        self.reuse_seed.setToolTip("Reuse the last seed")
+        self.reuse_seed.setEnabled(False)
+        self.reuse_seed.clicked.connect(self.reuse_last_seed)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+        seed_row.addWidget(self.reuse_seed)
+
+        # Free entry (step 64, but any number can be typed): the spec says what is wrong with it.
+        self.width_ = _size_box()
+        self.height_ = _size_box()
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_, 1)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_, 1)
+
+        self.generate = QPushButton("Generate")
+        self.generate.setDefault(True)
+        self.generate.setMinimumHeight(34)
+        self.generate.setToolTip("Generate (Ctrl+Enter)")
+        self.generate.clicked.connect(self.request_generate)
+        QShortcut(QKeySequence("Ctrl+Return"), self, self.request_generate)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Model", models)
+        form.addRow("Steps", self.steps)
+        form.addRow("CFG scale", self.guidance)
+        form.addRow("Seed", seed_row)
+        form.addRow("Size", size_row)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(8)
+        layout.addWidget(_heading("Prompt"))
+        layout.addWidget(self.prompt, 2)
+        layout.addWidget(_heading("Negative prompt"))
+        layout.addWidget(self.negative_prompt, 1)
+        layout.addSpacing(4)
+        layout.addLayout(form)
+        layout.addStretch(0)
+        layout.addSpacing(8)
+        layout.addWidget(self.generate)
+
+    # -- the spec ---------------------------------------------------------------------------------
+
+    def build_spec(self) -> ImageJob:
+        """The job these fields describe. A random seed is drawn here, before queuing, so the spec
+        that runs (and is saved with the image) reproduces the image exactly."""
+        if self.random_seed.isChecked():
+            seed: object = random.randint(0, MAX_SEED)
+        else:
+            text = self.seed.text().strip()
+            seed = int(text) if text else None  # None: the spec's check names `seed`
+        return ImageJob(
+            model=self.models.model_id(),
+            prompt=self.prompt.toPlainText(),
+            negative_prompt=self.negative_prompt.toPlainText(),
+            seed=seed,  # type: ignore[arg-type]
+            steps=self.steps.value(),
+            guidance_scale=round(self.guidance.value(), 2),
+            width=self.width_.value(),
+            height=self.height_.value(),
+        )
+
+    @Slot()
+    def request_generate(self) -> None:
+        spec = self.build_spec()
+        if isinstance(spec.seed, int):
+            self.last_seed = spec.seed
+            self.reuse_seed.setEnabled(True)
+        self.generate_requested.emit(spec)
+
+    @Slot()
+    def reuse_last_seed(self) -> None:
+        if self.last_seed is None:
+            return
+        self.random_seed.setChecked(False)
+        self.seed.setText(str(self.last_seed))
+
+    # -- remembered settings ----------------------------------------------------------------------
+
+    def save_settings(self, store: SettingsStore) -> None:
+        store.set("image/prompt", self.prompt.toPlainText())
+        store.set("image/negative_prompt", self.negative_prompt.toPlainText())
+        store.set("image/steps", self.steps.value())
+        store.set("image/guidance_scale", self.guidance.value())
+        store.set("image/seed", self.seed.text())
+        store.set("image/random_seed", self.random_seed.isChecked())
+        store.set("image/width", self.width_.value())
+        store.set("image/height", self.height_.value())
+
+    def restore_settings(self, store: SettingsStore) -> None:
+        self.prompt.setPlainText(store.get("image/prompt", ""))
+        self.negative_prompt.setPlainText(store.get("image/negative_prompt", ""))
+        self.steps.setValue(store.get("image/steps", self.steps.value()))
+        self.guidance.setValue(store.get("image/guidance_scale", self.guidance.value()))
+        self.seed.setText(store.get("image/seed", self.seed.text()))
+        self.random_seed.setChecked(store.get("image/random_seed", True))
+        self.width_.setValue(store.get("image/width", self.width_.value()))
+        self.height_.setValue(store.get("image/height", self.height_.value()))
+
+
+def _size_box() -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(8, 4096)
+    box.setSingleStep(64)
+    box.setValue(512)
+    box.setSuffix(" px")
+    return box
+
+
+def _heading(text: str) -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setBold(True)
+    label.setFont(font)
+    return label

@@ -1,0 +1,204 @@
+"""Our own latent decoders on torch and ONNX Runtime, through the real runner and registry."""
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from studio.bench.tiny_latent import build_tiny_latent
+from studio.core.errors import ModelFileError
+from studio.core.events import Failed, Finished
+from studio.core.jobs import LatentDecodeJob
+from studio.engine.backends import onnx_latent
+from studio.engine.backends.base import to_uint8_image
+from studio.engine.backends.latent_torch import TorchLatentBackend
+from studio.engine.backends.onnx_latent import OnnxLatentBackend, providers_for
+from studio.engine.queue import JobQueue
+from studio.engine.runner import Runner
+from studio.models.registry import ModelRegistry
+
+LATENT_DIM, IMAGE_SIZE = 16, 32
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One tiny decoder (torch weights + ONNX export), built once and copied by tests that break it."""
+    return build_tiny_latent(tmp_path_factory.mktemp("built") / "tiny", LATENT_DIM, IMAGE_SIZE, seed=0)
+
+
+@pytest.fixture
+def models(tmp_path, built):
+    root = tmp_path / "models"
+    shutil.copytree(built, root / "tiny")
+    return root
+
+
+def one_sentence(message):
+    return "\n" not in message and message.endswith(".") and "Traceback" not in message
+
+
+def run(models, latent, runtime="torch", model="tiny", device="auto"):
+    runner = Runner(ModelRegistry(roots=[(models, "user")]))
+    job = JobQueue().make_job(LatentDecodeJob(model=model, latent=tuple(latent), runtime=runtime, device=device))
+    events = []
+    runner.run(job, events.append)
+    return events[-1], runner
+
+
+def latent(seed):
+    return np.random.default_rng(seed).standard_normal(LATENT_DIM).astype(np.float32).tolist()
+
+
+def test_torch_decode_gives_an_image_and_different_latents_differ(models):
+    first, _ = run(models, latent(1))
+    second, _ = run(models, latent(2))
+    assert isinstance(first, Finished), first
+    image = first.result.images[0]
+    assert image.dtype == np.uint8 and image.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+    assert not np.array_equal(image, second.result.images[0])
+    again, _ = run(models, latent(1))
+    assert np.array_equal(image, again.result.images[0])  # same latent, same pixels
+
+
+def test_onnx_matches_torch_within_1e_4(models):
+    model = ModelRegistry(roots=[(models, "user")]).resolve("tiny")
+    assert model.runtimes == ("torch", "onnx")
+    torch_backend = TorchLatentBackend.load(model, "cpu", "float32")
+    onnx_backend = OnnxLatentBackend.load(model, "cpu", "float32")
+    assert (onnx_backend.latent_dim, onnx_backend.image_size) == (LATENT_DIM, IMAGE_SIZE)
+    batch = np.random.default_rng(7).standard_normal((6, LATENT_DIM)).astype(np.float32)
+    expected, got = torch_backend.decode_float(batch), onnx_backend.decode_float(batch)
+    assert got.shape == expected.shape == (6, IMAGE_SIZE, IMAGE_SIZE, 3) and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.array_equal(onnx_backend.decode(batch), to_uint8_image(got))
+
+    finished, runner = run(models, batch[0].tolist(), runtime="onnx", device="cpu")
+    assert isinstance(finished, Finished), finished
+    assert np.abs(finished.result.images[0].astype(int) - torch_backend.decode(batch[:1])[0]).max() <= 1
+
+
+def test_onnx_reports_the_provider_and_cpu_requests_only_cpu(models, monkeypatch):
+    import onnxruntime
+
+    requested = []
+    real_session = onnxruntime.InferenceSession
+
+    def spy(*args, **kwargs):
+        requested.append(kwargs.get("providers"))
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    finished, runner = run(models, latent(3), runtime="onnx", device="cpu")
+    assert isinstance(finished, Finished), finished
+    assert requested == [["CPUExecutionProvider"]]
+    (backend,) = [runner.cache.get(key, None) for key in runner.cache.keys()]
+    assert backend.provider == "CPUExecutionProvider" and backend.info["provider"] == "CPUExecutionProvider"
+
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    cuda = providers_for("cuda")
+    assert cuda[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert cuda == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_auto_device_is_cpu_without_a_working_gpu(monkeypatch):
+    monkeypatch.setattr(onnx_latent, "cuda_works", lambda: False)
+    assert OnnxLatentBackend.choose_device("auto") == ("cpu", "float32")
+    monkeypatch.setattr(onnx_latent, "cuda_works", lambda: True)
+    assert OnnxLatentBackend.choose_device("auto") == ("cuda", "float32")
+    assert OnnxLatentBackend.choose_device("cpu") == ("cpu", "float32")
+
+
+def test_silent_provider_fallback_is_reported(models, monkeypatch, caplog):
+    """Asking for CUDA where ONNX Runtime cannot use it: it falls back, and we say so."""
+    monkeypatch.setattr(onnx_latent, "providers_for", lambda device: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    model = ModelRegistry(roots=[(models, "user")]).resolve("tiny")
+    with caplog.at_level(logging.WARNING, logger="studio.engine.backends.onnx_latent"):
+        backend = OnnxLatentBackend.load(model, "cuda", "float32")
+    if backend.provider == "CPUExecutionProvider":
+        assert "CUDAExecutionProvider" in caplog.text and "CPUExecutionProvider" in caplog.text
+    else:
+        assert backend.provider == "CUDAExecutionProvider" and not caplog.text
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_wrong_latent_length_is_bad_input_naming_latent(models, runtime):
+    failed, _ = run(models, latent(1)[:5], runtime=runtime)
+    assert isinstance(failed, Failed) and failed.kind == "bad input"
+    assert "`latent`" in failed.message and str(LATENT_DIM) in failed.message
+
+
+def test_truncated_weights_is_one_model_file_sentence(models):
+    weights = models / "tiny" / "decoder.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    failed, _ = run(models, latent(1))
+    assert isinstance(failed, Failed) and failed.kind == "model file"
+    assert "decoder.safetensors is incomplete" in failed.message and one_sentence(failed.message)
+
+
+def test_weights_of_another_architecture_are_named(models, tmp_path):
+    other = build_tiny_latent(tmp_path / "other", latent_dim=8, image_size=IMAGE_SIZE, onnx=False)
+    shutil.copy(other / "decoder.safetensors", models / "tiny" / "decoder.safetensors")
+    failed, _ = run(models, latent(1))
+    assert isinstance(failed, Failed) and failed.kind == "model file"
+    assert "does not match the architecture in studio.json" in failed.message and "project.weight" in failed.message
+    assert one_sentence(failed.message)
+
+
+def test_weights_outside_the_folder_are_refused(models):
+    manifest_path = models / "tiny" / "studio.json"
+    manifest = json.loads(manifest_path.read_text())
+    shutil.copy(models / "tiny" / "decoder.safetensors", models / "outside.safetensors")
+    manifest["weights"] = "../outside.safetensors"
+    manifest_path.write_text(json.dumps(manifest))
+    failed, _ = run(models, latent(1))
+    assert isinstance(failed, Failed) and failed.kind == "model file" and "outside the model folder" in failed.message
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "/tmp/outside.bin"])
+def test_onnx_external_data_outside_the_folder_is_refused(models, location):
+    import onnx
+
+    path = models / "tiny" / "decoder.onnx"
+    graph = onnx.load(str(path))
+    tensor = graph.graph.initializer[0]
+    (models / "outside.bin").write_bytes(tensor.raw_data)  # present, so only the location is wrong
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(len(tensor.raw_data)))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.ClearField("raw_data")
+    path.write_bytes(graph.SerializeToString())
+
+    model = ModelRegistry(roots=[(models, "user")]).resolve("tiny")
+    with pytest.raises(ModelFileError, match="outside its folder") as info:
+        OnnxLatentBackend.load(model, "cpu", "float32")
+    assert one_sentence(info.value.message)
+    failed, _ = run(models, latent(1), runtime="onnx")
+    assert isinstance(failed, Failed) and failed.kind == "model file"
+
+
+def test_bare_onnx_file_decodes_and_a_truncated_one_is_a_model_file_error(models):
+    data = (models / "tiny" / "decoder.onnx").read_bytes()
+    (models / "bare.onnx").write_bytes(data)
+    finished, _ = run(models, latent(1), runtime="onnx", model="bare")
+    assert isinstance(finished, Finished), finished
+    assert finished.result.images[0].shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+
+    import onnx
+
+    graph = onnx.load_from_string(data)  # an export without static image dims: the size is probed
+    for dim in graph.graph.output[0].type.tensor_type.shape.dim[1:]:
+        dim.dim_param = "unknown"
+    (models / "bare.onnx").write_bytes(graph.SerializeToString())
+    model = ModelRegistry(roots=[(models, "user")]).resolve("bare")
+    assert (model.format, model.runtimes) == ("onnx", ("onnx",))
+    assert OnnxLatentBackend.load(model, "cpu", "float32").image_size == IMAGE_SIZE
+
+    (models / "bare.onnx").write_bytes(data[: len(data) // 2])
+    failed, _ = run(models, latent(1), runtime="onnx", model="bare")
+    assert isinstance(failed, Failed) and failed.kind == "model file"
+    assert "bare.onnx" in failed.message and one_sentence(failed.message)

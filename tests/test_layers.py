@@ -1,0 +1,84 @@
+"""DESIGN §1: imports only go down, and heavy libraries load lazily. Each package is imported in a
+fresh interpreter and the modules it pulled in are read from sys.modules."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "diffusers", "transformers", "onnxruntime", "onnx")
+RULES = {
+    # package: modules it must not pull in
+    "studio.core": ("PySide6", "platformdirs") + HEAVY,
+    "studio.models.registry": ("PySide6",) + HEAVY,
+    "studio.models.formats": ("PySide6",) + HEAVY,
+    "studio.engine.runner": ("PySide6",) + HEAVY,
+    "studio.engine.queue": ("PySide6",) + HEAVY,
+    "studio.engine.backends": ("PySide6",) + HEAVY,
+    "studio.engine.backends.fake": ("PySide6",) + HEAVY,
+    "studio.engine.thread": ("PySide6.QtWidgets",) + HEAVY,
+    "studio.state": ("PySide6.QtWidgets",) + HEAVY,
+    "studio.ui.main_window": HEAVY,
+    "studio.app": HEAVY,
+    "studio.cli": ("PySide6",) + HEAVY,
+}
+# Backends may import heavy libraries, but never Qt.
+QT_FREE_BACKENDS = [
+    "studio.engine.backends.diffusers_image",
+    "studio.engine.backends.transformers_text",
+    "studio.engine.backends.latent_torch",
+    "studio.engine.backends.onnx_latent",
+    "studio.models.nets",
+]
+
+
+def loaded_by(module: str) -> set[str]:
+    code = f"import importlib, json, sys; importlib.import_module({module!r}); print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module, forbidden", sorted(RULES.items()))
+def test_layer_imports(module, forbidden):
+    loaded = loaded_by(module)
+    bad = sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden))
+    assert not bad, f"{module} imports {bad[:5]}"
+
+
+@pytest.mark.parametrize("module", QT_FREE_BACKENDS)
+def test_backends_import_no_qt(module):
+    assert not any(m.startswith("PySide6") for m in loaded_by(module))
+
+
+def test_lower_layers_never_import_upper_ones():
+    """Static check on the source: imports only go down (ui -> state -> engine -> models -> core)."""
+    import ast
+    import pathlib
+
+    order = ["core", "models", "latent", "writing", "engine", "state", "ui"]
+    allowed = {
+        "core": {"core"},
+        "models": {"core", "models"},
+        "latent": {"core", "models", "latent"},
+        "writing": {"core", "models", "writing"},
+        "engine": {"core", "models", "engine"},
+        "state": {"core", "models", "engine", "state"},
+        "ui": set(order),
+    }
+    root = pathlib.Path(__file__).resolve().parents[1] / "studio"
+    problems = []
+    for layer, ok in allowed.items():
+        for path in (root / layer).rglob("*.py") if (root / layer).is_dir() else []:
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "studio" and len(parts) > 1 and parts[1] in order and parts[1] not in ok:
+                        problems.append(f"{path.relative_to(root)} imports {name}")
+    assert not problems, problems
