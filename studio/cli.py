@@ -34,8 +34,8 @@ class UsageError(Exception):
 class ProgressBar:
     """A one-line progress bar on stderr, redrawn in place."""
 
-    def __init__(self, label: str, stream=sys.stderr, width: int = 30):
-        self.label, self.stream, self.width = label, stream, width
+    def __init__(self, label: str, stream=None, width: int = 30):
+        self.label, self.stream, self.width = label, stream or sys.stderr, width
         self.start = time.perf_counter()
         self.shown = False
 
