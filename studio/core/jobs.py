@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -149,11 +150,20 @@ class LatentDecodeJob(JobSpec):
 
     latent: tuple[float, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        # Accept any sequence of reals (numpy floats from the sliders included) and keep plain
+        # floats, so the spec compares, hashes and serialises the same wherever it came from.
+        values = self.latent
+        if isinstance(values, (list, tuple)) or hasattr(values, "tolist"):
+            values = list(values.tolist() if hasattr(values, "tolist") else values)
+            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+                object.__setattr__(self, "latent", tuple(float(v) for v in values))
+
     def validate(self) -> None:
         super().validate()
         if not isinstance(self.latent, tuple) or not self.latent:
             raise SpecError("latent", "must be a non-empty tuple of numbers.")
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.latent):
+        if not all(isinstance(v, float) and math.isfinite(v) for v in self.latent):
             raise SpecError("latent", "must hold only finite numbers.")
 
     def to_dict(self) -> dict[str, Any]:

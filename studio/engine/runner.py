@@ -112,7 +112,7 @@ class Runner:
             if latent.shape[1] != backend.latent_dim:
                 raise SpecError("latent", f"has {latent.shape[1]} numbers; this model takes {backend.latent_dim}.")
             ctx.check_cancelled()
-            return ImageResult((backend.decode(latent)[0],), {})
+            return ImageResult((backend.decode(latent)[0],), dict(getattr(backend, "info", {})))
         raise SpecError("kind", f"{spec.kind} jobs are not supported yet.")
 
     @staticmethod

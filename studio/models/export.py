@@ -31,7 +31,7 @@ def export_decoder_onnx(model_dir: Path, out_name: str = "decoder.onnx") -> Path
     import onnx
     import torch
 
-    from studio.engine.backends.latent_torch import TorchLatentBackend
+    from studio.models.nets import load_decoder
     from studio.models.registry import inspect
 
     model_dir = Path(model_dir)
@@ -40,9 +40,8 @@ def export_decoder_onnx(model_dir: Path, out_name: str = "decoder.onnx") -> Path
     model = inspect(model_dir, "path")
     if model.format != "studio-latent":
         raise ModelFileError(f"{model_dir} is a {model.format} model; only studio-latent folders export to ONNX.")
-    backend = TorchLatentBackend.load(model, "cpu", "float32")
-    net = backend.net
-    example = torch.zeros(1, backend.latent_dim, dtype=torch.float32)
+    net = load_decoder(model_dir, model.manifest)
+    example = torch.zeros(1, net.latent_dim, dtype=torch.float32)
 
     # The exporter writes a file; it goes to a temp name first, and the fixed-up model is then
     # written atomically over the target, so a crash never leaves a half-written decoder.onnx.
@@ -69,7 +68,7 @@ def export_decoder_onnx(model_dir: Path, out_name: str = "decoder.onnx") -> Path
     # The tracer loses the image's static size through Resize; state it, so readers of the graph
     # (and the ONNX backend) see (batch, 3, H, W) rather than four unknowns.
     dims = exported.graph.output[0].type.tensor_type.shape.dim
-    for dim, value in zip(dims[1:], (3, backend.image_size, backend.image_size)):
+    for dim, value in zip(dims[1:], (3, net.image_size, net.image_size)):
         dim.ClearField("dim_param")
         dim.dim_value = value
     if exported.ir_version > MAX_IR_VERSION:

@@ -12,14 +12,22 @@ A studio.json names its network by "architecture" and describes it with a config
 dict ("decoder" now, "encoder" / "discriminator" for a VAE or GAN later) holds only its own knobs.
 `part_config(manifest, "decoder")` merges the two, and `build_decoder` builds from the result.
 Every network here is plain Linear / Conv / Upsample / activations, so it exports to ONNX as is.
-Networks output NCHW images in [0, 1]; backends turn them channels-last."""
+Networks output NCHW images in [0, 1]; backends turn them channels-last. `load_decoder` builds one
+from a folder and loads its weights, refusing file names that leave the folder and saying in one
+sentence when the weights are truncated or do not match the architecture."""
 
 from __future__ import annotations
 
+import json
+import struct
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from studio.core.errors import ModelFileError
+from studio.models.formats import MANIFEST
 
 ARCHITECTURES = ("decoder-v1",)  # a VAE ("vae-v1": encoder + decoder) or GAN comes later
 DEFAULT_ARCHITECTURE = "decoder-v1"
@@ -114,3 +122,104 @@ def build_decoder(config: dict[str, Any]) -> LatentDecoder:
         image_size=config["image_size"],
         base_channels=config.get("base_channels", 32),
     )
+
+
+# Loading a part from its folder: safe file names, complete safetensors, matching keys.
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+
+
+def model_file(folder: Path, name: Any, key: str) -> Path:
+    """`folder / name` for a file named in studio.json, refused if it would leave the folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise ModelFileError(f"{folder / MANIFEST} has no {key!r} file name; add one (e.g. \"decoder.safetensors\").")
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(root):
+        raise ModelFileError(f"{folder / MANIFEST} names {key} {name!r} outside the model folder, which is refused.")
+    if not path.is_file():
+        raise ModelFileError(f"{name} is missing from {folder}; copy it into the model folder.")
+    return path
+
+
+def check_safetensors_complete(path: Path) -> None:
+    """One sentence if a .safetensors file is cut short or is not safetensors at all (stdlib only)."""
+    size = path.stat().st_size
+    incomplete = ModelFileError(f"{path.name} is incomplete: check its size and copy it again.")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise incomplete
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > MAX_HEADER_BYTES:
+                raise ModelFileError(f"{path.name} is not a valid safetensors file (its header size is impossible).")
+            if 8 + header_len > size:
+                raise incomplete
+            header = json.loads(f.read(header_len))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{path.name} is not a valid safetensors file (its header is not JSON).") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path.name} is not a valid safetensors file (its header is not a JSON object).")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ModelFileError(f"{path.name} is not a valid safetensors file (tensor {name!r} has no offsets).")
+        end = max(end, offsets[1])
+    if 8 + header_len + end > size:
+        raise incomplete
+
+
+def load_weights(path: Path) -> dict[str, Any]:
+    """A safetensors file as a dict of float32 CPU tensors, with one sentence when it is broken."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_safetensors_complete(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as exc:
+        detail = str(exc).removeprefix("Error while deserializing header: ").strip()
+        raise ModelFileError(f"{path.name} is not a valid safetensors file ({detail}).") from None
+
+
+def _list(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def apply_weights(net: Any, weights: dict[str, Any], file_name: str) -> None:
+    """Load `weights` into `net` strictly, or one sentence saying how they do not match."""
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(
+        f"{k} {'x'.join(map(str, weights[k].shape))} vs {'x'.join(map(str, expected[k].shape))}"
+        for k in set(expected) & set(weights)
+        if tuple(weights[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_list(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes: {_list(wrong)}")
+    if problems:
+        raise ModelFileError(f"{file_name} does not match the architecture in {MANIFEST} ({'; '.join(problems)}).")
+    net.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()}, strict=True)
+
+
+def load_decoder(model_path: Path, manifest: dict[str, Any]) -> LatentDecoder:
+    """The decoder a studio-latent folder describes, its weights loaded (float32, CPU), in eval
+    mode; ModelFileError with one sentence when the manifest or the weights are wrong."""
+    try:
+        net = build_decoder(part_config(manifest, "decoder"))
+    except ValueError as exc:
+        raise ModelFileError(f"{model_path / MANIFEST} cannot describe a decoder: {exc}.") from None
+    weights_path = model_file(model_path, manifest.get("weights"), "weights")
+    apply_weights(net, load_weights(weights_path), weights_path.name)
+    return net.eval()

@@ -1,0 +1,135 @@
+"""`studio bench`: the performance suite (DESIGN §8).
+
+Each figure is a ratio or a median from one run, measured against the plain library call in the
+same process, so machine noise cancels out as far as it can. Results are written as JSON with the
+machine's description under benchmarks/, and benchmarks/README.md's table is rebuilt from them."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from studio.core.atomic import write_text_atomic
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    goal: str = ""
+    meets_goal: Optional[bool] = None
+    details: dict = field(default_factory=dict)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    return info
+
+
+def machine_key(info: dict) -> str:
+    return "cuda-" + info["cuda"].replace(" ", "-").lower() if info.get("cuda") else f"cpu-{info['cores']}core"
+
+
+def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = None) -> int:
+    from studio.bench import workloads
+
+    benches = {
+        "image_overhead": workloads.image_overhead,
+        "text_overhead": workloads.text_overhead,
+        "gui_stall": workloads.gui_stall,
+        "cold_start": workloads.cold_start,
+    }
+    unknown = set(only or []) - set(benches)
+    if unknown:
+        print(f"studio: unknown benchmark {sorted(unknown)[0]!r}; choose from {', '.join(benches)}.", file=sys.stderr)
+        return 2
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
+        for name, bench in benches.items():
+            if only and name not in only:
+                continue
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            for figure in bench(Path(tmp), quick):
+                figures.append(figure)
+                print(f"  {figure.name}: {figure.value:.3f} {figure.unit}  (goal {figure.goal or '-'})", file=sys.stderr)
+    info = machine()
+    record = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick, "figures": [asdict(f) for f in figures]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{machine_key(info)}.json"
+    if only and path.exists():  # a partial run updates its own figures and keeps the rest
+        old = json.loads(path.read_text())
+        kept = [f for f in old.get("figures", []) if f["name"] not in {g.name for g in figures}]
+        record["figures"] = kept + record["figures"]
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    write_readme(out_dir)
+    print(path)
+    return 0
+
+
+def write_readme(out_dir: Path) -> None:
+    """Rebuild benchmarks/README.md from every result file in the folder."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Recorded by `studio bench` (`make bench`). Each figure is measured in one run against the plain",
+        "library call in the same process; ratios > 1 mean the studio is slower than the bare call.",
+        "",
+    ]
+    for path in sorted(out_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        m = record["machine"]
+        lines += [
+            f"## {path.stem}",
+            "",
+            f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gb', '?')} GB, GPU: {m.get('cuda') or 'none'}; "
+            f"torch {m.get('torch')}, Python {m.get('python')}; {record.get('date')}"
+            + (" (quick run)" if record.get("quick") else ""),
+            "",
+            "| figure | value | goal | met |",
+            "|---|---|---|---|",
+        ]
+        for f in record["figures"]:
+            met = {True: "yes", False: "no", None: "-"}[f.get("meets_goal")]
+            lines.append(f"| {f['name']} | {f['value']:.3f} {f['unit']} | {f.get('goal') or '-'} | {met} |")
+        lines.append("")
+    write_text_atomic(out_dir / "README.md", "\n".join(lines))

@@ -1,0 +1,199 @@
+"""The workloads behind `studio bench`. Each returns Figures; heavy imports happen inside.
+
+Studio and plain calls are interleaved repeat by repeat, so slow drift on a noisy machine hits
+both sides alike; the figure is the ratio of medians."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from studio.bench.suite import Figure, median_time
+from studio.core.events import Event, Finished, Token
+from studio.core.jobs import ImageJob, TextJob
+from studio.engine.queue import JobQueue
+from studio.engine.runner import Runner
+from studio.models.registry import ModelRegistry
+
+PROMPT = "a photo of a red cat"
+
+
+def _ensure(folder: Path, build) -> Path:
+    if not folder.exists():
+        build(folder)
+    return folder
+
+
+def _runner(root: Path) -> Runner:
+    return Runner(ModelRegistry([(root, "bench")]))
+
+
+def _run(runner: Runner, spec, emit=lambda e: None) -> Event:
+    end = runner.run(JobQueue().make_job(spec), emit)
+    if not isinstance(end, Finished):
+        raise RuntimeError(f"benchmark job ended with {end}")
+    return end
+
+
+def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
+    """A tiny SD pipeline: the studio's job (cache, events, throttled previews) vs pipe(...)."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from studio.bench.tiny_models import build_tiny_diffusers
+
+    folder = _ensure(tmp / "tiny-sd", build_tiny_diffusers)
+    steps, size, repeats = 8, 64, 3 if quick else 9
+    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    runner = _runner(tmp)
+    spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=size, height=size, seed=1)
+
+    def plain():
+        pipe(PROMPT, num_inference_steps=steps, width=size, height=size, guidance_scale=7.0,
+             generator=torch.Generator("cpu").manual_seed(1), output_type="np")
+
+    def studio():
+        _run(runner, spec)
+
+    plain(), studio()  # warm both (model load, allocator)
+    t_plain, t_studio = [], []
+    for _ in range(repeats):
+        t_plain.append(median_time(plain, 1))
+        t_studio.append(median_time(studio, 1))
+    ratio = statistics.median(t_studio) / statistics.median(t_plain)
+    return [Figure("image_overhead", ratio, "x plain pipe()", "<= 1.05", ratio <= 1.05, {
+        "plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio),
+        "steps": steps, "size": size, "repeats": repeats})]
+
+
+def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
+    """A tiny GPT-2: seconds per token through the studio (streaming, alternatives) vs generate()."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from studio.bench.tiny_models import build_tiny_gpt2
+
+    folder = _ensure(tmp / "tiny-gpt2", build_tiny_gpt2)
+    new_tokens, repeats = 64, 3 if quick else 9
+    model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    inputs = tok(PROMPT, return_tensors="pt")
+    runner = _runner(tmp)
+    spec = TextJob(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=new_tokens, seed=3, temperature=0.8)
+
+    def plain() -> float:
+        torch.manual_seed(3)
+        start = time.perf_counter()
+        out = model.generate(**inputs, do_sample=True, temperature=0.8, max_new_tokens=new_tokens,
+                             pad_token_id=tok.eos_token_id)
+        return (time.perf_counter() - start) / (out.shape[1] - inputs["input_ids"].shape[1])
+
+    first: list[float] = []
+
+    def studio() -> float:
+        start = time.perf_counter()
+        seen = []
+
+        def emit(event):
+            if isinstance(event, Token):
+                if not seen:
+                    first.append(time.perf_counter() - start)
+                seen.append(event)
+
+        _run(runner, spec, emit)
+        return (time.perf_counter() - start) / max(len(seen), 1)
+
+    plain(), studio()
+    first.clear()
+    p, s = [], []
+    for _ in range(repeats):
+        p.append(plain())
+        s.append(studio())
+    ratio = statistics.median(s) / statistics.median(p)
+    return [
+        Figure("text_overhead", ratio, "x plain generate() per token", "<= 1.03", ratio <= 1.03, {
+            "plain_ms_per_token": 1000 * statistics.median(p), "studio_ms_per_token": 1000 * statistics.median(s),
+            "new_tokens": new_tokens, "repeats": repeats}),
+        Figure("text_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
+    ]
+
+
+def gui_stall(tmp: Path, quick: bool) -> list[Figure]:
+    """The longest gap in the GUI event loop while the engine thread renders on the CPU.
+
+    A 1 ms timer ticks on the GUI thread of the real main window while an image job runs with
+    previews drawn on its canvas; a gap between ticks is time the window could not respond."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from studio.bench.tiny_models import build_tiny_diffusers
+    from studio.ui.main_window import MainWindow
+
+    _ensure(tmp / "tiny-sd", build_tiny_diffusers)
+    app = QApplication.instance() or QApplication([])
+    from studio.app import build_studio
+
+    studio = build_studio(ModelRegistry([(tmp, "bench")]))
+    window: MainWindow = studio.window
+    window.show()
+    steps = 20 if quick else 40
+    spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=128, height=128, seed=2)
+    # Warm the model first: a cold load imports torch and diffusers, which the stall figure is not about.
+    done = []
+    studio.engine.job_finished.connect(lambda jid, res: done.append(jid))
+    studio.engine.job_failed.connect(lambda jid, kind, msg: done.append(jid))
+    studio.engine.submit(spec)
+    while not done:
+        app.processEvents()
+        time.sleep(0.001)
+    gaps: list[float] = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.nsecsElapsed()]
+
+    def tick():
+        now = clock.nsecsElapsed()
+        gaps.append((now - last[0]) / 1e6)
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(1)
+    timer.timeout.connect(tick)
+    timer.start()
+    done.clear()
+    start = time.perf_counter()
+    studio.engine.submit(spec)
+    while not done:
+        app.processEvents()
+        time.sleep(0.0005)
+    seconds = time.perf_counter() - start
+    timer.stop()
+    studio.shutdown()
+    window.close()
+    worst = max(gaps) if gaps else float("nan")
+    p99 = statistics.quantiles(gaps, n=100)[98] if len(gaps) >= 100 else worst
+    return [Figure("gui_stall_max", worst, "ms", "<= 50", worst <= 50, {
+        "p99_ms": p99, "ticks": len(gaps), "job_seconds": seconds, "steps": steps, "size": 128})]
+
+
+def cold_start(tmp: Path, quick: bool) -> list[Figure]:
+    """Process start to main window shown, in a fresh interpreter (torch must not load first)."""
+    repeats = 2 if quick else 5
+    times = []
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"), STUDIO_MODELS_DIR=str(tmp))
+    for _ in range(repeats):
+        env["STUDIO_T0"] = repr(time.time())
+        out = subprocess.run([sys.executable, "-m", "studio.app", "--quit-after-show"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        line = next((l for l in out.stdout.splitlines() if l.startswith("window-shown")), None)
+        if out.returncode != 0 or line is None:
+            raise RuntimeError(f"the studio did not start: {out.stderr.strip()[-500:]}")
+        times.append(float(line.split()[1]))
+    best = statistics.median(times)
+    return [Figure("cold_start", best, "s", "<= 1.5", best <= 1.5, {"runs_s": times})]

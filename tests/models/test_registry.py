@@ -1,0 +1,83 @@
+"""Discovery and format detection, from marker files alone."""
+
+import json
+
+import pytest
+
+from conftest import write_fake_model
+from studio.core.errors import ModelFileError, ModelNotFound
+from studio.models import formats
+from studio.models.registry import ModelRegistry, default_roots
+
+
+def make_diffusers(folder):
+    (folder / "unet").mkdir(parents=True)
+    (folder / "vae").mkdir()
+    (folder / "model_index.json").write_text("{}")
+    (folder / "unet" / "config.json").write_text(json.dumps({"sample_size": 64}))
+    (folder / "vae" / "config.json").write_text(json.dumps({"block_out_channels": [1, 2, 3, 4]}))
+    return folder
+
+
+def make_transformers(folder, **config):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", **config}))
+    (folder / "tokenizer.json").write_text("{}")
+    return folder
+
+
+def test_discovers_each_format_from_every_root(tmp_path, monkeypatch, sandbox_dirs):
+    user = sandbox_dirs / "models"
+    embedded = sandbox_dirs / "embedded"
+    extra = tmp_path / "extra"
+    make_diffusers(user / "sd")
+    make_transformers(user / "prose")
+    write_fake_model(embedded / "demo", "latent")
+    (extra).mkdir()
+    (extra / "decoder.onnx").write_bytes(b"onnx")
+    registry = ModelRegistry(default_roots([extra]))
+    found = {m.id: (m.kind, m.format, m.source) for m in registry.models()}
+    assert found == {
+        "sd": ("image", "diffusers", "user"),
+        "prose": ("text", "transformers", "user"),
+        "demo": ("latent", "fake", "embedded"),
+        "decoder": ("latent", "onnx", "settings"),
+    }
+    assert registry.resolve("sd").default_size == 512  # 64 latent x 2**3
+    assert registry.resolve("sd").size_bytes > 0
+
+
+def test_first_root_wins_on_a_clash(sandbox_dirs):
+    write_fake_model(sandbox_dirs / "embedded" / "same", "image")
+    write_fake_model(sandbox_dirs / "models" / "same", "text")
+    assert ModelRegistry().resolve("same").source == "embedded"
+
+
+def test_resolve_by_path_and_unknown_id(tmp_path):
+    folder = write_fake_model(tmp_path / "anywhere", "image")
+    registry = ModelRegistry()
+    assert registry.resolve(str(folder)).source == "path"
+    with pytest.raises(ModelNotFound, match="studio models"):
+        registry.resolve("nothing-here")
+
+
+def test_unusable_folders_are_reported_not_listed(sandbox_dirs):
+    user = sandbox_dirs / "models"
+    make_transformers(user / "remote-code", auto_map={"AutoModel": "x.y"})
+    (user / "weights.ckpt").write_bytes(b"\x80\x02")
+    (user / "badjson").mkdir()
+    (user / "badjson" / "studio.json").write_text("{oops")
+    registry = ModelRegistry()
+    assert registry.models() == []
+    messages = {p.path.name: p.message for p in registry.problems}
+    assert "custom Python code" in messages["remote-code"]
+    assert "pickle" in messages["weights.ckpt"]
+    assert "not valid JSON" in messages["badjson"]
+    assert "models" in registry.where_to_put_models()
+
+
+def test_pickle_files_are_refused_with_a_sentence(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="pickle"):
+        formats.detect(path)
