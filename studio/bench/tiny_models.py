@@ -6,7 +6,7 @@ that the registry recognises and the backends load with `local_files_only=True`.
 
 - `build_tiny_diffusers`: a Stable Diffusion pipeline (UNet, VAE with 4 latent channels and the
   SD 1.x downsampling factor of 8, CLIP text encoder). Native size 64 x 64 (latents 8 x 8); any
-  multiple of 8 works. About 1 MB on disk; two steps on a CPU take a small fraction of a second.
+  multiple of 8 works. About 4 MB on disk; two steps on a CPU take well under a second.
 - `build_tiny_gpt2`, `build_tiny_llama`: causal language models (vocabulary of 400) with a
   byte-level BPE tokenizer trained on the paragraphs below, so any text round-trips exactly.
 

@@ -18,8 +18,6 @@ sentence when the weights are truncated or do not match the architecture."""
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from torch import nn
 
 from studio.core.errors import ModelFileError
 from studio.models.formats import MANIFEST
+from studio.models.safe_files import check_safetensors, model_file
 
 ARCHITECTURES = ("decoder-v1",)  # a VAE ("vae-v1": encoder + decoder) or GAN comes later
 DEFAULT_ARCHITECTURE = "decoder-v1"
@@ -126,51 +125,6 @@ def build_decoder(config: dict[str, Any]) -> LatentDecoder:
 
 # Loading a part from its folder: safe file names, complete safetensors, matching keys.
 
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
-
-
-def model_file(folder: Path, name: Any, key: str) -> Path:
-    """`folder / name` for a file named in studio.json, refused if it would leave the folder."""
-    if not isinstance(name, str) or not name.strip():
-        raise ModelFileError(f"{folder / MANIFEST} has no {key!r} file name; add one (e.g. \"decoder.safetensors\").")
-    root = folder.resolve()
-    path = (root / name).resolve()
-    if Path(name).is_absolute() or not path.is_relative_to(root):
-        raise ModelFileError(f"{folder / MANIFEST} names {key} {name!r} outside the model folder, which is refused.")
-    if not path.is_file():
-        raise ModelFileError(f"{name} is missing from {folder}; copy it into the model folder.")
-    return path
-
-
-def check_safetensors_complete(path: Path) -> None:
-    """One sentence if a .safetensors file is cut short or is not safetensors at all (stdlib only)."""
-    size = path.stat().st_size
-    incomplete = ModelFileError(f"{path.name} is incomplete: check its size and copy it again.")
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise incomplete
-            (header_len,) = struct.unpack("<Q", head)
-            if header_len > MAX_HEADER_BYTES:
-                raise ModelFileError(f"{path.name} is not a valid safetensors file (its header size is impossible).")
-            if 8 + header_len > size:
-                raise incomplete
-            header = json.loads(f.read(header_len))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{path.name} is not a valid safetensors file (its header is not JSON).") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{path.name} is not a valid safetensors file (its header is not a JSON object).")
-    end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise ModelFileError(f"{path.name} is not a valid safetensors file (tensor {name!r} has no offsets).")
-        end = max(end, offsets[1])
-    if 8 + header_len + end > size:
-        raise incomplete
 
 
 def load_weights(path: Path) -> dict[str, Any]:
@@ -178,7 +132,7 @@ def load_weights(path: Path) -> dict[str, Any]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    check_safetensors_complete(path)
+    check_safetensors(path)
     try:
         return load_file(str(path), device="cpu")
     except SafetensorError as exc:

@@ -112,6 +112,9 @@ class ModelRegistry:
         path = Path(id_or_path).expanduser()
         if path.exists():
             return inspect(path.resolve(), "path")
+        for problem in self.problems:  # a model we found but refused: say why, not "no such model"
+            if id_or_path in (problem.path.name, problem.path.stem):
+                raise ModelFileError(problem.message)
         known = ", ".join(sorted(self._models)) or "none found"
         raise ModelNotFound(f"No model {id_or_path!r}: give an id from `studio models` ({known}) or a path.")
 

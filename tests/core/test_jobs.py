@@ -72,3 +72,14 @@ def test_untrusted_json_gets_one_sentence():
         spec_from_dict({"kind": "image", "model": "m", "steps": "many"})
     with pytest.raises(SpecError, match="not valid JSON"):
         spec_from_json("{nope")
+
+
+def test_latents_from_numpy_become_plain_floats():
+    import numpy as np
+
+    spec = LatentDecodeJob(model="m", latent=np.array([0.5, -1.0], dtype=np.float32))
+    spec.validate()
+    assert spec.latent == (0.5, -1.0) and all(type(v) is float for v in spec.latent)
+    assert spec_from_json(spec.to_json()) == spec
+    with pytest.raises(SpecError, match="`latent`"):
+        LatentDecodeJob(model="m", latent=("a", 1.0)).validate()

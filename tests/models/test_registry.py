@@ -81,3 +81,9 @@ def test_pickle_files_are_refused_with_a_sentence(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(ModelFileError, match="pickle"):
         formats.detect(path)
+
+
+def test_a_refused_model_asked_for_by_id_says_why(sandbox_dirs):
+    make_transformers(sandbox_dirs / "models" / "remote-code", auto_map={"AutoModel": "x.y"})
+    with pytest.raises(ModelFileError, match="custom Python code"):
+        ModelRegistry().resolve("remote-code")

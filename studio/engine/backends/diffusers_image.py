@@ -10,10 +10,7 @@ Torch and diffusers are imported inside the functions, so importing this module 
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import struct
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,6 +20,7 @@ from studio.core.errors import ModelFileError
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
 from studio.engine.backends.base import JobContext, param_bytes, to_uint8_image, torch_device
+from studio.models.safe_files import check_folder_weights, explain_load_error
 
 # SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
 SD_LATENT_RGB = (
@@ -32,79 +30,6 @@ SD_LATENT_RGB = (
     (-0.2120, -0.2616, -0.7177),
 )
 LIBRARIES = ("diffusers", "transformers")  # where a component class may come from; never the folder
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers: checking files before a library sees them, and explaining load failures.
-# ---------------------------------------------------------------------------------------------
-
-
-def check_safetensors(path: Path) -> None:
-    """Raise ModelFileError if a .safetensors file is truncated or not safetensors at all.
-
-    Reads only the header: the byte ranges it lists must end exactly at the end of the file, which
-    catches a half-finished copy with the file's own name rather than a library's error code."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        if not 0 < n <= min(size - 8, MAX_HEADER_BYTES):
-            raise ModelFileError(f"{path} is not a complete safetensors file: check its size and copy it again.")
-        try:
-            header = json.loads(f.read(n))
-            end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
-        except (ValueError, TypeError, KeyError, IndexError):
-            raise ModelFileError(f"{path} has a damaged safetensors header: copy it again.") from None
-    if 8 + n + end != size:
-        raise ModelFileError(
-            f"{path} is incomplete ({size} bytes, the header says {8 + n + end}): check its size and copy it again."
-        )
-
-
-def check_folder_weights(folder: Path) -> None:
-    for path in sorted(folder.rglob("*.safetensors")):
-        check_safetensors(path)
-
-
-def explain_load_error(folder: Path, exc: BaseException) -> str:
-    """One sentence for a library's loading exception (the traceback goes to the log)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    low = text.lower()
-    if "incomplete metadata" in low or "metadataincompletebuffer" in low or "incompletebuffer" in low:
-        return f"A weights file in {folder} is incomplete: check its size and copy it again."
-    if "headertoolarge" in low or "invalidheader" in low or "header too" in low:
-        return f"A weights file in {folder} is damaged or not a safetensors file: copy it again."
-    absent = re.search(r"no file named (\S+) found in directory (\S+?)\.?$", text)
-    if absent:
-        where = Path(absent[2]).relative_to(folder) if Path(absent[2]).is_relative_to(folder) else Path(absent[2])
-        return f"{folder} is missing {(where / absent[1]).as_posix()}: copy the whole folder again."
-    if "no file named" in low or "does not appear to have" in low or "no such file" in low:
-        return f"{folder} is missing a file the model needs ({_clip(text)})."
-    missing = re.search(r"expected \[(.*?)\], but only \{(.*?)\} were passed", text)
-    if missing:
-        listed = set(re.findall(r"'(\w+)'", missing[2])) | set(_read_index(folder))  # null entries are fine
-        names = sorted(set(re.findall(r"'(\w+)'", missing[1])) - listed)
-        return f"model_index.json in {folder} does not list the pipeline's {', '.join(names)}: copy the folder again."
-    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) or "json" in low:
-        return f"A config file in {folder} is not valid JSON ({_clip(text)})."
-    if "size mismatch" in low or "shape" in low:
-        return f"The weights in {folder} do not match their config.json (wrong model family or mixed-up files)."
-    if "tokeniz" in low or "vocab" in low or "bpe" in low or "merges" in low:
-        return f"The tokenizer in {folder} is damaged ({_clip(text)})."
-    return f"{folder} could not be loaded as a diffusers model ({type(exc).__name__}: {_clip(text)})."
-
-
-def _read_index(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    text = text.rstrip(".")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_model_index(folder: Path) -> None:

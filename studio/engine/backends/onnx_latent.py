@@ -19,6 +19,7 @@ from studio.core.errors import ModelFileError, SpecError
 from studio.engine.backends.base import to_uint8_image
 from studio.engine.backends.latent_torch import check_latents
 from studio.models.formats import MANIFEST
+from studio.models.safe_files import model_file
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +103,13 @@ def _first_line(exc: BaseException) -> str:
     return text[:200].rstrip(". ")
 
 
-def _manifest_file(folder: Path, name: Any) -> Path:
-    """The .onnx file studio.json names, refused if it would leave the folder. (The same rule as
-    studio.models.nets.model_file, repeated here so the ONNX path does not import torch.)"""
-    if not isinstance(name, str) or not name.strip():
-        raise ModelFileError(f"{folder / MANIFEST} has no 'onnx' file name; export one or run it on torch.")
-    root = folder.resolve()
-    path = (root / name).resolve()
-    if Path(name).is_absolute() or not path.is_relative_to(root):
-        raise ModelFileError(f"{folder / MANIFEST} names onnx {name!r} outside the model folder, which is refused.")
-    if not path.is_file():
-        raise ModelFileError(f"{name} is missing from {folder}; copy it into the model folder.")
-    return path
-
-
 def find_onnx(model: Any) -> Path:
     """The .onnx file of a model: the file itself, the one .onnx in a folder, or studio.json's "onnx"."""
     path = Path(model.path)
     if path.is_file():
         return path
     if model.format == "studio-latent" or model.manifest.get("onnx"):
-        return _manifest_file(path, model.manifest.get("onnx"))
+        return model_file(path, model.manifest.get("onnx"), "onnx")
     found = sorted(path.glob("*.onnx"))
     if len(found) != 1:
         raise ModelFileError(f"{path} should hold exactly one .onnx file, not {len(found)}.")

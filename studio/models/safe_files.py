@@ -1,0 +1,112 @@
+"""Checks on model files before any library opens them, and one sentence for each way they break.
+
+Standard library only, so every backend (torch or ONNX Runtime) and the registry can use them."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+from typing import Any, Optional
+
+from studio.core.errors import ModelFileError
+from studio.models.formats import MANIFEST
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+
+
+def model_file(folder: Path, name: Any, key: str) -> Path:
+    """`folder / name` for a file named in studio.json, refused if it would leave the folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise ModelFileError(f"{folder / MANIFEST} has no {key!r} file name; add one (e.g. \"decoder.safetensors\").")
+    root = folder.resolve()
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(root):
+        raise ModelFileError(f"{folder / MANIFEST} names {key} {name!r} outside the model folder, which is refused.")
+    if not path.is_file():
+        raise ModelFileError(f"{name} is missing from {folder}; copy it into the model folder.")
+    return path
+
+
+def check_safetensors(path: Path, shown: Optional[str] = None) -> None:
+    """One sentence if a .safetensors file is cut short or is not safetensors at all.
+
+    Reads only the header: the byte ranges it lists must fit in the file, which catches a
+    half-finished copy by the file's own name rather than by a library's error code."""
+    name = shown or path.name
+    size = path.stat().st_size
+    incomplete = ModelFileError(f"{name} is incomplete: check its size and copy it again.")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise incomplete
+            (header_len,) = struct.unpack("<Q", head)
+            if header_len > MAX_HEADER_BYTES:
+                raise ModelFileError(f"{name} is not a valid safetensors file (its header size is impossible).")
+            if 8 + header_len > size:
+                raise incomplete
+            header = json.loads(f.read(header_len))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{name} is not a valid safetensors file (its header is not a JSON object).")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ModelFileError(f"{name} is not a valid safetensors file (tensor {name!r} has no offsets).")
+        end = max(end, offsets[1])
+    if 8 + header_len + end > size:
+        raise incomplete
+
+
+def check_folder_weights(folder: Path) -> None:
+    """Check every .safetensors file under a model folder, naming it by its place in the folder."""
+    for path in sorted(folder.rglob("*.safetensors")):
+        check_safetensors(path, str(path.relative_to(folder.parent)))
+
+
+def explain_load_error(folder: Path, exc: BaseException, what: str = "a diffusers model") -> str:
+    """One sentence for a library's loading exception (the traceback goes to the log)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    low = text.lower()
+    if "incomplete metadata" in low or "metadataincompletebuffer" in low or "incompletebuffer" in low:
+        return f"A weights file in {folder} is incomplete: check its size and copy it again."
+    if "headertoolarge" in low or "invalidheader" in low or "header too" in low:
+        return f"A weights file in {folder} is damaged or not a safetensors file: copy it again."
+    absent = re.search(r"no file named (\S+) found in directory (\S+?)\.?$", text)
+    if absent:
+        where = Path(absent[2]).relative_to(folder) if Path(absent[2]).is_relative_to(folder) else Path(absent[2])
+        return f"{folder} is missing {(where / absent[1]).as_posix()}: copy the whole folder again."
+    if "no file named" in low or "does not appear to have" in low or "no such file" in low:
+        return f"{folder} is missing a file the model needs ({_clip(text)})."
+    missing = re.search(r"expected \[(.*?)\], but only \{(.*?)\} were passed", text)
+    if missing:
+        listed = set(re.findall(r"'(\w+)'", missing[2])) | set(_read_index(folder))  # null entries are fine
+        names = sorted(set(re.findall(r"'(\w+)'", missing[1])) - listed)
+        return f"model_index.json in {folder} does not list the pipeline's {', '.join(names)}: copy the folder again."
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) or "json" in low:
+        return f"A config file in {folder} is not valid JSON ({_clip(text)})."
+    if "size mismatch" in low or "shape" in low:
+        return f"The weights in {folder} do not match their config.json (wrong model family or mixed-up files)."
+    if "instantiate the backend tokenizer" in low:
+        return f"The tokenizer in {folder} has no tokenizer.json or vocabulary files it can load: copy the folder again."
+    if "tokeniz" in low or "vocab" in low or "bpe" in low or "merges" in low:
+        return f"The tokenizer in {folder} is damaged ({_clip(text)})."
+    return f"{folder} could not be loaded as {what} ({type(exc).__name__}: {_clip(text)})."
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = text.rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,127 @@
+"""The diffusers image backend on a real (tiny, random) Stable Diffusion pipeline, through the Runner:
+events in order, previews, seeds, cancel between steps, broken folders as one clear sentence."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from studio.bench.tiny_models import build_tiny_diffusers
+from studio.core.events import Cancelled, Failed, Finished, Preview, Progress, Started, TERMINAL_EVENTS
+from studio.core.jobs import ImageJob
+from studio.engine.queue import JobQueue
+from studio.engine.runner import Runner
+from studio.models.registry import ModelRegistry
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusers-models")
+    good = build_tiny_diffusers(root / "tiny-sd")
+    # Half a UNet: what an interrupted copy or download leaves behind.
+    shutil.copytree(good, root / "truncated-sd")
+    weights = root / "truncated-sd" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    # A component that model_index.json lists but whose folder is gone.
+    shutil.copytree(good, root / "no-vae-sd")
+    shutil.rmtree(root / "no-vae-sd" / "vae")
+    return root
+
+
+@pytest.fixture(scope="module")
+def runner(models):
+    return Runner(ModelRegistry([(models, "user")]))
+
+
+def run(runner, spec, on_event=None):
+    job = JobQueue().make_job(spec)
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if on_event:
+            on_event(job, event)
+
+    runner.run(job, emit)
+    return events
+
+
+def spec(**kw):
+    base = dict(model="tiny-sd", prompt="a photo of a red cat", steps=3, width=64, height=64, seed=1)
+    return ImageJob(**{**base, **kw})
+
+
+def image_of(events):
+    assert isinstance(events[-1], Finished), events[-1]
+    return events[-1].result.images[0]
+
+
+def test_txt2img_reports_every_step_previews_and_one_image(runner):
+    events = run(runner, spec(steps=4, width=64, height=48))
+    assert isinstance(events[0], Started)
+    assert [(e.step, e.total) for e in events if isinstance(e, Progress)] == [(i, 4) for i in range(1, 5)]
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert previews, "at least the last step previews"
+    for p in previews:  # latent resolution (the UI scales it), uint8 RGB
+        assert p.image.dtype == np.uint8 and p.image.shape == (6, 8, 3)
+    assert sum(isinstance(e, TERMINAL_EVENTS) for e in events) == 1
+    image = image_of(events)
+    assert image.dtype == np.uint8 and image.shape == (48, 64, 3)
+    info = events[-1].result.info
+    assert info["runtime"] == "torch" and info["device"] == "cpu" and info["dtype"] == "float32"
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(runner):
+    first = image_of(run(runner, spec(seed=7)))
+    torch.manual_seed(12345)  # global RNG state must not matter: the job seeds its own generator
+    again = image_of(run(runner, spec(seed=7)))
+    other = image_of(run(runner, spec(seed=8)))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_cancel_lands_at_the_next_step_without_decoding(runner, monkeypatch):
+    backend = runner.backend_for(spec())[0]
+    decodes = []
+    real_decode = backend.pipe.vae.decode
+    monkeypatch.setattr(backend.pipe.vae, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+
+    def cancel_at_2(job, event):
+        if isinstance(event, Progress) and event.step == 2:
+            job.cancel.set()
+
+    events = run(runner, spec(steps=4), cancel_at_2)
+    assert isinstance(events[-1], Cancelled)
+    assert max(e.step for e in events if isinstance(e, Progress)) == 2
+    assert not any(isinstance(e, (Finished, Failed)) for e in events)
+    assert decodes == [], "a cancelled job must not spend a VAE decode"
+    assert image_of(run(runner, spec())).shape == (64, 64, 3) and decodes == [1]
+
+
+@pytest.mark.parametrize(
+    "model, words",
+    [("truncated-sd", ["incomplete", "unet", "copy it again"]), ("no-vae-sd", ["no-vae-sd", "'vae'"])],
+)
+def test_a_broken_folder_fails_with_one_sentence_and_the_runner_carries_on(runner, model, words):
+    events = run(runner, spec(model=model))
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.kind == "model file"
+    assert "\n" not in failed.message and "Traceback" not in failed.message
+    for word in words:
+        assert word in failed.message
+    assert not any(isinstance(e, Progress) for e in events)
+    assert image_of(run(runner, spec())).shape == (64, 64, 3)
+
+
+def test_latent_preview_projects_four_channels_and_stretches_others():
+    from studio.engine.backends.diffusers_image import latent_preview
+
+    four = latent_preview(torch.zeros(2, 4, 5, 7))
+    assert four.shape == (5, 7, 3) and four.dtype == np.uint8
+    assert np.all(four == 128)  # zero latents sit in the middle of the display range
+    sixteen = latent_preview(torch.randn(1, 16, 4, 4))
+    assert sixteen.shape == (4, 4, 3) and sixteen.min() == 0 and sixteen.max() == 255
+    assert latent_preview(torch.zeros(1, 64, 16)) is None  # packed latents (Flux): no cheap view

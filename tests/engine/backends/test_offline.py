@@ -1,0 +1,54 @@
+"""DESIGN §4: no network at run time. Loading a model and generating with it, for images and for
+text, must not even try to open a connection (no Hugging Face hub lookups, no telemetry)."""
+
+import socket
+
+import pytest
+
+from studio.bench.tiny_models import build_tiny_diffusers, build_tiny_gpt2
+from studio.core.events import Finished
+from studio.core.jobs import ImageJob, TextJob
+from studio.engine.queue import JobQueue
+from studio.engine.runner import Runner
+from studio.models.registry import ModelRegistry
+
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("offline-models")
+    build_tiny_diffusers(root / "tiny-sd")
+    build_tiny_gpt2(root / "tiny-gpt2")
+    return root
+
+
+@pytest.fixture
+def no_sockets(monkeypatch):
+    """Every way to reach the network records the attempt and fails, as on an unplugged machine."""
+    attempts = []
+
+    def refuse(name):
+        def blocked(*args, **kwargs):
+            attempts.append((name, args[1:] if name.startswith("socket.") else args))
+            raise OSError(f"network access in an offline test: {name}")
+
+        return blocked
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    return attempts
+
+
+def test_loading_and_generating_never_touch_the_network(models, no_sockets):
+    runner = Runner(ModelRegistry([(models, "user")]))  # fresh: the models load inside the guard
+    image = runner.run(
+        JobQueue().make_job(ImageJob(model="tiny-sd", prompt="a red cat", steps=2, width=64, height=64)), lambda e: None
+    )
+    text = runner.run(JobQueue().make_job(TextJob(model="tiny-gpt2", prompt="The river", max_new_tokens=8)), lambda e: None)
+    assert isinstance(image, Finished), image
+    assert isinstance(text, Finished), text
+    assert no_sockets == []
