@@ -3,11 +3,12 @@ asks, no network at Hugging Face's level, and it fails if it leaves a QThread ru
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
+
+from fake_models import write_fake_model
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -28,14 +29,6 @@ def sandbox_dirs(tmp_path_factory, monkeypatch):
         (root / sub).mkdir()
         monkeypatch.setenv(name, str(root / sub))
     return root
-
-
-def write_fake_model(folder: Path, kind: str, step_seconds: float = 0.02, **extra) -> Path:
-    """A model folder served by the fake backend (deterministic, slow on purpose)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": "fake", "kind": kind, "title": f"Fake {kind}", "step_seconds": step_seconds, **extra}
-    (folder / "studio.json").write_text(json.dumps(manifest))
-    return folder
 
 
 @pytest.fixture

@@ -130,16 +130,15 @@ def gui_stall(tmp: Path, quick: bool) -> list[Figure]:
     previews drawn on its canvas; a gap between ticks is time the window could not respond."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QElapsedTimer, QTimer
-    from PySide6.QtWidgets import QApplication
 
     from studio.bench.tiny_models import build_tiny_diffusers
     from studio.ui.main_window import MainWindow
 
     _ensure(tmp / "tiny-sd", build_tiny_diffusers)
-    app = QApplication.instance() or QApplication([])
-    from studio.app import build_studio
+    from studio.app import Studio, make_app
 
-    studio = build_studio(ModelRegistry([(tmp, "bench")]))
+    app = make_app()
+    studio = Studio(ModelRegistry([(tmp, "bench")]))
     window: MainWindow = studio.window
     window.show()
     steps = 20 if quick else 40

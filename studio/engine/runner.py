@@ -29,6 +29,10 @@ Emit = Callable[[Event], None]
 MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent"}
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     """Map any exception to (kind, one sentence). The traceback goes to the log, not the person."""
     if isinstance(exc, StudioError):
@@ -51,8 +55,7 @@ class Runner:
         model = self.registry.resolve(spec.model)
         needed = MODEL_KIND[type(spec)]
         if model.kind != needed:
-            article = "an" if model.kind[0] in "aeiou" else "a"
-            raise SpecError("model", f"{model.id} is {article} {model.kind} model; a {spec.kind} job needs a {needed} model.")
+            raise SpecError("model", f"{model.id} is {_a(model.kind)} model; {_a(spec.kind)} job needs {_a(needed)} model.")
         runtime = model.runtimes[0] if spec.runtime == "auto" else spec.runtime
         if runtime not in model.runtimes:
             raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}.")

@@ -159,7 +159,8 @@ class JobList(QObject):
 
     @Slot(int, object)
     def _on_queued(self, job_id: int, spec: JobSpec) -> None:
-        self._records[job_id] = JobRecord(job_id, spec.title, spec.kind, spec.lane, spec, queued_at=time.monotonic())
+        title = " ".join(spec.title.split())  # one line: text prompts end in newlines
+        self._records[job_id] = JobRecord(job_id, title, spec.kind, spec.lane, spec, queued_at=time.monotonic())
         self.job_added.emit(job_id)
         self._update_busy()
 

@@ -12,6 +12,7 @@ BACKGROUND = QColor(0x2B, 0x2B, 0x2E)
 HINT_COLOR = QColor(0x8A, 0x8A, 0x90)
 MIN_ZOOM, MAX_ZOOM = 0.05, 64.0
 WHEEL_STEP = 1.25  # zoom factor per wheel notch
+FIT_MARGIN = 16  # px of background kept around a fitted image, so its edges read as edges
 
 
 class Canvas(QGraphicsView):
@@ -74,7 +75,10 @@ class Canvas(QGraphicsView):
         self._fitted = True
         if self._image.isNull():
             return
-        self.fitInView(self._item, Qt.AspectRatioMode.KeepAspectRatio)
+        view = self.viewport().rect().adjusted(FIT_MARGIN, FIT_MARGIN, -FIT_MARGIN, -FIT_MARGIN)
+        scale = min(view.width() / self._image.width(), view.height() / self._image.height())
+        self.setTransform(QTransform.fromScale(max(scale, MIN_ZOOM), max(scale, MIN_ZOOM)))
+        self.centerOn(self._item)
         self._after_zoom()
 
     @Slot()

@@ -26,7 +26,8 @@ class ModelCombo(QComboBox):
         self.clear()
         for model in models:
             self.addItem(model.title, model.id)
-            self.setItemData(self.count() - 1, f"{model.id} · {model.format} · {model.path}", Qt.ItemDataRole.ToolTipRole)
+            tip = f"{model.id} · {model.format} · {model.path}"
+            self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         index = self.findData(selected)
         self.setCurrentIndex(index if index >= 0 else 0)
         self.blockSignals(False)
@@ -48,22 +49,32 @@ class EmptyState(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.4)
         font.setBold(True)
         self.title.setFont(font)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.body = QLabel()
         self.body.setWordWrap(True)
-        self.body.setMaximumWidth(520)
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)  # copy the path
         self.body.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        rescan = QPushButton("Look again")
-        rescan.clicked.connect(self.rescan_requested)
+        self.rescan_button = QPushButton("Look again")
+        self.rescan_button.clicked.connect(self.rescan_requested)
+        # A column of fixed width: a word-wrapped label given an alignment in its layout shrinks to
+        # its narrowest and clips, so the column is centred instead of the label.
+        column = QWidget()
+        column.setFixedWidth(520)
+        column_layout = QVBoxLayout(column)
+        column_layout.setContentsMargins(0, 0, 0, 0)
+        column_layout.setSpacing(14)
+        column_layout.addWidget(self.title)
+        column_layout.addWidget(self.body)
+        column_layout.addWidget(self.rescan_button, 0, Qt.AlignmentFlag.AlignHCenter)
         layout = QVBoxLayout(self)
         layout.addStretch(2)
-        for widget in (self.title, self.body, rescan):
-            layout.addWidget(widget, 0, Qt.AlignmentFlag.AlignHCenter)
-        layout.setSpacing(14)
+        layout.addWidget(column, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(3)
 
     def set_text(self, text: str) -> None:
         self.body.setText(text)
+        # Layouts do not ask an aligned item for its height-for-width, so reserve the wrapped height.
+        self.body.setMinimumHeight(self.body.heightForWidth(520))
 
 
 class Workspace(QWidget):

@@ -11,18 +11,19 @@ from PySide6.QtGui import QFont, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
+    QFormLayout,
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.core.events import Token
-from studio.core.jobs import MAX_SEED, TextJob
-from studio.state.jobs import JobList, JobState
+from studio.core.jobs import TextJob
+from studio.state.jobs import JobList
 from studio.state.settings_store import SettingsStore
 from studio.ui.common import Workspace
 
@@ -110,25 +111,36 @@ class WriteWorkspace(Workspace):
         QShortcut(QKeySequence("Ctrl+Return"), self, self.continue_text)
         QShortcut(QKeySequence("Escape"), self, self.stop)
 
-        bar = QHBoxLayout()
-        bar.setContentsMargins(12, 8, 12, 8)
-        bar.setSpacing(6)
-        for label, widget in (("Model", self.models), ("Max tokens", self.max_tokens),
-                              ("Temperature", self.temperature), ("Seed", self.seed)):
-            bar.addWidget(QLabel(label))
-            bar.addWidget(widget)
-            bar.addSpacing(8)
-        bar.addWidget(self.random_seed)
-        bar.addStretch(1)
-        bar.addWidget(self.stop_button)
-        bar.addWidget(self.continue_button)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Model", self.models)
+        form.addRow("Max tokens", self.max_tokens)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Seed", seed_row)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.continue_button, 1)
+        self.continue_button.setMinimumHeight(34)
+        self.stop_button.setMinimumHeight(34)
 
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addLayout(bar)
-        layout.addWidget(self.editor, 1)
+        side = QWidget()
+        side.setMinimumWidth(260)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(12, 12, 12, 12)
+        side_layout.setSpacing(8)
+        side_layout.addLayout(form)
+        side_layout.addStretch(1)
+        side_layout.addLayout(buttons)
+
+        content = QSplitter(Qt.Orientation.Horizontal)
+        content.addWidget(self.editor)
+        content.addWidget(side)
+        content.setStretchFactor(0, 1)
+        content.setCollapsible(0, False)
+        content.setSizes([740, 300])
         self.set_content(content)
 
         self.job_id: Optional[int] = None
@@ -139,7 +151,7 @@ class WriteWorkspace(Workspace):
     # -- commands ---------------------------------------------------------------------------------
 
     def build_spec(self) -> TextJob:
-        seed = random.randint(0, MAX_SEED) if self.random_seed.isChecked() else self.seed.value()
+        seed = random.randint(0, self.seed.maximum()) if self.random_seed.isChecked() else self.seed.value()
         return TextJob(
             model=self.models.model_id(),
             prompt=self.text_before_cursor(),
@@ -158,9 +170,12 @@ class WriteWorkspace(Workspace):
     def continue_text(self) -> Optional[int]:
         if self.job_id is not None:
             return None
-        job_id = self.jobs.submit_or_report(self.build_spec())
+        spec = self.build_spec()
+        job_id = self.jobs.submit_or_report(spec)
         if job_id is None:
             return None
+        if self.random_seed.isChecked():
+            self.seed.setValue(spec.seed)  # greyed, but shows which seed this text got
         self.job_id = job_id
         self._sink = TokenSink(self.editor, self.editor.textCursor().position())
         self._set_running(True)

@@ -9,9 +9,12 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
+from studio.core.errors import StudioError
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
 from studio.engine.thread import to_qimage
+from studio.models.registry import ModelInfo
+from studio.state.gallery import Gallery
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
 from studio.ui.canvas import Canvas
@@ -23,8 +26,10 @@ class ImageWorkspace(Workspace):
     kind = "image"
     noun = "image"
 
-    def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
+    def __init__(self, jobs: JobList, gallery: Optional[Gallery] = None, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
+        self.gallery = gallery or Gallery(parent=self)
+        self._model_infos: dict[str, ModelInfo] = {}
         self.canvas = Canvas("Write a prompt and press Generate.\nWheel zooms, drag pans, double-click fits.")
         self.caption = QLabel()
         self.caption.setObjectName("caption")
@@ -32,6 +37,7 @@ class ImageWorkspace(Workspace):
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.panel = PromptPanel(self.models)
         self.panel.generate_requested.connect(self.generate)
+        self.models.activated.connect(self._on_model_picked)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -56,6 +62,18 @@ class ImageWorkspace(Workspace):
         jobs.finished.connect(self._on_finished)
         jobs.job_changed.connect(self._on_changed)
 
+    def set_models(self, models: list[ModelInfo], where_to_put: str) -> None:
+        self._model_infos = {m.id: m for m in models}
+        super().set_models(models, where_to_put)
+
+    @Slot(int)
+    def _on_model_picked(self, _index: int) -> None:
+        # Only when the person picks a model (not on start-up): their remembered size wins there.
+        model = self._model_infos.get(self.models.model_id())
+        if model is not None:
+            self.panel.width_.setValue(model.default_size)
+            self.panel.height_.setValue(model.default_size)
+
     @Slot(object)
     def generate(self, spec: ImageJob) -> Optional[int]:
         job_id = self.jobs.submit_or_report(spec)
@@ -78,11 +96,17 @@ class ImageWorkspace(Workspace):
         spec = self._mine.pop(job_id, None)
         if spec is None or not isinstance(result, ImageResult) or not result.images:
             return
+        saved = ""
+        try:  # on disk before on screen: a picture the person has seen is never lost
+            saved = f" · {self.gallery.save(result.images[0], spec).name}"
+        except StudioError as exc:
+            self.jobs.error.show(exc.message)
         self._shown = job_id
         self.canvas.set_image(to_qimage(result.images[0]))
         seconds = result.info.get("seconds")
         took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-        self.caption.setText(f"{spec.width}×{spec.height} · {spec.steps} steps · CFG {spec.guidance_scale:g} · seed {spec.seed}{took}")
+        settings = f"{spec.width}×{spec.height} · {spec.steps} steps · CFG {spec.guidance_scale:g} · seed {spec.seed}"
+        self.caption.setText(settings + took + saved)
 
     @Slot(int)
     def _on_changed(self, job_id: int) -> None:
@@ -96,4 +120,5 @@ class ImageWorkspace(Workspace):
 
     def restore_settings(self, store: SettingsStore) -> None:
         super().restore_settings(store)
+        self._on_model_picked(0)  # the model's own size, unless a remembered one follows
         self.panel.restore_settings(store)

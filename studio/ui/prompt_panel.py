@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QKeySequence, QRegularExpressionValidator, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -41,6 +41,8 @@ class PromptPanel(QWidget):
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("What to paint: a lighthouse at dusk, oil on canvas…")
         self.prompt.setTabChangesFocus(True)
+        self.prompt.setMinimumHeight(72)
+        self.prompt.setMaximumHeight(180)
         self.negative_prompt = QPlainTextEdit()
         self.negative_prompt.setPlaceholderText("What to avoid (optional)")
         self.negative_prompt.setTabChangesFocus(True)
@@ -100,14 +102,14 @@ class PromptPanel(QWidget):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)
         layout.addWidget(_heading("Prompt"))
-        layout.addWidget(self.prompt, 2)
+        layout.addWidget(self.prompt)
         layout.addWidget(_heading("Negative prompt"))
-        layout.addWidget(self.negative_prompt, 1)
+        layout.addWidget(self.negative_prompt)
         layout.addSpacing(4)
         layout.addLayout(form)
-        layout.addStretch(0)
         layout.addSpacing(8)
         layout.addWidget(self.generate)
+        layout.addStretch(1)
 
     # -- the spec ---------------------------------------------------------------------------------
 
@@ -136,6 +138,8 @@ class PromptPanel(QWidget):
         if isinstance(spec.seed, int):
             self.last_seed = spec.seed
             self.reuse_seed.setEnabled(True)
+            if self.random_seed.isChecked():
+                self.seed.setText(str(spec.seed))  # greyed, but shows which seed this image got
         self.generate_requested.emit(spec)
 
     @Slot()

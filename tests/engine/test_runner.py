@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import write_fake_model
+from fake_models import write_fake_model
 from studio.core.events import Cancelled, Failed, Finished, ImageResult, Preview, Progress, Started, TERMINAL_EVENTS, Token
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.queue import JobQueue

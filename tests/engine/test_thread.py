@@ -3,7 +3,7 @@
 import pytest
 from PySide6.QtGui import QImage
 
-from conftest import write_fake_model
+from fake_models import write_fake_model
 from studio.core.errors import SpecError
 from studio.core.jobs import ImageJob, LatentDecodeJob
 from studio.engine.runner import Runner

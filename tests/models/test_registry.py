@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import write_fake_model
+from fake_models import write_fake_model
 from studio.core.errors import ModelFileError, ModelNotFound
 from studio.models import formats
 from studio.models.registry import ModelRegistry, default_roots

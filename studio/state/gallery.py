@@ -1,0 +1,47 @@
+"""The gallery folder: every finished image is written here, with its parameters, before it is shown,
+so closing the window or a crash never loses a picture the person has seen."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from studio.core.errors import StudioError
+from studio.core.jobs import ImageJob
+from studio.core.png import save_image
+from studio.models import paths
+
+log = logging.getLogger(__name__)
+
+
+class Gallery(QObject):
+    image_saved = Signal(str)  # path of the new PNG
+
+    def __init__(self, folder: Optional[Path] = None, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self.folder = folder or paths.data_dir() / "gallery"
+
+    def save(self, rgb: np.ndarray, spec: ImageJob) -> Path:
+        """Write one image as PNG (A1111 `parameters` + full spec); StudioError if the disk says no."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self._free_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.seed}")
+            save_image(path, rgb, spec)
+        except OSError as exc:
+            log.error("could not save an image in %s", self.folder, exc_info=exc)
+            raise StudioError(f"Could not save the image in {self.folder} ({exc.strerror or exc}).") from None
+        self.image_saved.emit(str(path))
+        return path
+
+    def _free_name(self, stem: str) -> Path:
+        path = self.folder / f"{stem}.png"
+        n = 2
+        while path.exists():
+            path = self.folder / f"{stem}-{n}.png"
+            n += 1
+        return path

@@ -1,0 +1,122 @@
+"""ExploreWorkspace: the explorer's tab. Moving a latent slider decodes the vector at once.
+
+Decodes go to the engine's interactive lane, where a newer request replaces one still waiting, so
+a fast drag runs only the requests the engine can keep up with; results that arrive out of date
+(older than the one on screen) are ignored, by job id, which grows with every request."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import QFormLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+
+from studio.core.events import ImageResult
+from studio.core.jobs import LatentDecodeJob
+from studio.engine.thread import to_qimage
+from studio.models.registry import ModelInfo
+from studio.state.jobs import JobList, JobState
+from studio.ui.canvas import Canvas
+from studio.ui.common import Workspace
+from studio.ui.latent_panel import LatentPanel
+
+DEFAULT_LATENT_DIM = 8
+
+
+class ExploreWorkspace(Workspace):
+    kind = "latent"
+    noun = "latent"
+
+    def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
+        super().__init__(jobs, parent)
+        self._model_infos: dict[str, ModelInfo] = {}
+        self.canvas = Canvas("Move a slider to decode a point of the latent space.")
+        self.panel = LatentPanel()
+        self.panel.latent_changed.connect(self.request_decode)
+        self.models.currentIndexChanged.connect(self._on_model_changed)
+        self.caption = QLabel()
+        self.caption.setContentsMargins(10, 4, 10, 6)
+
+        side = QWidget()
+        form = QFormLayout()
+        form.addRow("Model", self.models)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(12, 12, 12, 12)
+        side_layout.setSpacing(10)
+        side_layout.addLayout(form)
+        side_layout.addWidget(self.panel, 1)
+        side.setMinimumWidth(300)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(0)
+        left_layout.addWidget(self.canvas, 1)
+        left_layout.addWidget(self.caption)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 1)
+        splitter.setCollapsible(0, False)
+        splitter.setSizes([720, 320])
+        self.set_content(splitter)
+
+        self._requested: set[int] = set()
+        self.shown_job = 0  # id of the decode on the canvas
+        jobs.finished.connect(self._on_finished)
+        jobs.job_changed.connect(self._on_changed)
+
+    def set_models(self, models: list[ModelInfo], where_to_put: str) -> None:
+        self._model_infos = {m.id: m for m in models}
+        super().set_models(models, where_to_put)
+
+    def latent_dim(self) -> int:
+        model = self._model_infos.get(self.models.model_id())
+        value = model.manifest.get("latent_dim", DEFAULT_LATENT_DIM) if model else DEFAULT_LATENT_DIM
+        return value if isinstance(value, int) and value > 0 else DEFAULT_LATENT_DIM
+
+    @Slot(int)
+    def _on_model_changed(self, _index: int) -> None:
+        if not self.models.model_id():
+            return
+        self.panel.set_dim(self.latent_dim())
+        self.canvas.clear()
+        if self.isVisible():
+            self.request_decode(self.panel.latent())
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        # The first visit decodes the centre of the space, so the canvas is not empty.
+        if self.shown_job == 0 and not self._requested and self.has_models():
+            self.request_decode(self.panel.latent())
+
+    @Slot(object)
+    def request_decode(self, latent: tuple) -> Optional[int]:
+        if not self.models.model_id():
+            return None
+        spec = LatentDecodeJob(model=self.models.model_id(), latent=tuple(latent))
+        job_id = self.jobs.submit_or_report(spec)
+        if job_id is not None:
+            self._requested.add(job_id)
+        return job_id
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, result: object) -> None:
+        if job_id not in self._requested:
+            return
+        self._requested.discard(job_id)
+        if job_id < self.shown_job or not isinstance(result, ImageResult) or not result.images:
+            return  # a newer decode is already on screen
+        self.shown_job = job_id
+        image = result.images[0]
+        self.canvas.set_image(to_qimage(image))
+        seconds = result.info.get("seconds")
+        took = f" · {seconds * 1000:.0f} ms" if isinstance(seconds, (int, float)) else ""
+        self.caption.setText(f"{image.shape[1]}×{image.shape[0]}{took}")
+
+    @Slot(int)
+    def _on_changed(self, job_id: int) -> None:
+        record = self.jobs.get(job_id)
+        if job_id in self._requested and record is not None and record.state in (JobState.FAILED, JobState.CANCELLED):
+            self._requested.discard(job_id)  # superseded or failed: no image will come

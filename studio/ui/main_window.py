@@ -1,0 +1,168 @@
+"""MainWindow: the three workspaces in tabs, the jobs dock, the error bar and the status bar.
+
+It owns no engine logic: it wires widgets to the JobList, remembers layout and last-used settings,
+and on close cancels every job and waits for the engine thread before it lets the window go."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from PySide6.QtCore import QByteArray, Qt, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
+
+from studio.models.registry import ModelRegistry
+from studio.state.jobs import JobList, JobState
+from studio.state.settings_store import SettingsStore
+from studio.ui.common import Workspace
+from studio.ui.editor import WriteWorkspace
+from studio.ui.error_bar import ErrorBar
+from studio.ui.explore_workspace import ExploreWorkspace
+from studio.ui.image_workspace import ImageWorkspace
+from studio.ui.jobs_panel import JobsPanel
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, jobs: JobList, registry: ModelRegistry, store: Optional[SettingsStore] = None,
+                 parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.jobs = jobs
+        self.registry = registry
+        self.store = store or SettingsStore(parent=self)
+        self._closed = False
+        self.setWindowTitle("Studio")
+        self.setObjectName("MainWindow")  # saveState() needs object names on docks and bars
+
+        self.error_bar = ErrorBar(jobs.error)
+        self.image = ImageWorkspace(jobs)
+        self.write = WriteWorkspace(jobs)
+        self.explore = ExploreWorkspace(jobs)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.image, "Image")
+        self.tabs.addTab(self.write, "Write")
+        self.tabs.addTab(self.explore, "Explore")
+        for workspace in self.workspaces():
+            workspace.rescan_requested.connect(self.refresh_models)
+
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.error_bar)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        self.jobs_panel = JobsPanel(jobs)
+        self.jobs_dock = QDockWidget("Jobs")
+        self.jobs_dock.setObjectName("JobsDock")
+        self.jobs_dock.setWidget(self.jobs_panel)
+        self.jobs_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                   | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.jobs_dock.setMinimumWidth(240)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.jobs_dock)
+
+        self.models_label = QLabel()
+        self.engine_label = QLabel()
+        self.last_job_label = QLabel()
+        status = self.statusBar()
+        status.addWidget(self.models_label)
+        status.addWidget(_separator())
+        status.addWidget(self.engine_label, 1)
+        status.addPermanentWidget(self.last_job_label)
+        jobs.job_changed.connect(self._update_engine_state)
+        jobs.busy_changed.connect(self._update_engine_state)
+
+        self._build_menus()
+        self.refresh_models()
+        self._update_engine_state()
+        self.restore_settings()
+
+    def workspaces(self) -> list[Workspace]:
+        return [self.image, self.write, self.explore]
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        rescan = QAction("Look for &models again", self)
+        rescan.triggered.connect(self.refresh_models)
+        file_menu.addAction(rescan)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(self.jobs_dock.toggleViewAction())
+
+    # -- models and status ------------------------------------------------------------------------
+
+    @Slot()
+    def refresh_models(self) -> None:
+        self.registry.refresh()
+        where = self.registry.where_to_put_models()
+        for workspace in self.workspaces():
+            workspace.set_models(self.registry.models(workspace.kind), where)
+        count = len(self.registry.models())
+        self.models_label.setText(f"{count} model{'s' if count != 1 else ''}" if count else "No models")
+        self.models_label.setToolTip("\n".join(f"{m.id} ({m.kind}, {m.format})" for m in self.registry.models()))
+
+    @Slot()
+    def _update_engine_state(self, *_args) -> None:
+        running = [r for r in self.jobs.active() if r.state is JobState.RUNNING]
+        device = self.jobs.last_info.get("device")
+        if running:
+            record = running[0]
+            steps = f" · {record.step}/{record.total}" if record.total else ""
+            text = f"Running {record.kind}{steps}"
+        else:
+            text = "Engine idle" if device else "Engine ready · models load on first use"
+        waiting = sum(1 for r in self.jobs.active() if r.state is JobState.QUEUED)
+        if waiting:
+            text += f" · {waiting} waiting"
+        if device:
+            text += f" · {device}"
+        self.engine_label.setText(text)
+        last = self.jobs.last_ended()
+        if last is not None and last.state is JobState.FINISHED and last.seconds is not None:
+            self.last_job_label.setText(f"Last job {last.seconds:.1f} s")
+
+    # -- remembered settings ----------------------------------------------------------------------
+
+    def restore_settings(self) -> None:
+        geometry = self.store.get("window/geometry", QByteArray())
+        if geometry.isEmpty() or not self.restoreGeometry(geometry):
+            self.resize(1240, 800)
+        state = self.store.get("window/state", QByteArray())
+        if not state.isEmpty():
+            self.restoreState(state)
+        for workspace in self.workspaces():
+            workspace.restore_settings(self.store)
+        self.tabs.setCurrentIndex(min(max(self.store.get("window/tab", 0), 0), self.tabs.count() - 1))
+
+    def save_settings(self) -> None:
+        self.store.set("window/geometry", self.saveGeometry())
+        self.store.set("window/state", self.saveState())
+        self.store.set("window/tab", self.tabs.currentIndex())
+        for workspace in self.workspaces():
+            workspace.save_settings(self.store)
+        self.store.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self._closed:
+            self._closed = True
+            try:
+                self.save_settings()
+            except Exception:  # noqa: BLE001 - a settings problem must not keep the window open
+                log.exception("could not save window settings")
+            if not self.jobs.shutdown():
+                log.error("engine thread still running at close")
+        event.accept()
+
+
+def _separator() -> QLabel:
+    label = QLabel("·")
+    label.setEnabled(False)
+    return label

@@ -1,0 +1,90 @@
+"""The window as a whole: empty state, status bar, remembered settings, and a clean shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fake_models import write_fake_model
+from PySide6.QtCore import Qt
+
+from studio.core.jobs import ImageJob
+from studio.engine.runner import Runner
+from studio.engine.thread import EngineThread
+from studio.models import paths
+from studio.models.registry import ModelRegistry
+from studio.state.jobs import JobList, JobState
+from studio.ui.main_window import MainWindow
+
+
+
+def test_closing_the_window_stops_the_engine_thread(qtbot, window):
+    engine = window.jobs.engine
+    assert engine.isRunning()
+    window.close()
+    assert not engine.isRunning()
+
+
+def test_closing_while_a_job_runs_cancels_it_and_stops_the_engine(qtbot, fake_models, make_window):
+    write_fake_model(fake_models / "slow-image", "image", step_seconds=0.05)
+    window = make_window()
+    job_id = window.jobs.submit(ImageJob(model="slow-image", steps=200, width=64, height=64))
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.RUNNING, timeout=10_000)
+    window.close()
+    assert not window.jobs.engine.isRunning()
+
+
+def test_without_models_each_workspace_says_where_to_put_them(qtbot, make_window):
+    window = make_window()
+    where = str(paths.user_models_dir())
+    for workspace in window.workspaces():
+        assert not workspace.has_models()
+        assert workspace.empty.isVisible() or workspace is not window.tabs.currentWidget()
+        assert where in workspace.empty.body.text()
+    assert window.image.empty.isVisible()
+    assert window.models_label.text() == "No models"
+
+    # Models copied in while the window is open are found with "Look again".
+    write_fake_model(Path(where) / "fake-image", "image")
+    qtbot.mouseClick(window.image.empty.rescan_button, Qt.MouseButton.LeftButton)
+    assert window.image.has_models() and not window.image.empty.isVisible()
+    assert not window.write.has_models()
+    assert window.models_label.text() == "1 model"
+
+
+def test_status_bar_counts_models_and_reports_the_engine(qtbot, window):
+    assert window.models_label.text() == "3 models"
+    assert window.engine_label.text().startswith("Engine ready")
+    with qtbot.waitSignal(window.jobs.finished, timeout=10_000):
+        window.jobs.submit(ImageJob(model="fake-image", steps=2, width=64, height=64))
+    qtbot.waitUntil(lambda: window.engine_label.text().startswith("Engine idle"), timeout=2_000)
+    assert "cpu" in window.engine_label.text()
+    assert window.last_job_label.text().startswith("Last job")
+
+
+def test_settings_and_layout_are_remembered(qtbot, fake_models, make_window):
+    first = make_window()
+    first.image.panel.prompt.setPlainText("a red kite")
+    first.image.panel.steps.setValue(33)
+    first.image.panel.random_seed.setChecked(False)
+    first.image.panel.seed.setText("4242")
+    first.write.max_tokens.setValue(99)
+    first.tabs.setCurrentWidget(first.write)
+    first.resize(760, 540)  # inside the 800x600 offscreen screen: restoreGeometry clamps to it
+    size = (first.width(), first.height())
+    first.close()
+    assert (paths.config_dir() / "window.ini").is_file()
+
+    # The first window's engine is stopped for good; the second window gets its own, as on a restart.
+    engine = EngineThread(Runner(ModelRegistry()))
+    engine.start()
+    second = MainWindow(JobList(engine), engine.runner.registry)
+    qtbot.addWidget(second)
+    try:
+        spec = second.image.panel.build_spec()
+        assert (spec.prompt, spec.steps, spec.seed) == ("a red kite", 33, 4242)
+        assert second.write.max_tokens.value() == 99
+        assert second.tabs.currentWidget() is second.write
+        assert (second.width(), second.height()) == size
+    finally:
+        second.close()
+    assert not engine.isRunning()
