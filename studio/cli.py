@@ -36,12 +36,17 @@ class ProgressBar:
 
     def __init__(self, label: str, stream=None, width: int = 30):
         self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.start = time.perf_counter()
+        self.first: Optional[tuple[int, float]] = None  # (step, time) of the first update
         self.shown = False
 
     def update(self, step: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (step, now)
         done = int(self.width * step / max(total, 1))
-        rate = step / max(time.perf_counter() - self.start, 1e-9)
+        # The rate counts from the first step, so model loading does not drag it down.
+        first_step, first_time = self.first
+        rate = (step - first_step) / (now - first_time) if step > first_step else 0.0
         self.stream.write(f"\r{self.label} [{'#' * done}{'.' * (self.width - done)}] {step}/{total} {rate:.1f} it/s")
         self.stream.flush()
         self.shown = True

@@ -125,11 +125,20 @@ def write_readme(out_dir: Path) -> None:
             f"torch {m.get('torch')}, Python {m.get('python')}; {record.get('date')}"
             + (" (quick run)" if record.get("quick") else ""),
             "",
-            "| figure | value | goal | met |",
-            "|---|---|---|---|",
+            "| figure | value | goal | met | details |",
+            "|---|---|---|---|---|",
         ]
         for f in record["figures"]:
             met = {True: "yes", False: "no", None: "-"}[f.get("meets_goal")]
-            lines.append(f"| {f['name']} | {f['value']:.3f} {f['unit']} | {f.get('goal') or '-'} | {met} |")
+            details = ", ".join(f"{k} {_short(v)}" for k, v in (f.get("details") or {}).items())
+            lines.append(f"| {f['name']} | {f['value']:.3f} {f['unit']} | {f.get('goal') or '-'} | {met} | {details} |")
         lines.append("")
     write_text_atomic(out_dir / "README.md", "\n".join(lines))
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + " ".join(_short(v) for v in value) + "]"
+    return str(value)

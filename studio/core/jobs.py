@@ -138,7 +138,11 @@ class TextJob(JobSpec):
 
     @property
     def title(self) -> str:
-        return f"text · {self.prompt[-40:] or '(empty)'}"
+        # The end of the prompt is where the text continues; cut at a word so it reads cleanly.
+        tail = " ".join(self.prompt.split())
+        if len(tail) > 40:
+            tail = "…" + tail[-40:].split(" ", 1)[-1]
+        return f"text · {tail or '(empty)'}"
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,9 @@ def test_latents_from_numpy_become_plain_floats():
     assert spec_from_json(spec.to_json()) == spec
     with pytest.raises(SpecError, match="`latent`"):
         LatentDecodeJob(model="m", latent=("a", 1.0)).validate()
+
+
+def test_text_titles_show_the_end_of_the_prompt_from_a_word_start():
+    title = TextJob(model="m", prompt="The quiet river ran under a lantern moon, and the boats drifted by").title
+    assert title.startswith("text · …") and title.endswith("drifted by")
+    assert title.split("…", 1)[1].split(" ")[0] in "The quiet river ran under a lantern moon, and the boats".split()

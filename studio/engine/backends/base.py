@@ -133,3 +133,14 @@ def param_bytes(module: Any) -> int:
     for tensor in list(module.parameters()) + list(module.buffers()):
         total += tensor.numel() * tensor.element_size()
     return total
+
+
+def quiet_library_logs() -> None:
+    """Silence diffusers' and transformers' own progress bars and advice on loading: the studio
+    shows its own progress, and their warnings (install accelerate, ...) are not the person's job."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()

@@ -19,7 +19,7 @@ import numpy as np
 from studio.core.errors import ModelFileError
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
-from studio.engine.backends.base import JobContext, param_bytes, to_uint8_image, torch_device
+from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, to_uint8_image, torch_device
 from studio.models.safe_files import check_folder_weights, explain_load_error
 
 # SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
@@ -114,6 +114,7 @@ class DiffusersImageBackend:
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "DiffusersImageBackend":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        quiet_library_logs()
         folder = Path(model.path)
         # 1. Cheap checks with our own sentences: no custom code, no truncated weights.
         check_model_index(folder)

@@ -17,7 +17,7 @@ from typing import Any
 from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
-from studio.engine.backends.base import JobContext, param_bytes, torch_device
+from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, torch_device
 from studio.engine.backends.diffusers_image import torch_dtype
 from studio.models.safe_files import check_folder_weights, explain_load_error
 
@@ -136,6 +136,7 @@ class TransformersTextBackend:
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "TransformersTextBackend":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        quiet_library_logs()
         folder = Path(model.path)
         check_folder_weights(folder)  # a truncated file gets its own name in the sentence
         from transformers import AutoModelForCausalLM, AutoTokenizer
