@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from studio.models.registry import ModelInfo
 from studio.state.jobs import JobList
@@ -116,3 +116,23 @@ class Workspace(QWidget):
         index = self.models.findData(model)
         if index >= 0:
             self.models.setCurrentIndex(index)
+
+
+def canvas_beside_panel(canvas: QWidget, caption: QLabel, panel: QWidget) -> QSplitter:
+    """The workspaces' shared layout: the canvas with its caption below, the controls on the right.
+    The canvas takes the spare width and cannot be collapsed away."""
+    left = QWidget()
+    left_layout = QVBoxLayout(left)
+    left_layout.setContentsMargins(0, 0, 0, 0)
+    left_layout.setSpacing(0)
+    left_layout.addWidget(canvas, 1)
+    left_layout.addWidget(caption)
+
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.addWidget(left)
+    splitter.addWidget(panel)
+    splitter.setStretchFactor(0, 1)
+    splitter.setStretchFactor(1, 0)
+    splitter.setCollapsible(0, False)
+    splitter.setSizes([720, 320])
+    return splitter

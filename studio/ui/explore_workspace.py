@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QFormLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from studio.core.events import ImageResult
 from studio.core.jobs import LatentDecodeJob
@@ -17,7 +17,7 @@ from studio.engine.thread import to_qimage
 from studio.models.registry import ModelInfo
 from studio.state.jobs import JobList, JobState
 from studio.ui.canvas import Canvas
-from studio.ui.common import Workspace
+from studio.ui.common import Workspace, canvas_beside_panel
 from studio.ui.latent_panel import LatentPanel
 
 DEFAULT_LATENT_DIM = 8
@@ -47,19 +47,7 @@ class ExploreWorkspace(Workspace):
         side_layout.addWidget(self.panel, 1)
         side.setMinimumWidth(300)
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.setSpacing(0)
-        left_layout.addWidget(self.canvas, 1)
-        left_layout.addWidget(self.caption)
-
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(side)
-        splitter.setStretchFactor(0, 1)
-        splitter.setCollapsible(0, False)
-        splitter.setSizes([720, 320])
+        splitter = canvas_beside_panel(self.canvas, self.caption, side)
         self.set_content(splitter)
 
         self._requested: set[int] = set()

@@ -7,7 +7,7 @@ from typing import Optional
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from studio.core.errors import StudioError
 from studio.core.events import ImageResult
@@ -18,7 +18,7 @@ from studio.state.gallery import Gallery
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
 from studio.ui.canvas import Canvas
-from studio.ui.common import Workspace
+from studio.ui.common import Workspace, canvas_beside_panel
 from studio.ui.prompt_panel import PromptPanel
 
 
@@ -39,21 +39,8 @@ class ImageWorkspace(Workspace):
         self.panel.generate_requested.connect(self.generate)
         self.models.activated.connect(self._on_model_picked)
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.setSpacing(0)
-        left_layout.addWidget(self.canvas, 1)
-        left_layout.addWidget(self.caption)
-
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(self.panel)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 0)
-        splitter.setCollapsible(0, False)
         self.panel.setMinimumWidth(280)
-        splitter.setSizes([720, 320])
+        splitter = canvas_beside_panel(self.canvas, self.caption, self.panel)
         self.set_content(splitter)
 
         self._mine: dict[int, ImageJob] = {}  # jobs this workspace queued, by id

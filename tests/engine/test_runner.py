@@ -12,25 +12,13 @@ from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+from run_jobs import run
 
 
 @pytest.fixture
 def runner(fake_models):
     write_fake_model(fake_models / "broken-image", "image", fail_at_step=2)
     return Runner(ModelRegistry())
-
-
-def run(runner, spec, on_event=None):
-    job = JobQueue().make_job(spec)
-    events = []
-
-    def emit(event):
-        events.append(event)
-        if on_event:
-            on_event(job, event)
-
-    runner.run(job, emit)
-    return events
 
 
 def test_events_arrive_in_order_and_end_once(runner):

@@ -9,9 +9,9 @@ import pytest
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.events import Cancelled, Failed, Finished, Preview, Progress, Started, TERMINAL_EVENTS
 from studio.core.jobs import ImageJob
-from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+from run_jobs import run
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
@@ -34,19 +34,6 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runner(models):
     return Runner(ModelRegistry([(models, "user")]))
-
-
-def run(runner, spec, on_event=None):
-    job = JobQueue().make_job(spec)
-    events = []
-
-    def emit(event):
-        events.append(event)
-        if on_event:
-            on_event(job, event)
-
-    runner.run(job, emit)
-    return events
 
 
 def spec(**kw):

@@ -9,9 +9,9 @@ import pytest
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
 from studio.core.events import Cancelled, Failed, Finished, Started, TERMINAL_EVENTS, Token
 from studio.core.jobs import TextJob
-from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+from run_jobs import run
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -49,19 +49,6 @@ def tokenizer(models):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(models / "tiny-gpt2"), local_files_only=True)
-
-
-def run(runner, spec, on_event=None):
-    job = JobQueue().make_job(spec)
-    events = []
-
-    def emit(event):
-        events.append(event)
-        if on_event:
-            on_event(job, event)
-
-    runner.run(job, emit)
-    return events
 
 
 def spec(**kw):
