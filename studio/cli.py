@@ -141,7 +141,8 @@ def cmd_write(args, runner: Runner) -> int:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, device=args.device,
     )
     spec.validate()
-    bar = ProgressBar(f"seed {seed}", width=20) if args.progress else None
+    show_bar = args.progress if args.progress is not None else not sys.stdout.isatty()
+    bar = ProgressBar(f"seed {seed}", width=20) if show_bar else None
     count = 0
 
     def on_event(event: Event) -> None:
@@ -219,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--top-k", type=int, default=0)
     w.add_argument("--top-p", type=float, default=1.0)
     w.add_argument("--echo", action="store_true", help="print the prompt before the continuation")
-    w.add_argument("--progress", action="store_true", help="a token progress bar on stderr")
+    w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a token progress bar on stderr (default: on when stdout is not a terminal, "
+                   "so it never draws over the streamed text)")
     _device_args(w)
 
     b = sub.add_parser("bench", help="run the performance suite (ratios against plain library calls)")

@@ -69,3 +69,11 @@ def test_the_installed_command_runs(fake_models):
     exe = os.path.join(os.path.dirname(sys.executable), "studio")
     done = subprocess.run([exe, "models"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "fake-image" in done.stdout
+
+
+def test_write_shows_token_progress_on_stderr_when_stdout_is_a_file(fake_models, capsys):
+    # capsys's stdout is not a terminal, as when the text is redirected to a file.
+    assert main(["write", "Once", "--model", "fake-text", "--max-tokens", "4", "--seed", "2"]) == 0
+    assert "4/4" in capsys.readouterr().err
+    assert main(["write", "Once", "--model", "fake-text", "--max-tokens", "4", "--no-progress"]) == 0
+    assert "4/4" not in capsys.readouterr().err
