@@ -22,6 +22,7 @@ from studio.core.settings import Settings
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models import paths
+from studio.models.paths import offline
 from studio.models.registry import ModelRegistry, default_roots
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
@@ -129,7 +130,10 @@ def cmd_generate(args, runner: Runner) -> int:
 
         for i, image in enumerate(end.result.images):
             path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
-            save_image(path, image, spec)
+            try:
+                save_image(path, image, spec)
+            except OSError as exc:
+                raise StudioError(f"Cannot write {path} ({exc.strerror or exc}); choose another --out.") from None
             print(path)
     return _exit_code(end)
 
@@ -181,12 +185,12 @@ def _exit_code(end: Event) -> int:
     return EXIT_BAD_INPUT if end.kind == ErrorKind.BAD_INPUT.value else EXIT_FAILED
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return str(n)
+    return f"{n:.1f} GB"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,6 +246,7 @@ COMMANDS = {"models": cmd_models, "generate": cmd_generate, "write": cmd_write, 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    offline()
     try:
         args = build_parser().parse_args(argv)
         configure_logging(paths.log_dir(), logging.INFO)
@@ -255,6 +260,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("studio: interrupted.", file=sys.stderr)
         return EXIT_CANCELLED
+    except BrokenPipeError:  # `studio write ... | head`: the reader has all it wanted
+        sys.stdout = None  # type: ignore[assignment]  # nothing more can be flushed there
+        return 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
     pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     runner = _runner(tmp)
-    spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=size, height=size, seed=1)
+    # Both sides on the CPU in float32: these figures are about the engine, not the device.
+    spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=size, height=size, seed=1, device="cpu")
 
     def plain():
         pipe(PROMPT, num_inference_steps=steps, width=size, height=size, guidance_scale=7.0,
@@ -84,13 +85,14 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
     tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     inputs = tok(PROMPT, return_tensors="pt")
     runner = _runner(tmp)
-    spec = TextJob(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=new_tokens, seed=3, temperature=0.8)
+    spec = TextJob(model="tiny-gpt2", prompt=PROMPT, max_new_tokens=new_tokens, seed=3, temperature=0.8, device="cpu")
 
     def plain() -> float:
         torch.manual_seed(3)
         start = time.perf_counter()
-        out = model.generate(**inputs, do_sample=True, temperature=0.8, max_new_tokens=new_tokens,
-                             pad_token_id=tok.eos_token_id)
+        # The same sampling as the studio's spec: no top-k / top-p cut (the model's defaults would add one).
+        out = model.generate(**inputs, do_sample=True, temperature=0.8, top_k=0, top_p=1.0,
+                             max_new_tokens=new_tokens, pad_token_id=tok.eos_token_id)
         return (time.perf_counter() - start) / (out.shape[1] - inputs["input_ids"].shape[1])
 
     first: list[float] = []
@@ -135,6 +137,7 @@ def gui_stall(tmp: Path, quick: bool) -> list[Figure]:
     from studio.ui.main_window import MainWindow
 
     _ensure(tmp / "tiny-sd", build_tiny_diffusers)
+    os.environ["STUDIO_CONFIG_DIR"] = str(tmp / "config")  # never touch the person's window settings
     from studio.app import Studio, make_app
 
     app = make_app()
@@ -142,39 +145,47 @@ def gui_stall(tmp: Path, quick: bool) -> list[Figure]:
     window: MainWindow = studio.window
     window.show()
     steps = 20 if quick else 40
-    spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=128, height=128, seed=2)
-    # Warm the model first: a cold load imports torch and diffusers, which the stall figure is not about.
-    done = []
-    studio.engine.job_finished.connect(lambda jid, res: done.append(jid))
-    studio.engine.job_failed.connect(lambda jid, kind, msg: done.append(jid))
-    studio.engine.submit(spec)
-    while not done:
-        app.processEvents()
-        time.sleep(0.001)
-    gaps: list[float] = []
-    clock = QElapsedTimer()
-    clock.start()
-    last = [clock.nsecsElapsed()]
+    spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=128, height=128, seed=2, device="cpu")
+    ends: list = []
+    studio.engine.job_finished.connect(lambda jid, res: ends.append("finished"))
+    studio.engine.job_failed.connect(lambda jid, kind, msg: ends.append(msg))
+    studio.engine.job_cancelled.connect(lambda jid, reason: ends.append(reason))
 
-    def tick():
-        now = clock.nsecsElapsed()
-        gaps.append((now - last[0]) / 1e6)
-        last[0] = now
+    def run_once() -> float:
+        ends.clear()
+        start = time.perf_counter()
+        studio.engine.submit(spec)
+        while not ends:
+            if time.perf_counter() - start > 300:
+                raise RuntimeError("the benchmark job did not end within 5 minutes")
+            app.processEvents()
+            time.sleep(0.0005)
+        if ends[0] != "finished":
+            raise RuntimeError(f"the benchmark job did not finish: {ends[0]}")
+        return time.perf_counter() - start
 
-    timer = QTimer()
-    timer.setInterval(1)
-    timer.timeout.connect(tick)
-    timer.start()
-    done.clear()
-    start = time.perf_counter()
-    studio.engine.submit(spec)
-    while not done:
-        app.processEvents()
-        time.sleep(0.0005)
-    seconds = time.perf_counter() - start
-    timer.stop()
-    studio.shutdown()
-    window.close()
+    try:
+        # Warm the model first: a cold load imports torch and diffusers, which this figure is not about.
+        run_once()
+        gaps: list[float] = []
+        clock = QElapsedTimer()
+        clock.start()
+        last = [clock.nsecsElapsed()]
+
+        def tick():
+            now = clock.nsecsElapsed()
+            gaps.append((now - last[0]) / 1e6)
+            last[0] = now
+
+        timer = QTimer()
+        timer.setInterval(1)
+        timer.timeout.connect(tick)
+        timer.start()
+        seconds = run_once()
+        timer.stop()
+    finally:
+        studio.shutdown()
+        window.close()
     worst = max(gaps) if gaps else float("nan")
     p99 = statistics.quantiles(gaps, n=100)[98] if len(gaps) >= 100 else worst
     return [Figure("gui_stall_max", worst, "ms", "<= 50", worst <= 50, {
@@ -185,7 +196,8 @@ def cold_start(tmp: Path, quick: bool) -> list[Figure]:
     """Process start to main window shown, in a fresh interpreter (torch must not load first)."""
     repeats = 2 if quick else 5
     times = []
-    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"), STUDIO_MODELS_DIR=str(tmp))
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+               STUDIO_MODELS_DIR=str(tmp), STUDIO_CONFIG_DIR=str(tmp / "config"))
     for _ in range(repeats):
         env["STUDIO_T0"] = repr(time.time())
         out = subprocess.run([sys.executable, "-m", "studio.app", "--quit-after-show"], env=env,

@@ -184,7 +184,7 @@ def spec_from_dict(data: dict[str, Any]) -> JobSpec:
     if not isinstance(data, dict):
         raise SpecError("spec", "must be a JSON object.")
     kind = data.get("kind")
-    spec_type = SPEC_TYPES.get(kind)  # type: ignore[arg-type]
+    spec_type = SPEC_TYPES.get(kind) if isinstance(kind, str) else None
     if spec_type is None:
         raise SpecError("kind", f"must be one of {', '.join(SPEC_TYPES)}, not {kind!r}.")
     names = {f.name for f in dataclasses.fields(spec_type)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,39 +24,43 @@ FILE_NAME = "settings.json"
 @dataclass
 class Settings:
     model_dirs: list[str] = field(default_factory=list)  # extra folders scanned for models
-    device: str = "auto"  # auto | cpu | cuda
     cache_budget_mb: int = 8192  # resident models, in MB
     schema_version: int = SCHEMA_VERSION
 
     @classmethod
     def load(cls, path: Path) -> "Settings":
-        """Read settings; a missing file gives defaults, a broken one is kept aside and replaced."""
+        """Read settings. A missing file gives defaults; a broken one is kept aside (never lost)
+        and defaults are used; one from a newer studio is left as it is and defaults are used."""
         if not path.exists():
             return cls()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            return cls.from_dict(migrate(data))
-        except (OSError, ValueError, TypeError) as exc:
-            backup = path.with_suffix(".broken.json")
+        except (OSError, ValueError) as exc:
+            backup = path.with_name(f"{path.stem}.broken-{time.strftime('%Y%m%d-%H%M%S')}.json")
             log.warning("settings file %s is unreadable (%s); keeping it as %s and using defaults", path, exc, backup)
             try:
                 path.replace(backup)
             except OSError:
                 pass
             return cls()
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+            log.warning("settings file %s is from a newer studio (schema %d); using defaults, file kept", path, version)
+            return cls()
+        return cls.from_dict(migrate(data))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
-        defaults = cls()
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
-            value, default = data[f.name], getattr(defaults, f.name)
-            if type(value) is not type(default):
-                log.warning("settings: ignoring %s=%r (expected %s)", f.name, value, type(default).__name__)
+            value = data[f.name]
+            check = VALID.get(f.name)
+            if check is not None and not check(value):
+                log.warning("settings: ignoring %s=%r (not a valid value)", f.name, value)
                 continue
             values[f.name] = value
         values["schema_version"] = SCHEMA_VERSION
@@ -65,9 +70,14 @@ class Settings:
         write_text_atomic(path, json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
 
 
+# Each field's check: a hand-edited file must not be able to crash the studio at start.
+VALID = {
+    "model_dirs": lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+    "cache_budget_mb": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "schema_version": lambda v: True,
+}
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
     """Bring an older settings dict up to SCHEMA_VERSION (no older versions exist yet)."""
-    version = data.get("schema_version", SCHEMA_VERSION)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise ValueError(f"schema_version {version!r} is newer than this studio understands")
     return data

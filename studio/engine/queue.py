@@ -24,8 +24,9 @@ class Job:
 
 
 class JobQueue:
-    """Two lanes. `take()` serves the interactive lane first; a new interactive request for the
-    same target replaces the waiting one, which is returned as superseded and never runs."""
+    """Two lanes. `take()` serves the interactive lane first. The interactive lane holds one
+    request: a new one replaces the waiting one (whichever workspace sent it), which is returned
+    as superseded and never runs — only the newest view of what the person is dragging matters."""
 
     def __init__(self):
         self._lock = threading.Condition()

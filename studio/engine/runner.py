@@ -1,20 +1,21 @@
 """Runs one job on a backend and reports it as events. Pure Python, no Qt: the CLI, the benchmarks
 and the tests use it directly; the window hosts it on a QThread (engine/thread.py).
 
-Every job ends in exactly one of Finished, Failed or Cancelled; no exception escapes `run`."""
+Every job ends in exactly one of Finished, Failed or Cancelled; no exception escapes `run`, so the
+thread that serves the queue never dies."""
 
 from __future__ import annotations
 
 import gc
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError
 from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
-from studio.core.jobs import ImageJob, JobSpec, LatentDecodeJob, TextJob
+from studio.core.jobs import ImageJob, JobSpec, Lane, LatentDecodeJob, TextJob
 from studio.engine.backends import backend_class
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
@@ -50,8 +51,9 @@ class Runner:
         self.registry = registry
         self.cache = cache or ModelCache()
 
-    def backend_for(self, spec: JobSpec) -> tuple[Any, ModelInfo, str, str]:
-        """The loaded backend for a spec (from the cache when it is there), with model, device, dtype."""
+    def backend_for(self, spec: JobSpec) -> tuple[Any, ModelInfo, str, Hashable]:
+        """The loaded backend for a spec (from the cache when it is there), its model, device and
+        cache key."""
         model = self.registry.resolve(spec.model)
         needed = MODEL_KIND[type(spec)]
         if model.kind != needed:
@@ -62,26 +64,38 @@ class Runner:
         cls = backend_class(model.format, runtime)
         device, dtype = cls.choose_device(spec.device)
         key = (model.id, str(model.path), runtime, device, dtype)
-        backend = self.cache.get(key, lambda: cls.load(model, device, dtype))
-        return backend, model, device, dtype
+        backend = self.cache.get(key, lambda: cls.load(model, device, dtype), expected_bytes=model.size_bytes)
+        return backend, model, device, key
 
     def run(self, job: Job, emit: Emit, between_steps: Optional[Callable[[], None]] = None) -> Event:
-        """Run one job to its end; returns the terminal event it emitted."""
+        """Run one job to its end and return its terminal event, emitted exactly once.
+
+        Nothing escapes: a failure in the job, or in the host's `emit`, ends the job as Failed."""
+        end = self._execute(job, emit, between_steps)
+        try:
+            emit(end)
+        except Exception:  # noqa: BLE001 - the host failed to take the news; the engine carries on
+            log.exception("job %d: reporting its end (%s) failed", job.job_id, type(end).__name__)
+        return end
+
+    def _execute(self, job: Job, emit: Emit, between_steps: Optional[Callable[[], None]]) -> Event:
+        """Everything but the terminal event, which is returned, not emitted."""
         if job.cancel.is_set():
-            return self._end(emit, Cancelled(job.job_id))
-        emit(Started(job.job_id))
+            return Cancelled(job.job_id)
         failure: Optional[BaseException] = None
         try:
+            emit(Started(job.job_id))
             started = time.perf_counter()
-            backend, model, device, _ = self.backend_for(job.spec)
+            backend, model, device, key = self.backend_for(job.spec)
             ctx = JobContext(job.job_id, job.cancel, emit, between_steps=between_steps)
-            result = self._dispatch(job.spec, backend, ctx)
+            with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
+                result = self._dispatch(job.spec, backend, ctx)
             result.info.setdefault("model", model.id)
             result.info.setdefault("device", device)
             result.info["seconds"] = round(time.perf_counter() - started, 4)
-            return self._end(emit, Finished(job.job_id, result))
+            return Finished(job.job_id, result)
         except JobCancelled:
-            return self._end(emit, Cancelled(job.job_id))
+            return Cancelled(job.job_id)
         except Exception as exc:  # noqa: BLE001 - the engine must survive any job
             failure = exc
         # Outside the except block, so the traceback (and the tensors its frames hold) can be freed.
@@ -92,9 +106,9 @@ class Runner:
             log.error("job %d failed", job.job_id, exc_info=failure)
         del failure
         gc.collect()
-        return self._end(emit, Failed(job.job_id, kind.value, message))
+        return Failed(job.job_id, kind.value, message)
 
-    def serve(self, queue: JobQueue, emit: Emit, idle: Optional[Callable[[], None]] = None) -> None:
+    def serve(self, queue: JobQueue, emit: Emit) -> None:
         """Run jobs from `queue` until it is closed; interactive requests also run between batch steps."""
 
         def run_interactive() -> None:
@@ -102,7 +116,7 @@ class Runner:
                 self.run(pending, emit)
 
         while (job := queue.take()) is not None:
-            self.run(job, emit, between_steps=run_interactive if job.lane.value == "batch" else None)
+            self.run(job, emit, between_steps=run_interactive if job.lane is Lane.BATCH else None)
 
     @staticmethod
     def _dispatch(spec: JobSpec, backend: Any, ctx: JobContext):
@@ -118,7 +132,3 @@ class Runner:
             return ImageResult((backend.decode(latent)[0],), dict(getattr(backend, "info", {})))
         raise SpecError("kind", f"{spec.kind} jobs are not supported yet.")
 
-    @staticmethod
-    def _end(emit: Emit, event: Event) -> Event:
-        emit(event)
-        return event

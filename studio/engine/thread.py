@@ -15,6 +15,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
+from studio.core.errors import StudioError
 from studio.core.events import Cancelled, Event, Failed, Finished, Preview, Progress, Started, Token
 from studio.core.jobs import JobSpec, Lane
 from studio.engine.queue import Job, JobQueue
@@ -24,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def to_qimage(array: np.ndarray) -> QImage:
-    """uint8 H x W x 3 array -> a QImage that owns its pixels (safe to send across threads)."""
+    """uint8 H x W x 3 (or H x W grey) array -> a QImage that owns its pixels (safe across threads)."""
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H x W x 3 image, got shape {array.shape}")
     array = np.ascontiguousarray(array[..., :3], dtype=np.uint8)
     h, w = array.shape[:2]
     return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
@@ -56,10 +61,17 @@ class EngineThread(QThread):
         """Validate and queue a job; raises SpecError (naming the field) and queues nothing if bad."""
         job = self._queue.make_job(spec, lane)
         with self._lock:
+            # Recorded before it is queued: the engine may take and finish it at once.
             self._jobs[job.job_id] = job
+        try:
+            dropped = self._queue.put(job)
+        except RuntimeError:
+            with self._lock:
+                del self._jobs[job.job_id]
+            raise StudioError("The engine has shut down; restart the studio to run more jobs.") from None
         self.job_queued.emit(job.job_id, spec)
-        for dropped in self._queue.put(job):
-            self._emit(Cancelled(dropped.job_id, "superseded"))
+        for old in dropped:
+            self._emit(Cancelled(old.job_id, "superseded"))
         return job.job_id
 
     def cancel(self, job_id: int) -> None:

@@ -12,6 +12,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_MODELS_DIR = REPO_ROOT / "resources" / "models"
 
 
+def offline() -> None:
+    """Tell the Hugging Face libraries never to reach the network, before any of them is imported:
+    they read these variables once, at import time."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+        os.environ.setdefault(name, "1")
+
+
 def _dir(env: str, default: str) -> Path:
     value = os.environ.get(env)
     return Path(value).expanduser() if value else Path(default)

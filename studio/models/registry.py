@@ -84,9 +84,12 @@ class ModelRegistry:
         models: dict[str, ModelInfo] = {}
         problems: list[ModelProblem] = []
         for root, source in self.roots:
-            if not root.is_dir():
+            try:
+                entries = sorted(root.iterdir()) if root.is_dir() else []
+            except OSError as exc:  # an unreadable folder must not stop the studio from starting
+                problems.append(ModelProblem(root, source, f"{root} cannot be read ({exc.strerror or exc})."))
                 continue
-            for entry in sorted(root.iterdir()):
+            for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 try:
@@ -95,20 +98,24 @@ class ModelRegistry:
                     if entry.is_dir() or entry.suffix.lower() in formats.PICKLE_SUFFIXES:
                         problems.append(ModelProblem(entry, source, exc.message))
                     continue
+                except OSError as exc:
+                    problems.append(ModelProblem(entry, source, f"{entry} cannot be read ({exc.strerror or exc})."))
+                    continue
                 if info.id in models:
                     log.info("model id %s at %s is shadowed by %s", info.id, entry, models[info.id].path)
                     continue
                 models[info.id] = info
-        self._models = models
-        self.problems = problems
+        # Swapped in whole: the engine thread may be resolving a model while the window rescans.
+        self._models, self.problems = models, problems
 
     def models(self, kind: Optional[str] = None) -> list[ModelInfo]:
         return [m for m in self._models.values() if kind is None or m.kind == kind]
 
     def resolve(self, id_or_path: str) -> ModelInfo:
         """A model by id, or by a path to a model file or folder."""
-        if id_or_path in self._models:
-            return self._models[id_or_path]
+        found = self._models.get(id_or_path)
+        if found is not None:
+            return found
         path = Path(id_or_path).expanduser()
         if path.exists():
             return inspect(path.resolve(), "path")

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
-from studio.core.errors import SpecError
+from studio.core.errors import StudioError
 from studio.core.jobs import JobSpec, Lane
 from studio.engine.thread import EngineThread
 
@@ -120,7 +120,7 @@ class JobList(QObject):
         """Queue a job, or show why it cannot be queued on the error bar and return None."""
         try:
             job_id = self.submit(spec)
-        except SpecError as exc:
+        except StudioError as exc:  # a bad field (SpecError), or the engine has shut down
             self.error.show(_sentence(exc.message))
             return None
         if spec.lane is Lane.BATCH:

@@ -66,6 +66,10 @@ def test_latent_spec_round_trips_through_json():
 def test_untrusted_json_gets_one_sentence():
     with pytest.raises(SpecError, match="`kind`"):
         spec_from_dict({"kind": "rm -rf", "model": "m"})
+    with pytest.raises(SpecError, match="`kind`"):
+        spec_from_dict({"kind": [], "model": "m"})
+    with pytest.raises(SpecError, match="`spec`"):
+        spec_from_dict(["not", "an", "object"])
     with pytest.raises(SpecError, match="`evil`"):
         spec_from_dict({"kind": "image", "model": "m", "evil": 1})
     with pytest.raises(SpecError, match="`steps`"):

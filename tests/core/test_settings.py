@@ -6,7 +6,7 @@ from studio.core.settings import SCHEMA_VERSION, Settings
 def test_settings_round_trip_and_defaults(tmp_path):
     path = tmp_path / "settings.json"
     assert Settings.load(path) == Settings()
-    s = Settings(model_dirs=["/models"], device="cpu", cache_budget_mb=512)
+    s = Settings(model_dirs=["/models"], cache_budget_mb=512)
     s.save(path)
     assert Settings.load(path) == s
     assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION
@@ -16,11 +16,20 @@ def test_a_broken_settings_file_is_kept_aside_not_lost(tmp_path):
     path = tmp_path / "settings.json"
     path.write_text("{ this is not json")
     assert Settings.load(path) == Settings()
-    assert (tmp_path / "settings.broken.json").read_text() == "{ this is not json"
+    [backup] = tmp_path.glob("settings.broken-*.json")
+    assert backup.read_text() == "{ this is not json"
 
 
 def test_mistyped_fields_fall_back_to_defaults(tmp_path):
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"device": 3, "cache_budget_mb": 100}))
-    s = Settings.load(path)
-    assert s.device == "auto" and s.cache_budget_mb == 100
+    path.write_text(json.dumps({"model_dirs": [1, "/x"], "cache_budget_mb": -5}))
+    assert Settings.load(path) == Settings()
+    path.write_text(json.dumps({"model_dirs": ["/x"], "cache_budget_mb": 100}))
+    assert Settings.load(path) == Settings(model_dirs=["/x"], cache_budget_mb=100)
+
+
+def test_a_file_from_a_newer_studio_is_left_alone(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1, "model_dirs": ["/x"]}))
+    assert Settings.load(path) == Settings()
+    assert json.loads(path.read_text())["model_dirs"] == ["/x"]

@@ -40,3 +40,16 @@ def test_a_model_alone_over_budget_is_kept_and_evicted_ones_are_closed():
     first = cache.get("a", lambda: Loaded("a", 50))
     cache.get("b", lambda: Loaded("b", 50))
     assert cache.keys() == ["b"] and first.closed
+
+
+def test_room_is_made_before_loading_and_pinned_models_stay():
+    cache = ModelCache(budget_bytes=100)
+    a = cache.get("a", lambda: Loaded("a", 60))
+    seen_at_load = []
+    cache.get("b", lambda: seen_at_load.append(cache.keys()) or Loaded("b", 60), expected_bytes=60)
+    assert seen_at_load == [[]] and a.closed, "a was unloaded before b was loaded"
+    with cache.pinned("b"):
+        c = cache.get("c", lambda: Loaded("c", 60), expected_bytes=60)
+        assert "b" in cache and "c" in cache, "the pinned model stays even over budget"
+    cache.get("d", lambda: Loaded("d", 60), expected_bytes=60)
+    assert cache.keys() == ["d"] and c.closed

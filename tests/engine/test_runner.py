@@ -116,11 +116,35 @@ def test_interactive_requests_run_between_batch_steps_and_stale_ones_are_dropped
         if isinstance(event, Finished) and event.job_id == batch.job_id:
             queue.close()
 
-    threading.Timer(10, queue.close).start()  # a safety net if the test is broken
+    safety_net = threading.Timer(10, queue.close)  # if the test is broken, do not hang
+    safety_net.daemon = True
+    safety_net.start()
     runner.serve(queue, emit)
+    safety_net.cancel()
     finished = [e for e in events if isinstance(e, Finished)]
     assert len(dropped) == 4
     assert [f.job_id for f in finished][0] != batch.job_id, "the interactive job ran before the render ended"
     assert len(finished) == 2
     progress_after = [e.step for e in events[events.index(finished[0]):] if isinstance(e, Progress) and e.job_id == batch.job_id]
     assert progress_after == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("raise_on", [Started, Progress, Finished])
+def test_a_host_whose_emit_raises_still_gets_exactly_one_end_and_the_queue_goes_on(runner, raise_on):
+    queue = JobQueue()
+    first = queue.make_job(ImageJob(model="fake-image", steps=2, width=16, height=16))
+    second = queue.make_job(ImageJob(model="fake-image", steps=2, width=16, height=16, seed=1))
+    queue.put(first), queue.put(second)
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if isinstance(event, raise_on) and event.job_id == first.job_id:
+            raise OSError("the window went away")
+        if isinstance(event, TERMINAL_EVENTS) and event.job_id == second.job_id:
+            queue.close()
+
+    runner.serve(queue, emit)
+    ends = [e for e in events if isinstance(e, TERMINAL_EVENTS)]
+    assert [e.job_id for e in ends] == [first.job_id, second.job_id]
+    assert isinstance(ends[1], Finished)

@@ -95,3 +95,16 @@ def test_stop_cancels_the_running_job_and_ends_the_thread(qtbot, fake_models):
     assert thread.stop(5_000)
     assert not thread.isRunning()
     qtbot.waitUntil(lambda: job in cancelled, timeout=2_000)
+
+
+def test_submitting_after_stop_says_so_and_leaves_nothing_behind(qtbot, fake_models):
+    from studio.core.errors import StudioError
+
+    thread = EngineThread(Runner(ModelRegistry()))
+    thread.start()
+    assert thread.stop()
+    queued = []
+    thread.job_queued.connect(lambda jid, spec: queued.append(jid))
+    with pytest.raises(StudioError, match="shut down"):
+        thread.submit(small(steps=1))
+    assert thread.pending() == 0 and queued == []

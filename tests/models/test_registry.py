@@ -87,3 +87,19 @@ def test_a_refused_model_asked_for_by_id_says_why(sandbox_dirs):
     make_transformers(sandbox_dirs / "models" / "remote-code", auto_map={"AutoModel": "x.y"})
     with pytest.raises(ModelFileError, match="custom Python code"):
         ModelRegistry().resolve("remote-code")
+
+
+def test_an_unreadable_entry_is_a_problem_not_a_crash(sandbox_dirs, monkeypatch):
+    write_fake_model(sandbox_dirs / "models" / "good", "image")
+    write_fake_model(sandbox_dirs / "models" / "locked", "image")
+    real_detect = formats.detect
+
+    def detect(path):
+        if path.name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_detect(path)
+
+    monkeypatch.setattr(formats, "detect", detect)
+    registry = ModelRegistry()
+    assert [m.id for m in registry.models()] == ["good"]
+    assert "cannot be read" in registry.problems[0].message
