@@ -69,13 +69,17 @@ class Studio:
         self.registry = registry or ModelRegistry(default_roots(self.settings.model_dirs))
         runner = Runner(self.registry, ModelCache(self.settings.cache_budget_mb * 1024 * 1024))
         self.engine = EngineThread(runner)
-        self.engine.start()
         self.jobs = JobList(self.engine)
+        # The window first: if building it fails, no engine thread is left running. Jobs it queues
+        # meanwhile wait in the engine's queue until the thread starts.
         self.window = MainWindow(self.jobs, self.registry)
+        self.engine.start()
 
     def shutdown(self) -> None:
-        """Cancel jobs and wait for the engine thread (never terminate it)."""
-        self.engine.stop()
+        """Cancel jobs and wait for the engine thread, however long (never terminate it)."""
+        from studio.ui.main_window import stop_engine
+
+        stop_engine(self.engine)
 
 
 def make_app(qt_args: Sequence[str] = ()):
@@ -89,6 +93,9 @@ def make_app(qt_args: Sequence[str] = ()):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from studio.models.paths import offline
+
+    offline()  # before anything imports huggingface_hub: the studio never downloads or phones home
     args, qt_args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging()
     app = make_app(qt_args)

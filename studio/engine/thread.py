@@ -104,7 +104,7 @@ class EngineThread(QThread):
             return True
         finished = self.wait(timeout_ms)
         if not finished:
-            log.error("engine thread did not stop within %d ms", timeout_ms)
+            log.info("engine thread still busy after %d ms", timeout_ms)
         return finished
 
     # -- the engine thread ----------------------------------------------------------------------

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
 
 from studio.core.errors import StudioError
 from studio.core.jobs import ImageJob
@@ -19,11 +18,10 @@ from studio.models import paths
 log = logging.getLogger(__name__)
 
 
-class Gallery(QObject):
-    image_saved = Signal(str)  # path of the new PNG
+class Gallery:
+    """The folder finished images are saved in (the data folder's "gallery" unless told)."""
 
-    def __init__(self, folder: Optional[Path] = None, parent: Optional[QObject] = None):
-        super().__init__(parent)
+    def __init__(self, folder: Optional[Path] = None):
         self.folder = folder or paths.data_dir() / "gallery"
 
     def save(self, rgb: np.ndarray, spec: ImageJob) -> Path:
@@ -35,7 +33,6 @@ class Gallery(QObject):
         except OSError as exc:
             log.error("could not save an image in %s", self.folder, exc_info=exc)
             raise StudioError(f"Could not save the image in {self.folder} ({exc.strerror or exc}).") from None
-        self.image_saved.emit(str(path))
         return path
 
     def _free_name(self, stem: str) -> Path:

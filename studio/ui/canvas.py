@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import QRectF, Qt, Signal, Slot
+from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPixmap, QShortcut, QTransform
 from PySide6.QtWidgets import QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
@@ -20,8 +20,6 @@ class Canvas(QGraphicsView):
 
     While the view is "fitted" it stays fitted as the window resizes and as new images arrive, so
     previews of a render do not jump about; after a manual zoom the zoom is kept."""
-
-    zoom_changed = Signal(float)
 
     def __init__(self, placeholder: str = "", parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -79,13 +77,13 @@ class Canvas(QGraphicsView):
         scale = min(view.width() / self._image.width(), view.height() / self._image.height())
         self.setTransform(QTransform.fromScale(max(scale, MIN_ZOOM), max(scale, MIN_ZOOM)))
         self.centerOn(self._item)
-        self._after_zoom()
+        self._update_sampling()
 
     @Slot()
     def actual_size(self) -> None:
         self._fitted = False
         self.setTransform(QTransform())
-        self._after_zoom()
+        self._update_sampling()
 
     def zoom_by(self, factor: float) -> None:
         target = min(MAX_ZOOM, max(MIN_ZOOM, self.zoom() * factor))
@@ -93,11 +91,7 @@ class Canvas(QGraphicsView):
             return
         self._fitted = False
         self.scale(target / self.zoom(), target / self.zoom())
-        self._after_zoom()
-
-    def _after_zoom(self) -> None:
         self._update_sampling()
-        self.zoom_changed.emit(self.zoom())
 
     def _update_sampling(self) -> None:
         # Enlarged pixels stay square (a 32 px latent preview reads as pixels, not mush); reduced

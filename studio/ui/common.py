@@ -13,28 +13,47 @@ from studio.state.settings_store import SettingsStore
 
 
 class ModelCombo(QComboBox):
-    """Models of one kind, shown by title; `model_id()` is what a job spec needs."""
+    """Models of one kind, shown by title; `model_id()` is what a job spec needs.
+
+    `model_changed` says when the selected model is a different one, whether the person picked it
+    or a re-scan changed the list; a re-scan that keeps the selected model says nothing."""
+
+    model_changed = Signal(str)  # the newly selected model id ("" when the list is empty)
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(14)
+        self._current = ""
+        self.currentIndexChanged.connect(self._check_model)
 
     def set_models(self, models: list[ModelInfo], selected: str = "") -> None:
+        """Offer these models, keeping the selected one (or `selected`) when it is still offered."""
         selected = selected or self.model_id()
-        self.blockSignals(True)
-        self.clear()
-        for model in models:
-            self.addItem(model.title, model.id)
-            tip = f"{model.id} · {model.format} · {model.path}"
-            self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        index = self.findData(selected)
-        self.setCurrentIndex(index if index >= 0 else 0)
-        self.blockSignals(False)
-        self.currentIndexChanged.emit(self.currentIndex())
+        old_index = self.currentIndex()
+        self.blockSignals(True)  # clear() and addItem() would report passing selections
+        try:
+            self.clear()
+            for model in models:
+                self.addItem(model.title, model.id)
+                tip = f"{model.id} · {model.format} · {model.path}"
+                self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            index = self.findData(selected)
+            self.setCurrentIndex(index if index >= 0 else 0)
+        finally:
+            self.blockSignals(False)
+        if self.currentIndex() != old_index:
+            self.currentIndexChanged.emit(self.currentIndex())
+        self._check_model()  # the same index can hold a different model after a re-scan
 
     def model_id(self) -> str:
         return self.currentData() or ""
+
+    def _check_model(self, *_args) -> None:
+        model = self.model_id()
+        if model != self._current:
+            self._current = model
+            self.model_changed.emit(model)
 
 
 class EmptyState(QWidget):
@@ -87,6 +106,7 @@ class Workspace(QWidget):
     def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.jobs = jobs
+        self._model_infos: dict[str, ModelInfo] = {}
         self.models = ModelCombo()
         self.empty = EmptyState(self.noun)
         self.empty.rescan_requested.connect(self.rescan_requested)
@@ -102,8 +122,13 @@ class Workspace(QWidget):
     def has_models(self) -> bool:
         return self.models.count() > 0
 
+    def model_info(self) -> Optional[ModelInfo]:
+        """The selected model's registry entry (None when there is none)."""
+        return self._model_infos.get(self.models.model_id())
+
     def set_models(self, models: list[ModelInfo], where_to_put: str) -> None:
         """Offer these models (already filtered to this workspace's kind)."""
+        self._model_infos = {m.id: m for m in models}  # before the combo says which one is selected
         self.models.set_models(models)
         self.empty.set_text(where_to_put)
         self._stack.setCurrentIndex(1 if models else 0)

@@ -14,13 +14,14 @@ from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 from studio.core.events import ImageResult
 from studio.core.jobs import LatentDecodeJob
 from studio.engine.thread import to_qimage
-from studio.models.registry import ModelInfo
 from studio.state.jobs import JobList, JobState
 from studio.ui.canvas import Canvas
 from studio.ui.common import Workspace, canvas_beside_panel
 from studio.ui.latent_panel import LatentPanel
 
-DEFAULT_LATENT_DIM = 8
+PLACEHOLDER = "Move a slider to decode a point of the latent space."
+UNKNOWN_SIZE = ("This model does not say how many numbers its latent holds (latent_dim in studio.json), "
+                "so Explore cannot offer sliders for it yet.")
 
 
 class ExploreWorkspace(Workspace):
@@ -29,11 +30,12 @@ class ExploreWorkspace(Workspace):
 
     def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
-        self._model_infos: dict[str, ModelInfo] = {}
-        self.canvas = Canvas("Move a slider to decode a point of the latent space.")
+        self._requested: set[int] = set()  # decodes asked for and not yet ended
+        self.shown_job = 0  # id of the decode on the canvas
+        self.canvas = Canvas(PLACEHOLDER)
         self.panel = LatentPanel()
         self.panel.latent_changed.connect(self.request_decode)
-        self.models.currentIndexChanged.connect(self._on_model_changed)
+        self.models.model_changed.connect(self._on_model_changed)
         self.caption = QLabel()
         self.caption.setContentsMargins(10, 4, 10, 6)
 
@@ -50,38 +52,53 @@ class ExploreWorkspace(Workspace):
         splitter = canvas_beside_panel(self.canvas, self.caption, side)
         self.set_content(splitter)
 
-        self._requested: set[int] = set()
-        self.shown_job = 0  # id of the decode on the canvas
         jobs.finished.connect(self._on_finished)
         jobs.job_changed.connect(self._on_changed)
 
-    def set_models(self, models: list[ModelInfo], where_to_put: str) -> None:
-        self._model_infos = {m.id: m for m in models}
-        super().set_models(models, where_to_put)
+    def latent_dim(self) -> Optional[int]:
+        """How many numbers the selected model's latent holds, from its manifest: `latent_dim` at the
+        top level or in its "decoder" part; None when the manifest does not say.
 
-    def latent_dim(self) -> int:
-        model = self._model_infos.get(self.models.model_id())
-        value = model.manifest.get("latent_dim", DEFAULT_LATENT_DIM) if model else DEFAULT_LATENT_DIM
-        return value if isinstance(value, int) and value > 0 else DEFAULT_LATENT_DIM
+        A bare .onnx model has no manifest: its size is in the ONNX graph, which only the engine
+        reads, when it loads the model. Explore offers no sliders for such a model until issue 8
+        (ONNX everywhere) reads the size from the graph when the model is found."""
+        model = self.model_info()
+        if model is None:
+            return None
+        value = model.manifest.get("latent_dim")
+        decoder = model.manifest.get("decoder")
+        if value is None and isinstance(decoder, dict):
+            value = decoder.get("latent_dim")
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
-    @Slot(int)
-    def _on_model_changed(self, _index: int) -> None:
-        if not self.models.model_id():
-            return
-        self.panel.set_dim(self.latent_dim())
+    @Slot(str)
+    def _on_model_changed(self, model_id: str) -> None:
+        # Only a different model gets here: a re-scan that keeps the model keeps sliders and image.
+        self._requested.clear()  # decodes of the previous model must not paint over this one
         self.canvas.clear()
+        self.caption.clear()
+        if not model_id:
+            return
+        dim = self.latent_dim()
+        if dim is None:
+            self.panel.set_unavailable(UNKNOWN_SIZE)
+            self.canvas.set_placeholder("")
+            return
+        self.panel.set_dim(dim)
+        self.canvas.set_placeholder(PLACEHOLDER)
         if self.isVisible():
             self.request_decode(self.panel.latent())
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        # The first visit decodes the centre of the space, so the canvas is not empty.
-        if self.shown_job == 0 and not self._requested and self.has_models():
+        # A visit to an empty canvas decodes the sliders' point (the centre at first), so the canvas
+        # is not left empty.
+        if self.canvas.image().isNull() and not self._requested and self.has_models():
             self.request_decode(self.panel.latent())
 
     @Slot(object)
     def request_decode(self, latent: tuple) -> Optional[int]:
-        if not self.models.model_id():
+        if not self.models.model_id() or self.latent_dim() is None:
             return None
         spec = LatentDecodeJob(model=self.models.model_id(), latent=tuple(latent))
         job_id = self.jobs.submit_or_report(spec)

@@ -13,7 +13,6 @@ from studio.core.errors import StudioError
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
 from studio.engine.thread import to_qimage
-from studio.models.registry import ModelInfo
 from studio.state.gallery import Gallery
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
@@ -28,8 +27,7 @@ class ImageWorkspace(Workspace):
 
     def __init__(self, jobs: JobList, gallery: Optional[Gallery] = None, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
-        self.gallery = gallery or Gallery(parent=self)
-        self._model_infos: dict[str, ModelInfo] = {}
+        self.gallery = gallery or Gallery()
         self.canvas = Canvas("Write a prompt and press Generate.\nWheel zooms, drag pans, double-click fits.")
         self.caption = QLabel()
         self.caption.setObjectName("caption")
@@ -49,14 +47,10 @@ class ImageWorkspace(Workspace):
         jobs.finished.connect(self._on_finished)
         jobs.job_changed.connect(self._on_changed)
 
-    def set_models(self, models: list[ModelInfo], where_to_put: str) -> None:
-        self._model_infos = {m.id: m for m in models}
-        super().set_models(models, where_to_put)
-
     @Slot(int)
     def _on_model_picked(self, _index: int) -> None:
         # Only when the person picks a model (not on start-up): their remembered size wins there.
-        model = self._model_infos.get(self.models.model_id())
+        model = self.model_info()
         if model is not None:
             self.panel.width_.setValue(model.default_size)
             self.panel.height_.setValue(model.default_size)

@@ -86,7 +86,16 @@ class LatentPanel(QWidget):
             self._values.append(value)
         self._grid.setRowStretch(len(self._sliders), 1)
         hidden = dim - len(self._sliders)
+        self.randomise_button.setEnabled(dim > 0)
+        self.reset_button.setEnabled(dim > 0)
+        self.note.setEnabled(False)  # greyed: a remark, not a control
         self.note.setText(f"{hidden} more dimensions follow Randomise and Reset." if hidden > 0 else "")
+
+    def set_unavailable(self, sentence: str) -> None:
+        """No sliders, only a sentence saying why (a model the panel cannot describe)."""
+        self.set_dim(0)
+        self.note.setEnabled(True)  # the only thing in the panel: readable, not greyed
+        self.note.setText(sentence)
 
     def set_latent(self, latent, emit: bool = True) -> None:
         """Show a whole vector on the sliders; emits one `latent_changed`, not one per slider."""

@@ -1,17 +1,18 @@
 """MainWindow: the three workspaces in tabs, the jobs dock, the error bar and the status bar.
 
 It owns no engine logic: it wires widgets to the JobList, remembers layout and last-used settings,
-and on close cancels every job and waits for the engine thread before it lets the window go."""
+and on close hides itself, cancels every job and waits for the engine thread to end."""
 
 from __future__ import annotations
 
 import logging
 from typing import Optional
 
-from PySide6.QtCore import QByteArray, Qt, Slot
+from PySide6.QtCore import QByteArray, QCoreApplication, QEventLoop, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
+from studio.engine.thread import EngineThread
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
@@ -23,6 +24,22 @@ from studio.ui.image_workspace import ImageWorkspace
 from studio.ui.jobs_panel import JobsPanel
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_MS = 2_000  # a running job stops at its next step; loading a model cannot be cut short
+WAIT_LOG_MS = 5_000  # while the engine is still busy, say so in the log this often
+
+
+def stop_engine(engine: EngineThread) -> None:
+    """Cancel every job, close the queue and wait for the engine thread, however long it takes.
+
+    Never with a timeout that gives up: a QThread still running when Qt exits aborts the process,
+    and terminate() could kill it holding a lock. A model being loaded cannot be cancelled, so the
+    wait may be long; the window is already hidden by then."""
+    if engine.stop(STOP_GRACE_MS):
+        return
+    while not engine.wait(WAIT_LOG_MS):
+        log.info("waiting for the engine to finish its current step…")
+    log.info("engine thread stopped")
 
 
 class MainWindow(QMainWindow):
@@ -154,11 +171,13 @@ class MainWindow(QMainWindow):
         if not self._closed:
             self._closed = True
             try:
-                self.save_settings()
+                self.save_settings()  # while the window still has its geometry
             except Exception:  # noqa: BLE001 - a settings problem must not keep the window open
                 log.exception("could not save window settings")
-            if not self.jobs.shutdown():
-                log.error("engine thread still running at close")
+            # Gone from the screen at once, even if the engine takes a while to finish its step.
+            self.hide()
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
+            stop_engine(self.jobs.engine)  # cancels every job first
         event.accept()
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+from fake_models import write_fake_model
 
 from studio.engine.backends.fake import FakeBackend
 from studio.state.jobs import JobState
@@ -73,3 +76,62 @@ def test_randomise_and_reset_submit_one_decode_each(qtbot, window, pixels):
     qtbot.waitUntil(lambda: ws.shown_job == submitted[-1], timeout=10_000)
     assert window.jobs.get(submitted[-1]).state is JobState.FINISHED
     assert np.array_equal(pixels(ws.canvas.image()), fake_decode([0.0] * 8))
+
+
+def test_looking_for_models_again_keeps_the_sliders_and_the_image(qtbot, window, pixels):
+    ws = window.explore
+    window.tabs.setCurrentWidget(ws)
+    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    ws.panel.sliders()[2].setValue(-75)
+    qtbot.waitUntil(lambda: idle(window) and ws.shown_job == max(r.id for r in window.jobs), timeout=10_000)
+    shown = pixels(ws.canvas.image())
+    submitted = []
+    window.jobs.job_added.connect(submitted.append)
+
+    window.refresh_models()  # File > Look for models again: the same latent model is still there
+
+    assert ws.models.model_id() == "fake-latent"
+    assert ws.panel.sliders()[2].value() == -75 and ws.panel.latent()[2] == -0.75
+    assert np.array_equal(pixels(ws.canvas.image()), shown)
+    assert submitted == []  # nothing to decode again
+
+
+def test_a_different_model_rebuilds_the_sliders_and_a_vanished_one_is_replaced(qtbot, fake_models, make_window):
+    write_fake_model(fake_models / "small-latent", "latent", latent_dim=3, image_size=32)
+    window = make_window()
+    ws = window.explore
+    ws.models.setCurrentIndex(ws.models.findData("fake-latent"))
+    ws.panel.sliders()[0].setValue(100)
+    ws.models.setCurrentIndex(ws.models.findData("small-latent"))
+    assert len(ws.panel.sliders()) == 3 and ws.panel.latent() == (0.0,) * 3
+
+    shutil.rmtree(fake_models / "small-latent")
+    window.refresh_models()
+    assert ws.models.model_id() == "fake-latent"
+    assert len(ws.panel.sliders()) == 8 and ws.panel.latent() == (0.0,) * 8
+
+
+def test_latent_size_may_be_given_in_the_decoder_part_of_the_manifest(qtbot, fake_models, make_window):
+    shutil.rmtree(fake_models / "fake-latent")
+    write_fake_model(fake_models / "nested-latent", "latent", decoder={"latent_dim": 5}, image_size=32)
+    window = make_window()
+    assert window.explore.latent_dim() == 5
+    assert len(window.explore.panel.sliders()) == 5
+
+
+def test_a_bare_onnx_model_says_explore_cannot_offer_sliders_yet(qtbot, fake_models, make_window):
+    shutil.rmtree(fake_models / "fake-latent")
+    (fake_models / "generator.onnx").write_bytes(b"not read by the window")
+    window = make_window()
+    ws = window.explore
+    submitted = []
+    window.jobs.job_added.connect(submitted.append)
+    window.tabs.setCurrentWidget(ws)
+    qtbot.wait(50)
+
+    assert ws.models.model_id() == "generator" and ws.latent_dim() is None
+    assert ws.panel.sliders() == []
+    assert "cannot offer sliders" in ws.panel.note.text() and ws.panel.note.isVisible()
+    assert not ws.panel.randomise_button.isEnabled() and not ws.panel.reset_button.isEnabled()
+    assert submitted == [] and ws.request_decode(()) is None  # nothing is sent to the engine
+    assert not window.error_bar.isVisible()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fake_models import write_fake_model
@@ -13,6 +14,7 @@ from studio.engine.thread import EngineThread
 from studio.models import paths
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
+from studio.ui import main_window
 from studio.ui.main_window import MainWindow
 
 
@@ -28,9 +30,39 @@ def test_closing_while_a_job_runs_cancels_it_and_stops_the_engine(qtbot, fake_mo
     write_fake_model(fake_models / "slow-image", "image", step_seconds=0.05)
     window = make_window()
     job_id = window.jobs.submit(ImageJob(model="slow-image", steps=200, width=64, height=64))
+    waiting = window.jobs.submit(ImageJob(model="slow-image", steps=200, width=64, height=64))
     qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.RUNNING, timeout=10_000)
     window.close()
     assert not window.jobs.engine.isRunning()
+    # The engine's "cancelled" signals are queued to this thread: once delivered, both jobs say so.
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.CANCELLED, timeout=2_000)
+    assert window.jobs.get(waiting).state is JobState.CANCELLED
+    assert not window.jobs.active()
+
+
+def test_closing_hides_the_window_then_waits_for_a_slow_step_without_giving_up(
+        qtbot, fake_models, make_window, monkeypatch, caplog):
+    # A step far longer than the grace period stands in for a model load, which cannot be cancelled.
+    write_fake_model(fake_models / "slow-image", "image", step_seconds=0.4)
+    monkeypatch.setattr(main_window, "STOP_GRACE_MS", 10)
+    monkeypatch.setattr(main_window, "WAIT_LOG_MS", 20)
+    window = make_window()
+    visible_while_stopping = []
+    real_stop_engine = main_window.stop_engine
+
+    def stop_engine(engine):
+        visible_while_stopping.append(window.isVisible())
+        real_stop_engine(engine)
+
+    monkeypatch.setattr(main_window, "stop_engine", stop_engine)
+    job_id = window.jobs.submit(ImageJob(model="slow-image", steps=50, width=64, height=64))
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.RUNNING, timeout=10_000)
+    caplog.set_level(logging.INFO, logger=main_window.log.name)
+    window.close()
+    assert visible_while_stopping == [False]  # gone from the screen before the wait
+    assert not window.jobs.engine.isRunning()
+    assert any("waiting for the engine" in r.getMessage() for r in caplog.records)
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.CANCELLED, timeout=2_000)
 
 
 def test_without_models_each_workspace_says_where_to_put_them(qtbot, make_window):
