@@ -2,7 +2,8 @@
 
 A format is decided by marker files: `studio.json` (our manifest), `model_index.json` (a diffusers
 pipeline folder), `config.json` with a tokenizer (a transformers folder), `*.onnx` (an ONNX
-generator). Pickle files are recognised only to refuse them with a clear sentence."""
+generator). Pickle files are recognised only to refuse them with a clear sentence, and so are
+transformers folders that carry Python code or ask for their authors' code (auto_map)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,30 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def check_no_python_code(folder: Path) -> None:
+    """ModelFileError if any .py file lies anywhere in a model folder: the studio never runs it,
+    and a folder that ships code is one whose authors expect it to be run."""
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".py" and p.is_file())
+    if found:
+        raise ModelFileError(
+            f"{folder} contains Python code ({found[0].relative_to(folder).as_posix()}); "
+            "the studio never runs code from model folders."
+        )
+
+
+def _check_transformers_folder(path: Path) -> None:
+    """Refuse a transformers folder that needs its authors' code: auto_map in config.json or
+    tokenizer_config.json, or a .py file anywhere in it."""
+    for name in ("config.json", "tokenizer_config.json"):
+        if name == "config.json" or (path / name).is_file():
+            if read_json(path / name).get("auto_map"):
+                raise ModelFileError(
+                    f"{path.name} needs custom Python code from its authors (auto_map in {name}); "
+                    "the studio never runs model code, so it cannot load this folder."
+                )
+    check_no_python_code(path)
+
+
 def detect(path: Path) -> Optional[Detected]:
     """The format of a model file or folder, None if it is not a model, ModelFileError if it is
     one we refuse or cannot read."""
@@ -64,14 +89,10 @@ def detect(path: Path) -> Optional[Detected]:
     if (path / MANIFEST).is_file():
         return _detect_manifest(path)
     if (path / "model_index.json").is_file():
+        check_no_python_code(path)  # refused at discovery, like a transformers folder with code
         return Detected("image", "diffusers", ("torch",))
     if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
-        config = read_json(path / "config.json")
-        if config.get("auto_map"):
-            raise ModelFileError(
-                f"{path.name} needs custom Python code from its authors (auto_map in config.json); "
-                "the studio never runs model code, so it cannot load this folder."
-            )
+        _check_transformers_folder(path)
         return Detected("text", "transformers", ("torch",))
     onnx_files = sorted(path.glob("*.onnx"))
     if len(onnx_files) == 1:

@@ -126,9 +126,10 @@ def build_decoder(config: dict[str, Any]) -> LatentDecoder:
 # Loading a part from its folder: safe file names, complete safetensors, matching keys.
 
 
-
 def load_weights(path: Path) -> dict[str, Any]:
-    """A safetensors file as a dict of float32 CPU tensors, with one sentence when it is broken."""
+    """A safetensors file as a dict of CPU tensors in the dtype they were stored in (float16 or
+    bfloat16 files stay so: `apply_weights` casts them to the network's own float32), with one
+    sentence when the file is broken."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -146,7 +147,8 @@ def _list(names: list[str], limit: int = 3) -> str:
 
 
 def apply_weights(net: Any, weights: dict[str, Any], file_name: str) -> None:
-    """Load `weights` into `net` strictly, or one sentence saying how they do not match."""
+    """Load `weights` into `net` strictly, each cast to the dtype of the parameter it fills (float32
+    for our networks), or one sentence saying how they do not match."""
     expected = net.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -164,7 +166,7 @@ def apply_weights(net: Any, weights: dict[str, Any], file_name: str) -> None:
         problems.append(f"wrong shapes: {_list(wrong)}")
     if problems:
         raise ModelFileError(f"{file_name} does not match the architecture in {MANIFEST} ({'; '.join(problems)}).")
-    net.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()}, strict=True)
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()}, strict=True)
 
 
 def load_decoder(model_path: Path, manifest: dict[str, Any]) -> LatentDecoder:

@@ -35,9 +35,9 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> None:
     Reads only the header: the byte ranges it lists must fit in the file, which catches a
     half-finished copy by the file's own name rather than by a library's error code."""
     name = shown or path.name
-    size = path.stat().st_size
     incomplete = ModelFileError(f"{name} is incomplete: check its size and copy it again.")
     try:
+        size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(8)
             if len(head) < 8:
@@ -50,15 +50,18 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> None:
             header = json.loads(f.read(header_len))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ModelFileError(f"{name} cannot be read ({reason}): check the file's permissions and copy it again.") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name} is not a valid safetensors file (its header is not a JSON object).")
     end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
+    for tensor, entry in header.items():
+        if tensor == "__metadata__":
             continue
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise ModelFileError(f"{name} is not a valid safetensors file (tensor {name!r} has no offsets).")
+            raise ModelFileError(f"{name} is not a valid safetensors file (tensor {tensor!r} has no offsets).")
         end = max(end, offsets[1])
     if 8 + header_len + end > size:
         raise incomplete

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_che
 
 import numpy as np
 
-from studio.core.errors import JobCancelled
+from studio.core.errors import JobCancelled, SpecError
 from studio.core.events import Event, Preview, Progress, Token
 
 if TYPE_CHECKING:
@@ -110,21 +110,40 @@ class BackendClass(Protocol):
 
 
 def torch_device(requested: str) -> tuple[str, str]:
-    """(device, dtype) for a torch backend: CUDA in half precision when asked for or available."""
+    """(device, dtype) for a torch backend: CUDA in half precision when asked for or available.
+
+    SpecError (bad input, naming `device`) when cuda is asked for on a machine without a GPU."""
     import torch
 
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            from studio.core.errors import StudioError
-
-            raise StudioError("`device` is cuda but no CUDA GPU is available; choose cpu or auto.")
+            raise SpecError("device", "is cuda but no CUDA GPU is available; choose cpu or auto.")
         return "cuda", "float16"
     return "cpu", "float32"
+
+
+def torch_dtype(dtype: str) -> Any:
+    """The torch dtype for a dtype name ("float16", "bfloat16", "float32")."""
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
 
 
 def to_uint8_image(array: np.ndarray) -> np.ndarray:
     """float image(s) in [0, 1], channels last -> uint8, contiguous."""
     return np.ascontiguousarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def check_latents(latents: np.ndarray, latent_dim: int) -> np.ndarray:
+    """latents as a contiguous float32 (N, latent_dim) array, or SpecError naming `latent`."""
+    array = np.ascontiguousarray(latents, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != latent_dim or array.shape[0] == 0:
+        raise SpecError("latent", f"has shape {tuple(array.shape)}; this model takes (N, {latent_dim}).")
+    if not np.isfinite(array).all():
+        raise SpecError("latent", "must hold only finite numbers.")
+    return array
 
 
 def param_bytes(module: Any) -> int:
@@ -135,12 +154,18 @@ def param_bytes(module: Any) -> int:
     return total
 
 
-def quiet_library_logs() -> None:
-    """Silence diffusers' and transformers' own progress bars and advice on loading: the studio
-    shows its own progress, and their warnings (install accelerate, ...) are not the person's job."""
-    import diffusers.utils.logging as diffusers_logging
-    import transformers.utils.logging as transformers_logging
+QUIETABLE_LIBRARIES = ("diffusers", "transformers")
 
-    for lib in (diffusers_logging, transformers_logging):
+
+def quiet_library_logs(*libraries: str) -> None:
+    """Silence the named libraries' own progress bars and advice on loading ("diffusers",
+    "transformers"): the studio shows its own progress, and their warnings (install accelerate,
+    ...) are not the person's job. Only the libraries named are imported."""
+    import importlib
+
+    for name in libraries:
+        if name not in QUIETABLE_LIBRARIES:
+            raise ValueError(f"cannot quiet {name!r}; expected one of {', '.join(QUIETABLE_LIBRARIES)}")
+        lib = importlib.import_module(f"{name}.utils.logging")
         lib.disable_progress_bar()
         lib.set_verbosity_error()

@@ -1,6 +1,7 @@
 """Text to image with a diffusers pipeline folder (Stable Diffusion and friends) on torch.
 
-Loading is offline and safe: `local_files_only`, safetensors only, no custom pipeline code. Every
+Loading is offline and safe: `local_files_only`, safetensors only, no custom pipeline code (a folder
+holding any .py file is refused, and diffusers is told `trust_remote_code=False`). Every
 way a folder can be broken becomes one ModelFileError sentence naming the folder. Generation reports
 each denoising step through the job context, which is also where Stop lands: the cancel exception is
 raised from `callback_on_step_end`, so the pipeline stops before its next step and never spends a
@@ -19,7 +20,15 @@ import numpy as np
 from studio.core.errors import ModelFileError
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
-from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, to_uint8_image, torch_device
+from studio.engine.backends.base import (
+    JobContext,
+    param_bytes,
+    quiet_library_logs,
+    to_uint8_image,
+    torch_device,
+    torch_dtype,
+)
+from studio.models.formats import check_no_python_code
 from studio.models.safe_files import check_folder_weights, explain_load_error
 
 # SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
@@ -33,12 +42,17 @@ LIBRARIES = ("diffusers", "transformers")  # where a component class may come fr
 
 
 def check_model_index(folder: Path) -> None:
-    """Refuse custom pipeline or component code before diffusers sees the folder."""
+    """Refuse custom pipeline or component code before diffusers sees the folder: any .py file in
+    the folder tree, a pipeline class given as [file, class], a component from another library."""
     from studio.models.formats import read_json
 
+    check_no_python_code(folder)
     index = read_json(folder / "model_index.json")
-    if not isinstance(index.get("_class_name"), str):
+    class_name = index.get("_class_name")
+    if isinstance(class_name, list):
         raise ModelFileError(f"{folder} names a custom pipeline in model_index.json; the studio never runs model code.")
+    if not isinstance(class_name, str) or not class_name.strip():
+        raise ModelFileError(f"model_index.json in {folder} has no pipeline class name: copy the folder again.")
     for name, entry in index.items():
         if name.startswith("_") or not isinstance(entry, list) or entry == [None, None]:
             continue
@@ -66,12 +80,6 @@ def _dtype_arg() -> str:
     from diffusers.utils import deprecation_utils
 
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-
-
-def torch_dtype(dtype: str) -> Any:
-    import torch
-
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
 
 
 def latent_preview(latents: Any) -> Optional[np.ndarray]:
@@ -114,7 +122,7 @@ class DiffusersImageBackend:
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "DiffusersImageBackend":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        quiet_library_logs()
+        quiet_library_logs("diffusers", "transformers")  # pipelines hold transformers' CLIP models
         folder = Path(model.path)
         # 1. Cheap checks with our own sentences: no custom code, no truncated weights.
         check_model_index(folder)
@@ -124,7 +132,11 @@ class DiffusersImageBackend:
 
         try:
             pipe = DiffusionPipeline.from_pretrained(
-                str(folder), local_files_only=True, use_safetensors=True, **{_dtype_arg(): torch_dtype(dtype)}
+                str(folder),
+                local_files_only=True,
+                use_safetensors=True,
+                trust_remote_code=False,
+                **{_dtype_arg(): torch_dtype(dtype)},
             )
         except (MemoryError, KeyboardInterrupt):
             raise

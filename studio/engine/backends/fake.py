@@ -11,7 +11,7 @@ import numpy as np
 
 from studio.core.events import ImageResult, TextResult
 from studio.core.jobs import ImageJob, TextJob
-from studio.engine.backends.base import JobContext
+from studio.engine.backends.base import JobContext, to_uint8_image
 
 WORDS = ("the", "quiet", "river", "ran", "under", "a", "lantern", "moon", "and", "she", "laughed", "softly")
 
@@ -49,8 +49,8 @@ class FakeBackend:
             if step == self.fail_at_step:
                 raise RuntimeError(f"simulated failure at step {step}")
             t = step / spec.steps
-            ctx.step(step, spec.steps, preview=lambda t=t: _to_u8(noise * (1 - t) + final * t))
-        return ImageResult((_to_u8(final),), {"device": "cpu", "runtime": "fake"})
+            ctx.step(step, spec.steps, preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t))
+        return ImageResult((to_uint8_image(final),), {"device": "cpu", "runtime": "fake"})
 
     def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
         rng = np.random.default_rng(spec.seed)
@@ -75,7 +75,7 @@ class FakeBackend:
             out[i, ..., 1] = b
             out[i, ..., 2] = c * (1 - x)
         time.sleep(self.step_seconds)
-        return _to_u8(out)
+        return to_uint8_image(out)
 
     @staticmethod
     def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -85,6 +85,3 @@ class FakeBackend:
         chans = [0.5 + 0.5 * np.sin(freq[c, 0] * x + freq[c, 1] * y + phase[c]) for c in range(3)]
         return np.stack(chans, axis=-1).astype(np.float32)
 
-
-def _to_u8(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray((np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8))

@@ -11,21 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.errors import ModelFileError, SpecError
-from studio.engine.backends.base import param_bytes, to_uint8_image, torch_device
+from studio.core.errors import ModelFileError
+from studio.engine.backends.base import check_latents, param_bytes, to_uint8_image, torch_device
 from studio.models.formats import MANIFEST
-
-
-def check_latents(latents: np.ndarray, latent_dim: int) -> np.ndarray:
-    """latents as a contiguous float32 (N, latent_dim) array, or SpecError naming `latent`."""
-    array = np.ascontiguousarray(latents, dtype=np.float32)
-    if array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2 or array.shape[1] != latent_dim or array.shape[0] == 0:
-        raise SpecError("latent", f"has shape {tuple(array.shape)}; this model takes (N, {latent_dim}).")
-    if not np.isfinite(array).all():
-        raise SpecError("latent", "must hold only finite numbers.")
-    return array
 
 
 class TorchLatentBackend:

@@ -1,6 +1,7 @@
 """Latent decoders on ONNX Runtime: a studio-latent folder's export (studio.json "onnx" key) or a
 bare single .onnx generator (format "onnx"). Input (N, latent_dim) float, output an image batch in
-NCHW or NHWC with values in [0, 1] (or the manifest's "output_range").
+NCHW or NHWC with 3 (RGB) or 1 (grayscale, shown as RGB) channels and values in [0, 1] (or the
+manifest's "output_range"); any other channel count is refused at load.
 
 Execution providers are tried CUDA -> CPU and the one ONNX Runtime actually used is reported as
 `provider` (it falls back silently otherwise). External-data files must stay in the model's folder."""
@@ -16,8 +17,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from studio.core.errors import ModelFileError, SpecError
-from studio.engine.backends.base import to_uint8_image
-from studio.engine.backends.latent_torch import check_latents
+from studio.engine.backends.base import check_latents, to_uint8_image
 from studio.models.formats import MANIFEST
 from studio.models.safe_files import model_file
 
@@ -53,17 +53,28 @@ def cuda_works() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _sparse(sparse: Any) -> Iterator[Any]:
+    """The two TensorProtos a SparseTensorProto is made of."""
+    yield sparse.values
+    yield sparse.indices
+
+
 def _tensors(graph: Any) -> Iterator[Any]:
-    """Every TensorProto in a graph and its subgraphs (If / Loop / Scan bodies)."""
+    """Every TensorProto in a graph and its subgraphs (If / Loop / Scan bodies): initializers,
+    sparse initializers, and node attributes (tensor, tensors, sparse_tensor, sparse_tensors), any
+    of which may keep its data in an external file."""
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
+        yield from _sparse(sparse)
     for node in graph.node:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
             yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield from _sparse(attr.sparse_tensor)
+            for sparse in attr.sparse_tensors:
+                yield from _sparse(sparse)
             if attr.HasField("g"):
                 yield from _tensors(attr.g)
             for sub in attr.graphs:
@@ -120,6 +131,27 @@ def _static(dim: Any) -> Optional[int]:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def _layout(shape: Any) -> Optional[str]:
+    """"NCHW" or "NHWC" for an image batch shape with 1 or 3 channels, None when the shape cannot
+    say (dynamic or other channel counts). A static 1 or 3 in dim 1 means NCHW, else in dim 3 NHWC."""
+    dims = [_static(d) for d in list(shape)[1:]]
+    if len(dims) != 3:
+        return None
+    if dims[0] in (1, 3):
+        return "NCHW"
+    if dims[2] in (1, 3):
+        return "NHWC"
+    return None
+
+
+def _channels_sentence(file_name: str, shape: Any) -> str:
+    shown = "x".join(str(d) if _static(d) else "?" for d in shape)
+    return (
+        f"{file_name} gives images of shape {shown}, which has neither 1 (grayscale) nor 3 (RGB) "
+        "channels in NCHW or NHWC order, so the studio cannot show it."
+    )
+
+
 class OnnxLatentBackend:
     """A latent decoder in an ONNX Runtime session."""
 
@@ -148,15 +180,23 @@ class OnnxLatentBackend:
         if not low < high:
             raise ModelFileError(f"{MANIFEST} should give output_range as [low, high], e.g. [-1, 1].")
         self.output_range = (low, high)
-        self.image_size = self._image_size(outputs[0].shape, manifest)
+        self.file_name = file_name
+        # The layout (and so the channel count) is checked here, at load: from the declared output
+        # shape when it says, else from one decode of a zero latent.
+        shape = list(outputs[0].shape)
+        self.layout = _layout(shape)
+        if self.layout is None:
+            shape = list(self._run(np.zeros((1, self.latent_dim), np.float32)).shape)
+            self.layout = _layout(shape)
+            if self.layout is None:
+                raise ModelFileError(_channels_sentence(file_name, shape))
+        self.image_size = self._image_size(shape, manifest)
         self.info = {"runtime": "onnx", "device": device, "provider": self.provider, "dtype": "float32"}
 
     def _image_size(self, shape: list[Any], manifest: dict[str, Any]) -> int:
-        dims = [_static(d) for d in shape[1:]]
-        if dims[0] == 3 and dims[1]:  # NCHW
-            return int(dims[1])
-        if dims[2] == 3 and dims[0]:  # NHWC
-            return int(dims[0])
+        height = _static(shape[2] if self.layout == "NCHW" else shape[1])
+        if height:
+            return int(height)
         if isinstance(manifest.get("image_size"), int):
             return manifest["image_size"]
         return int(self.decode_float(np.zeros((1, self.latent_dim), np.float32)).shape[1])
@@ -165,7 +205,7 @@ class OnnxLatentBackend:
     def choose_device(cls, requested: str) -> tuple[str, str]:
         if requested == "cuda":
             if not cuda_works():
-                raise SpecError("device", "is cuda but no CUDA GPU is usable by ONNX Runtime; choose cpu or auto.")
+                raise SpecError("device", "is cuda but no CUDA GPU is available; choose cpu or auto.")
             return "cuda", "float32"
         if requested == "auto" and cuda_works():
             return "cuda", "float32"
@@ -195,14 +235,23 @@ class OnnxLatentBackend:
         size = path.stat().st_size + sum(p.stat().st_size for p in external if p.is_file())
         return cls(session, device, dict(model.manifest), size, path.name)
 
-    def decode_float(self, latents: np.ndarray) -> np.ndarray:
-        """float32 (N, D) -> float32 (N, H, W, 3) in [0, 1]."""
+    def _run(self, latents: np.ndarray) -> np.ndarray:
         array = check_latents(latents, self.latent_dim).astype(self.input_dtype, copy=False)
         out = np.asarray(self.session.run(None, {self.input_name: array})[0], dtype=np.float32)
         if out.ndim != 4:
-            raise ModelFileError(f"the ONNX model gave an output of shape {out.shape}, not an image batch.")
-        if out.shape[1] == 3 and out.shape[3] != 3:
+            raise ModelFileError(f"{self.file_name} gave an output of shape {out.shape}, not an image batch.")
+        return out
+
+    def decode_float(self, latents: np.ndarray) -> np.ndarray:
+        """float32 (N, D) -> float32 (N, H, W, 3) in [0, 1]; one channel (grayscale) becomes RGB."""
+        out = self._run(latents)
+        channels = out.shape[1] if self.layout == "NCHW" else out.shape[3]
+        if channels not in (1, 3):
+            raise ModelFileError(_channels_sentence(self.file_name, out.shape))
+        if self.layout == "NCHW":
             out = out.transpose(0, 2, 3, 1)
+        if channels == 1:
+            out = np.repeat(out, 3, axis=3)
         low, high = self.output_range
         if (low, high) != (0.0, 1.0):
             out = (out - low) / (high - low)

@@ -1,6 +1,7 @@
 """Streaming text generation with a transformers causal language model folder on torch.
 
-Loading is offline and safe: `local_files_only`, safetensors only, never `trust_remote_code`.
+Loading is offline and safe: `local_files_only`, safetensors only, `trust_remote_code=False` (and
+studio.models.formats refuses folders that carry Python code or ask for it with auto_map).
 Generation streams one Token event per generated token through the job context, which is also where
 Stop lands: the cancel exception is raised from the streamer and propagates out of `generate`, so
 a token produced after Stop is never shown.
@@ -17,8 +18,7 @@ from typing import Any
 from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
-from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, torch_device
-from studio.engine.backends.diffusers_image import torch_dtype
+from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, torch_device, torch_dtype
 from studio.models.safe_files import check_folder_weights, explain_load_error
 
 ALTERNATIVES = 5  # how many (token, probability) pairs each Token event carries
@@ -136,15 +136,19 @@ class TransformersTextBackend:
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "TransformersTextBackend":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        quiet_library_logs()
+        quiet_library_logs("transformers")
         folder = Path(model.path)
         check_folder_weights(folder)  # a truncated file gets its own name in the sentence
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
             lm = AutoModelForCausalLM.from_pretrained(
-                str(folder), local_files_only=True, use_safetensors=True, dtype=torch_dtype(dtype)
+                str(folder),
+                local_files_only=True,
+                use_safetensors=True,
+                trust_remote_code=False,
+                dtype=torch_dtype(dtype),
             )
         except (MemoryError, KeyboardInterrupt):
             raise

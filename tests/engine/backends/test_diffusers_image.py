@@ -1,6 +1,7 @@
 """The diffusers image backend on a real (tiny, random) Stable Diffusion pipeline, through the Runner:
 events in order, previews, seeds, cancel between steps, broken folders as one clear sentence."""
 
+import json
 import shutil
 
 import numpy as np
@@ -28,6 +29,14 @@ def models(tmp_path_factory):
     # A component that model_index.json lists but whose folder is gone.
     shutil.copytree(good, root / "no-vae-sd")
     shutil.rmtree(root / "no-vae-sd" / "vae")
+    # A stray Python file deep in the folder: refused before diffusers could import it.
+    shutil.copytree(good, root / "stray-py-sd")
+    (root / "stray-py-sd" / "scheduler" / "evil.py").write_text("raise SystemExit('ran model code')\n")
+    # model_index.json without a pipeline class name.
+    shutil.copytree(good, root / "no-class-sd")
+    index = json.loads((root / "no-class-sd" / "model_index.json").read_text())
+    del index["_class_name"]
+    (root / "no-class-sd" / "model_index.json").write_text(json.dumps(index))
     return root
 
 
@@ -90,7 +99,12 @@ def test_cancel_lands_at_the_next_step_without_decoding(runner, monkeypatch):
 
 @pytest.mark.parametrize(
     "model, words",
-    [("truncated-sd", ["incomplete", "unet", "copy it again"]), ("no-vae-sd", ["no-vae-sd", "'vae'"])],
+    [
+        ("truncated-sd", ["incomplete", "unet", "copy it again"]),
+        ("no-vae-sd", ["no-vae-sd", "'vae'"]),
+        ("stray-py-sd", ["contains Python code (scheduler/evil.py); the studio never runs code from model folders."]),
+        ("no-class-sd", ["model_index.json in", "has no pipeline class name: copy the folder again."]),
+    ],
 )
 def test_a_broken_folder_fails_with_one_sentence_and_the_runner_carries_on(runner, model, words):
     events = run(runner, spec(model=model))
@@ -112,3 +126,21 @@ def test_latent_preview_projects_four_channels_and_stretches_others():
     sixteen = latent_preview(torch.randn(1, 16, 4, 4))
     assert sixteen.shape == (4, 4, 3) and sixteen.min() == 0 and sixteen.max() == 255
     assert latent_preview(torch.zeros(1, 64, 16)) is None  # packed latents (Flux): no cheap view
+
+
+def test_diffusers_is_told_never_to_trust_remote_code(models, monkeypatch):
+    import diffusers
+
+    from studio.engine.backends.diffusers_image import DiffusersImageBackend
+
+    seen = []
+    real = diffusers.DiffusionPipeline.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", spy)
+    model = ModelRegistry([(models, "user")]).resolve("tiny-sd")
+    DiffusersImageBackend.load(model, "cpu", "float32").close()
+    assert len(seen) == 1 and seen[0]["trust_remote_code"] is False and seen[0]["local_files_only"] is True

@@ -202,3 +202,127 @@ def test_bare_onnx_file_decodes_and_a_truncated_one_is_a_model_file_error(models
     failed, _ = run(models, latent(1), runtime="onnx", model="bare")
     assert isinstance(failed, Failed) and failed.kind == "model file"
     assert "bare.onnx" in failed.message and one_sentence(failed.message)
+
+
+# Hand-built ONNX graphs: sparse external data, and outputs of other channel counts.
+
+
+def external(tensor, location, length):
+    import onnx
+
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.ClearField("int64_data")
+
+
+def sparse_outside(part):
+    """A 4-element sparse tensor with one value, its `part` ("values"/"indices") kept in ../outside.bin."""
+    import onnx
+    from onnx import helper
+
+    values = helper.make_tensor("sparse_values", onnx.TensorProto.FLOAT, [1], [1.0])
+    indices = helper.make_tensor("sparse_indices", onnx.TensorProto.INT64, [1], [2])
+    external(values if part == "values" else indices, "../outside.bin", 8)
+    return helper.make_sparse_tensor(values, indices, [4])
+
+
+@pytest.mark.parametrize("part", ["values", "indices"])
+@pytest.mark.parametrize("where", ["sparse_value", "sparse_tensors", "sparse_initializer", "subgraph"])
+def test_onnx_sparse_external_data_outside_the_folder_is_refused(tmp_path, where, part):
+    import onnx
+    from onnx import helper
+
+    out = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4])
+    sparse = sparse_outside(part)
+    nodes, sparse_init = [], []
+    if where == "sparse_value":
+        nodes.append(helper.make_node("Constant", [], ["y"], sparse_value=sparse))
+    elif where == "sparse_tensors":
+        node = helper.make_node("Identity", ["c"], ["y"])
+        attr = node.attribute.add()
+        attr.name, attr.type = "extra", onnx.AttributeProto.SPARSE_TENSORS
+        attr.sparse_tensors.append(sparse)
+        nodes += [helper.make_node("Constant", [], ["c"], value_floats=[0.0] * 4), node]
+    elif where == "sparse_initializer":
+        sparse_init.append(sparse)
+        sparse.values.name = "y"
+        nodes.append(helper.make_node("Identity", ["y"], ["z"]))
+    else:  # a Constant with sparse data inside an If branch
+        branch = helper.make_graph(
+            [helper.make_node("Constant", [], ["b"], sparse_value=sparse)], "branch", [],
+            [helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [4])],
+        )
+        nodes += [
+            helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])),
+            helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch),
+        ]
+    graph = helper.make_graph(nodes, "g", [], [out], sparse_initializer=sparse_init)
+    folder = tmp_path / "models" / "sparse"
+    folder.mkdir(parents=True)
+    (tmp_path / "models" / "outside.bin").write_bytes(b"\0" * 8)  # present: only the location is wrong
+    path = folder / "decoder.onnx"
+    path.write_bytes(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+    with pytest.raises(ModelFileError, match="outside its folder") as info:
+        onnx_latent.check_external_data(path)
+    assert one_sentence(info.value.message) and "../outside.bin" in info.value.message
+
+
+def write_image_decoder(path, channels, layout="NCHW", static=True, latent_dim=4, size=8):
+    """latent (N, latent_dim) -> sigmoid(latent @ W) reshaped to an image batch; returns W."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((latent_dim, channels * size * size)).astype(np.float32)
+    shape = [-1, channels, size, size] if layout == "NCHW" else [-1, size, size, channels]
+    nodes = [
+        helper.make_node("MatMul", ["latent", "W"], ["flat"]),
+        helper.make_node("Reshape", ["flat", "shape"], ["raw"]),
+        helper.make_node("Sigmoid", ["raw"], ["image"]),
+    ]
+    out_shape = ["N", *shape[1:]] if static else ["N", "a", "b", "c"]
+    graph = helper.make_graph(
+        nodes, "decoder",
+        [helper.make_tensor_value_info("latent", onnx.TensorProto.FLOAT, ["N", latent_dim])],
+        [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, out_shape)],
+        initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array(shape, np.int64), "shape")],
+    )
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return weight
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("static", [True, False])
+def test_a_grayscale_onnx_decoder_is_shown_as_rgb(tmp_path, layout, static):
+    weight = write_image_decoder(tmp_path / "models" / "gray.onnx", channels=1, layout=layout, static=static)
+    model = ModelRegistry(roots=[(tmp_path / "models", "user")]).resolve("gray")
+    backend = OnnxLatentBackend.load(model, "cpu", "float32")
+    assert (backend.latent_dim, backend.image_size, backend.layout) == (4, 8, layout)
+    batch = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    images = backend.decode_float(batch)
+    assert images.shape == (2, 8, 8, 3) and images.dtype == np.float32
+    expected = (1 / (1 + np.exp(-(batch @ weight)))).reshape(2, 8, 8)
+    for c in range(3):
+        assert np.allclose(images[..., c], expected, atol=1e-5)
+    decoded = backend.decode(batch)
+    assert decoded.shape == (2, 8, 8, 3) and decoded.dtype == np.uint8
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("static", [True, False])
+def test_an_onnx_decoder_with_two_channels_is_refused_at_load(tmp_path, layout, static):
+    write_image_decoder(tmp_path / "models" / "two.onnx", channels=2, layout=layout, static=static)
+    model = ModelRegistry(roots=[(tmp_path / "models", "user")]).resolve("two")
+    with pytest.raises(ModelFileError) as info:
+        OnnxLatentBackend.load(model, "cpu", "float32")
+    message = info.value.message
+    assert message.startswith("two.onnx gives images of shape ") and "neither 1 (grayscale) nor 3 (RGB)" in message
+    assert one_sentence(message)
+    failed, _ = run(tmp_path / "models", [0.0] * 4, runtime="onnx", model="two")
+    assert isinstance(failed, Failed) and failed.kind == "model file"

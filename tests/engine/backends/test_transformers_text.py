@@ -158,3 +158,23 @@ def test_a_broken_folder_fails_with_one_sentence_and_the_runner_carries_on(runne
     for word in words:
         assert word in failed.message
     assert finished(run(runner, spec())).text is not None
+
+
+def test_transformers_is_told_never_to_trust_remote_code(models, monkeypatch):
+    import transformers
+
+    from studio.engine.backends.transformers_text import TransformersTextBackend
+
+    seen = {}
+    for cls in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        real = cls.from_pretrained
+
+        def spy(*args, _real=real, _name=cls.__name__, **kwargs):
+            seen[_name] = kwargs
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
+    model = ModelRegistry([(models, "user")]).resolve("tiny-gpt2")
+    TransformersTextBackend.load(model, "cpu", "float32").close()
+    assert set(seen) == {"AutoTokenizer", "AutoModelForCausalLM"}
+    assert all(kwargs["trust_remote_code"] is False for kwargs in seen.values())

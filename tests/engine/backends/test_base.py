@@ -1,0 +1,71 @@
+"""Helpers every backend shares: device choice, dtypes, latent checks, quieting library logs."""
+
+import types
+
+import numpy as np
+import pytest
+
+from studio.core.errors import ErrorKind, SpecError
+from studio.engine.backends import base, fake, latent_torch, onnx_latent
+
+
+def test_cuda_without_a_gpu_is_bad_input_naming_device(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SpecError) as info:
+        base.torch_device("cuda")
+    assert info.value.kind == ErrorKind.BAD_INPUT and info.value.field == "device"
+    assert info.value.message == "`device` is cuda but no CUDA GPU is available; choose cpu or auto."
+    assert base.torch_device("auto") == ("cpu", "float32")
+
+
+def test_onnx_cuda_without_a_gpu_says_the_same(monkeypatch):
+    monkeypatch.setattr(onnx_latent, "cuda_works", lambda: False)
+    with pytest.raises(SpecError) as info:
+        onnx_latent.OnnxLatentBackend.choose_device("cuda")
+    assert info.value.kind == ErrorKind.BAD_INPUT
+    assert info.value.message == "`device` is cuda but no CUDA GPU is available; choose cpu or auto."
+
+
+def test_torch_dtype_names():
+    torch = pytest.importorskip("torch")
+    assert base.torch_dtype("float16") is torch.float16
+    assert base.torch_dtype("bfloat16") is torch.bfloat16
+    assert base.torch_dtype("float32") is torch.float32
+
+
+def test_check_latents_is_shared_and_names_latent():
+    assert latent_torch.check_latents is base.check_latents is onnx_latent.check_latents
+    assert base.check_latents(np.zeros(4), 4).shape == (1, 4)
+    with pytest.raises(SpecError, match="`latent` has shape"):
+        base.check_latents(np.zeros((2, 3)), 4)
+    with pytest.raises(SpecError, match="finite"):
+        base.check_latents(np.array([0.0, np.nan]), 2)
+
+
+def test_fake_backend_uses_the_shared_uint8_conversion():
+    backend = fake.FakeBackend("latent", step_seconds=0, latent_dim=3, image_size=8)
+    image = backend.decode(np.zeros((2, 3), np.float32))
+    assert image.dtype == np.uint8 and image.shape == (2, 8, 8, 3) and image.flags.c_contiguous
+    assert not hasattr(fake, "_to_u8")
+
+
+def test_quiet_library_logs_imports_only_the_libraries_named(monkeypatch):
+    imported, calls = [], []
+
+    def fake_import(name):
+        imported.append(name)
+        return types.SimpleNamespace(
+            disable_progress_bar=lambda: calls.append((name, "bar")),
+            set_verbosity_error=lambda: calls.append((name, "error")),
+        )
+
+    monkeypatch.setattr("importlib.import_module", fake_import)
+    base.quiet_library_logs("transformers")
+    assert imported == ["transformers.utils.logging"]
+    assert calls == [("transformers.utils.logging", "bar"), ("transformers.utils.logging", "error")]
+    imported.clear()
+    base.quiet_library_logs("diffusers", "transformers")
+    assert imported == ["diffusers.utils.logging", "transformers.utils.logging"]
+    with pytest.raises(ValueError, match="torch"):
+        base.quiet_library_logs("torch")
