@@ -77,9 +77,7 @@ class Studio:
 
     def shutdown(self) -> None:
         """Cancel jobs and wait for the engine thread, however long (never terminate it)."""
-        from studio.ui.main_window import stop_engine
-
-        stop_engine(self.engine)
+        self.jobs.shutdown()
 
 
 def make_app(qt_args: Sequence[str] = ()):

@@ -23,6 +23,8 @@ from studio.engine.runner import Runner
 
 log = logging.getLogger(__name__)
 
+WAIT_LOG_MS = 5_000  # while stopping, say in the log this often that the engine is still busy
+
 
 def to_qimage(array: np.ndarray) -> QImage:
     """uint8 H x W x 3 (or H x W grey) array -> a QImage that owns its pixels (safe across threads)."""
@@ -94,18 +96,21 @@ class EngineThread(QThread):
         with self._lock:
             return len(self._jobs)
 
-    def stop(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel everything, let the running job reach its next step, and wait for the thread."""
+    def stop(self, timeout_ms: Optional[int] = None) -> bool:
+        """Cancel everything, let the running job reach its next step, and wait for the thread.
+
+        With no timeout, wait however long it takes (logging while it does): a QThread still
+        running when Qt exits aborts the process, terminate() could kill it holding a lock, and a
+        model being loaded cannot be cut short. Returns whether the thread has ended."""
         for job in self._queue.close():
             job.cancel.set()
             self._emit(Cancelled(job.job_id))
         self.cancel_all()
-        if not self.isRunning():
-            return True
-        finished = self.wait(timeout_ms)
-        if not finished:
-            log.info("engine thread still busy after %d ms", timeout_ms)
-        return finished
+        if timeout_ms is not None:
+            return self.wait(timeout_ms)
+        while not self.wait(WAIT_LOG_MS):
+            log.info("waiting for the engine to finish its current step…")
+        return True
 
     # -- the engine thread ----------------------------------------------------------------------
 

@@ -133,9 +133,9 @@ class JobList(QObject):
     def cancel_all(self) -> None:
         self.engine.cancel_all()
 
-    def shutdown(self) -> bool:
-        """Cancel everything and wait for the engine thread to end (True when it did)."""
-        return self.engine.stop()
+    def shutdown(self) -> None:
+        """Cancel everything and wait for the engine thread to end, however long it takes."""
+        self.engine.stop()
 
     # -- queries ----------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QEventLoop, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
-from studio.engine.thread import EngineThread
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
@@ -24,23 +23,6 @@ from studio.ui.image_workspace import ImageWorkspace
 from studio.ui.jobs_panel import JobsPanel
 
 log = logging.getLogger(__name__)
-
-STOP_GRACE_MS = 2_000  # a running job stops at its next step; loading a model cannot be cut short
-WAIT_LOG_MS = 5_000  # while the engine is still busy, say so in the log this often
-
-
-def stop_engine(engine: EngineThread) -> None:
-    """Cancel every job, close the queue and wait for the engine thread, however long it takes.
-
-    Never with a timeout that gives up: a QThread still running when Qt exits aborts the process,
-    and terminate() could kill it holding a lock. A model being loaded cannot be cancelled, so the
-    wait may be long; the window is already hidden by then."""
-    if engine.stop(STOP_GRACE_MS):
-        return
-    while not engine.wait(WAIT_LOG_MS):
-        log.info("waiting for the engine to finish its current step…")
-    log.info("engine thread stopped")
-
 
 class MainWindow(QMainWindow):
     def __init__(self, jobs: JobList, registry: ModelRegistry, store: Optional[SettingsStore] = None,
@@ -177,7 +159,7 @@ class MainWindow(QMainWindow):
             # Gone from the screen at once, even if the engine takes a while to finish its step.
             self.hide()
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
-            stop_engine(self.jobs.engine)  # cancels every job first
+            self.jobs.shutdown()  # cancels every job, then waits for the engine thread
         event.accept()
 
 

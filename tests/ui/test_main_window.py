@@ -14,7 +14,7 @@ from studio.engine.thread import EngineThread
 from studio.models import paths
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
-from studio.ui import main_window
+from studio.engine import thread as engine_thread
 from studio.ui.main_window import MainWindow
 
 
@@ -44,20 +44,19 @@ def test_closing_hides_the_window_then_waits_for_a_slow_step_without_giving_up(
         qtbot, fake_models, make_window, monkeypatch, caplog):
     # A step far longer than the grace period stands in for a model load, which cannot be cancelled.
     write_fake_model(fake_models / "slow-image", "image", step_seconds=0.4)
-    monkeypatch.setattr(main_window, "STOP_GRACE_MS", 10)
-    monkeypatch.setattr(main_window, "WAIT_LOG_MS", 20)
+    monkeypatch.setattr(engine_thread, "WAIT_LOG_MS", 20)
     window = make_window()
     visible_while_stopping = []
-    real_stop_engine = main_window.stop_engine
+    real_shutdown = window.jobs.shutdown
 
-    def stop_engine(engine):
+    def shutdown():
         visible_while_stopping.append(window.isVisible())
-        real_stop_engine(engine)
+        real_shutdown()
 
-    monkeypatch.setattr(main_window, "stop_engine", stop_engine)
+    monkeypatch.setattr(window.jobs, "shutdown", shutdown)
     job_id = window.jobs.submit(ImageJob(model="slow-image", steps=50, width=64, height=64))
     qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.RUNNING, timeout=10_000)
-    caplog.set_level(logging.INFO, logger=main_window.log.name)
+    caplog.set_level(logging.INFO, logger=engine_thread.log.name)
     window.close()
     assert visible_while_stopping == [False]  # gone from the screen before the wait
     assert not window.jobs.engine.isRunning()
