@@ -139,3 +139,13 @@ def default_image_size(path: Path, fmt: str, manifest: dict[str, Any]) -> int:
     except ModelFileError:
         pass
     return 512
+
+
+def manifest_latent_dim(manifest: dict[str, Any]) -> Optional[int]:
+    """How many numbers a latent model's latent holds, from studio.json: `latent_dim` at the top
+    level or in its "decoder" part; None when the manifest does not say (a bare .onnx file)."""
+    value = manifest.get("latent_dim")
+    decoder = manifest.get("decoder")
+    if value is None and isinstance(decoder, dict):
+        value = decoder.get("latent_dim")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -31,6 +31,11 @@ class ModelInfo:
         return str(self.manifest.get("title") or self.id)
 
     @property
+    def latent_dim(self) -> Optional[int]:
+        """A latent model's latent size when its manifest gives it (None for a bare .onnx file)."""
+        return formats.manifest_latent_dim(self.manifest)
+
+    @property
     def default_size(self) -> int:
         """The image side the model was trained at (for image and latent models)."""
         return formats.default_image_size(self.path, self.format, self.manifest)

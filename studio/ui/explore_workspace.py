@@ -56,20 +56,13 @@ class ExploreWorkspace(Workspace):
         jobs.job_changed.connect(self._on_changed)
 
     def latent_dim(self) -> Optional[int]:
-        """How many numbers the selected model's latent holds, from its manifest: `latent_dim` at the
-        top level or in its "decoder" part; None when the manifest does not say.
+        """How many numbers the selected model's latent holds; None when its manifest does not say.
 
         A bare .onnx model has no manifest: its size is in the ONNX graph, which only the engine
         reads, when it loads the model. Explore offers no sliders for such a model until issue 8
         (ONNX everywhere) reads the size from the graph when the model is found."""
         model = self.model_info()
-        if model is None:
-            return None
-        value = model.manifest.get("latent_dim")
-        decoder = model.manifest.get("decoder")
-        if value is None and isinstance(decoder, dict):
-            value = decoder.get("latent_dim")
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+        return model.latent_dim if model is not None else None
 
     @Slot(str)
     def _on_model_changed(self, model_id: str) -> None:

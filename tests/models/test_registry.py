@@ -103,3 +103,13 @@ def test_an_unreadable_entry_is_a_problem_not_a_crash(sandbox_dirs, monkeypatch)
     registry = ModelRegistry()
     assert [m.id for m in registry.models()] == ["good"]
     assert "cannot be read" in registry.problems[0].message
+
+
+def test_latent_size_comes_from_the_manifest_top_level_or_decoder_part(tmp_path):
+    registry = ModelRegistry()
+    top = write_fake_model(tmp_path / "top", "latent", latent_dim=12)
+    part = write_fake_model(tmp_path / "part", "latent", decoder={"latent_dim": 7})
+    silent = write_fake_model(tmp_path / "silent", "latent")
+    assert registry.resolve(str(top)).latent_dim == 12
+    assert registry.resolve(str(part)).latent_dim == 7
+    assert registry.resolve(str(silent)).latent_dim is None

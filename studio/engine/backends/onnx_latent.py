@@ -18,7 +18,7 @@ import numpy as np
 
 from studio.core.errors import ModelFileError, SpecError
 from studio.engine.backends.base import check_latents, to_uint8_image
-from studio.models.formats import MANIFEST
+from studio.models.formats import MANIFEST, manifest_latent_dim
 from studio.models.safe_files import model_file
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,8 @@ class OnnxLatentBackend:
             raise ModelFileError(f"{file_name} should give an image batch (4 dimensions) as its first output.")
         self.input_name = inputs[0].name
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        latent_dim = _static(inputs[0].shape[1]) or manifest.get("latent_dim")
-        if not isinstance(latent_dim, int) or latent_dim < 1:
+        latent_dim = _static(inputs[0].shape[1]) or manifest_latent_dim(manifest)
+        if latent_dim is None:
             raise ModelFileError(f"{file_name} does not say its latent size; add latent_dim to studio.json.")
         self.latent_dim = latent_dim
         try:
