@@ -4,13 +4,14 @@ Standard library only, so every backend (torch or ONNX Runtime) and the registry
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import struct
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-from studio.core.errors import ModelFileError
+from studio.core.errors import ModelFileError, StudioError
 from studio.models.formats import MANIFEST
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
@@ -71,6 +72,21 @@ def check_folder_weights(folder: Path) -> None:
     """Check every .safetensors file under a model folder, naming it by its place in the folder."""
     for path in sorted(folder.rglob("*.safetensors")):
         check_safetensors(path, str(path.relative_to(folder.parent)))
+
+
+@contextlib.contextmanager
+def explained_load_errors(folder: Path, what: str) -> Iterator[None]:
+    """Turn whatever a library raises while loading `folder` into one ModelFileError sentence.
+
+    Running out of memory is not a broken folder: it passes through, for the runner to report."""
+    try:
+        yield
+    except (StudioError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every other failure is a broken folder
+        if type(exc).__name__ == "OutOfMemoryError":
+            raise
+        raise ModelFileError(explain_load_error(folder, exc, what)) from exc
 
 
 def explain_load_error(folder: Path, exc: BaseException, what: str = "a diffusers model") -> str:

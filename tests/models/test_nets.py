@@ -2,13 +2,10 @@
 
 import json
 
-import pytest
+import torch
+from safetensors.torch import save_file
 
-torch = pytest.importorskip("torch")
-
-from safetensors.torch import save_file  # noqa: E402
-
-from studio.models.nets import LatentDecoder, load_decoder, load_weights  # noqa: E402
+from studio.models.nets import LatentDecoder, load_decoder, load_weights
 
 
 def test_half_precision_weights_load_as_stored_and_decode_in_float32(tmp_path):

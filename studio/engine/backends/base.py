@@ -109,6 +109,11 @@ class BackendClass(Protocol):
     def load(cls, model: "ModelInfo", device: str, dtype: str) -> Any: ...
 
 
+def no_cuda() -> SpecError:
+    """The error for asking for CUDA on a machine without a usable GPU, whatever the runtime."""
+    return SpecError("device", "is cuda but no CUDA GPU is available; choose cpu or auto.")
+
+
 def torch_device(requested: str) -> tuple[str, str]:
     """(device, dtype) for a torch backend: CUDA in half precision when asked for or available.
 
@@ -117,7 +122,7 @@ def torch_device(requested: str) -> tuple[str, str]:
 
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise SpecError("device", "is cuda but no CUDA GPU is available; choose cpu or auto.")
+            raise no_cuda()
         return "cuda", "float16"
     return "cpu", "float32"
 

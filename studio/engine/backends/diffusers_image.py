@@ -11,7 +11,6 @@ Torch and diffusers are imported inside the functions, so importing this module 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,7 +28,8 @@ from studio.engine.backends.base import (
     torch_dtype,
 )
 from studio.models.formats import check_no_python_code
-from studio.models.safe_files import check_folder_weights, explain_load_error
+from studio.models.paths import offline
+from studio.models.safe_files import check_folder_weights, explained_load_errors
 
 # SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
 SD_LATENT_RGB = (
@@ -121,7 +121,7 @@ class DiffusersImageBackend:
 
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "DiffusersImageBackend":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline()
         quiet_library_logs("diffusers", "transformers")  # pipelines hold transformers' CLIP models
         folder = Path(model.path)
         # 1. Cheap checks with our own sentences: no custom code, no truncated weights.
@@ -130,7 +130,7 @@ class DiffusersImageBackend:
         # 2. Let diffusers build the pipeline from local safetensors only.
         from diffusers import DiffusionPipeline
 
-        try:
+        with explained_load_errors(folder, "a diffusers model"):
             pipe = DiffusionPipeline.from_pretrained(
                 str(folder),
                 local_files_only=True,
@@ -138,12 +138,6 @@ class DiffusersImageBackend:
                 trust_remote_code=False,
                 **{_dtype_arg(): torch_dtype(dtype)},
             )
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - every other failure is a broken folder
-            if type(exc).__name__ == "OutOfMemoryError":
-                raise
-            raise ModelFileError(explain_load_error(folder, exc)) from exc
         if "latents" not in getattr(pipe, "_callback_tensor_inputs", ()):
             raise ModelFileError(f"{folder} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it.")
         # 3. Move to the device; the studio shows its own progress, not tqdm's.

@@ -16,8 +16,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from studio.core.errors import ModelFileError, SpecError
-from studio.engine.backends.base import check_latents, to_uint8_image
+from studio.core.errors import ModelFileError
+from studio.engine.backends.base import check_latents, no_cuda, to_uint8_image
 from studio.models.formats import MANIFEST, manifest_latent_dim
 from studio.models.safe_files import model_file
 
@@ -205,7 +205,7 @@ class OnnxLatentBackend:
     def choose_device(cls, requested: str) -> tuple[str, str]:
         if requested == "cuda":
             if not cuda_works():
-                raise SpecError("device", "is cuda but no CUDA GPU is available; choose cpu or auto.")
+                raise no_cuda()
             return "cuda", "float32"
         if requested == "auto" and cuda_works():
             return "cuda", "float32"

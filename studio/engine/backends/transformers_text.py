@@ -11,7 +11,6 @@ Torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 import collections
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
 from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, torch_device, torch_dtype
-from studio.models.safe_files import check_folder_weights, explain_load_error
+from studio.models.paths import offline
+from studio.models.safe_files import check_folder_weights, explained_load_errors
 
 ALTERNATIVES = 5  # how many (token, probability) pairs each Token event carries
 CONTEXT_TOKENS = 4  # prompt tokens decoded with the output, so a leading space survives detokenising
@@ -135,13 +135,13 @@ class TransformersTextBackend:
 
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "TransformersTextBackend":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        offline()
         quiet_library_logs("transformers")
         folder = Path(model.path)
         check_folder_weights(folder)  # a truncated file gets its own name in the sentence
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        try:
+        with explained_load_errors(folder, "a transformers language model"):
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
             lm = AutoModelForCausalLM.from_pretrained(
                 str(folder),
@@ -150,12 +150,6 @@ class TransformersTextBackend:
                 trust_remote_code=False,
                 dtype=torch_dtype(dtype),
             )
-        except (MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - every other failure is a broken folder
-            if type(exc).__name__ == "OutOfMemoryError":
-                raise
-            raise ModelFileError(explain_load_error(folder, exc, "a transformers language model")) from exc
         # A tokenizer can load "successfully" from a folder missing its vocabulary and then turn
         # every text into nothing (or into unknown tokens): refuse it rather than babble.
         hello = tokenizer("hello", add_special_tokens=False)["input_ids"]

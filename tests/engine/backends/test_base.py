@@ -10,7 +10,7 @@ from studio.engine.backends import base, fake, latent_torch, onnx_latent
 
 
 def test_cuda_without_a_gpu_is_bad_input_naming_device(monkeypatch):
-    torch = pytest.importorskip("torch")
+    import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SpecError) as info:
         base.torch_device("cuda")
@@ -28,7 +28,7 @@ def test_onnx_cuda_without_a_gpu_says_the_same(monkeypatch):
 
 
 def test_torch_dtype_names():
-    torch = pytest.importorskip("torch")
+    import torch
     assert base.torch_dtype("float16") is torch.float16
     assert base.torch_dtype("bfloat16") is torch.bfloat16
     assert base.torch_dtype("float32") is torch.float32

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.events import Cancelled, Failed, Finished, Preview, Progress, Started, TERMINAL_EVENTS
@@ -13,9 +14,6 @@ from studio.core.jobs import ImageJob
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 from run_jobs import run
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
 
 
 @pytest.fixture(scope="module")

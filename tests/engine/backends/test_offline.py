@@ -12,8 +12,6 @@ from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 
-pytest.importorskip("diffusers")
-pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")

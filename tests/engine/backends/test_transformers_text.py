@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
 from studio.core.events import Cancelled, Failed, Finished, Started, TERMINAL_EVENTS, Token
@@ -12,9 +13,6 @@ from studio.core.jobs import TextJob
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 from run_jobs import run
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
