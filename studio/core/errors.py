@@ -50,3 +50,13 @@ class JobCancelled(Exception):
     """Raised inside a backend at a step or token boundary when its job was cancelled.
 
     Not a StudioError: cancelling is an outcome the person asked for, not a failure."""
+
+
+def first_line(error: "BaseException | str", limit: int = 200) -> str:
+    """An error's first non-empty line (its type name when it says nothing), at most `limit`
+    characters: what a person sees of a library's message; the log keeps the rest."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__ if isinstance(error, BaseException) else ""
+    line = text.splitlines()[0].strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"

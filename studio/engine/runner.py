@@ -13,7 +13,7 @@ from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
-from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError
+from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError, first_line
 from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
 from studio.core.jobs import ImageJob, JobSpec, Lane, LatentDecodeJob, TextJob
 from studio.engine.backends import backend_class
@@ -38,7 +38,7 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     """Map any exception to (kind, one sentence). The traceback goes to the log, not the person."""
     if isinstance(exc, StudioError):
         return exc.kind, exc.message
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
         return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}); try a smaller size, fewer tokens or the CPU."
     return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"

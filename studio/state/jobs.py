@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, first_line
 from studio.core.jobs import JobSpec, Lane
 from studio.engine.thread import EngineThread
 
@@ -222,5 +222,5 @@ class JobList(QObject):
 
 def _sentence(message: str) -> str:
     """The first line of a message, ending in a full stop: the error bar shows one sentence."""
-    text = (message or "").strip().splitlines()[0] if (message or "").strip() else "Something went wrong."
+    text = first_line(message or "") or "Something went wrong."
     return text if text.endswith((".", "!", "?")) else text + "."

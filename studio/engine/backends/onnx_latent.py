@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from studio.core.errors import ModelFileError
+from studio.core.errors import ModelFileError, first_line
 from studio.engine.backends.base import check_latents, no_cuda, to_uint8_image
 from studio.models.formats import MANIFEST, manifest_latent_dim
 from studio.models.safe_files import model_file
@@ -109,9 +109,8 @@ def check_external_data(path: Path) -> set[Path]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
-    return text[:200].rstrip(". ")
+    """The first line of an ONNX Runtime error, without its "[ONNXRuntimeError] : 7 : FAIL :" code."""
+    return re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", first_line(exc)).rstrip(". ")
 
 
 def find_onnx(model: Any) -> Path:
