@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import signal
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from studio.core.errors import ErrorKind, StudioError
 from studio.core.events import Cancelled, Event, Failed, Finished, Progress, Token
-from studio.core.jobs import MAX_SEED, ImageJob, JobSpec, TextJob
+from studio.core.jobs import ImageJob, JobSpec, TextJob, resolve_seed
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
 from studio.engine.queue import JobQueue
@@ -110,7 +109,7 @@ def cmd_models(args, runner: Runner) -> int:
 def cmd_generate(args, runner: Runner) -> int:
     model = runner.registry.resolve(args.model)
     width, height = parse_size(args.size) if args.size else (model.default_size, model.default_size)
-    seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
+    seed = resolve_seed(args.seed)
     spec = ImageJob(
         model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=seed, steps=args.steps,
         guidance_scale=args.cfg, width=width, height=height, device=args.device, runtime=args.runtime,
@@ -139,7 +138,7 @@ def cmd_generate(args, runner: Runner) -> int:
 
 
 def cmd_write(args, runner: Runner) -> int:
-    seed = args.seed if args.seed is not None else random.randint(0, MAX_SEED)
+    seed = resolve_seed(args.seed)
     spec = TextJob(
         model=args.model, prompt=args.prompt, max_new_tokens=args.max_tokens, seed=seed,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, device=args.device,

@@ -11,14 +11,21 @@ import enum
 import json
 import math
 import numbers
+import random
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from studio.core.errors import SpecError
 
 MAX_SEED = 2**32 - 1
 RUNTIMES = ("auto", "torch", "onnx")  # auto: the model's own runtime (torch when it has both)
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_seed(seed: Optional[int], high: int = MAX_SEED) -> int:
+    """The seed a job runs with: the one asked for, or a random one drawn now. Drawn before the job
+    is queued, so the spec that runs (and is saved with its result) reproduces it exactly."""
+    return random.randint(0, high) if seed is None else seed
 
 
 class Lane(str, enum.Enum):

@@ -3,7 +3,6 @@ carry on from the cursor, and its words stream in at that spot."""
 
 from __future__ import annotations
 
-import random
 from typing import Optional
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -22,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.events import Token
-from studio.core.jobs import TextJob
+from studio.core.jobs import TextJob, resolve_seed
 from studio.state.jobs import JobList
 from studio.state.settings_store import SettingsStore
 from studio.ui.common import Workspace
@@ -151,7 +150,7 @@ class WriteWorkspace(Workspace):
     # -- commands ---------------------------------------------------------------------------------
 
     def build_spec(self) -> TextJob:
-        seed = random.randint(0, self.seed.maximum()) if self.random_seed.isChecked() else self.seed.value()
+        seed = resolve_seed(None if self.random_seed.isChecked() else self.seed.value(), high=self.seed.maximum())
         return TextJob(
             model=self.models.model_id(),
             prompt=self.text_before_cursor(),

@@ -3,7 +3,6 @@ validation is the spec's (SpecError names the field), so the panel and the CLI a
 
 from __future__ import annotations
 
-import random
 from typing import Optional
 
 from PySide6.QtCore import Signal, Slot
@@ -23,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import MAX_SEED, ImageJob
+from studio.core.jobs import ImageJob, resolve_seed
 from studio.state.settings_store import SettingsStore
 from studio.ui.common import ModelCombo
 
@@ -114,10 +113,9 @@ class PromptPanel(QWidget):
     # -- the spec ---------------------------------------------------------------------------------
 
     def build_spec(self) -> ImageJob:
-        """The job these fields describe. A random seed is drawn here, before queuing, so the spec
-        that runs (and is saved with the image) reproduces the image exactly."""
+        """The job these fields describe, with its seed drawn now when it is random."""
         if self.random_seed.isChecked():
-            seed: object = random.randint(0, MAX_SEED)
+            seed: object = resolve_seed(None)
         else:
             text = self.seed.text().strip()
             seed = int(text) if text else None  # None: the spec's check names `seed`
