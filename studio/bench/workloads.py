@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from studio.bench.suite import Figure, median_time
+from studio.bench.suite import Figure, seconds
 from studio.core.events import Event, Finished, Token
 from studio.core.jobs import ImageJob, TextJob
 from studio.engine.queue import JobQueue
@@ -64,8 +64,8 @@ def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
     plain(), studio()  # warm both (model load, allocator)
     t_plain, t_studio = [], []
     for _ in range(repeats):
-        t_plain.append(median_time(plain, 1))
-        t_studio.append(median_time(studio, 1))
+        t_plain.append(seconds(plain))
+        t_studio.append(seconds(studio))
     ratio = statistics.median(t_studio) / statistics.median(t_plain)
     return [Figure("image_overhead", ratio, "x plain pipe()", "<= 1.05", ratio <= 1.05, {
         "plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio),

@@ -1,7 +1,7 @@
 """What the person last used (prompt, steps, seed, model per workspace, window layout), kept with
 QSettings in an INI file beside settings.json, so tests sandbox it through STUDIO_CONFIG_DIR.
 
-The engine's settings (model folders, device, cache budget) live in core.settings; this is only
+The engine's settings (model folders, cache budget) live in core.settings; this is only
 the UI's memory, and losing it costs nothing but a few clicks."""
 
 from __future__ import annotations
