@@ -173,6 +173,18 @@ def cmd_bench(args, runner: Runner) -> int:
     return run_suite(out_dir=Path(args.out), quick=args.quick, only=args.only)
 
 
+def cmd_train(args, runner: Runner) -> int:
+    from studio.training.commands import train_command
+
+    return train_command(args)
+
+
+def cmd_eval(args, runner: Runner) -> int:
+    from studio.training.commands import eval_command
+
+    return eval_command(args, runner.registry)
+
+
 def _exit_code(end: Event) -> int:
     if isinstance(end, Finished):
         return 0
@@ -232,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks", help="folder for the JSON results and README table")
     b.add_argument("--quick", action="store_true", help="fewer repeats (for a smoke run)")
     b.add_argument("--only", action="append", help="run only this benchmark (repeatable)")
+    t = sub.add_parser("train", help="train one of the embedded models from its open data (fetched from npm/apt)")
+    t.add_argument("recipe", help="prose, emoji-sd, emoji-vae, emoji-gan or emoji-classifier")
+    t.add_argument("--minutes", type=float, help="total training time, across resumes (default: the recipe's)")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--out", help="run folder: checkpoint, metrics and model/ (default runs/RECIPE)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--fresh", action="store_true", help="start over instead of resuming from the checkpoint")
+    t.add_argument("--max-steps", type=int, help=argparse.SUPPRESS)  # tests: a few steps
+    t.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny data and nets
+
+    e = sub.add_parser("eval", help="measure an embedded model's quality (perplexity, FD-emoji, accuracy)")
+    e.add_argument("model", help="an id from `studio models`, or a path")
+    e.add_argument("--device", default="cpu", help="cpu or cuda")
+    e.add_argument("--update-card", action="store_true", help="write the results into the model's MODEL_CARD.md")
+    e.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tests: fewer samples
     return p
 
 
@@ -241,7 +268,8 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
         parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
 
 
-COMMANDS = {"models": cmd_models, "generate": cmd_generate, "write": cmd_write, "bench": cmd_bench}
+COMMANDS = {"models": cmd_models, "generate": cmd_generate, "write": cmd_write, "bench": cmd_bench,
+            "train": cmd_train, "eval": cmd_eval}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

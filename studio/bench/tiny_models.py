@@ -149,42 +149,19 @@ def build_tiny_diffusers(folder: Path, seed: int = 0) -> Path:
 
 
 def _byte_level_tokenizer(vocab_size: int = TEXT_VOCAB_SIZE):
-    """A GPT-2 style byte-level BPE tokenizer trained on CORPUS: every byte is in the vocabulary,
-    so any text encodes, and decoding gives back exactly the text that was encoded."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """A GPT-2 style byte-level BPE tokenizer trained on CORPUS (every byte is in the vocabulary)."""
+    from studio.training.text_tokenizer import train_byte_level_bpe
 
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        clean_up_tokenization_spaces=False,
-        model_max_length=128,
-    )
+    return train_byte_level_bpe(CORPUS.splitlines(), vocab_size, model_max_length=128, min_frequency=0)
 
 
 def _save_causal_lm(folder: Path, model, tokenizer) -> Path:
-    from transformers import AutoTokenizer
+    from studio.training.text_tokenizer import check_round_trip
 
     folder = Path(folder)
     model.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
-    sentence = "The quiet river ran under a lantern moon, 42 times? Café 東京!"
-    reloaded = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    ids = reloaded(sentence, add_special_tokens=False)["input_ids"]
-    if not ids or reloaded.decode(ids) != sentence:
-        raise RuntimeError(f"the tiny tokenizer in {folder} does not round-trip")
+    check_round_trip(folder)
     return folder
 
 

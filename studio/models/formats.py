@@ -86,22 +86,27 @@ def detect(path: Path) -> Optional[Detected]:
         return None
     if not path.is_dir():
         return None
-    if (path / MANIFEST).is_file():
-        return _detect_manifest(path)
+    # A studio.json with a "format" describes one of our own formats; without one it only adds
+    # metadata (title, licence, suggested settings) to a diffusers or transformers folder.
+    metadata = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
+    if metadata is not None and "format" in metadata:
+        return _detect_manifest(path, metadata)
     if (path / "model_index.json").is_file():
         check_no_python_code(path)  # refused at discovery, like a transformers folder with code
-        return Detected("image", "diffusers", ("torch",))
+        return Detected("image", "diffusers", ("torch",), metadata or {})
     if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
         _check_transformers_folder(path)
-        return Detected("text", "transformers", ("torch",))
+        return Detected("text", "transformers", ("torch",), metadata or {})
+    if metadata is not None:
+        raise ModelFileError(f"{path / MANIFEST} has no format, and the folder is neither a diffusers nor a "
+                             "transformers model.")
     onnx_files = sorted(path.glob("*.onnx"))
     if len(onnx_files) == 1:
         return Detected("latent", "onnx", ("onnx",))
     return None
 
 
-def _detect_manifest(path: Path) -> Detected:
-    manifest = read_json(path / MANIFEST)
+def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:
     fmt = manifest.get("format")
     if fmt not in MANIFEST_FORMATS:
         raise ModelFileError(

@@ -1,0 +1,1 @@
+"""Training corpora: fetched once from npm / Debian packages, unpacked, cleaned and cached."""
