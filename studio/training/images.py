@@ -61,9 +61,13 @@ def principal_basis(latents: torch.Tensor) -> dict[str, torch.Tensor]:
     first, and sigma (D), the standard deviation along each."""
     x = latents.double()
     mean = x.mean(0)
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    sigma = s / max(x.shape[0] - 1, 1) ** 0.5
-    return {"mean": mean.float(), "components": vh.float(), "sigma": sigma.float().clamp_min(1e-6)}
+    # full_matrices: D directions even when there are fewer than D latents (tiny test runs); the
+    # directions with no variance get a small floor σ, so whitening by them stays finite.
+    _, s, vh = torch.linalg.svd(x - mean, full_matrices=True)
+    sigma = torch.zeros(x.shape[1], dtype=x.dtype)
+    sigma[: s.numel()] = s / max(x.shape[0] - 1, 1) ** 0.5
+    sigma = sigma.clamp_min(max(float(sigma[0]) * 1e-3, 1e-6))
+    return {"mean": mean.float(), "components": vh.float(), "sigma": sigma.float()}
 
 
 def fold_basis_into_input(linear: torch.nn.Linear, basis: dict[str, torch.Tensor]) -> None:

@@ -54,7 +54,11 @@ def soften(x: torch.Tensor, generator=None) -> torch.Tensor:
 def load_classifier(folder: Path) -> EmojiClassifier:
     from studio.models.nets import apply_weights, load_weights
 
-    net = EmojiClassifier()
+    import json
+
+    manifest_path = folder / "studio.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+    net = EmojiClassifier(base=int(manifest.get("base_channels", 32)))
     path = folder / "classifier.safetensors"
     apply_weights(net, load_weights(path), path.name)
     return net.eval()
@@ -65,7 +69,8 @@ class EmojiClassifierRecipe(Recipe):
     default_minutes = 3.0
 
     def prepare(self) -> None:
-        self.net = EmojiClassifier(base=8 if self.options.tiny else 32).to(self.device)
+        self.base = 8 if self.options.tiny else 32
+        self.net = EmojiClassifier(base=self.base).to(self.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=LR, weight_decay=1e-4)
         data = load_images(self.options, IMAGE_SIZE)
         train, val = data.train(), data.validation()
@@ -109,6 +114,7 @@ class EmojiClassifierRecipe(Recipe):
     def export(self, folder: Path, report: RunReport) -> None:
         save_fp16(folder / "classifier.safetensors", self.net.state_dict())
         write_json(folder / "studio.json", {"format": "studio-classifier", "image_size": IMAGE_SIZE,
+                                            "base_channels": self.base,
                                             "features": FEATURES, "categories": list(CATEGORIES)})
         write_card(folder, "emoji-classifier",
                    summary="An eight-category emoji classifier used only to measure the image models "
