@@ -96,11 +96,11 @@ def cmd_models(args, runner: Runner) -> int:
     if not models:
         print(registry.where_to_put_models())
     else:
-        rows = [(m.id, m.kind, m.format, _size(m.size_bytes), m.source, str(m.path)) for m in models]
-        header = ("ID", "KIND", "FORMAT", "SIZE", "SOURCE", "PATH")
-        widths = [max(len(r[i]) for r in rows + [header]) for i in range(5)]
+        rows = [(m.id, m.kind, m.format, _size(m.size_bytes), m.licence or "-", m.source, str(m.path)) for m in models]
+        header = ("ID", "KIND", "FORMAT", "SIZE", "LICENCE", "SOURCE", "PATH")
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
         for row in [header] + rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[6])
     for problem in registry.problems:
         print(f"unusable: {problem.path}: {problem.message}", file=sys.stderr)
     return 0

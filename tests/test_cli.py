@@ -12,12 +12,18 @@ from PIL import Image
 from studio.cli import main
 
 
-def test_models_lists_id_kind_format_size_and_source(fake_models, capsys):
+def test_models_lists_id_kind_format_size_licence_and_source(fake_models, capsys):
+    import json as json_
+
+    manifest = fake_models / "fake-image" / "studio.json"
+    manifest.write_text(json_.dumps({**json_.loads(manifest.read_text()), "licence": "Apache-2.0"}))
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "fake-image" in out and "fake-text" in out
     header = out.splitlines()[0].split()
-    assert header[:5] == ["ID", "KIND", "FORMAT", "SIZE", "SOURCE"]
+    assert header[:6] == ["ID", "KIND", "FORMAT", "SIZE", "LICENCE", "SOURCE"]
+    row = next(line.split() for line in out.splitlines() if line.startswith("fake-image"))
+    assert row[5] == "Apache-2.0"  # SIZE is two words ("1.0 KB")
 
 
 def test_models_with_nothing_found_says_where_to_put_them(capsys):

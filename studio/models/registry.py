@@ -31,6 +31,10 @@ class ModelInfo:
         return str(self.manifest.get("title") or self.id)
 
     @property
+    def licence(self) -> str:
+        return str(self.manifest.get("licence") or "")
+
+    @property
     def latent_dim(self) -> Optional[int]:
         """A latent model's latent size when its manifest gives it (None for a bare .onnx file)."""
         return formats.manifest_latent_dim(self.manifest)
@@ -48,6 +52,18 @@ class ModelProblem:
     path: Path
     source: str
     message: str
+
+
+# Embedded models a workspace picks when the user has nothing else (emoji-vae before emoji-gan:
+# the explorer's image keyframes need its encoder).
+PREFERRED_EMBEDDED = ("emoji-sd", "prose", "emoji-vae")
+
+
+def _default_order(model: "ModelInfo") -> tuple[int, int]:
+    if model.source != "embedded":
+        return (0, 0)  # sorted() is stable: the user's own models keep their discovery order
+    rank = PREFERRED_EMBEDDED.index(model.id) if model.id in PREFERRED_EMBEDDED else len(PREFERRED_EMBEDDED)
+    return (1, rank)
 
 
 def default_roots(extra: Iterable[Path] = ()) -> list[tuple[Path, str]]:
@@ -114,7 +130,10 @@ class ModelRegistry:
         self._models, self.problems = models, problems
 
     def models(self, kind: Optional[str] = None) -> list[ModelInfo]:
-        return [m for m in self._models.values() if kind is None or m.kind == kind]
+        """Models of `kind` (all when None), the one to pick by default first: the user's own
+        models before the embedded ones, and among those the studio's chosen defaults."""
+        found = [m for m in self._models.values() if kind is None or m.kind == kind]
+        return sorted(found, key=_default_order)
 
     def resolve(self, id_or_path: str) -> ModelInfo:
         """A model by id, or by a path to a model file or folder."""

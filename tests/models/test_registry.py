@@ -113,3 +113,30 @@ def test_latent_size_comes_from_the_manifest_top_level_or_decoder_part(tmp_path)
     assert registry.resolve(str(top)).latent_dim == 12
     assert registry.resolve(str(part)).latent_dim == 7
     assert registry.resolve(str(silent)).latent_dim is None
+
+
+def test_the_users_own_models_come_before_the_embedded_defaults(tmp_path):
+    from fake_models import write_fake_model
+
+    from studio.models.registry import ModelRegistry
+
+    embedded, user = tmp_path / "embedded", tmp_path / "user"
+    for name in ("emoji-gan", "emoji-vae", "aaa-latent"):
+        write_fake_model(embedded / name, "latent", latent_dim=4, image_size=16)
+    registry = ModelRegistry([(embedded, "embedded"), (user, "user")])
+    assert [m.id for m in registry.models("latent")] == ["emoji-vae", "aaa-latent", "emoji-gan"]
+    write_fake_model(user / "mine", "latent", latent_dim=4, image_size=16)
+    registry.refresh()
+    assert [m.id for m in registry.models("latent")][0] == "mine"
+
+
+def test_a_studio_json_without_a_format_adds_metadata_to_a_diffusers_folder(tmp_path):
+    import json
+
+    from studio.bench.tiny_models import build_tiny_diffusers
+    from studio.models.registry import inspect
+
+    folder = build_tiny_diffusers(tmp_path / "sd")
+    (folder / "studio.json").write_text(json.dumps({"title": "Tiny SD", "licence": "MIT"}))
+    model = inspect(folder, "user")
+    assert (model.kind, model.format, model.title, model.licence) == ("image", "diffusers", "Tiny SD", "MIT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
 from fake_models import write_fake_model
 from PySide6.QtCore import Qt
 
@@ -119,3 +120,15 @@ def test_settings_and_layout_are_remembered(qtbot, fake_models, make_window):
     finally:
         second.close()
     assert not engine.isRunning()
+
+
+@pytest.fixture
+def real_embedded_models(monkeypatch):
+    monkeypatch.setenv("STUDIO_EMBEDDED_MODELS_DIR", str(paths.EMBEDDED_MODELS_DIR))
+
+
+def test_with_nothing_else_each_workspace_picks_its_embedded_model(real_embedded_models, make_window):
+    window = make_window()
+    assert window.image.models.model_id() == "emoji-sd"
+    assert window.write.models.model_id() == "prose"
+    assert window.explore.models.model_id() == "emoji-vae"

@@ -1,0 +1,129 @@
+"""The models shipped in resources/models: listed, small, offline, deterministic, and each one
+generates. These tests use the real embedded folder (the sandbox hides it from other tests)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import numpy as np
+import pytest
+
+from run_jobs import run
+from studio.core.events import Finished, Token
+from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
+from studio.engine.runner import Runner
+from studio.models import paths
+from studio.models.registry import ModelRegistry, default_roots
+
+EMBEDDED = {"emoji-sd": "image", "prose": "text", "emoji-vae": "latent", "emoji-gan": "latent"}
+BUDGET_BYTES = 40 * 1024 * 1024
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    monkeypatch.setenv("STUDIO_EMBEDDED_MODELS_DIR", str(paths.EMBEDDED_MODELS_DIR))
+    return ModelRegistry(default_roots())
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a socket was opened: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_the_four_models_are_listed_with_kind_and_licence(registry):
+    found = {m.id: m for m in registry.models() if m.source == "embedded"}
+    assert {k: found[k].kind for k in EMBEDDED if k in found} == EMBEDDED
+    assert all(found[k].licence for k in EMBEDDED)
+    assert not registry.problems
+    for kind, model in (("image", "emoji-sd"), ("text", "prose"), ("latent", "emoji-vae")):
+        assert registry.models(kind)[0].id == model  # what a workspace picks with nothing else
+
+
+def test_the_folder_is_small_fp16_and_world_readable():
+    total = 0
+    for path in paths.EMBEDDED_MODELS_DIR.rglob("*"):
+        if path.is_file():
+            total += path.stat().st_size
+            assert path.stat().st_mode & 0o777 == 0o644, path
+        if path.suffix == ".safetensors":
+            with open(path, "rb") as f:
+                header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+            dtypes = {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+            assert dtypes <= {"F16", "I64"}, (path, dtypes)
+    assert total <= BUDGET_BYTES
+    for model in EMBEDDED:
+        card = (paths.EMBEDDED_MODELS_DIR / model / "MODEL_CARD.md").read_text()
+        assert "Training time" in card and "Hardware" in card and "eval:start" in card
+
+
+def test_emoji_sd_draws_the_same_picture_for_the_same_seed(registry, no_network):
+    runner = Runner(registry)
+    spec = ImageJob(model="emoji-sd", prompt="red apple", seed=1, steps=8, width=64, height=64)
+    first, again = run(runner, spec)[-1], run(runner, spec)[-1]
+    other = run(runner, ImageJob(model="emoji-sd", prompt="red apple", seed=2, steps=8, width=64, height=64))[-1]
+    assert isinstance(first, Finished)
+    image = first.result.images[0]
+    assert image.shape == (64, 64, 3) and image.std() > 10  # a picture, not a flat colour
+    assert np.array_equal(image, again.result.images[0])
+    assert not np.array_equal(image, other.result.images[0])
+
+
+def test_emoji_sd_components_make_img2img_and_inpainting_pipelines(no_network):
+    import torch
+    from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+    from PIL import Image
+
+    pipe = DiffusionPipeline.from_pretrained(str(paths.EMBEDDED_MODELS_DIR / "emoji-sd"), local_files_only=True,
+                                             dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    start = Image.new("RGB", (64, 64), (250, 250, 250))
+    img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
+    out = img2img("red apple", image=start, strength=0.8, num_inference_steps=6,
+                  generator=torch.Generator().manual_seed(1)).images[0]
+    assert out.size == (64, 64) and np.asarray(out).std() > 5
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    inpaint = StableDiffusionInpaintPipeline(**pipe.components)
+    painted = inpaint("red heart", image=start, mask_image=mask, num_inference_steps=6,
+                      generator=torch.Generator().manual_seed(1)).images[0]
+    assert painted.size == (64, 64)
+
+
+def test_prose_tokenizer_round_trips_and_the_model_streams_the_same_text_for_a_seed(registry, no_network):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(paths.EMBEDDED_MODELS_DIR / "prose"), local_files_only=True)
+    sentence = "It was a dark and stormy night; Mr. Darcy's café bill came to £42."
+    ids = tokenizer(sentence, add_special_tokens=False)["input_ids"]
+    assert len(tokenizer) >= 8000 and 0 < len(ids) < len(sentence) and tokenizer.decode(ids) == sentence
+    runner = Runner(registry)
+    spec = TextJob(model="prose", prompt="It was a dark and stormy night", max_new_tokens=20, seed=1)
+    text = ["".join(e.text for e in run(runner, spec) if isinstance(e, Token)) for _ in range(2)]
+    assert text[0] == text[1] and len(text[0].split()) >= 5
+
+
+@pytest.mark.parametrize("model", ["emoji-vae", "emoji-gan"])
+def test_latent_models_decode_and_their_first_axes_matter_most(registry, model):
+    runner = Runner(registry)
+    dim = registry.resolve(model).latent_dim
+    decode = lambda latent: run(runner, LatentDecodeJob(model=model, latent=tuple(latent)))[-1].result.images[0]  # noqa: E731
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(dim) * 0.5
+    image = decode(base).astype(float)
+    assert image.shape == (64, 64, 3) and np.array_equal(image, decode(base))
+
+    def change(axis):
+        moved = base.copy()
+        moved[axis] += 3.0
+        return np.abs(decode(moved).astype(float) - image).mean()
+
+    # Axes are principal directions, most variance first: +3σ on the first axis changes the
+    # picture far more than +3σ on the last.
+    assert change(0) > 3 * change(dim - 1)
