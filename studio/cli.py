@@ -25,6 +25,7 @@ from studio.models.paths import offline
 from studio.models.registry import ModelRegistry, default_roots
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+DEFAULT_STEPS, DEFAULT_CFG = 20, 7.0
 
 
 class UsageError(Exception):
@@ -110,9 +111,12 @@ def cmd_generate(args, runner: Runner) -> int:
     model = runner.registry.resolve(args.model)
     width, height = parse_size(args.size) if args.size else (model.default_size, model.default_size)
     seed = resolve_seed(args.seed)
+    suggested = model.manifest.get("defaults") if isinstance(model.manifest.get("defaults"), dict) else {}
+    steps = args.steps if args.steps is not None else suggested.get("steps", DEFAULT_STEPS)
+    cfg = args.cfg if args.cfg is not None else suggested.get("guidance_scale", DEFAULT_CFG)
     spec = ImageJob(
-        model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=seed, steps=args.steps,
-        guidance_scale=args.cfg, width=width, height=height, device=args.device, runtime=args.runtime,
+        model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=seed, steps=steps,
+        guidance_scale=cfg, width=width, height=height, device=args.device, runtime=args.runtime,
     )
     spec.validate()
     out = Path(args.out or f"studio-{seed}.png")
@@ -220,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", required=True, help="an id from `studio models`, or a path")
     g.add_argument("--negative", default="", help="negative prompt")
     g.add_argument("--seed", type=int, help="random when left out (printed, so it can be reused)")
-    g.add_argument("--steps", type=int, default=20)
-    g.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    g.add_argument("--steps", type=int, help=f"sampling steps (default: the model's suggestion, else {DEFAULT_STEPS})")
+    g.add_argument("--cfg", type=float, help=f"guidance scale (default: the model's suggestion, else {DEFAULT_CFG})")
     g.add_argument("--size", help="512 or WIDTHxHEIGHT (default: the model's own size)")
     g.add_argument("--out", help="PNG file to write (default studio-SEED.png)")
     _device_args(g, runtime=True)

@@ -49,6 +49,12 @@ RULES.update({
     "studio.app": HEAVY,
     "studio.cli": PURE,
 })
+# Training code never touches Qt; its data recipes and command plumbing load no ML library either
+# (`studio train --help` stays instant), while the recipes themselves use torch at their top.
+LIGHT_TRAINING = {"studio.training", "studio.training.commands", "studio.training.recipes"}
+for module in modules_of("studio.training"):
+    light = module in LIGHT_TRAINING or module.startswith("studio.training.data")
+    RULES[module] = ("PySide6",) + (HEAVY if light else ())
 QT_FREE_BACKENDS = sorted(HEAVY_OK)
 
 
@@ -76,13 +82,14 @@ def test_lower_layers_never_import_upper_ones():
     import ast
     import pathlib
 
-    order = ["core", "models", "latent", "writing", "engine", "state", "ui"]
+    order = ["core", "models", "latent", "writing", "engine", "training", "state", "ui"]
     allowed = {
         "core": {"core"},
         "models": {"core", "models"},
         "latent": {"core", "models", "latent"},
         "writing": {"core", "models", "writing"},
         "engine": {"core", "models", "engine"},
+        "training": {"core", "models", "training"},
         "state": {"core", "models", "engine", "state"},
         "ui": set(order),
     }
