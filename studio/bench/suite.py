@@ -38,15 +38,11 @@ def seconds(fn: Callable[[], object]) -> float:
 def machine() -> dict:
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
+
+    from studio.core.machine import cpu_name
+
+    cpu = cpu_name()
 
     info = {
         "cpu": cpu,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from studio.core.atomic import write_atomic
+from studio.core.machine import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,7 @@ def hardware(device: str) -> str:
     """A short description of what trained the model, for the card."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def _save_checkpoint(path: Path, recipe: Recipe, step: int, seconds: float) -> None:
