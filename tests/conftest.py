@@ -25,10 +25,22 @@ def sandbox_dirs(tmp_path_factory, monkeypatch):
         ("STUDIO_LOG_DIR", "log"),
         ("STUDIO_EMBEDDED_MODELS_DIR", "embedded"),
         ("STUDIO_DATA_DIR", "data"),
+        ("STUDIO_TRAINING_CACHE", "training-cache"),
     ):
         (root / sub).mkdir()
         monkeypatch.setenv(name, str(root / sub))
     return root
+
+
+@pytest.fixture(autouse=True)
+def no_package_fetching(monkeypatch):
+    """Training data comes from npm and apt; a test that reaches for them fails instead."""
+    from studio.training.data import fetch
+
+    def refuse(command, cwd, what):
+        raise AssertionError(f"a test tried to fetch training data: {what}")
+
+    monkeypatch.setattr(fetch, "_run", refuse)
 
 
 @pytest.fixture

@@ -83,3 +83,13 @@ def test_write_shows_token_progress_on_stderr_when_stdout_is_a_file(fake_models,
     assert "4/4" in capsys.readouterr().err
     assert main(["write", "Once", "--model", "fake-text", "--max-tokens", "4", "--no-progress"]) == 0
     assert "4/4" not in capsys.readouterr().err
+
+
+def test_generate_uses_the_models_suggested_steps_unless_given(fake_models, tmp_path, capsys):
+    manifest = fake_models / "fake-image" / "studio.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "defaults": {"steps": 4}}))
+    assert main(["generate", "a cat", "--model", "fake-image", "--seed", "1", "--out", str(tmp_path / "a.png")]) == 0
+    assert "4/4" in capsys.readouterr().err
+    assert main(["generate", "a cat", "--model", "fake-image", "--seed", "1", "--steps", "2",
+                 "--out", str(tmp_path / "b.png")]) == 0
+    assert "2/2" in capsys.readouterr().err

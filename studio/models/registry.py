@@ -55,7 +55,7 @@ class ModelProblem:
 
 
 # Embedded models a workspace picks when the user has nothing else (emoji-vae before emoji-gan:
-# the explorer's image keyframes need its encoder).
+# it has an encoder, which the explorer's image keyframes will need).
 PREFERRED_EMBEDDED = ("emoji-sd", "prose", "emoji-vae")
 
 

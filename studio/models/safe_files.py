@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from studio.core.errors import ModelFileError, StudioError
-from studio.models.formats import MANIFEST
+from studio.models.formats import MANIFEST, check_no_python_code, read_json
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 
@@ -129,3 +129,38 @@ def _read_index(folder: Path) -> dict[str, Any]:
 def _clip(text: str, limit: int = 200) -> str:
     text = text.rstrip(".")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+DIFFUSERS_COMPONENT_LIBRARIES = ("diffusers", "transformers")  # where a component class may come from; never the folder
+
+
+def check_model_index(folder: Path) -> None:
+    """Refuse custom pipeline or component code before diffusers sees the folder: any .py file in
+    the folder tree, a pipeline class given as [file, class], a component from another library."""
+    check_no_python_code(folder)
+    index = read_json(folder / "model_index.json")
+    class_name = index.get("_class_name")
+    if isinstance(class_name, list):
+        raise ModelFileError(f"{folder} names a custom pipeline in model_index.json; the studio never runs model code.")
+    if not isinstance(class_name, str) or not class_name.strip():
+        raise ModelFileError(f"model_index.json in {folder} has no pipeline class name: copy the folder again.")
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry == [None, None]:
+            continue
+        if len(entry) != 2 or not _known_library(entry[0]):
+            raise ModelFileError(
+                f"{folder} needs custom code for its {name!r} component (model_index.json); the studio never runs model code."
+            )
+        if entry[0] is not None and not (folder / name).is_dir():
+            raise ModelFileError(f"{folder} has no {name!r} folder, which model_index.json lists: copy the whole folder again.")
+
+
+def _known_library(name: Any) -> bool:
+    """diffusers, transformers, or one of diffusers' own pipeline modules (e.g. "stable_diffusion")."""
+    import importlib.util
+
+    if name in DIFFUSERS_COMPONENT_LIBRARIES:
+        return True
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    return importlib.util.find_spec(f"diffusers.pipelines.{name}") is not None

@@ -15,7 +15,7 @@ from studio.training.recipes import RECIPES
 
 def recipe_class(name: str):
     if name not in RECIPES:
-        raise SpecError("recipe", f"There is no recipe {name!r}; choose one of {', '.join(RECIPES)}.")
+        raise SpecError("recipe", f"{name!r} is not a recipe; choose one of {', '.join(RECIPES)}.")
     module, cls = RECIPES[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -24,9 +24,9 @@ def check_device(device: str) -> None:
     import torch
 
     if device not in ("cpu", "cuda"):
-        raise SpecError("device", f"--device must be cpu or cuda, not {device!r}.")
+        raise SpecError("--device", f"must be cpu or cuda, not {device!r}.")
     if device == "cuda" and not torch.cuda.is_available():
-        raise SpecError("device", "--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu.")
+        raise SpecError("--device", "is cuda, but torch sees no CUDA GPU here; use --device cpu.")
 
 
 def train_command(args) -> int:
@@ -34,7 +34,7 @@ def train_command(args) -> int:
 
     cls = recipe_class(args.recipe)
     if args.minutes is not None and not args.minutes > 0:
-        raise SpecError("minutes", f"--minutes must be more than 0, not {args.minutes}.")
+        raise SpecError("--minutes", f"must be more than 0, not {args.minutes}.")
     check_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / args.recipe
     options = TrainOptions(out=out, minutes=args.minutes if args.minutes is not None else cls.default_minutes,

@@ -224,7 +224,7 @@ FD_METHOD = (
 def evaluate_text(model: Any, device: torch.device, quick: bool) -> Evaluation:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from studio.engine.backends.base import quiet_library_logs
+    from studio.models.libraries import quiet_library_logs
     from studio.models.safe_files import check_folder_weights, explained_load_errors
     from studio.training.recipes.prose import perplexity
 
@@ -247,7 +247,7 @@ def evaluate_text(model: Any, device: torch.device, quick: bool) -> Evaluation:
     ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
     if ids.numel() < 2:
         raise StudioError("The held-out prose is empty, so there is nothing to measure perplexity on.")
-    ppl = perplexity(net.to(device), ids, context, device)
+    ppl, _ = perplexity(net.to(device), ids, context, device)
     name = corpus.heldout_name + (f" (first {QUICK_TEXT_CHARS:,} characters)" if quick else "")
 
     found = Evaluation(metrics={"heldout_perplexity": ppl, "heldout_tokens": float(ids.numel()),
@@ -272,15 +272,8 @@ def evaluate_text(model: Any, device: torch.device, quick: bool) -> Evaluation:
 def image_settings(model: Any) -> tuple[int, float, str]:
     """(steps, guidance scale, prompt template) for evaluation: ours, unless studio.json's
     "defaults" gives "steps", "guidance_scale" or "prompt_template" (with a {label} field)."""
-    from studio.models.formats import read_json
-
-    manifest = dict(model.manifest or {})
+    manifest = dict(model.manifest or {})  # the registry attaches studio.json's metadata
     extra = Path(model.path) / "studio.json"
-    if "defaults" not in manifest and extra.is_file():
-        try:
-            manifest = read_json(extra)
-        except ModelFileError:
-            manifest = {}
     defaults = manifest.get("defaults")
     defaults = defaults if isinstance(defaults, dict) else {}
     steps = defaults.get("steps", defaults.get("num_inference_steps", STEPS))
@@ -298,10 +291,9 @@ def image_settings(model: Any) -> tuple[int, float, str]:
 def load_pipeline(folder: Path, device: torch.device):
     from diffusers import DiffusionPipeline
 
-    from studio.engine.backends.base import quiet_library_logs
-    from studio.engine.backends.diffusers_image import check_model_index
+    from studio.models.libraries import quiet_library_logs
     from studio.models.formats import read_json
-    from studio.models.safe_files import check_folder_weights, explained_load_errors
+    from studio.models.safe_files import check_folder_weights, check_model_index, explained_load_errors
 
     paths.offline()
     quiet_library_logs("diffusers", "transformers")

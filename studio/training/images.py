@@ -16,7 +16,7 @@ TINY_IMAGES = 48  # tests: this many images
 
 def load_images(options: TrainOptions, size: int = 64) -> EmojiSet:
     """The emoji set, or (tiny runs) a handful of it. Tests point STUDIO_TRAINING_CACHE at a
-    folder holding a small prepared .npz, so nothing is fetched."""
+    folder holding small stand-ins for the npm packages (tests/fake_emoji.py), so nothing is fetched."""
     data = load_emoji(size)
     if options.tiny:
         keep = np.zeros(len(data), dtype=bool)

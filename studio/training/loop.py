@@ -16,9 +16,10 @@ The checkpoint is a torch file only this code writes; it is still read with
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from studio.core.atomic import write_atomic
+from studio.core.errors import StudioError, first_line
 from studio.core.machine import cpu_name
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,9 @@ class Recipe:
     def train_step(self, progress: float) -> dict[str, float]:
         raise NotImplementedError
 
+    def restored(self) -> None:
+        """Called after a checkpoint is loaded: rebuild what lives in `extra` (e.g. a tokenizer)."""
+
     def evaluate(self) -> dict[str, float]:
         return {}
 
@@ -97,33 +102,41 @@ class RunReport:
 def hardware(device: str) -> str:
     """A short description of what trained the model, for the card."""
     if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
+        return torch.cuda.get_device_name(torch.device(device))
     return f"{cpu_name()}, {torch.get_num_threads()} threads"
 
 
 def _save_checkpoint(path: Path, recipe: Recipe, step: int, seconds: float) -> None:
     state = {
         "recipe": recipe.name,
+        "tiny": recipe.options.tiny,
         "step": step,
         "seconds": seconds,
         "extra": dict(recipe.extra),
         "rng": torch.get_rng_state(),
         "modules": {name: module.state_dict() for name, module in recipe.modules().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def _load_checkpoint(path: Path, recipe: Recipe) -> tuple[int, float]:
-    state = torch.load(path, map_location=recipe.device, weights_only=True)
-    if state.get("recipe") != recipe.name:
-        raise SystemExit(f"{path} belongs to the {state.get('recipe')!r} recipe, not {recipe.name!r}; "
-                         "use another --out or --fresh.")
-    for name, module in recipe.modules().items():
-        module.load_state_dict(state["modules"][name])
+    """Restore a run; StudioError with one sentence when the file is not this run's."""
+    try:
+        state = torch.load(path, map_location=recipe.device, weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or holding more than plain tensors
+        raise StudioError(f"{path} cannot be read as a checkpoint ({first_line(exc)}); use --fresh to start over.") from None
+    if state.get("recipe") != recipe.name or bool(state.get("tiny")) != recipe.options.tiny:
+        raise StudioError(f"{path} belongs to another run ({state.get('recipe')!r}); use another --out or --fresh.")
+    try:
+        for name, module in recipe.modules().items():
+            module.load_state_dict(state["modules"][name])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise StudioError(f"{path} does not fit this recipe's networks ({first_line(exc)}); use --fresh.") from None
     recipe.extra.update(state.get("extra", {}))
     torch.set_rng_state(state["rng"].cpu())
+    recipe.restored()
     return int(state["step"]), float(state["seconds"])
 
 
@@ -131,7 +144,10 @@ class ProgressLine:
     """`[prose] 12:04/30:00 ####.... step 1234  loss 3.214` redrawn in place on stderr."""
 
     def __init__(self, label: str, stream=None, every_s: float = 0.5):
-        self.label, self.stream, self.every_s = label, stream or sys.stderr, every_s
+        self.label, self.stream = label, stream or sys.stderr
+        # Redrawn in place on a terminal; a log file gets a new line every 30 s instead.
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every_s = every_s if self.tty else 30.0
         self.last = 0.0
 
     def update(self, seconds: float, budget: float, step: int, losses: dict[str, float], force=False) -> None:
@@ -141,13 +157,24 @@ class ProgressLine:
         self.last = now
         done = int(20 * min(seconds / budget, 1.0)) if budget > 0 else 20
         shown = "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
-        self.stream.write(f"\r[{self.label}] {_clock(seconds)}/{_clock(budget)} [{'#' * done}{'.' * (20 - done)}] "
-                          f"step {step}  {shown}   ")
+        start, end = ("\r", "") if self.tty else ("", "\n")
+        self.stream.write(f"{start}[{self.label}] {_clock(seconds)}/{_clock(budget)} [{'#' * done}{'.' * (20 - done)}] "
+                          f"step {step}  {shown}   {end}")
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _progress(seconds: float, budget: float, step: int, max_steps: Optional[int]) -> float:
+    """The fraction of the run done: of the time budget, or of the step cap when there is one and
+    it is further along (tests cap steps, so their schedules and phases do not depend on speed)."""
+    done = seconds / budget if budget > 0 else 1.0
+    if max_steps:
+        done = max(done, step / max_steps)
+    return min(done, 1.0)
 
 
 def _clock(seconds: float) -> str:
@@ -162,7 +189,9 @@ def train(recipe: Recipe, say: Callable[[str], None] = print) -> RunReport:
     recipe.prepare()
     checkpoint = options.out / CHECKPOINT
     step, seconds = 0, 0.0
-    if checkpoint.exists() and not options.fresh:
+    if checkpoint.exists() and options.fresh:
+        checkpoint.unlink()  # so an interrupted fresh run never resumes the old one
+    if checkpoint.exists():
         step, seconds = _load_checkpoint(checkpoint, recipe)
         say(f"resuming {recipe.name} from step {step} ({_clock(seconds)} trained)")
     budget = options.minutes * 60.0
@@ -171,7 +200,7 @@ def train(recipe: Recipe, say: Callable[[str], None] = print) -> RunReport:
     last_save = time.monotonic()
     while seconds < budget and (options.max_steps is None or step < options.max_steps):
         start = time.perf_counter()
-        losses = recipe.train_step(min(seconds / budget, 1.0) if budget > 0 else 1.0)
+        losses = recipe.train_step(_progress(seconds, budget, step, options.max_steps))
         seconds += time.perf_counter() - start
         step += 1
         for key, value in losses.items():  # a smoothed loss reads better than a jumpy one
@@ -188,7 +217,8 @@ def train(recipe: Recipe, say: Callable[[str], None] = print) -> RunReport:
     report = RunReport(recipe=recipe.name, steps=step, seconds=seconds, device=options.device,
                        hardware=hardware(options.device), metrics=metrics)
     model_dir = options.out / "model"
-    model_dir.mkdir(exist_ok=True)
+    shutil.rmtree(model_dir, ignore_errors=True)  # no stale file from an earlier export
+    model_dir.mkdir()
     recipe.export(model_dir, report)
     write_atomic(options.out / "metrics.json", (json.dumps(report.as_dict(), indent=2) + "\n").encode())
     for key, value in metrics.items():

@@ -159,18 +159,3 @@ def param_bytes(module: Any) -> int:
     return total
 
 
-QUIETABLE_LIBRARIES = ("diffusers", "transformers")
-
-
-def quiet_library_logs(*libraries: str) -> None:
-    """Silence the named libraries' own progress bars and advice on loading ("diffusers",
-    "transformers"): the studio shows its own progress, and their warnings (install accelerate,
-    ...) are not the person's job. Only the libraries named are imported."""
-    import importlib
-
-    for name in libraries:
-        if name not in QUIETABLE_LIBRARIES:
-            raise ValueError(f"cannot quiet {name!r}; expected one of {', '.join(QUIETABLE_LIBRARIES)}")
-        lib = importlib.import_module(f"{name}.utils.logging")
-        lib.disable_progress_bar()
-        lib.set_verbosity_error()

@@ -22,14 +22,13 @@ from studio.core.jobs import ImageJob
 from studio.engine.backends.base import (
     JobContext,
     param_bytes,
-    quiet_library_logs,
     to_uint8_image,
     torch_device,
     torch_dtype,
 )
-from studio.models.formats import check_no_python_code
+from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
-from studio.models.safe_files import check_folder_weights, explained_load_errors
+from studio.models.safe_files import check_folder_weights, check_model_index, explained_load_errors
 
 # SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
 SD_LATENT_RGB = (
@@ -38,41 +37,6 @@ SD_LATENT_RGB = (
     (-0.2829, 0.1762, 0.2721),
     (-0.2120, -0.2616, -0.7177),
 )
-LIBRARIES = ("diffusers", "transformers")  # where a component class may come from; never the folder
-
-
-def check_model_index(folder: Path) -> None:
-    """Refuse custom pipeline or component code before diffusers sees the folder: any .py file in
-    the folder tree, a pipeline class given as [file, class], a component from another library."""
-    from studio.models.formats import read_json
-
-    check_no_python_code(folder)
-    index = read_json(folder / "model_index.json")
-    class_name = index.get("_class_name")
-    if isinstance(class_name, list):
-        raise ModelFileError(f"{folder} names a custom pipeline in model_index.json; the studio never runs model code.")
-    if not isinstance(class_name, str) or not class_name.strip():
-        raise ModelFileError(f"model_index.json in {folder} has no pipeline class name: copy the folder again.")
-    for name, entry in index.items():
-        if name.startswith("_") or not isinstance(entry, list) or entry == [None, None]:
-            continue
-        if len(entry) != 2 or not _known_library(entry[0]):
-            raise ModelFileError(
-                f"{folder} needs custom code for its {name!r} component (model_index.json); the studio never runs model code."
-            )
-        if entry[0] is not None and not (folder / name).is_dir():
-            raise ModelFileError(f"{folder} has no {name!r} folder, which model_index.json lists: copy the whole folder again.")
-
-
-def _known_library(name: Any) -> bool:
-    """diffusers, transformers, or one of diffusers' own pipeline modules (e.g. "stable_diffusion")."""
-    import importlib.util
-
-    if name in LIBRARIES:
-        return True
-    if not isinstance(name, str) or not name.isidentifier():
-        return False
-    return importlib.util.find_spec(f"diffusers.pipelines.{name}") is not None
 
 
 def _dtype_arg() -> str:

@@ -17,7 +17,8 @@ from typing import Any
 from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
-from studio.engine.backends.base import JobContext, param_bytes, quiet_library_logs, torch_device, torch_dtype
+from studio.engine.backends.base import JobContext, param_bytes, torch_device, torch_dtype
+from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
 from studio.models.safe_files import check_folder_weights, explained_load_errors
 

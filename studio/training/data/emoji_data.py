@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from studio.core.atomic import write_atomic
 from studio.training.data.fetch import cache_dir, npm_package
 
 IMAGES_PACKAGE = ("emoji-datasource-google", "16.0.0")
@@ -73,7 +73,7 @@ class EmojiSet:
 
     def captions(self) -> list[str]:
         """One fixed caption per image: its label and tags, for evaluation and quick looks."""
-        return [", ".join([label] + [t for t in tags if t not in label]) for label, tags in zip(self.labels, self.tags)]
+        return [", ".join([label] + [t for t in tags if t not in label.split()]) for label, tags in zip(self.labels, self.tags)]
 
 
 def is_validation(base_hexcode: str) -> bool:
@@ -154,9 +154,7 @@ def _save(path: Path, data: EmojiSet) -> None:
                         "hexcode": data.hexcode, "version": CACHE_VERSION})
     buffer = io.BytesIO()
     np.savez(buffer, images=data.images, category=data.category, val=data.val, words=np.array(words))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
 
 
 def _load(path: Path) -> Optional[EmojiSet]:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import platformdirs
 
+from studio.core.errors import StudioError
+
 log = logging.getLogger(__name__)
 
 
-class FetchError(RuntimeError):
+class FetchError(StudioError):
     """A package could not be fetched or unpacked; the message is one sentence."""
 
 

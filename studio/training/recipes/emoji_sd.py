@@ -10,7 +10,7 @@ it like a user's SD model, and img2img / inpainting pipelines can be built from 
 Training runs in two phases within the time budget: the autoencoder first (VAE_SHARE of the
 time; L1 + MSE with a tiny KL, as in SD), then the UNet and the text encoder together on the
 frozen autoencoder's latents (ε-prediction, min-SNR weighting, captions dropped 10 % of the time
-for classifier-free guidance, an EMA of the UNet shipped)."""
+for classifier-free guidance, EMAs of the UNet and the text encoder shipped)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def train_clip_tokenizer(texts: list[str], vocab_size: int):
 def caption(label: str, tags: list[str], rng: random.Random) -> str:
     """The label, then up to four of its tags in random order, so both "red apple" and
     "red apple, fruit, red" are in distribution."""
-    extra = [t for t in tags if t not in label]
+    words = set(label.split())
+    extra = [t for t in tags if t not in words]
     rng.shuffle(extra)
     return ", ".join([label] + extra[: rng.randint(0, min(4, len(extra)))])
 
@@ -92,8 +93,11 @@ class EmojiSdRecipe(Recipe):
         self.val = data.validation()
         self.images = to_tensor(self.data.images, self.device)
         self.rng = random.Random(self.options.seed)
+        # BPE training is not deterministic across processes (hash-map order decides ties), so the
+        # tokenizer is trained once per run and kept in the checkpoint (see `restored`).
         self.tokenizer = train_clip_tokenizer(
             [f"{label} {' '.join(tags)}" for label, tags in zip(data.labels, data.tags)], 300 if tiny else 3000)
+        self.extra["tokenizer"] = self.tokenizer.backend_tokenizer.to_str()
         ch = (8, 8, 16, 16) if tiny else (16, 32, 64, 64)
         self.vae = AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=ch,
@@ -114,7 +118,9 @@ class EmojiSdRecipe(Recipe):
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=width, attention_head_dim=8, norm_num_groups=8,
         ).to(self.device)
+        # EMAs of both networks the UNet phase trains: the shipped pair must match.
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
+        self.ema_text = copy.deepcopy(self.text_encoder).eval().requires_grad_(False)
         self.noise = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
                                    beta_end=0.012, prediction_type="epsilon", steps_offset=1, clip_sample=False)
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=VAE_LR, weight_decay=0.0)
@@ -125,10 +131,17 @@ class EmojiSdRecipe(Recipe):
 
     def modules(self):
         return {"vae": self.vae, "text_encoder": self.text_encoder, "unet": self.unet, "ema": self.ema,
-                "vae_opt": self.vae_opt, "unet_opt": self.unet_opt}
+                "ema_text": self.ema_text, "vae_opt": self.vae_opt, "unet_opt": self.unet_opt}
+
+    def restored(self) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer._tokenizer = Tokenizer.from_str(self.extra["tokenizer"])  # this run's own ids
 
     def train_step(self, progress: float) -> dict[str, float]:
-        if progress < VAE_SHARE:
+        # Once the UNet phase has begun it never goes back (a resumed run with a bigger budget
+        # would otherwise retrain the autoencoder under a UNet that learned its old latents).
+        if progress < VAE_SHARE and not self.extra.get("unet_phase"):
             return self.vae_step(progress / VAE_SHARE)
         if self.latents is None:
             self.encode_dataset()
@@ -163,7 +176,9 @@ class EmojiSdRecipe(Recipe):
                 dist = self.vae.encode(images[i:i + 128] * 2 - 1).latent_dist
                 parts.append(torch.stack([dist.mean, dist.std], 1))
         self.latents = torch.cat(parts)
-        self.extra["scaling_factor"] = float(1.0 / self.latents[:, 0].std().item())
+        if not self.extra.get("unet_phase"):  # a resumed run keeps the scale its UNet learned
+            self.extra["scaling_factor"] = float(1.0 / self.latents[:, 0].std().item())
+        self.extra["unet_phase"] = 1
         self.vae.requires_grad_(False)
 
     # -- phase 2: the UNet and text encoder ---------------------------------------------------
@@ -199,8 +214,9 @@ class EmojiSdRecipe(Recipe):
         decay = min(EMA_DECAY, (1 + self.extra.get("ema_updates", 0)) / (10 + self.extra.get("ema_updates", 0)))
         self.extra["ema_updates"] = self.extra.get("ema_updates", 0) + 1
         with torch.no_grad():
-            for ema, live in zip(self.ema.parameters(), self.unet.parameters()):
-                ema.lerp_(live, 1 - decay)
+            for ema_net, live_net in ((self.ema, self.unet), (self.ema_text, self.text_encoder)):
+                for ema, live in zip(ema_net.parameters(), live_net.parameters()):
+                    ema.lerp_(live, 1 - decay)
         return {"unet": loss.item()}
 
     # -- evaluation and export ----------------------------------------------------------------
@@ -208,11 +224,10 @@ class EmojiSdRecipe(Recipe):
     def pipeline(self):
         from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-        self.vae.config.scaling_factor = self.extra["scaling_factor"]  # registered config, saved with it
-        self.vae.register_to_config(scaling_factor=self.extra["scaling_factor"])
+        self.vae.register_to_config(scaling_factor=self.extra["scaling_factor"])  # saved in vae/config.json
         scheduler = DPMSolverMultistepScheduler.from_config(self.noise.config)  # "DPM++ 2M"
         return StableDiffusionPipeline(
-            vae=self.vae.eval(), text_encoder=self.text_encoder.eval(), tokenizer=self.tokenizer,
+            vae=self.vae.eval(), text_encoder=self.ema_text.eval(), tokenizer=self.tokenizer,
             unet=self.ema.eval(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
             requires_safety_checker=False,
         )
@@ -249,7 +264,7 @@ class EmojiSdRecipe(Recipe):
             "description": "A tiny text-to-image diffusion model of Noto emoji, 64x64.",
         })
         params = {name: sum(p.numel() for p in m.parameters()) / 1e6
-                  for name, m in (("unet", self.ema), ("vae", self.vae), ("text_encoder", self.text_encoder))}
+                  for name, m in (("unet", self.ema), ("vae", self.vae), ("text_encoder", self.ema_text))}
         write_card(
             folder, "emoji-sd",
             summary="A miniature Stable Diffusion that draws 64×64 emoji from short English prompts "
@@ -258,8 +273,8 @@ class EmojiSdRecipe(Recipe):
             sections=[
                 ("Model", f"diffusers `StableDiffusionPipeline` layout: AutoencoderKL (64 px ↔ 8×8×{LATENT_CHANNELS} "
                           f"latent, {params['vae']:.2f} M), CLIPTextModel trained from scratch ({params['text_encoder']:.2f} M, "
-                          f"{len(self.tokenizer)}-token CLIP-style BPE, {MAX_TOKENS} tokens), UNet2DConditionModel "
-                          f"({params['unet']:.2f} M, EMA weights), DPMSolverMultistepScheduler (DPM++ 2M). fp16 "
+                          f"{len(self.tokenizer)}-token CLIP-style BPE, {MAX_TOKENS} tokens; EMA weights), "
+                          f"UNet2DConditionModel ({params['unet']:.2f} M, EMA weights), DPMSolverMultistepScheduler (DPM++ 2M). fp16 "
                           f"safetensors. Suggested: {DEFAULTS['steps']} steps, CFG {DEFAULTS['guidance_scale']}."),
                 ("Prompts", "It knows the CLDR emoji names and keywords: \"red apple\", \"dog face\", \"rocket\", "
                             "\"smiling face with heart-eyes\", optionally followed by keywords (\"red apple, fruit\"). "

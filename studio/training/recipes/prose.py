@@ -56,9 +56,10 @@ def token_stream(tokenizer, corpus) -> torch.Tensor:
 
 
 @torch.no_grad()
-def perplexity(model, ids: torch.Tensor, context: int, device, stride: int | None = None) -> float:
+def perplexity(model, ids: torch.Tensor, context: int, device, stride: int | None = None) -> tuple[float, int]:
     """Sliding-window perplexity of `ids`: each window sees up to `context` tokens, and every token
-    is scored once, with at least `context - stride` tokens of history after the first window."""
+    after the first is scored exactly once, with at least `context - stride - 1` tokens of history
+    after the first window. Returns (perplexity, tokens scored)."""
     model.eval()
     stride = stride or context // 2
     total, count, start = 0.0, 0, 0
@@ -66,14 +67,16 @@ def perplexity(model, ids: torch.Tensor, context: int, device, stride: int | Non
         end = min(start + context, ids.numel())
         window = ids[start:end][None].to(device)
         logits = model(window).logits.float()
-        first = 0 if start == 0 else context - stride
+        # Window k's position j predicts token start + j + 1; the tokens up to start + context - 1
+        # were scored by the window before, so scoring starts at position context - stride - 1.
+        first = 0 if start == 0 else context - stride - 1
         scored = torch.nn.functional.cross_entropy(logits[0, first:-1], window[0, first + 1:], reduction="sum")
         total += scored.item()
         count += window.shape[1] - 1 - first
         if end == ids.numel():
             break
         start += stride
-    return math.exp(total / max(count, 1))
+    return math.exp(total / max(count, 1)), count
 
 
 class ProseRecipe(Recipe):
@@ -87,10 +90,11 @@ class ProseRecipe(Recipe):
 
         tiny = self.options.tiny
         self.corpus = load_prose(limit_chars=TINY_CHARS if tiny else None)
+        # Trained once per run and kept in the checkpoint, so a resumed run keeps its token ids.
         self.tokenizer = train_byte_level_bpe((p for _, p in self.corpus.train), 512 if tiny else VOCAB,
                                               model_max_length=CONTEXT)
-        self.train_ids = token_stream(self.tokenizer, self.corpus)
-        self.heldout_ids = torch.tensor(self.tokenizer(self.corpus.heldout, add_special_tokens=False)["input_ids"])
+        self.extra["tokenizer"] = self.tokenizer.backend_tokenizer.to_str()
+        self.encode_corpus()
         eos = self.tokenizer.convert_tokens_to_ids(EOS)
         self.seq = 64 if tiny else SEQ
         config = GPT2Config(vocab_size=len(self.tokenizer), n_positions=CONTEXT, n_embd=64 if tiny else 256,
@@ -104,6 +108,16 @@ class ProseRecipe(Recipe):
                                             {"params": no_decay, "weight_decay": 0.0}],
                                            lr=LR, betas=(0.9, 0.95))
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def encode_corpus(self) -> None:
+        self.train_ids = token_stream(self.tokenizer, self.corpus)
+        self.heldout_ids = torch.tensor(self.tokenizer(self.corpus.heldout, add_special_tokens=False)["input_ids"])
+
+    def restored(self) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer._tokenizer = Tokenizer.from_str(self.extra["tokenizer"])
+        self.encode_corpus()
 
     def modules(self):
         return {"model": self.model, "optimizer": self.optimizer}
@@ -127,7 +141,7 @@ class ProseRecipe(Recipe):
         return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
 
     def evaluate(self) -> dict[str, float]:
-        ppl = perplexity(self.model, self.heldout_ids, CONTEXT if not self.options.tiny else 64, self.device)
+        ppl, _ = perplexity(self.model, self.heldout_ids, CONTEXT if not self.options.tiny else 64, self.device)
         return {"heldout_perplexity": ppl, "heldout_tokens": float(self.heldout_ids.numel()),
                 "train_tokens": float(self.train_ids.numel())}
 
@@ -135,7 +149,7 @@ class ProseRecipe(Recipe):
     def sample(self, prompt: str = SAMPLE_PROMPT, tokens: int = 80, seed: int = 1) -> str:
         self.model.eval()
         ids = torch.tensor([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=self.device)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # the card's sample is the same for every run
             torch.manual_seed(seed)
             out = self.model.generate(ids, max_new_tokens=tokens, do_sample=True, temperature=0.8, top_p=0.95,
                                       pad_token_id=self.tokenizer.eos_token_id)

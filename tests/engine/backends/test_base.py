@@ -1,6 +1,5 @@
 """Helpers every backend shares: device choice, dtypes, latent checks, quieting library logs."""
 
-import types
 
 import numpy as np
 import pytest
@@ -48,24 +47,3 @@ def test_fake_backend_uses_the_shared_uint8_conversion():
     image = backend.decode(np.zeros((2, 3), np.float32))
     assert image.dtype == np.uint8 and image.shape == (2, 8, 8, 3) and image.flags.c_contiguous
     assert not hasattr(fake, "_to_u8")
-
-
-def test_quiet_library_logs_imports_only_the_libraries_named(monkeypatch):
-    imported, calls = [], []
-
-    def fake_import(name):
-        imported.append(name)
-        return types.SimpleNamespace(
-            disable_progress_bar=lambda: calls.append((name, "bar")),
-            set_verbosity_error=lambda: calls.append((name, "error")),
-        )
-
-    monkeypatch.setattr("importlib.import_module", fake_import)
-    base.quiet_library_logs("transformers")
-    assert imported == ["transformers.utils.logging"]
-    assert calls == [("transformers.utils.logging", "bar"), ("transformers.utils.logging", "error")]
-    imported.clear()
-    base.quiet_library_logs("diffusers", "transformers")
-    assert imported == ["diffusers.utils.logging", "transformers.utils.logging"]
-    with pytest.raises(ValueError, match="torch"):
-        base.quiet_library_logs("torch")
