@@ -86,7 +86,9 @@ class LatentEncoder(nn.Module):
 
     [4x4 stride-2 conv, BatchNorm, LeakyReLU] halving down to 4x4 (channels doubling from
     base_channels, capped at 8x), then one Linear for the mean and one for the log-variance; kept
-    apart so a shipped model can fold its principal basis into `to_mu` alone."""
+    apart so a shipped model can fold its principal basis into `to_mu` alone. In a shipped model
+    only the mean is in the model's latent axes; the log-variance stays in the raw training axes
+    (it is for training, not for use)."""
 
     def __init__(self, latent_dim: int, image_size: int, base_channels: int = 32):
         super().__init__()

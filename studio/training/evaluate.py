@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from studio.core.atomic import write_text_atomic
 from studio.core.errors import ModelFileError, StudioError
 from studio.models import paths
 from studio.training.data.emoji_data import CATEGORIES, EmojiSet, load_emoji
@@ -451,7 +452,7 @@ def write_card_section(model: Any, found: Evaluation, device: str, quick: bool) 
             save_grid(folder / GRID, found.grid, columns=found.grid_columns)
             grid_name = GRID
         if not card.is_file():
-            card.write_text(f"# {model.id}\n", encoding="utf-8")
+            write_text_atomic(card, f"# {model.id}\n")
         update_eval_section(card, card_markdown(model, found, device, quick, grid_name))
     except OSError as exc:
         raise StudioError(f"Cannot write the evaluation into {folder} ({exc.strerror or exc}).") from None

@@ -60,7 +60,7 @@ def update_eval_section(card: Path, body: str) -> None:
 
 
 def latent_card(folder: Path, report: RunReport, title: str, kind: str, architecture: str, basis_note: str,
-                sigma) -> None:
+                sigma, sigma_label: str) -> None:
     top = ", ".join(f"{float(s):.2f}" for s in list(sigma)[:8])
     write_card(
         folder, title,
@@ -69,7 +69,8 @@ def latent_card(folder: Path, report: RunReport, title: str, kind: str, architec
         sections=[
             ("Model", f"{architecture}. Output 64×64 RGB in [0, 1]. Files: fp16 safetensors, "
                       "`studio.json` manifest (format `studio-latent`)."),
-            ("Latent axes", f"{basis_note} σ of the first eight axes in the raw latent: {top}."),
+            ("Latent axes", f"{basis_note} {sigma_label}: {top}. The raw basis is kept in "
+                            "`raw_basis.safetensors` for reference; the weights already use these axes."),
             ("Data and licence", EMOJI_DATA + " The weights are released under Apache-2.0, like the images."),
             ("Limitations", "Small and trained for minutes: images are soft and details blur; it knows only "
                             "the Noto emoji style."),

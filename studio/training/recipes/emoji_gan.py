@@ -123,11 +123,11 @@ class EmojiGanRecipe(Recipe):
         basis = {"mean": torch.zeros(LATENT_DIM), "components": vh.float(), "sigma": torch.ones(LATENT_DIM)}
         fold_basis_into_input(generator.project, basis)
         save_fp16(folder / "decoder.safetensors", generator.state_dict())
-        save_fp16(folder / "directions.safetensors", {**basis, "strength": strength.float()})
+        save_fp16(folder / "raw_basis.safetensors", {**basis, "strength": strength.float()})
         write_json(folder / "studio.json", {
             "format": "studio-latent", "architecture": "decoder-v1", "kind": "latent",
             "latent_dim": LATENT_DIM, "image_size": IMAGE_SIZE, "decoder": self.decoder_config,
-            "weights": "decoder.safetensors", "latent_basis": "principal", "directions": "directions.safetensors",
+            "weights": "decoder.safetensors", "latent_basis": "principal", "raw_basis": "raw_basis.safetensors",
             "title": "Emoji GAN", "licence": "Apache-2.0",
             "description": "A 128-d DCGAN-class generator of Noto emoji, 64 px. Axes ordered GANSpace-style.",
         })
@@ -138,7 +138,7 @@ class EmojiGanRecipe(Recipe):
                     basis_note="Latent axes are the generator's principal directions, GANSpace-style: the right "
                                "singular vectors of its first (linear) layer, largest effect first. The prior is "
                                "still N(0, I) in these axes.",
-                    sigma=strength / strength[0])
+                    sigma=strength / strength[0], sigma_label="Relative strength (singular value) of the first eight axes")
         finish_folder(folder)
 
     @torch.no_grad()

@@ -93,14 +93,16 @@ class EmojiVaeRecipe(Recipe):
         fold_basis_into_input(decoder.project, cpu_basis)
         save_fp16(folder / "decoder.safetensors", decoder.state_dict())
         save_fp16(folder / "encoder.safetensors", encoder.state_dict())
-        save_fp16(folder / "directions.safetensors", cpu_basis)
+        save_fp16(folder / "raw_basis.safetensors", cpu_basis)
         manifest = {
             "format": "studio-latent", "architecture": "decoder-v1", "kind": "latent",
             **self.config, "decoder": self.decoder_config,
             "encoder": {**self.encoder_config, "weights": "encoder.safetensors"},
             "weights": "decoder.safetensors",
+            # The latent axes already are the principal directions (folded into the weights);
+            # raw_basis keeps the PCA of the raw latent they came from, for reference only.
             "latent_basis": "principal",
-            "directions": "directions.safetensors",
+            "raw_basis": "raw_basis.safetensors",
             "title": "Emoji VAE", "licence": "Apache-2.0",
             "description": "A 128-d VAE of Noto emoji, 64 px. Latent axes are principal directions in units of σ.",
         }
@@ -112,7 +114,7 @@ class EmojiVaeRecipe(Recipe):
                     basis_note="Latent axes are the principal directions of the encoded training set (means), "
                                "most variance first, each in units of its σ; N(0, I) in these axes is the Gaussian "
                                "fitted to the encoded data.",
-                    sigma=cpu_basis["sigma"])
+                    sigma=cpu_basis["sigma"], sigma_label="σ of the first eight axes in the raw latent")
         finish_folder(folder)
 
     @torch.no_grad()

@@ -1,6 +1,5 @@
 """Helpers every backend shares: device choice, dtypes, latent checks, quieting library logs."""
 
-
 import numpy as np
 import pytest
 
