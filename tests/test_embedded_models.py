@@ -127,3 +127,27 @@ def test_latent_models_decode_and_their_first_axes_matter_most(registry, model):
     # Axes are principal directions, most variance first: +3σ on the first axis changes the
     # picture far more than +3σ on the last.
     assert change(0) > 3 * change(dim - 1)
+
+
+def test_studio_eval_measures_a_shipped_model(registry, capsys, monkeypatch):
+    from studio.cli import main
+
+    monkeypatch.setattr("studio.training.evaluate.load_emoji", _shipped_eval_images)
+    assert main(["eval", "emoji-vae", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "FD-emoji" in out and "reconstruction PSNR" in out
+
+
+def _shipped_eval_images(size=64):
+    """Emoji images without fetching npm packages in a test: the first two rows of emoji-vae's
+    sample sheet (real validation images and their reconstructions), cut into 64 px tiles."""
+    from PIL import Image
+
+    from studio.training.data.emoji_data import EmojiSet
+
+    sheet = np.asarray(Image.open(paths.EMBEDDED_MODELS_DIR / "emoji-vae" / "samples.png").convert("RGB"))
+    tiles = [sheet[2 + r * 66: 2 + r * 66 + 64, 2 + c * 66: 2 + c * 66 + 64] for r in range(2) for c in range(8)]
+    n = len(tiles)
+    return EmojiSet(images=np.stack(tiles), labels=[f"tile {i}" for i in range(n)], tags=[[] for _ in range(n)],
+                    category=np.arange(n) % 8, subcategory=["" for _ in range(n)], hexcode=[str(i) for i in range(n)],
+                    val=np.arange(n) % 2 == 0)
