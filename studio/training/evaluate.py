@@ -304,7 +304,7 @@ def load_pipeline(folder: Path, device: torch.device):
     with explained_load_errors(folder, "a diffusers model"):
         pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
                                                  trust_remote_code=False, **extra)
-    pipe = pipe.to(device)
+    pipe = pipe.to(device, torch.float32)  # shipped weights are fp16; evaluate what the CPU path runs
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -28,7 +28,7 @@ from studio.training.model_card import EMOJI_DATA, write_card
 from studio.training.shipping import finish_folder, write_json
 
 IMAGE_SIZE, LATENT_CHANNELS, MAX_TOKENS = 64, 8, 32
-VAE_SHARE = 0.35
+VAE_SHARE = 0.25  # the autoencoder converges early; the UNet gains from every minute
 VAE_LR, UNET_LR = 1e-3, 1e-3
 VAE_BATCH, UNET_BATCH = 32, 64
 KL_WEIGHT = 1e-6
@@ -81,7 +81,7 @@ def caption(label: str, tags: list[str], rng: random.Random) -> str:
 
 class EmojiSdRecipe(Recipe):
     name = "emoji-sd"
-    default_minutes = 30.0
+    default_minutes = 40.0
 
     def prepare(self) -> None:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -114,7 +114,7 @@ class EmojiSdRecipe(Recipe):
         unet_ch = (16, 32) if tiny else (64, 128)
         self.unet = UNet2DConditionModel(
             sample_size=IMAGE_SIZE // 8, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-            block_out_channels=unet_ch, layers_per_block=1 if tiny else 2,
+            block_out_channels=unet_ch, layers_per_block=1,  # 1.5x the steps of 2 per CPU minute
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=width, attention_head_dim=8, norm_num_groups=8,
         ).to(self.device)
