@@ -60,7 +60,7 @@ def update_eval_section(card: Path, body: str) -> None:
 
 
 def latent_card(folder: Path, report: RunReport, title: str, kind: str, architecture: str, basis_note: str,
-                sigma, sigma_label: str) -> None:
+                sigma, sigma_label: str, limitations: str) -> None:
     top = ", ".join(f"{float(s):.2f}" for s in list(sigma)[:8])
     write_card(
         folder, title,
@@ -72,8 +72,7 @@ def latent_card(folder: Path, report: RunReport, title: str, kind: str, architec
             ("Latent axes", f"{basis_note} {sigma_label}: {top}. The raw basis is kept in "
                             "`raw_basis.safetensors` for reference; the weights already use these axes."),
             ("Data and licence", EMOJI_DATA + " The weights are released under Apache-2.0, like the images."),
-            ("Limitations", "Small and trained for minutes: images are soft and details blur; it knows only "
-                            "the Noto emoji style."),
+            ("Limitations", limitations),
         ],
         report=report,
         reproduce=f"studio train {title} --minutes {round(report.seconds / 60)} --device {report.device}",

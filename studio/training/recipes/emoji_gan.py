@@ -138,7 +138,9 @@ class EmojiGanRecipe(Recipe):
                     basis_note="Latent axes are the generator's principal directions, GANSpace-style: the right "
                                "singular vectors of its first (linear) layer, largest effect first. The prior is "
                                "still N(0, I) in these axes.",
-                    sigma=strength / strength[0], sigma_label="Relative strength (singular value) of the first eight axes")
+                    sigma=strength / strength[0], sigma_label="Relative strength (singular value) of the first eight axes",
+                    limitations="Small and trained for minutes on a CPU: colours and textures are emoji-like, "
+                                "shapes are often incoherent. It knows only the Noto style.")
         finish_folder(folder)
 
     @torch.no_grad()

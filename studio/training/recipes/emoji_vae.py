@@ -114,7 +114,9 @@ class EmojiVaeRecipe(Recipe):
                     basis_note="Latent axes are the principal directions of the encoded training set (means), "
                                "most variance first, each in units of its σ; N(0, I) in these axes is the Gaussian "
                                "fitted to the encoded data.",
-                    sigma=cpu_basis["sigma"], sigma_label="σ of the first eight axes in the raw latent")
+                    sigma=cpu_basis["sigma"], sigma_label="σ of the first eight axes in the raw latent",
+                    limitations="Small and trained for minutes on a CPU: reconstructions are soft and details "
+                                "blur; random samples mix features of several emoji. It knows only the Noto style.")
         finish_folder(folder)
 
     @torch.no_grad()
