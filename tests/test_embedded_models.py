@@ -75,9 +75,12 @@ def test_emoji_sd_draws_the_same_picture_for_the_same_seed(registry, no_network)
     assert not np.array_equal(image, other.result.images[0])
 
 
-def test_emoji_sd_components_make_img2img_and_inpainting_pipelines(no_network):
+def test_emoji_sd_components_make_an_img2img_pipeline(no_network):
+    """img2img from the same components works. (diffusers' StableDiffusionInpaintPipeline accepts
+    only 4- or 9-channel UNets, and emoji-sd's latent has 8 channels: inpainting needs latent mask
+    blending in the studio's own backend, or a 4-channel retrain; see the model card.)"""
     import torch
-    from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+    from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline
     from PIL import Image
 
     pipe = DiffusionPipeline.from_pretrained(str(paths.EMBEDDED_MODELS_DIR / "emoji-sd"), local_files_only=True,
@@ -88,12 +91,6 @@ def test_emoji_sd_components_make_img2img_and_inpainting_pipelines(no_network):
     out = img2img("red apple", image=start, strength=0.8, num_inference_steps=6,
                   generator=torch.Generator().manual_seed(1)).images[0]
     assert out.size == (64, 64) and np.asarray(out).std() > 5
-    mask = Image.new("L", (64, 64), 0)
-    mask.paste(255, (16, 16, 48, 48))
-    inpaint = StableDiffusionInpaintPipeline(**pipe.components)
-    painted = inpaint("red heart", image=start, mask_image=mask, num_inference_steps=6,
-                      generator=torch.Generator().manual_seed(1)).images[0]
-    assert painted.size == (64, 64)
 
 
 def test_prose_tokenizer_round_trips_and_the_model_streams_the_same_text_for_a_seed(registry, no_network):

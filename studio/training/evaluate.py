@@ -12,8 +12,9 @@
 
 FD-emoji is the Fréchet distance in the 128-d feature space of our emoji classifier
 (studio/training/fd.py). It is not FID and cannot be compared with published FID numbers; every
-FD-emoji comes with its floor: the same measure between as many *real* training images and the
-validation images, i.e. what a perfect generator would score at that sample size.
+FD-emoji comes with a real-vs-real reference: the same measure between as many *real* training
+images and the validation images, about what an unconditional generator as good as the data would
+score at that sample size.
 
 The classifier lives in resources/eval/emoji-classifier (STUDIO_EVAL_CLASSIFIER overrides it).
 Imported only when `studio eval` runs, so torch is imported at module top."""
@@ -44,7 +45,7 @@ CLASSIFIER_FILE = "classifier.safetensors"
 CLASSIFIER_SIZE = 64  # the classifier was trained on 64 px images
 CARD, GRID = "MODEL_CARD.md", "eval-grid.png"
 FEATURE_BATCH = 256
-FLOOR_SEED = 0  # which real training images make the floor
+FLOOR_SEED = 0  # which real training images make the real-vs-real reference
 
 # text
 QUICK_TEXT_CHARS = 20_000
@@ -178,8 +179,8 @@ def _real_sets(data: EmojiSet) -> tuple[EmojiSet, EmojiSet]:
 
 def fd_with_floor(classifier, device: torch.device, generated: torch.Tensor, data: EmojiSet,
                   model_size: int) -> tuple[float, float, int, int]:
-    """(FD-emoji of `generated` vs the real validation images, the floor: as many real training
-    images vs the same, validation count, floor count). Real images are brought to the model's
+    """(FD-emoji of `generated` vs the real validation images, the real-vs-real reference: as many
+    real training images vs the same, validation count, reference count). Real images are brought to the model's
     resolution first (and back up to the classifier's), so a 32 px model is not judged on detail
     it cannot draw."""
     val, train = _real_sets(data)
@@ -199,10 +200,11 @@ def fd_with_floor(classifier, device: torch.device, generated: torch.Tensor, dat
 
 def _fd_rows(found: Evaluation, fd: float, floor: float, generated: int, val: int, floor_count: int,
              what: str) -> None:
-    found.metrics.update({"fd_emoji": fd, "fd_emoji_floor": floor, "fd_samples": float(generated)})
+    found.metrics.update({"fd_emoji": fd, "fd_emoji_real": floor, "fd_samples": float(generated)})
     found.rows += [
         (FD_NAME, _number(fd), f"{generated} {what} vs {val} real validation images (lower is better)"),
-        (f"{FD_NAME} floor", _number(floor), f"{floor_count} real training images vs the same: a perfect model"),
+        (f"{FD_NAME} real-vs-real", _number(floor),
+         f"{floor_count} real training images (other emoji) vs the same: the reference"),
     ]
 
 
@@ -214,8 +216,10 @@ def _number(value: float) -> str:
 FD_METHOD = (
     f"{FD_NAME} is the Fréchet distance between Gaussians fitted to the 128-d features of Studio's own emoji "
     "classifier (resources/eval/emoji-classifier), not FID: it uses no Inception network and cannot be compared "
-    "with published FID scores. The floor is the same measure for real training images against the real "
-    "validation images at the same sample size, i.e. what a perfect generator would score."
+    "with published FID scores. The real-vs-real reference is the same measure for as many real *training* "
+    "images (other emoji than the validation ones) against the real validation images: an unconditional "
+    "generator as good as the data scores about that. A text-to-image model prompted with the validation "
+    "images' own labels can score below it, as its images are about the same emoji."
 )
 
 

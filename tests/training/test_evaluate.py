@@ -137,11 +137,11 @@ def test_text_perplexity_on_held_out_prose(tmp_path, monkeypatch, capsys):
 
 def test_latent_fd_emoji_repeats(latent_model, classifier, emoji_set, capsys):
     metrics = evaluate.evaluate_model(latent_model, quick=True)
-    assert set(metrics) == {"fd_emoji", "fd_emoji_floor", "fd_samples"}  # no encoder: no PSNR
+    assert set(metrics) == {"fd_emoji", "fd_emoji_real", "fd_samples"}  # no encoder: no PSNR
     assert metrics["fd_samples"] == evaluate.QUICK_LATENT_SAMPLES
     assert all(math.isfinite(v) and v >= 0 for v in metrics.values())
     out = capsys.readouterr().out
-    assert "FD-emoji" in out and "FD-emoji floor" in out and "FID" not in out
+    assert "FD-emoji" in out and "FD-emoji real-vs-real" in out and "FID" not in out
     assert evaluate.evaluate_model(latent_model, quick=True) == pytest.approx(metrics, rel=1e-6)
     assert not (latent_model.path / evaluate.GRID).exists()  # written only with --update-card
 
@@ -196,7 +196,7 @@ def test_image_accuracy_and_fd_on_a_tiny_pipeline(tmp_path, classifier, emoji_se
     metrics = evaluate.evaluate_model(model, update_card=True, quick=True)
     assert 0 <= metrics["category_accuracy"] <= 1
     assert metrics["fd_samples"] == 10  # every validation label of the small set
-    assert math.isfinite(metrics["fd_emoji"]) and math.isfinite(metrics["fd_emoji_floor"])
+    assert math.isfinite(metrics["fd_emoji"]) and math.isfinite(metrics["fd_emoji_real"])
     from PIL import Image
 
     with Image.open(model.path / evaluate.GRID) as grid:  # 10 prompts as rows, 4 seeds as columns

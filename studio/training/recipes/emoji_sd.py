@@ -283,7 +283,10 @@ class EmojiSdRecipe(Recipe):
                                                   "The weights are released under Apache-2.0, like the images."),
                 ("Limitations", "Tiny and trained for minutes on a CPU: shapes and colours follow the prompt more "
                                 "than details do; rare words are not understood; 64×64 only. Not a general "
-                                "image model."),
+                                "image model. Its latent has 8 channels: `StableDiffusionImg2ImgPipeline` built from "
+                                "its components works, but diffusers' `StableDiffusionInpaintPipeline` accepts only 4- "
+                                "or 9-channel UNets, so inpainting needs latent mask blending (the studio's own "
+                                "backend) or a 4-channel retrain."),
             ],
             report=report,
             reproduce=f"studio train emoji-sd --minutes {round(report.seconds / 60)} --device {report.device}",
