@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+from abc import ABC, abstractmethod
 import logging
 import shutil
 import sys
@@ -49,8 +50,8 @@ class TrainOptions:
     fresh: bool = False  # ignore an existing checkpoint
 
 
-class Recipe:
-    """One shipped model's training. Subclasses set `name`, and implement the methods below.
+class Recipe(ABC):
+    """One shipped model's training. Subclasses set `name`, and implement the abstract methods.
 
     `modules()` names everything with a state_dict (nets, optimisers, EMA copies); that dict is
     what checkpoints hold. `train_step(progress)` runs one optimisation step, `progress` being the
@@ -64,14 +65,17 @@ class Recipe:
         self.device = torch.device(options.device)
         self.extra: dict[str, Any] = {}  # plain numbers a recipe wants checkpointed too
 
+    @abstractmethod
     def prepare(self) -> None:
-        raise NotImplementedError
+        """Load the data and build the networks and optimisers."""
 
+    @abstractmethod
     def modules(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Everything with a state_dict that a checkpoint must hold."""
 
+    @abstractmethod
     def train_step(self, progress: float) -> dict[str, float]:
-        raise NotImplementedError
+        """One optimisation step; the losses to show."""
 
     def restored(self) -> None:
         """Called after a checkpoint is loaded: rebuild what lives in `extra` (e.g. a tokenizer)."""
@@ -79,8 +83,9 @@ class Recipe:
     def evaluate(self) -> dict[str, float]:
         return {}
 
+    @abstractmethod
     def export(self, folder: Path, report: "RunReport") -> None:
-        raise NotImplementedError
+        """Write the model folder the studio ships."""
 
 
 @dataclass
