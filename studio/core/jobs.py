@@ -84,9 +84,20 @@ class JobSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+# Samplers by the names AUTOMATIC1111 shows, so infotext round-trips; "" means the model's own.
+SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "Heun", "LMS", "DPM++ 2M SDE")
+MAX_COUNT = 100
+MAX_LORAS = 16
+
+
 @dataclass(frozen=True)
 class ImageJob(JobSpec):
-    """Text to image (img2img and inpainting arrive with the artist's workspace)."""
+    """Text to image; image to image when `init_image` is set; inpainting when `mask` is too.
+
+    Images are passed as paths to PNG files (the studio writes the canvas to a content-addressed
+    file first), so a spec stays small, serialises to JSON and the gallery's copy of it names
+    exactly the pixels that went in. `count` images are made with seeds seed, seed+1, ...,
+    each from its own generator, so one image of a batch is reproduced by its own seed alone."""
 
     kind: ClassVar[str] = "image"
 
@@ -97,13 +108,27 @@ class ImageJob(JobSpec):
     guidance_scale: float = 7.0
     width: int = 512
     height: int = 512
+    scheduler: str = ""
+    count: int = 1
+    init_image: str = ""
+    mask: str = ""
+    strength: float = 0.75  # img2img / inpainting: how much of the init image is re-noised
+    loras: tuple[tuple[str, float], ...] = ()  # (path to .safetensors, weight)
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so the spec compares, hashes and serialises one way.
+        if isinstance(self.loras, list):
+            object.__setattr__(self, "loras", tuple(tuple(x) if isinstance(x, list) else x for x in self.loras))
+
+    @property
+    def mode(self) -> str:
+        return "inpaint" if self.mask else "img2img" if self.init_image else "txt2img"
 
     def validate(self) -> None:
         super().validate()
-        if not isinstance(self.prompt, str):
-            raise SpecError("prompt", "must be text.")
-        if not isinstance(self.negative_prompt, str):
-            raise SpecError("negative_prompt", "must be text.")
+        for name in ("prompt", "negative_prompt", "init_image", "mask"):
+            if not isinstance(getattr(self, name), str):
+                raise SpecError(name, "must be text.")
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("steps", self.steps, 1, 1000)
         _check_float("guidance_scale", self.guidance_scale, 0.0, 50.0)
@@ -112,10 +137,30 @@ class ImageJob(JobSpec):
             _check_int(name, value, 8, 4096)
             if value % 8:
                 raise SpecError(name, f"must be divisible by 8, not {value}.")
+        if self.scheduler:
+            _check_choice("scheduler", self.scheduler, SCHEDULERS)
+        _check_int("count", self.count, 1, MAX_COUNT)
+        if self.seed + self.count - 1 > MAX_SEED:
+            raise SpecError("seed", f"leaves no room for {self.count} images (seeds run up to {MAX_SEED}).")
+        _check_float("strength", self.strength, 0.0, 1.0)
+        if self.mask and not self.init_image:
+            raise SpecError("mask", "needs an init_image to paint into.")
+        if not isinstance(self.loras, tuple) or len(self.loras) > MAX_LORAS:
+            raise SpecError("loras", f"must be a list of at most {MAX_LORAS} [path, weight] pairs.")
+        for item in self.loras:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
+                raise SpecError("loras", f"must hold [path, weight] pairs, not {item!r}.")
+            _check_float("loras", item[1], -10.0, 10.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["loras"] = [list(x) for x in self.loras]
+        return data
 
     @property
     def title(self) -> str:
-        return f"image · {self.prompt[:40] or '(no prompt)'}"
+        words = {"img2img": "img2img · ", "inpaint": "inpaint · "}.get(self.mode, "")
+        return f"image · {words}{self.prompt[:40] or '(no prompt)'}"
 
 
 @dataclass(frozen=True)
