@@ -26,6 +26,7 @@ def sandbox_dirs(tmp_path_factory, monkeypatch):
         ("STUDIO_EMBEDDED_MODELS_DIR", "embedded"),
         ("STUDIO_DATA_DIR", "data"),
         ("STUDIO_TRAINING_CACHE", "training-cache"),
+        ("STUDIO_CACHE_DIR", "cache"),
     ):
         (root / sub).mkdir()
         monkeypatch.setenv(name, str(root / sub))

@@ -42,6 +42,12 @@ class ModelFileError(StudioError):
     kind = ErrorKind.MODEL_FILE
 
 
+class MetadataError(StudioError):
+    """An image's embedded settings cannot be read: not a PNG, damaged, oversized, or none there."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
 class OutOfMemory(StudioError):
     kind = ErrorKind.OUT_OF_MEMORY
 

@@ -85,7 +85,7 @@ class JobSpec:
 
 
 # Samplers by the names AUTOMATIC1111 shows, so infotext round-trips; "" means the model's own.
-SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "Heun", "LMS", "DPM++ 2M SDE")
+SCHEDULERS = ("Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "Heun", "DPM++ 2M SDE")
 MAX_COUNT = 100
 MAX_LORAS = 16
 

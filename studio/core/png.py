@@ -1,21 +1,33 @@
 """PNG files with text chunks, in the standard library alone (core stays free of PIL).
 
 Images carry an A1111-style `parameters` chunk, which other tools read, and a `studio` chunk with
-the full job spec as JSON, which "use these settings" restores exactly."""
+the full job spec as JSON, which "use these settings" restores exactly.
+
+Reading is done here too rather than through Qt: QImageReader.text() joins lines, and images come
+from anywhere, so the reader checks every length against the buffer and caps what it unpacks."""
 
 from __future__ import annotations
 
+import json
+import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from studio.core.atomic import write_atomic
+from studio.core.errors import MetadataError
 from studio.core.jobs import ImageJob
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+MAX_FILE_BYTES = 64 * 1024 * 1024  # read_png_file refuses larger files before reading them
+MAX_TEXT_BYTES = 1024 * 1024  # one text chunk, after unpacking
+MAX_TOTAL_TEXT = 8 * 1024 * 1024  # all text chunks together
+MAX_CHUNKS = 100_000  # enough for a 64 MB file cut into small IDATs; bounds the scan otherwise
+_TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -42,22 +54,128 @@ def encode_png(rgb: np.ndarray, text: Mapping[str, str] = {}) -> bytes:
     return b"".join(out)
 
 
-def a1111_parameters(spec: ImageJob) -> str:
-    """The generation parameters in AUTOMATIC1111's infotext layout."""
-    lines = [spec.prompt]
-    if spec.negative_prompt:
-        lines.append(f"Negative prompt: {spec.negative_prompt}")
-    fields = [
-        ("Steps", spec.steps),
-        ("CFG scale", f"{spec.guidance_scale:g}"),
-        ("Seed", spec.seed),
-        ("Size", f"{spec.width}x{spec.height}"),
-        ("Model", Path(spec.model).name),
-    ]
-    lines.append(", ".join(f"{k}: {v}" for k, v in fields))
-    return "\n".join(lines)
+def _json_safe(info: Mapping) -> dict[str, Any]:
+    """The entries of `info` that JSON can hold exactly (no NaN, no objects), so the chunk always parses."""
+    safe = {}
+    for key, value in info.items():
+        if not isinstance(key, str):
+            continue
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):  # ValueError: NaN/inf or a circular reference
+            continue
+        safe[key] = value
+    return safe
 
 
-def save_image(path: Path, rgb: np.ndarray, spec: ImageJob) -> None:
-    """Write a generated image atomically, with its parameters and full spec embedded."""
-    write_atomic(path, encode_png(rgb, {"parameters": a1111_parameters(spec), "studio": spec.to_json()}))
+def save_image(path: Path, rgb: np.ndarray, spec: ImageJob, info: Optional[Mapping] = None) -> None:
+    """Write a generated image atomically, with its parameters and full spec embedded.
+
+    `info` is what the backend reports about the run (model_hash, model_name, scheduler,
+    lora_hashes, ...): it fills the infotext and is kept under "info" in the `studio` chunk."""
+    # Imported here: infotext reads PNGs through this module, so a top-level import would be circular.
+    from studio.core.infotext import a1111_parameters
+
+    data = spec.to_dict()
+    data["info"] = _json_safe(info or {})
+    text = {"parameters": a1111_parameters(spec, info), "studio": json.dumps(data, sort_keys=True)}
+    write_atomic(path, encode_png(rgb, text))
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _inflate(name: str, packed: bytes) -> Optional[bytes]:
+    """Unpack one zlib stream, never holding more than MAX_TEXT_BYTES + 1 of its output.
+
+    None when the stream is damaged (that chunk is skipped); MetadataError for a bomb."""
+    unpacker = zlib.decompressobj()
+    try:
+        out = unpacker.decompress(packed, MAX_TEXT_BYTES + 1)
+    except zlib.error:
+        return None
+    if len(out) > MAX_TEXT_BYTES:
+        raise MetadataError(f"{name} has a text chunk that unpacks to more than 1 MB, so it is not read.")
+    return out if unpacker.eof else None  # a stream cut short is damaged, not a shorter text
+
+
+def _parse_text_chunk(name: str, kind: bytes, body: bytes) -> Optional[tuple[str, str]]:
+    """(key, text) of a tEXt, zTXt or iTXt body, or None when the chunk is malformed."""
+    key, sep, rest = body.partition(b"\0")
+    if not sep or not 1 <= len(key) <= 79:
+        return None
+    if kind == b"tEXt":
+        return key.decode("latin-1"), rest.decode("latin-1")
+    if kind == b"zTXt":
+        if rest[:1] != b"\0":  # compression method 0 (zlib) is the only one defined
+            return None
+        raw = _inflate(name, rest[1:])
+        return None if raw is None else (key.decode("latin-1"), raw.decode("latin-1"))
+    # iTXt: flag, method, language\0, translated keyword\0, UTF-8 text
+    if len(rest) < 2 or rest[0] not in (0, 1) or rest[1] != 0:
+        return None
+    compressed = rest[0] == 1
+    parts = rest[2:].split(b"\0", 2)
+    if len(parts) != 3:
+        return None
+    raw = _inflate(name, parts[2]) if compressed else parts[2]
+    if raw is None:
+        return None
+    return key.decode("latin-1"), raw.decode("utf-8", errors="replace")
+
+
+def read_png_text(data: bytes, name: str = "The image") -> dict[str, str]:
+    """Every text chunk of a PNG as {key: text}; the first of duplicate keys wins.
+
+    `name` is how error messages refer to the data (a file name). Raises MetadataError for
+    anything that is not a whole PNG, or whose text would unpack past the caps."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if bytes(data[:8]) != PNG_SIGNATURE:
+        raise MetadataError(f"{name} is not a PNG file.")
+    texts: dict[str, str] = {}
+    total = 0
+    pos = 8
+    for index in range(MAX_CHUNKS):
+        if pos + 8 > len(data):
+            raise MetadataError(f"{name} is cut short (it ends before its last chunk).")
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if length > 0x7FFFFFFF or not kind.isalpha() or (index == 0 and kind != b"IHDR"):
+            raise MetadataError(f"{name} is damaged (its chunk structure is not valid PNG).")
+        end = pos + 12 + length
+        if end > len(data):
+            raise MetadataError(f"{name} is cut short (a chunk runs past the end of the file).")
+        if kind == b"IEND":
+            return texts
+        if kind in _TEXT_KINDS:
+            body = bytes(data[pos + 8 : pos + 8 + length])
+            (crc,) = struct.unpack(">I", data[end - 4 : end])
+            # A chunk whose checksum fails is damaged: skip it rather than trust its lengths.
+            if zlib.crc32(kind + body) & 0xFFFFFFFF == crc:
+                key = body.partition(b"\0")[0].decode("latin-1")
+                if key not in texts:  # first wins; also spares unpacking a duplicate
+                    parsed = _parse_text_chunk(name, kind, body)
+                    if parsed is not None:
+                        total += len(parsed[1])
+                        if total > MAX_TOTAL_TEXT:
+                            raise MetadataError(f"{name} holds more than 8 MB of text, so it is not read.")
+                        texts[parsed[0]] = parsed[1]
+        pos = end
+    return texts  # chunk cap reached: what was found so far
+
+
+def read_png_file(path: Path) -> dict[str, str]:
+    """The text chunks of a PNG file; MetadataError (one sentence) if it cannot be read."""
+    path = Path(path)
+    too_large = MetadataError(f"{path.name} is larger than 64 MB, too large to read its settings from.")
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                raise too_large
+            # Read one byte past the cap too: the file may have grown since fstat.
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise MetadataError(f"{path.name} could not be read ({exc.strerror or exc}).") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise too_large
+    return read_png_text(data, path.name)

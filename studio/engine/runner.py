@@ -121,7 +121,7 @@ class Runner:
     @staticmethod
     def _dispatch(spec: JobSpec, backend: Any, ctx: JobContext):
         if isinstance(spec, ImageJob):
-            return backend.txt2img(spec, ctx)
+            return backend.generate_image(spec, ctx)
         if isinstance(spec, TextJob):
             return backend.generate(spec, ctx)
         if isinstance(spec, LatentDecodeJob):

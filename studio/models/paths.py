@@ -37,6 +37,17 @@ def log_dir() -> Path:
     return _dir("STUDIO_LOG_DIR", platformdirs.user_log_dir(APP))
 
 
+def cache_dir() -> Path:
+    """Things the studio can recompute (model hashes); STUDIO_CACHE_DIR overrides it."""
+    return _dir("STUDIO_CACHE_DIR", platformdirs.user_cache_dir(APP))
+
+
+def inputs_dir() -> Path:
+    """Pictures img2img and inpainting jobs start from (the canvas, the mask), kept by content so a
+    gallery image's settings can name exactly the pixels that went in."""
+    return data_dir() / "inputs"
+
+
 def embedded_models_dir() -> Path:
     """Models shipped with the studio; STUDIO_EMBEDDED_MODELS_DIR overrides it (tests)."""
     return _dir("STUDIO_EMBEDDED_MODELS_DIR", str(EMBEDDED_MODELS_DIR))

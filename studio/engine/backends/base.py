@@ -1,7 +1,8 @@
 """What a backend is, and the JobContext through which it reports steps, previews and tokens.
 
 A backend is one loaded model on one runtime and device. It implements one capability:
-  - image:  `txt2img(spec: ImageJob, ctx) -> ImageResult`
+  - image:  `generate_image(spec: ImageJob, ctx) -> ImageResult` (txt2img, img2img or inpainting,
+            as the spec says; a backend that cannot do one raises SpecError naming the field)
   - text:   `generate(spec: TextJob, ctx) -> TextResult`
   - latent: `latent_dim: int` and `decode(latents: float32 array (N, D)) -> uint8 array (N, H, W, 3)`
 Every backend class has `load(model, device, dtype)`, `choose_device(requested) -> (device, dtype)`
@@ -86,7 +87,7 @@ class JobContext:
 
 @runtime_checkable
 class ImageBackend(Protocol):
-    def txt2img(self, spec: "ImageJob", ctx: JobContext) -> "ImageResult": ...
+    def generate_image(self, spec: "ImageJob", ctx: JobContext) -> "ImageResult": ...
 
 
 @runtime_checkable

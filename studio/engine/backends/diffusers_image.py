@@ -1,4 +1,4 @@
-"""Text to image with a diffusers pipeline folder (Stable Diffusion and friends) on torch.
+"""Images from a diffusers pipeline (Stable Diffusion and friends) on torch: txt2img, img2img, inpainting.
 
 Loading is offline and safe: `local_files_only`, safetensors only, no custom pipeline code (a folder
 holding any .py file is refused, and diffusers is told `trust_remote_code=False`). Every
@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from studio.core.errors import ModelFileError
+from studio.core.errors import ModelFileError, SpecError, first_line
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
 from studio.engine.backends.base import (
@@ -26,17 +26,14 @@ from studio.engine.backends.base import (
     torch_device,
     torch_dtype,
 )
+from studio.engine.backends.diffusion_previews import Previewer, X0Tap
+from studio.engine.backends.diffusion_schedulers import make_scheduler, sampler_name
+from studio.engine.backends.image_inputs import keep_unmasked, load_init_image, load_mask
+from studio.engine.backends.lora import LoraSet
+from studio.models.hashes import model_hash
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
 from studio.models.safe_files import check_folder_weights, check_model_index, explained_load_errors
-
-# SD 1.x latent -> RGB, one row per latent channel: a cheap preview without the VAE.
-SD_LATENT_RGB = (
-    (0.3512, 0.2297, 0.3227),
-    (0.3250, 0.4974, 0.2350),
-    (-0.2829, 0.1762, 0.2721),
-    (-0.2120, -0.2616, -0.7177),
-)
 
 
 def _dtype_arg() -> str:
@@ -46,38 +43,27 @@ def _dtype_arg() -> str:
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
-def latent_preview(latents: Any) -> Optional[np.ndarray]:
-    """The first image of a latent batch as uint8 RGB at latent resolution, without the VAE.
-
-    Four channels (SD 1.x/2.x/XL) use the linear SD 1.x projection; other channel counts show the
-    first three channels, each stretched to its own range. Packed (non-image) latents give None."""
-    import torch
-
-    if latents.ndim != 4:
-        return None
-    x = latents[0].detach().float().cpu()  # (C, H, W)
-    if x.shape[0] == 4:
-        rgb = torch.einsum("chw,cr->hwr", x, torch.tensor(SD_LATENT_RGB))
-        return to_uint8_image(((rgb + 1) / 2).numpy())
-    x = x[:3] if x.shape[0] >= 3 else x[:1].expand(3, -1, -1)
-    lo = x.amin(dim=(1, 2), keepdim=True)
-    hi = x.amax(dim=(1, 2), keepdim=True)
-    return to_uint8_image(((x - lo) / (hi - lo).clamp_min(1e-6)).permute(1, 2, 0).numpy())
-
-
 # ---------------------------------------------------------------------------------------------
 # The backend
 # ---------------------------------------------------------------------------------------------
 
 
 class DiffusersImageBackend:
-    """One diffusers pipeline resident on one device."""
+    """One diffusers pipeline resident on one device, serving txt2img, img2img and inpainting.
 
-    def __init__(self, pipe: Any, device: str, dtype: str):
+    The img2img and inpainting pipelines are built from the same components (`from_pipe`), so
+    they cost no memory and see the same LoRAs."""
+
+    def __init__(self, pipe: Any, device: str, dtype: str, path: Optional[Path] = None):
         self.pipe = pipe
         self.device = device
         self.dtype = dtype
+        self.path = path
         self.memory_bytes = sum(param_bytes(m) for m in _modules(pipe))
+        self.base_scheduler = pipe.scheduler
+        self.loras = LoraSet(pipe)
+        self._pipes: dict[str, Any] = {}
+        self._hash: Optional[str] = None
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:
@@ -102,49 +88,129 @@ class DiffusersImageBackend:
                 trust_remote_code=False,
                 **{_dtype_arg(): torch_dtype(dtype)},
             )
-        if "latents" not in getattr(pipe, "_callback_tensor_inputs", ()):
-            raise ModelFileError(f"{folder} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it.")
-        # 3. Move to the device; the studio shows its own progress, not tqdm's.
-        pipe = pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        return cls(pipe, device, dtype)
+        return cls.on_device(pipe, device, dtype, folder)
 
-    def txt2img(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
+    @classmethod
+    def on_device(cls, pipe: Any, device: str, dtype: str, path: Path) -> "DiffusersImageBackend":
+        """The backend for a built pipeline, moved to its device (shared by folder and single-file loads)."""
+        if "latents" not in getattr(pipe, "_callback_tensor_inputs", ()):
+            raise ModelFileError(f"{path} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it.")
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)  # the studio shows its own progress, not tqdm's
+        return cls(pipe, device, dtype, path)
+
+    # -- the pipelines ------------------------------------------------------------------------------
+
+    @property
+    def inpaint_model(self) -> bool:
+        """A UNet trained for inpainting takes 9 channels: latent, mask and masked-image latent."""
+        return getattr(self.pipe.unet.config, "in_channels", 4) == 9
+
+    def _pipeline(self, mode: str) -> Any:
+        """The pipeline for a mode, built once from the loaded components."""
+        if self.inpaint_model:
+            mode = "inpaint"  # A1111 too runs every mode of an inpainting model through inpainting
+        if mode == "txt2img":
+            return self.pipe
+        if mode not in self._pipes:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = AutoPipelineForInpainting if mode == "inpaint" else AutoPipelineForImage2Image
+            try:
+                pipe = auto.from_pipe(self.pipe)
+            except (ValueError, TypeError) as exc:
+                raise SpecError("init_image", f"cannot be used: {type(self.pipe).__name__} has no {mode} "
+                                              f"counterpart ({first_line(exc, 120)}).") from None
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[mode] = pipe
+        return self._pipes[mode]
+
+    # -- generating ---------------------------------------------------------------------------------
+
+    def generate_image(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
         import torch
 
-        # 1. The seed fixes the initial noise on the device itself, so a seed means the same image
-        #    on the same device whatever else ran before.
-        generator = torch.Generator(self.device).manual_seed(spec.seed)
+        # 1. What the job starts from (img2img / inpainting), checked before any step runs.
+        inputs: dict[str, Any] = {}
+        init = mask = None
+        if spec.init_image:
+            init = load_init_image(spec.init_image, spec.width, spec.height)
+            inputs.update(image=init, strength=spec.strength)
+        if spec.mask:
+            mask = load_mask(spec.mask, spec.width, spec.height)
+            inputs["mask_image"] = mask
+        pipe = self._pipeline(spec.mode)
+        if self.inpaint_model and mask is None:
+            # txt2img / img2img on an inpainting model: repaint everything.
+            from PIL import Image
 
-        # 2. After every denoising step: report progress (and maybe a preview). ctx.step raises
-        #    JobCancelled when Stop was pressed; it propagates out of the pipeline call, so the
-        #    remaining steps and the VAE decode never run.
-        def on_step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            latents = tensors["latents"]
-            total = getattr(pipe, "num_timesteps", None) or spec.steps  # 2nd-order samplers run more
-            ctx.step(i + 1, total, preview=lambda: latent_preview(latents))
-            return tensors
+            init = init or Image.new("RGB", (spec.width, spec.height), (127, 127, 127))
+            mask = Image.new("L", (spec.width, spec.height), 255)
+            inputs.update(image=init, mask_image=mask, strength=spec.strength if spec.init_image else 1.0)
 
-        # 3. Denoise and decode; the images come back as floats in [0, 1], channels last.
-        with torch.inference_mode():
-            out = self.pipe(
-                prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt or None,
-                num_inference_steps=spec.steps,
-                guidance_scale=spec.guidance_scale,
-                width=spec.width,
-                height=spec.height,
-                generator=generator,
-                output_type="np",
-                callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["latents"],
-            )
-        images = tuple(to_uint8_image(np.asarray(img, dtype=np.float32)) for img in out.images)
-        return ImageResult(images=images, info={"device": self.device, "runtime": "torch", "dtype": self.dtype})
+        # 2. This job's sampler and LoRAs on the shared components.
+        pipe.scheduler = make_scheduler(spec.scheduler, self.base_scheduler)
+        tap = X0Tap(pipe.scheduler)
+        lora_hashes = self.loras.apply(spec.loras)
+        previewer = Previewer(pipe)
+
+        # 3. One image per seed, each from its own generator on the device, so any image of a
+        #    batch is made again by its seed alone, on the same device, whatever ran before.
+        images = []
+        for index in range(spec.count):
+            generator = torch.Generator(self.device).manual_seed(spec.seed + index)
+
+            # After every denoising step: progress and a preview of where the image is heading.
+            # ctx.step raises JobCancelled when Stop was pressed; it propagates out of the pipeline
+            # call, so the remaining steps and the VAE decode never run.
+            def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any], index: int = index) -> dict[str, Any]:
+                per_image = getattr(p, "num_timesteps", None) or spec.steps  # strength and 2nd order change it
+                latents = tensors["latents"]
+                ctx.step(index * per_image + i + 1, spec.count * per_image,
+                         preview=lambda: previewer(tap.x0, latents))
+                return tensors
+
+            with torch.inference_mode():
+                out = pipe(
+                    prompt=spec.prompt,
+                    negative_prompt=spec.negative_prompt or None,
+                    num_inference_steps=spec.steps,
+                    guidance_scale=spec.guidance_scale,
+                    width=spec.width,
+                    height=spec.height,
+                    generator=generator,
+                    output_type="np",
+                    callback_on_step_end=on_step_end,
+                    callback_on_step_end_tensor_inputs=["latents"],
+                    **inputs,
+                )
+            image = to_uint8_image(np.asarray(out.images[0], dtype=np.float32))
+            if spec.mask:
+                image = keep_unmasked(image, init, mask)
+            images.append(image)
+        info = {"device": self.device, "runtime": "torch", "dtype": self.dtype,
+                "scheduler": spec.scheduler or sampler_name(self.base_scheduler),
+                "model_name": self.path.stem if self.path and self.path.is_file() else (self.path.name if self.path else "")}
+        model_hash = self.model_hash()
+        if model_hash:
+            info["model_hash"] = model_hash
+        if lora_hashes:
+            info["lora_hashes"] = lora_hashes
+        return ImageResult(images=tuple(images), info=info)
+
+    def model_hash(self) -> Optional[str]:
+        """A1111's model hash (SHA-256 of the weights), computed once per load."""
+        if self._hash is None and self.path is not None:
+            try:
+                self._hash = model_hash(self.path) or ""
+            except OSError:
+                self._hash = ""
+        return self._hash or None
 
     def close(self) -> None:
-        """Drop the pipeline so the cache's eviction really frees its memory."""
+        """Drop the pipelines so the cache's eviction really frees their memory."""
         self.pipe = None
+        self._pipes.clear()
 
 
 def _modules(pipe: Any) -> list[Any]:

@@ -40,17 +40,22 @@ class FakeBackend:
             fail_at_step=int(m.get("fail_at_step", 0)),
         )
 
-    def txt2img(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
-        rng = np.random.default_rng(spec.seed)
-        final = self._pattern(rng, spec.height, spec.width)
-        noise = rng.random((spec.height, spec.width, 3), dtype=np.float32)
-        for step in range(1, spec.steps + 1):
-            time.sleep(self.step_seconds)
-            if step == self.fail_at_step:
-                raise RuntimeError(f"simulated failure at step {step}")
-            t = step / spec.steps
-            ctx.step(step, spec.steps, preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t))
-        return ImageResult((to_uint8_image(final),), {"device": "cpu", "runtime": "fake"})
+    def generate_image(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
+        images = []
+        total = spec.steps * spec.count
+        for index in range(spec.count):  # seeds seed, seed+1, ... as the real backends do
+            rng = np.random.default_rng(spec.seed + index)
+            final = self._pattern(rng, spec.height, spec.width)
+            noise = rng.random((spec.height, spec.width, 3), dtype=np.float32)
+            for step in range(1, spec.steps + 1):
+                time.sleep(self.step_seconds)
+                if step == self.fail_at_step:
+                    raise RuntimeError(f"simulated failure at step {step}")
+                t = step / spec.steps
+                ctx.step(index * spec.steps + step, total,
+                         preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t))
+            images.append(to_uint8_image(final))
+        return ImageResult(tuple(images), {"device": "cpu", "runtime": "fake"})
 
     def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
         rng = np.random.default_rng(spec.seed)
