@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from studio.core.errors import ErrorKind, StudioError
 from studio.core.events import Cancelled, Event, Failed, Finished, Progress, Token
-from studio.core.jobs import ImageJob, JobSpec, TextJob, resolve_seed
+from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, TextJob, resolve_seed
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
 from studio.engine.queue import JobQueue
@@ -114,13 +114,18 @@ def cmd_generate(args, runner: Runner) -> int:
     suggested = model.manifest.get("defaults") if isinstance(model.manifest.get("defaults"), dict) else {}
     steps = args.steps if args.steps is not None else suggested.get("steps", DEFAULT_STEPS)
     cfg = args.cfg if args.cfg is not None else suggested.get("guidance_scale", DEFAULT_CFG)
+    if args.mask and not args.init:
+        raise UsageError("--mask needs --init: the image to paint into.")
     spec = ImageJob(
         model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=seed, steps=steps,
         guidance_scale=cfg, width=width, height=height, device=args.device, runtime=args.runtime,
+        scheduler=args.scheduler or "", count=args.count, strength=args.strength,
+        init_image=_input_file(args.init, "--init"), mask=_input_file(args.mask, "--mask"),
+        loras=tuple(_lora(text, runner.registry) for text in args.lora or ()),
     )
     spec.validate()
     out = Path(args.out or f"studio-{seed}.png")
-    bar = ProgressBar(f"seed {seed}")
+    bar = ProgressBar(f"seed {seed}" if args.count == 1 else f"seeds {seed}-{seed + args.count - 1}")
 
     def on_event(event: Event) -> None:
         if isinstance(event, Progress):
@@ -133,12 +138,46 @@ def cmd_generate(args, runner: Runner) -> int:
 
         for i, image in enumerate(end.result.images):
             path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
-            try:
-                save_image(path, image, spec)
+            try:  # each image with the spec that makes it again alone (its own seed)
+                save_image(path, image, spec.one_image(i), end.result.info)
             except OSError as exc:
                 raise StudioError(f"Cannot write {path} ({exc.strerror or exc}); choose another --out.") from None
             print(path)
     return _exit_code(end)
+
+
+def _input_file(text: Optional[str], flag: str) -> str:
+    if not text:
+        return ""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{flag} names {text}, which is not a file.")
+    return str(path.resolve())
+
+
+def _lora(text: str, registry: ModelRegistry) -> tuple[str, float]:
+    """FILE[:WEIGHT] -> (absolute path, weight); FILE may also be a LoRA id from `studio models`."""
+    name, weight = text, 1.0
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            name, weight = head, float(tail)
+        except ValueError:
+            pass  # a colon in the path itself (C:\...), no weight given
+    path = Path(name).expanduser()
+    if not path.is_file():
+        found = [m for m in registry.models("lora") if m.id == name]
+        if not found:
+            raise UsageError(f"--lora names {name}, which is neither a file nor a LoRA in `studio models`.")
+        path = found[0].path
+    return str(path.resolve()), weight
+
+
+def cmd_info(args, runner: Runner) -> int:
+    from studio.core.infotext import describe, read_settings
+
+    print(describe(read_settings(Path(args.image))))
+    return 0
 
 
 def cmd_write(args, runner: Runner) -> int:
@@ -227,8 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help=f"sampling steps (default: the model's suggestion, else {DEFAULT_STEPS})")
     g.add_argument("--cfg", type=float, help=f"guidance scale (default: the model's suggestion, else {DEFAULT_CFG})")
     g.add_argument("--size", help="512 or WIDTHxHEIGHT (default: the model's own size)")
-    g.add_argument("--out", help="PNG file to write (default studio-SEED.png)")
+    g.add_argument("--scheduler", choices=SCHEDULERS, metavar="NAME",
+                   help="sampler, as A1111 names it: " + ", ".join(SCHEDULERS) + " (default: the model's own)")
+    g.add_argument("--count", type=int, default=1, help="how many images, with seeds SEED, SEED+1, ...")
+    g.add_argument("--init", help="img2img: the image to start from")
+    g.add_argument("--mask", help="inpainting: white where --init is repainted, black where it is kept")
+    g.add_argument("--strength", type=float, default=0.75, help="img2img/inpainting: how much is repainted (0-1)")
+    g.add_argument("--lora", action="append", metavar="FILE:WEIGHT", help="a LoRA .safetensors, weight 1 unless given "
+                   "(repeatable)")
+    g.add_argument("--out", help="PNG file to write (default studio-SEED.png; more images get -1, -2, ...)")
     _device_args(g, runtime=True)
+
+    i = sub.add_parser("info", help="print the generation settings stored in an image (A1111, ComfyUI, ...)")
+    i.add_argument("image")
 
     w = sub.add_parser("write", help="continue a text with a language model; tokens stream to stdout")
     w.add_argument("prompt")
@@ -272,7 +322,7 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
         parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
 
 
-COMMANDS = {"models": cmd_models, "generate": cmd_generate, "write": cmd_write, "bench": cmd_bench,
+COMMANDS = {"models": cmd_models, "generate": cmd_generate, "info": cmd_info, "write": cmd_write, "bench": cmd_bench,
             "train": cmd_train, "eval": cmd_eval}
 
 

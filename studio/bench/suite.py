@@ -68,6 +68,8 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
 
     benches = {
         "image_overhead": workloads.image_overhead,
+        "emoji_sd_overhead": workloads.embedded_sd_overhead,
+        "image_previews": workloads.image_previews,
         "text_overhead": workloads.text_overhead,
         "gui_stall": workloads.gui_stall,
         "cold_start": workloads.cold_start,

@@ -72,6 +72,112 @@ def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
         "steps": steps, "size": size, "repeats": repeats})]
 
 
+def embedded_sd_overhead(tmp: Path, quick: bool) -> list[Figure]:
+    """The embedded emoji-sd at its suggested 20 steps: the studio's job, previews included (x0
+    decoded by its small VAE up to 10 times a second), vs the plain pipeline call."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from studio.models import paths
+
+    folder = paths.EMBEDDED_MODELS_DIR / "emoji-sd"
+    steps, repeats = 20, 3 if quick else 9
+    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    runner = Runner(ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")]))
+    spec = ImageJob(model="emoji-sd", prompt="red apple", steps=steps, width=64, height=64, seed=1,
+                    guidance_scale=5.0, device="cpu")
+
+    def plain():
+        with torch.inference_mode():
+            pipe("red apple", num_inference_steps=steps, width=64, height=64, guidance_scale=5.0,
+                 generator=torch.Generator("cpu").manual_seed(1), output_type="np")
+
+    def studio():
+        _run(runner, spec)
+
+    plain(), studio()
+    t_plain, t_studio = [], []
+    for _ in range(repeats):
+        t_plain.append(seconds(plain))
+        t_studio.append(seconds(studio))
+    ratio = statistics.median(t_studio) / statistics.median(t_plain)
+    return [Figure("emoji_sd_overhead", ratio, "x plain pipe()", "<= 1.02", ratio <= 1.02, {
+        "plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio),
+        "steps": steps, "size": 64, "repeats": repeats})]
+
+
+def image_previews(tmp: Path, quick: bool) -> list[Figure]:
+    """In the real window with the embedded emoji-sd: Generate to the first preview on the canvas,
+    and each step's end to its preview's pixels on the canvas (x0 decode + signal + paint)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from studio.engine.backends import base
+    from studio.models import paths
+
+    os.environ["STUDIO_CONFIG_DIR"] = str(tmp / "config")
+    os.environ["STUDIO_DATA_DIR"] = str(tmp / "data")  # the bench's images stay out of the gallery
+    from studio.app import Studio, make_app
+
+    app = make_app()
+    studio = Studio(ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")]))
+    window = studio.window
+    window.show()
+    ws = window.image
+    step_ends: dict[tuple[int, int], float] = {}
+    real_step = base.JobContext.step
+
+    def timed_step(ctx, step, total, preview=None):  # when each step's work is done
+        step_ends[(ctx.job_id, step)] = time.perf_counter()
+        return real_step(ctx, step, total, preview)
+
+    base.JobContext.step = timed_step
+    latencies: list[float] = []
+    firsts: list[float] = []
+    shown: list[float] = []
+    real_set = ws.canvas.set_image
+
+    def set_image(image):
+        real_set(image)
+        app.processEvents()  # the paint itself
+        shown.append(time.perf_counter())
+        record = window.jobs.get(max(ws._mine) if ws._mine else -1)
+        if record is not None and (record.job_id, record.step) in step_ends:
+            latencies.append(shown[-1] - step_ends[(record.job_id, record.step)])
+
+    ws.canvas.set_image = set_image
+    ends: list = []
+    studio.engine.job_finished.connect(lambda jid, res: ends.append("finished"))
+    studio.engine.job_failed.connect(lambda jid, kind, msg: ends.append(msg))
+    spec = ImageJob(model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3,
+                    guidance_scale=5.0, device="cpu")
+    try:
+        for i in range(3 if quick else 6):
+            ends.clear()
+            shown.clear()
+            start = time.perf_counter()
+            ws.generate(spec)
+            while not ends:
+                if time.perf_counter() - start > 300:
+                    raise RuntimeError("the benchmark job did not end within 5 minutes")
+                app.processEvents()
+                time.sleep(0.0005)
+            if ends[0] != "finished":
+                raise RuntimeError(f"the benchmark job did not finish: {ends[0]}")
+            if i and shown:  # the first run loads the model
+                firsts.append(shown[0] - start)
+    finally:
+        base.JobContext.step = real_step
+        studio.shutdown()
+        window.close()
+    first = statistics.median(firsts) * 1000
+    p95 = statistics.quantiles(latencies, n=20)[18] * 1000 if len(latencies) >= 20 else max(latencies) * 1000
+    return [
+        Figure("first_preview", first, "ms", "", True, {"model": "emoji-sd", "steps": 20, "runs": len(firsts)}),
+        Figure("step_to_canvas_p95", p95, "ms", "<= 100", p95 <= 100, {
+            "median_ms": statistics.median(latencies) * 1000, "previews": len(latencies)}),
+    ]
+
+
 def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
     """A tiny GPT-2: seconds per token through the studio (streaming, alternatives) vs generate()."""
     import torch

@@ -120,6 +120,10 @@ class ImageJob(JobSpec):
         if isinstance(self.loras, list):
             object.__setattr__(self, "loras", tuple(tuple(x) if isinstance(x, list) else x for x in self.loras))
 
+    def one_image(self, index: int) -> "ImageJob":
+        """The spec that makes image `index` of this batch again, alone."""
+        return dataclasses.replace(self, seed=self.seed + index, count=1)
+
     @property
     def mode(self) -> str:
         return "inpaint" if self.mask else "img2img" if self.init_image else "txt2img"

@@ -37,6 +37,14 @@ def to_qimage(array: np.ndarray) -> QImage:
     return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
+def from_qimage(image: QImage) -> np.ndarray:
+    """A QImage as an H x W x 3 uint8 array (rows copied past Qt's 4-byte line padding)."""
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    h, w = image.height(), image.width()
+    data = np.frombuffer(image.constBits(), np.uint8, count=image.bytesPerLine() * h)
+    return data.reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3).copy()
+
+
 class EngineThread(QThread):
     """Runs jobs one at a time on its own thread; survives any job's failure."""
 

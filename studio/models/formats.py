@@ -2,7 +2,8 @@
 
 A format is decided by marker files: `studio.json` (our manifest), `model_index.json` (a diffusers
 pipeline folder), `config.json` with a tokenizer (a transformers folder), `*.onnx` (an ONNX
-generator). Pickle files are recognised only to refuse them with a clear sentence, and so are
+generator), and for a `.safetensors` file its header's tensor names (a single-file Stable Diffusion
+checkpoint or a LoRA; see single_file.py). Pickle files are recognised only to refuse them with a clear sentence, and so are
 transformers folders that carry Python code or ask for their authors' code (auto_map)."""
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ TEXT_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 @dataclass(frozen=True)
 class Detected:
-    kind: str  # "image" | "text" | "latent"
-    format: str  # "diffusers" | "transformers" | "onnx" | "studio-latent" | "fake"
+    kind: str  # "image" | "text" | "latent" | "lora"
+    format: str  # "diffusers" | "sd-single-file" | "lora" | "transformers" | "onnx" | "studio-latent" | "fake"
     runtimes: tuple[str, ...]
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +79,8 @@ def detect(path: Path) -> Optional[Detected]:
         suffix = path.suffix.lower()
         if suffix == ".onnx":
             return Detected("latent", "onnx", ("onnx",))
+        if suffix == ".safetensors":
+            return _detect_safetensors(path)
         if suffix in PICKLE_SUFFIXES:
             raise ModelFileError(
                 f"{path.name} is a pickle file, which can run code when loaded; "
@@ -104,6 +107,16 @@ def detect(path: Path) -> Optional[Detected]:
     if len(onnx_files) == 1:
         return Detected("latent", "onnx", ("onnx",))
     return None
+
+
+def _detect_safetensors(path: Path) -> Detected:
+    """A single-file SD checkpoint or a LoRA, from the file's header alone; ModelFileError otherwise."""
+    from studio.models.single_file import inspect_checkpoint  # it imports safe_files, which imports us
+
+    checkpoint = inspect_checkpoint(path)
+    if checkpoint.family == "lora":
+        return Detected("lora", "lora", ("torch",))
+    return Detected("image", "sd-single-file", ("torch",), checkpoint.manifest())
 
 
 def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ModelInfo:
     id: str
-    kind: str  # "image" | "text" | "latent"
+    kind: str  # "image" | "text" | "latent" | "lora" (LoRA files: listed, never run as a model)
     format: str
     path: Path
     source: str  # "embedded" | "user" | "settings" | "path"
@@ -77,8 +77,8 @@ def inspect(path: Path, source: str, model_id: Optional[str] = None) -> ModelInf
     detected = formats.detect(path)
     if detected is None:
         raise ModelFileError(
-            f"{path} is not a model the studio recognises (a diffusers or transformers folder, "
-            "an .onnx file, or a folder with studio.json)."
+            f"{path} is not a model the studio recognises (a diffusers or transformers folder, a Stable "
+            "Diffusion .safetensors checkpoint or LoRA, an .onnx file, or a folder with studio.json)."
         )
     return ModelInfo(
         id=model_id or (path.stem if path.is_file() else path.name),
@@ -116,7 +116,7 @@ class ModelRegistry:
                 try:
                     info = inspect(entry, source)
                 except ModelFileError as exc:
-                    if entry.is_dir() or entry.suffix.lower() in formats.PICKLE_SUFFIXES:
+                    if entry.is_dir() or entry.suffix.lower() in formats.PICKLE_SUFFIXES + (".safetensors",):
                         problems.append(ModelProblem(entry, source, exc.message))
                     continue
                 except OSError as exc:
@@ -131,7 +131,8 @@ class ModelRegistry:
 
     def models(self, kind: Optional[str] = None) -> list[ModelInfo]:
         """Models of `kind` (all when None), the one to pick by default first: the user's own
-        models before the embedded ones, and among those the studio's chosen defaults."""
+        models before the embedded ones, and among those the studio's chosen defaults. LoRA files
+        are kind "lora": they are listed under that kind only, never as image models."""
         found = [m for m in self._models.values() if kind is None or m.kind == kind]
         return sorted(found, key=_default_order)
 
@@ -151,6 +152,6 @@ class ModelRegistry:
 
     def where_to_put_models(self) -> str:
         return (
-            f"No models found. Put a diffusers or transformers folder, an .onnx file or a studio "
-            f"model folder in {paths.user_models_dir()} (or set STUDIO_MODELS_DIR)."
+            f"No models found. Put a diffusers or transformers folder, a Stable Diffusion .safetensors "
+            f"checkpoint, an .onnx file or a studio model folder in {paths.user_models_dir()} (or set STUDIO_MODELS_DIR)."
         )

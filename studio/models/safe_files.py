@@ -15,6 +15,8 @@ from studio.core.errors import ModelFileError, StudioError
 from studio.models.formats import MANIFEST, check_no_python_code, read_json
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+SNIFF_BYTES = 1024  # enough to tell a pointer, a web page or a pickle from safetensors
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
 def model_file(folder: Path, name: Any, key: str) -> Path:
@@ -30,24 +32,30 @@ def model_file(folder: Path, name: Any, key: str) -> Path:
     return path
 
 
-def check_safetensors(path: Path, shown: Optional[str] = None) -> None:
-    """One sentence if a .safetensors file is cut short or is not safetensors at all.
+def check_safetensors(path: Path, shown: Optional[str] = None) -> dict[str, Any]:
+    """One sentence if a .safetensors file is cut short or is not safetensors at all; otherwise
+    its header (tensor name -> {"dtype", "shape", "data_offsets"}, plus "__metadata__" if any).
 
     Reads only the header: the byte ranges it lists must fit in the file, which catches a
-    half-finished copy by the file's own name rather than by a library's error code."""
+    half-finished copy by the file's own name rather than by a library's error code. A file that
+    is something else under a .safetensors name (a Git LFS pointer, a web page, a pickle) is named
+    for what it is."""
     name = shown or path.name
     incomplete = ModelFileError(f"{name} is incomplete: check its size and copy it again.")
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
-            head = f.read(8)
+            head = f.read(SNIFF_BYTES)
+            if len(head) < 9 or head[8:9] != b"{":  # a safetensors header is a JSON object
+                _refuse_impostor(name, head)
             if len(head) < 8:
                 raise incomplete
-            (header_len,) = struct.unpack("<Q", head)
+            (header_len,) = struct.unpack("<Q", head[:8])
             if header_len > MAX_HEADER_BYTES:
                 raise ModelFileError(f"{name} is not a valid safetensors file (its header size is impossible).")
             if 8 + header_len > size:
                 raise incomplete
+            f.seek(8)
             header = json.loads(f.read(header_len))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
@@ -66,6 +74,29 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> None:
         end = max(end, offsets[1])
     if 8 + header_len + end > size:
         raise incomplete
+    return header
+
+
+def _refuse_impostor(name: str, head: bytes) -> None:
+    """A sentence for the files people most often find under a .safetensors name by mistake; returns
+    (for the generic checks to speak) when the start of the file matches none of them."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    low = text.lower()
+    if text.startswith(LFS_POINTER):
+        raise ModelFileError(
+            f"{name} is a Git LFS pointer, not the model: run git lfs pull in the repository it came from "
+            "(or download the file itself) and copy it again."
+        )
+    if low.startswith((b"<!doctype html", b"<html", b"<head", b"<!--", b"<?xml")) or b"<html" in low:
+        raise ModelFileError(
+            f"{name} is a web page saved under a model's name, not the model: download the file itself "
+            "(the download link, not the page) and copy it again."
+        )
+    if head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        raise ModelFileError(
+            f"{name} is a pickle file renamed to .safetensors, which could run code when loaded; "
+            "the studio loads only real .safetensors files (convert it, or find the .safetensors release)."
+        )
 
 
 def check_folder_weights(folder: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -24,12 +24,14 @@ class Gallery:
     def __init__(self, folder: Optional[Path] = None):
         self.folder = folder or paths.data_dir() / "gallery"
 
-    def save(self, rgb: np.ndarray, spec: ImageJob) -> Path:
-        """Write one image as PNG (A1111 `parameters` + full spec); StudioError if the disk says no."""
+    def save(self, rgb: np.ndarray, spec: ImageJob, info: Optional[Mapping[str, Any]] = None) -> Path:
+        """Write one image as PNG (A1111 `parameters` + full spec); StudioError if the disk says no.
+
+        `spec` must be the spec of this one image (ImageJob.one_image), so its settings make it again."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self._free_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.seed}")
-            save_image(path, rgb, spec)
+            save_image(path, rgb, spec, info)
         except OSError as exc:
             log.error("could not save an image in %s", self.folder, exc_info=exc)
             raise StudioError(f"Could not save the image in {self.folder} ({exc.strerror or exc}).") from None

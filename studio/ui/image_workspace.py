@@ -1,24 +1,40 @@
-"""ImageWorkspace: the artist's tab. A canvas on the left, the PromptPanel on the right; previews
-of the running job paint the canvas, then the finished image replaces them."""
+"""ImageWorkspace: the artist's tab. A paint canvas with its tools on the left, the gallery strip
+under it, the PromptPanel on the right.
+
+txt2img paints previews and then the image on the canvas; img2img and inpainting start from what
+is on the canvas (and the mask painted over it). Every finished image is written to the gallery
+before it is shown. Clicking a gallery image shows it with its settings; "Use these settings"
+puts them back in the panel, so Generate makes the same image again. Dropping a PNG made by
+A1111, Forge, Fooocus, ComfyUI, InvokeAI or the studio fills the panel from its metadata."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from studio.core.errors import StudioError
 from studio.core.events import ImageResult
+from studio.core.infotext import ImportedSettings, read_settings
 from studio.core.jobs import ImageJob
-from studio.engine.thread import to_qimage
+from studio.engine.thread import from_qimage, to_qimage
+from studio.models.registry import ModelInfo
 from studio.state.gallery import Gallery
+from studio.state.inputs import store_input
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
-from studio.ui.canvas import Canvas
-from studio.ui.common import Workspace, canvas_beside_panel
+from studio.ui.common import Workspace
+from studio.ui.gallery_strip import GalleryStrip
+from studio.ui.paint_canvas import PaintCanvas
+from studio.ui.paint_tools import PaintTools
 from studio.ui.prompt_panel import PromptPanel
+
+log = logging.getLogger(__name__)
 
 
 class ImageWorkspace(Workspace):
@@ -28,24 +44,60 @@ class ImageWorkspace(Workspace):
     def __init__(self, jobs: JobList, gallery: Optional[Gallery] = None, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
         self.gallery = gallery or Gallery()
-        self.canvas = Canvas("Write a prompt and press Generate.\nWheel zooms, drag pans, double-click fits.")
+        self.canvas = PaintCanvas("Write a prompt and press Generate, or drop or paste a picture.\n"
+                                  "Wheel zooms, drag pans, double-click fits.")
+        self.tools = PaintTools(self.canvas)
         self.caption = QLabel()
         self.caption.setObjectName("caption")
-        self.caption.setContentsMargins(10, 4, 10, 6)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.caption.setWordWrap(True)
+        self.use_settings = QPushButton("Use these settings")
+        self.use_settings.setToolTip("Put this image's settings in the panel: Generate then makes it again")
+        self.use_settings.setEnabled(False)
+        self.use_settings.clicked.connect(lambda: self.apply_shown_settings())  # not clicked's bool
+        self.strip = GalleryStrip()
+        self.strip.image_chosen.connect(self.show_gallery_image)
         self.panel = PromptPanel(self.models)
         self.panel.generate_requested.connect(self.generate)
         self.models.activated.connect(self._on_model_picked)
+        self.canvas.image_dropped.connect(self._on_dropped)
+        self.canvas.drop_refused.connect(self.jobs.error.show)
 
         self.panel.setMinimumWidth(280)
-        splitter = canvas_beside_panel(self.canvas, self.caption, self.panel)
-        self.set_content(splitter)
+        self.set_content(self._layout())
 
         self._mine: dict[int, ImageJob] = {}  # jobs this workspace queued, by id
         self._shown = 0  # id of the job whose pixels are on the canvas
+        self._shown_settings: Optional[ImportedSettings] = None
+        self._shown_path = ""
         jobs.preview.connect(self._on_preview)
         jobs.finished.connect(self._on_finished)
         jobs.job_changed.connect(self._on_changed)
+        self.strip.load_folder(self.gallery.folder)
+
+    def _layout(self) -> QWidget:
+        from studio.ui.common import canvas_beside_panel
+
+        caption_row = QWidget()
+        row = QHBoxLayout(caption_row)
+        row.setContentsMargins(10, 4, 10, 4)
+        row.addWidget(self.caption, 1)
+        row.addWidget(self.use_settings)
+        below = QWidget()
+        below_layout = QVBoxLayout(below)
+        below_layout.setContentsMargins(0, 0, 0, 0)
+        below_layout.setSpacing(0)
+        below_layout.addWidget(caption_row)
+        below_layout.addWidget(self.strip)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(0)
+        left_layout.addWidget(self.tools)
+        left_layout.addWidget(self.canvas, 1)
+        return canvas_beside_panel(left, below, self.panel)
+
+    # -- models -----------------------------------------------------------------------------------
 
     @Slot(int)
     def _on_model_picked(self, _index: int) -> None:
@@ -55,12 +107,39 @@ class ImageWorkspace(Workspace):
             self.panel.width_.setValue(model.default_size)
             self.panel.height_.setValue(model.default_size)
 
+    def set_loras(self, loras: list[ModelInfo]) -> None:
+        self.panel.loras.set_available([(m.title, str(m.path)) for m in loras])
+
+    # -- generating -------------------------------------------------------------------------------
+
     @Slot(object)
     def generate(self, spec: ImageJob) -> Optional[int]:
+        try:
+            spec = self._with_canvas(spec)
+        except StudioError as exc:
+            self.jobs.error.show(exc.message)
+            return None
         job_id = self.jobs.submit_or_report(spec)
         if job_id is not None:
             self._mine[job_id] = spec
         return job_id
+
+    def _with_canvas(self, spec: ImageJob) -> ImageJob:
+        """The spec with the canvas (and mask) as its starting pictures when the mode asks for them."""
+        mode = self.panel.mode_key()
+        if mode == "txt2img":
+            return spec
+        image = self.canvas.image()
+        if image.isNull():
+            raise StudioError(f"{'Inpainting' if mode == 'inpaint' else 'Image to image'} starts from the canvas: "
+                              "generate a picture first, or drop or paste one.")
+        init = str(store_input(from_qimage(image)))
+        if mode == "img2img":
+            return dataclasses.replace(spec, init_image=init)
+        if not self.canvas.has_mask():
+            raise StudioError("Paint the area to repaint on the canvas first (the Brush tool above it).")
+        grey = from_qimage(self.canvas.mask_image())  # grey to RGB: all three channels equal
+        return dataclasses.replace(spec, init_image=init, mask=str(store_input(grey)))
 
     @Slot(int, QImage)
     def _on_preview(self, job_id: int, image: QImage) -> None:
@@ -77,17 +156,26 @@ class ImageWorkspace(Workspace):
         spec = self._mine.pop(job_id, None)
         if spec is None or not isinstance(result, ImageResult) or not result.images:
             return
-        saved = ""
-        try:  # on disk before on screen: a picture the person has seen is never lost
-            saved = f" · {self.gallery.save(result.images[0], spec).name}"
-        except StudioError as exc:
-            self.jobs.error.show(exc.message)
+        saved: list[Path] = []
+        for index, image in enumerate(result.images):
+            try:  # on disk before on screen: a picture the person has seen is never lost
+                saved.append(self.gallery.save(image, spec.one_image(index), result.info))
+            except StudioError as exc:
+                self.jobs.error.show(exc.message)
+                break
+        for path, image in reversed(list(zip(saved, result.images))):
+            self.strip.add_image(path, to_qimage(image))
         self._shown = job_id
         self.canvas.set_image(to_qimage(result.images[0]))
         seconds = result.info.get("seconds")
         took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-        settings = f"{spec.width}×{spec.height} · {spec.steps} steps · CFG {spec.guidance_scale:g} · seed {spec.seed}"
-        self.caption.setText(settings + took + saved)
+        count = f" · {len(result.images)} images" if len(result.images) > 1 else ""
+        sampler = result.info.get("scheduler") or spec.scheduler
+        settings = (f"{spec.width}×{spec.height} · {sampler + ' · ' if sampler else ''}{spec.steps} steps · "
+                    f"CFG {spec.guidance_scale:g} · seed {spec.seed}")
+        self.caption.setText(settings + count + took + (f" · {saved[0].name}" if saved else ""))
+        self._shown_settings = None
+        self.use_settings.setEnabled(False)
 
     @Slot(int)
     def _on_changed(self, job_id: int) -> None:
@@ -95,11 +183,94 @@ class ImageWorkspace(Workspace):
         if job_id in self._mine and record is not None and record.state in (JobState.FAILED, JobState.CANCELLED):
             self._mine.pop(job_id, None)  # failed or cancelled: nothing more will arrive
 
+    # -- images from the gallery and from elsewhere -------------------------------------------------
+
+    @Slot(str)
+    def show_gallery_image(self, path: str) -> None:
+        image = QImage(path)
+        if image.isNull():
+            self.jobs.error.show(f"{Path(path).name} cannot be read as an image.")
+            return
+        self.canvas.set_image(image)
+        self._show_settings_of(path)
+
+    def _show_settings_of(self, path: str) -> Optional[ImportedSettings]:
+        """Read a PNG's generation settings (untrusted) and say what they are under the canvas."""
+        self._shown_path = path
+        try:
+            settings = read_settings(Path(path))
+        except StudioError as exc:
+            self._shown_settings = None
+            self.use_settings.setEnabled(False)
+            self.caption.setText(f"{Path(path).name} · {exc.message}")
+            return None
+        self._shown_settings = settings
+        self.use_settings.setEnabled(True)
+        summary = f"{settings.source}: {settings.prompt[:120]}" if settings.prompt else settings.source
+        details = [f"{settings.width}×{settings.height}" if settings.width and settings.height else "",
+                   settings.scheduler, f"{settings.steps} steps" if settings.steps else "",
+                   f"seed {settings.seed}" if settings.seed is not None else ""]
+        self.caption.setText(" · ".join([Path(path).name, summary] + [d for d in details if d]))
+        self.caption.setToolTip(settings.text)  # plain text: a QLabel tooltip would render HTML
+        return settings
+
+    def apply_shown_settings(self, restore_canvas: bool = True) -> None:
+        """The shown image's settings into the panel; with `restore_canvas`, the picture (and mask)
+        its job started from onto the canvas, so img2img and inpainting repeat exactly too."""
+        settings = self._shown_settings
+        if settings is None:
+            return
+        spec = settings.spec or self._spec_from(settings)
+        self.panel.apply(spec, model_id=spec.model)
+        if spec.init_image and restore_canvas:
+            init = QImage(spec.init_image)
+            if init.isNull():
+                self.jobs.error.show(f"The picture this image started from ({Path(spec.init_image).name}) is gone; "
+                                     "the canvas shows the result instead.")
+                self.panel.set_mode("txt2img")
+                return
+            self.canvas.set_image(init)
+            if spec.mask:
+                mask = QImage(spec.mask)
+                if not mask.isNull():
+                    self.canvas.set_mask(mask)
+
+    def _spec_from(self, settings: ImportedSettings) -> ImageJob:
+        """A spec from another tool's settings; the panel's current values fill what they lack."""
+        current = self.panel.build_spec()
+        values = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt,
+                  "steps": settings.steps, "guidance_scale": settings.guidance_scale, "seed": settings.seed,
+                  "width": settings.width, "height": settings.height, "scheduler": settings.scheduler,
+                  "strength": settings.strength}
+        return dataclasses.replace(current, count=1, loras=(), init_image="", mask="",
+                                   **{k: v for k, v in values.items() if v not in (None, "") or k == "negative_prompt"})
+
+    @Slot(QImage, str)
+    def _on_dropped(self, image: QImage, path: str) -> None:
+        """A picture dropped or pasted on the canvas: it becomes the canvas (for img2img and
+        inpainting), and a PNG's generation settings fill the panel."""
+        self.canvas.set_image(image)
+        self._shown = max(self._mine, default=0) + 1  # a running job's previews must not paint over it
+        width, height = (max(64, min(4096, v - v % 8)) for v in (image.width(), image.height()))
+        self.panel.width_.setValue(width)
+        self.panel.height_.setValue(height)
+        settings = self._show_settings_of(path) if path.lower().endswith(".png") else None
+        if settings is not None:
+            mode = self.panel.mode_key()
+            self.apply_shown_settings(restore_canvas=False)  # the dropped picture stays on the canvas
+            self.panel.set_mode(mode)
+        elif not path:
+            self.caption.setText(f"Pasted picture · {image.width()}×{image.height()}")
+
+    # -- settings ---------------------------------------------------------------------------------
+
     def save_settings(self, store: SettingsStore) -> None:
         super().save_settings(store)
         self.panel.save_settings(store)
+        self.tools.save_settings(store)
 
     def restore_settings(self, store: SettingsStore) -> None:
         super().restore_settings(store)
         self._on_model_picked(0)  # the model's own size, unless a remembered one follows
         self.panel.restore_settings(store)
+        self.tools.restore_settings(store)

@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         where = self.registry.where_to_put_models()
         for workspace in self.workspaces():
             workspace.set_models(self.registry.models(workspace.kind), where)
+        self.image.set_loras(self.registry.models("lora"))
         count = len(self.registry.models())
         self.models_label.setText(f"{count} model{'s' if count != 1 else ''}" if count else "No models")
         self.models_label.setToolTip("\n".join(f"{m.id} ({m.kind}, {m.format})" for m in self.registry.models()))

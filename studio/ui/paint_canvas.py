@@ -7,7 +7,8 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QEvent, QMimeData, QPointF, QRectF, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QImage, QImageReader, QKeySequence, QPainter, QPen, QPixmap, QShortcut
+from PySide6.QtGui import (QColor, QGuiApplication, QImage, QImageReader, QKeySequence, QPainter, QPen, QPixmap,
+                           QShortcut)
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QWidget
 
 from studio.ui.canvas import Canvas
@@ -92,13 +93,14 @@ class PaintCanvas(Canvas):
     def set_image(self, image: QImage) -> None:
         """Show `image`. The mask is kept when the size is the same (previews of an inpaint job), and
         cleared otherwise, since it would no longer line up."""
+        cleared = False
         if image.size() != self._image.size():
-            had_mask = self.has_mask()
-            self._history.clear()
+            cleared = self.has_mask()
+            self._history.clear()  # older masks would not line up either
             self._replace_mask(self._blank_mask(image))
-            if had_mask:
-                self.mask_changed.emit()
         super().set_image(image)
+        if cleared:
+            self.mask_changed.emit()  # after the new image is in place, for listeners that read both
 
     def mask_image(self) -> QImage:
         return QImage(self._mask)  # implicitly shared: the caller's edits detach it from ours

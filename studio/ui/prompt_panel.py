@@ -3,12 +3,15 @@ validation is the spec's (SpecError names the field), so the panel and the CLI a
 
 from __future__ import annotations
 
+import json
+
 from typing import Optional
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtGui import QKeySequence, QRegularExpressionValidator, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
@@ -22,13 +25,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.jobs import ImageJob, resolve_seed
+from studio.core.jobs import SCHEDULERS, ImageJob, resolve_seed
 from studio.state.settings_store import SettingsStore
 from studio.ui.common import ModelCombo
+from studio.ui.lora_list import LoraList
+
+# Where a job starts from: noise (txt2img), the canvas (img2img), the canvas and its mask (inpaint).
+MODES = (("txt2img", "Text to image"), ("img2img", "Image to image (canvas)"), ("inpaint", "Inpaint (canvas + mask)"))
 
 
 class PromptPanel(QWidget):
-    """Model, prompt, negative prompt, steps, CFG, seed and size, and the Generate button."""
+    """Model, prompt, negative prompt, mode, sampler, steps, CFG, seed, size, batch count, denoising
+    strength, LoRAs, and the Generate button. The workspace adds the canvas pictures for img2img
+    and inpainting to the spec this panel builds."""
 
     generate_requested = Signal(object)  # ImageJob, not yet validated
 
@@ -46,6 +55,26 @@ class PromptPanel(QWidget):
         self.negative_prompt.setPlaceholderText("What to avoid (optional)")
         self.negative_prompt.setTabChangesFocus(True)
         self.negative_prompt.setMaximumHeight(64)
+
+        self.mode = QComboBox()
+        for key, label in MODES:
+            self.mode.addItem(label, key)
+        self.mode.currentIndexChanged.connect(self._mode_changed)
+        self.scheduler = QComboBox()
+        self.scheduler.addItem("Model default", "")
+        for name in SCHEDULERS:
+            self.scheduler.addItem(name, name)
+        self.scheduler.setToolTip("Sampler, named as AUTOMATIC1111 names it")
+        self.count = QSpinBox()
+        self.count.setRange(1, 100)
+        self.count.setToolTip("Images per Generate, with seeds seed, seed+1, …")
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.0, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setDecimals(2)
+        self.strength.setValue(0.75)
+        self.strength.setToolTip("Denoising strength: how much of the canvas is repainted (1 = all of it)")
+        self.loras = LoraList()
 
         self.steps = QSpinBox()
         self.steps.setRange(1, 150)
@@ -92,10 +121,15 @@ class PromptPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Model", models)
+        form.addRow("Mode", self.mode)
+        form.addRow("Sampler", self.scheduler)
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.guidance)
         form.addRow("Seed", seed_row)
         form.addRow("Size", size_row)
+        form.addRow("Batch count", self.count)
+        form.addRow("Denoising", self.strength)
+        self._form = form
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
@@ -106,6 +140,8 @@ class PromptPanel(QWidget):
         layout.addWidget(self.negative_prompt)
         layout.addSpacing(4)
         layout.addLayout(form)
+        layout.addWidget(_heading("LoRA"))
+        layout.addWidget(self.loras)
         layout.addSpacing(8)
         layout.addWidget(self.generate)
         layout.addStretch(1)
@@ -128,7 +164,43 @@ class PromptPanel(QWidget):
             guidance_scale=round(self.guidance.value(), 2),
             width=self.width_.value(),
             height=self.height_.value(),
+            scheduler=self.scheduler.currentData() or "",
+            count=self.count.value(),
+            strength=round(self.strength.value(), 2),
+            loras=self.loras.value(),
         )
+
+    def mode_key(self) -> str:
+        return self.mode.currentData()
+
+    def set_mode(self, key: str) -> None:
+        index = self.mode.findData(key)
+        if index >= 0:
+            self.mode.setCurrentIndex(index)
+
+    @Slot(int)
+    def _mode_changed(self, _index: int) -> None:
+        self.strength.setEnabled(self.mode_key() != "txt2img")
+
+    def apply(self, spec: ImageJob, model_id: str = "") -> None:
+        """Put a job's settings into the fields ("use these settings"): the seed is fixed, so
+        Generate makes the same image again."""
+        if model_id and self.models.findData(model_id) >= 0:
+            self.models.setCurrentIndex(self.models.findData(model_id))
+        self.prompt.setPlainText(spec.prompt)
+        self.negative_prompt.setPlainText(spec.negative_prompt)
+        self.steps.setValue(spec.steps)
+        self.guidance.setValue(spec.guidance_scale)
+        self.random_seed.setChecked(False)
+        self.seed.setText(str(spec.seed))
+        self.width_.setValue(spec.width)
+        self.height_.setValue(spec.height)
+        index = self.scheduler.findData(spec.scheduler)
+        self.scheduler.setCurrentIndex(max(index, 0))
+        self.count.setValue(spec.count)
+        self.strength.setValue(spec.strength)
+        self.loras.set_value(spec.loras)
+        self.set_mode(spec.mode)
 
     @Slot()
     def request_generate(self) -> None:
@@ -158,6 +230,11 @@ class PromptPanel(QWidget):
         store.set("image/random_seed", self.random_seed.isChecked())
         store.set("image/width", self.width_.value())
         store.set("image/height", self.height_.value())
+        store.set("image/scheduler", self.scheduler.currentData() or "")
+        store.set("image/count", self.count.value())
+        store.set("image/strength", self.strength.value())
+        store.set("image/mode", self.mode_key())
+        store.set("image/loras", json.dumps([list(x) for x in self.loras.value()]))  # INI keeps text reliably
 
     def restore_settings(self, store: SettingsStore) -> None:
         self.prompt.setPlainText(store.get("image/prompt", ""))
@@ -168,6 +245,18 @@ class PromptPanel(QWidget):
         self.random_seed.setChecked(store.get("image/random_seed", True))
         self.width_.setValue(store.get("image/width", self.width_.value()))
         self.height_.setValue(store.get("image/height", self.height_.value()))
+        self.scheduler.setCurrentIndex(max(self.scheduler.findData(store.get("image/scheduler", "")), 0))
+        self.count.setValue(store.get("image/count", 1))
+        self.strength.setValue(store.get("image/strength", 0.75))
+        self.set_mode(store.get("image/mode", "txt2img"))
+        self._mode_changed(0)
+        try:
+            saved = json.loads(store.get("image/loras", "[]"))
+        except ValueError:
+            saved = []
+        if isinstance(saved, list):
+            self.loras.set_value(tuple((str(x[0]), float(x[1])) for x in saved if isinstance(x, list) and len(x) == 2
+                                       and isinstance(x[1], (int, float)) and not isinstance(x[1], bool)))
 
 
 def _size_box() -> QSpinBox:

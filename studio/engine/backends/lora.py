@@ -5,6 +5,7 @@ strongly, which is a cheap re-weighting rather than a reload."""
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,9 @@ class LoraSet:
         failure = None
         try:
             # The tensors themselves, not a path: diffusers must not go looking for a hub repo.
-            self.pipe.load_lora_weights(load_file(str(path)), adapter_name=name)
+            with warnings.catch_warnings():  # peft warns that a second adapter is a second adapter
+                warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+                self.pipe.load_lora_weights(load_file(str(path)), adapter_name=name)
         except Exception as exc:  # noqa: BLE001 - any library error becomes one sentence
             failure = exc
         if failure is not None:

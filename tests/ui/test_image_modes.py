@@ -1,0 +1,147 @@
+"""The artist's workspace end to end on a real (tiny) Stable Diffusion pipeline: img2img and
+inpainting from the canvas, batches into the gallery, "use these settings", and PNGs from other
+tools dropped on the canvas."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtGui import QImage
+
+from studio.bench.tiny_models import build_tiny_diffusers
+from studio.core.png import PNG_SIGNATURE, encode_png
+from studio.engine.thread import to_qimage
+from studio.models import paths
+
+
+@pytest.fixture
+def ws(qtbot, window):
+    build_tiny_diffusers(paths.user_models_dir() / "tiny-sd")
+    window.refresh_models()
+    ws = window.image
+    ws.models.setCurrentIndex(ws.models.findData("tiny-sd"))
+    panel = ws.panel
+    panel.steps.setValue(3)
+    panel.width_.setValue(64)
+    panel.height_.setValue(64)
+    panel.random_seed.setChecked(False)
+    panel.seed.setText("5")
+    panel.prompt.setPlainText("a photo of a red cat")
+    return ws
+
+
+def generate(qtbot, ws):
+    finished = []
+    ws.jobs.finished.connect(lambda job_id, result: finished.append(result))
+    with qtbot.waitSignal(ws.jobs.finished, timeout=30_000):
+        qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
+    return finished[-1]
+
+
+def put_on_canvas(ws, rgb):
+    mime = QMimeData()
+    mime.setImageData(to_qimage(rgb))
+    assert ws.canvas.take_image(mime)  # what a paste or an image drop does
+
+
+def test_inpainting_repaints_only_the_brushed_area(qtbot, ws, pixels):
+    rng = np.random.default_rng(1)
+    picture = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    put_on_canvas(ws, picture)
+    assert np.array_equal(pixels(ws.canvas.image()), picture)
+    ws.panel.set_mode("inpaint")
+    ws.panel.strength.setValue(1.0)
+
+    qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)  # no mask yet: a sentence, no job
+    assert "Paint the area to repaint" in ws.jobs.error.message and len(ws.jobs) == 0
+
+    ws.tools.set_tool("brush")
+    ws.tools.size.setValue(20)
+    ws.canvas.actual_size()
+    ws.canvas.centerOn(32, 32)
+    centre = ws.canvas.mapFromScene(20, 32)
+    qtbot.mousePress(ws.canvas.viewport(), Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseMove(ws.canvas.viewport(), centre + QPoint(0, 10))
+    qtbot.mouseRelease(ws.canvas.viewport(), Qt.MouseButton.LeftButton, pos=centre + QPoint(0, 10))
+    mask = pixels(ws.canvas.mask_image())[..., 0] > 0
+    assert mask.any() and not mask.all()
+
+    result = generate(qtbot, ws)
+    spec = list(ws.jobs)[-1].spec
+    assert spec.mode == "inpaint" and spec.init_image and spec.mask
+    out = result.images[0]
+    assert np.array_equal(out[~mask], picture[~mask]), "outside the painted mask nothing changes"
+    assert np.abs(out[mask].astype(int) - picture[mask]).mean() > 10
+    assert np.array_equal(pixels(ws.canvas.image()), out)
+    assert ws.canvas.has_mask(), "the mask stays for another try"
+
+
+def test_img2img_starts_from_the_canvas(qtbot, ws, pixels):
+    ws.panel.set_mode("img2img")
+    qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
+    assert "starts from the canvas" in ws.jobs.error.message
+
+    outs = []
+    for colour in ((230, 30, 30), (30, 30, 230)):
+        put_on_canvas(ws, np.full((64, 64, 3), colour, np.uint8))
+        ws.panel.strength.setValue(0.5)
+        outs.append(generate(qtbot, ws).images[0])
+        spec = list(ws.jobs)[-1].spec
+        stored = QImage(spec.init_image)
+        assert pixels(stored)[0, 0].tolist() == list(colour), "the job starts from exactly the canvas pixels"
+    assert outs[0][..., 0].mean() > outs[1][..., 0].mean(), "a red start stays redder than a blue one"
+
+
+def test_a_batch_lands_in_the_gallery_and_use_these_settings_makes_an_image_again(qtbot, ws, pixels):
+    ws.panel.count.setValue(3)
+    ws.panel.scheduler.setCurrentIndex(ws.panel.scheduler.findData("DPM++ 2M Karras"))
+    result = generate(qtbot, ws)
+    assert len(result.images) == 3
+    saved = ws.strip.paths()
+    assert len(saved) == 3 and all(p.endswith(".png") for p in saved)
+
+    # Pick the second image of the batch in the strip: the canvas shows it, with its settings.
+    second = [p for p in saved if p.endswith("-6.png")][0]  # seeds 5, 6, 7
+    ws.show_gallery_image(second)
+    assert np.array_equal(pixels(ws.canvas.image()), result.images[1])
+    assert "seed 6" in ws.caption.text() and ws.use_settings.isEnabled()
+
+    ws.panel.prompt.setPlainText("something else entirely")
+    ws.panel.count.setValue(1)
+    ws.panel.scheduler.setCurrentIndex(0)
+    qtbot.mouseClick(ws.use_settings, Qt.MouseButton.LeftButton)
+    spec = ws.panel.build_spec()
+    assert (spec.prompt, spec.seed, spec.count, spec.scheduler) == ("a photo of a red cat", 6, 1, "DPM++ 2M Karras")
+    again = generate(qtbot, ws)
+    assert np.array_equal(again.images[0], result.images[1]), "the same settings make the same image"
+
+
+def _png_with(chunks: dict[str, str]) -> bytes:
+    """A PNG as another tool writes it: tEXt chunks with its own keys."""
+    data = encode_png(np.full((64, 64, 3), 90, np.uint8))
+    extra = b""
+    for key, value in chunks.items():
+        body = key.encode("latin-1") + b"\0" + value.encode("latin-1")
+        extra += struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    return data[:33] + extra + data[33:]  # after the signature and IHDR
+
+
+def test_dropping_an_a1111_png_fills_the_panel(qtbot, ws, tmp_path):
+    a1111 = ("a lighthouse at dusk, oil on canvas\nNegative prompt: blurry\n"
+             "Steps: 12, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 424242, "
+             "Size: 64x64, Model hash: 31e35c80fc, Model: sd15, Version: v1.10.1")
+    path = tmp_path / "from-a1111.png"
+    path.write_bytes(_png_with({"parameters": a1111}))
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    assert ws.canvas.take_image(mime)
+    spec = ws.panel.build_spec()
+    assert spec.prompt == "a lighthouse at dusk, oil on canvas" and spec.negative_prompt == "blurry"
+    assert (spec.steps, spec.guidance_scale, spec.seed, spec.scheduler) == (12, 6.5, 424242, "Euler a")
+    assert "AUTOMATIC1111" in ws.caption.text()
+    assert not ws.canvas.image().isNull()
