@@ -70,6 +70,7 @@ class ImageWorkspace(Workspace):
         self._shown = 0  # id of the job whose pixels are on the canvas
         self._shown_settings: Optional[ImportedSettings] = None
         self._shown_path = ""
+        self._gallery_chosen = False  # True once the person picks a folder: only then is it remembered
         jobs.preview.connect(self._on_preview)
         jobs.finished.connect(self._on_finished)
         jobs.job_changed.connect(self._on_changed)
@@ -264,13 +265,32 @@ class ImageWorkspace(Workspace):
 
     # -- settings ---------------------------------------------------------------------------------
 
+    def set_gallery_folder(self, folder: Path) -> None:
+        """Save new images in `folder` from now on, and show its images in the strip."""
+        self.gallery.folder = Path(folder)
+        self.strip.load_folder(self.gallery.folder)
+        self._gallery_chosen = True
+
+    @Slot()
+    def choose_gallery_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Gallery folder", str(self.gallery.folder))
+        if folder:
+            self.set_gallery_folder(Path(folder))
+
     def save_settings(self, store: SettingsStore) -> None:
         super().save_settings(store)
         self.panel.save_settings(store)
         self.tools.save_settings(store)
+        if self._gallery_chosen:
+            store.set("image/gallery_dir", str(self.gallery.folder))
 
     def restore_settings(self, store: SettingsStore) -> None:
         super().restore_settings(store)
         self._on_model_picked(0)  # the model's own size, unless a remembered one follows
         self.panel.restore_settings(store)
         self.tools.restore_settings(store)
+        folder = store.get("image/gallery_dir", "")
+        if folder:
+            self.set_gallery_folder(Path(folder))

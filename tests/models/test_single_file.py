@@ -112,10 +112,9 @@ def test_the_shipped_configs_build_the_published_architectures(family):
         family, "StableDiffusionPipeline")
 
 
-@pytest.mark.parametrize("family", sorted(PUBLISHED))
-def test_a_full_size_checkpoint_header_is_detected(tmp_path, family):
+def full_size_checkpoint(path, family):
     """Every tensor name and shape a real checkpoint of the family has (the shipped configs' models,
-    renamed to the original layout), zeros behind them: detection must name the family."""
+    renamed to the original layout), zeros behind them, as a sparse file."""
     unet, vae, texts = meta_components(family)
     state = {**fc.unet_to_ldm(unet.state_dict(), unet.config), **fc.vae_to_ldm(vae.state_dict(), vae.config)}
     if family == "sdxl":
@@ -125,10 +124,33 @@ def test_a_full_size_checkpoint_header_is_detected(tmp_path, family):
         state.update(fc.openclip_to_ldm(texts[0].state_dict(), "cond_stage_model.model."))
     else:
         state.update(fc.clip_to_ldm(texts[0].state_dict(), "cond_stage_model.transformer."))
-    path = fc.write_header_only(tmp_path / f"{family}-model.safetensors", {k: v.shape for k, v in state.items()})
-    found = inspect_checkpoint(path)
+    return fc.write_header_only(path, {k: v.shape for k, v in state.items()})
+
+
+@pytest.mark.parametrize("family", sorted(PUBLISHED))
+def test_a_full_size_checkpoint_header_is_detected(tmp_path, family):
+    found = inspect_checkpoint(full_size_checkpoint(tmp_path / f"{family}-model.safetensors", family))
     assert (found.family, found.image_size) == (family, {"sdxl": 1024, "sd2": 768}.get(family, 512))
     assert found.prediction_type == ("v_prediction" if family == "sd2" else "epsilon")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(PUBLISHED))
+def test_a_full_size_checkpoint_loads_against_the_shipped_configs(tmp_path, family, no_sockets):
+    """The real configs and tokenizers, a full-size (zero-filled, memory-mapped) file: 4 s for SD 1.5,
+    about 20 s for SDXL on a laptop CPU, and little memory (fp16 straight from the mapping)."""
+    import torch
+
+    from studio.engine.backends.sd_single_file import PIPELINES, load_single_file_pipeline
+
+    path = full_size_checkpoint(tmp_path / f"{family}.safetensors", family)
+    pipe = load_single_file_pipeline(path, family, torch.float16)
+    assert type(pipe).__name__ == PIPELINES[family]
+    unet, vae, texts = PUBLISHED[family]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert (count(pipe.unet), count(pipe.vae)) == (unet, vae)
+    assert pipe.tokenizer(PROMPT)["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert no_sockets == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +358,7 @@ def test_the_loader_uses_the_shipped_configs_and_explains_a_mismatch(tiny_sd1, n
     assert no_sockets == []
 
 
-def test_a_checkpoint_missing_a_tensor_names_the_component(tiny_sd1, tmp_path):
+def test_a_checkpoint_missing_a_tensor_is_one_sentence(tiny_sd1, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -349,11 +371,6 @@ def test_a_checkpoint_missing_a_tensor_names_the_component(tiny_sd1, tmp_path):
     with pytest.raises(ModelFileError) as info:
         load_single_file_pipeline(tmp_path / "pruned.safetensors", "sd15", torch.float32, config_root=configs)
     assert info.value.message == "pruned.safetensors lacks some of its weights: it is not a complete Stable Diffusion 1.x checkpoint."
-    with pytest.raises(ModelFileError) as info:  # without a dtype diffusers never moves it: our own check
-        load_single_file_pipeline(tmp_path / "pruned.safetensors", "sd15", None, config_root=configs)
-    assert info.value.message == (
-        "pruned.safetensors has no weights for its unet (conv_out.bias): it is not a complete Stable Diffusion 1.x "
-        "checkpoint.")
 
 
 def test_a_v_prediction_file_gets_a_v_prediction_scheduler(tiny_sd1):

@@ -111,3 +111,20 @@ def test_failed_job_shows_one_sentence_and_the_next_job_runs(qtbot, window, fake
     with qtbot.waitSignal(window.jobs.finished, timeout=10_000):
         qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
     assert window.error_bar.isHidden()  # a new attempt clears the old failure
+
+
+def test_the_gallery_folder_can_be_changed_and_is_remembered(qtbot, fake_models, make_window, tmp_path):
+    first = make_window()
+    elsewhere = tmp_path / "my pictures"
+    first.image.set_gallery_folder(elsewhere)
+    first.image.panel.steps.setValue(1)
+    first.image.panel.width_.setValue(64)
+    first.image.panel.height_.setValue(64)
+    with qtbot.waitSignal(first.jobs.finished, timeout=10_000):
+        qtbot.mouseClick(first.image.panel.generate, Qt.MouseButton.LeftButton)
+    saved = list(elsewhere.glob("*.png"))
+    assert len(saved) == 1 and first.image.strip.paths() == [str(saved[0])]
+    first.close()
+    second = make_window()
+    assert second.image.gallery.folder == elsewhere
+    assert second.image.strip.paths() == [str(saved[0])]
