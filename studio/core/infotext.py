@@ -116,7 +116,7 @@ def _find_params(line: str) -> list[tuple[str, str]]:
             found.append((match.group(1), match.group(2)))
             pos = match.end()
         else:
-            pos = pos + 1
+            pos = max(pos + 1, _KEY_RUN.match(line, pos).end())
     return found
 
 
@@ -343,8 +343,8 @@ def _from_parameters(text: str, chunks: Mapping[str, str]) -> ImportedSettings:
 def _from_fooocus_json(data: dict) -> ImportedSettings:
     """Fooocus's own scheme (fooocus_scheme = "fooocus"): a JSON object. Best effort on its keys."""
     size = re.findall(r"[0-9]{1,5}", _text(data.get("resolution"), 40))
-    loras = [_lora(*item[:2]) for item in data.get("loras", ()) if isinstance(item, list) and len(item) >= 2] \
-        if isinstance(data.get("loras"), list) else []
+    items = data.get("loras") if isinstance(data.get("loras"), list) else []
+    loras = [_lora(*item[:2]) for item in items if isinstance(item, list) and len(item) >= 2]
     sampler, schedule = data.get("sampler"), data.get("scheduler")
     return _settings(
         "Fooocus", prompt=data.get("prompt"), negative_prompt=data.get("negative_prompt"),
@@ -399,7 +399,7 @@ def _from_studio(text: str) -> Optional[ImportedSettings]:
         guidance_scale=spec.guidance_scale, seed=spec.seed, width=spec.width, height=spec.height,
         scheduler=spec.scheduler, sampler=spec.scheduler,
         strength=spec.strength if spec.mode != "txt2img" else None, model=spec.model,
-        model_hash=info.get("model_hash"), loras=[(_model_name(p), w) for p, w in spec.loras], spec=spec,
+        model_hash=info.get("model_hash"), loras=[(_model_name(p), float(w)) for p, w in spec.loras], spec=spec,
     )
 
 

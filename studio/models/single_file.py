@@ -91,9 +91,9 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     def has(prefix: str) -> bool:
         return any(k.startswith(prefix) for k in tensors)
 
+    if CONV_IN not in tensors and _is_lora(tensors):  # some LoRAs name their targets model.diffusion_model.*
+        return Checkpoint("lora")
     if not has(UNET):
-        if _is_lora(tensors):
-            return Checkpoint("lora")
         raise ModelFileError(
             f"{name} is not a Stable Diffusion 1.x/2.x/XL checkpoint (its tensors are named like {_sample(tensors)})."
         )

@@ -243,6 +243,9 @@ class ImageWorkspace(Workspace):
                   "steps": settings.steps, "guidance_scale": settings.guidance_scale, "seed": settings.seed,
                   "width": settings.width, "height": settings.height, "scheduler": settings.scheduler,
                   "strength": settings.strength}
+        for side in ("width", "height"):  # other tools allow any size; ours must be a multiple of 8
+            if isinstance(values[side], int):
+                values[side] = max(8, values[side] - values[side] % 8)
         return dataclasses.replace(current, count=1, loras=(), init_image="", mask="",
                                    **{k: v for k, v in values.items() if v not in (None, "") or k == "negative_prompt"})
 

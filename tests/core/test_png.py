@@ -148,6 +148,14 @@ def test_total_text_is_capped():
     assert len(read_png_text(png(*(ztext("same", one_mb) for _ in range(20))))["same"]) == len(one_mb)
 
 
+def test_the_number_of_chunks_scanned_is_capped(monkeypatch):
+    import studio.core.png as png_module
+
+    monkeypatch.setattr(png_module, "MAX_CHUNKS", 12)
+    data = png(text("early", "read"), *(chunk(b"abcd", b"") for _ in range(20)), text("late", "never reached"))
+    assert read_png_text(data) == {"early": "read"}
+
+
 def test_read_png_file_refuses_large_and_missing_files(tmp_path):
     big = tmp_path / "huge.png"
     with open(big, "wb") as f:

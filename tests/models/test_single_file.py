@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import socket
+import sys
 import zipfile
 
 import pytest
@@ -114,7 +115,9 @@ def test_the_shipped_configs_build_the_published_architectures(family):
 
 def full_size_checkpoint(path, family):
     """Every tensor name and shape a real checkpoint of the family has (the shipped configs' models,
-    renamed to the original layout), zeros behind them, as a sparse file."""
+    renamed to the original layout), zeros behind them, as a sparse file (up to 7 GB for SDXL)."""
+    if sys.platform == "win32":
+        pytest.skip("needs sparse files")
     unet, vae, texts = meta_components(family)
     state = {**fc.unet_to_ldm(unet.state_dict(), unet.config), **fc.vae_to_ldm(vae.state_dict(), vae.config)}
     if family == "sdxl":
@@ -184,6 +187,7 @@ XL_TEXT = {"conditioner.embedders.0.transformer.text_model.embeddings.token_embe
                                 "lora_te_text_model_encoder_layers_0_mlp_fc1.alpha": ()}, "lora"),
     ("peft-lora.safetensors", {"unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": (4, 8)}, "lora"),
     ("lycoris.safetensors", {"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": (4, 8)}, "lora"),
+    ("ldm-named-lora.safetensors", {UNET + "input_blocks.1.1.proj_in.lora_down.weight": (4, 8)}, "lora"),
 ])
 def test_the_family_comes_from_the_header(tmp_path, name, shapes, family):
     assert detect_family(fc.write_header_only(tmp_path / name, shapes)) == family

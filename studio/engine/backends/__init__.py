@@ -11,6 +11,7 @@ from studio.core.errors import SpecError
 # (model format, runtime) -> "module:Class"
 BACKENDS: dict[tuple[str, str], str] = {
     ("diffusers", "torch"): "studio.engine.backends.diffusers_image:DiffusersImageBackend",
+    ("sd-single-file", "torch"): "studio.engine.backends.diffusers_image:DiffusersImageBackend",
     ("transformers", "torch"): "studio.engine.backends.transformers_text:TransformersTextBackend",
     ("studio-latent", "torch"): "studio.engine.backends.latent_torch:TorchLatentBackend",
     ("studio-latent", "onnx"): "studio.engine.backends.onnx_latent:OnnxLatentBackend",

@@ -73,6 +73,13 @@ class DiffusersImageBackend:
     def load(cls, model: Any, device: str, dtype: str) -> "DiffusersImageBackend":
         offline()
         quiet_library_logs("diffusers", "transformers")  # pipelines hold transformers' CLIP models
+        if model.format == "sd-single-file":
+            from studio.engine.backends.sd_single_file import load_single_file_pipeline
+
+            path = Path(model.path)
+            pipe = load_single_file_pipeline(path, model.manifest["family"], torch_dtype(dtype),
+                                             prediction_type=model.manifest.get("prediction_type"))
+            return cls.on_device(pipe, device, dtype, path)
         folder = Path(model.path)
         # 1. Cheap checks with our own sentences: no custom code, no truncated weights.
         check_model_index(folder)
