@@ -27,7 +27,7 @@ def test_txt2img_infotext_is_exact():
     assert a1111_parameters(TXT2IMG) == (
         "a red fox in snow\n"
         "Negative prompt: blurry\n"
-        "Steps: 20, CFG scale: 7, Seed: 1, Size: 64x64, Model: dreamy-v2, Version: studio"
+        "Steps: 20, CFG scale: 7, Seed: 1, Size: 64x64, Model: dreamy-v2, Version: studio-0.1.0"
     )
 
 
@@ -38,7 +38,7 @@ def test_no_negative_line_when_empty_and_karras_is_written_as_schedule_type():
     assert a1111_parameters(spec, info) == (
         "cat\n"
         "Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 5, Size: 512x768, "
-        "Model hash: 0123456789, Model: emoji-sd, Version: studio"
+        "Model hash: 0123456789, Model: emoji-sd, Version: studio-0.1.0"
     )
 
 
@@ -50,7 +50,7 @@ def test_img2img_with_lora_and_a_value_that_needs_quoting():
     assert a1111_parameters(spec, info) == (
         "a castle <lora:ink style:0.8> <lora:glow:1>\n"
         'Steps: 25, Sampler: Euler a, CFG scale: 5, Seed: 42, Size: 64x64, Model: "base, v2: final", '
-        'Denoising strength: 0.35, Lora hashes: "ink style: 0123456789ab, glow: ba9876543210", Version: studio'
+        'Denoising strength: 0.35, Lora hashes: "ink style: 0123456789ab, glow: ba9876543210", Version: studio-0.1.0'
     )
 
 
@@ -65,8 +65,8 @@ def test_sampler_falls_back_to_what_the_backend_reports_and_newlines_are_quoted(
 def test_version_comes_from_the_package_when_it_has_one(monkeypatch):
     import studio
 
-    monkeypatch.setattr(studio, "__version__", "0.1.0", raising=False)
-    assert a1111_parameters(TXT2IMG).endswith(", Version: studio-0.1.0")
+    monkeypatch.setattr(studio, "__version__", "9.9.9", raising=False)
+    assert a1111_parameters(TXT2IMG).endswith(", Version: studio-9.9.9")
 
 
 # --- parsing A1111 ------------------------------------------------------------------------------

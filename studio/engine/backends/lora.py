@@ -25,7 +25,9 @@ class LoraSet:
     def apply(self, loras: tuple[tuple[str, float], ...]) -> dict[str, str]:
         """Turn on exactly these (path, weight) LoRAs; returns {file stem: A1111 LoRA hash}."""
         if not loras:
-            if self._active:
+            # Whenever any adapter was ever loaded: peft may have re-activated one on its own
+            # (deleting a failed adapter activates another).
+            if self._names or self._active:
                 self.pipe.disable_lora()
                 self._active = False
             return {}
@@ -71,6 +73,7 @@ class LoraSet:
                 self.pipe.delete_adapters(name)
             except Exception:  # noqa: BLE001
                 pass
+            self._active = True  # peft may have switched another adapter on: the next job resets
             raise ModelFileError(f"{path.name} is not a LoRA this model can use ({first_line(failure, 160)}).")
         self._names[key] = name
         return name

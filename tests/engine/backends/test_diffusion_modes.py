@@ -180,10 +180,16 @@ def test_loras_change_the_image_by_their_weight_and_several_work_at_once(runner,
 def test_a_lora_for_another_model_fails_with_one_sentence(runner, tmp_path):
     from safetensors.torch import save_file
 
+    plain = finished(run(runner, spec(steps=1))).images[0]
+    _write_lora(runner, tmp_path / "good.safetensors", seed=3)
+    finished(run(runner, spec(steps=1, loras=((str(tmp_path / "good.safetensors"), 1.0),))))
+    assert np.array_equal(finished(run(runner, spec(steps=1))).images[0], plain)
+
     save_file({"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 999),
                "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(999, 4)},
               str(tmp_path / "other.safetensors"))
     failed = run(runner, spec(loras=((str(tmp_path / "other.safetensors"), 1.0),)))[-1]
     assert isinstance(failed, Failed) and failed.kind == "model file"
     assert "other.safetensors is not a LoRA this model can use" in failed.message
-    assert isinstance(run(runner, spec(steps=1))[-1], Finished)
+    after = finished(run(runner, spec(steps=1))).images[0]
+    assert np.array_equal(after, plain), "a failed LoRA leaves no adapter switched on"
