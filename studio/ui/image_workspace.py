@@ -107,6 +107,13 @@ class ImageWorkspace(Workspace):
         if model is not None:
             self.panel.width_.setValue(model.default_size)
             self.panel.height_.setValue(model.default_size)
+            # The model's suggested steps and CFG (studio.json "defaults"), as `studio generate` uses them.
+            suggested = model.manifest.get("defaults")
+            if isinstance(suggested, dict):
+                if isinstance(suggested.get("steps"), int):
+                    self.panel.steps.setValue(suggested["steps"])
+                if isinstance(suggested.get("guidance_scale"), (int, float)):
+                    self.panel.guidance.setValue(float(suggested["guidance_scale"]))
 
     def set_loras(self, loras: list[ModelInfo]) -> None:
         self.panel.loras.set_available([(m.title, str(m.path)) for m in loras])

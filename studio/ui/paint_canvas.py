@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QWidget
 
 from studio.ui.canvas import Canvas
 
-MASK_COLOR = QColor(230, 40, 40)
+MASK_COLOR = QColor(255, 0, 200)  # magenta: it stands out on skin, skies and red apples alike
 MASK_OPACITY = 0.45
 MIN_BRUSH, MAX_BRUSH = 1, 512  # px in image space
 UNDO_DEPTH = 20  # masks kept for Ctrl+Z: 20 MB at 1024 x 1024, since a mask is 1 byte a pixel

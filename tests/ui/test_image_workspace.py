@@ -128,3 +128,13 @@ def test_the_gallery_folder_can_be_changed_and_is_remembered(qtbot, fake_models,
     second = make_window()
     assert second.image.gallery.folder == elsewhere
     assert second.image.strip.paths() == [str(saved[0])]
+
+
+def test_picking_a_model_takes_its_suggested_steps_and_cfg(qtbot, window, fake_models):
+    write_fake_model(fake_models / "suggests", "image", defaults={"steps": 13, "guidance_scale": 4.5}, image_size=96)
+    window.refresh_models()
+    ws = window.image
+    index = ws.models.findData("suggests")
+    ws.models.setCurrentIndex(index)
+    ws.models.activated.emit(index)  # what a person's pick sends
+    assert (ws.panel.steps.value(), ws.panel.guidance.value(), ws.panel.width_.value()) == (13, 4.5, 96)

@@ -179,7 +179,7 @@ def test_overlay_tints_the_painted_pixels_and_can_be_hidden(canvas):
     canvas.invert_mask()  # everything
     centre = on_screen(canvas, 50, 50)
     tinted = canvas.viewport().grab().toImage().pixelColor(centre)
-    assert tinted.red() > tinted.green() + 40  # 45 % red over grey
+    assert tinted.red() > tinted.green() + 40  # 45 % magenta over grey
     canvas.show_mask(False)
     plain = canvas.viewport().grab().toImage().pixelColor(centre)
     assert (plain.red(), plain.green(), plain.blue()) == (128, 128, 128)
