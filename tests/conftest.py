@@ -4,6 +4,7 @@ asks, no network at Hugging Face's level, and it fails if it leaves a QThread ru
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,22 @@ def _alive(thread) -> bool:
         return thread.isRunning()
     except RuntimeError:  # the C++ object is already gone
         return False
+
+
+@pytest.fixture
+def no_sockets(monkeypatch):
+    """DESIGN §4 in a test: every way to reach the network records the attempt and fails, as on an unplugged machine."""
+    attempts = []
+
+    def refuse(name):
+        def blocked(*args, **kwargs):
+            attempts.append((name, args[1:] if name.startswith("socket.") else args))
+            raise OSError(f"network access in an offline test: {name}")
+
+        return blocked
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
+    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
+    return attempts

@@ -39,6 +39,28 @@ def _run(runner: Runner, spec, emit=lambda e: None) -> Event:
     return end
 
 
+def _pump_until_ended(app, ends: list, start: float) -> None:
+    """Run the GUI event loop until the job's end lands in `ends`; RuntimeError unless it finished."""
+    while not ends:
+        if time.perf_counter() - start > 300:
+            raise RuntimeError("the benchmark job did not end within 5 minutes")
+        app.processEvents()
+        time.sleep(0.0005)
+    if ends[0] != "finished":
+        raise RuntimeError(f"the benchmark job did not finish: {ends[0]}")
+
+
+def _interleaved_ratio(plain, studio, repeats: int) -> tuple[float, dict]:
+    """median(studio) / median(plain) over interleaved repeats, after one warm-up call of each."""
+    plain(), studio()  # warm both (model load, allocator)
+    t_plain, t_studio = [], []
+    for _ in range(repeats):
+        t_plain.append(seconds(plain))
+        t_studio.append(seconds(studio))
+    ratio = statistics.median(t_studio) / statistics.median(t_plain)
+    return ratio, {"plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio), "repeats": repeats}
+
+
 def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
     """A tiny SD pipeline: the studio's job (cache, events, throttled previews) vs pipe(...)."""
     import torch
@@ -61,15 +83,9 @@ def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
     def studio():
         _run(runner, spec)
 
-    plain(), studio()  # warm both (model load, allocator)
-    t_plain, t_studio = [], []
-    for _ in range(repeats):
-        t_plain.append(seconds(plain))
-        t_studio.append(seconds(studio))
-    ratio = statistics.median(t_studio) / statistics.median(t_plain)
-    return [Figure("image_overhead", ratio, "x plain pipe()", "<= 1.05", ratio <= 1.05, {
-        "plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio),
-        "steps": steps, "size": size, "repeats": repeats})]
+    ratio, details = _interleaved_ratio(plain, studio, repeats)
+    return [Figure("image_overhead", ratio, "x plain pipe()", "<= 1.05", ratio <= 1.05,
+                   {**details, "steps": steps, "size": size})]
 
 
 def embedded_sd_overhead(tmp: Path, quick: bool) -> list[Figure]:
@@ -96,15 +112,9 @@ def embedded_sd_overhead(tmp: Path, quick: bool) -> list[Figure]:
     def studio():
         _run(runner, spec)
 
-    plain(), studio()
-    t_plain, t_studio = [], []
-    for _ in range(repeats):
-        t_plain.append(seconds(plain))
-        t_studio.append(seconds(studio))
-    ratio = statistics.median(t_studio) / statistics.median(t_plain)
-    return [Figure("emoji_sd_overhead", ratio, "x plain pipe()", "<= 1.02", ratio <= 1.02, {
-        "plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio),
-        "steps": steps, "size": 64, "repeats": repeats})]
+    ratio, details = _interleaved_ratio(plain, studio, repeats)
+    return [Figure("emoji_sd_overhead", ratio, "x plain pipe()", "<= 1.02", ratio <= 1.02,
+                   {**details, "steps": steps, "size": 64})]
 
 
 def image_previews(tmp: Path, quick: bool) -> list[Figure]:
@@ -156,13 +166,7 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
             shown.clear()
             start = time.perf_counter()
             ws.generate(spec)
-            while not ends:
-                if time.perf_counter() - start > 300:
-                    raise RuntimeError("the benchmark job did not end within 5 minutes")
-                app.processEvents()
-                time.sleep(0.0005)
-            if ends[0] != "finished":
-                raise RuntimeError(f"the benchmark job did not finish: {ends[0]}")
+            _pump_until_ended(app, ends, start)
             if i and shown:  # the first run loads the model
                 firsts.append(shown[0] - start)
     finally:
@@ -261,13 +265,7 @@ def gui_stall(tmp: Path, quick: bool) -> list[Figure]:
         ends.clear()
         start = time.perf_counter()
         studio.engine.submit(spec)
-        while not ends:
-            if time.perf_counter() - start > 300:
-                raise RuntimeError("the benchmark job did not end within 5 minutes")
-            app.processEvents()
-            time.sleep(0.0005)
-        if ends[0] != "finished":
-            raise RuntimeError(f"the benchmark job did not finish: {ends[0]}")
+        _pump_until_ended(app, ends, start)
         return time.perf_counter() - start
 
     try:

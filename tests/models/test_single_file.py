@@ -5,7 +5,6 @@ import gzip
 import hashlib
 import json
 import re
-import socket
 import sys
 import zipfile
 
@@ -20,25 +19,6 @@ from studio.models.registry import ModelRegistry
 from studio.models.single_file import detect_family, inspect_checkpoint
 
 PROMPT = "a photo of a cat"
-
-
-@pytest.fixture
-def no_sockets(monkeypatch):
-    """Every way to reach the network records the attempt and fails, as on an unplugged machine."""
-    attempts = []
-
-    def refuse(name):
-        def blocked(*args, **kwargs):
-            attempts.append((name, args[1:] if name.startswith("socket.") else args))
-            raise OSError(f"network access in an offline test: {name}")
-
-        return blocked
-
-    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
-    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
-    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
-    return attempts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """DESIGN §4: no network at run time. Loading a model and generating with it, for images and for
 text, must not even try to open a connection (no Hugging Face hub lookups, no telemetry)."""
 
-import socket
 
 import pytest
 
@@ -20,25 +19,6 @@ def models(tmp_path_factory):
     build_tiny_diffusers(root / "tiny-sd")
     build_tiny_gpt2(root / "tiny-gpt2")
     return root
-
-
-@pytest.fixture
-def no_sockets(monkeypatch):
-    """Every way to reach the network records the attempt and fails, as on an unplugged machine."""
-    attempts = []
-
-    def refuse(name):
-        def blocked(*args, **kwargs):
-            attempts.append((name, args[1:] if name.startswith("socket.") else args))
-            raise OSError(f"network access in an offline test: {name}")
-
-        return blocked
-
-    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse("socket.connect_ex"))
-    monkeypatch.setattr(socket, "create_connection", refuse("create_connection"))
-    monkeypatch.setattr(socket, "getaddrinfo", refuse("getaddrinfo"))
-    return attempts
 
 
 def test_loading_and_generating_never_touch_the_network(models, no_sockets):
