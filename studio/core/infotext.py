@@ -397,7 +397,10 @@ def _from_studio(text: str) -> Optional[ImportedSettings]:
     return _settings(
         "Studio", prompt=spec.prompt, negative_prompt=spec.negative_prompt, steps=spec.steps,
         guidance_scale=spec.guidance_scale, seed=spec.seed, width=spec.width, height=spec.height,
-        scheduler=spec.scheduler, sampler=spec.scheduler,
+        # The spec says "" for the model's own sampler; the info records which one that was.
+        scheduler=spec.scheduler,
+        sampler=spec.scheduler or (f"{info['scheduler']} (the model's own)" if isinstance(info.get("scheduler"), str)
+                                   and info.get("scheduler") else ""),
         strength=spec.strength if spec.mode != "txt2img" else None, model=spec.model,
         model_hash=info.get("model_hash"), loras=[(_model_name(p), float(w)) for p, w in spec.loras], spec=spec,
     )
@@ -601,7 +604,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 def describe(settings: ImportedSettings) -> str:
     """The settings as plain text, one "Key: value" per line (what `studio info IMAGE` prints)."""
     s = settings
-    sampler = s.scheduler or (f"{s.sampler} (not available in Studio)" if s.sampler else None)
+    foreign = s.sampler and s.source != "Studio"
+    sampler = s.scheduler or (f"{s.sampler} (not available in Studio)" if foreign else s.sampler or None)
     fields = [
         ("Source", s.source),
         ("Prompt", s.prompt),
