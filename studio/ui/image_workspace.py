@@ -24,7 +24,7 @@ from studio.core.infotext import ImportedSettings, read_settings
 from studio.core.jobs import ImageJob
 from studio.engine.thread import from_qimage, to_qimage
 from studio.models.registry import ModelInfo
-from studio.state.gallery import Gallery
+from studio.state.gallery import Gallery, GalleryWriter
 from studio.state.inputs import store_input
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
@@ -44,6 +44,9 @@ class ImageWorkspace(Workspace):
     def __init__(self, jobs: JobList, gallery: Optional[Gallery] = None, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
         self.gallery = gallery or Gallery()
+        self.writer = GalleryWriter(self.gallery, self)
+        self.writer.saved.connect(self._on_saved)
+        self.writer.failed.connect(lambda _job, message: self.jobs.error.show(message))
         self.canvas = PaintCanvas("Write a prompt and press Generate, or drop or paste a picture.\n"
                                   "Wheel zooms, drag pans, double-click fits.")
         self.tools = PaintTools(self.canvas)
@@ -69,6 +72,7 @@ class ImageWorkspace(Workspace):
         self._mine: dict[int, ImageJob] = {}  # jobs this workspace queued, by id
         self._shown = 0  # id of the job whose pixels are on the canvas
         self._shown_settings: Optional[ImportedSettings] = None
+        self._results: dict[int, tuple[ImageJob, ImageResult]] = {}  # finished, being written
         self._shown_path = ""
         self._gallery_chosen = False  # True once the person picks a folder: only then is it remembered
         jobs.preview.connect(self._on_preview)
@@ -164,15 +168,20 @@ class ImageWorkspace(Workspace):
         spec = self._mine.pop(job_id, None)
         if spec is None or not isinstance(result, ImageResult) or not result.images:
             return
-        saved: list[Path] = []
-        for index, image in enumerate(result.images):
-            try:  # on disk before on screen: a picture the person has seen is never lost
-                saved.append(self.gallery.save(image, spec.one_image(index), result.info))
-            except StudioError as exc:
-                self.jobs.error.show(exc.message)
-                break
+        # On disk before on screen: a picture the person has seen is never lost. Each image is
+        # saved with the spec that makes it again alone (its own seed).
+        self._results[job_id] = (spec, result)
+        self.writer.write(job_id, result.images, [spec.one_image(i) for i in range(len(result.images))], result.info)
+
+    @Slot(int, list, object)
+    def _on_saved(self, job_id: int, saved: list, images: object) -> None:
+        spec, result = self._results.pop(job_id, (None, None))
+        if spec is None:
+            return
         for path, image in reversed(list(zip(saved, result.images))):
             self.strip.add_image(path, to_qimage(image))
+        if job_id < self._shown:
+            return  # something newer is on the canvas (a later job, or a picture dropped since)
         self._shown = job_id
         self.canvas.set_image(to_qimage(result.images[0]))
         seconds = result.info.get("seconds")
@@ -181,7 +190,7 @@ class ImageWorkspace(Workspace):
         sampler = result.info.get("scheduler") or spec.scheduler
         settings = (f"{spec.width}×{spec.height} · {sampler + ' · ' if sampler else ''}{spec.steps} steps · "
                     f"CFG {spec.guidance_scale:g} · seed {spec.seed}")
-        self.caption.setText(settings + count + took + (f" · {saved[0].name}" if saved else ""))
+        self.caption.setText(settings + count + took + (f" · {saved[0].name}" if saved else " · not saved"))
         self._shown_settings = None
         self.use_settings.setEnabled(False)
 
@@ -277,6 +286,7 @@ class ImageWorkspace(Workspace):
 
     def set_gallery_folder(self, folder: Path) -> None:
         """Save new images in `folder` from now on, and show its images in the strip."""
+        self.writer.flush()  # images already handed over go where they were headed
         self.gallery.folder = Path(folder)
         self.strip.load_folder(self.gallery.folder)
         self._gallery_chosen = True
@@ -288,6 +298,10 @@ class ImageWorkspace(Workspace):
         folder = QFileDialog.getExistingDirectory(self, "Gallery folder", str(self.gallery.folder))
         if folder:
             self.set_gallery_folder(Path(folder))
+
+    def finish_writes(self) -> None:
+        """Let every finished image reach the disk (the window calls this as it closes)."""
+        self.writer.close()
 
     def save_settings(self, store: SettingsStore) -> None:
         super().save_settings(store)

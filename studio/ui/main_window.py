@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
             self.hide()
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
             self.jobs.shutdown()  # cancels every job, then waits for the engine thread
+            self.image.finish_writes()  # every finished image on disk before the window goes
         event.accept()
 
 

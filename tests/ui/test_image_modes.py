@@ -37,7 +37,7 @@ def ws(qtbot, window):
 def generate(qtbot, ws):
     finished = []
     ws.jobs.finished.connect(lambda job_id, result: finished.append(result))
-    with qtbot.waitSignal(ws.jobs.finished, timeout=30_000):
+    with qtbot.waitSignal(ws.writer.saved, timeout=30_000):  # on disk, then on the canvas
         qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
     return finished[-1]
 
