@@ -147,6 +147,9 @@ class ImageJob(JobSpec):
         if self.seed + self.count - 1 > MAX_SEED:
             raise SpecError("seed", f"leaves no room for {self.count} images (seeds run up to {MAX_SEED}).")
         _check_float("strength", self.strength, 0.0, 1.0)
+        if self.init_image and int(self.steps * self.strength) < 1:
+            raise SpecError("strength", f"{self.strength:g} of {self.steps} steps leaves no step to run: "
+                                        "raise the strength or the steps.")
         if self.mask and not self.init_image:
             raise SpecError("mask", "needs an init_image to paint into.")
         if not isinstance(self.loras, tuple) or len(self.loras) > MAX_LORAS:

@@ -57,7 +57,7 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> dict[str, Any]
                 raise incomplete
             f.seek(8)
             header = json.loads(f.read(header_len))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__

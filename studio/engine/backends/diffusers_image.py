@@ -104,14 +104,17 @@ class DiffusersImageBackend:
             raise ModelFileError(f"{path} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it.")
         pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)  # the studio shows its own progress, not tqdm's
-        return cls(pipe, device, dtype, path)
+        backend = cls(pipe, device, dtype, path)
+        backend.model_hash()  # hashing a checkpoint takes seconds once: during the load, not after a job
+        return backend
 
     # -- the pipelines ------------------------------------------------------------------------------
 
     @property
     def inpaint_model(self) -> bool:
         """A UNet trained for inpainting takes 9 channels: latent, mask and masked-image latent."""
-        return getattr(self.pipe.unet.config, "in_channels", 4) == 9
+        unet = getattr(self.pipe, "unet", None)  # transformer pipelines (SD3, Flux, PixArt) have none
+        return getattr(getattr(unet, "config", None), "in_channels", 4) == 9
 
     def _pipeline(self, mode: str) -> Any:
         """The pipeline for a mode, built once from the loaded components."""
@@ -217,6 +220,7 @@ class DiffusersImageBackend:
     def close(self) -> None:
         """Drop the pipelines so the cache's eviction really frees their memory."""
         self.pipe = None
+        self.loras = None  # it holds the pipeline too
         self._pipes.clear()
 
 

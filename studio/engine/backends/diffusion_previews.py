@@ -11,6 +11,7 @@ SDXL coefficients, from ComfyUI's latent formats) at latent resolution, which th
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import numpy as np
@@ -41,16 +42,47 @@ class X0Tap:
         self.x0: Any = None
         original = scheduler.step
 
+        # wraps: pipelines read step's signature to decide whether to pass the job's `generator`;
+        # a bare (*args, **kwargs) would hide it and ancestral samplers would draw global noise.
+        @functools.wraps(original)
         def step(*args: Any, **kwargs: Any) -> Any:
             out = original(*args, **kwargs)
             x0 = out[1] if isinstance(out, tuple) and len(out) > 1 else getattr(out, "pred_original_sample", None)
             if x0 is None:  # multistep solvers: their last model output, converted to x0
                 outputs = getattr(scheduler, "model_outputs", None)
                 x0 = outputs[-1] if outputs else None
+            if x0 is None:  # PNDM and other DDPM-family steppers: from the noise prediction
+                x0 = _x0_from_prediction(scheduler, *_step_args(args, kwargs))
             self.x0 = x0
             return out
 
         scheduler.step = step
+
+
+def _step_args(args: tuple, kwargs: dict) -> tuple[Any, Any, Any]:
+    names = ("model_output", "timestep", "sample")
+    values = list(args[:3]) + [None] * (3 - len(args[:3]))
+    return tuple(kwargs.get(name, value) for name, value in zip(names, values))  # type: ignore[return-value]
+
+
+def _x0_from_prediction(scheduler: Any, model_output: Any, timestep: Any, sample: Any) -> Any:
+    """x0 from the model's prediction at `timestep` for schedulers that keep alphas_cumprod:
+    x_t = sqrt(a) x0 + sqrt(1 - a) eps, and v = sqrt(a) eps - sqrt(1 - a) x0."""
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None or model_output is None or sample is None or timestep is None:
+        return None
+    try:
+        a = alphas[int(timestep)].to(sample.device, sample.dtype)
+    except (IndexError, TypeError, ValueError, RuntimeError):
+        return None
+    kind = scheduler.config.get("prediction_type", "epsilon")
+    if kind == "epsilon":
+        return (sample - (1 - a).sqrt() * model_output) / a.sqrt()
+    if kind == "v_prediction":
+        return a.sqrt() * sample - (1 - a).sqrt() * model_output
+    if kind == "sample":
+        return model_output
+    return None
 
 
 def linear_preview(latents: Any, xl: bool = False) -> Optional[np.ndarray]:

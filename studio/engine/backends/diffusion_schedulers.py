@@ -25,6 +25,14 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Heun": ("HeunDiscreteScheduler", {}),
 }
 
+# What a model's scheduler config says about how it was trained (kept for any sampler).
+SCHEDULE_KEYS = frozenset({
+    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type",
+    "timestep_spacing", "steps_offset", "rescale_betas_zero_snr", "clip_sample", "set_alpha_to_one",
+})
+# Schedulers a model may ship that the studio does not offer, by their A1111 names (for the infotext).
+REPORTED_ONLY = {"PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS", "DDPMScheduler": "DDPM"}
+
 # Samplers that add fresh noise every step: the same seed still gives the same image, but a small
 # change (steps, a morph frame) gives an unrelated one.
 ANCESTRAL = frozenset({"Euler a", "DPM++ 2M SDE"})
@@ -38,8 +46,11 @@ def make_scheduler(name: str, base: Any) -> Any:
         return type(base).from_config(base.config)
     class_name, overrides = SAMPLERS[name]
     cls = getattr(diffusers, class_name)
-    # Keep only the model's settings the target class understands (e.g. DDIM has no karras option).
-    return cls.from_config({**dict(base.config), **overrides})
+    # Only the model's training schedule carries over; the sampler's own options (Karras sigmas,
+    # solver type, ...) start from the named sampler's defaults, or the model's choices would leak
+    # into "Euler" and the infotext would name a sampler that did not run.
+    schedule = {k: v for k, v in dict(base.config).items() if k in SCHEDULE_KEYS}
+    return cls.from_config({**schedule, **overrides})
 
 
 def sampler_name(scheduler: Any) -> str:
@@ -50,5 +61,7 @@ def sampler_name(scheduler: Any) -> str:
         if cls != class_name:
             continue
         if all(config.get(key, value) == value for key, value in overrides.items()):
-            return name
-    return ""
+            # A model's own Euler/UniPC/... may walk Karras sigmas: A1111 writes that as a schedule type.
+            karras = config.get("use_karras_sigmas") and "Karras" not in name
+            return f"{name} Karras" if karras else name
+    return REPORTED_ONLY.get(class_name, "")

@@ -193,3 +193,53 @@ def test_a_lora_for_another_model_fails_with_one_sentence(runner, tmp_path):
     assert "other.safetensors is not a LoRA this model can use" in failed.message
     after = finished(run(runner, spec(steps=1))).images[0]
     assert np.array_equal(after, plain), "a failed LoRA leaves no adapter switched on"
+
+
+@pytest.mark.parametrize("name", ["Euler a", "DPM++ 2M SDE"])
+def test_ancestral_samplers_draw_their_noise_from_the_jobs_seed(runner, name):
+    first = finished(run(runner, spec(scheduler=name))).images[0]
+    torch.manual_seed(999)  # the global RNG must not matter
+    again = finished(run(runner, spec(scheduler=name))).images[0]
+    assert np.array_equal(first, again)
+
+
+def test_a_named_sampler_takes_only_the_models_schedule_not_its_options():
+    from diffusers import DPMSolverMultistepScheduler
+
+    from studio.engine.backends.diffusion_schedulers import make_scheduler, sampler_name
+
+    base = DPMSolverMultistepScheduler(use_karras_sigmas=True, solver_type="heun", prediction_type="v_prediction")
+    euler = make_scheduler("Euler", base)
+    assert not euler.config.get("use_karras_sigmas") and euler.config.prediction_type == "v_prediction"
+    assert sampler_name(euler) == "Euler"
+    plain = make_scheduler("DPM++ 2M", base)
+    assert plain.config.solver_type == "midpoint" and sampler_name(plain) == "DPM++ 2M"
+    assert sampler_name(base) == "DPM++ 2M Karras"
+    assert sampler_name(make_scheduler("", base)) == "DPM++ 2M Karras"  # the model's own, as it is
+
+
+def test_pndm_previews_come_from_the_predicted_clean_image():
+    from diffusers import PNDMScheduler
+
+    from studio.engine.backends.diffusion_previews import X0Tap
+    from studio.engine.backends.diffusion_schedulers import sampler_name
+
+    scheduler = PNDMScheduler(skip_prk_steps=True)
+    scheduler.set_timesteps(10)
+    tap = X0Tap(scheduler)
+    x0 = torch.randn(1, 4, 8, 8)
+    eps = torch.randn(1, 4, 8, 8)
+    t = scheduler.timesteps[0]
+    a = scheduler.alphas_cumprod[int(t)]
+    sample = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    scheduler.step(eps, t, sample)
+    assert torch.allclose(tap.x0, x0, atol=1e-4)
+    assert sampler_name(scheduler) == "PLMS"
+
+
+def test_too_little_strength_for_the_steps_is_refused_before_it_is_queued(pictures):
+    from studio.core.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"^`strength` 0.1 of 4 steps leaves no step to run"):
+        spec(init_image=str(pictures["a"]), strength=0.1, steps=4).validate()
+    spec(init_image=str(pictures["a"]), strength=0.25, steps=4).validate()  # one step: fine
