@@ -147,12 +147,15 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     real_set = ws.canvas.set_image
 
     def set_image(image):
+        # The step this preview belongs to, read before the nested event loop below can take in
+        # later Progress events.
+        record = window.jobs.get(max(ws._mine) if ws._mine else -1)
+        key = (record.id, record.step) if record is not None else None
         real_set(image)
         app.processEvents()  # the paint itself
         shown.append(time.perf_counter())
-        record = window.jobs.get(max(ws._mine) if ws._mine else -1)
-        if record is not None and (record.job_id, record.step) in step_ends:
-            latencies.append(shown[-1] - step_ends[(record.job_id, record.step)])
+        if key in step_ends:
+            latencies.append(shown[-1] - step_ends[key])
 
     ws.canvas.set_image = set_image
     ends: list = []

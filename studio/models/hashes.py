@@ -34,23 +34,28 @@ def _sha256(path: Path, start: int = 0) -> str:
     return digest.hexdigest()
 
 
+def _read_store(store: Path) -> dict:
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def _cached(path: Path, kind: str, compute) -> str:
     stat = path.stat()
     key = f"{kind}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     store = paths.cache_dir() / "hashes.json"
     with _lock:
-        try:
-            known = json.loads(store.read_text(encoding="utf-8"))
-            known = known if isinstance(known, dict) else {}
-        except (OSError, ValueError):
-            known = {}
-        if isinstance(known.get(key), str):
-            return known[key]
+        known = _read_store(store).get(key)
+    if isinstance(known, str):
+        return known
     value = compute()
     with _lock:
-        known[key] = value
+        merged = _read_store(store)  # read again: another thread or studio may have added entries
+        merged[key] = value
         try:
-            write_atomic(store, json.dumps(known, indent=0).encode())
+            write_atomic(store, json.dumps(merged, indent=0).encode())
         except OSError as exc:  # a read-only cache only costs the next run a re-hash
             log.warning("could not save model hashes in %s: %s", store, exc)
     return value

@@ -10,6 +10,7 @@ A1111, Forge, Fooocus, ComfyUI, InvokeAI or the studio fills the panel from its 
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 from pathlib import Path
 from typing import Optional
@@ -37,6 +38,19 @@ from studio.ui.prompt_panel import PromptPanel
 log = logging.getLogger(__name__)
 
 
+MAX_DROPPED_SIDE = 2048  # a larger picture is scaled down on arrival: bigger jobs are rarely meant
+
+
+def _workable(image: QImage) -> QImage:
+    """A dropped picture at a size a job can use: both sides scaled by one factor (no squashing)
+    to at most MAX_DROPPED_SIDE, then each rounded down to a multiple of 8."""
+    scale = min(1.0, MAX_DROPPED_SIDE / max(image.width(), image.height(), 1))
+    width, height = (max(8, int(v * scale) // 8 * 8) for v in (image.width(), image.height()))
+    if (width, height) == (image.width(), image.height()):
+        return image
+    return image.scaled(width, height, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+
+
 class ImageWorkspace(Workspace):
     kind = "image"
     noun = "image"
@@ -52,6 +66,7 @@ class ImageWorkspace(Workspace):
         self.tools = PaintTools(self.canvas)
         self.caption = QLabel()
         self.caption.setObjectName("caption")
+        self.caption.setTextFormat(Qt.TextFormat.PlainText)  # prompts and file names come from anywhere
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.caption.setWordWrap(True)
         self.use_settings = QPushButton("Use these settings")
@@ -73,6 +88,7 @@ class ImageWorkspace(Workspace):
         self._shown = 0  # id of the job whose pixels are on the canvas
         self._shown_settings: Optional[ImportedSettings] = None
         self._results: dict[int, tuple[ImageJob, ImageResult]] = {}  # finished, being written
+        self._before: dict[int, QImage] = {}  # what each running job's previews painted over
         self._shown_path = ""
         self._gallery_chosen = False  # True once the person picks a folder: only then is it remembered
         jobs.preview.connect(self._on_preview)
@@ -137,7 +153,10 @@ class ImageWorkspace(Workspace):
         return job_id
 
     def _with_canvas(self, spec: ImageJob) -> ImageJob:
-        """The spec with the canvas (and mask) as its starting pictures when the mode asks for them."""
+        """The spec with the canvas (and mask) as its starting pictures when the mode asks for them.
+
+        img2img and inpainting work at the canvas's size (rounded down to a multiple of 8), so the
+        result, its previews and the mask all line up with the picture they started from."""
         mode = self.panel.mode_key()
         if mode == "txt2img":
             return spec
@@ -145,20 +164,33 @@ class ImageWorkspace(Workspace):
         if image.isNull():
             raise StudioError(f"{'Inpainting' if mode == 'inpaint' else 'Image to image'} starts from the canvas: "
                               "generate a picture first, or drop or paste one.")
-        init = str(store_input(from_qimage(image)))
-        if mode == "img2img":
-            return dataclasses.replace(spec, init_image=init)
-        if not self.canvas.has_mask():
+        if mode == "inpaint" and not self.canvas.has_mask():
             raise StudioError("Paint the area to repaint on the canvas first (the Brush tool above it).")
-        grey = from_qimage(self.canvas.mask_image())  # grey to RGB: all three channels equal
-        return dataclasses.replace(spec, init_image=init, mask=str(store_input(grey)))
+        width, height = (max(8, v - v % 8) for v in (image.width(), image.height()))
+        mask = self.canvas.mask_image() if mode == "inpaint" else None
+        if (width, height) != (image.width(), image.height()):
+            image = image.scaled(width, height, Qt.AspectRatioMode.IgnoreAspectRatio,
+                                 Qt.TransformationMode.SmoothTransformation)
+            mask = mask.scaled(width, height) if mask is not None else None
+        spec = dataclasses.replace(spec, init_image=str(store_input(from_qimage(image))), width=width, height=height)
+        if mask is None:
+            return spec
+        grey = from_qimage(mask)  # grey to RGB: all three channels equal
+        return dataclasses.replace(spec, mask=str(store_input(grey)))
 
     @Slot(int, QImage)
     def _on_preview(self, job_id: int, image: QImage) -> None:
         if job_id in self._mine and job_id >= self._shown:
+            if job_id not in self._before:  # this job's first preview: keep what it paints over
+                self._before[job_id] = self.canvas.image()
             self._shown = job_id
-            self.canvas.set_image(image)
             spec = self._mine[job_id]
+            if (image.width(), image.height()) != (spec.width, spec.height):
+                # Latent-resolution previews, enlarged with square pixels to the job's size: the
+                # canvas keeps its size, so an inpainting mask stays where it was painted.
+                image = image.scaled(spec.width, spec.height, Qt.AspectRatioMode.IgnoreAspectRatio,
+                                     Qt.TransformationMode.FastTransformation)
+            self.canvas.set_image(image)
             record = self.jobs.get(job_id)
             step = f"step {record.step} of {record.total}" if record and record.total else "starting"
             self.caption.setText(f"{step} · seed {spec.seed}")
@@ -176,6 +208,7 @@ class ImageWorkspace(Workspace):
     @Slot(int, list, object)
     def _on_saved(self, job_id: int, saved: list, images: object) -> None:
         spec, result = self._results.pop(job_id, (None, None))
+        self._before.pop(job_id, None)
         if spec is None:
             return
         for path, image in reversed(list(zip(saved, result.images))):
@@ -199,6 +232,12 @@ class ImageWorkspace(Workspace):
         record = self.jobs.get(job_id)
         if job_id in self._mine and record is not None and record.state in (JobState.FAILED, JobState.CANCELLED):
             self._mine.pop(job_id, None)  # failed or cancelled: nothing more will arrive
+            before = self._before.pop(job_id, None)
+            if before is not None and self._shown == job_id:
+                # Put back what its previews painted over: a half-done preview must not become the
+                # picture the next img2img or inpainting starts from.
+                self.canvas.set_image(before)
+                self.caption.setText(f"{record.state.value.capitalize()} · the canvas shows what it had before")
 
     # -- images from the gallery and from elsewhere -------------------------------------------------
 
@@ -228,7 +267,7 @@ class ImageWorkspace(Workspace):
                    settings.scheduler, f"{settings.steps} steps" if settings.steps else "",
                    f"seed {settings.seed}" if settings.seed is not None else ""]
         self.caption.setText(" · ".join([Path(path).name, summary] + [d for d in details if d]))
-        self.caption.setToolTip(settings.text)  # plain text: a QLabel tooltip would render HTML
+        self.caption.setToolTip(html.escape(settings.text))  # tooltips guess at rich text: never let them
         return settings
 
     def apply_shown_settings(self, restore_canvas: bool = True) -> None:
@@ -238,16 +277,20 @@ class ImageWorkspace(Workspace):
         if settings is None:
             return
         spec = settings.spec or self._spec_from(settings)
-        self.panel.apply(spec, model_id=spec.model)
+        changed = self.panel.apply(spec, model_id=spec.model)
+        if changed:
+            self.jobs.error.show(f"Restored, but {', '.join(changed)} could not be set exactly; "
+                                 "the image will differ.")
         if spec.init_image and restore_canvas:
-            init = QImage(spec.init_image)
+            # Paths from an image's settings are untrusted: only regular files (a FIFO would block).
+            init = QImage(spec.init_image) if Path(spec.init_image).is_file() else QImage()
             if init.isNull():
                 self.jobs.error.show(f"The picture this image started from ({Path(spec.init_image).name}) is gone; "
                                      "the canvas shows the result instead.")
                 self.panel.set_mode("txt2img")
                 return
             self.canvas.set_image(init)
-            if spec.mask:
+            if spec.mask and Path(spec.mask).is_file():
                 mask = QImage(spec.mask)
                 if not mask.isNull():
                     self.canvas.set_mask(mask)
@@ -262,18 +305,28 @@ class ImageWorkspace(Workspace):
         for side in ("width", "height"):  # other tools allow any size; ours must be a multiple of 8
             if isinstance(values[side], int):
                 values[side] = max(8, values[side] - values[side] % 8)
-        return dataclasses.replace(current, count=1, loras=(), init_image="", mask="",
+        return dataclasses.replace(current, count=1, loras=self._known_loras(settings.loras), init_image="", mask="",
                                    **{k: v for k, v in values.items() if v not in (None, "") or k == "negative_prompt"})
+
+    def _known_loras(self, wanted: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
+        """Another tool's LoRAs (by name) matched to LoRA files the studio knows; the rest are named."""
+        known = {Path(path).stem: path for path in self.panel.loras.available_paths()}
+        found = tuple((known[name], weight) for name, weight in wanted if name in known)
+        missing = [name for name, _ in wanted if name not in known]
+        if missing:
+            self.jobs.error.show(f"This image used LoRA{'s' if len(missing) > 1 else ''} "
+                                 f"{', '.join(missing)}, not found in the models folders.")
+        return found
 
     @Slot(QImage, str)
     def _on_dropped(self, image: QImage, path: str) -> None:
         """A picture dropped or pasted on the canvas: it becomes the canvas (for img2img and
         inpainting), and a PNG's generation settings fill the panel."""
+        image = _workable(image)
         self.canvas.set_image(image)
         self._shown = max(self._mine, default=0) + 1  # a running job's previews must not paint over it
-        width, height = (max(64, min(4096, v - v % 8)) for v in (image.width(), image.height()))
-        self.panel.width_.setValue(width)
-        self.panel.height_.setValue(height)
+        self.panel.width_.setValue(image.width())
+        self.panel.height_.setValue(image.height())
         settings = self._show_settings_of(path) if path.lower().endswith(".png") else None
         if settings is not None:
             mode = self.panel.mode_key()

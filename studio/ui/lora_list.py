@@ -6,6 +6,7 @@ so the job says what it needs and the engine names the missing file."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Optional
 
@@ -34,7 +35,8 @@ class LoraRow(QWidget):
         super().__init__(parent)
         self.path = path
         self.name = QLabel(Path(path).stem)
-        self.name.setToolTip(path)
+        self.name.setTextFormat(Qt.TextFormat.PlainText)  # a path from an image's settings is untrusted
+        self.name.setToolTip(html.escape(path))
         self.name.setMinimumWidth(60)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(int(SLIDER_RANGE[0] * SLIDER_SCALE), int(SLIDER_RANGE[1] * SLIDER_SCALE))
@@ -44,7 +46,7 @@ class LoraRow(QWidget):
         self.weight.setDecimals(2)
         self.remove = QToolButton()
         self.remove.setText("✕")
-        self.remove.setToolTip(f"Remove {Path(path).stem}")
+        self.remove.setToolTip(html.escape(f"Remove {Path(path).stem}"))
         self.remove.clicked.connect(lambda: self.removed.emit(self))
         # The slider and the box show one value; each follows the other without echoing back.
         self.slider.valueChanged.connect(lambda v: self._set(v / SLIDER_SCALE, from_slider=True))
@@ -107,6 +109,9 @@ class LoraList(QWidget):
             self.available.addItem("No LoRA files in the models folders", "")
         self.available.setEnabled(has_any)
         self.add_button.setEnabled(has_any)
+
+    def available_paths(self) -> list[str]:
+        return [p for p in (self.available.itemData(i) for i in range(self.available.count())) if p]
 
     @Slot()
     def _add_selected(self) -> None:

@@ -71,18 +71,18 @@ class PromptPanel(QWidget):
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 1.0)
         self.strength.setSingleStep(0.05)
-        self.strength.setDecimals(2)
+        self.strength.setDecimals(3)
         self.strength.setValue(0.75)
         self.strength.setToolTip("Denoising strength: how much of the canvas is repainted (1 = all of it)")
         self.loras = LoraList()
 
         self.steps = QSpinBox()
-        self.steps.setRange(1, 150)
+        self.steps.setRange(1, 1000)  # the spec's range: restored settings must fit unchanged
         self.steps.setValue(20)
         self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setRange(0.0, 50.0)
         self.guidance.setSingleStep(0.5)
-        self.guidance.setDecimals(1)
+        self.guidance.setDecimals(2)
         self.guidance.setValue(7.0)
         self.guidance.setToolTip("Classifier-free guidance: how closely to follow the prompt")
 
@@ -166,7 +166,7 @@ class PromptPanel(QWidget):
             height=self.height_.value(),
             scheduler=self.scheduler.currentData() or "",
             count=self.count.value(),
-            strength=round(self.strength.value(), 2),
+            strength=round(self.strength.value(), 3),
             loras=self.loras.value(),
         )
 
@@ -180,9 +180,14 @@ class PromptPanel(QWidget):
 
     @Slot(int)
     def _mode_changed(self, _index: int) -> None:
-        self.strength.setEnabled(self.mode_key() != "txt2img")
+        from_canvas = self.mode_key() != "txt2img"
+        self.strength.setEnabled(from_canvas)
+        # img2img and inpainting work at the canvas's size
+        for box in (self.width_, self.height_):
+            box.setEnabled(not from_canvas)
+            box.setToolTip("Image to image and inpainting use the canvas's size" if from_canvas else "")
 
-    def apply(self, spec: ImageJob, model_id: str = "") -> None:
+    def apply(self, spec: ImageJob, model_id: str = "") -> list[str]:
         """Put a job's settings into the fields ("use these settings"): the seed is fixed, so
         Generate makes the same image again."""
         if model_id and self.models.findData(model_id) >= 0:
@@ -201,6 +206,12 @@ class PromptPanel(QWidget):
         self.strength.setValue(spec.strength)
         self.loras.set_value(spec.loras)
         self.set_mode(spec.mode)
+        # Which values the fields could not hold exactly (the caller says so: a changed value is a
+        # different image).
+        now = self.build_spec()
+        fields = ("prompt", "negative_prompt", "steps", "guidance_scale", "seed", "width", "height", "scheduler",
+                  "count", "strength", "loras")
+        return [name for name in fields if getattr(now, name) != getattr(spec, name)]
 
     @Slot()
     def request_generate(self) -> None:

@@ -145,3 +145,70 @@ def test_dropping_an_a1111_png_fills_the_panel(qtbot, ws, tmp_path):
     assert (spec.steps, spec.guidance_scale, spec.seed, spec.scheduler) == (12, 6.5, 424242, "Euler a")
     assert "AUTOMATIC1111" in ws.caption.text()
     assert not ws.canvas.image().isNull()
+
+
+def test_small_previews_are_enlarged_to_the_job_so_the_mask_stays(qtbot, ws, pixels):
+    from studio.core.jobs import ImageJob
+
+    put_on_canvas(ws, np.full((64, 64, 3), 200, np.uint8))
+    mask = QImage(64, 64, QImage.Format.Format_Grayscale8)
+    mask.fill(0)
+    for x in range(10, 20):
+        mask.setPixel(x, 10, 0xFFFFFFFF)
+    ws.canvas.set_mask(mask)
+    ws._mine[99] = ImageJob(model="tiny-sd", width=64, height=64)
+    ws._on_preview(99, to_qimage(np.zeros((8, 8, 3), np.uint8)))  # a latent-resolution preview
+    assert (ws.canvas.image().width(), ws.canvas.image().height()) == (64, 64)
+    assert ws.canvas.has_mask()
+
+
+def test_a_cancelled_job_puts_back_the_picture_its_previews_covered(qtbot, window, fake_models, pixels):
+    from fake_models import write_fake_model
+
+    write_fake_model(fake_models / "slow", "image", step_seconds=0.05)
+    window.refresh_models()
+    ws = window.image
+    ws.models.setCurrentIndex(ws.models.findData("slow"))
+    picture = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    put_on_canvas(ws, picture)
+    ws.panel.set_mode("img2img")
+    ws.panel.steps.setValue(100)
+    with qtbot.waitSignal(window.jobs.preview, timeout=10_000):
+        qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
+    job_id = list(window.jobs)[-1].id
+    qtbot.waitUntil(lambda: not np.array_equal(pixels(ws.canvas.image()), picture), timeout=5_000)
+    window.jobs.cancel(job_id)
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state.value == "cancelled", timeout=10_000)
+    assert np.array_equal(pixels(ws.canvas.image()), picture)
+
+
+def test_a_huge_dropped_picture_is_scaled_evenly_to_a_multiple_of_8(qtbot, ws, tmp_path):
+    big = QImage(3000, 1000, QImage.Format.Format_RGB888)
+    big.fill(0x336699)
+    big.save(str(tmp_path / "wide.png"))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "wide.png"))])
+    assert ws.canvas.take_image(mime)
+    image = ws.canvas.image()
+    assert (image.width(), image.height()) == (2048, 680)
+    assert (ws.panel.width_.value(), ws.panel.height_.value()) == (2048, 680)
+
+
+def test_loras_named_in_an_a1111_image_are_matched_to_the_models_folder(qtbot, ws, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    lora = paths.user_models_dir() / "ink.safetensors"
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(8, 4)}, str(lora))
+    ws.window().refresh_models()
+    a1111 = ("a <b>bold</b> fox <lora:ink:0.7> <lora:glow:1>\n"
+             "Steps: 12, Sampler: Euler, CFG scale: 6, Seed: 5, Size: 64x64, Model: sd15")
+    path = tmp_path / "with-loras.png"
+    path.write_bytes(_png_with({"parameters": a1111}))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    assert ws.canvas.take_image(mime)
+    assert ws.panel.loras.value() == ((str(lora), 0.7),)
+    assert "glow" in ws.jobs.error.message and "not found" in ws.jobs.error.message
+    assert ws.caption.textFormat() == Qt.TextFormat.PlainText  # "<b>bold</b>" shows as typed

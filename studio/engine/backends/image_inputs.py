@@ -20,6 +20,8 @@ def _open(field: str, path_text: str, mode: str, size: tuple[int, int]) -> Any:
 
     path = Path(path_text)
     try:
+        if path.exists() and not path.is_file():  # a FIFO or a device would block the engine
+            raise SpecError(field, f"names {path}, which is not a regular file.")
         if path.stat().st_size > MAX_INPUT_BYTES:
             raise SpecError(field, f"names {path.name}, which is over {MAX_INPUT_BYTES >> 20} MB; use a smaller image.")
         with Image.open(path) as image:
