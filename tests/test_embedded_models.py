@@ -75,12 +75,11 @@ def test_emoji_sd_draws_the_same_picture_for_the_same_seed(registry, no_network)
     assert not np.array_equal(image, other.result.images[0])
 
 
-def test_emoji_sd_components_make_an_img2img_pipeline(no_network):
-    """img2img from the same components works. (diffusers' StableDiffusionInpaintPipeline accepts
-    only 4- or 9-channel UNets, and emoji-sd's latent has 8 channels: inpainting needs latent mask
-    blending in the studio's own backend, or a 4-channel retrain; see the model card.)"""
+def test_emoji_sd_components_make_img2img_and_inpainting_pipelines(no_network):
+    """The issue's promise for diffusers users: img2img and inpainting pipelines built from the
+    same components work (inpainting needs a 4-channel latent, which emoji-sd has)."""
     import torch
-    from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline
+    from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
     from PIL import Image
 
     pipe = DiffusionPipeline.from_pretrained(str(paths.EMBEDDED_MODELS_DIR / "emoji-sd"), local_files_only=True,
@@ -91,6 +90,30 @@ def test_emoji_sd_components_make_an_img2img_pipeline(no_network):
     out = img2img("red apple", image=start, strength=0.8, num_inference_steps=6,
                   generator=torch.Generator().manual_seed(1)).images[0]
     assert out.size == (64, 64) and np.asarray(out).std() > 5
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    inpaint = StableDiffusionInpaintPipeline(**pipe.components)
+    out = inpaint("red apple", image=start, mask_image=mask, strength=1.0, num_inference_steps=6,
+                  generator=torch.Generator().manual_seed(1)).images[0]
+    inside = np.asarray(out)[16:48, 16:48].astype(int)
+    assert out.size == (64, 64) and np.abs(inside - 250).mean() > 10
+
+
+def test_emoji_sd_inpaints_through_the_studio_keeping_the_rest(registry, no_network, tmp_path):
+    from PIL import Image
+
+    picture = np.full((64, 64, 3), 250, np.uint8)
+    picture[:, :8] = (20, 90, 200)  # a blue stripe that must survive untouched
+    Image.fromarray(picture).save(tmp_path / "start.png")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[12:52, 12:52] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    spec = ImageJob(model="emoji-sd", prompt="red apple", seed=1, steps=12, width=64, height=64, guidance_scale=5.0,
+                    init_image=str(tmp_path / "start.png"), mask=str(tmp_path / "mask.png"), strength=1.0)
+    out = run(Runner(registry), spec)[-1].result.images[0]
+    keep = mask == 0
+    assert np.array_equal(out[keep], picture[keep])
+    assert np.abs(out[~keep].astype(int) - 250).mean() > 10  # something was painted inside
 
 
 def test_prose_tokenizer_round_trips_and_the_model_streams_the_same_text_for_a_seed(registry, no_network):

@@ -13,7 +13,7 @@ import torch
 
 from studio.core.errors import StudioError
 from studio.models.registry import inspect
-from studio.training import evaluate
+from studio.training import eval_features, evaluate
 from studio.training.data.emoji_data import CATEGORIES, EmojiSet
 from studio.training.data.prose_corpus import ProseCorpus
 from studio.training.fd import frechet_distance
@@ -88,7 +88,7 @@ def classifier(tmp_path, monkeypatch) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         save_fp16(folder / "classifier.safetensors", EmojiClassifier().state_dict())
-    monkeypatch.setenv(evaluate.CLASSIFIER_ENV, str(folder))
+    monkeypatch.setenv(eval_features.CLASSIFIER_ENV, str(folder))
     return folder
 
 
@@ -177,7 +177,7 @@ def test_update_card_replaces_only_the_eval_section(latent_model, classifier, em
 
 
 def test_missing_classifier_says_how_to_make_it(latent_model, emoji_set, tmp_path, monkeypatch):
-    monkeypatch.setenv(evaluate.CLASSIFIER_ENV, str(tmp_path / "nowhere"))
+    monkeypatch.setenv(eval_features.CLASSIFIER_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(StudioError, match="studio train emoji-classifier"):
         evaluate.evaluate_model(latent_model, quick=True)
 
