@@ -5,6 +5,7 @@ and on close hides itself, cancels every job and waits for the engine thread to 
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import Optional
 
@@ -110,8 +111,15 @@ class MainWindow(QMainWindow):
             workspace.set_models(self.registry.models(workspace.kind), where)
         self.image.set_loras(self.registry.models("lora"))
         count = len(self.registry.models())
-        self.models_label.setText(f"{count} model{'s' if count != 1 else ''}" if count else "No models")
-        self.models_label.setToolTip("\n".join(f"{m.id} ({m.kind}, {m.format})" for m in self.registry.models()))
+        problems = self.registry.problems
+        text = f"{count} model{'s' if count != 1 else ''}" if count else "No models"
+        self.models_label.setText(text + (f" · {len(problems)} unusable" if problems else ""))
+        self.models_label.setToolTip(html.escape("\n".join(
+            [f"{m.id} ({m.kind}, {m.format})" for m in self.registry.models()]
+            + [f"unusable: {p.message}" for p in problems])))
+        if problems:  # a broken file is one sentence in the error bar; everything else stays usable
+            more = f" ({len(problems) - 1} more: see the models count in the status bar)" if len(problems) > 1 else ""
+            self.jobs.error.show(problems[0].message + more)
 
     @Slot()
     def _update_engine_state(self, *_args) -> None:

@@ -132,3 +132,15 @@ def test_with_nothing_else_each_workspace_picks_its_embedded_model(real_embedded
     assert window.image.models.model_id() == "emoji-sd"
     assert window.write.models.model_id() == "prose"
     assert window.explore.models.model_id() == "emoji-vae"
+
+
+def test_a_broken_model_file_is_one_sentence_in_the_error_bar_and_the_rest_works(qtbot, window, fake_models):
+    (fake_models / "sd15-download.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 2132625894\n")
+    window.refresh_models()
+    assert window.error_bar.isVisible()
+    message = window.error_bar.message()
+    assert "sd15-download.safetensors" in message and "Git LFS pointer" in message and "\n" not in message
+    assert window.models_label.text().endswith("· 1 unusable")
+    with qtbot.waitSignal(window.jobs.finished, timeout=10_000):
+        window.jobs.submit(ImageJob(model="fake-image", steps=1, width=64, height=64))
