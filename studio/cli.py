@@ -60,7 +60,8 @@ class ProgressBar:
 
 def make_runner() -> Runner:
     settings = Settings.load(paths.settings_file())
-    return Runner(ModelRegistry(default_roots(settings.model_dirs)))
+    # No previews: nothing shows them here, and each can cost a VAE decode.
+    return Runner(ModelRegistry(default_roots(settings.model_dirs)), previews=False)
 
 
 def run_job(runner: Runner, spec: JobSpec, on_event: Callable[[Event], None]) -> Event:

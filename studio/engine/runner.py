@@ -47,9 +47,10 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
 class Runner:
     """Loads models through the cache and runs jobs on them."""
 
-    def __init__(self, registry: ModelRegistry, cache: Optional[ModelCache] = None):
+    def __init__(self, registry: ModelRegistry, cache: Optional[ModelCache] = None, previews: bool = True):
         self.registry = registry
         self.cache = cache or ModelCache()
+        self.previews = previews  # make step previews (the window shows them; the CLI does not)
 
     def backend_for(self, spec: JobSpec) -> tuple[Any, ModelInfo, str, Hashable]:
         """The loaded backend for a spec (from the cache when it is there), its model, device and
@@ -87,7 +88,7 @@ class Runner:
             emit(Started(job.job_id))
             started = time.perf_counter()
             backend, model, device, key = self.backend_for(job.spec)
-            ctx = JobContext(job.job_id, job.cancel, emit, between_steps=between_steps)
+            ctx = JobContext(job.job_id, job.cancel, emit, between_steps=between_steps, previews=self.previews)
             with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
                 result = self._dispatch(job.spec, backend, ctx)
             result.info.setdefault("model", model.id)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from studio.models.registry import ModelInfo
 
 PREVIEW_INTERVAL_S = 0.1  # at most ~10 previews a second: more is invisible and costs decode time
+PREVIEW_COST_SHARE = 10  # wait at least this many times a preview's own cost before the next
 
 
 class JobContext:
@@ -41,7 +42,9 @@ class JobContext:
         between_steps: Optional[Callable[[], None]] = None,
         preview_interval: float = PREVIEW_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        previews: bool = True,
     ):
+        self.previews = previews  # False where nobody looks at them (the CLI): no decode is spent
         self.job_id = job_id
         self._cancel = cancel
         self._emit = emit
@@ -49,6 +52,7 @@ class JobContext:
         self._preview_interval = preview_interval
         self._clock = clock
         self._last_preview = -float("inf")
+        self._preview_cost = 0.0
 
     @property
     def cancelled(self) -> bool:
@@ -59,7 +63,10 @@ class JobContext:
             raise JobCancelled()
 
     def preview_due(self) -> bool:
-        return self._clock() - self._last_preview >= self._preview_interval
+        # At most ~10 a second, and never more than about 1/PREVIEW_COST_SHARE of the job's time:
+        # a preview that takes 9 ms (emoji-sd's full VAE decode on a CPU) waits ~90 ms for the next.
+        wait = max(self._preview_interval, self._preview_cost * PREVIEW_COST_SHARE)
+        return self._clock() - self._last_preview >= wait
 
     def step(self, step: int, total: int, preview: Optional[Callable[[], Optional[np.ndarray]]] = None) -> None:
         """Call after each finished step (1-based). Raises JobCancelled if the job was cancelled.
@@ -67,10 +74,12 @@ class JobContext:
         `preview` is called only when a preview is due, so its cost is paid at most ~10x a second."""
         self.check_cancelled()
         self._emit(Progress(self.job_id, step, total))
-        if preview is not None and (step == total or self.preview_due()):
+        if preview is not None and self.previews and (step == total or self.preview_due()):
+            started = self._clock()
             image = preview()
             if image is not None:
                 self._last_preview = self._clock()
+                self._preview_cost = self._last_preview - started
                 self._emit(Preview(self.job_id, image, step))
         if self._between_steps is not None:
             # Interactive requests (slider drags) run here, so they stay live during long renders.

@@ -176,8 +176,9 @@ class DiffusersImageBackend:
             def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any], index: int = index) -> dict[str, Any]:
                 per_image = getattr(p, "num_timesteps", None) or spec.steps  # strength and 2nd order change it
                 latents = tensors["latents"]
+                last = i + 1 == per_image  # the finished image follows at once: no preview for it
                 ctx.step(index * per_image + i + 1, spec.count * per_image,
-                         preview=lambda: previewer(tap.x0, latents))
+                         preview=None if last else lambda: previewer(tap.x0, latents))
                 return tensors
 
             with torch.inference_mode():

@@ -120,13 +120,26 @@ def test_a_batch_is_one_image_per_seed_each_reproducible_alone(runner):
     assert not np.array_equal(images[0], images[1])
 
 
-def test_previews_show_the_predicted_clean_image(runner):
-    events = run(runner, spec(scheduler="Euler", steps=4))
-    previews = [e for e in events if isinstance(e, Preview)]
+def test_previews_show_the_predicted_clean_image(runner, monkeypatch):
+    from studio.engine.backends import diffusion_previews
+    from studio.engine.backends.base import JobContext
+
+    monkeypatch.setattr(JobContext, "preview_due", lambda self: True)  # a preview after every step
+    events = run(runner, spec(scheduler="Euler", steps=6))
+    previews = {e.step: e.image.astype(int) for e in events if isinstance(e, Preview)}
     final = finished(events).images[0].astype(int)
-    # At the last step Euler's x0 is the final latent: its preview is the finished picture.
-    assert previews[-1].step == 4
-    assert np.abs(previews[-1].image.astype(int) - final).mean() < 2
+    assert sorted(previews) == [1, 2, 3, 4, 5], "every step but the last, which the image itself follows"
+    # x0 converges on the final picture; the noisy latent itself would still be mostly noise.
+    gaps = [np.abs(previews[k] - final).mean() for k in sorted(previews)]
+    assert gaps[-1] < gaps[0] and gaps[-1] < 12
+    monkeypatch.setattr(diffusion_previews, "FULL_DECODE_MAX_PARAMS", 0)
+    latent_res = [e for e in run(runner, spec(scheduler="Euler", steps=3)) if isinstance(e, Preview)]
+    assert latent_res and latent_res[0].image.shape == (8, 8, 3)  # big VAEs: the cheap projection
+
+
+def test_nobody_looking_means_no_previews(models):
+    events = run(Runner(ModelRegistry([(models, "user")]), previews=False), spec(steps=3))
+    assert isinstance(events[-1], Finished) and not any(isinstance(e, Preview) for e in events)
 
 
 def test_the_model_hash_is_the_sha256_of_its_unet_weights(runner, models):
