@@ -170,9 +170,26 @@ class ImageJob(JobSpec):
         return f"image · {words}{self.prompt[:40] or '(no prompt)'}"
 
 
+MAX_STOP_SEQUENCES = 16
+MAX_BANNED = 256
+
+
+def _check_texts(name: str, value: Any, most: int) -> None:
+    if not isinstance(value, tuple) or len(value) > most:
+        raise SpecError(name, f"must be a list of at most {most} texts.")
+    for item in value:
+        if not isinstance(item, str) or not item or len(item) > 200:
+            raise SpecError(name, f"must hold non-empty texts of at most 200 characters, not {item!r}.")
+
+
 @dataclass(frozen=True)
 class TextJob(JobSpec):
-    """Continue a text with a causal language model, streaming tokens."""
+    """Continue a text with a causal language model, streaming tokens.
+
+    Samplers as KoboldCpp and SillyTavern name them: temperature, top-k, top-p, min-p, repetition
+    penalty over the last `repetition_range` tokens (0: the whole context), DRY (a penalty on
+    continuing a sequence that already occurred; 0 turns it off), stop sequences (the text ends
+    before the first one) and banned words or phrases (never generated)."""
 
     kind: ClassVar[str] = "text"
 
@@ -182,6 +199,19 @@ class TextJob(JobSpec):
     temperature: float = 0.8
     top_k: int = 0
     top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    repetition_range: int = 0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    stop: tuple[str, ...] = ()
+    banned: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("stop", "banned"):  # JSON gives lists; keep tuples (hashable, one way to compare)
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def validate(self) -> None:
         super().validate()
@@ -194,6 +224,19 @@ class TextJob(JobSpec):
         _check_float("top_p", self.top_p, 0.0, 1.0)
         if self.top_p == 0.0:
             raise SpecError("top_p", "must be above 0 (1 turns it off).")
+        _check_float("min_p", self.min_p, 0.0, 1.0)
+        _check_float("repetition_penalty", self.repetition_penalty, 0.01, 10.0)
+        _check_int("repetition_range", self.repetition_range, 0, 1_000_000)
+        _check_float("dry_multiplier", self.dry_multiplier, 0.0, 100.0)
+        _check_float("dry_base", self.dry_base, 1.0, 10.0)
+        _check_int("dry_allowed_length", self.dry_allowed_length, 1, 1000)
+        _check_texts("stop", self.stop, MAX_STOP_SEQUENCES)
+        _check_texts("banned", self.banned, MAX_BANNED)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["stop"], data["banned"] = list(self.stop), list(self.banned)
+        return data
 
     @property
     def title(self) -> str:
