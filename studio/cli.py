@@ -6,6 +6,7 @@ that fails exits 1 with one sentence (the traceback is in the log file)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -185,11 +186,29 @@ def cmd_write(args, runner: Runner) -> int:
     seed = resolve_seed(args.seed)
     spec = TextJob(
         model=args.model, prompt=args.prompt, max_new_tokens=args.max_tokens, seed=seed,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, device=args.device,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        repetition_penalty=args.rep_pen, repetition_range=args.rep_range, dry_multiplier=args.dry,
+        dry_base=args.dry_base, dry_allowed_length=args.dry_allowed_length,
+        stop=tuple(args.stop or ()), banned=tuple(args.ban or ()), device=args.device,
     )
     spec.validate()
+    if args.alternatives < 1:
+        raise UsageError(f"--alternatives must be 1 or more, not {args.alternatives}.")
     show_bar = args.progress if args.progress is not None else not sys.stdout.isatty()
-    bar = ProgressBar(f"seed {seed}", width=20) if show_bar else None
+    end: Event = Finished(0, None)  # type: ignore[arg-type]
+    for index in range(args.alternatives):
+        # Alternative i is seed + i: each can be made again alone with its own --seed.
+        one = dataclasses.replace(spec, seed=seed + index)
+        if args.alternatives > 1:
+            sys.stdout.write(("\n" if index else "") + f"--- alternative {index + 1} (seed {one.seed}) ---\n")
+        end = _stream_text(runner, one, args.prompt if args.echo else "", show_bar)
+        if not isinstance(end, Finished):
+            break
+    return _exit_code(end)
+
+
+def _stream_text(runner: Runner, spec: TextJob, echo: str, show_bar: bool) -> Event:
+    bar = ProgressBar(f"seed {spec.seed}", width=20) if show_bar else None
     count = 0
 
     def on_event(event: Event) -> None:
@@ -201,14 +220,13 @@ def cmd_write(args, runner: Runner) -> int:
             if bar:
                 bar.update(count, spec.max_new_tokens)
 
-    if args.echo:
-        sys.stdout.write(args.prompt)
+    sys.stdout.write(echo)
     end = run_job(runner, spec, on_event)
-    if count or args.echo:
+    if count or echo:
         sys.stdout.write("\n")
     if bar:
         bar.close()
-    return _exit_code(end)
+    return end
 
 
 def cmd_bench(args, runner: Runner) -> int:
@@ -289,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--temperature", type=float, default=0.8)
     w.add_argument("--top-k", type=int, default=0)
     w.add_argument("--top-p", type=float, default=1.0)
+    w.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the top one's probability")
+    w.add_argument("--rep-pen", type=float, default=1.0, help="repetition penalty (1 = off)")
+    w.add_argument("--rep-range", type=int, default=0, help="tokens the repetition penalty looks back (0 = all)")
+    w.add_argument("--dry", type=float, default=0.0, help="DRY multiplier: penalise repeating earlier sequences (0 = off)")
+    w.add_argument("--dry-base", type=float, default=1.75)
+    w.add_argument("--dry-allowed-length", type=int, default=2)
+    w.add_argument("--stop", action="append", metavar="TEXT", help="end the text before this (repeatable)")
+    w.add_argument("--ban", action="append", metavar="TEXT", help="never write this word or phrase (repeatable)")
+    w.add_argument("--alternatives", type=int, default=1, metavar="N",
+                   help="N continuations, with seeds SEED, SEED+1, ...")
     w.add_argument("--echo", action="store_true", help="print the prompt before the continuation")
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a token progress bar on stderr (default: on when stdout is not a terminal, "

@@ -35,6 +35,7 @@ RULES = {}  # module: what importing it must not load
 for package, forbidden in (
     ("studio.core", PURE + ("platformdirs",)),
     ("studio.models", PURE),
+    ("studio.writing", PURE + ("numpy",)),  # the writer's model is text bookkeeping: stdlib only
     ("studio.engine.backends", PURE),
     ("studio.state", ("PySide6.QtWidgets",) + HEAVY),
     ("studio.ui", HEAVY),

@@ -48,6 +48,13 @@ class MetadataError(StudioError):
     kind = ErrorKind.BAD_INPUT
 
 
+class DocumentError(StudioError):
+    """A writer's document cannot be opened, saved or edited as asked: damaged, oversized, from a
+    newer studio, or an edit outside the text."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
 class OutOfMemory(StudioError):
     kind = ErrorKind.OUT_OF_MEMORY
 
