@@ -182,28 +182,96 @@ def cmd_info(args, runner: Runner) -> int:
     return 0
 
 
+# `studio write` flags for TextJob's sampler fields.
+SAMPLER_FLAGS = {
+    "max_tokens": "max_new_tokens", "temperature": "temperature", "top_k": "top_k", "top_p": "top_p",
+    "min_p": "min_p", "rep_pen": "repetition_penalty", "rep_range": "repetition_range", "dry": "dry_multiplier",
+    "dry_base": "dry_base", "dry_allowed_length": "dry_allowed_length",
+}
+DEFAULT_WRITE_TOKENS = 100
+
+
+def _open_document(args):
+    """The document `studio write` continues: --file's (a file that does not exist yet is a new
+    document, created when the continuation is saved), or one made for --memory/--note; None for
+    a plain prompt."""
+    if not (args.file or args.memory is not None or args.note is not None):
+        if args.prompt is None:
+            raise UsageError("give a prompt, or --file DOC to continue a document.")
+        return None
+    from studio.writing import Document, load_document
+
+    doc = load_document(Path(args.file)) if args.file and Path(args.file).exists() else Document()
+    if args.prompt:
+        doc.insert(len(doc.text), args.prompt, "typed")
+    if args.memory is not None:
+        doc.memory = args.memory
+    if args.note is not None:
+        doc.authors_note = args.note
+    return doc
+
+
+def _assembled_prompt(args, runner: Runner, doc, max_new_tokens: int) -> str:
+    """The plain prompt, or the document's text assembled with its memory, author's note and
+    world info, trimmed to the model's context by the model's own tokenizer."""
+    if doc is None:
+        return args.prompt
+    from studio.writing.prompt import assemble
+
+    backend = runner.backend_for(TextJob(model=args.model, device=args.device))[0]
+    return assemble(doc, len(doc.text), backend.count_tokens, backend.context_length, max_new_tokens).prompt
+
+
+def _save_continuations(doc, path: Path, texts: list[str]) -> None:
+    """Add the continuations to the document at its end (the first shown, the others as its
+    alternatives) and save it atomically: native documents keep spans, .txt/.md just the text."""
+    from studio.writing import export_text, save_document
+
+    generation = doc.add_generation(len(doc.text), texts[0])
+    for text in texts[1:]:
+        doc.retry(generation, text)
+    if len(texts) > 1:
+        doc.show_alternative(generation, 0)
+    if path.suffix.lower() in (".txt", ".md", ".markdown"):
+        export_text(doc, path)
+    else:
+        save_document(doc, path)
+
+
 def cmd_write(args, runner: Runner) -> int:
-    seed = resolve_seed(args.seed)
+    doc = _open_document(args)
+    # Each sampler setting: the flag, else the document's own (a story keeps its settings), else
+    # TextJob's default.
+    saved = dict(doc.sampler) if doc is not None and args.file else {}
+    flags = {field: getattr(args, flag) for flag, field in SAMPLER_FLAGS.items() if getattr(args, flag) is not None}
+    settings = {k: v for k, v in {**saved, **flags}.items() if k in SAMPLER_FLAGS.values() and v is not None}
+    settings.setdefault("max_new_tokens", DEFAULT_WRITE_TOKENS)
+    seed = resolve_seed(args.seed if args.seed is not None else saved.get("seed"))
+    prompt = _assembled_prompt(args, runner, doc, settings["max_new_tokens"])
     spec = TextJob(
-        model=args.model, prompt=args.prompt, max_new_tokens=args.max_tokens, seed=seed,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-        repetition_penalty=args.rep_pen, repetition_range=args.rep_range, dry_multiplier=args.dry,
-        dry_base=args.dry_base, dry_allowed_length=args.dry_allowed_length,
-        stop=tuple(args.stop or ()), banned=tuple(args.ban or ()), device=args.device,
+        model=args.model, prompt=prompt, seed=seed, device=args.device,
+        stop=tuple(args.stop if args.stop is not None else saved.get("stop", ())),
+        banned=tuple(args.ban if args.ban is not None else saved.get("banned", ())),
+        **settings,
     )
     spec.validate()
     if args.alternatives < 1:
         raise UsageError(f"--alternatives must be 1 or more, not {args.alternatives}.")
     show_bar = args.progress if args.progress is not None else not sys.stdout.isatty()
     end: Event = Finished(0, None)  # type: ignore[arg-type]
+    texts: list[str] = []
     for index in range(args.alternatives):
         # Alternative i is seed + i: each can be made again alone with its own --seed.
         one = dataclasses.replace(spec, seed=seed + index)
         if args.alternatives > 1:
             sys.stdout.write(("\n" if index else "") + f"--- alternative {index + 1} (seed {one.seed}) ---\n")
-        end = _stream_text(runner, one, args.prompt if args.echo else "", show_bar)
+        end = _stream_text(runner, one, prompt if args.echo else "", show_bar)
         if not isinstance(end, Finished):
             break
+        texts.append(end.result.text)
+    if doc is not None and args.file and texts and isinstance(end, Finished):
+        _save_continuations(doc, Path(args.file), texts)
+        print(f"saved {args.file}", file=sys.stderr)
     return _exit_code(end)
 
 
@@ -300,19 +368,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("image")
 
     w = sub.add_parser("write", help="continue a text with a language model; tokens stream to stdout")
-    w.add_argument("prompt")
+    w.add_argument("prompt", nargs="?", help="the text to continue (with --file: added to the document first)")
+    w.add_argument("--file", metavar="DOC", help="continue this document (.studio-doc.json, .txt or .md); the "
+                   "continuation is added to it and it is saved")
+    w.add_argument("--memory", help="text the model always sees first (overrides the document's)")
+    w.add_argument("--note", help="author's note, placed a few sentences before the end (overrides the document's)")
     w.add_argument("--model", required=True, help="an id from `studio models`, or a path")
-    w.add_argument("--max-tokens", type=int, default=100)
+    w.add_argument("--max-tokens", type=int, help="new tokens at most (default: the document's, else 100)")
     w.add_argument("--seed", type=int)
-    w.add_argument("--temperature", type=float, default=0.8)
-    w.add_argument("--top-k", type=int, default=0)
-    w.add_argument("--top-p", type=float, default=1.0)
-    w.add_argument("--min-p", type=float, default=0.0, help="drop tokens below this share of the top one's probability")
-    w.add_argument("--rep-pen", type=float, default=1.0, help="repetition penalty (1 = off)")
-    w.add_argument("--rep-range", type=int, default=0, help="tokens the repetition penalty looks back (0 = all)")
-    w.add_argument("--dry", type=float, default=0.0, help="DRY multiplier: penalise repeating earlier sequences (0 = off)")
-    w.add_argument("--dry-base", type=float, default=1.75)
-    w.add_argument("--dry-allowed-length", type=int, default=2)
+    w.add_argument("--temperature", type=float)
+    w.add_argument("--top-k", type=int)
+    w.add_argument("--top-p", type=float)
+    w.add_argument("--min-p", type=float, help="drop tokens below this share of the top one's probability")
+    w.add_argument("--rep-pen", type=float, help="repetition penalty (1 = off)")
+    w.add_argument("--rep-range", type=int, help="tokens the repetition penalty looks back (0 = all)")
+    w.add_argument("--dry", type=float, help="DRY multiplier: penalise repeating earlier sequences (0 = off)")
+    w.add_argument("--dry-base", type=float)
+    w.add_argument("--dry-allowed-length", type=int)
     w.add_argument("--stop", action="append", metavar="TEXT", help="end the text before this (repeatable)")
     w.add_argument("--ban", action="append", metavar="TEXT", help="never write this word or phrase (repeatable)")
     w.add_argument("--alternatives", type=int, default=1, metavar="N",

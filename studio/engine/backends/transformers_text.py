@@ -4,7 +4,9 @@ Loading is offline and safe: `local_files_only`, safetensors only, `trust_remote
 studio.models.formats refuses folders that carry Python code or ask for it with auto_map).
 Generation streams one Token event per generated token through the job context, which is also where
 Stop lands: the cancel exception is raised from the streamer and propagates out of `generate`, so
-a token produced after Stop is never shown.
+a token produced after Stop is never shown. The samplers TextJob names beyond temperature/top-k/
+top-p (min-p, repetition penalty, DRY, banned phrases, stop sequences) live in text_sampling, which
+also documents their order.
 
 Torch and transformers are imported inside the functions, so importing this module stays cheap."""
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
+from studio.engine.backends import text_sampling
 from studio.engine.backends.base import JobContext, param_bytes, torch_device, torch_dtype
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
@@ -26,15 +29,18 @@ ALTERNATIVES = 5  # how many (token, probability) pairs each Token event carries
 CONTEXT_TOKENS = 4  # prompt tokens decoded with the output, so a leading space survives detokenising
 
 
-def _sampling_processors(spec: TextJob, recorder: Any) -> Any:
-    """The sampling warpers in generate()'s own order, then the recorder.
+def _sampling_processors(spec: TextJob, recorder: Any, backend: "TransformersTextBackend") -> Any:
+    """The whole chain, in the order text_sampling describes: penalties, DRY and bans (greedy too),
+    then the sampling warpers in generate()'s own order and min-p, then the recorder.
 
     generate() appends its warpers *after* custom processors, so a recorder passed alongside
     temperature/top_k/top_p would see unwarped scores. We build them here instead and leave
     generate's own off, so the recorder sees exactly the distribution the token is drawn from."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    processors = LogitsProcessorList()
+    processors = LogitsProcessorList(
+        text_sampling.build_processors(spec, backend.vocabulary, backend.encode, backend.decode, backend.stop_ids)
+    )
     if spec.temperature > 0:
         if spec.temperature != 1.0:
             processors.append(TemperatureLogitsWarper(spec.temperature))
@@ -42,6 +48,9 @@ def _sampling_processors(spec: TextJob, recorder: Any) -> Any:
             processors.append(TopKLogitsWarper(top_k=spec.top_k))
         if spec.top_p < 1.0:
             processors.append(TopPLogitsWarper(top_p=spec.top_p))
+        min_p = text_sampling.min_p_processor(spec)
+        if min_p is not None:
+            processors.append(min_p)
     processors.append(recorder)
     return processors
 
@@ -61,17 +70,24 @@ class _TopRecorder:
         return scores
 
 
-def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: _TopRecorder, last: int, ctx: JobContext):
+def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: _TopRecorder, spec: TextJob,
+              ctx: JobContext):
     """A transformers streamer that turns each new token into a Token event (made in a function so
-    the transformers import stays lazy). `context`: the prompt's last few ids."""
+    the transformers import stays lazy). `context`: the prompt's last few ids.
+
+    With stop sequences, a token's event waits while its text may be the start of one (see
+    text_sampling.StopText); when one is reached the streamer raises StopSequenceReached, which
+    ends generate(). Cancel is still checked at every token, held or not."""
     from transformers.generation.streamers import BaseStreamer
 
-    decode, stop_ids = backend.decode, backend.stop_ids
+    decode, stop_ids, last = backend.decode, backend.stop_ids, spec.max_new_tokens
+    stop_text = text_sampling.StopText(spec.stop)
 
     class TokenStreamer(BaseStreamer):
         def __init__(self):
-            self.ids: list[int] = []  # generated so far, stop tokens left out
+            self.ids: list[int] = []  # the tokens whose events went out: the result's ids
             self.text = ""  # what the Token events have said so far: the result's text
+            self.count = 0  # tokens generated, stop tokens left out
             self.prompt_seen = False
             # Incremental detokenising over a sliding window (as text-generation-inference does):
             # decode ids[start:] and ids[start:shown], and emit the difference. Decoding from a bit
@@ -88,19 +104,32 @@ def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: 
             alternatives = tuple((backend.piece(i), round(p, 6)) for i, p in zip(ids, probs))
             if token_id in stop_ids:
                 return  # the model ended the text: nothing to show
-            self.ids.append(token_id)
+            self.count += 1
             self.window.append(token_id)
             before = decode(self.window[self.start:self.shown])
             now = decode(self.window[self.start:])
             piece = now[len(before):] if now.startswith(before) else ""
             # Hold back while a multi-byte character is still incomplete (its bytes decode to U+FFFD)
             # unless this is the last token: the held-back text comes with a later token.
-            if piece.endswith("\ufffd") and len(self.ids) < last:
+            if piece.endswith("\ufffd") and self.count < last:
                 piece = ""
-            ctx.token(piece, token_id, alternatives)  # raises JobCancelled after Stop
             if piece:
-                self.text += piece
                 self.start, self.shown = self.shown, len(self.window)
+            ctx.check_cancelled()  # Stop lands here even while the text is held back
+            for text, (held_id, held_alternatives) in stop_text.push(piece, (token_id, alternatives)):
+                self.emit(text, held_id, held_alternatives)
+            if stop_text.stopped:
+                raise text_sampling.StopSequenceReached()
+
+        def emit(self, text: str, token_id: int, alternatives: tuple) -> None:
+            ctx.token(text, token_id, alternatives)  # raises JobCancelled after Stop
+            self.ids.append(token_id)
+            self.text += text
+
+        def flush(self) -> None:
+            """Generation ended without reaching a stop sequence: what was held back is text."""
+            for text, (token_id, alternatives) in stop_text.flush():
+                self.emit(text, token_id, alternatives)
 
         def end(self) -> None:
             pass
@@ -119,9 +148,19 @@ class TransformersTextBackend:
         self.memory_bytes = param_bytes(model)
         self.stop_ids = self._stop_ids()
         self._pieces: dict[int, str] = {}  # token id -> text, for the alternatives
+        self._vocabulary: Optional[text_sampling.Vocabulary] = None  # built when DRY or a ban needs it
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def vocabulary(self) -> text_sampling.Vocabulary:
+        """Every token's text, for DRY's sequence breakers and the phrase bans (once per model)."""
+        if self._vocabulary is None:
+            self._vocabulary = text_sampling.Vocabulary.from_tokenizer(self.tokenizer)
+        return self._vocabulary
 
     def piece(self, token_id: int) -> str:
         """One token's own text, cached: every token shows five alternatives."""
@@ -181,7 +220,7 @@ class TransformersTextBackend:
         ids = self._fit_context(ids, spec.max_new_tokens)
 
         # 2. The stop tokens come from the folder; how to sample comes from the spec alone (load()
-        #    dropped the folder's sampling defaults). The warpers themselves are built in step 3.
+        #    dropped the folder's sampling defaults). The samplers themselves are built in step 3.
         stop_ids = self.stop_ids
         sampling = dict(temperature=1.0, top_k=0, top_p=1.0) if spec.temperature > 0 else {}
         config = GenerationConfig(
@@ -191,20 +230,26 @@ class TransformersTextBackend:
 
         # 3. A recorder for the alternatives and a streamer that reports each token as it comes.
         recorder = _TopRecorder()
-        streamer = _streamer(self, ids[-CONTEXT_TOKENS:], recorder, spec.max_new_tokens, ctx)
+        streamer = _streamer(self, ids[-CONTEXT_TOKENS:], recorder, spec, ctx)
+        processors = _sampling_processors(spec, recorder, self)
 
         # 4. Generate under the job's own seed, leaving the global random state as it was.
         input_ids = torch.tensor([ids], device=self.device)
         cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda), torch.inference_mode():
             torch.manual_seed(spec.seed)
-            self.model.generate(
-                input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-                logits_processor=_sampling_processors(spec, recorder),
-                streamer=streamer,
-            )
+            try:
+                self.model.generate(
+                    input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    generation_config=config,
+                    logits_processor=processors,
+                    streamer=streamer,
+                )
+            except text_sampling.StopSequenceReached:
+                pass  # the text ends right before the stop sequence; nothing of it was shown
+            else:
+                streamer.flush()
         return TextResult(
             streamer.text, tuple(streamer.ids), {"device": self.device, "runtime": "torch", "tokens": len(streamer.ids)}
         )
@@ -221,10 +266,21 @@ class TransformersTextBackend:
                 return int(candidate)
         return min(stop_ids, default=0)
 
+    @property
+    def context_length(self) -> int:
+        """How many tokens the model sees at once (prompt and new tokens together)."""
+        config = self.model.config
+        window = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        return int(window) if window else 1_000_000
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens a prompt takes, counted as generate() will encode it (for prompt assembly)."""
+        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
     def _fit_context(self, ids: list[int], max_new_tokens: int) -> list[int]:
         """Keep the end of a prompt that would not fit in the model's window with the new tokens."""
-        window = getattr(self.model.config, "max_position_embeddings", None) or getattr(self.model.config, "n_positions", None)
-        if not window or len(ids) + max_new_tokens <= window:
+        window = self.context_length
+        if len(ids) + max_new_tokens <= window:
             return ids
         if max_new_tokens >= window:
             raise SpecError("max_new_tokens", f"is {max_new_tokens}; this model sees at most {window} tokens.")
