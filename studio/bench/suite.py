@@ -71,6 +71,7 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
         "emoji_sd_overhead": workloads.embedded_sd_overhead,
         "image_previews": workloads.image_previews,
         "text_overhead": workloads.text_overhead,
+        "prose_text": workloads.prose_text,
         "gui_stall": workloads.gui_stall,
         "cold_start": workloads.cold_start,
     }

@@ -5,6 +5,7 @@ both sides alike; the figure is the ratio of medians."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -244,6 +245,85 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
             "plain_ms_per_token": 1000 * statistics.median(p), "studio_ms_per_token": 1000 * statistics.median(s),
             "new_tokens": new_tokens, "repeats": repeats}),
         Figure("text_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
+    ]
+
+
+def prose_text(tmp: Path, quick: bool) -> list[Figure]:
+    """The embedded prose model: tokens per second through the studio vs its plain generate(),
+    time to the first token (warm), and how many tokens still arrive after Stop is pressed from
+    another thread (the GUI's) at a random moment."""
+    import random
+    import threading
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from studio.models import paths
+
+    folder = paths.EMBEDDED_MODELS_DIR / "prose"
+    new_tokens, repeats = 64, 3 if quick else 9
+    model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    prompt = "It was a dark and stormy night, and"
+    inputs = tok(prompt, return_tensors="pt")
+    runner = Runner(ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")]))
+    spec = TextJob(model="prose", prompt=prompt, max_new_tokens=new_tokens, seed=3, temperature=0.8, device="cpu")
+
+    def plain() -> float:
+        torch.manual_seed(3)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**inputs, do_sample=True, temperature=0.8, top_k=0, top_p=1.0,
+                                 max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=tok.eos_token_id)
+        return (out.shape[1] - inputs["input_ids"].shape[1]) / (time.perf_counter() - start)
+
+    first: list[float] = []
+
+    def studio() -> float:
+        start = time.perf_counter()
+        seen: list = []
+
+        def emit(event):
+            if isinstance(event, Token):
+                if not seen:
+                    first.append(time.perf_counter() - start)
+                seen.append(event)
+
+        _run(runner, spec, emit)
+        return len(seen) / (time.perf_counter() - start)
+
+    plain(), studio()
+    first.clear()
+    p, s = [], []
+    for _ in range(repeats):
+        p.append(plain())
+        s.append(studio())
+    speed = statistics.median(s) / statistics.median(p)
+
+    # Stop from another thread at a random moment; count the tokens that still arrive.
+    rng = random.Random(0)
+    late: list[int] = []
+    for _ in range(3 if quick else 10):
+        job = JobQueue().make_job(dataclasses.replace(spec, max_new_tokens=400))
+        stopped_at: list[float] = []
+        arrivals: list[float] = []
+        timer = threading.Timer(rng.uniform(0.02, 0.2), lambda: (stopped_at.append(time.perf_counter()), job.cancel.set()))
+
+        def emit(event):
+            if isinstance(event, Token):
+                arrivals.append(time.perf_counter())
+
+        timer.start()
+        runner.run(job, emit)
+        timer.join()
+        late.append(sum(1 for t in arrivals if stopped_at and t > stopped_at[0]))
+    return [
+        Figure("prose_speed", speed, "x plain generate() tokens/s", ">= 0.97", speed >= 0.97, {
+            "plain_tokens_s": statistics.median(p), "studio_tokens_s": statistics.median(s),
+            "new_tokens": new_tokens, "repeats": repeats}),
+        Figure("prose_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
+        Figure("stop_latency_tokens", max(late), "tokens after Stop (worst)", "<= 1", max(late) <= 1,
+               {"runs": len(late), "each": late}),
     ]
 
 
