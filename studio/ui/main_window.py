@@ -86,6 +86,21 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        self.document_actions = {}
+        for key, title, shortcut, slot in (
+            ("new", "&New document", QKeySequence.StandardKey.New, self.write.new_document),
+            ("open", "&Open document…", QKeySequence.StandardKey.Open, self.write.open_dialog),
+            ("save", "&Save document", QKeySequence.StandardKey.Save, self.write.save),
+            ("save_as", "Save document &as…", QKeySequence.StandardKey.SaveAs, self.write.save_as_dialog),
+            ("export", "&Export as text…", None, self.write.export_dialog),
+        ):
+            action = QAction(title, self)
+            if shortcut is not None:
+                action.setShortcut(shortcut)
+            action.triggered.connect(lambda _checked=False, slot=slot: self._document_action(slot))
+            file_menu.addAction(action)
+            self.document_actions[key] = action
+        file_menu.addSeparator()
         rescan = QAction("Look for &models again", self)
         rescan.triggered.connect(self.refresh_models)
         file_menu.addAction(rescan)
@@ -100,6 +115,11 @@ class MainWindow(QMainWindow):
         file_menu.addAction(quit_action)
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addAction(self.jobs_dock.toggleViewAction())
+
+    def _document_action(self, slot) -> None:
+        """Document commands belong to the Write tab: it comes to the front first."""
+        self.tabs.setCurrentWidget(self.write)
+        slot()
 
     # -- models and status ------------------------------------------------------------------------
 
@@ -174,6 +194,10 @@ class MainWindow(QMainWindow):
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
             self.jobs.shutdown()  # cancels every job, then waits for the engine thread
             self.image.finish_writes()  # every finished image on disk before the window goes
+            try:
+                self.write.close_document()  # the last draft written; no recovery offered for it
+            except Exception:  # noqa: BLE001 - the window must close; the draft stays offered
+                log.exception("could not close the writer's document")
         event.accept()
 
 
