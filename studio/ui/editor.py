@@ -108,6 +108,9 @@ class WriteWorkspace(Workspace):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setWidget(self.panel)
+        # Wide enough for the panel's fields, so it scrolls only up and down.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.panel.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         side = QWidget()
         side.setMinimumWidth(280)
         side_layout = QVBoxLayout(side)
