@@ -256,19 +256,18 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
     import threading
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from studio.models import paths
 
-    folder = paths.EMBEDDED_MODELS_DIR / "prose"
     new_tokens, repeats = 64, 3 if quick else 9
-    # float32 as the studio loads it on a CPU (the shipped weights are fp16, which a CPU runs slowly).
-    model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     prompt = "It was a dark and stormy night, and"
-    inputs = tok(prompt, return_tensors="pt")
     runner = Runner(ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")]))
     spec = TextJob(model="prose", prompt=prompt, max_new_tokens=new_tokens, seed=3, temperature=0.8, device="cpu")
+    # The very model object the studio loaded (float32 on a CPU), so both sides run the same weights
+    # from the same memory: two copies would take turns evicting each other from the CPU caches.
+    backend = runner.backend_for(spec)[0]
+    model, tok = backend.model, backend.tokenizer
+    inputs = tok(prompt, return_tensors="pt")
 
     from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogitsWarper
 
