@@ -40,6 +40,23 @@ def _run(runner: Runner, spec, emit=lambda e: None) -> Event:
     return end
 
 
+def _stream_job(runner: Runner, spec, first: list[float]) -> tuple[int, float]:
+    """Run a text job through the studio: (tokens streamed, seconds); the time to its first token
+    is appended to `first`."""
+    start = time.perf_counter()
+    tokens = 0
+
+    def emit(event):
+        nonlocal tokens
+        if isinstance(event, Token):
+            if not tokens:
+                first.append(time.perf_counter() - start)
+            tokens += 1
+
+    _run(runner, spec, emit)
+    return tokens, time.perf_counter() - start
+
+
 def _pump_until_ended(app, ends: list, start: float) -> None:
     """Run the GUI event loop until the job's end lands in `ends`; RuntimeError unless it finished."""
     while not ends:
@@ -221,17 +238,8 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
     first: list[float] = []
 
     def studio() -> float:
-        start = time.perf_counter()
-        seen = []
-
-        def emit(event):
-            if isinstance(event, Token):
-                if not seen:
-                    first.append(time.perf_counter() - start)
-                seen.append(event)
-
-        _run(runner, spec, emit)
-        return (time.perf_counter() - start) / max(len(seen), 1)
+        tokens, seconds = _stream_job(runner, spec, first)
+        return seconds / max(tokens, 1)
 
     plain(), studio()
     first.clear()
@@ -287,17 +295,8 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
     first: list[float] = []
 
     def studio() -> float:
-        start = time.perf_counter()
-        seen: list = []
-
-        def emit(event):
-            if isinstance(event, Token):
-                if not seen:
-                    first.append(time.perf_counter() - start)
-                seen.append(event)
-
-        _run(runner, spec, emit)
-        return len(seen) / (time.perf_counter() - start)
+        tokens, seconds = _stream_job(runner, spec, first)
+        return tokens / seconds
 
     plain(), studio()
     first.clear()

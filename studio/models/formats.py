@@ -159,6 +159,16 @@ def default_image_size(path: Path, fmt: str, manifest: dict[str, Any]) -> int:
     return 512
 
 
+def text_context_length(path: Path) -> Optional[int]:
+    """A transformers folder's context window from its config.json (None when it does not say)."""
+    try:
+        config = read_json(path / "config.json")
+    except ModelFileError:
+        return None
+    window = config.get("max_position_embeddings") or config.get("n_positions")
+    return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
+
+
 def manifest_latent_dim(manifest: dict[str, Any]) -> Optional[int]:
     """How many numbers a latent model's latent holds, from studio.json: `latent_dim` at the top
     level or in its "decoder" part; None when the manifest does not say (a bare .onnx file)."""

@@ -40,6 +40,11 @@ class ModelInfo:
         return formats.manifest_latent_dim(self.manifest)
 
     @property
+    def context_length(self) -> Optional[int]:
+        """A text model's window in tokens, from its config (None when unknown)."""
+        return formats.text_context_length(self.path) if self.format == "transformers" else None
+
+    @property
     def default_size(self) -> int:
         """The image side the model was trained at (for image and latent models)."""
         return formats.default_image_size(self.path, self.format, self.manifest)

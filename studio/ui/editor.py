@@ -173,15 +173,10 @@ class WriteWorkspace(Workspace):
     # -- continue, stop, retry ------------------------------------------------------------------
 
     def context_length(self) -> int:
-        """The model's window from its config.json when it has one (a small file; the model
-        itself lives on the engine thread), else a common size."""
+        """The model's window from its config (the model itself lives on the engine thread),
+        else a common size."""
         info = self.model_info()
-        try:
-            config = json.loads((Path(info.path) / "config.json").read_text("utf-8"))
-            window = config.get("max_position_embeddings") or config.get("n_positions")
-            return int(window) if window else DEFAULT_CONTEXT
-        except (AttributeError, OSError, TypeError, ValueError):
-            return DEFAULT_CONTEXT
+        return (info.context_length if info is not None else None) or DEFAULT_CONTEXT
 
     def build_prompt(self, cursor: int) -> str:
         """Memory, triggered world info, the story before `cursor` and the author's note.

@@ -140,3 +140,16 @@ def test_a_studio_json_without_a_format_adds_metadata_to_a_diffusers_folder(tmp_
     (folder / "studio.json").write_text(json.dumps({"title": "Tiny SD", "licence": "MIT"}))
     model = inspect(folder, "user")
     assert (model.kind, model.format, model.title, model.licence) == ("image", "diffusers", "Tiny SD", "MIT")
+
+
+def test_a_text_model_knows_its_context_length_from_its_config(tmp_path):
+    import json
+
+    from studio.bench.tiny_models import build_tiny_gpt2
+    from studio.models.registry import inspect
+
+    folder = build_tiny_gpt2(tmp_path / "tiny-gpt2")
+    info = inspect(folder, "path")
+    assert info.context_length == json.loads((folder / "config.json").read_text())["n_positions"]
+    (folder / "config.json").write_text("{broken")
+    assert info.context_length is None  # an unreadable config: unknown, not a crash
