@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from studio.core.errors import ErrorKind, StudioError
-from studio.core.events import Cancelled, Event, Failed, Finished, Progress, Token
+from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Progress, Token
 from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, TextJob, resolve_seed
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
@@ -211,17 +211,6 @@ def _open_document(args):
     return doc
 
 
-def _assembled_prompt(args, runner: Runner, doc, max_new_tokens: int) -> str:
-    """The plain prompt, or the document's text assembled with its memory, author's note and
-    world info, trimmed to the model's context by the model's own tokenizer."""
-    if doc is None:
-        return args.prompt
-    from studio.writing.prompt import assemble
-
-    backend = runner.backend_for(TextJob(model=args.model, device=args.device))[0]
-    return assemble(doc, len(doc.text), backend.count_tokens, backend.context_length, max_new_tokens).prompt
-
-
 def _save_continuations(doc, path: Path, texts: list[str]) -> None:
     """Add the continuations to the document at its end (the first shown, the others as its
     alternatives) and save it atomically: native documents keep spans, .txt/.md just the text."""
@@ -247,9 +236,11 @@ def cmd_write(args, runner: Runner) -> int:
     settings = {k: v for k, v in {**saved, **flags}.items() if k in SAMPLER_FLAGS.values() and v is not None}
     settings.setdefault("max_new_tokens", DEFAULT_WRITE_TOKENS)
     seed = resolve_seed(args.seed if args.seed is not None else saved.get("seed"))
-    prompt = _assembled_prompt(args, runner, doc, settings["max_new_tokens"])
+    # A document goes to the engine as a story: it is assembled there with the model's own
+    # tokenizer (memory, world info, author's note, trimmed to the model's window).
     spec = TextJob(
-        model=args.model, prompt=prompt, seed=seed, device=args.device,
+        model=args.model, prompt=args.prompt if doc is None else "", seed=seed, device=args.device,
+        story=None if doc is None else doc.story_context(len(doc.text)), instruct=args.instruct,
         stop=tuple(args.stop if args.stop is not None else saved.get("stop", ())),
         banned=tuple(args.ban if args.ban is not None else saved.get("banned", ())),
         **settings,
@@ -265,7 +256,7 @@ def cmd_write(args, runner: Runner) -> int:
         one = dataclasses.replace(spec, seed=seed + index)
         if args.alternatives > 1:
             sys.stdout.write(("\n" if index else "") + f"--- alternative {index + 1} (seed {one.seed}) ---\n")
-        end = _stream_text(runner, one, prompt if args.echo else "", show_bar)
+        end = _stream_text(runner, one, args.echo, show_bar)
         if not isinstance(end, Finished):
             break
         texts.append(end.result.text)
@@ -275,20 +266,22 @@ def cmd_write(args, runner: Runner) -> int:
     return _exit_code(end)
 
 
-def _stream_text(runner: Runner, spec: TextJob, echo: str, show_bar: bool) -> Event:
+def _stream_text(runner: Runner, spec: TextJob, echo: bool, show_bar: bool) -> Event:
+    """Stream the job's tokens to stdout (after the prompt as the model read it, with `echo`)."""
     bar = ProgressBar(f"seed {spec.seed}", width=20) if show_bar else None
     count = 0
 
     def on_event(event: Event) -> None:
         nonlocal count
-        if isinstance(event, Token):
+        if isinstance(event, ContextUsed) and echo:
+            sys.stdout.write(event.context.prompt)
+        elif isinstance(event, Token):
             sys.stdout.write(event.text)
             sys.stdout.flush()
             count += 1
             if bar:
                 bar.update(count, spec.max_new_tokens)
 
-    sys.stdout.write(echo)
     end = run_job(runner, spec, on_event)
     if count or echo:
         sys.stdout.write("\n")
@@ -389,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ban", action="append", metavar="TEXT", help="never write this word or phrase (repeatable)")
     w.add_argument("--alternatives", type=int, default=1, metavar="N",
                    help="N continuations, with seeds SEED, SEED+1, ...")
-    w.add_argument("--echo", action="store_true", help="print the prompt before the continuation")
+    w.add_argument("--echo", action="store_true", help="print the prompt, as the model read it, before the continuation")
+    w.add_argument("--instruct", action="store_true",
+                   help="wrap the text in the model's chat template (rendered in a sandbox) as a request")
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a token progress bar on stderr (default: on when stdout is not a terminal, "
                    "so it never draws over the streamed text)")

@@ -89,7 +89,9 @@ def test_lower_layers_never_import_upper_ones():
         "models": {"core", "models"},
         "latent": {"core", "models", "latent"},
         "writing": {"core", "models", "writing"},
-        "engine": {"core", "models", "engine"},
+        # The engine uses the pure-Python pieces beside it: the writer's prompt assembly (measured
+        # with the model's tokenizer, which only the engine has) and the latent math.
+        "engine": {"core", "models", "latent", "writing", "engine"},
         "training": {"core", "models", "training"},
         "state": {"core", "models", "engine", "state"},
         "ui": set(order),

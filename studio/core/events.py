@@ -52,7 +52,34 @@ class TextResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Result = Union[ImageResult, TextResult]
+# The parts of an assembled prompt, for the context viewer to colour (studio.writing.prompt's
+# roles, and "template" for what a chat template adds around them).
+CONTEXT_ROLES = ("memory", "world_info", "story", "authors_note", "template")
+
+
+@dataclass(frozen=True)
+class ContextResult:
+    """What a text model reads for a job: the prompt exactly as sent, measured by its tokenizer."""
+
+    prompt: str
+    parts: tuple[tuple[str, int, int], ...]  # (role, start, end), in order, tiling `prompt`
+    tokens: int  # the prompt's tokens, as the model receives them
+    context_length: int  # the model's window
+    max_new_tokens: int  # room kept for the continuation
+    trimmed_chars: int = 0  # characters of the story left out from its beginning
+    world_info: tuple[int, ...] = ()  # the world info entries that were triggered
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContextUsed:
+    """A text job's prompt, as assembled on the engine, sent before its first token."""
+
+    job_id: int
+    context: ContextResult
+
+
+Result = Union[ImageResult, TextResult, ContextResult]
 
 
 @dataclass(frozen=True)
@@ -74,5 +101,5 @@ class Cancelled:
     reason: str = "cancelled"  # "cancelled" or "superseded" (a newer interactive request won)
 
 
-Event = Union[Started, Progress, Preview, Token, Finished, Failed, Cancelled]
+Event = Union[Started, Progress, Preview, Token, ContextUsed, Finished, Failed, Cancelled]
 TERMINAL_EVENTS = (Finished, Failed, Cancelled)

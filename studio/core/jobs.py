@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
 from studio.core.errors import SpecError
+from studio.core.story import StoryContext
 
 MAX_SEED = 2**32 - 1
 RUNTIMES = ("auto", "torch", "onnx")  # auto: the model's own runtime (torch when it has both)
@@ -189,11 +190,17 @@ class TextJob(JobSpec):
     Samplers as KoboldCpp and SillyTavern name them: temperature, top-k, top-p, min-p, repetition
     penalty over the last `repetition_range` tokens (0: the whole context), DRY (a penalty on
     continuing a sequence that already occurred; 0 turns it off), stop sequences (the text ends
-    before the first one) and banned words or phrases (never generated)."""
+    before the first one) and banned words or phrases (never generated).
+
+    A job continues either a finished `prompt` or a `story` (a document before its cursor, with
+    memory, author's note and world info), which the engine assembles with the model's own
+    tokenizer. `instruct` wraps it in the model's chat template (the story is the request)."""
 
     kind: ClassVar[str] = "text"
 
     prompt: str = ""
+    story: Optional[StoryContext] = None
+    instruct: bool = False
     max_new_tokens: int = 64
     seed: int = 0
     temperature: float = 0.8
@@ -217,6 +224,14 @@ class TextJob(JobSpec):
         super().validate()
         if not isinstance(self.prompt, str):
             raise SpecError("prompt", "must be text.")
+        if self.story is not None:
+            if not isinstance(self.story, StoryContext):
+                raise SpecError("story", "must be a story context (text, memory, notes, world info).")
+            if self.prompt:
+                raise SpecError("prompt", "must be empty when a story is given: the story is the prompt.")
+            self.story.validate()
+        if not isinstance(self.instruct, bool):
+            raise SpecError("instruct", f"must be true or false, not {self.instruct!r}.")
         _check_int("max_new_tokens", self.max_new_tokens, 1, 100_000)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_float("temperature", self.temperature, 0.0, 10.0)
@@ -236,12 +251,14 @@ class TextJob(JobSpec):
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         data["stop"], data["banned"] = list(self.stop), list(self.banned)
+        data["story"] = None if self.story is None else self.story.to_dict()
         return data
 
     @property
     def title(self) -> str:
         # The end of the prompt is where the text continues; cut at a word so it reads cleanly.
-        tail = " ".join(self.prompt.split())
+        text = self.story.text[-400:] if self.story is not None else self.prompt[-400:]
+        tail = " ".join(text.split())
         if len(tail) > 40:
             tail = "…" + tail[-40:].split(" ", 1)[-1]
         return f"text · {tail or '(empty)'}"
@@ -278,7 +295,40 @@ class LatentDecodeJob(JobSpec):
         return data
 
 
-SPEC_TYPES: dict[str, type[JobSpec]] = {t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob)}
+@dataclass(frozen=True)
+class ContextJob(JobSpec):
+    """What a text job would send its model, assembled and measured by the model's own tokenizer,
+    without generating: the writer's context viewer. Interactive, so only the newest view runs."""
+
+    kind: ClassVar[str] = "text-context"
+    lane: ClassVar[Lane] = Lane.INTERACTIVE
+
+    prompt: str = ""
+    story: Optional[StoryContext] = None
+    instruct: bool = False
+    max_new_tokens: int = 64
+
+    @classmethod
+    def of(cls, job: TextJob) -> "ContextJob":
+        return cls(model=job.model, runtime=job.runtime, device=job.device, prompt=job.prompt, story=job.story,
+                   instruct=job.instruct, max_new_tokens=job.max_new_tokens)
+
+    def validate(self) -> None:
+        # The same rules as the text job it stands for.
+        TextJob(model=self.model, runtime=self.runtime, device=self.device, prompt=self.prompt, story=self.story,
+                instruct=self.instruct, max_new_tokens=self.max_new_tokens).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["story"] = None if self.story is None else self.story.to_dict()
+        return data
+
+    @property
+    def title(self) -> str:
+        return f"context · {self.model}"
+
+
+SPEC_TYPES: dict[str, type[JobSpec]] = {t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob)}
 
 
 def spec_from_dict(data: dict[str, Any]) -> JobSpec:
@@ -296,6 +346,8 @@ def spec_from_dict(data: dict[str, Any]) -> JobSpec:
     values = {k: v for k, v in data.items() if k != "kind"}
     if "latent" in values and isinstance(values["latent"], list):
         values["latent"] = tuple(values["latent"])
+    if values.get("story") is not None:
+        values["story"] = StoryContext.from_value(values["story"])
     try:
         spec = spec_type(**values)
     except TypeError as exc:  # a required field is missing

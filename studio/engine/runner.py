@@ -15,7 +15,7 @@ import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError, first_line
 from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
-from studio.core.jobs import ImageJob, JobSpec, Lane, LatentDecodeJob, TextJob
+from studio.core.jobs import ContextJob, ImageJob, JobSpec, Lane, LatentDecodeJob, TextJob
 from studio.engine.backends import backend_class
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Event], None]
 
 # The kind of model each kind of job needs.
-MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent"}
+MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent", ContextJob: "text"}
 
 
 def _a(noun: str) -> str:
@@ -125,6 +125,9 @@ class Runner:
             return backend.generate_image(spec, ctx)
         if isinstance(spec, TextJob):
             return backend.generate(spec, ctx)
+        if isinstance(spec, ContextJob):
+            ctx.check_cancelled()
+            return backend.context(spec)
         if isinstance(spec, LatentDecodeJob):
             latent = np.asarray(spec.latent, dtype=np.float32)[None, :]
             if latent.shape[1] != backend.latent_dim:

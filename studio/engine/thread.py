@@ -16,7 +16,7 @@ from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QImage
 
 from studio.core.errors import StudioError
-from studio.core.events import Cancelled, Event, Failed, Finished, Preview, Progress, Started, Token
+from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Preview, Progress, Started, Token
 from studio.core.jobs import JobSpec, Lane
 from studio.engine.queue import Job, JobQueue
 from studio.engine.runner import Runner
@@ -53,6 +53,7 @@ class EngineThread(QThread):
     job_progress = Signal(int, int, int)  # job id, step, total
     job_preview = Signal(int, QImage)
     job_token = Signal(int, object)  # job id, core.events.Token
+    job_context = Signal(int, object)  # job id, core.events.ContextResult (a text job's prompt)
     job_finished = Signal(int, object)  # job id, core.events.ImageResult | TextResult
     job_failed = Signal(int, str, str)  # job id, kind, message
     job_cancelled = Signal(int, str)  # job id, reason ("cancelled" | "superseded")
@@ -134,6 +135,8 @@ class EngineThread(QThread):
             self.job_preview.emit(event.job_id, to_qimage(event.image))
         elif isinstance(event, Token):
             self.job_token.emit(event.job_id, event)
+        elif isinstance(event, ContextUsed):
+            self.job_context.emit(event.job_id, event.context)
         elif isinstance(event, Started):
             self.job_started.emit(event.job_id)
         else:

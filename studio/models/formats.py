@@ -169,6 +169,51 @@ def text_context_length(path: Path) -> Optional[int]:
     return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
 
 
+MAX_CHAT_TEMPLATE_CHARS = 100_000  # the longest shipped templates are ~20 000; more is not a template
+
+
+def find_chat_template(folder: Path) -> Optional[str]:
+    """A transformers folder's chat template (Jinja source, never rendered here): the
+    chat_template.jinja file, else chat_template.json's "chat_template", else tokenizer_config.json's,
+    which is text or a list of {"name", "template"} (the one named "default", else the first).
+    None when the folder has none; ModelFileError when the file that holds it is unreadable,
+    oversized or of the wrong shape."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        try:
+            size = jinja.stat().st_size
+            if size > 4 * MAX_CHAT_TEMPLATE_CHARS:  # UTF-8 spends at most 4 bytes on a character
+                raise ModelFileError(f"{jinja} is {size:,} bytes, too large to be a chat template.")
+            source, template = jinja, jinja.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ModelFileError(f"{jinja} is not UTF-8 text, so it cannot be a chat template.") from None
+        except OSError as exc:
+            raise ModelFileError(f"{jinja} cannot be read ({exc.strerror}).") from None
+    else:
+        for name in ("chat_template.json", "tokenizer_config.json"):
+            source = folder / name
+            value = read_json(source).get("chat_template") if source.is_file() else None
+            if value is not None:
+                break
+        else:
+            return None
+        if isinstance(value, list):
+            entries = [e for e in value if isinstance(e, dict) and isinstance(e.get("template"), str)]
+            if len(entries) != len(value):
+                raise ModelFileError(f"{source} has a chat_template list whose entries are not "
+                                     '{"name": ..., "template": ...} objects.')
+            named = [e for e in entries if e.get("name") == "default"]
+            value = (named or entries or [{"template": ""}])[0]["template"]
+        if not isinstance(value, str):
+            raise ModelFileError(f"{source} has a chat_template that is neither text nor a list of "
+                                 "named templates.")
+        template = value
+    if len(template) > MAX_CHAT_TEMPLATE_CHARS:
+        raise ModelFileError(f"The chat template in {source} is {len(template):,} characters long, more "
+                             f"than the {MAX_CHAT_TEMPLATE_CHARS:,} the studio reads.")
+    return template if template.strip() else None
+
+
 def manifest_latent_dim(manifest: dict[str, Any]) -> Optional[int]:
     """How many numbers a latent model's latent holds, from studio.json: `latent_dim` at the top
     level or in its "decoder" part; None when the manifest does not say (a bare .onnx file)."""

@@ -45,6 +45,17 @@ class ModelInfo:
         return formats.text_context_length(self.path) if self.format == "transformers" else None
 
     @property
+    def has_chat_template(self) -> bool:
+        """Whether a text model's folder carries a chat template (instruct mode needs one); False
+        as well when the file holding it cannot be read, is oversized or is malformed."""
+        if self.format != "transformers":
+            return False
+        try:
+            return formats.find_chat_template(self.path) is not None
+        except ModelFileError:
+            return False
+
+    @property
     def default_size(self) -> int:
         """The image side the model was trained at (for image and latent models)."""
         return formats.default_image_size(self.path, self.format, self.manifest)

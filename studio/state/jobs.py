@@ -91,6 +91,7 @@ class JobList(QObject):
     job_removed = Signal(int)  # dropped from the bounded history
     preview = Signal(int, QImage)
     token = Signal(int, object)  # job id, core.events.Token
+    context_used = Signal(int, object)  # job id, core.events.ContextResult: what a text job's model read
     finished = Signal(int, object)  # job id, ImageResult | TextResult
     busy_changed = Signal(bool)  # whether any job is queued or running
 
@@ -106,6 +107,7 @@ class JobList(QObject):
         engine.job_progress.connect(self._on_progress)
         engine.job_preview.connect(self.preview)
         engine.job_token.connect(self.token)
+        engine.job_context.connect(self.context_used)
         engine.job_finished.connect(self._on_finished)
         engine.job_failed.connect(self._on_failed)
         engine.job_cancelled.connect(self._on_cancelled)

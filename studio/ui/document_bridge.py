@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QColor, QKeySequence, QSyntaxHighlighter, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import QPlainTextEdit
+from PySide6.QtWidgets import QMenu, QPlainTextEdit, QToolTip
 
+from studio.ui.token_view import TokenRecord
 from studio.writing.document import EDITED, GENERATED, Document, GenerationId
 
 FLUSH_MS = 33  # tokens are written into the document at most ~30 times a second
@@ -33,6 +34,33 @@ class DraftEditor(QPlainTextEdit):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setUndoRedoEnabled(False)
+        # Set by the workspace: what to show when hovering a Qt text position (HTML, or ""), and
+        # what to add to the context menu at one (the model's alternatives for a token).
+        self.hover_text: Optional[Callable[[int], str]] = None
+        self.extend_menu: Optional[Callable[[int, QMenu], None]] = None
+
+    def viewportEvent(self, event) -> bool:  # noqa: N802 - tooltips arrive at the viewport
+        if event.type() == QEvent.Type.ToolTip and self.hover_text is not None:
+            text = self.hover_text(self.cursorForPosition(event.pos()).position())
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.viewport())
+            else:
+                QToolTip.hideText()
+                event.ignore()
+            return True
+        return super().viewportEvent(event)
+
+    def context_menu(self, pos) -> QMenu:
+        """The editor's menu at viewport point `pos`, with the workspace's additions first."""
+        menu = self.createStandardContextMenu(pos)
+        if self.extend_menu is not None:
+            self.extend_menu(self.cursorForPosition(pos).position(), menu)
+        return menu
+
+    def contextMenuEvent(self, event) -> None:  # noqa: N802
+        menu = self.context_menu(event.pos())
+        menu.exec(event.globalPos())
+        menu.deleteLater()
 
     def undo(self) -> None:  # noqa: D102 - Python callers (and the tests) use these names
         self.undo_requested.emit()
@@ -218,13 +246,15 @@ class DocumentBridge(QObject):
         self._insert_shown(at, text)
         self._touched()
 
-    def retry(self, gen_id: GenerationId) -> None:
-        """Empty the generation for a new sample (one undo step); earlier samples are kept."""
+    def retry(self, gen_id: GenerationId, text: str = "") -> int:
+        """Replace the generation with a new sample starting `text` (one undo step); earlier
+        samples are kept. Returns the new sample's index."""
         self.push_step()
         old = self.document.text
-        self.document.retry(gen_id, "")
+        sample = self.document.retry(gen_id, text)
         self._replace_shown(old, self.document.text)
-        self._touched()
+        self._touched(rehighlight=True)
+        return sample
 
     def show_alternative(self, gen_id: GenerationId, index: int) -> None:
         self.push_step()
@@ -276,8 +306,7 @@ class DocumentBridge(QObject):
 
     @staticmethod
     def _to_qt(text: str, pos: int) -> int:
-        head = text[:pos]
-        return pos if head.isascii() else len(head.encode("utf-16-le")) // 2
+        return qt_offset(text, pos)
 
     def _to_py(self, old: str, pos16: int) -> int:
         if old.isascii():
@@ -285,10 +314,20 @@ class DocumentBridge(QObject):
         units = old.encode("utf-16-le")[: 2 * pos16]
         return len(units.decode("utf-16-le", "ignore"))
 
+    def to_python(self, pos16: int) -> int:
+        """A Qt position in the editor as an offset into the Document's text."""
+        return min(self._to_py(self.document.text, pos16), len(self.document.text))
+
     def python_cursor(self) -> int:
         """The editor's cursor as an offset into the Document's text."""
         pos16 = self.editor.textCursor().position()
         return min(self._to_py(self.document.text, pos16), len(self.document.text))
+
+
+def qt_offset(text: str, pos: int) -> int:
+    """A Python (code point) offset into `text` as Qt's UTF-16 one."""
+    head = text[:pos]
+    return pos if head.isascii() else len(head.encode("utf-16-le")) // 2
 
 
 def _changed_range(old: str, new: str, start: int, removed: int) -> tuple[int, int, str]:
@@ -333,20 +372,26 @@ def _common_suffix(a: str, b: str) -> int:
 
 
 class TokenSink:
-    """Writes streamed text into one generation of the Document (and so into the editor).
+    """Writes streamed text into one generation of the Document (and so into the editor), and
+    logs each token with its alternatives, at its offset in the generation.
 
     Tokens are buffered and written on a timer: a fast model can send hundreds a second, and a
     document edit per token would make the editor lag behind the stream."""
 
-    def __init__(self, bridge: DocumentBridge, gen_id: GenerationId):
+    def __init__(self, bridge: DocumentBridge, gen_id: GenerationId, records: Optional[list] = None):
         self._bridge = bridge
         self.gen_id = gen_id
+        self.records = records if records is not None else []  # token_view.TokenRecord, appended to
+        start, end = bridge.document.generation_range(gen_id)
+        self._length = end - start  # where the next token lands, from the generation's start
         self._buffer: list[str] = []
         self._timer = QTimer(bridge)
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self.flush)
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, alternatives: tuple = ()) -> None:
+        self.records.append(TokenRecord(self._length, text, alternatives))
+        self._length += len(text)
         self._buffer.append(text)
         if not self._timer.isActive():
             self._timer.start()

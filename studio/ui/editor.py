@@ -1,23 +1,22 @@
 """WriteWorkspace: the writer's tab. A studio.writing.Document shown in an editor, where Continue
 asks the language model to carry on from the cursor and its words stream in at that spot; Retry,
-◀ / ▶ between samples, memory and notes, sampler settings, files and autosave."""
+◀ / ▶ between samples, the model's alternatives for any token it wrote, memory, notes and world
+info, the context viewer, instruct mode and sampler settings. Files and drafts: write_files.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
-from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QFont, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QFont, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
+    QMenu,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -26,28 +25,24 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import DocumentError
-from studio.core.events import Token
-from studio.state.jobs import JobList
+from studio.core.events import ContextResult, Token
+from studio.core.jobs import ContextJob, TextJob
+from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
 from studio.ui.common import Workspace
+from studio.ui.context_viewer import ContextViewer
 from studio.ui.document_bridge import DocumentBridge, DraftEditor, TokenSink
+from studio.ui.token_view import TokenAt, TokenLog, TokenRecord, tooltip_html, visible
+from studio.ui.write_files import DocumentFiles
 from studio.ui.write_panel import DocumentPanel, RecoveryBar
-from studio.writing import autosave
 from studio.writing.document import Document, GenerationId, sampler_problem
-from studio.writing.prompt import assemble
-from studio.writing.storage import NATIVE_SUFFIX, export_text, load_document, save_document
 
-AUTOSAVE_MS = 4000  # a draft is written this long after the first change since the last one
-CHARS_PER_TOKEN = 3.0  # conservative: English prose runs ~4 characters a token
-DEFAULT_CONTEXT = 2048  # tokens, when the model folder does not say
-OPEN_FILTER = "Documents (*.studio-doc.json *.txt *.md);;Studio documents (*.studio-doc.json);;Text (*.txt *.md)"
+CONTEXT_REFRESH_MS = 600  # the open context viewer re-measures this long after the writer pauses
+FOR_CURSOR = "What the model will read if you continue at the cursor"
+LAST_READ = "What the model read for the last generation"
 
 
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
-
-
-class WriteWorkspace(Workspace):
+class WriteWorkspace(DocumentFiles, Workspace):
     kind = "text"
     noun = "text"
 
@@ -61,12 +56,18 @@ class WriteWorkspace(Workspace):
         self.editor.setFont(font)
         self.editor.document().setDocumentMargin(28)
         self.editor.setFrameShape(DraftEditor.Shape.NoFrame)
+        self.editor.hover_text = self._hover_text
+        self.editor.extend_menu = self._extend_menu
         self.bridge = DocumentBridge(self.editor)
+        self.tokens = TokenLog()
         self.panel = DocumentPanel()
         # The names the rest of the studio (and its tests) know these settings by.
         self.max_tokens, self.temperature = self.panel.max_tokens, self.panel.temperature
         self.seed, self.random_seed = self.panel.seed, self.panel.random_seed
 
+        self.instruct = QCheckBox("Instruct mode")
+        self.instruct.setToolTip("Send the text as a request in the model's chat template (rendered in a "
+                                 "sandbox) instead of continuing it as it is")
         self.continue_button = QPushButton("Continue")
         self.continue_button.setToolTip("Continue from the cursor (Ctrl+Enter)")
         self.continue_button.clicked.connect(self.continue_text)
@@ -87,16 +88,23 @@ class WriteWorkspace(Workspace):
         self.show_origins = QCheckBox("Show who wrote what")
         self.show_origins.setChecked(True)
         self.show_origins.toggled.connect(self.bridge.highlighter.set_enabled)
+        self.context_button = QPushButton("Context…")
+        self.context_button.setToolTip("Show exactly what the model reads, measured with its own tokenizer")
+        self.context_button.clicked.connect(self.show_context_viewer)
         QShortcut(QKeySequence("Ctrl+Return"), self, self.continue_text)
         QShortcut(QKeySequence("Ctrl+R"), self, self.retry)
         QShortcut(QKeySequence("Escape"), self, self.stop)
 
         form = QFormLayout()
         form.addRow("Model", self.models)
+        form.addRow("", self.instruct)
         samples = QHBoxLayout()
         samples.addWidget(self.previous_button)
         samples.addWidget(self.alternative_label, 1, Qt.AlignmentFlag.AlignCenter)
         samples.addWidget(self.next_button)
+        view_row = QHBoxLayout()
+        view_row.addWidget(self.show_origins, 1)
+        view_row.addWidget(self.context_button)
         buttons = QHBoxLayout()
         buttons.addWidget(self.stop_button)
         buttons.addWidget(self.retry_button)
@@ -118,7 +126,7 @@ class WriteWorkspace(Workspace):
         side_layout.setSpacing(8)
         side_layout.addLayout(form)
         side_layout.addWidget(scroll, 1)
-        side_layout.addWidget(self.show_origins)
+        side_layout.addLayout(view_row)
         side_layout.addLayout(samples)
         side_layout.addLayout(buttons)
 
@@ -137,90 +145,108 @@ class WriteWorkspace(Workspace):
         content.addWidget(side)
         content.setStretchFactor(0, 1)
         content.setCollapsible(0, False)
-        content.setSizes([720, 320])
+        content.setSizes([720, 340])
         self.set_content(content)
 
         self.job_id: Optional[int] = None
         self._sink: Optional[TokenSink] = None
         self.last_generation: Optional[GenerationId] = None
-        self.path: Optional[Path] = None  # where Save writes (a native document), if anywhere
-        self.modified = False  # since the last Save / Open / New
-        self._unsaved_draft = False  # changed since the last autosave
-        self.autosaver = autosave.Autosaver(autosave.free_name("Untitled"))
-        self.autosave_timer = QTimer(self)
-        self.autosave_timer.setSingleShot(True)
-        self.autosave_timer.setInterval(AUTOSAVE_MS)
-        self.autosave_timer.timeout.connect(self.autosave_now)
-        self._offered: list[Path] = []
+        self.last_context: Optional[ContextResult] = None  # what the model read for the last job
+        self.viewer: Optional[ContextViewer] = None
+        self._context_job: Optional[int] = None
+        self._context_timer = QTimer(self)
+        self._context_timer.setSingleShot(True)
+        self._context_timer.setInterval(CONTEXT_REFRESH_MS)
+        self._context_timer.timeout.connect(self.refresh_context)
+        self._init_files()
 
         self.bridge.changed.connect(self._document_changed)
         self.panel.changed.connect(self._document_changed)
-        self.editor.focus_lost.connect(self.autosave_now)
         self.editor.cursorPositionChanged.connect(self._update_alternatives)
-        app = QGuiApplication.instance()
-        if app is not None:
-            app.applicationStateChanged.connect(self._on_app_state)
+        self.models.currentIndexChanged.connect(self._update_instruct)
         jobs.token.connect(self._on_token)
+        jobs.context_used.connect(self._on_context_used)
+        jobs.finished.connect(self._on_finished)
         jobs.job_changed.connect(self._on_changed)
         self.panel.set_document(self.bridge.document)
         self._update_alternatives()
+        self._update_instruct()
         self.offer_recovery()
 
     @property
     def document(self) -> Document:
         return self.bridge.document
 
+    def _show_document(self, document: Document) -> None:
+        """Show another document (files call this): editor, panel, and no stale token records."""
+        self.bridge.set_document(document)
+        self.panel.set_document(document)
+        self.tokens.clear()
+        self.last_generation = None
+        self._update_alternatives()
+
+    def _document_changed(self) -> None:
+        self._mark_changed()
+        self._update_alternatives()
+        self.panel.world_info.set_story(self.document.text[:self.bridge.python_cursor()])
+        if self.viewer is not None and self.viewer.isVisible():
+            self._context_timer.start()
+
     # -- continue, stop, retry ------------------------------------------------------------------
 
-    def context_length(self) -> int:
-        """The model's window from its config (the model itself lives on the engine thread),
-        else a common size."""
-        info = self.model_info()
-        return (info.context_length if info is not None else None) or DEFAULT_CONTEXT
+    def text_job(self, cursor: int) -> TextJob:
+        """The job that continues at `cursor`: the story is assembled on the engine, with the
+        model's own tokenizer (DocumentError when the cursor is not in the text)."""
+        return self.document.story_job(self.models.model_id(), cursor, instruct=self.instruct_on())
 
-    def build_prompt(self, cursor: int) -> str:
-        """Memory, triggered world info, the story before `cursor` and the author's note.
+    def instruct_on(self) -> bool:
+        return self.instruct.isChecked() and self.instruct.isEnabled()
 
-        The GUI thread cannot count tokens (the tokenizer lives with the model on the engine
-        thread), so this fits the story with a conservative characters-per-token estimate and the
-        backend's _fit_context trims any excess from the front. Exact, token-accurate assembly
-        (and the context viewer that shows it) will come with an engine-side assembly job."""
-        max_new = self.document.sampler["max_new_tokens"]
-        context = max(self.context_length(), max_new + 1)
-        return assemble(self.document, cursor, estimate_tokens, context, max_new).prompt
-
-    def _start(self, gen_id_for: str) -> Optional[int]:
+    def _start(self, how: str, token: Optional[TokenAt] = None, choice: int = 0) -> Optional[int]:
+        """Start a job: "continue" at the cursor, "retry" the current generation, or "branch":
+        rewrite `token` with its alternative `choice` and carry on from there."""
         if self.job_id is not None:
             return None
         problem = sampler_problem(self.document.sampler)
         if problem:
             self.jobs.error.show(problem[0].upper() + problem[1:] + ".")
             return None
-        if gen_id_for == "retry":
-            gen_id = self.current_generation()
+        if how == "continue":
+            gen_id, cursor = None, self.bridge.python_cursor()
+        else:
+            gen_id = token.generation if token is not None else self.current_generation()
             if gen_id is None:
                 return None
-            cursor = self.document.generation_range(gen_id)[0]
-        else:
-            gen_id, cursor = None, self.bridge.python_cursor()
+            start, end = self.document.generation_range(gen_id)
+            cursor = start if how == "retry" else token.start
         try:
-            prompt = self.build_prompt(cursor)
+            spec = self.text_job(cursor)
+            if how == "branch":  # the story reads on through the chosen token
+                chosen = token.record.alternatives[choice][0]
+                spec = dataclasses.replace(spec, story=dataclasses.replace(spec.story, text=spec.story.text + chosen))
         except DocumentError as error:
             self.jobs.error.show(str(error))
             return None
-        spec = self.document.text_job(self.models.model_id(), prompt)
         job_id = self.jobs.submit_or_report(spec)
         if job_id is None:
             return None
         if self.document.sampler["seed"] is None:
             self.panel.show_seed(spec.seed)  # greyed, but shows which seed this text got
-        if gen_id is None:
+        keep: list[TokenRecord] = []
+        if how == "continue":
             gen_id = self.bridge.add_generation(cursor)
-        else:
+        elif how == "retry":
             self.bridge.retry(gen_id)
+        else:
+            shown = self.document.alternatives(gen_id)[self.document.shown_alternative(gen_id)]
+            offset = token.record.offset
+            old = self.tokens.records(gen_id, self.document.shown_alternative(gen_id))
+            keep = old[:token.index] + [TokenRecord(offset, chosen, token.record.alternatives)]
+            self.bridge.retry(gen_id, shown[:offset] + chosen)
+        records = self.tokens.start(gen_id, self.document.shown_alternative(gen_id), keep)
         self.last_generation = gen_id
         self.job_id = job_id
-        self._sink = TokenSink(self.bridge, gen_id)
+        self._sink = TokenSink(self.bridge, gen_id, records)
         self._set_running(True)
         return job_id
 
@@ -233,6 +259,15 @@ class WriteWorkspace(Workspace):
         """A new sample in place of the last generation (a new seed when the seed is random);
         the earlier samples stay reachable with ◀."""
         return self._start("retry")
+
+    def choose_alternative(self, pos: int, choice: int) -> Optional[int]:
+        """Rewrite the model's token at document offset `pos` with its alternative number
+        `choice`, drop what the model wrote after it, and continue from there. The sample that
+        was there stays reachable with ◀."""
+        token = self.tokens.at(self.document, pos)
+        if token is None or not 0 <= choice < len(token.record.alternatives):
+            return None
+        return self._start("branch", token, choice)
 
     @Slot()
     def stop(self) -> None:
@@ -269,23 +304,83 @@ class WriteWorkspace(Workspace):
         self.next_button.setEnabled(not running and gen_id is not None and shown + 1 < count)
         self.retry_button.setEnabled(not running and gen_id is not None)
 
+    def _update_instruct(self) -> None:
+        """Instruct mode is offered only for a model that has a chat template."""
+        info = self.model_info()
+        has = bool(info is not None and getattr(info, "has_chat_template", False))
+        self.instruct.setEnabled(has)
+        self.instruct.setToolTip("Send the text as a request in the model's chat template (rendered in a "
+                                 "sandbox) instead of continuing it as it is" if has else
+                                 "This model has no chat template: its text is always continued as it is")
+
+    # -- the model's tokens: hover and choose ---------------------------------------------------------
+
+    def token_at(self, pos: int) -> Optional[TokenAt]:
+        """The model's token at document offset `pos` (or just before it: the mouse sits between
+        characters)."""
+        return self.tokens.at(self.document, pos) or (self.tokens.at(self.document, pos - 1) if pos else None)
+
+    def _hover_text(self, qt_pos: int) -> str:
+        token = self.token_at(self.bridge.to_python(qt_pos))
+        return tooltip_html(token) if token is not None else ""
+
+    def _extend_menu(self, qt_pos: int, menu: QMenu) -> None:
+        """The model's alternatives for the token under the menu, at the top of the menu."""
+        token = self.token_at(self.bridge.to_python(qt_pos))
+        if token is None or not token.record.alternatives or self.job_id is not None:
+            return
+        first = menu.actions()[0] if menu.actions() else None
+        title = QAction(f"Instead of “{visible(token.record.text)}”, write and continue:", menu)
+        title.setEnabled(False)
+        menu.insertAction(first, title)
+        for i, (text, probability) in enumerate(token.record.alternatives):
+            action = QAction(f"{visible(text)}    {probability * 100:.1f} %", menu)
+            action.triggered.connect(lambda _=False, p=token.start, c=i: self.choose_alternative(p, c))
+            menu.insertAction(first, action)
+        menu.insertSeparator(first)
+
     # -- job events -------------------------------------------------------------------------------
 
     @Slot(int, object)
     def _on_token(self, job_id: int, token: Token) -> None:
         if job_id == self.job_id and self._sink is not None and token.text:
-            self._sink.add(token.text)
+            self._sink.add(token.text, token.alternatives)
+
+    @Slot(int, object)
+    def _on_context_used(self, job_id: int, context: ContextResult) -> None:
+        if job_id == self.job_id:
+            self.last_context = context
+            if self.viewer is not None and self.viewer.isVisible():
+                self.viewer.show_context(context, LAST_READ, self._entry_names())
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, result: object) -> None:
+        if job_id == self._context_job and isinstance(result, ContextResult) and self.viewer is not None:
+            self._context_job = None
+            self.viewer.show_context(result, FOR_CURSOR, self._entry_names())
 
     @Slot(int)
     def _on_changed(self, job_id: int) -> None:
         record = self.jobs.get(job_id)
-        if job_id != self.job_id or record is None or not record.state.is_terminal:
+        if record is None or not record.state.is_terminal:
             return
+        if job_id == self._context_job:
+            if record.state is JobState.FAILED and self.viewer is not None:
+                self._context_job = None
+                self.viewer.show_problem(FOR_CURSOR, record.message)
+            elif record.state is JobState.CANCELLED:  # superseded by a newer request: that one answers
+                self._context_job = None
+            return  # a finished one is shown by _on_finished, which comes next
+        if job_id != self.job_id:
+            return
+        self._end_stream()
+        self.job_id = None
+        self._set_running(False)
+
+    def _end_stream(self) -> None:
         if self._sink is not None:
             self._sink.close()  # tokens that arrived before the end stay: they were shown as written
             self._sink = None
-        self.job_id = None
-        self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self.continue_button.setEnabled(not running)
@@ -299,176 +394,45 @@ class WriteWorkspace(Workspace):
     def is_running(self) -> bool:
         return self.job_id is not None
 
-    # -- files --------------------------------------------------------------------------------------
+    # -- the context viewer -----------------------------------------------------------------------
 
-    def set_document(self, document: Document, path: Optional[Path] = None,
-                     draft_name: Optional[str] = None) -> None:
-        self.autosave_timer.stop()
-        self.autosaver.mark_clean()  # the previous document is closed, not lost
-        self.bridge.set_document(document)
-        self.panel.set_document(document)
-        self.path = path
-        self.last_generation = None
-        self.modified = self._unsaved_draft = False
-        self.autosaver = autosave.Autosaver(draft_name or autosave.free_name(document.name))
-        self._update_alternatives()
-
-    def new_document(self) -> None:
-        if self.job_id is None and self._may_replace():
-            document = Document()
-            document.sampler = dict(self.document.sampler)  # the writer's last settings carry on
-            self.set_document(document)
-
-    def open_path(self, path: Path) -> bool:
-        """Open a native document, or a .txt / .md file as typed text."""
-        try:
-            document = load_document(Path(path))
-        except DocumentError as error:
-            self.jobs.error.show(str(error))
-            return False
-        native = str(path).endswith(NATIVE_SUFFIX)
-        self.set_document(document, Path(path) if native else None)
-        return True
-
-    def save_to(self, path: Path) -> bool:
-        """Save as a native document (.studio-doc.json is added when missing)."""
-        path = Path(path)
-        if not path.name.endswith(NATIVE_SUFFIX):
-            path = path.with_name(path.name.removesuffix(".json") + NATIVE_SUFFIX)
-        self.document.name = path.name[: -len(NATIVE_SUFFIX)]
-        try:
-            save_document(self.document, path)
-        except DocumentError as error:
-            self.jobs.error.show(str(error))
-            return False
-        self.path = path
-        self.modified = False
-        return True
-
-    def export_to(self, path: Path) -> bool:
-        try:
-            export_text(self.document, Path(path))
-        except DocumentError as error:
-            self.jobs.error.show(str(error))
-            return False
-        return True
-
-    def open_dialog(self) -> None:
-        if self.job_id is not None or not self._may_replace():
-            return
-        path, _ = QFileDialog.getOpenFileName(self, "Open document", str(autosave.documents_dir()), OPEN_FILTER)
-        if path:
-            self.open_path(Path(path))
-
-    def save(self) -> bool:
-        return self.save_to(self.path) if self.path else self.save_as_dialog()
-
-    def save_as_dialog(self) -> bool:
-        start = self.path or autosave.documents_dir() / (autosave.safe_name(self.document.name) + NATIVE_SUFFIX)
-        path, _ = QFileDialog.getSaveFileName(self, "Save document", str(start),
-                                              "Studio documents (*.studio-doc.json)")
-        return self.save_to(Path(path)) if path else False
-
-    def export_dialog(self) -> None:
-        start = autosave.documents_dir() / (autosave.safe_name(self.document.name) + ".txt")
-        path, _ = QFileDialog.getSaveFileName(self, "Export text", str(start), "Text (*.txt);;Markdown (*.md)")
-        if path:
-            self.export_to(Path(path))
-
-    def _may_replace(self) -> bool:
-        """Whether the open document may be closed: unchanged, or the writer says so. (Its draft
-        is autosaved either way, in the documents folder.)"""
-        if not self.modified or not self.document.text:
-            return True
-        answer = QMessageBox.question(
-            self, "Unsaved changes", f"Save the changes to “{self.document.name}” first?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel)
-        if answer == QMessageBox.StandardButton.Save:
-            return self.save()
-        return answer == QMessageBox.StandardButton.Discard
-
-    # -- autosave and recovery ----------------------------------------------------------------------
-
-    def _document_changed(self) -> None:
-        self.modified = self._unsaved_draft = True
-        if not self.autosave_timer.isActive():
-            self.autosave_timer.start()
-        self._update_alternatives()
+    def show_context_viewer(self) -> ContextViewer:
+        if self.viewer is None:
+            self.viewer = ContextViewer(self)
+            self.viewer.refresh_button.clicked.connect(self.refresh_context)
+        self.viewer.show()
+        self.viewer.raise_()
+        self.refresh_context()
+        return self.viewer
 
     @Slot()
-    def autosave_now(self) -> None:
-        """Write the draft if anything changed since the last one (atomically)."""
-        self.autosave_timer.stop()
-        if not self._unsaved_draft:
+    def refresh_context(self) -> None:
+        """Ask the engine what continuing at the cursor would send the model (measured there)."""
+        if self.viewer is None or not self.models.model_id():
             return
         try:
-            self.autosaver.save_now(self.document)
-            self._unsaved_draft = False
+            spec = ContextJob.of(self.text_job(self.bridge.python_cursor()))
+            spec.validate()
         except DocumentError as error:
-            self.jobs.error.show(str(error))
-
-    def _on_app_state(self, state) -> None:
-        if state != Qt.ApplicationState.ApplicationActive:
-            self.autosave_now()
-
-    def close_document(self) -> None:
-        """The studio is closing normally: the draft is written one last time and needs no
-        recovery (it stays in the documents folder)."""
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
-        self.autosave_now()
-        self.autosaver.mark_clean()
-        app = QGuiApplication.instance()
-        if app is not None:
-            try:
-                app.applicationStateChanged.disconnect(self._on_app_state)
-            except (RuntimeError, TypeError):
-                pass
-
-    def offer_recovery(self) -> None:
-        self._offered = autosave.recoverable()
-        self._show_offer()
-
-    def _show_offer(self) -> None:
-        if not self._offered:
-            self.recovery_bar.hide()
+            self.viewer.show_problem(FOR_CURSOR, str(error))
             return
-        draft = self._offered[0]
-        name = draft.name[: -len(autosave.DRAFT_SUFFIX)]
-        self.recovery_bar.label.setText(
-            f"“{name}” was not closed when the studio last ended. Restore the autosaved draft?")
-        self.recovery_bar.show()
+        self._context_job = self.jobs.submit_or_report(spec)
+        self.viewer.show_waiting(FOR_CURSOR)
 
-    def restore_offered_draft(self) -> None:
-        if not self._offered or self.job_id is not None:
-            return
-        draft = self._offered.pop(0)
-        try:
-            document = load_document(draft)
-        except DocumentError as error:
-            self.jobs.error.show(str(error))
-        else:
-            autosave.dismiss(draft)
-            self.set_document(document, draft_name=draft.name[: -len(autosave.DRAFT_SUFFIX)])
-            self.modified = True  # restored from a draft, not saved anywhere yet
-        self._show_offer()
-
-    def discard_offered_draft(self) -> None:
-        if self._offered:
-            autosave.dismiss(self._offered.pop(0))
-        self._show_offer()
+    def _entry_names(self) -> list[str]:
+        return [", ".join(e.keys) or f"entry {i + 1}" for i, e in enumerate(self.document.world_info)]
 
     # -- remembered settings ------------------------------------------------------------------------
 
     def save_settings(self, store: SettingsStore) -> None:
         super().save_settings(store)
         store.set("text/sampler", json.dumps(self.document.sampler))
+        store.set("text/instruct", "1" if self.instruct.isChecked() else "0")
 
     def restore_settings(self, store: SettingsStore) -> None:
         """The last sampler settings become a fresh document's; an opened one keeps its own."""
         super().restore_settings(store)
+        self.instruct.setChecked(store.get("text/instruct", "0") == "1")
         if self.document.text or self.modified:
             return
         try:

@@ -1,4 +1,4 @@
-"""The writer's side panel (memory, author's note, sampler settings) and the recovery bar.
+"""The writer's side panel (memory, author's note, world info, sampler settings) and the recovery bar.
 
 The panel edits a Document directly: its values are the document's own, so they are saved with
 it and a document opened later brings its settings back into the panel."""
@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import MAX_BANNED, MAX_STOP_SEQUENCES
-from studio.writing.document import MAX_NOTE_DEPTH, Document
+from studio.core.story import MAX_NOTE_DEPTH
+from studio.ui.world_info_editor import WorldInfoEditor
+from studio.writing.document import Document
 
 SEED_MAX = 2**31 - 1  # QSpinBox holds a C int; plenty of seeds for prose
 
@@ -96,6 +98,12 @@ class DocumentPanel(QWidget):
         notes_form.addRow(self.authors_note)
         notes_form.addRow("Depth", self.note_depth)
 
+        self.world_info = WorldInfoEditor()
+        lore = QGroupBox("World info")
+        lore.setToolTip("Entries whose keys appear in the recent text are put after the memory")
+        lore_layout = QVBoxLayout(lore)
+        lore_layout.addWidget(self.world_info)
+
         sampling = QGroupBox("Sampling")
         form = QFormLayout(sampling)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
@@ -117,7 +125,9 @@ class DocumentPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(notes)
+        layout.addWidget(lore)
         layout.addWidget(sampling)
+        self.world_info.changed.connect(self.changed)
 
         self.memory.textChanged.connect(self._store)
         self.authors_note.textChanged.connect(self._store)
@@ -132,6 +142,7 @@ class DocumentPanel(QWidget):
     def set_document(self, document: Document) -> None:
         """Show this document's values (it is not modified by being shown)."""
         self.document = document
+        self.world_info.set_document(document)
         s = document.sampler
         self._loading = True
         try:

@@ -20,16 +20,13 @@ from typing import Any, NewType, Optional
 
 from studio.core.errors import DocumentError, SpecError
 from studio.core.jobs import TextJob, resolve_seed
+from studio.core.story import DEFAULT_NOTE_DEPTH, StoryContext, WorldInfoEntry
 
 TYPED, GENERATED, EDITED = "typed", "generated", "edited"
 ORIGINS = (TYPED, GENERATED, EDITED)
 
 GenerationId = NewType("GenerationId", int)
 Piece = tuple[str, str]  # (text, origin); the document is a list of these, never empty, merged
-
-# Lite puts its note ~80 tokens (320 characters) before the end (text_anchors §1a).
-DEFAULT_NOTE_DEPTH = 80
-MAX_NOTE_DEPTH = 100_000
 
 # The TextJob fields a writer sets per document; the rest of a job (model, prompt) comes per run.
 SAMPLER_FIELDS = (
@@ -76,19 +73,6 @@ def _job(sampler: dict[str, Any], model: str, prompt: str, seed_if_random: Optio
     if values["seed"] is None:
         values["seed"] = resolve_seed(None) if seed_if_random is None else seed_if_random
     return TextJob(model=model, prompt=prompt, **values)
-
-
-@dataclass(frozen=True)
-class WorldInfoEntry:
-    """Lore brought into the prompt when one of its keys appears in the recent story."""
-
-    keys: tuple[str, ...]
-    content: str
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if isinstance(self.keys, list):  # JSON and the UI give lists; keep one way to compare
-            object.__setattr__(self, "keys", tuple(self.keys))
 
 
 @dataclass
@@ -146,6 +130,18 @@ class Document:
         is drawn now so the job (and what it wrote) can be reproduced."""
         check_sampler(self.sampler)
         return _job(self.sampler, model=model, prompt=prompt, seed_if_random=None)
+
+    def story_context(self, cursor: int) -> StoryContext:
+        """What continuing at `cursor` reads: the text before it, memory, note and world info."""
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= len(self._text):
+            raise DocumentError(f"The cursor {cursor!r} is outside the text ({len(self._text)} characters).")
+        return StoryContext(self._text[:cursor], self.memory, self.authors_note, self.authors_note_depth,
+                            tuple(self.world_info))
+
+    def story_job(self, model: str, cursor: int, instruct: bool = False) -> TextJob:
+        """The job that continues the text at `cursor`, assembled by the engine with the model's
+        own tokenizer (memory, world info, author's note), with this document's sampler settings."""
+        return dataclasses.replace(self.text_job(model, ""), story=self.story_context(cursor), instruct=instruct)
 
     # --- editing -------------------------------------------------------------------------------
 

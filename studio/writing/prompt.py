@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 from studio.core.errors import DocumentError
+from studio.core.story import StoryContext, WorldInfoEntry
 from studio.writing.document import Document
 
 MEMORY, WORLD_INFO, STORY, AUTHORS_NOTE = "memory", "world_info", "story", "authors_note"
@@ -72,28 +73,41 @@ def assemble(
     scan_chars: int = SCAN_CHARS,
     near: int = NEAR_CHARS,
 ) -> Assembled:
-    """The prompt that continues `document` at `cursor` within `context_length` tokens, leaving
-    room for `max_new_tokens`. Raises DocumentError when even memory, world info and the note
-    alone do not fit."""
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= len(document.text):
-        raise DocumentError(f"The cursor {cursor!r} is outside the text ({len(document.text)} characters).")
+    """The prompt that continues `document` at `cursor` (see assemble_story)."""
+    return assemble_story(document.story_context(cursor), count_tokens, context_length, max_new_tokens,
+                          scan_chars=scan_chars, near=near)
+
+
+def assemble_story(
+    story: StoryContext,
+    count_tokens: CountTokens,
+    context_length: int,
+    max_new_tokens: int,
+    *,
+    scan_chars: int = SCAN_CHARS,
+    near: int = NEAR_CHARS,
+) -> Assembled:
+    """The prompt that continues `story.text` within `context_length` tokens, leaving room for
+    `max_new_tokens`. Raises DocumentError when even memory, world info and the note alone do
+    not fit."""
     budget = context_length - max_new_tokens
     if budget <= 0:
         raise DocumentError(f"Max new tokens ({max_new_tokens}) must be less than the model's context "
                             f"length ({context_length}), or nothing is left for the story.")
-    story = document.text[:cursor]
+    text = story.text
+    cursor = len(text)
 
     head: list[tuple[str, str, Optional[int]]] = []  # (role, text, world info index)
-    if document.memory.strip():
-        head.append((MEMORY, _line(document.memory), None))
-    triggered = triggered_world_info(document, story, scan_chars)
-    head += [(WORLD_INFO, _line(document.world_info[i].content), i) for i in triggered]
+    if story.memory.strip():
+        head.append((MEMORY, _line(story.memory), None))
+    triggered = triggered_world_info(story.world_info, text, scan_chars)
+    head += [(WORLD_INFO, _line(story.world_info[i].content), i) for i in triggered]
 
-    note = document.authors_note if document.authors_note.strip() else ""
-    note_at = note_position(story, document.authors_note_depth, count_tokens) if note else None
+    note = story.authors_note if story.authors_note.strip() else ""
+    note_at = note_position(text, story.authors_note_depth, count_tokens) if note else None
 
     def build(cut: int) -> Assembled:
-        return _build(head, story, cut, note, note_at, count_tokens, budget, triggered)
+        return _build(head, text, cut, note, note_at, count_tokens, budget, triggered)
 
     def fits(cut: int) -> bool:
         return build(cut).tokens <= budget
@@ -109,18 +123,22 @@ def assemble(
     keep = _largest(cursor, lambda n: fits(cursor - n), guess=4 * budget)
     cut = cursor - keep
     if cut > 0:
-        nicer = _clean_cut(story, cut, near)
+        nicer = _clean_cut(text, cut, near)
         if nicer != cut and fits(nicer):
             cut = nicer
     return build(cut)
 
 
-def triggered_world_info(document: Document, story: str, scan_chars: int = SCAN_CHARS) -> list[int]:
-    """Indices of enabled entries with a key in the last `scan_chars` characters of the story,
-    matched case-insensitively as a whole word ("rose" is not found in "primrose")."""
+def triggered_world_info(entries: Union[Document, Sequence[WorldInfoEntry]], story: str,
+                         scan_chars: int = SCAN_CHARS) -> list[int]:
+    """Indices of enabled entries (of a document, or a list of them) with a key in the last
+    `scan_chars` characters of the story, matched case-insensitively as a whole word ("rose" is
+    not found in "primrose")."""
+    if isinstance(entries, Document):
+        entries = entries.world_info
     start = max(0, len(story) - scan_chars)
     hits = []
-    for i, entry in enumerate(document.world_info):
+    for i, entry in enumerate(entries):
         if not entry.enabled or not entry.content.strip():
             continue
         for key in entry.keys:

@@ -23,8 +23,8 @@ from typing import Any, Optional
 
 from studio.core.atomic import write_atomic
 from studio.core.errors import DocumentError
+from studio.core.story import MAX_NOTE_DEPTH
 from studio.writing.document import (
-    MAX_NOTE_DEPTH,
     ORIGINS,
     TYPED,
     Document,
@@ -301,7 +301,10 @@ class _Reader:
             enabled = item.get("enabled", True)
             if not isinstance(enabled, bool):
                 self.fail(f"{what} `enabled` must be true or false, not {_kind(enabled)}")
-            entries.append(WorldInfoEntry(tuple(keys), content, enabled))
+            entry = WorldInfoEntry(tuple(keys), content, enabled)
+            if entry.problem():
+                self.fail(f"{what} {entry.problem()}")
+            entries.append(entry)
         return entries
 
     def sampler(self, value: Any) -> dict[str, Any]:

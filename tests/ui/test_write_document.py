@@ -78,7 +78,7 @@ def test_retry_keeps_the_first_sample_reachable(qtbot, window):
     first = ws.editor.toPlainText()
     assert ws.alternative_label.text() == "1 / 1"
     job_id = generate(qtbot, ws, button=ws.retry_button)
-    assert ws.jobs.get(job_id).spec.prompt == "Rain fell"  # the text before the generation
+    assert ws.jobs.get(job_id).spec.story.text == "Rain fell"  # the text before the generation
     second = ws.editor.toPlainText()
     assert second.startswith("Rain fell") and second != first  # a new seed, a new sample
     assert ws.alternative_label.text() == "2 / 2"
@@ -101,8 +101,11 @@ def test_memory_from_the_panel_is_at_the_top_of_the_prompt(qtbot, window):
     ws.editor.moveCursor(ws.editor.textCursor().MoveOperation.End)
     job_id = generate(qtbot, ws, tokens=2)
     spec = ws.jobs.get(job_id).spec
-    assert spec.prompt == "A story about a lighthouse keeper.\nThe lamp"
+    assert (spec.story.memory, spec.story.text) == ("A story about a lighthouse keeper.", "The lamp")
     assert spec.top_k == 40 and spec.max_new_tokens == 2
+    # Assembled on the engine, which reported what the model read.
+    assert ws.last_context.prompt == "A story about a lighthouse keeper.\nThe lamp"
+    assert [role for role, *_ in ws.last_context.parts] == ["memory", "story"]
 
 
 def test_autosave_writes_the_draft_and_a_new_window_offers_it(qtbot, fake_models, make_window, monkeypatch):

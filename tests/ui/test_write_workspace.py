@@ -29,7 +29,7 @@ def test_continue_streams_tokens_and_stop_ends_it_and_undo_removes_it(qtbot, fak
     qtbot.mouseClick(ws.continue_button, Qt.MouseButton.LeftButton)
     job_id = ws.job_id
     assert job_id is not None and ws.stop_button.isEnabled() and not ws.continue_button.isEnabled()
-    assert window.jobs.get(job_id).spec.prompt == "The lantern"
+    assert window.jobs.get(job_id).spec.story.text == "The lantern"
     qtbot.waitUntil(lambda: len(ws.editor.toPlainText()) > len(original) + 10, timeout=10_000)
     grown = ws.editor.toPlainText()
     assert grown.startswith(original)
@@ -61,7 +61,7 @@ def test_continue_uses_the_text_before_the_cursor_and_inserts_there(qtbot, windo
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=10_000)
     record = window.jobs.get(job_id)
     assert record.state is JobState.FINISHED
-    assert record.spec.prompt == "First line\nsecond line."
+    assert record.spec.story.text == "First line\nsecond line."
     text = ws.editor.toPlainText()
     assert text.startswith("First line\nsecond line. ") and text.endswith(" THE END")
     generated = text[len("First line\nsecond line."): -len(" THE END")]

@@ -3,7 +3,8 @@
 A backend is one loaded model on one runtime and device. It implements one capability:
   - image:  `generate_image(spec: ImageJob, ctx) -> ImageResult` (txt2img, img2img or inpainting,
             as the spec says; a backend that cannot do one raises SpecError naming the field)
-  - text:   `generate(spec: TextJob, ctx) -> TextResult`
+  - text:   `generate(spec: TextJob, ctx) -> TextResult` (its prompt reported first, with
+            `ctx.context_used`) and `context(spec: ContextJob) -> ContextResult` (that prompt alone)
   - latent: `latent_dim: int` and `decode(latents: float32 array (N, D)) -> uint8 array (N, H, W, 3)`
 Every backend class has `load(model, device, dtype)`, `choose_device(requested) -> (device, dtype)`
 and a `memory_bytes` estimate that the model cache budgets with. Every step or token calls the
@@ -17,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_che
 import numpy as np
 
 from studio.core.errors import JobCancelled, SpecError
-from studio.core.events import Event, Preview, Progress, Token
+from studio.core.events import ContextUsed, Event, Preview, Progress, Token
 
 if TYPE_CHECKING:
     import threading
 
-    from studio.core.events import ImageResult, TextResult
-    from studio.core.jobs import ImageJob, TextJob
+    from studio.core.events import ContextResult, ImageResult, TextResult
+    from studio.core.jobs import ContextJob, ImageJob, TextJob
     from studio.models.registry import ModelInfo
 
 PREVIEW_INTERVAL_S = 0.1  # at most ~10 previews a second: more is invisible and costs decode time
@@ -85,6 +86,11 @@ class JobContext:
             # Interactive requests (slider drags) run here, so they stay live during long renders.
             self._between_steps()
 
+    def context_used(self, context: "ContextResult") -> None:
+        """Call once a text job's prompt is assembled, before its first token (the context viewer)."""
+        self.check_cancelled()
+        self._emit(ContextUsed(self.job_id, context))
+
     def token(self, text: str, token_id: int, alternatives: tuple[tuple[str, float], ...] = ()) -> None:
         """Call for each generated token before it is kept. Raises JobCancelled if cancelled,
         so a token produced after Stop is never shown (cancel lands within one token)."""
@@ -102,6 +108,8 @@ class ImageBackend(Protocol):
 @runtime_checkable
 class TextBackend(Protocol):
     def generate(self, spec: "TextJob", ctx: JobContext) -> "TextResult": ...
+
+    def context(self, spec: "ContextJob") -> "ContextResult": ...
 
 
 @runtime_checkable

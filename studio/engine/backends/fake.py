@@ -6,13 +6,16 @@ words, latents decode to colour fields. Its `step_seconds` manifest field sets h
 from __future__ import annotations
 
 import time
+from typing import Union
 
 import numpy as np
 
-from studio.core.events import ImageResult, TextResult
-from studio.core.jobs import ImageJob, TextJob
+from studio.core.events import ContextResult, ImageResult, TextResult
+from studio.core.jobs import ContextJob, ImageJob, TextJob
 from studio.engine.backends.base import JobContext, to_uint8_image
+from studio.engine.backends.text_context import build_context
 
+FAKE_CONTEXT = 4096  # "tokens": words
 WORDS = ("the", "quiet", "river", "ran", "under", "a", "lantern", "moon", "and", "she", "laughed", "softly")
 
 
@@ -57,14 +60,25 @@ class FakeBackend:
             images.append(to_uint8_image(final))
         return ImageResult(tuple(images), {"device": "cpu", "runtime": "fake"})
 
+    def context(self, spec: Union[TextJob, ContextJob]) -> ContextResult:
+        """Assembled as the real backends do, counting a word (and its space) as a token."""
+        return build_context(spec, _count_words, FAKE_CONTEXT,
+                             (lambda system, user: f"<sys>{system}</sys><user>{user}</user><bot>")
+                             if spec.instruct else None)
+
     def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
+        ctx.context_used(self.context(spec))
         rng = np.random.default_rng(spec.seed)
         pieces, ids = [], []
         for _ in range(spec.max_new_tokens):
             time.sleep(self.step_seconds)
             token_id = int(rng.integers(len(WORDS)))
             piece = " " + WORDS[token_id]
-            ctx.token(piece, token_id)
+            # Seeded "probabilities" so the token view has something to show: the chosen word and
+            # two others, best first.
+            others = [WORDS[(token_id + k) % len(WORDS)] for k in (3, 7)]
+            alternatives = ((piece, 0.5), (" " + others[0], 0.3), (" " + others[1], 0.2))
+            ctx.token(piece, token_id, alternatives)
             pieces.append(piece)
             ids.append(token_id)
         return TextResult("".join(pieces), tuple(ids), {"device": "cpu", "runtime": "fake"})
@@ -90,3 +104,6 @@ class FakeBackend:
         chans = [0.5 + 0.5 * np.sin(freq[c, 0] * x + freq[c, 1] * y + phase[c]) for c in range(3)]
         return np.stack(chans, axis=-1).astype(np.float32)
 
+
+def _count_words(text: str) -> int:
+    return len(text.split())

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
-from studio.core.errors import ModelFileError, SpecError
-from studio.core.events import TextResult
-from studio.core.jobs import TextJob
+from studio.core.errors import ModelFileError, SpecError, StudioError
+from studio.core.events import ContextResult, TextResult
+from studio.core.jobs import ContextJob, TextJob
 from studio.engine.backends import text_sampling
 from studio.engine.backends.base import JobContext, param_bytes, torch_device, torch_dtype
+from studio.engine.backends.chat_template import render_chat
+from studio.engine.backends.text_context import build_context
+from studio.models.formats import find_chat_template
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
 from studio.models.safe_files import check_folder_weights, explained_load_errors
@@ -140,8 +143,10 @@ def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: 
 class TransformersTextBackend:
     """One causal language model and its tokenizer, resident on one device."""
 
-    def __init__(self, model: Any, tokenizer: Any, device: str, dtype: str):
+    def __init__(self, model: Any, tokenizer: Any, device: str, dtype: str, chat_template: Optional[str] = None):
         self.model = model
+        self.chat_template = chat_template  # Jinja source, rendered only in a sandbox, only in instruct mode
+        self.chat_problem = ""  # why the folder's chat template could not be read, if it could not
         self.tokenizer = tokenizer
         self.device = device
         self.dtype = dtype
@@ -204,20 +209,28 @@ class TransformersTextBackend:
         lm.generation_config = GenerationConfig(
             bos_token_id=own.bos_token_id, eos_token_id=own.eos_token_id, pad_token_id=own.pad_token_id
         )
-        return cls(lm.to(device).eval(), tokenizer, device, dtype)
+        backend = cls(lm.to(device).eval(), tokenizer, device, dtype)
+        try:
+            backend.chat_template = find_chat_template(folder)
+        except StudioError as error:  # the model still continues text; instruct mode says why it can't
+            backend.chat_problem = error.message
+        return backend
 
     def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
         import torch
         from transformers import GenerationConfig
 
-        # 1. Encode the prompt; an empty one starts from the model's start (or end) of text token.
-        ids = self.tokenizer(spec.prompt, add_special_tokens=True)["input_ids"] if spec.prompt else []
+        # 1. The prompt, assembled and measured with this tokenizer (reported for the context
+        #    viewer), encoded; an empty one starts from the model's start (or end) of text token.
+        context = self.context(spec)
+        ctx.context_used(context)
+        ids = self.tokenizer(context.prompt, add_special_tokens=not spec.instruct)["input_ids"] if context.prompt else []
         if not ids:
             start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
             if start is None:
                 raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
             ids = [start]
-        ids = self._fit_context(ids, spec.max_new_tokens)
+        ids = self._fit_context(ids, spec.max_new_tokens)  # the assembly fits; this is a safety net
 
         # 2. The stop tokens come from the folder; how to sample comes from the spec alone (load()
         #    dropped the folder's sampling defaults). The samplers themselves are built in step 3.
@@ -276,6 +289,34 @@ class TransformersTextBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens a prompt takes, counted as generate() will encode it (for prompt assembly)."""
         return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def count_templated_tokens(self, text: str) -> int:
+        """Tokens of a prompt a chat template made: it wrote its special tokens out itself."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def context(self, spec: Union[TextJob, ContextJob]) -> ContextResult:
+        """What the model reads for `spec`: its prompt or story assembled within this model's
+        window, in the chat template when the job asks for instruct mode."""
+        if not spec.instruct:
+            return build_context(spec, self.count_tokens, self.context_length)
+        return build_context(spec, self.count_templated_tokens, self.context_length, self._chat())
+
+    def _chat(self) -> Callable[[str, str], str]:
+        """(system, user) -> the prompt in this model's chat template, rendered in a sandbox."""
+        if self.chat_problem:
+            raise ModelFileError(self.chat_problem)
+        if not self.chat_template:
+            raise SpecError("instruct", "is on, but this model has no chat template; turn instruct mode off "
+                                        "to continue the text as it is.")
+        template, tokenizer = self.chat_template, self.tokenizer
+
+        def chat(system: str, user: str) -> str:
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": user}]
+            return render_chat(template, messages, bos_token=tokenizer.bos_token or "",
+                               eos_token=tokenizer.eos_token or "", add_generation_prompt=True)
+
+        return chat
 
     def _fit_context(self, ids: list[int], max_new_tokens: int) -> list[int]:
         """Keep the end of a prompt that would not fit in the model's window with the new tokens."""

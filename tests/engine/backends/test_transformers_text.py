@@ -1,6 +1,7 @@
 """The transformers text backend on real (tiny, random) GPT-2 and Llama models, through the Runner:
 streaming tokens, seeds, cancel within one token, alternatives, refused and broken folders."""
 
+import dataclasses
 import json
 import shutil
 
@@ -8,18 +9,29 @@ import pytest
 import torch
 
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
-from studio.core.events import Cancelled, Failed, Finished, Started, TERMINAL_EVENTS, Token
-from studio.core.jobs import TextJob
+from studio.core.events import Cancelled, ContextResult, ContextUsed, Failed, Finished, Started, TERMINAL_EVENTS, Token
+from studio.core.jobs import ContextJob, TextJob
+from studio.core.story import StoryContext, WorldInfoEntry
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 from run_jobs import run
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("text-models")
     gpt2 = build_tiny_gpt2(root / "tiny-gpt2")
-    build_tiny_llama(root / "tiny-llama")
+    llama = build_tiny_llama(root / "tiny-llama")
+    # The same Llama with a ChatML-style chat template, for instruct mode.
+    shutil.copytree(llama, root / "chat-llama")
+    config_path = root / "chat-llama" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = CHATML
+    config_path.write_text(json.dumps(config))
     # A folder that asks for its authors' Python code: refused, never run.
     shutil.copytree(gpt2, root / "custom-code")
     config = json.loads((root / "custom-code" / "config.json").read_text())
@@ -69,7 +81,8 @@ def test_tokens_stream_before_the_result_and_add_up_to_it(runner):
     assert sum(isinstance(e, TERMINAL_EVENTS) for e in events) == 1
     result = finished(events)
     streamed = tokens(events)
-    assert streamed and all(isinstance(e, Token) for e in events[1:-1])  # every token before Finished
+    assert isinstance(events[1], ContextUsed) and events[1].context.prompt == "The quiet river"
+    assert streamed and all(isinstance(e, Token) for e in events[2:-1])  # every token before Finished
     assert "".join(t.text for t in streamed) == result.text
     assert tuple(t.token_id for t in streamed) == result.token_ids
     assert 1 <= len(streamed) <= 12 and result.info["tokens"] == len(streamed)
@@ -176,3 +189,62 @@ def test_transformers_is_told_never_to_trust_remote_code(models, monkeypatch):
     TransformersTextBackend.load(model, "cpu", "float32").close()
     assert set(seen) == {"AutoTokenizer", "AutoModelForCausalLM"}
     assert all(kwargs["trust_remote_code"] is False for kwargs in seen.values())
+
+
+# -- the prompt, assembled on the engine with the model's own tokenizer ---------------------------------
+
+def story_spec(story: StoryContext, **kw) -> TextJob:
+    return spec(prompt="", story=story, **kw)
+
+
+def used(events) -> ContextResult:
+    (context,) = [e.context for e in events if isinstance(e, ContextUsed)]
+    return context
+
+
+def test_a_story_is_assembled_with_real_token_counts_memory_kept_oldest_text_trimmed(runner, tokenizer):
+    """tiny-gpt2 sees 128 tokens; its byte-level tokenizer spends about a token a character, so
+    most of a long story cannot fit: the memory stays, the story's beginning goes."""
+    window = runner.backend_for(spec())[0].context_length
+    story = " ".join(f"Day {i}. The river rose." for i in range(60))
+    entry = WorldInfoEntry(("river",), "Rivers here run uphill.")
+    events = run(runner, story_spec(StoryContext(story, memory="A tale of Lune.", world_info=(entry,)),
+                                    max_new_tokens=16))
+    context = used(events)
+    assert context.context_length == window
+    assert context.prompt.startswith("A tale of Lune.\nRivers here run uphill.\n")
+    assert context.prompt.endswith("Day 59. The river rose.")
+    assert context.trimmed_chars > 0 and context.world_info == (0,)
+    encoded = len(tokenizer(context.prompt)["input_ids"])
+    assert context.tokens == encoded <= window - 16  # measured, and it fits beside the new tokens
+    roles = [role for role, *_ in context.parts]
+    assert roles == ["memory", "world_info", "story"]
+    assert "".join(context.prompt[s:e] for _, s, e in context.parts) == context.prompt
+    assert finished(events).text
+
+
+def test_the_context_job_reports_the_same_prompt_without_generating(runner):
+    story = StoryContext("The quiet river", memory="Memory.")
+    job = story_spec(story, max_new_tokens=8, seed=4)
+    generated = used(run(runner, job))
+    events = run(runner, ContextJob.of(job))
+    assert not [e for e in events if isinstance(e, Token)]
+    assert dataclasses.replace(finished(events), info={}) == generated
+
+
+def test_instruct_mode_renders_the_chat_template_in_the_sandbox(runner):
+    story = StoryContext("Write about a heron.", memory="You are a poet.")
+    job = story_spec(story, model="chat-llama", instruct=True, max_new_tokens=4)
+    context = dataclasses.replace(finished(run(runner, ContextJob.of(job))), info={})
+    assert context.prompt == ("<|im_start|>system\nYou are a poet.<|im_end|>\n"
+                              "<|im_start|>user\nWrite about a heron.<|im_end|>\n<|im_start|>assistant\n")
+    parts = {role: context.prompt[s:e] for role, s, e in context.parts if role != "template"}
+    assert parts == {"memory": "You are a poet.", "story": "Write about a heron."}
+    events = run(runner, job)
+    assert used(events) == context and isinstance(events[-1], Finished)
+
+
+def test_instruct_mode_without_a_chat_template_is_refused_naming_the_field(runner):
+    events = run(runner, spec(model="tiny-llama", instruct=True))
+    assert isinstance(events[-1], Failed) and "instruct" in events[-1].message
+    assert "chat template" in events[-1].message

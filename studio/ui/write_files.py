@@ -1,0 +1,196 @@
+"""The writer's documents on disk, for the Write tab: New / Open / Save / Save As / Export, and the
+autosaved draft with its recovery offer after a crash. A mixin of WriteWorkspace (editor.py),
+which provides `document`, `bridge`, `panel`, `jobs`, `job_id` and `_update_alternatives`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from studio.core.errors import DocumentError
+from studio.writing import autosave
+from studio.writing.document import Document
+from studio.writing.storage import NATIVE_SUFFIX, export_text, load_document, save_document
+
+AUTOSAVE_MS = 4000  # a draft is written this long after the first change since the last one
+OPEN_FILTER = "Documents (*.studio-doc.json *.txt *.md);;Studio documents (*.studio-doc.json);;Text (*.txt *.md)"
+
+
+class DocumentFiles:
+    """Files and drafts of the document a WriteWorkspace shows."""
+
+    def _init_files(self) -> None:
+        self.path: Optional[Path] = None  # where Save writes (a native document), if anywhere
+        self.modified = False  # since the last Save / Open / New
+        self._unsaved_draft = False  # changed since the last autosave
+        self.autosaver = autosave.Autosaver(autosave.free_name("Untitled"))
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setSingleShot(True)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave_now)
+        self._offered: list[Path] = []
+        self.editor.focus_lost.connect(self.autosave_now)
+        app = QGuiApplication.instance()
+        if app is not None:
+            app.applicationStateChanged.connect(self._on_app_state)
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def set_document(self, document: Document, path: Optional[Path] = None,
+                     draft_name: Optional[str] = None) -> None:
+        self.autosave_timer.stop()
+        self.autosaver.mark_clean()  # the previous document is closed, not lost
+        self._show_document(document)
+        self.path = path
+        self.modified = self._unsaved_draft = False
+        self.autosaver = autosave.Autosaver(draft_name or autosave.free_name(document.name))
+
+    def new_document(self) -> None:
+        if self.job_id is None and self._may_replace():
+            document = Document()
+            document.sampler = dict(self.document.sampler)  # the writer's last settings carry on
+            self.set_document(document)
+
+    def open_path(self, path: Path) -> bool:
+        """Open a native document, or a .txt / .md file as typed text."""
+        try:
+            document = load_document(Path(path))
+        except DocumentError as error:
+            self.jobs.error.show(str(error))
+            return False
+        native = str(path).endswith(NATIVE_SUFFIX)
+        self.set_document(document, Path(path) if native else None)
+        return True
+
+    def save_to(self, path: Path) -> bool:
+        """Save as a native document (.studio-doc.json is added when missing)."""
+        path = Path(path)
+        if not path.name.endswith(NATIVE_SUFFIX):
+            path = path.with_name(path.name.removesuffix(".json") + NATIVE_SUFFIX)
+        self.document.name = path.name[: -len(NATIVE_SUFFIX)]
+        try:
+            save_document(self.document, path)
+        except DocumentError as error:
+            self.jobs.error.show(str(error))
+            return False
+        self.path = path
+        self.modified = False
+        return True
+
+    def export_to(self, path: Path) -> bool:
+        try:
+            export_text(self.document, Path(path))
+        except DocumentError as error:
+            self.jobs.error.show(str(error))
+            return False
+        return True
+
+    def open_dialog(self) -> None:
+        if self.job_id is not None or not self._may_replace():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open document", str(autosave.documents_dir()), OPEN_FILTER)
+        if path:
+            self.open_path(Path(path))
+
+    def save(self) -> bool:
+        return self.save_to(self.path) if self.path else self.save_as_dialog()
+
+    def save_as_dialog(self) -> bool:
+        start = self.path or autosave.documents_dir() / (autosave.safe_name(self.document.name) + NATIVE_SUFFIX)
+        path, _ = QFileDialog.getSaveFileName(self, "Save document", str(start),
+                                              "Studio documents (*.studio-doc.json)")
+        return self.save_to(Path(path)) if path else False
+
+    def export_dialog(self) -> None:
+        start = autosave.documents_dir() / (autosave.safe_name(self.document.name) + ".txt")
+        path, _ = QFileDialog.getSaveFileName(self, "Export text", str(start), "Text (*.txt);;Markdown (*.md)")
+        if path:
+            self.export_to(Path(path))
+
+    def _may_replace(self) -> bool:
+        """Whether the open document may be closed: unchanged, or the writer says so. (Its draft
+        is autosaved either way, in the documents folder.)"""
+        if not self.modified or not self.document.text:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Save the changes to “{self.document.name}” first?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    # -- autosave and recovery ----------------------------------------------------------------------
+
+    def _mark_changed(self) -> None:
+        """The document changed: it is modified, and a draft is written shortly."""
+        self.modified = self._unsaved_draft = True
+        if not self.autosave_timer.isActive():
+            self.autosave_timer.start()
+
+    @Slot()
+    def autosave_now(self) -> None:
+        """Write the draft if anything changed since the last one (atomically)."""
+        self.autosave_timer.stop()
+        if not self._unsaved_draft:
+            return
+        try:
+            self.autosaver.save_now(self.document)
+            self._unsaved_draft = False
+        except DocumentError as error:
+            self.jobs.error.show(str(error))
+
+    def _on_app_state(self, state) -> None:
+        if state != Qt.ApplicationState.ApplicationActive:
+            self.autosave_now()
+
+    def close_document(self) -> None:
+        """The studio is closing normally: the draft is written one last time and needs no
+        recovery (it stays in the documents folder)."""
+        self._end_stream()
+        self.autosave_now()
+        self.autosaver.mark_clean()
+        app = QGuiApplication.instance()
+        if app is not None:
+            try:
+                app.applicationStateChanged.disconnect(self._on_app_state)
+            except (RuntimeError, TypeError):
+                pass
+
+    def offer_recovery(self) -> None:
+        self._offered = autosave.recoverable()
+        self._show_offer()
+
+    def _show_offer(self) -> None:
+        if not self._offered:
+            self.recovery_bar.hide()
+            return
+        draft = self._offered[0]
+        name = draft.name[: -len(autosave.DRAFT_SUFFIX)]
+        self.recovery_bar.label.setText(
+            f"“{name}” was not closed when the studio last ended. Restore the autosaved draft?")
+        self.recovery_bar.show()
+
+    def restore_offered_draft(self) -> None:
+        if not self._offered or self.job_id is not None:
+            return
+        draft = self._offered.pop(0)
+        try:
+            document = load_document(draft)
+        except DocumentError as error:
+            self.jobs.error.show(str(error))
+        else:
+            autosave.dismiss(draft)
+            self.set_document(document, draft_name=draft.name[: -len(autosave.DRAFT_SUFFIX)])
+            self.modified = True  # restored from a draft, not saved anywhere yet
+        self._show_offer()
+
+    def discard_offered_draft(self) -> None:
+        if self._offered:
+            autosave.dismiss(self._offered.pop(0))
+        self._show_offer()
+
