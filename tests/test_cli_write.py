@@ -81,3 +81,9 @@ def test_a_stop_sequence_and_a_ban_from_the_command_line(capsys):
 def test_no_prompt_and_no_document_is_one_sentence(capsys):
     code, _, err = write(capsys)
     assert code == 2 and err.strip() == "studio: give a prompt, or --file DOC to continue a document."
+
+
+def test_instruct_mode_on_a_model_without_a_chat_template_is_one_sentence(capsys):
+    code, out, err = write(capsys, "Hello", "--instruct", "--max-tokens", "4")
+    assert code == 2 and "`instruct`" in err and "chat template" in err
+    assert len(err.strip().splitlines()) == 1

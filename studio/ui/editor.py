@@ -120,9 +120,10 @@ class WriteWorkspace(DocumentFiles, Workspace):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(self.panel.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         side = QWidget()
-        side.setMinimumWidth(280)
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(12, 12, 12, 12)
+        # Never narrower than the panel's fields, or the splitter would clip their right edge.
+        side.setMinimumWidth(max(280, scroll.minimumWidth() + 24))
         side_layout.setSpacing(8)
         side_layout.addLayout(form)
         side_layout.addWidget(scroll, 1)
@@ -145,7 +146,7 @@ class WriteWorkspace(DocumentFiles, Workspace):
         content.addWidget(side)
         content.setStretchFactor(0, 1)
         content.setCollapsible(0, False)
-        content.setSizes([720, 340])
+        content.setSizes([720, side.minimumWidth()])
         self.set_content(content)
 
         self.job_id: Optional[int] = None
