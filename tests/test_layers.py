@@ -36,6 +36,7 @@ for package, forbidden in (
     ("studio.core", PURE + ("platformdirs",)),
     ("studio.models", PURE),
     ("studio.writing", PURE + ("numpy",)),  # the writer's model is text bookkeeping: stdlib only
+    ("studio.latent", PURE + ("av", "PIL")),  # latent math is numpy; encoders load when a file is written
     ("studio.engine.backends", PURE),
     ("studio.state", ("PySide6.QtWidgets",) + HEAVY),
     ("studio.ui", HEAVY),

@@ -63,19 +63,11 @@ class Assembled:
         return self.prompt[part.start:part.end]
 
 
-def assemble(
-    document: Document,
-    cursor: int,
-    count_tokens: CountTokens,
-    context_length: int,
-    max_new_tokens: int,
-    *,
-    scan_chars: int = SCAN_CHARS,
-    near: int = NEAR_CHARS,
-) -> Assembled:
-    """The prompt that continues `document` at `cursor` (see assemble_story)."""
-    return assemble_story(document.story_context(cursor), count_tokens, context_length, max_new_tokens,
-                          scan_chars=scan_chars, near=near)
+def assemble(document: Document, cursor: int, count_tokens: CountTokens, context_length: int,
+             max_new_tokens: int, **options: int) -> Assembled:
+    """The prompt that continues `document` at `cursor` (see assemble_story, which takes the
+    same keyword options)."""
+    return assemble_story(document.story_context(cursor), count_tokens, context_length, max_new_tokens, **options)
 
 
 def assemble_story(

@@ -1,0 +1,185 @@
+"""Write a morph's frames as an animated GIF or an H.264 MP4.
+
+Both writers take the frames as one uint8 array (N, H, W, 3) of RGB, build the whole file (in
+memory, or for MP4 in a private scratch folder) and hand its bytes to `studio.core.atomic.write_atomic` (temp file in the same folder, fsync,
+replace): a crash, a full disk or a cancel never leaves a half-written animation, and an older
+file of the same name survives until the new one is complete. Morph files are small (a GIF or
+MP4 of a few hundred frames is a few MB), so holding one in memory is cheap.
+
+`progress(done, total)` is called after each frame is encoded; it may raise (JobCancelled, say)
+to stop, and then nothing is written.
+
+Encoders: GIF with Pillow. MP4 with PyAV (`av`), whose wheels bundle FFmpeg's libraries with
+libx264, so it needs no system ffmpeg and no network. Both are imported only when a file is
+written, so `import studio.latent` stays light (DESIGN §1).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from studio.core.atomic import write_atomic
+from studio.core.errors import SpecError, StudioError
+
+Progress = Callable[[int, int], object]
+
+# GIF stores delays in hundredths of a second, and browsers play delays under 20 ms as 100 ms:
+# so a GIF can show at most 50 frames a second.
+GIF_MIN_DELAY_MS = 20
+MAX_FPS = 240.0
+# H.264 quality: constant rate factor 18 is visually lossless for most content, and a morph's
+# smooth frames compress well at it.
+MP4_CRF = 18
+
+
+def write_gif(frames, path, fps: float, loop: bool = True, progress: Progress | None = None) -> Path:
+    """Write `frames` (uint8 RGB, shape (N, H, W, 3)) as an animated GIF at `fps` frames a second
+    and return the path.
+
+    Each frame gets its own 256-colour palette (Pillow's adaptive palette). The per-frame delay
+    is 1000/fps ms rounded to GIF's 10 ms steps and at least 20 ms (see GIF_MIN_DELAY_MS), so
+    fps above 50 play at 50. `loop=True` loops forever; `loop=False` plays once."""
+    from PIL import Image
+
+    frames = _frames(frames)
+    fps = _fps(fps)
+    path = Path(path)
+    delay = max(GIF_MIN_DELAY_MS, int(round(100.0 / fps)) * 10)
+    total = len(frames)
+    images = []
+    for i, frame in enumerate(frames):
+        images.append(Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=256))
+        _report(progress, i + 1, total)
+    buffer = io.BytesIO()
+    options = {"loop": 0} if loop else {}
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=delay,
+        disposal=1, optimize=False, **options,
+    )
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_mp4(frames, path, fps: float, progress: Progress | None = None) -> Path:
+    """Write `frames` (uint8 RGB, shape (N, H, W, 3)) as an H.264 MP4 at `fps` frames a second
+    and return the path.
+
+    H.264 in yuv420p with the index (moov) at the front of the file is what every standard
+    player, browser and editor opens. yuv420p stores colour at half resolution, so width and
+    height must be even: an odd size is padded by one row and/or column repeating the edge
+    pixels (invisible, and nothing is cropped). Fractional rates such as 29.97 are kept exact
+    enough (denominator ≤ 1001)."""
+    frames = _frames(frames)
+    fps = _fps(fps)
+    path = Path(path)
+    try:
+        import av
+    except ImportError:
+        raise StudioError("Writing MP4 needs the `av` package (PyAV); install it with pip install av.") from None
+
+    n, height, width, _ = frames.shape
+    pad_h, pad_w = height % 2, width % 2
+    rate = Fraction(fps).limit_denominator(1001)
+    # The muxer writes to a scratch file, not memory: moving the index (moov) to the front
+    # ("faststart", so players and browsers can start before the whole file is read) is a
+    # second pass that reopens the file. The scratch folder goes away however this ends.
+    with tempfile.TemporaryDirectory(prefix="studio-mp4-") as scratch:
+        scratch_file = os.path.join(scratch, "morph.mp4")
+        container = av.open(scratch_file, mode="w", format="mp4", options={"movflags": "+faststart"})
+        try:
+            stream = container.add_stream(_h264(av), rate=rate)
+            stream.width, stream.height = width + pad_w, height + pad_h
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(MP4_CRF)}
+            _tag_bt709(stream.codec_context)
+            for i, frame in enumerate(frames):
+                if pad_h or pad_w:
+                    frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+                video = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                video.pts = i
+                video.time_base = 1 / rate
+                for packet in stream.encode(_to_yuv(video)):
+                    container.mux(packet)
+                _report(progress, i + 1, n)
+            for packet in stream.encode(None):  # flush the encoder's delayed frames
+                container.mux(packet)
+        except BaseException:
+            try:  # a cancel or an encoder error is the news, not a complaint while closing
+                container.close()
+            except Exception:
+                pass
+            raise
+        container.close()
+        with open(scratch_file, "rb") as f:
+            data = f.read()
+    write_atomic(path, data)
+    return path
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _h264(av) -> str:
+    """The H.264 encoder this PyAV build has: libx264 (in PyAV's wheels), else OpenH264."""
+    for name in ("libx264", "libopenh264"):
+        try:
+            av.codec.Codec(name, "w")
+        except Exception:
+            continue
+        return name
+    raise StudioError("This PyAV build has no H.264 encoder (libx264 or OpenH264); write a GIF instead.")
+
+
+def _to_yuv(video):
+    """RGB to limited-range yuv420p with the BT.709 matrix: what players assume for tagged
+    video, so colours come out as they went in (untagged video leaves players guessing between
+    BT.601 and BT.709 by frame size, and saturated colours shift)."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    return video.reformat(
+        format="yuv420p", dst_colorspace=Colorspace.ITU709,
+        src_color_range=ColorRange.JPEG, dst_color_range=ColorRange.MPEG,
+    )
+
+
+def _tag_bt709(codec_context) -> None:
+    """Say in the stream that it is BT.709, limited range (see `_to_yuv`)."""
+    from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
+
+    codec_context.colorspace = Colorspace.ITU709
+    codec_context.color_primaries = ColorPrimaries.BT709
+    codec_context.color_trc = ColorTrc.BT709
+    codec_context.color_range = ColorRange.MPEG
+
+
+def _frames(frames) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8:
+        raise SpecError("frames", f"must be 8-bit (uint8) RGB pixels, not {arr.dtype}.")
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise SpecError("frames", f"must have shape (frames, height, width, 3), not {arr.shape}.")
+    if min(arr.shape[:3]) < 1:
+        raise SpecError("frames", f"must hold at least one frame of at least 1×1 pixels, not {arr.shape}.")
+    return arr
+
+
+def _fps(fps) -> float:
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise SpecError("fps", f"must be a number, not {fps!r}.") from None
+    if isinstance(fps, bool) or not 0.0 < value <= MAX_FPS:
+        raise SpecError("fps", f"must be more than 0 and at most {MAX_FPS:g}, not {fps!r}.")
+    return value
+
+
+def _report(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
