@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from studio.core.errors import ErrorKind, StudioError
+from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Progress, Token
-from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, TextJob, resolve_seed
+from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, MorphJob, TextJob, resolve_seed
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
 from studio.engine.queue import JobQueue
@@ -173,6 +173,64 @@ def _lora(text: str, registry: ModelRegistry) -> tuple[str, float]:
             raise UsageError(f"--lora names {name}, which is neither a file nor a LoRA in `studio models`.")
         path = found[0].path
     return str(path.resolve()), weight
+
+
+def cmd_morph(args, runner: Runner) -> int:
+    """A morph between keyframes of a latent model, written as a GIF or an MP4."""
+    import numpy as np
+
+    from studio.latent import animation
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise UsageError(f"--out must end in .gif or .mp4, not {out.name!r}.")
+    if args.seeds:
+        try:
+            keys = dict(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
+        except ValueError:
+            raise UsageError(f"--seeds must be whole numbers separated by commas, not {args.seeds!r}.") from None
+    else:
+        keys = dict(latents=tuple(map(tuple, _latents_file(Path(args.latents)).tolist())))
+    spec = MorphJob(model=args.model, device=args.device, runtime=args.runtime, frames=args.frames,
+                    spacing=args.spacing, method="lerp" if args.lerp else "slerp", **keys)
+    spec.validate()
+    bar = ProgressBar("morph")
+    end = run_job(runner, spec, lambda e: bar.update(e.step, e.total) if isinstance(e, Progress) else None)
+    bar.close()
+    if not isinstance(end, Finished):
+        return _exit_code(end)
+    frames = np.stack(end.result.images)
+    if args.size:
+        frames = animation.resize_frames(frames, args.size)
+    bar = ProgressBar(f"writing {out.name}")
+    write = animation.write_gif if out.suffix.lower() == ".gif" else animation.write_mp4
+    try:
+        write(frames, out, args.fps, progress=bar.update)
+    except OSError as exc:
+        raise StudioError(f"Cannot write {out} ({exc.strerror or exc}); choose another --out.") from None
+    bar.close()
+    print(out)
+    return 0
+
+
+def _latents_file(path: Path):
+    """Keyframe latents from a .npy file (K x D, no pickles) or a JSON list of lists."""
+    import json
+
+    import numpy as np
+
+    if not path.is_file():
+        raise UsageError(f"--latents names {path}, which is not a file.")
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            array = np.asarray(json.loads(path.read_text(encoding="utf-8")), dtype=np.float64)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--latents {path.name} is not a .npy array or a JSON list of lists ({first_line(exc)}).") from None
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise UsageError(f"--latents {path.name} must hold one latent per row (K x D numbers), not shape {array.shape}.")
+    return array
 
 
 def cmd_info(args, runner: Runner) -> int:
@@ -357,6 +415,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="PNG file to write (default studio-SEED.png; more images get -1, -2, ...)")
     _device_args(g, runtime=True)
 
+    m = sub.add_parser("morph", help="a morph between keyframes of a latent model (emoji-vae, emoji-gan) as GIF/MP4")
+    m.add_argument("--model", required=True, help="a latent model's id from `studio models`, or a path")
+    keys = m.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--seeds", help="keyframes as seeds, comma-separated (each a standard normal latent)")
+    keys.add_argument("--latents", metavar="FILE", help="keyframes as a K x D .npy array or JSON list of lists")
+    m.add_argument("--frames", type=int, default=60, help="frames in all (default 60)")
+    m.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    m.add_argument("--spacing", choices=("even", "uniform"), default="even",
+                   help="even: neighbouring frames differ about equally (default); uniform: equal steps in time")
+    m.add_argument("--lerp", action="store_true", help="straight lines between keyframes instead of slerp")
+    m.add_argument("--size", type=int, help="scale the frames so their longer side is this many pixels")
+    m.add_argument("--out", required=True, help="the .gif or .mp4 to write")
+    _device_args(m, runtime=True)
+
     i = sub.add_parser("info", help="print the generation settings stored in an image (A1111, ComfyUI, ...)")
     i.add_argument("image")
 
@@ -419,7 +491,7 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
 
 
 COMMANDS = {"models": cmd_models, "generate": cmd_generate, "info": cmd_info, "write": cmd_write, "bench": cmd_bench,
-            "train": cmd_train, "eval": cmd_eval}
+            "train": cmd_train, "eval": cmd_eval, "morph": cmd_morph}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

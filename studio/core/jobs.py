@@ -328,7 +328,75 @@ class ContextJob(JobSpec):
         return f"context · {self.model}"
 
 
-SPEC_TYPES: dict[str, type[JobSpec]] = {t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob)}
+MORPH_SPACINGS = ("even", "uniform")
+MORPH_METHODS = ("slerp", "lerp")
+MAX_MORPH_FRAMES = 10_000
+MAX_KEYFRAMES = 256
+
+
+@dataclass(frozen=True)
+class MorphJob(JobSpec):
+    """Frames along a path through a latent model's space: keyframes from `seeds` (each a
+    standard normal latent drawn from that seed) or given as `latents`, joined by slerp (noise
+    latents keep their norm) or lerp, `frames` in all. "even" spacing places the frames so that
+    neighbouring images differ about equally (more frames where the picture changes fast);
+    "uniform" spaces them equally in time and has every keyframe as a frame."""
+
+    kind: ClassVar[str] = "morph"
+
+    seeds: tuple[int, ...] = ()
+    latents: tuple[tuple[float, ...], ...] = ()
+    frames: int = 60
+    spacing: str = "even"
+    method: str = "slerp"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, list):
+            object.__setattr__(self, "seeds", tuple(self.seeds))
+        rows = self.latents
+        if isinstance(rows, (list, tuple)) and all(isinstance(r, (list, tuple)) or hasattr(r, "tolist") for r in rows):
+            rows = tuple(tuple(float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v
+                               for v in (r.tolist() if hasattr(r, "tolist") else r)) for r in rows)
+            object.__setattr__(self, "latents", rows)
+
+    def validate(self) -> None:
+        super().validate()
+        if bool(self.seeds) == bool(self.latents):
+            raise SpecError("seeds", "or `latents` must give the keyframes (one of them, not both).")
+        if not isinstance(self.seeds, tuple) or len(self.seeds) > MAX_KEYFRAMES:
+            raise SpecError("seeds", f"must be a list of at most {MAX_KEYFRAMES} seeds.")
+        for seed in self.seeds:
+            _check_int("seeds", seed, 0, MAX_SEED)
+        if not isinstance(self.latents, tuple) or len(self.latents) > MAX_KEYFRAMES:
+            raise SpecError("latents", f"must be a list of at most {MAX_KEYFRAMES} latent vectors.")
+        if self.latents:
+            sizes = {len(r) if isinstance(r, tuple) else -1 for r in self.latents}
+            if len(sizes) != 1 or sizes == {0} or sizes == {-1}:
+                raise SpecError("latents", "must be vectors of numbers, all the same length.")
+            if not all(isinstance(v, float) and math.isfinite(v) for r in self.latents for v in r):
+                raise SpecError("latents", "must hold only finite numbers.")
+        if len(self.seeds or self.latents) < 2:
+            raise SpecError("seeds" if self.seeds else "latents", "must give at least two keyframes to morph between.")
+        _check_int("frames", self.frames, 2, MAX_MORPH_FRAMES)
+        if self.spacing == "uniform" and self.frames < len(self.seeds or self.latents):
+            raise SpecError("frames", f"must be at least the number of keyframes ({len(self.seeds or self.latents)}) "
+                                      "with uniform spacing, which shows each of them.")
+        _check_choice("spacing", self.spacing, MORPH_SPACINGS)
+        _check_choice("method", self.method, MORPH_METHODS)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["seeds"], data["latents"] = list(self.seeds), [list(r) for r in self.latents]
+        return data
+
+    @property
+    def title(self) -> str:
+        keys = f"seeds {', '.join(map(str, self.seeds))}" if self.seeds else f"{len(self.latents)} latents"
+        return f"morph · {self.model} · {keys} · {self.frames} frames"
+
+
+SPEC_TYPES: dict[str, type[JobSpec]] = {
+    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob)}
 
 
 def spec_from_dict(data: dict[str, Any]) -> JobSpec:

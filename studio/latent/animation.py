@@ -183,3 +183,17 @@ def _fps(fps) -> float:
 def _report(progress: Progress | None, done: int, total: int) -> None:
     if progress is not None:
         progress(done, total)
+
+
+def resize_frames(frames, size: int) -> np.ndarray:
+    """Frames scaled so their longer side is `size` pixels (Lanczos; the studio's models are small,
+    and a morph is often wanted larger than 64 px)."""
+    from PIL import Image
+
+    array = _frames(frames)
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 4096:
+        raise SpecError("size", f"must be a whole number of pixels from 8 to 4096, not {size!r}.")
+    h, w = array.shape[1:3]
+    scale = size / max(h, w)
+    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(shape, Image.Resampling.LANCZOS)) for f in array])
