@@ -64,7 +64,7 @@ def machine_key(info: dict) -> str:
 
 
 def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = None) -> int:
-    from studio.bench import workloads
+    from studio.bench import morph_workloads, workloads
 
     benches = {
         "image_overhead": workloads.image_overhead,
@@ -74,6 +74,7 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
         "prose_text": workloads.prose_text,
         "gui_stall": workloads.gui_stall,
         "cold_start": workloads.cold_start,
+        "morph_export": morph_workloads.morph_export,
     }
     unknown = set(only or []) - set(benches)
     if unknown:
