@@ -52,6 +52,14 @@ class TextResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LatentResult:
+    """Latent vectors, one per input image: what a latent model's encoder made of them."""
+
+    latents: tuple[tuple[float, ...], ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 # The parts of an assembled prompt, for the context viewer to colour (studio.writing.prompt's
 # roles, and "template" for what a chat template adds around them).
 CONTEXT_ROLES = ("memory", "world_info", "story", "authors_note", "template")
@@ -79,7 +87,7 @@ class ContextUsed:
     context: ContextResult
 
 
-Result = Union[ImageResult, TextResult, ContextResult]
+Result = Union[ImageResult, TextResult, ContextResult, LatentResult]
 
 
 @dataclass(frozen=True)

@@ -328,6 +328,25 @@ class ContextJob(JobSpec):
         return f"context · {self.model}"
 
 
+@dataclass(frozen=True)
+class LatentEncodeJob(JobSpec):
+    """An image file to a latent model's latent (its VAE encoder's mean, in the model's own
+    axes): how a dropped picture becomes a keyframe of the explorer."""
+
+    kind: ClassVar[str] = "latent-encode"
+
+    image: str = ""  # path to the picture (PNG, JPEG, ...)
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.image, str) or not self.image:
+            raise SpecError("image", "must name the picture to encode.")
+
+    @property
+    def title(self) -> str:
+        return f"encode · {self.image.replace(chr(92), '/').rsplit('/', 1)[-1]}"
+
+
 MORPH_SPACINGS = ("even", "uniform")
 MORPH_METHODS = ("slerp", "lerp")
 MAX_MORPH_FRAMES = 10_000
@@ -396,7 +415,7 @@ class MorphJob(JobSpec):
 
 
 SPEC_TYPES: dict[str, type[JobSpec]] = {
-    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob)}
+    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob)}
 
 
 def spec_from_dict(data: dict[str, Any]) -> JobSpec:

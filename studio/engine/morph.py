@@ -1,4 +1,5 @@
-"""Morph jobs on a latent model: keyframes joined by slerp (or lerp), decoded frame by frame.
+"""Latent models beyond a single decode: pictures encoded to latents (image keyframes), and
+morph jobs: keyframes joined by slerp (or lerp), decoded frame by frame.
 
 With "even" spacing the path is first probed (studio.latent.even_spacing: single decodes, at most
 twice the frame count) to find where the picture changes fast, and the frames are placed so that
@@ -12,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from studio.core.errors import SpecError
-from studio.core.events import ImageResult
-from studio.core.jobs import MorphJob
+from studio.core.events import ImageResult, LatentResult
+from studio.core.jobs import LatentEncodeJob, MorphJob
 from studio.engine.backends.base import JobContext
+from studio.engine.backends.image_inputs import load_picture
 from studio.latent import Keyframe, Timeline, even_spacing
 
 BATCH = 16  # frames decoded at once in the final pass
@@ -68,3 +70,16 @@ def run_morph(spec: MorphJob, backend: Any, ctx: JobContext) -> ImageResult:
     info = dict(getattr(backend, "info", {}))
     info.update(positions=[round(float(u), 6) for u in positions], keyframes=timeline.names)
     return ImageResult(tuple(frames), info)
+
+
+def encode_picture(spec: LatentEncodeJob, backend: Any, ctx: JobContext) -> LatentResult:
+    """The picture, brought to the model's square size (transparency on white, as the shipped
+    models were trained), through the model's encoder."""
+    if not hasattr(backend, "encode"):
+        raise SpecError("runtime", f"is {backend.info.get('runtime', 'this runtime')}, which cannot encode pictures "
+                                   "yet; choose the torch runtime.")
+    size = backend.image_size
+    picture = np.asarray(load_picture(spec.image, size, size))
+    ctx.check_cancelled()
+    latent = backend.encode(picture[None])[0]
+    return LatentResult((tuple(float(v) for v in latent),), dict(getattr(backend, "info", {})))

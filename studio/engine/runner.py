@@ -15,11 +15,11 @@ import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError, first_line
 from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
-from studio.core.jobs import ContextJob, ImageJob, JobSpec, Lane, LatentDecodeJob, MorphJob, TextJob
+from studio.core.jobs import ContextJob, ImageJob, JobSpec, Lane, LatentDecodeJob, LatentEncodeJob, MorphJob, TextJob
 from studio.engine.backends import backend_class
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
-from studio.engine.morph import run_morph
+from studio.engine.morph import encode_picture, run_morph
 from studio.engine.queue import Job, JobQueue
 from studio.models.registry import ModelInfo, ModelRegistry
 
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Event], None]
 
 # The kind of model each kind of job needs.
-MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent", ContextJob: "text", MorphJob: "latent"}
+MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent", ContextJob: "text", MorphJob: "latent",
+              LatentEncodeJob: "latent"}
 
 
 def _a(noun: str) -> str:
@@ -128,6 +129,8 @@ class Runner:
             return backend.generate(spec, ctx)
         if isinstance(spec, MorphJob):
             return run_morph(spec, backend, ctx)
+        if isinstance(spec, LatentEncodeJob):
+            return encode_picture(spec, backend, ctx)
         if isinstance(spec, ContextJob):
             ctx.check_cancelled()
             return backend.context(spec)

@@ -320,8 +320,7 @@ class DocumentBridge(QObject):
 
     def python_cursor(self) -> int:
         """The editor's cursor as an offset into the Document's text."""
-        pos16 = self.editor.textCursor().position()
-        return min(self._to_py(self.document.text, pos16), len(self.document.text))
+        return self.to_python(self.editor.textCursor().position())
 
 
 def qt_offset(text: str, pos: int) -> int:

@@ -218,8 +218,7 @@ class WriteWorkspace(DocumentFiles, Workspace):
             gen_id = token.generation if token is not None else self.current_generation()
             if gen_id is None:
                 return None
-            start, end = self.document.generation_range(gen_id)
-            cursor = start if how == "retry" else token.start
+            cursor = self.document.generation_range(gen_id)[0] if how == "retry" else token.start
         try:
             spec = self.text_job(cursor)
             if how == "branch":  # the story reads on through the chosen token

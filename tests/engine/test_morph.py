@@ -128,3 +128,35 @@ def test_studio_morph_refuses_an_image_model_and_a_bad_out(shipped, tmp_path, ca
     assert "latent model" in capsys.readouterr().err
     assert main(["morph", "--model", "emoji-vae", "--seeds", "1,2", "--out", str(tmp_path / "x.png")]) == 2
     assert ".gif or .mp4" in capsys.readouterr().err
+
+
+def test_a_picture_encodes_to_a_keyframe_of_the_shipped_vae(shipped, tmp_path):
+    from studio.core.jobs import LatentDecodeJob, LatentEncodeJob
+    from studio.models.registry import default_roots
+
+    runner = Runner(ModelRegistry(default_roots([])))
+    target = seeded_latent(4, 128)
+    original = runner.backend_for(LatentDecodeJob(model="emoji-vae", latent=(0.0,)))[0].decode(target[None])[0]
+    Image.fromarray(original).resize((256, 256)).save(tmp_path / "drop.png")  # a dropped picture, any size
+    events = run(runner, LatentEncodeJob(model="emoji-vae", image=str(tmp_path / "drop.png")))
+    assert isinstance(events[-1], Finished), events[-1]
+    (latent,) = events[-1].result.latents
+    again = frames_of(run(runner, MorphJob(model="emoji-vae", latents=(latent, latent), frames=2, spacing="uniform")))[0]
+    other = runner.backend_for(LatentDecodeJob(model="emoji-vae", latent=(0.0,)))[0].decode(seeded_latent(9, 128)[None])[0]
+
+    def differ(a, b):
+        return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+    assert differ(again, original) < 0.5 * differ(other, original)  # it came back near the picture
+
+
+def test_encoding_needs_an_encoder_and_a_picture(shipped, tmp_path):
+    from studio.core.jobs import LatentEncodeJob
+    from studio.models.registry import default_roots
+
+    runner = Runner(ModelRegistry(default_roots([])))
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "red.png")
+    events = run(runner, LatentEncodeJob(model="emoji-gan", image=str(tmp_path / "red.png")))
+    assert isinstance(events[-1], Failed) and "no encoder" in events[-1].message
+    events = run(runner, LatentEncodeJob(model="emoji-vae", image=str(tmp_path / "missing.png")))
+    assert isinstance(events[-1], Failed) and "`image`" in events[-1].message and "does not exist" in events[-1].message

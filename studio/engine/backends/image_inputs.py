@@ -42,6 +42,11 @@ def _open(field: str, path_text: str, mode: str, size: tuple[int, int]) -> Any:
     return image
 
 
+def load_picture(path: str, width: int, height: int, field: str = "image") -> Any:
+    """Any picture a job names, as a PIL RGB image of the given size (transparency on white)."""
+    return _open(field, path, "RGB", (width, height))
+
+
 def load_init_image(path: str, width: int, height: int) -> Any:
     """The init image as a PIL RGB image of the job's size."""
     return _open("init_image", path, "RGB", (width, height))

@@ -21,8 +21,10 @@ class TorchLatentBackend:
 
     runtime = "torch"
 
-    def __init__(self, net: Any, device: str):
+    def __init__(self, net: Any, device: str, encoder_source: Any = None):
         self.net = net
+        self._encoder_source = encoder_source  # (folder, manifest): the encoder loads on first use
+        self._encoder: Any = None
         self.device = device
         self.latent_dim = int(net.latent_dim)
         self.image_size = int(net.image_size)
@@ -42,7 +44,7 @@ class TorchLatentBackend:
         from studio.models.nets import load_decoder
 
         net = load_decoder(path, model.manifest)
-        return cls(net.to(device), device)
+        return cls(net.to(device), device, (path, model.manifest))
 
     def decode_float(self, latents: np.ndarray) -> np.ndarray:
         """float32 (N, D) -> float32 (N, H, W, 3) in [0, 1]."""
@@ -57,5 +59,22 @@ class TorchLatentBackend:
         """float32 (N, D) -> uint8 (N, H, W, 3)."""
         return to_uint8_image(self.decode_float(latents))
 
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) pictures of the model's size -> float32 (N, D) latents: the
+        encoder's mean, which a shipped VAE gives in the same principal axes its decoder takes.
+        ModelFileError when the model has no encoder (a GAN cannot encode)."""
+        import torch
+
+        if self._encoder is None:
+            from studio.models.nets import load_encoder
+
+            folder, manifest = self._encoder_source
+            self._encoder = load_encoder(folder, manifest).to(self.device)
+        array = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32) / 255.0).permute(0, 3, 1, 2)
+        with torch.inference_mode():
+            mu, _ = self._encoder(array.to(self.device))
+        return mu.float().cpu().numpy()
+
     def close(self) -> None:
         self.net = None
+        self._encoder = None
