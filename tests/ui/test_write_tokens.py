@@ -4,7 +4,7 @@ The last test runs a real (tiny, random-weight) GPT-2 in the window."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 
 from studio.bench.tiny_models import build_tiny_gpt2
 from studio.core.story import WorldInfoEntry

@@ -1,0 +1,479 @@
+"""KeyframePanel: the explorer's keyframes (a studio.latent.Timeline) and the morph controls.
+
+The panel owns the list and the timeline, kept in step row for row; it runs no jobs. It asks:
+`keyframe_selected` (set the sliders to this latent), `add_requested` (add the sliders' latent:
+the workspace answers with `add_keyframe`), `play_requested`, `export_requested` and `problem`
+(a sentence for the error bar). ExportDialog asks for the file and size and shows the export's
+progress; MorphWriter writes the file on a Python thread and reports back with Qt signals."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView, QComboBox, QDialog, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
+    QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QToolButton, QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.errors import JobCancelled, SpecError, StudioError, first_line
+from studio.core.jobs import MAX_KEYFRAMES, MAX_MORPH_FRAMES
+from studio.latent import Timeline, write_gif, write_mp4
+from studio.latent.animation import resize_frames
+
+THUMB = 40  # px, the list's icons
+LATENT_ROLE = Qt.ItemDataRole.UserRole  # the keyframe's latent, a tuple, to match thumbnails
+HAS_THUMB_ROLE = Qt.ItemDataRole.UserRole + 1
+SPACINGS = (("Even", "even"), ("Uniform", "uniform"))
+METHODS = (("Slerp", "slerp"), ("Lerp", "lerp"))
+
+
+class KeyframePanel(QWidget):
+    """Keyframes of a morph, in order, with Add / Delete / Up / Down, and the morph row."""
+
+    keyframe_selected = Signal(object)  # tuple[float, ...]: put the sliders there
+    add_requested = Signal()
+    play_requested = Signal()
+    stop_requested = Signal()  # Play pressed again while a morph renders or plays
+    export_requested = Signal()
+    problem = Signal(str)  # one sentence for the error bar
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.timeline = Timeline()
+        self._model_ok = True  # the model's latent size is known
+        self._syncing = False  # list edits made by the panel itself, not the person
+
+        self.list = QListWidget()
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
+                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.list.setMinimumHeight(3 * (THUMB + 6))
+        self.list.currentRowChanged.connect(self._on_current)
+        self.list.itemClicked.connect(self._on_clicked)
+        self.list.itemChanged.connect(self._on_renamed)
+
+        self.add_button = QPushButton("Add current")
+        self.add_button.setToolTip("Add the sliders' point as a keyframe")
+        self.add_button.clicked.connect(self.add_requested)
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.clicked.connect(self.delete_selected)
+        # Up and Down are arrow buttons: four push buttons would not fit the ~300 px side panel.
+        self.up_button = QToolButton()
+        self.up_button.setArrowType(Qt.ArrowType.UpArrow)
+        self.up_button.setText("Up")
+        self.up_button.setAccessibleName("Move up")
+        self.up_button.setToolTip("Move the keyframe earlier in the morph")
+        self.up_button.clicked.connect(lambda: self.move_selected(-1))
+        self.down_button = QToolButton()
+        self.down_button.setArrowType(Qt.ArrowType.DownArrow)
+        self.down_button.setText("Down")
+        self.down_button.setAccessibleName("Move down")
+        self.down_button.setToolTip("Move the keyframe later in the morph")
+        self.down_button.clicked.connect(lambda: self.move_selected(+1))
+        edit_row = QHBoxLayout()
+        edit_row.setSpacing(4)
+        for button in (self.add_button, self.delete_button, self.up_button, self.down_button):
+            edit_row.addWidget(button)
+        edit_row.setStretch(0, 1)
+
+        self.frames = QSpinBox()
+        self.frames.setRange(2, MAX_MORPH_FRAMES)
+        self.frames.setValue(60)
+        self.frames.setToolTip("Frames in the whole morph")
+        self.fps = QSpinBox()
+        self.fps.setRange(1, 60)
+        self.fps.setValue(24)
+        self.fps.setSuffix(" fps")
+        self.spacing = QComboBox()
+        for label, value in SPACINGS:
+            self.spacing.addItem(label, value)
+        self.spacing.setToolTip("Even: frames placed so neighbours differ about equally.\n"
+                                "Uniform: equal steps in time, every keyframe a frame.")
+        self.method = QComboBox()
+        for label, value in METHODS:
+            self.method.addItem(label, value)
+        self.method.setToolTip("Slerp keeps noise latents' length (the usual choice); lerp is a straight line.")
+        self.play_button = QPushButton("Play")
+        self.play_button.setCheckable(True)
+        self.play_button.clicked.connect(self._on_play_clicked)
+        self.export_button = QPushButton("Export…")
+        self.export_button.clicked.connect(self.export_requested)
+
+        morph = QGridLayout()
+        morph.setHorizontalSpacing(6)
+        morph.setVerticalSpacing(6)
+        morph.addWidget(QLabel("Frames"), 0, 0)
+        morph.addWidget(self.frames, 0, 1)
+        morph.addWidget(self.fps, 0, 2)
+        morph.addWidget(QLabel("Path"), 1, 0)
+        morph.addWidget(self.spacing, 1, 1)
+        morph.addWidget(self.method, 1, 2)
+        play_row = QHBoxLayout()
+        play_row.addWidget(self.play_button, 1)
+        play_row.addWidget(self.export_button, 1)
+        morph.addLayout(play_row, 2, 0, 1, 3)
+        morph.setColumnStretch(1, 1)
+        morph.setColumnStretch(2, 1)
+
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setEnabled(False)  # greyed: a remark
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(edit_row)
+        layout.addLayout(morph)
+        layout.addWidget(self.note)
+        self._update_buttons()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def latents(self) -> tuple[tuple[float, ...], ...]:
+        """The keyframes' latents, in order (what a MorphJob's `latents` wants)."""
+        return tuple(tuple(float(v) for v in key.latent) for key in self.timeline)
+
+    def names(self) -> list[str]:
+        return self.timeline.names
+
+    def morph_settings(self) -> dict:
+        """frames, spacing and method, as MorphJob fields."""
+        return {"frames": self.frames.value(), "spacing": self.spacing.currentData(),
+                "method": self.method.currentData()}
+
+    def can_morph(self) -> bool:
+        return len(self.timeline) >= 2
+
+    # -- editing ----------------------------------------------------------------------------------
+
+    def add_keyframe(self, latent, thumbnail: Optional[QImage] = None) -> Optional[str]:
+        """Add a keyframe named "Key N" at the end and select it; returns its name (None if refused)."""
+        n = len(self.timeline) + 1
+        while f"Key {n}" in self.timeline.names:
+            n += 1
+        name = f"Key {n}"
+        try:
+            key = self.timeline.add(name, np.asarray(latent, np.float64))
+        except SpecError as exc:
+            self.problem.emit(_sentence(exc))
+            return None
+        item = QListWidgetItem(name)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+        item.setData(LATENT_ROLE, tuple(float(v) for v in key.latent))
+        item.setData(HAS_THUMB_ROLE, False)
+        self._syncing = True
+        try:
+            self.list.addItem(item)
+            self.list.setCurrentItem(item)  # selected, not applied: the sliders are already there
+        finally:
+            self._syncing = False
+        if thumbnail is not None and not thumbnail.isNull():
+            self._set_thumbnail(item, thumbnail)
+        self._update_buttons()
+        return name
+
+    def offer_thumbnail(self, latent, image: QImage) -> None:
+        """A decode of `latent` arrived: it becomes the thumbnail of keyframes at that latent lacking one."""
+        latent = tuple(float(v) for v in latent)
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if not item.data(HAS_THUMB_ROLE) and item.data(LATENT_ROLE) == latent:
+                self._set_thumbnail(item, image)
+
+    def missing_thumbnail(self) -> Optional[tuple]:
+        """The latent of the first keyframe still without a thumbnail (None when all have one)."""
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if not item.data(HAS_THUMB_ROLE):
+                return item.data(LATENT_ROLE)
+        return None
+
+    @Slot()
+    def delete_selected(self) -> None:
+        row = self.list.currentRow()
+        if row < 0:
+            return
+        self.timeline.delete(row)
+        self._syncing = True
+        try:
+            self.list.takeItem(row)
+        finally:
+            self._syncing = False
+        self._update_buttons()
+
+    def move_selected(self, step: int) -> None:
+        row = self.list.currentRow()
+        to = row + step
+        if row < 0 or not 0 <= to < len(self.timeline):
+            return
+        self.timeline.move(row, to)
+        self._syncing = True
+        try:
+            item = self.list.takeItem(row)
+            self.list.insertItem(to, item)
+            self.list.setCurrentRow(to)
+        finally:
+            self._syncing = False
+        self._update_buttons()
+
+    def rename(self, row: int, name: str) -> bool:
+        """Rename keyframe `row`; a refused name (empty, taken) leaves the old one and says why."""
+        item = self.list.item(row)
+        try:
+            key = self.timeline.rename(row, name)
+        except SpecError as exc:
+            self.problem.emit(_sentence(exc))
+            key = self.timeline[row]
+        self._syncing = True
+        try:
+            item.setText(key.name)
+        finally:
+            self._syncing = False
+        return key.name == name.strip()
+
+    def clear(self) -> None:
+        self.timeline = Timeline()
+        self._syncing = True
+        try:
+            self.list.clear()
+        finally:
+            self._syncing = False
+        self._update_buttons()
+
+    def set_enabled_for_model(self, enabled: bool) -> None:
+        """A model the sliders cannot describe has no keyframes to add."""
+        self._model_ok = enabled
+        self._update_buttons()
+
+    # -- playback state ---------------------------------------------------------------------------
+
+    def set_playing(self, playing: bool, text: str = "") -> None:
+        """Show Play as pressed ("Stop") while a morph renders or plays."""
+        self.play_button.blockSignals(True)
+        self.play_button.setChecked(playing)
+        self.play_button.setText(text or ("Stop" if playing else "Play"))
+        self.play_button.blockSignals(False)
+        self._update_buttons()
+
+    def is_playing(self) -> bool:
+        return self.play_button.isChecked()
+
+    def _on_play_clicked(self, checked: bool) -> None:
+        # The button is checked by the click; the workspace decides what it ends up showing.
+        self.play_button.blockSignals(True)
+        self.play_button.setChecked(not checked)
+        self.play_button.blockSignals(False)
+        (self.play_requested if checked else self.stop_requested).emit()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _set_thumbnail(self, item: QListWidgetItem, image: QImage) -> None:
+        pixmap = QPixmap.fromImage(image).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                                 Qt.TransformationMode.SmoothTransformation)
+        self._syncing = True  # setIcon emits itemChanged
+        try:
+            item.setIcon(QIcon(pixmap))
+            item.setData(HAS_THUMB_ROLE, True)
+        finally:
+            self._syncing = False
+
+    def _on_current(self, row: int) -> None:
+        self._update_buttons()
+        if not self._syncing and row >= 0:
+            self.keyframe_selected.emit(tuple(float(v) for v in self.timeline[row].latent))
+
+    def _on_clicked(self, item: QListWidgetItem) -> None:
+        # A click on the already-selected key goes back to it (after the sliders moved away).
+        if not self._syncing and self.list.row(item) == self.list.currentRow():
+            self.keyframe_selected.emit(tuple(float(v) for v in self.timeline[self.list.row(item)].latent))
+
+    def _on_renamed(self, item: QListWidgetItem) -> None:
+        if self._syncing:
+            return
+        row = self.list.row(item)
+        if row >= 0 and item.text() != self.timeline[row].name:
+            self.rename(row, item.text())
+
+    def _update_buttons(self) -> None:
+        row = self.list.currentRow()
+        n = len(self.timeline)
+        self.add_button.setEnabled(self._model_ok and n < MAX_KEYFRAMES)
+        self.delete_button.setEnabled(row >= 0)
+        self.up_button.setEnabled(row > 0)
+        self.down_button.setEnabled(0 <= row < n - 1)
+        can = n >= 2
+        self.play_button.setEnabled(can or self.play_button.isChecked())
+        self.export_button.setEnabled(can)
+        self.note.setText("" if can else "Add two or more keyframes to play or export a morph.")
+
+
+class ExportDialog(QDialog):
+    """Asks where to save the morph (.gif or .mp4) and how large; then shows its progress.
+
+    `start_requested(path, size)` asks the workspace to render and write; `cancel_requested`
+    asks it to stop (the dialog stays until the workspace calls `finish`)."""
+
+    start_requested = Signal(str, int)
+    cancel_requested = Signal()
+
+    def __init__(self, suggested: str, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setWindowTitle("Export morph")
+        self._running = False
+        self.path = QLineEdit(suggested)
+        self.path.setMinimumWidth(320)
+        self.path.textChanged.connect(self._update)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path, 1)
+        path_row.addWidget(self.browse_button)
+        self.size = QSpinBox()
+        self.size.setRange(8, 4096)
+        self.size.setValue(256)
+        self.size.setSuffix(" px")
+        self.size.setToolTip("The longer side of the exported frames")
+        form = QFormLayout()
+        form.addRow("File", path_row)
+        form.addRow("Size", self.size)
+
+        self.status = QLabel("A .gif or an .mp4 file.")
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.export_button = QPushButton("Export")
+        self.export_button.setDefault(True)
+        self.export_button.clicked.connect(self._start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self._cancel)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+        buttons.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.status)
+        layout.addWidget(self.progress)
+        layout.addLayout(buttons)
+        self._update()
+
+    def file(self) -> str:
+        return self.path.text().strip()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def set_progress(self, done: int, total: int, what: str) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(min(done, max(1, total)))
+        self.status.setText(what)
+
+    def finish(self) -> None:
+        """The export ended (saved, failed or cancelled): close."""
+        self._running = False
+        self.accept()
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export morph", self.file(), "GIF (*.gif);;MP4 video (*.mp4)")
+        if path:
+            self.path.setText(path)
+
+    def _start(self) -> None:
+        if Path(self.file()).suffix.lower() not in (".gif", ".mp4"):
+            self.status.setText("The file must end in .gif or .mp4.")
+            return
+        self._running = True
+        self._update()
+        self.status.setText("Rendering frames…")
+        self.start_requested.emit(self.file(), self.size.value())
+
+    def _cancel(self) -> None:
+        if self._running:
+            self.status.setText("Cancelling…")
+            self.cancel_button.setEnabled(False)
+            self.cancel_requested.emit()
+        else:
+            self.reject()
+
+    def reject(self) -> None:  # Escape and the title bar's close: cancel a running export first
+        if self._running:
+            self._cancel()
+        else:
+            super().reject()
+
+    def _update(self) -> None:
+        ok = Path(self.file()).suffix.lower() in (".gif", ".mp4")
+        self.export_button.setEnabled(ok and not self._running)
+        for widget in (self.path, self.browse_button, self.size):
+            widget.setEnabled(not self._running)
+
+
+class MorphWriter(QObject):
+    """Writes frames to a .gif or .mp4 on a Python thread; `progress`, then one of `saved`,
+    `failed` (a sentence) or `cancelled`, come back as Qt signals (queued to the GUI thread).
+    `cancel()` makes the next progress callback raise, so the atomic writer leaves nothing."""
+
+    progress = Signal(int, int)
+    saved = Signal(str)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, frames, path: str, fps: float, size: int, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self._frames = frames
+        self._path = path
+        self._fps = fps
+        self._size = size
+        self._cancel = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="studio-morph-writer", daemon=True)
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        if self.thread is not None:
+            self.thread.join(timeout)
+            return not self.thread.is_alive()
+        return True
+
+    def _report(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled("cancelled")
+        self.progress.emit(done, total)
+
+    def _run(self) -> None:
+        try:
+            if self._cancel.is_set():
+                raise JobCancelled("cancelled")
+            frames = resize_frames(np.stack(self._frames), self._size)
+            write: Callable = write_mp4 if Path(self._path).suffix.lower() == ".mp4" else write_gif
+            write(frames, self._path, self._fps, progress=self._report)
+        except JobCancelled:
+            self.cancelled.emit()
+        except StudioError as exc:
+            self.failed.emit(_sentence(exc))
+        except OSError as exc:
+            self.failed.emit(_sentence(f"Could not write {self._path}: {exc.strerror or exc}"))
+        except Exception as exc:  # an encoder's own error: say it, do not lose the thread silently
+            self.failed.emit(_sentence(f"Could not write {self._path}: {first_line(exc)}"))
+        else:
+            self.saved.emit(self._path)
+
+
+def _sentence(error) -> str:
+    text = first_line(getattr(error, "message", None) or error) or "Something went wrong."
+    return text if text.endswith((".", "!", "?")) else text + "."
