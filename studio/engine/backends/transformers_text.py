@@ -13,6 +13,7 @@ Torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 import collections
+import inspect
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -38,12 +39,13 @@ def _sampling_processors(spec: TextJob, recorder: Any, backend: "TransformersTex
 
     generate() appends its warpers *after* custom processors, so a recorder passed alongside
     temperature/top_k/top_p would see unwarped scores. We build them here instead and leave
-    generate's own off, so the recorder sees exactly the distribution the token is drawn from."""
+    generate's own off, so the recorder sees exactly the distribution the token is drawn from.
+
+    The chain goes to generate() as a single entry (see _Chain): the same calls in the same order."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    processors = LogitsProcessorList(
-        text_sampling.build_processors(spec, backend.vocabulary, backend.encode, backend.decode, backend.stop_ids)
-    )
+    processors = text_sampling.build_processors(spec, backend.vocabulary, backend.encode, backend.decode,
+                                                backend.stop_ids)
     if spec.temperature > 0:
         if spec.temperature != 1.0:
             processors.append(TemperatureLogitsWarper(spec.temperature))
@@ -55,7 +57,26 @@ def _sampling_processors(spec: TextJob, recorder: Any, backend: "TransformersTex
         if min_p is not None:
             processors.append(min_p)
     processors.append(recorder)
-    return processors
+    return LogitsProcessorList([_Chain(processors)])
+
+
+class _Chain:
+    """Logits processors applied one after the other, as one processor: the same calls in the same
+    order. generate()'s LogitsProcessorList calls inspect.signature on each of its entries at every
+    step (~10 µs each, some 40 µs with the caches cold after a forward pass), so the chain is one
+    entry, and its __call__ carries its signature ready-made (below), which inspect then just reads.
+    Every processor in it takes (input_ids, scores), as that list would call it."""
+
+    def __init__(self, processors: list[Any]):
+        self.processors = tuple(processors)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        for processor in self.processors:
+            scores = processor(input_ids, scores)
+        return scores
+
+
+_Chain.__call__.__signature__ = inspect.signature(_Chain.__call__)  # type: ignore[attr-defined]
 
 
 class _TopRecorder:
@@ -67,9 +88,11 @@ class _TopRecorder:
         self.steps: collections.deque[tuple[list[int], list[float]]] = collections.deque()
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        probs = scores[0].float().softmax(dim=-1)
-        top = probs.topk(min(self.k, probs.shape[-1]))
-        self.steps.append((top.indices.tolist(), top.values.tolist()))
+        # generate() here always runs a batch of one. Softmax and topk over the (1, vocab) rows give
+        # exactly what they give over scores[0], with one tensor op fewer per step (each op is a few
+        # µs of dispatch, more with the caches cold after a forward pass).
+        top = scores.float().softmax(dim=-1).topk(min(self.k, scores.shape[-1]))
+        self.steps.append((top.indices.tolist()[0], top.values.tolist()[0]))
         return scores
 
 
@@ -83,8 +106,10 @@ def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: 
     ends generate(). Cancel is still checked at every token, held or not."""
     from transformers.generation.streamers import BaseStreamer
 
-    decode, stop_ids, last = backend.decode, backend.stop_ids, spec.max_new_tokens
+    decode, stop_ids, last = backend.decoder(), backend.stop_ids, spec.max_new_tokens
+    pieces, piece_of, steps = backend._pieces, backend.piece, recorder.steps
     stop_text = text_sampling.StopText(spec.stop)
+    held = bool(stop_text.stops)  # without stop sequences every token's text goes straight out
 
     class TokenStreamer(BaseStreamer):
         def __init__(self):
@@ -97,27 +122,35 @@ def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: 
             # of context keeps word-initial spaces that a tokenizer drops at the start of a text.
             self.window = list(context)
             self.start, self.shown = 0, len(context)
+            self.before: Optional[str] = None  # decode(window[start:shown]), kept while they stay put
 
         def put(self, value: Any) -> None:
             if not self.prompt_seen:  # generate() first hands us the prompt itself
                 self.prompt_seen = True
                 return
-            token_id = int(value.reshape(-1)[0])
-            ids, probs = recorder.steps.popleft() if recorder.steps else ([], [])
-            alternatives = tuple((backend.piece(i), round(p, 6)) for i, p in zip(ids, probs))
+            # A batch of one: one token a step (.item() is one call; the fallback, three).
+            token_id = value.item() if value.numel() == 1 else int(value.reshape(-1)[0])
+            ids, probs = steps.popleft() if steps else ((), ())
             if token_id in stop_ids:
                 return  # the model ended the text: nothing to show
+            alternatives = tuple([(pieces.get(i) or piece_of(i), round(p, 6)) for i, p in zip(ids, probs)])
             self.count += 1
-            self.window.append(token_id)
-            before = decode(self.window[self.start:self.shown])
-            now = decode(self.window[self.start:])
+            window = self.window
+            window.append(token_id)
+            start, shown, before = self.start, self.shown, self.before
+            if before is None:  # the window moved: usually past one token, whose text is its cached piece
+                before = self.before = piece_of(window[start]) if shown - start == 1 else decode(window[start:shown])
+            now = decode(window[start:])
             piece = now[len(before):] if now.startswith(before) else ""
             # Hold back while a multi-byte character is still incomplete (its bytes decode to U+FFFD)
             # unless this is the last token: the held-back text comes with a later token.
             if piece.endswith("\ufffd") and self.count < last:
                 piece = ""
             if piece:
-                self.start, self.shown = self.shown, len(self.window)
+                self.start, self.shown, self.before = shown, len(window), None
+            if not held:  # no stop sequences: out at once (ctx.token checks Stop before anything else)
+                self.emit(piece, token_id, alternatives)
+                return
             ctx.check_cancelled()  # Stop lands here even while the text is held back
             for text, (held_id, held_alternatives) in stop_text.push(piece, (token_id, alternatives)):
                 self.emit(text, held_id, held_alternatives)
@@ -140,6 +173,21 @@ def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: 
     return TokenStreamer()
 
 
+def _fast_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
+    """See TransformersTextBackend.decoder."""
+    try:
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:  # another transformers layout: its own decode, always right
+        TokenizersBackend = PreTrainedTokenizerBase = None
+    cls, rust = type(tokenizer), getattr(tokenizer, "_tokenizer", None)
+    if (TokenizersBackend is not None and isinstance(tokenizer, TokenizersBackend) and rust is not None
+            and cls.decode is PreTrainedTokenizerBase.decode and cls._decode is TokenizersBackend._decode):
+        rust_decode = rust.decode
+        return lambda ids: rust_decode(list(ids), skip_special_tokens=True)
+    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
 class TransformersTextBackend:
     """One causal language model and its tokenizer, resident on one device."""
 
@@ -153,10 +201,23 @@ class TransformersTextBackend:
         self.memory_bytes = param_bytes(model)
         self.stop_ids = self._stop_ids()
         self._pieces: dict[int, str] = {}  # token id -> text, for the alternatives
+        # The last text encoded, and its ids: assembly measures the final prompt and generate()
+        # then encodes that same text, so it is tokenized once, not two or three times.
+        self._encoded: Optional[tuple[tuple[str, bool], list[int]]] = None
         self._vocabulary: Optional[text_sampling.Vocabulary] = None  # built when DRY or a ban needs it
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return self.decoder()(ids)
+
+    def decoder(self) -> Callable[[list[int]], str]:
+        """`decode` as one function, for the per-token loop. With a fast tokenizer whose class keeps
+        transformers' own decode, tokenizer.decode(ids, skip_special_tokens=True,
+        clean_up_tokenization_spaces=False) is exactly its Rust tokenizer's decode(ids,
+        skip_special_tokens=True) behind a few layers of Python, so that is called directly."""
+        fast = getattr(self, "_decoder", None)
+        if fast is None:
+            fast = self._decoder = _fast_decoder(self.tokenizer)
+        return fast
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -224,7 +285,7 @@ class TransformersTextBackend:
         #    viewer), encoded; an empty one starts from the model's start (or end) of text token.
         context = self.context(spec)
         ctx.context_used(context)
-        ids = self.tokenizer(context.prompt, add_special_tokens=not spec.instruct)["input_ids"] if context.prompt else []
+        ids = list(self._encode(context.prompt, special=not spec.instruct)) if context.prompt else []
         if not ids:
             start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
             if start is None:
@@ -286,13 +347,19 @@ class TransformersTextBackend:
         window = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         return int(window) if window else 1_000_000
 
+    def _encode(self, text: str, special: bool) -> list[int]:
+        key = (text, special)
+        if self._encoded is None or self._encoded[0] != key:
+            self._encoded = (key, self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        return self._encoded[1]
+
     def count_tokens(self, text: str) -> int:
         """Tokens a prompt takes, counted as generate() will encode it (for prompt assembly)."""
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return len(self._encode(text, special=True))
 
     def count_templated_tokens(self, text: str) -> int:
         """Tokens of a prompt a chat template made: it wrote its special tokens out itself."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._encode(text, special=False))
 
     def context(self, spec: Union[TextJob, ContextJob]) -> ContextResult:
         """What the model reads for `spec`: its prompt or story assembled within this model's
