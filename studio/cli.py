@@ -226,7 +226,7 @@ def _latents_file(path: Path):
             array = np.load(path, allow_pickle=False)
         else:
             array = np.asarray(json.loads(path.read_text(encoding="utf-8")), dtype=np.float64)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+    except (ValueError, OSError, OverflowError, RecursionError, MemoryError) as exc:  # UnicodeDecodeError is a ValueError
         raise UsageError(f"--latents {path.name} is not a .npy array or a JSON list of lists ({first_line(exc)}).") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise UsageError(f"--latents {path.name} must hold one latent per row (K x D numbers), not shape {array.shape}.")

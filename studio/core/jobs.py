@@ -347,6 +347,16 @@ class LatentEncodeJob(JobSpec):
         return f"encode · {self.image.replace(chr(92), '/').rsplit('/', 1)[-1]}"
 
 
+def _plain_float(value: Any) -> Any:
+    """A real number as a float (one too large for a float stays as it is, to be refused)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return value
+    return value
+
+
 MORPH_SPACINGS = ("even", "uniform")
 MORPH_METHODS = ("slerp", "lerp")
 MAX_MORPH_FRAMES = 10_000
@@ -370,17 +380,22 @@ class MorphJob(JobSpec):
     method: str = "slerp"
 
     def __post_init__(self) -> None:
-        if isinstance(self.seeds, list):
-            object.__setattr__(self, "seeds", tuple(self.seeds))
-        rows = self.latents
+        # JSON gives lists and callers may pass numpy arrays; keep tuples of plain numbers, so the
+        # spec compares, hashes and serialises one way. What cannot be converted is left for
+        # validate() to refuse with a sentence.
+        seeds = self.seeds.tolist() if hasattr(self.seeds, "tolist") else self.seeds
+        if isinstance(seeds, list):
+            object.__setattr__(self, "seeds", tuple(seeds))
+        rows = self.latents.tolist() if hasattr(self.latents, "tolist") else self.latents
         if isinstance(rows, (list, tuple)) and all(isinstance(r, (list, tuple)) or hasattr(r, "tolist") for r in rows):
-            rows = tuple(tuple(float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v
-                               for v in (r.tolist() if hasattr(r, "tolist") else r)) for r in rows)
+            rows = tuple(tuple(_plain_float(v) for v in (r.tolist() if hasattr(r, "tolist") else r)) for r in rows)
             object.__setattr__(self, "latents", rows)
 
     def validate(self) -> None:
         super().validate()
-        if bool(self.seeds) == bool(self.latents):
+        if not isinstance(self.seeds, tuple) or not isinstance(self.latents, tuple):
+            raise SpecError("seeds" if not isinstance(self.seeds, tuple) else "latents", "must be a list.")
+        if (len(self.seeds) > 0) == (len(self.latents) > 0):
             raise SpecError("seeds", "or `latents` must give the keyframes (one of them, not both).")
         if not isinstance(self.seeds, tuple) or len(self.seeds) > MAX_KEYFRAMES:
             raise SpecError("seeds", f"must be a list of at most {MAX_KEYFRAMES} seeds.")

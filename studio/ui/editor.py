@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.errors import DocumentError
+from studio.core.errors import DocumentError, StudioError
 from studio.core.events import ContextResult, Token
 from studio.core.jobs import ContextJob, TextJob
 from studio.state.jobs import JobList, JobState
@@ -412,12 +412,15 @@ class WriteWorkspace(DocumentFiles, Workspace):
             return
         try:
             spec = ContextJob.of(self.text_job(self.bridge.python_cursor()))
-            spec.validate()
-        except DocumentError as error:
+            spec.validate()  # a memory or world info entry past a job's limits: a SpecError
+        except StudioError as error:
             self.viewer.show_problem(FOR_CURSOR, str(error))
             return
         self._context_job = self.jobs.submit_or_report(spec)
-        self.viewer.show_waiting(FOR_CURSOR)
+        if self._context_job is None:
+            self.viewer.show_problem(FOR_CURSOR, self.jobs.error.message or "The engine is not taking jobs.")
+        else:
+            self.viewer.show_waiting(FOR_CURSOR)
 
     def _entry_names(self) -> list[str]:
         return [", ".join(e.keys) or f"entry {i + 1}" for i, e in enumerate(self.document.world_info)]

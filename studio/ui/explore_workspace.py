@@ -401,3 +401,10 @@ class ExploreWorkspace(Workspace):
         if self.export_job is None and self.writer is None and self.export_dialog is not None:
             dialog, self.export_dialog = self.export_dialog, None  # closed before exporting
             dialog.deleteLater()
+
+    def finish_exports(self, patience_s: float = 30.0) -> None:
+        """The window is closing: let a morph being written finish (it was asked for), and
+        cancel it if it takes longer than `patience_s`; the atomic writer then leaves nothing."""
+        if self.writer is not None and not self.writer.wait(patience_s):
+            self.writer.cancel()
+            self.writer.wait()

@@ -453,7 +453,7 @@ class MorphWriter(QObject):
     def _report(self, done: int, total: int) -> None:
         if self._cancel.is_set():
             raise JobCancelled("cancelled")
-        self.progress.emit(done, total)
+        self._tell(self.progress, done, total)
 
     def _run(self) -> None:
         try:
@@ -463,15 +463,23 @@ class MorphWriter(QObject):
             write: Callable = write_mp4 if Path(self._path).suffix.lower() == ".mp4" else write_gif
             write(frames, self._path, self._fps, progress=self._report)
         except JobCancelled:
-            self.cancelled.emit()
+            self._tell(self.cancelled)
         except StudioError as exc:
-            self.failed.emit(_sentence(exc))
+            self._tell(self.failed, _sentence(exc))
         except OSError as exc:
-            self.failed.emit(_sentence(f"Could not write {self._path}: {exc.strerror or exc}"))
+            self._tell(self.failed, _sentence(f"Could not write {self._path}: {exc.strerror or exc}"))
         except Exception as exc:  # an encoder's own error: say it, do not lose the thread silently
-            self.failed.emit(_sentence(f"Could not write {self._path}: {first_line(exc)}"))
+            self._tell(self.failed, _sentence(f"Could not write {self._path}: {first_line(exc)}"))
         else:
-            self.saved.emit(self._path)
+            self._tell(self.saved, self._path)
+
+    @staticmethod
+    def _tell(signal, *args) -> None:
+        """Emit from the writer thread; the window may have closed (and this object gone) since."""
+        try:
+            signal.emit(*args)
+        except RuntimeError:
+            pass
 
 
 def _sentence(error) -> str:

@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.ExcludeUserInputEvents)
             self.jobs.shutdown()  # cancels every job, then waits for the engine thread
             self.image.finish_writes()  # every finished image on disk before the window goes
+            self.explore.finish_exports()  # a morph being written is finished (or cancelled)
             try:
                 self.write.close_document()  # the last draft written; no recovery offered for it
             except Exception:  # noqa: BLE001 - the window must close; the draft stays offered

@@ -160,3 +160,22 @@ def test_encoding_needs_an_encoder_and_a_picture(shipped, tmp_path):
     assert isinstance(events[-1], Failed) and "no encoder" in events[-1].message
     events = run(runner, LatentEncodeJob(model="emoji-vae", image=str(tmp_path / "missing.png")))
     assert isinstance(events[-1], Failed) and "`image`" in events[-1].message and "does not exist" in events[-1].message
+
+
+def test_numpy_keyframes_are_taken_and_huge_numbers_refused_with_a_sentence():
+    job = MorphJob(model="m", latents=np.zeros((2, 3), np.float32), frames=4)
+    job.validate()
+    assert job.latents == ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
+    MorphJob(model="m", seeds=np.array([1, 2]), frames=4).validate()
+    with pytest.raises(SpecError) as error:
+        spec_from_json('{"kind": "morph", "model": "m", "latents": [[1' + "0" * 400 + ', 1.0], [1.0, 2.0]]}')
+    assert error.value.field == "latents"
+
+
+def test_a_latents_file_that_is_not_numbers_is_one_sentence(shipped, tmp_path, capsys):
+    keys = tmp_path / "keys.json"
+    keys.write_text("[[1" + "0" * 400 + ", 1.0], [1, 2]]")
+    assert main(["morph", "--model", "emoji-vae", "--latents", str(keys), "--out", str(tmp_path / "x.gif")]) == 2
+    keys.write_text("[" * 100_000)
+    assert main(["morph", "--model", "emoji-vae", "--latents", str(keys), "--out", str(tmp_path / "x.gif")]) == 2
+    assert "--latents keys.json is not" in capsys.readouterr().err

@@ -133,3 +133,13 @@ def test_a_real_gpt2_writes_in_the_window(qtbot, fake_models, make_window):
     ws.retry()  # same fixed seed: the same words again, as a second sample
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=20_000)
     assert ws.document.text == first and ws.alternative_label.text() == "2 / 2"
+
+
+def test_the_context_viewer_names_a_memory_past_the_limit_instead_of_failing(qtbot, window):
+    from studio.core.story import MAX_SIDE_CHARS
+
+    ws = window.write
+    ws.document.memory = "m" * (MAX_SIDE_CHARS + 1)
+    start_with(ws, "Hello")
+    viewer = ws.show_context_viewer()
+    assert viewer.context is None and "memory" in viewer.summary.text()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
+from studio.core.errors import DocumentError
 from studio.core.events import ContextResult
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext
@@ -52,6 +53,12 @@ def build_context(spec: Union[TextJob, ContextJob], count_tokens: CountTokens, c
         if tokens <= budget:
             break
         overhead += tokens - budget  # the template cost more than it did empty: make room and retry
+    else:
+        # A template whose cost keeps growing with its content: better a sentence than a prompt
+        # whose start (the template's own header) the model's window would cut off.
+        raise DocumentError(f"The model's chat template makes the prompt {tokens} tokens, more than the "
+                            f"{budget} its {context_length}-token context leaves; shorten the memory and "
+                            "notes, lower max new tokens, or turn instruct mode off.")
     return _result(prompt, parts, assembled, count_tokens, context_length, max_new, tokens)
 
 

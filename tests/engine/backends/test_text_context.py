@@ -60,3 +60,12 @@ def test_instruct_mode_wraps_the_parts_and_pays_for_the_template():
 def test_memory_too_long_for_the_window_is_one_sentence():
     with pytest.raises(DocumentError, match="Memory, world info and the author's note take"):
         build_context(job(story=StoryContext("Hi", memory="word " * 100)), words, 50)
+
+
+def test_a_template_that_never_fits_is_a_sentence_not_a_cut_off_prompt():
+    def greedy(system: str, user: str) -> str:  # costs 100 words more as soon as there is a request
+        return "<s> " + ("pad " * 100 if user else "") + user
+
+    story = StoryContext(" ".join(f"w{i}" for i in range(200)))
+    with pytest.raises(DocumentError, match="chat template makes the prompt"):
+        build_context(job(story=story, instruct=True), words, 60, greedy)
