@@ -151,6 +151,9 @@ class ExploreWorkspace(Workspace):
         job_id = self.jobs.submit_or_report(spec)
         if job_id is not None:
             self._requested.add(job_id)
+            record = self.jobs.get(job_id)
+            if record is not None and record.state.is_terminal:  # ended while it was being queued
+                self._requested.discard(job_id)
         return job_id
 
     @Slot(int, object)
@@ -230,7 +233,14 @@ class ExploreWorkspace(Workspace):
     def _fill_thumbnails(self) -> None:
         """Decode a keyframe that has no thumbnail yet (its point was added before its decode
         arrived, or the decode was replaced by a slider move). Only while the sliders rest: the
-        interactive lane keeps one waiting request, and a slider's must not be replaced."""
+        interactive lane keeps one waiting request, and a slider's must not be replaced.
+
+        Deferred to the event loop: this runs from job signals, which a submit can emit while it
+        is still queueing a slider's decode (a waiting thumbnail decode is superseded); a thumbnail
+        submitted right then would supersede that slider decode before it is even recorded."""
+        QTimer.singleShot(0, self._fill_thumbnails_now)
+
+    def _fill_thumbnails_now(self) -> None:
         if self._requested or self._thumb_jobs or not self.models.model_id():
             return
         latent = self.keyframes.missing_thumbnail()
