@@ -68,15 +68,23 @@ def _pump_until_ended(app, ends: list, start: float) -> None:
         raise RuntimeError(f"the benchmark job did not finish: {ends[0]}")
 
 
-def _interleaved_ratio(plain, studio, repeats: int) -> tuple[float, dict]:
-    """median(studio) / median(plain) over interleaved repeats, after one warm-up call of each."""
-    plain(), studio()  # warm both (model load, allocator)
-    t_plain, t_studio = [], []
+def _interleaved(plain, studio, repeats: int, after_warm_up=lambda: None) -> tuple[float, float]:
+    """Medians of what plain() and studio() each return (seconds, a rate...) over interleaved
+    repeats, after one warm-up call of each (model load, allocator); `after_warm_up` then drops
+    anything the warm-up recorded on the side (first-token times)."""
+    plain(), studio()
+    after_warm_up()
+    p, s = [], []
     for _ in range(repeats):
-        t_plain.append(seconds(plain))
-        t_studio.append(seconds(studio))
-    ratio = statistics.median(t_studio) / statistics.median(t_plain)
-    return ratio, {"plain_s": statistics.median(t_plain), "studio_s": statistics.median(t_studio), "repeats": repeats}
+        p.append(plain())
+        s.append(studio())
+    return statistics.median(p), statistics.median(s)
+
+
+def _interleaved_ratio(plain, studio, repeats: int) -> tuple[float, dict]:
+    """median(studio) / median(plain) seconds over interleaved repeats, after a warm-up of each."""
+    t_plain, t_studio = _interleaved(lambda: seconds(plain), lambda: seconds(studio), repeats)
+    return t_studio / t_plain, {"plain_s": t_plain, "studio_s": t_studio, "repeats": repeats}
 
 
 def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
@@ -241,16 +249,11 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
         tokens, seconds = _stream_job(runner, spec, first)
         return seconds / max(tokens, 1)
 
-    plain(), studio()
-    first.clear()
-    p, s = [], []
-    for _ in range(repeats):
-        p.append(plain())
-        s.append(studio())
-    ratio = statistics.median(s) / statistics.median(p)
+    p, s = _interleaved(plain, studio, repeats, first.clear)
+    ratio = s / p
     return [
         Figure("text_overhead", ratio, "x plain generate() per token", "<= 1.03", ratio <= 1.03, {
-            "plain_ms_per_token": 1000 * statistics.median(p), "studio_ms_per_token": 1000 * statistics.median(s),
+            "plain_ms_per_token": 1000 * p, "studio_ms_per_token": 1000 * s,
             "new_tokens": new_tokens, "repeats": repeats}),
         Figure("text_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
     ]
@@ -298,13 +301,8 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
         tokens, seconds = _stream_job(runner, spec, first)
         return tokens / seconds
 
-    plain(), studio()
-    first.clear()
-    p, s = [], []
-    for _ in range(repeats):
-        p.append(plain())
-        s.append(studio())
-    speed = statistics.median(s) / statistics.median(p)
+    p, s = _interleaved(plain, studio, repeats, first.clear)
+    speed = s / p
 
     # Stop from another thread at a random moment; count the tokens that still arrive.
     rng = random.Random(0)
@@ -325,7 +323,7 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
         late.append(sum(1 for t in arrivals if stopped_at and t > stopped_at[0]))
     return [
         Figure("prose_speed", speed, "x plain generate() tokens/s", ">= 0.97", speed >= 0.97, {
-            "plain_tokens_s": statistics.median(p), "studio_tokens_s": statistics.median(s),
+            "plain_tokens_s": p, "studio_tokens_s": s,
             "new_tokens": new_tokens, "repeats": repeats}),
         Figure("prose_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
         Figure("stop_latency_tokens", max(late), "tokens after Stop (worst)", "<= 1", max(late) <= 1,

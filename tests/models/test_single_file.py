@@ -367,18 +367,25 @@ def test_a_v_prediction_file_gets_a_v_prediction_scheduler(tiny_sd1):
     assert pipe.scheduler.config.prediction_type == "v_prediction"
 
 
-def test_an_inpainting_checkpoint_loads_as_an_inpainting_pipeline(tmp_path, no_sockets):
+def as_single_file_and_back(original, tmp_path, family: str):
+    """Save a tiny pipeline as a single-file checkpoint of `family` (with tiny configs beside it),
+    check the family is detected from the file alone, and load it back with sockets blocked."""
     import torch
-    from diffusers import StableDiffusionInpaintPipeline
 
     from studio.engine.backends.sd_single_file import load_single_file_pipeline
 
-    original = fc.tiny_sd1_pipeline(seed=1, in_channels=9)
     original.save_pretrained(str(tmp_path / "folder"), safe_serialization=True)
-    fc.write_config_root(tmp_path / "folder", tmp_path / "configs", "sd15-inpaint")
-    path = fc.save_single_file(original, tmp_path / "tiny-inpainting.safetensors")
-    assert detect_family(path) == "sd15-inpaint"
-    pipe = load_single_file_pipeline(path, "sd15-inpaint", torch.float32, config_root=tmp_path / "configs")
+    fc.write_config_root(tmp_path / "folder", tmp_path / "configs", family)
+    path = fc.save_single_file(original, tmp_path / f"tiny-{family}.safetensors")
+    assert detect_family(path) == family
+    return load_single_file_pipeline(path, family, torch.float32, config_root=tmp_path / "configs")
+
+
+def test_an_inpainting_checkpoint_loads_as_an_inpainting_pipeline(tmp_path, no_sockets):
+    from diffusers import StableDiffusionInpaintPipeline
+
+    original = fc.tiny_sd1_pipeline(seed=1, in_channels=9)
+    pipe = as_single_file_and_back(original, tmp_path, "sd15-inpaint")
     assert type(pipe) is StableDiffusionInpaintPipeline
     assert_same_weights(original, pipe, ("unet", "vae", "text_encoder"))
     assert no_sockets == []
@@ -386,17 +393,10 @@ def test_an_inpainting_checkpoint_loads_as_an_inpainting_pipeline(tmp_path, no_s
 
 def test_an_sdxl_checkpoint_loads_offline_with_every_tensor_and_draws_the_same_image(tmp_path, no_sockets):
     import numpy as np
-    import torch
     from diffusers import StableDiffusionXLPipeline
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
-
     original = fc.tiny_sdxl_pipeline()
-    original.save_pretrained(str(tmp_path / "folder"), safe_serialization=True)
-    fc.write_config_root(tmp_path / "folder", tmp_path / "configs", "sdxl")
-    path = fc.save_single_file(original, tmp_path / "tiny-xl.safetensors")
-    assert detect_family(path) == "sdxl"
-    pipe = load_single_file_pipeline(path, "sdxl", torch.float32, config_root=tmp_path / "configs")
+    pipe = as_single_file_and_back(original, tmp_path, "sdxl")
     assert type(pipe) is StableDiffusionXLPipeline
     assert_same_weights(original, pipe, ("unet", "vae", "text_encoder", "text_encoder_2"))
     assert pipe.tokenizer_2.pad_token == "!" and pipe.tokenizer.pad_token == "<|endoftext|>"
