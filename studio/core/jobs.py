@@ -295,6 +295,34 @@ class LatentDecodeJob(JobSpec):
         return data
 
 
+MAX_BATCH_LATENTS = 256
+
+
+@dataclass(frozen=True)
+class LatentBatchJob(JobSpec):
+    """Decode several latent vectors at once: the explorer's latent map (a grid of decodes around
+    the current point). Interactive, like a slider's decode: a newer request replaces it."""
+
+    kind: ClassVar[str] = "latent-batch"
+    lane: ClassVar[Lane] = Lane.INTERACTIVE
+
+    latents: tuple[tuple[float, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latents", _plain_rows(self.latents))
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.latents, tuple) or not 1 <= len(self.latents) <= MAX_BATCH_LATENTS:
+            raise SpecError("latents", f"must be a list of 1 to {MAX_BATCH_LATENTS} latent vectors.")
+        _check_rows("latents", self.latents)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data["latents"] = [list(r) for r in self.latents]
+        return data
+
+
 @dataclass(frozen=True)
 class ContextJob(JobSpec):
     """What a text job would send its model, assembled and measured by the model's own tokenizer,
@@ -347,6 +375,23 @@ class LatentEncodeJob(JobSpec):
         return f"encode · {self.image.replace(chr(92), '/').rsplit('/', 1)[-1]}"
 
 
+def _plain_rows(rows: Any) -> Any:
+    """Latent vectors (lists, tuples or numpy arrays) as a tuple of tuples of floats; what cannot
+    be converted is returned as it is, for validate() to refuse with a sentence."""
+    rows = rows.tolist() if hasattr(rows, "tolist") else rows
+    if isinstance(rows, (list, tuple)) and all(isinstance(r, (list, tuple)) or hasattr(r, "tolist") for r in rows):
+        return tuple(tuple(_plain_float(v) for v in (r.tolist() if hasattr(r, "tolist") else r)) for r in rows)
+    return rows
+
+
+def _check_rows(name: str, rows: tuple) -> None:
+    sizes = {len(r) if isinstance(r, tuple) else -1 for r in rows}
+    if len(sizes) != 1 or sizes == {0} or sizes == {-1}:
+        raise SpecError(name, "must be vectors of numbers, all the same length.")
+    if not all(isinstance(v, float) and math.isfinite(v) for r in rows for v in r):
+        raise SpecError(name, "must hold only finite numbers.")
+
+
 def _plain_float(value: Any) -> Any:
     """A real number as a float (one too large for a float stays as it is, to be refused)."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -386,10 +431,7 @@ class MorphJob(JobSpec):
         seeds = self.seeds.tolist() if hasattr(self.seeds, "tolist") else self.seeds
         if isinstance(seeds, list):
             object.__setattr__(self, "seeds", tuple(seeds))
-        rows = self.latents.tolist() if hasattr(self.latents, "tolist") else self.latents
-        if isinstance(rows, (list, tuple)) and all(isinstance(r, (list, tuple)) or hasattr(r, "tolist") for r in rows):
-            rows = tuple(tuple(_plain_float(v) for v in (r.tolist() if hasattr(r, "tolist") else r)) for r in rows)
-            object.__setattr__(self, "latents", rows)
+        object.__setattr__(self, "latents", _plain_rows(self.latents))
 
     def validate(self) -> None:
         super().validate()
@@ -404,11 +446,7 @@ class MorphJob(JobSpec):
         if not isinstance(self.latents, tuple) or len(self.latents) > MAX_KEYFRAMES:
             raise SpecError("latents", f"must be a list of at most {MAX_KEYFRAMES} latent vectors.")
         if self.latents:
-            sizes = {len(r) if isinstance(r, tuple) else -1 for r in self.latents}
-            if len(sizes) != 1 or sizes == {0} or sizes == {-1}:
-                raise SpecError("latents", "must be vectors of numbers, all the same length.")
-            if not all(isinstance(v, float) and math.isfinite(v) for r in self.latents for v in r):
-                raise SpecError("latents", "must hold only finite numbers.")
+            _check_rows("latents", self.latents)
         if len(self.seeds or self.latents) < 2:
             raise SpecError("seeds" if self.seeds else "latents", "must give at least two keyframes to morph between.")
         _check_int("frames", self.frames, 2, MAX_MORPH_FRAMES)
@@ -430,7 +468,7 @@ class MorphJob(JobSpec):
 
 
 SPEC_TYPES: dict[str, type[JobSpec]] = {
-    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob)}
+    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob, LatentBatchJob)}
 
 
 def spec_from_dict(data: dict[str, Any]) -> JobSpec:

@@ -15,7 +15,8 @@ import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError, first_line
 from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
-from studio.core.jobs import ContextJob, ImageJob, JobSpec, Lane, LatentDecodeJob, LatentEncodeJob, MorphJob, TextJob
+from studio.core.jobs import (ContextJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob, LatentEncodeJob,
+                              MorphJob, TextJob)
 from studio.engine.backends import backend_class
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
@@ -29,7 +30,7 @@ Emit = Callable[[Event], None]
 
 # The kind of model each kind of job needs.
 MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent", ContextJob: "text", MorphJob: "latent",
-              LatentEncodeJob: "latent"}
+              LatentEncodeJob: "latent", LatentBatchJob: "latent"}
 
 
 def _a(noun: str) -> str:
@@ -134,11 +135,12 @@ class Runner:
         if isinstance(spec, ContextJob):
             ctx.check_cancelled()
             return backend.context(spec)
-        if isinstance(spec, LatentDecodeJob):
-            latent = np.asarray(spec.latent, dtype=np.float32)[None, :]
-            if latent.shape[1] != backend.latent_dim:
-                raise SpecError("latent", f"has {latent.shape[1]} numbers; this model takes {backend.latent_dim}.")
+        if isinstance(spec, (LatentDecodeJob, LatentBatchJob)):
+            field = "latent" if isinstance(spec, LatentDecodeJob) else "latents"
+            latents = np.asarray([spec.latent] if field == "latent" else spec.latents, dtype=np.float32)
+            if latents.shape[1] != backend.latent_dim:
+                raise SpecError(field, f"has {latents.shape[1]} numbers; this model takes {backend.latent_dim}.")
             ctx.check_cancelled()
-            return ImageResult((backend.decode(latent)[0],), dict(getattr(backend, "info", {})))
+            return ImageResult(tuple(backend.decode(latents)), dict(getattr(backend, "info", {})))
         raise SpecError("kind", f"{spec.kind} jobs are not supported yet.")
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Slot
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFormLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
@@ -37,6 +37,10 @@ UNKNOWN_SIZE = ("This model does not say how many numbers its latent holds (late
 class ExploreWorkspace(Workspace):
     kind = "latent"
     noun = "latent"
+
+    # A slider's decode reached the canvas: (its job id, its latent). Ids only grow from one
+    # emission to the next: an older decode never replaces a newer one.
+    frame_shown = Signal(int, object)
 
     def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
@@ -190,6 +194,7 @@ class ExploreWorkspace(Workspace):
         seconds = result.info.get("seconds")
         took = f" · {seconds * 1000:.0f} ms" if isinstance(seconds, (int, float)) else ""
         self.caption.setText(f"{image.shape[1]}×{image.shape[0]}{took}")
+        self.frame_shown.emit(job_id, latent)
 
     @Slot(int)
     def _on_changed(self, job_id: int) -> None:
