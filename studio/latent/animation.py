@@ -39,6 +39,17 @@ MAX_FPS = 240.0
 MP4_CRF = 18
 
 
+def gif_delay_ms(fps: float) -> int:
+    """A GIF frame's delay for `fps`: GIF stores hundredths of a second, and players treat
+    delays under 20 ms as slow (browsers play them at 100 ms), so 20 ms is the floor."""
+    return max(GIF_MIN_DELAY_MS, int(round(100.0 / _fps(fps))) * 10)
+
+
+def gif_fps(fps: float) -> float:
+    """The rate a GIF written at `fps` really plays at (24 → 25, 30 → 33.3, 60 → 50)."""
+    return 1000.0 / gif_delay_ms(fps)
+
+
 def write_gif(frames, path, fps: float, loop: bool = True, progress: Progress | None = None) -> Path:
     """Write `frames` (uint8 RGB, shape (N, H, W, 3)) as an animated GIF at `fps` frames a second
     and return the path.
@@ -51,7 +62,7 @@ def write_gif(frames, path, fps: float, loop: bool = True, progress: Progress | 
     frames = _frames(frames)
     fps = _fps(fps)
     path = Path(path)
-    delay = max(GIF_MIN_DELAY_MS, int(round(100.0 / fps)) * 10)
+    delay = gif_delay_ms(fps)
     total = len(frames)
     images = []
     for i, frame in enumerate(frames):

@@ -4,37 +4,49 @@ Decodes go to the engine's interactive lane, where a newer request replaces one 
 a fast drag runs only the requests the engine can keep up with; results that arrive out of date
 (older than the one on screen) are ignored, by job id, which grows with every request.
 
-Under the sliders, the KeyframePanel keeps keyframes (points the person added with "Add current")
-and morphs through them: Play renders a MorphJob and loops its frames on the canvas until another
-action (a slider move, a keyframe picked, Stop); Export… renders one and writes a GIF or MP4 off
-the GUI thread. Keyframes belong to one model's latent space, so choosing another model clears
-them (even one with the same latent size: its space means something else)."""
+Beside the picture, the Map tab shows a grid of decodes around the current point over two
+directions (latent_map.py); a click on a cell moves there. Under the sliders, the KeyframePanel
+keeps keyframes: the sliders' point ("Add current"), a picture encoded by the model's encoder
+(dropped on the canvas, or More → Add picture…), a crossbreed of keyframes (More → Crossbreed…),
+or a saved set (More → Open keyframes…); Play and Export… morph through them (explore_morph.py).
+Keyframes belong to one model's latent space, so choosing another model clears them (even one
+with the same latent size: its space means something else).
+
+Work that is not a slider's decode (keyframe thumbnails, the map) runs only while the sliders
+rest: the interactive lane keeps one waiting request, and a slider's must not be replaced."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pathlib import Path
+from typing import Optional
 
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFormLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QFormLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
-from studio.core.events import ImageResult
-from studio.core.jobs import LatentDecodeJob, MorphJob
-from studio.engine.thread import to_qimage
+from studio.core.errors import StudioError
+from studio.core.events import ImageResult, LatentResult
+from studio.core.jobs import LatentBatchJob, LatentDecodeJob, LatentEncodeJob
+from studio.engine.thread import from_qimage, to_qimage
+from studio.latent.directions import Directions, directions_for
+from studio.latent.keyframes_file import read_keyframes, write_keyframes
+from studio.state.inputs import store_input
 from studio.state.jobs import JobList, JobState
 from studio.ui.canvas import Canvas
 from studio.ui.common import Workspace, canvas_beside_panel
-from studio.ui.keyframe_panel import ExportDialog, KeyframePanel, MorphWriter
+from studio.ui.crossbreed_dialog import CrossbreedDialog
+from studio.ui.explore_morph import MorphActions
+from studio.ui.keyframe_panel import KeyframePanel
+from studio.ui.latent_map import LatentMap
 from studio.ui.latent_panel import LatentPanel
 
-PLACEHOLDER = "Move a slider to decode a point of the latent space."
+PLACEHOLDER = "Move a slider to decode a point of the latent space, or drop a picture here to encode it."
 UNKNOWN_SIZE = ("This model does not say how many numbers its latent holds (latent_dim in studio.json), "
                 "so Explore cannot offer sliders for it yet.")
+MAP_DELAY_MS = 150  # the map follows the point once the sliders have rested this long
 
 
-class ExploreWorkspace(Workspace):
+class ExploreWorkspace(MorphActions, Workspace):
     kind = "latent"
     noun = "latent"
 
@@ -47,32 +59,48 @@ class ExploreWorkspace(Workspace):
         self._requested: set[int] = set()  # decodes asked for and not yet ended
         self.shown_job = 0  # id of the decode on the canvas
         self.canvas = Canvas(PLACEHOLDER)
+        self.canvas.accept_images()
+        self.canvas.image_dropped.connect(self._on_picture_dropped)
+        self.canvas.drop_refused.connect(jobs.error.show)
         self.panel = LatentPanel()
         self.panel.latent_changed.connect(self.request_decode)
+        self.panel.latent_changed.connect(self._schedule_map)
         self.models.model_changed.connect(self._on_model_changed)
         self.caption = QLabel()
         self.caption.setContentsMargins(10, 4, 10, 6)
         self._shown_latent: Optional[tuple] = None  # the latent of the decode on the canvas
         self._thumb_jobs: dict[int, tuple] = {}  # decodes run only for a keyframe's thumbnail
+        self._encode_jobs: dict[int, str] = {}  # pictures being encoded into keyframes: job -> name
+        self.crossbreed_dialog: Optional[CrossbreedDialog] = None
+
+        # The map: a grid of decodes around the point, in a tab beside the picture.
+        self.map = LatentMap()
+        self.map.settings_changed.connect(self._schedule_map)
+        self.map.cell_chosen.connect(self.go_to_cell)
+        self.map_job: Optional[int] = None  # the map's decode in flight
+        self._map_key: Optional[tuple] = None  # (latent, settings) the map's pictures show
+        self._map_cells: list[tuple] = []  # the latents of the map job in flight
+        self._pending_map_key: Optional[tuple] = None  # what the map job in flight will show
+        self.map_timer = QTimer(self)
+        self.map_timer.setSingleShot(True)
+        self.map_timer.setInterval(MAP_DELAY_MS)
+        self.map_timer.timeout.connect(self._idle_work)
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.addTab(self.canvas, "Picture")
+        self.views.addTab(self.map, "Map")
+        self.views.currentChanged.connect(self._schedule_map)
 
         # Keyframes and morphs.
         self.keyframes = KeyframePanel()
         self.keyframes.keyframe_selected.connect(self.panel.set_latent)
         self.keyframes.add_requested.connect(self.add_keyframe)
-        self.keyframes.play_requested.connect(self.play)
-        self.keyframes.stop_requested.connect(self.stop)
-        self.keyframes.export_requested.connect(self.open_export)
+        self.keyframes.picture_chosen.connect(self.add_picture)
+        self.keyframes.crossbreed_requested.connect(self.open_crossbreed)
+        self.keyframes.save_requested.connect(self.save_keyframes)
+        self.keyframes.open_requested.connect(self.open_keyframes)
         self.keyframes.problem.connect(jobs.error.show)
-        self.keyframes.fps.valueChanged.connect(self._on_fps)
-        self.play_job: Optional[int] = None  # the morph being rendered for Play
-        self.play_frames: list[QImage] = []
-        self.play_index = 0
-        self.play_timer = QTimer(self)
-        self.play_timer.timeout.connect(self._next_frame)
-        self.export_dialog: Optional[ExportDialog] = None
-        self.export_job: Optional[int] = None
-        self.writer: Optional[MorphWriter] = None
-        self._export: dict = {}  # path, size, fps of the export under way
+        self._init_morphs()
 
         side = QWidget()
         form = QFormLayout()
@@ -101,7 +129,7 @@ class ExploreWorkspace(Workspace):
         side_layout.addWidget(self.side_splitter, 1)
         side.setMinimumWidth(300)
 
-        splitter = canvas_beside_panel(self.canvas, self.caption, side)
+        splitter = canvas_beside_panel(self.views, self.caption, side)
         self.set_content(splitter)
 
         jobs.finished.connect(self._on_finished)
@@ -121,6 +149,9 @@ class ExploreWorkspace(Workspace):
         # Only a different model gets here: a re-scan that keeps the model keeps sliders and image.
         self._requested.clear()  # decodes of the previous model must not paint over this one
         self._thumb_jobs.clear()
+        self._encode_jobs.clear()
+        self.map_job, self._map_key = None, None
+        self.map.clear()
         self._stop_playback()
         self.keyframes.clear()  # another model's latent space: the keys mean nothing here
         self._shown_latent = None
@@ -134,7 +165,14 @@ class ExploreWorkspace(Workspace):
             self.panel.set_unavailable(UNKNOWN_SIZE)
             self.canvas.set_placeholder("")
             return
-        self.panel.set_dim(dim)
+        model = self.model_info()
+        try:
+            directions = directions_for(model.path if model.path.is_dir() else None, model.manifest, dim)
+        except StudioError as exc:  # a broken directions entry: say so, and offer the plain axes
+            self.jobs.error.show(f"{model.id}: {exc.message} Its sliders follow the latent's own axes.")
+            directions = Directions.axes(dim)
+        self.panel.set_directions(directions)
+        self.map.set_directions(self.panel.names())
         self.canvas.set_placeholder(PLACEHOLDER)
         if self.isVisible():
             self.request_decode(self.panel.latent())
@@ -162,22 +200,24 @@ class ExploreWorkspace(Workspace):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, result: object) -> None:
-        if job_id == self.play_job:
-            self._on_play_rendered(result)
-            return
-        if job_id == self.export_job:
-            self._on_export_rendered(result)
+        if self._morph_ended(job_id, result):
             return
         if job_id in self._thumb_jobs:
             latent = self._thumb_jobs.pop(job_id)
             if isinstance(result, ImageResult) and result.images:
                 self.keyframes.offer_thumbnail(latent, to_qimage(result.images[0]))
-            self._fill_thumbnails()
+            self._schedule_idle_work()
+            return
+        if job_id == self.map_job:
+            self._on_map_decoded(result)
+            return
+        if job_id in self._encode_jobs:
+            self._on_picture_encoded(self._encode_jobs.pop(job_id), result)
             return
         if job_id not in self._requested:
             return
         self._requested.discard(job_id)
-        self._fill_thumbnails()
+        self._schedule_idle_work()
         if job_id < self.shown_job or not isinstance(result, ImageResult) or not result.images:
             return  # a newer decode is already on screen
         record = self.jobs.get(job_id)
@@ -202,23 +242,18 @@ class ExploreWorkspace(Workspace):
         ended = record is not None and record.state in (JobState.FAILED, JobState.CANCELLED)
         if job_id in self._requested and ended:
             self._requested.discard(job_id)  # superseded or failed: no image will come
-            self._fill_thumbnails()
+            self._schedule_idle_work()
         elif job_id in self._thumb_jobs and ended:
             del self._thumb_jobs[job_id]  # a slider move replaced it: try again when the sliders rest
-            self._fill_thumbnails()
-        elif job_id == self.play_job and record is not None:
-            if ended:
-                self.play_job = None
-                self.keyframes.set_playing(False)
-                self.caption.setText("Morph cancelled." if record.state is JobState.CANCELLED else "")
-            elif record.total:
-                self.caption.setText(f"Rendering the morph… {record.step}/{record.total}")
-        elif job_id == self.export_job and record is not None:
-            if ended:  # a failure is on the error bar already (JobList shows it)
-                self.export_job = None
-                self._end_export("Export cancelled." if record.state is JobState.CANCELLED else "")
-            elif self.export_dialog is not None and record.total:
-                self.export_dialog.set_progress(record.step, record.total, "Rendering frames…")
+            self._schedule_idle_work()
+        elif job_id == self.map_job and ended:
+            self.map_job = None  # replaced by a slider move: the map follows when the sliders rest
+            self._schedule_idle_work()
+        elif job_id in self._encode_jobs and ended:  # a failure is on the error bar already
+            self._encode_jobs.pop(job_id)
+            self.caption.setText("")
+        else:
+            self._morph_changed(job_id, record)
 
     # -- keyframes ----------------------------------------------------------------------------------
 
@@ -232,21 +267,27 @@ class ExploreWorkspace(Workspace):
         self._stop_playback()
         thumbnail = self.canvas.image() if self._shown_latent == latent else None
         name = self.keyframes.add_keyframe(latent, thumbnail)
-        self._fill_thumbnails()
+        self._schedule_idle_work()
         return name
 
-    def _fill_thumbnails(self) -> None:
-        """Decode a keyframe that has no thumbnail yet (its point was added before its decode
-        arrived, or the decode was replaced by a slider move). Only while the sliders rest: the
-        interactive lane keeps one waiting request, and a slider's must not be replaced.
+    # -- work done while the sliders rest: thumbnails, the map ---------------------------------------
 
-        Deferred to the event loop: this runs from job signals, which a submit can emit while it
-        is still queueing a slider's decode (a waiting thumbnail decode is superseded); a thumbnail
+    def _schedule_idle_work(self) -> None:
+        """Deferred to the event loop: this runs from job signals, which a submit can emit while
+        it is still queueing a slider's decode (a waiting idle decode is superseded); an idle decode
         submitted right then would supersede that slider decode before it is even recorded."""
-        QTimer.singleShot(0, self._fill_thumbnails_now)
+        QTimer.singleShot(0, self._idle_work)
 
-    def _fill_thumbnails_now(self) -> None:
-        if self._requested or self._thumb_jobs or not self.models.model_id():
+    @Slot()
+    def _idle_work(self) -> None:
+        """One decode that is not a slider's, when none is pending: the map when it is shown and
+        out of date (after the point has rested MAP_DELAY_MS), else a keyframe's missing thumbnail
+        (its point was added before its decode arrived, or the decode was replaced)."""
+        if self._requested or self._thumb_jobs or self.map_job is not None or not self.models.model_id():
+            return
+        if self._map_wanted():
+            if not self.map_timer.isActive():
+                self._request_map()
             return
         latent = self.keyframes.missing_thumbnail()
         if latent is None:
@@ -255,171 +296,154 @@ class ExploreWorkspace(Workspace):
         if job_id is not None:
             self._thumb_jobs[job_id] = latent
 
-    # -- play ---------------------------------------------------------------------------------------
+    # -- the map -------------------------------------------------------------------------------------
 
-    def is_playing(self) -> bool:
-        """Whether a morph is rendering for Play or looping on the canvas."""
-        return self.play_job is not None or self.play_timer.isActive()
+    def _map_key_now(self) -> tuple:
+        return (self.panel.latent(), self.map.settings())
 
-    def _morph_spec(self) -> MorphJob:
-        return MorphJob(model=self.models.model_id(), latents=self.keyframes.latents(),
-                        **self.keyframes.morph_settings())
+    def _map_wanted(self) -> bool:
+        return (self.views.currentWidget() is self.map and self.map.ready() and self.latent_dim() is not None
+                and self._map_key != self._map_key_now())
 
     @Slot()
-    def play(self) -> Optional[int]:
-        """Render the keyframes' morph; it loops on the canvas when it arrives."""
-        self._stop_playback()
-        if not self.keyframes.can_morph() or not self.models.model_id():
-            return None
-        job_id = self.jobs.submit_or_report(self._morph_spec())
-        if job_id is None:
-            return None
-        self.play_job = job_id
-        self.keyframes.set_playing(True)
-        self.caption.setText("Rendering the morph…")
+    def _schedule_map(self, *_args) -> None:
+        """The point or the map's settings changed: the map follows once things rest."""
+        if self.views.currentWidget() is self.map:
+            self.map_timer.start()
+
+    def _request_map(self) -> Optional[int]:
+        latent = self.panel.latent()
+        cells = [tuple(float(v) for v in self.panel.directions.offset(latent, steps))
+                 for steps in self.map.cell_steps()]
+        job_id = self.jobs.submit_or_report(LatentBatchJob(model=self.models.model_id(), latents=tuple(cells)))
+        if job_id is not None:
+            self.map_job = job_id
+            self._map_cells = cells
+            self._pending_map_key = self._map_key_now()
         return job_id
 
-    @Slot()
-    def stop(self) -> None:
-        """Stop: a morph still rendering is cancelled; a playing one stays on its frame."""
-        was_looping = self.play_timer.isActive()
-        self._stop_playback()
-        if was_looping and self.play_frames:
-            self.caption.setText(f"Morph stopped at frame {self.play_index + 1} of {len(self.play_frames)}")
+    def _on_map_decoded(self, result: object) -> None:
+        self.map_job = None
+        if isinstance(result, ImageResult) and len(result.images) == len(self._map_cells):
+            self.map.set_images([to_qimage(image) for image in result.images])
+            self._map_key = self._pending_map_key
+        self._schedule_idle_work()  # the point may have moved on meanwhile
 
-    def _stop_playback(self) -> None:
-        if self.play_job is not None:
-            job, self.play_job = self.play_job, None
-            self.jobs.cancel(job)
-        self.play_timer.stop()
-        self.keyframes.set_playing(False)
+    @Slot(object)
+    def go_to_cell(self, steps: dict) -> None:
+        """A click on a map cell: the sliders go there (and the map re-centres on it)."""
+        self.panel.set_latent(self.panel.directions.offset(self.panel.latent(), steps))
 
-    def _on_play_rendered(self, result: object) -> None:
-        self.play_job = None
-        if not isinstance(result, ImageResult) or not result.images:
-            self.keyframes.set_playing(False)
+    # -- pictures as keyframes ------------------------------------------------------------------------
+
+    @Slot(QImage, str)
+    def _on_picture_dropped(self, image: QImage, path: str) -> None:
+        if path:
+            self.add_picture(path)
             return
-        self.play_frames = [to_qimage(image) for image in result.images]
-        self.play_index = -1
-        self._requested.clear()  # decodes still on their way must not paint over the morph
-        self.play_timer.start(self._interval())
-        self.keyframes.set_playing(True)
-        self._next_frame()
-
-    def _interval(self) -> int:
-        return max(1, round(1000 / self.keyframes.fps.value()))
-
-    @Slot(int)
-    def _on_fps(self, _fps: int) -> None:
-        if self.play_timer.isActive():
-            self.play_timer.setInterval(self._interval())
-
-    @Slot()
-    def _next_frame(self) -> None:
-        if not self.play_frames:
+        try:  # a pasted picture has no file: keep it as one, as the image tab keeps its inputs
+            stored = store_input(from_qimage(image))
+        except StudioError as exc:
+            self.jobs.error.show(exc.message)
             return
-        self.play_index = (self.play_index + 1) % len(self.play_frames)
-        self.canvas.set_image(self.play_frames[self.play_index])
-        self._shown_latent = None  # a morph frame, not the sliders' point
-        self.caption.setText(f"Morph · frame {self.play_index + 1} of {len(self.play_frames)} · "
-                             f"{self.keyframes.fps.value()} fps")
+        self.add_picture(str(stored), "Pasted picture")
 
-    # -- export -------------------------------------------------------------------------------------
-
-    @Slot()
-    def open_export(self) -> Optional[ExportDialog]:
-        """Ask for the file and size; the dialog then shows the export's progress."""
-        if not self.keyframes.can_morph():
+    @Slot(str)
+    def add_picture(self, path: str, name: str = "") -> Optional[int]:
+        """Encode a picture with the model's encoder; it arrives as a keyframe, and the sliders go
+        to it (the canvas then shows the model's reconstruction of it)."""
+        if not self.models.model_id() or self.latent_dim() is None:
             return None
-        if self.export_dialog is not None:  # one export at a time: show the one under way
-            self.export_dialog.raise_()
-            return self.export_dialog
-        folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation) or str(Path.home())
-        dialog = ExportDialog(str(Path(folder) / "morph.gif"), self)
-        dialog.start_requested.connect(self._start_export)
-        dialog.cancel_requested.connect(self.cancel_export)
-        dialog.finished.connect(self._on_dialog_closed)
-        self.export_dialog = dialog
-        dialog.open()
+        name = name or Path(path).stem
+        job_id = self.jobs.submit_or_report(LatentEncodeJob(model=self.models.model_id(), image=path))
+        if job_id is not None:
+            self._encode_jobs[job_id] = name
+            self.caption.setText(f"Encoding {name}…")
+        return job_id
+
+    def _on_picture_encoded(self, name: str, result: object) -> None:
+        if not isinstance(result, LatentResult) or not result.latents:
+            return
+        self._stop_playback()
+        self.panel.set_latent(result.latents[0])  # decodes it: the thumbnail comes from that
+        self.keyframes.add_keyframe(self.panel.latent(), name=name)
+        self.caption.setText(f"{name}, as the model sees it")
+
+    # -- crossbreeding --------------------------------------------------------------------------------
+
+    @Slot()
+    def open_crossbreed(self) -> Optional[CrossbreedDialog]:
+        """Mix the selected keyframes (all of them when fewer than two are selected)."""
+        rows = self.keyframes.selected_rows()
+        if len(rows) < 2:
+            rows = list(range(len(self.keyframes.timeline)))
+        if len(rows) < 2:
+            return None
+        self._stop_playback()
+        keys = [self.keyframes.timeline[row] for row in rows]
+        before = self.panel.latent()
+        dialog = CrossbreedDialog([k.name for k in keys], [k.latent for k in keys], self)
+        dialog.child_changed.connect(self.panel.set_latent)
+        dialog.accepted.connect(lambda: self._keep_child(dialog))
+        dialog.rejected.connect(lambda: self.panel.set_latent(before))
+        dialog.finished.connect(dialog.deleteLater)
+        self.crossbreed_dialog = dialog
+        dialog.finished.connect(lambda _r: setattr(self, "crossbreed_dialog", None))
+        dialog.start()
         return dialog
 
-    @Slot(str, int)
-    def _start_export(self, path: str, size: int) -> None:
-        job_id = self.jobs.submit_or_report(self._morph_spec())
-        if job_id is None:
-            self._end_export("")
-            return
-        self.export_job = job_id
-        self._export = {"path": path, "size": size, "fps": self.keyframes.fps.value()}
+    def _keep_child(self, dialog: CrossbreedDialog) -> None:
+        child = dialog.child()
+        if child is not None:
+            self.panel.set_latent(child, emit=self.panel.latent() != child)
+            thumbnail = self.canvas.image() if self._shown_latent == self.panel.latent() else None
+            self.keyframes.add_keyframe(self.panel.latent(), thumbnail, name=dialog.child_name())
+            self._schedule_idle_work()
+
+    # -- saving and opening keyframes -----------------------------------------------------------------
 
     @Slot()
-    def cancel_export(self) -> None:
-        """Cancel the export: the morph job if it is still rendering, else the file being written
-        (the writer stops at its next frame and writes nothing)."""
-        self._export["cancelled"] = True  # in case the frames arrive before the cancel lands
-        if self.export_job is not None:
-            self.jobs.cancel(self.export_job)
-        elif self.writer is not None:
-            self.writer.cancel()
-
-    def _on_export_rendered(self, result: object) -> None:
-        self.export_job = None
-        if self._export.get("cancelled"):
-            self._end_export("Export cancelled.")
-            return
-        if not isinstance(result, ImageResult) or not result.images:
-            self._end_export("")
-            return
-        if self.export_dialog is not None:
-            self.export_dialog.set_progress(0, len(result.images), f"Writing {Path(self._export['path']).name}…")
-        writer = MorphWriter(list(result.images), self._export["path"], self._export["fps"], self._export["size"], self)
-        writer.progress.connect(self._on_write_progress)
-        writer.saved.connect(self._on_saved)
-        writer.failed.connect(self._on_write_failed)
-        writer.cancelled.connect(self._on_write_cancelled)
-        self.writer = writer
-        writer.start()
-
-    @Slot(int, int)
-    def _on_write_progress(self, done: int, total: int) -> None:
-        if self.export_dialog is not None and self.writer is not None:
-            self.export_dialog.set_progress(done, total, f"Writing {Path(self._export['path']).name}…")
-
-    @Slot(str)
-    def _on_saved(self, path: str) -> None:
-        self._end_export(f"Saved {path}")
-
-    @Slot(str)
-    def _on_write_failed(self, sentence: str) -> None:
-        self.jobs.error.show(sentence)
-        self._end_export("")
+    def save_keyframes(self, path: str = "") -> bool:
+        if not len(self.keyframes.timeline):
+            return False
+        if not path:
+            folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) or str(Path.home())
+            path, _ = QFileDialog.getSaveFileName(self, "Save keyframes", str(Path(folder) / "keyframes.json"),
+                                                  "Keyframes (*.json)")
+            if not path:
+                return False
+        try:
+            write_keyframes(Path(path), self.models.model_id(), self.keyframes.names(), self.keyframes.latents())
+        except StudioError as exc:
+            self.jobs.error.show(exc.message)
+            return False
+        self.caption.setText(f"Saved {len(self.keyframes.timeline)} keyframes to {path}")
+        return True
 
     @Slot()
-    def _on_write_cancelled(self) -> None:
-        self._end_export("Export cancelled.")
-
-    def _end_export(self, caption: str) -> None:
-        if self.writer is not None:
-            self.writer.wait(5)  # it has reported its end: the thread is finishing
-            self.writer.deleteLater()
-            self.writer = None
-        self._export = {}
-        if caption:
-            self.caption.setText(caption)
-        dialog, self.export_dialog = self.export_dialog, None
-        if dialog is not None:
-            dialog.finish()
-            dialog.deleteLater()
-
-    @Slot(int)
-    def _on_dialog_closed(self, _result: int) -> None:
-        if self.export_job is None and self.writer is None and self.export_dialog is not None:
-            dialog, self.export_dialog = self.export_dialog, None  # closed before exporting
-            dialog.deleteLater()
-
-    def finish_exports(self, patience_s: float = 30.0) -> None:
-        """The window is closing: let a morph being written finish (it was asked for), and
-        cancel it if it takes longer than `patience_s`; the atomic writer then leaves nothing."""
-        if self.writer is not None and not self.writer.wait(patience_s):
-            self.writer.cancel()
-            self.writer.wait()
+    def open_keyframes(self, path: str = "") -> bool:
+        """Replace the keyframes with a saved set; a set saved for another model that is here
+        switches to that model first (its latent space is the one the keys mean something in)."""
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(self, "Open keyframes", "", "Keyframes (*.json)")
+            if not path:
+                return False
+        try:
+            saved = read_keyframes(Path(path))
+        except StudioError as exc:
+            self.jobs.error.show(exc.message)
+            return False
+        if saved.model and saved.model != self.models.model_id() and self.models.findData(saved.model) >= 0:
+            self.models.setCurrentIndex(self.models.findData(saved.model))
+        dim = self.latent_dim()
+        if dim is None or saved.latents.shape[1] != dim:
+            self.jobs.error.show(f"{Path(path).name} holds latents of {saved.latents.shape[1]} numbers; "
+                                 f"{self.models.model_id() or 'this model'} takes {dim}.")
+            return False
+        self._stop_playback()
+        self.keyframes.set_keyframes(saved.names, saved.latents)
+        self.panel.set_latent(saved.latents[0])
+        note = f" (saved for {saved.model})" if saved.model and saved.model != self.models.model_id() else ""
+        self.caption.setText(f"Opened {len(saved.names)} keyframes{note}")
+        self._schedule_idle_work()
+        return True

@@ -2,33 +2,32 @@
 
 The panel owns the list and the timeline, kept in step row for row; it runs no jobs. It asks:
 `keyframe_selected` (set the sliders to this latent), `add_requested` (add the sliders' latent:
-the workspace answers with `add_keyframe`), `play_requested`, `export_requested` and `problem`
-(a sentence for the error bar). ExportDialog asks for the file and size and shows the export's
-progress; MorphWriter writes the file on a Python thread and reports back with Qt signals."""
+the workspace answers with `add_keyframe`), `picture_chosen` (encode this picture into a
+keyframe), `crossbreed_requested`, `save_requested`, `open_requested`, `play_requested`,
+`export_requested` and `problem` (a sentence for the error bar). The export's dialog and writer
+are in morph_export.py."""
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import QObject, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QDialog, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout, QLabel,
-    QLineEdit, QListWidget, QListWidgetItem, QProgressBar, QPushButton, QSpinBox, QToolButton, QVBoxLayout,
-    QWidget,
+    QAbstractItemView, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu,
+    QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from studio.core.errors import JobCancelled, SpecError, StudioError, first_line
+from studio.core.errors import SpecError
 from studio.core.jobs import MAX_KEYFRAMES, MAX_MORPH_FRAMES
-from studio.latent import Timeline, write_gif, write_mp4
-from studio.latent.animation import resize_frames
+from studio.latent import Timeline
+from studio.ui.morph_export import sentence
 
 THUMB = 40  # px, the list's icons
 LATENT_ROLE = Qt.ItemDataRole.UserRole  # the keyframe's latent, a tuple, to match thumbnails
 HAS_THUMB_ROLE = Qt.ItemDataRole.UserRole + 1
+ONLY = QItemSelectionModel.SelectionFlag.ClearAndSelect  # a key made current by the panel is the only one selected
 SPACINGS = (("Even", "even"), ("Uniform", "uniform"))
 METHODS = (("Slerp", "slerp"), ("Lerp", "lerp"))
 
@@ -41,6 +40,10 @@ class KeyframePanel(QWidget):
     play_requested = Signal()
     stop_requested = Signal()  # Play pressed again while a morph renders or plays
     export_requested = Signal()
+    picture_chosen = Signal(str)  # a picture file to encode into a keyframe
+    crossbreed_requested = Signal()
+    save_requested = Signal()
+    open_requested = Signal()
     problem = Signal(str)  # one sentence for the error bar
 
     def __init__(self, parent: Optional[QWidget] = None):
@@ -51,7 +54,9 @@ class KeyframePanel(QWidget):
 
         self.list = QListWidget()
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Several keys may be selected (Ctrl/Shift-click) to crossbreed them; the current one is
+        # the one the sliders go to and the one Delete, Up and Down act on.
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.list.setMinimumHeight(3 * (THUMB + 6))
@@ -77,9 +82,21 @@ class KeyframePanel(QWidget):
         self.down_button.setAccessibleName("Move down")
         self.down_button.setToolTip("Move the keyframe later in the morph")
         self.down_button.clicked.connect(lambda: self.move_selected(+1))
+        self.more_button = QToolButton()
+        self.more_button.setText("More")
+        self.more_button.setToolTip("Pictures as keyframes, crossbreeding, saving and opening keyframes")
+        self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.more_button)
+        self.picture_action = menu.addAction("Add picture…", self.choose_picture)
+        self.picture_action.setToolTip("Encode a picture into a keyframe (you can also drop one on the canvas)")
+        self.crossbreed_action = menu.addAction("Crossbreed…", self.crossbreed_requested)
+        menu.addSeparator()
+        self.save_action = menu.addAction("Save keyframes…", self.save_requested)
+        self.open_action = menu.addAction("Open keyframes…", self.open_requested)
+        self.more_button.setMenu(menu)
         edit_row = QHBoxLayout()
         edit_row.setSpacing(4)
-        for button in (self.add_button, self.delete_button, self.up_button, self.down_button):
+        for button in (self.add_button, self.delete_button, self.up_button, self.down_button, self.more_button):
             edit_row.addWidget(button)
         edit_row.setStretch(0, 1)
 
@@ -152,18 +169,25 @@ class KeyframePanel(QWidget):
     def can_morph(self) -> bool:
         return len(self.timeline) >= 2
 
+    def selected_rows(self) -> list[int]:
+        """The selected keyframes' rows, in timeline order."""
+        return sorted(self.list.row(item) for item in self.list.selectedItems())
+
     # -- editing ----------------------------------------------------------------------------------
 
-    def add_keyframe(self, latent, thumbnail: Optional[QImage] = None) -> Optional[str]:
-        """Add a keyframe named "Key N" at the end and select it; returns its name (None if refused)."""
-        n = len(self.timeline) + 1
-        while f"Key {n}" in self.timeline.names:
+    def add_keyframe(self, latent, thumbnail: Optional[QImage] = None, name: str = "") -> Optional[str]:
+        """Add a keyframe at the end and select it; returns its name (None if refused). It is
+        named `name` ("Cat", or "Cat 2" when taken), or "Key N" without one."""
+        base = name.strip() or "Key"
+        n = len(self.timeline) + 1 if not name.strip() else 1
+        name = f"Key {n}" if not name.strip() else base
+        while name in self.timeline.names:
             n += 1
-        name = f"Key {n}"
+            name = f"{base} {n}"
         try:
             key = self.timeline.add(name, np.asarray(latent, np.float64))
         except SpecError as exc:
-            self.problem.emit(_sentence(exc))
+            self.problem.emit(sentence(exc))
             return None
         item = QListWidgetItem(name)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
@@ -172,7 +196,7 @@ class KeyframePanel(QWidget):
         self._syncing = True
         try:
             self.list.addItem(item)
-            self.list.setCurrentItem(item)  # selected, not applied: the sliders are already there
+            self.list.setCurrentItem(item, ONLY)  # selected alone, not applied: the sliders are already there
         finally:
             self._syncing = False
         if thumbnail is not None and not thumbnail.isNull():
@@ -198,13 +222,13 @@ class KeyframePanel(QWidget):
 
     @Slot()
     def delete_selected(self) -> None:
-        row = self.list.currentRow()
-        if row < 0:
-            return
-        self.timeline.delete(row)
+        """Delete the selected keyframes (the current one when none is selected)."""
+        rows = self.selected_rows() or ([self.list.currentRow()] if self.list.currentRow() >= 0 else [])
         self._syncing = True
         try:
-            self.list.takeItem(row)
+            for row in reversed(rows):
+                self.timeline.delete(row)
+                self.list.takeItem(row)
         finally:
             self._syncing = False
         self._update_buttons()
@@ -219,7 +243,7 @@ class KeyframePanel(QWidget):
         try:
             item = self.list.takeItem(row)
             self.list.insertItem(to, item)
-            self.list.setCurrentRow(to)
+            self.list.setCurrentRow(to, ONLY)
         finally:
             self._syncing = False
         self._update_buttons()
@@ -230,7 +254,7 @@ class KeyframePanel(QWidget):
         try:
             key = self.timeline.rename(row, name)
         except SpecError as exc:
-            self.problem.emit(_sentence(exc))
+            self.problem.emit(sentence(exc))
             key = self.timeline[row]
         self._syncing = True
         try:
@@ -238,6 +262,26 @@ class KeyframePanel(QWidget):
         finally:
             self._syncing = False
         return key.name == name.strip()
+
+    def set_keyframes(self, names, latents) -> None:
+        """Replace all keyframes (Open keyframes…); thumbnails come from decodes later."""
+        self.clear()
+        for name, latent in zip(names, latents):
+            self.add_keyframe(latent, name=name)
+        if self.list.count():
+            self._syncing = True
+            try:
+                self.list.setCurrentRow(0, ONLY)
+            finally:
+                self._syncing = False
+        self._update_buttons()
+
+    @Slot()
+    def choose_picture(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add a picture as a keyframe", "",
+                                              "Pictures (*.png *.jpg *.jpeg *.webp *.bmp *.gif)")
+        if path:
+            self.picture_chosen.emit(path)
 
     def clear(self) -> None:
         self.timeline = Timeline()
@@ -306,6 +350,10 @@ class KeyframePanel(QWidget):
         row = self.list.currentRow()
         n = len(self.timeline)
         self.add_button.setEnabled(self._model_ok and n < MAX_KEYFRAMES)
+        self.more_button.setEnabled(self._model_ok)
+        self.picture_action.setEnabled(n < MAX_KEYFRAMES)
+        self.crossbreed_action.setEnabled(n >= 2)
+        self.save_action.setEnabled(n >= 1)
         self.delete_button.setEnabled(row >= 0)
         self.up_button.setEnabled(row > 0)
         self.down_button.setEnabled(0 <= row < n - 1)
@@ -313,175 +361,3 @@ class KeyframePanel(QWidget):
         self.play_button.setEnabled(can or self.play_button.isChecked())
         self.export_button.setEnabled(can)
         self.note.setText("" if can else "Add two or more keyframes to play or export a morph.")
-
-
-class ExportDialog(QDialog):
-    """Asks where to save the morph (.gif or .mp4) and how large; then shows its progress.
-
-    `start_requested(path, size)` asks the workspace to render and write; `cancel_requested`
-    asks it to stop (the dialog stays until the workspace calls `finish`)."""
-
-    start_requested = Signal(str, int)
-    cancel_requested = Signal()
-
-    def __init__(self, suggested: str, parent: Optional[QWidget] = None):
-        super().__init__(parent)
-        self.setWindowTitle("Export morph")
-        self._running = False
-        self.path = QLineEdit(suggested)
-        self.path.setMinimumWidth(320)
-        self.path.textChanged.connect(self._update)
-        self.browse_button = QPushButton("Browse…")
-        self.browse_button.clicked.connect(self._browse)
-        path_row = QHBoxLayout()
-        path_row.addWidget(self.path, 1)
-        path_row.addWidget(self.browse_button)
-        self.size = QSpinBox()
-        self.size.setRange(8, 4096)
-        self.size.setValue(256)
-        self.size.setSuffix(" px")
-        self.size.setToolTip("The longer side of the exported frames")
-        form = QFormLayout()
-        form.addRow("File", path_row)
-        form.addRow("Size", self.size)
-
-        self.status = QLabel("A .gif or an .mp4 file.")
-        self.status.setWordWrap(True)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.export_button = QPushButton("Export")
-        self.export_button.setDefault(True)
-        self.export_button.clicked.connect(self._start)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self._cancel)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.cancel_button)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addWidget(self.progress)
-        layout.addLayout(buttons)
-        self._update()
-
-    def file(self) -> str:
-        return self.path.text().strip()
-
-    def is_running(self) -> bool:
-        return self._running
-
-    def set_progress(self, done: int, total: int, what: str) -> None:
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(min(done, max(1, total)))
-        self.status.setText(what)
-
-    def finish(self) -> None:
-        """The export ended (saved, failed or cancelled): close."""
-        self._running = False
-        self.accept()
-
-    def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export morph", self.file(), "GIF (*.gif);;MP4 video (*.mp4)")
-        if path:
-            self.path.setText(path)
-
-    def _start(self) -> None:
-        if Path(self.file()).suffix.lower() not in (".gif", ".mp4"):
-            self.status.setText("The file must end in .gif or .mp4.")
-            return
-        self._running = True
-        self._update()
-        self.status.setText("Rendering frames…")
-        self.start_requested.emit(self.file(), self.size.value())
-
-    def _cancel(self) -> None:
-        if self._running:
-            self.status.setText("Cancelling…")
-            self.cancel_button.setEnabled(False)
-            self.cancel_requested.emit()
-        else:
-            self.reject()
-
-    def reject(self) -> None:  # Escape and the title bar's close: cancel a running export first
-        if self._running:
-            self._cancel()
-        else:
-            super().reject()
-
-    def _update(self) -> None:
-        ok = Path(self.file()).suffix.lower() in (".gif", ".mp4")
-        self.export_button.setEnabled(ok and not self._running)
-        for widget in (self.path, self.browse_button, self.size):
-            widget.setEnabled(not self._running)
-
-
-class MorphWriter(QObject):
-    """Writes frames to a .gif or .mp4 on a Python thread; `progress`, then one of `saved`,
-    `failed` (a sentence) or `cancelled`, come back as Qt signals (queued to the GUI thread).
-    `cancel()` makes the next progress callback raise, so the atomic writer leaves nothing."""
-
-    progress = Signal(int, int)
-    saved = Signal(str)
-    failed = Signal(str)
-    cancelled = Signal()
-
-    def __init__(self, frames, path: str, fps: float, size: int, parent: Optional[QObject] = None):
-        super().__init__(parent)
-        self._frames = frames
-        self._path = path
-        self._fps = fps
-        self._size = size
-        self._cancel = threading.Event()
-        self.thread: Optional[threading.Thread] = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="studio-morph-writer", daemon=True)
-        self.thread.start()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        if self.thread is not None:
-            self.thread.join(timeout)
-            return not self.thread.is_alive()
-        return True
-
-    def _report(self, done: int, total: int) -> None:
-        if self._cancel.is_set():
-            raise JobCancelled("cancelled")
-        self._tell(self.progress, done, total)
-
-    def _run(self) -> None:
-        try:
-            if self._cancel.is_set():
-                raise JobCancelled("cancelled")
-            frames = resize_frames(np.stack(self._frames), self._size)
-            write: Callable = write_mp4 if Path(self._path).suffix.lower() == ".mp4" else write_gif
-            write(frames, self._path, self._fps, progress=self._report)
-        except JobCancelled:
-            self._tell(self.cancelled)
-        except StudioError as exc:
-            self._tell(self.failed, _sentence(exc))
-        except OSError as exc:
-            self._tell(self.failed, _sentence(f"Could not write {self._path}: {exc.strerror or exc}"))
-        except Exception as exc:  # an encoder's own error: say it, do not lose the thread silently
-            self._tell(self.failed, _sentence(f"Could not write {self._path}: {first_line(exc)}"))
-        else:
-            self._tell(self.saved, self._path)
-
-    @staticmethod
-    def _tell(signal, *args) -> None:
-        """Emit from the writer thread; the window may have closed (and this object gone) since."""
-        try:
-            signal.emit(*args)
-        except RuntimeError:
-            pass
-
-
-def _sentence(error) -> str:
-    text = first_line(getattr(error, "message", None) or error) or "Something went wrong."
-    return text if text.endswith((".", "!", "?")) else text + "."

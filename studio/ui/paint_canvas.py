@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import QEvent, QMimeData, QPointF, QRectF, Qt, Signal, Slot
-from PySide6.QtGui import (QColor, QGuiApplication, QImage, QImageReader, QKeySequence, QPainter, QPen, QPixmap,
-                           QShortcut)
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QWidget
 
 from studio.ui.canvas import Canvas
@@ -17,7 +15,6 @@ MASK_COLOR = QColor(255, 0, 200)  # magenta: it stands out on skin, skies and re
 MASK_OPACITY = 0.45
 MIN_BRUSH, MAX_BRUSH = 1, 512  # px in image space
 UNDO_DEPTH = 20  # masks kept for Ctrl+Z: 20 MB at 1024 x 1024, since a mask is 1 byte a pixel
-MAX_DROP_BYTES = 64 * 1024 * 1024  # 64 MB
 TOOLS = ("pan", "brush", "eraser")
 
 
@@ -66,8 +63,6 @@ class PaintCanvas(Canvas):
     what to do with them (a PNG may carry generation settings), the canvas keeps its image."""
 
     mask_changed = Signal()  # once per finished stroke, and on clear, invert, set_mask and undo
-    image_dropped = Signal(QImage, str)  # the image, and its local file path ("" when not from a file)
-    drop_refused = Signal(str)  # one sentence saying why
 
     def __init__(self, placeholder: str = "", parent: Optional[QWidget] = None):
         super().__init__(placeholder, parent)
@@ -82,10 +77,8 @@ class PaintCanvas(Canvas):
         self._space_held = False
         self._hover: Optional[QPointF] = None  # viewport point the brush outline is drawn at
         self.viewport().setMouseTracking(True)  # the brush outline follows the mouse without a button
-        self.setAcceptDrops(True)
-        self.viewport().setAcceptDrops(True)
+        self.accept_images()
         QShortcut(QKeySequence.StandardKey.Undo, self, self.undo, context=Qt.ShortcutContext.WidgetShortcut)
-        QShortcut(QKeySequence.StandardKey.Paste, self, self.paste, context=Qt.ShortcutContext.WidgetShortcut)
 
     # -- image and mask ---------------------------------------------------------------------------
 
@@ -322,68 +315,3 @@ class PaintCanvas(Canvas):
         painter.restore()
 
     # -- drop and paste ---------------------------------------------------------------------------
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        # Not passed on to QGraphicsView: it asks the scene, which has no item that takes drops.
-        if offers_image(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        if self.take_image(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    @Slot()
-    def paste(self) -> None:
-        self.take_image(QGuiApplication.clipboard().mimeData())
-
-    def take_image(self, mime: Optional[QMimeData]) -> bool:
-        """Emit `image_dropped` for the image `mime` holds (or `drop_refused` for one that cannot be
-        used); False when it holds no image at all."""
-        if mime is None or not offers_image(mime):
-            return False
-        path = local_image_path(mime)
-        if path is None:
-            image = QImage(mime.imageData())
-            if image.isNull():
-                return False
-            self.image_dropped.emit(image, "")
-            return True
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            self.drop_refused.emit(f"Could not open {path.name} ({exc.strerror or exc}).")
-            return True
-        if size > MAX_DROP_BYTES:
-            self.drop_refused.emit(f"{path.name} is {size / 2**20:.0f} MB; images over 64 MB are not opened.")
-            return True
-        reader = QImageReader(str(path))
-        reader.setAutoTransform(True)  # phone photos are stored sideways with an EXIF rotation
-        image = reader.read()
-        if image.isNull():
-            self.drop_refused.emit(f"Could not read {path.name} as an image ({reader.errorString()}).")
-            return True
-        self.image_dropped.emit(image, str(path))
-        return True
-
-
-def local_image_path(mime: QMimeData) -> Optional[Path]:
-    """The first local file in `mime` whose name says it is an image Qt can read."""
-    readable = {bytes(name).decode().lower() for name in QImageReader.supportedImageFormats()}
-    for url in mime.urls() if mime.hasUrls() else []:
-        if url.isLocalFile():
-            path = Path(url.toLocalFile())
-            if path.suffix.lower().lstrip(".") in readable:
-                return path
-    return None
-
-
-def offers_image(mime: QMimeData) -> bool:
-    # Judged by file name: decoding during a drag would stall it. take_image checks the content.
-    return local_image_path(mime) is not None or mime.hasImage()

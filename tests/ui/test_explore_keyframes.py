@@ -9,10 +9,11 @@ import time
 import pytest
 from fake_models import write_fake_model
 from PIL import Image
+from PySide6.QtCore import QItemSelectionModel
 
 from studio.core.jobs import MorphJob
 from studio.state.jobs import JobState
-from studio.ui import keyframe_panel
+from studio.ui import morph_export
 
 
 def idle(window) -> bool:
@@ -40,6 +41,11 @@ def add_three(qtbot, ws) -> list[tuple]:
     return latents
 
 
+def pick(kp, row: int) -> None:
+    """What a plain click on a keyframe does: it alone is selected, and current."""
+    kp.list.setCurrentRow(row, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+
 def morph_jobs(window) -> list:
     return [r for r in window.jobs if isinstance(r.spec, MorphJob)]
 
@@ -53,14 +59,14 @@ def test_add_reorder_rename_delete_and_selecting_restores_the_sliders(qtbot, qui
     assert kp.list.count() == 3
 
     # Reorder: Key 3 up, to the middle.
-    kp.list.setCurrentRow(2)
+    pick(kp, 2)
     kp.up_button.click()
     assert kp.names() == ["Key 1", "Key 3", "Key 2"]
     assert [kp.list.item(i).text() for i in range(3)] == kp.names()
     assert kp.list.currentRow() == 1
     kp.down_button.click()
     assert kp.names() == ["Key 1", "Key 2", "Key 3"]
-    kp.list.setCurrentRow(0)
+    pick(kp, 0)
     assert not kp.up_button.isEnabled() and kp.down_button.isEnabled()
 
     # Rename: as the list's editor does, by changing the item's text.
@@ -73,10 +79,10 @@ def test_add_reorder_rename_delete_and_selecting_restores_the_sliders(qtbot, qui
     assert errors and "Smile" in errors[-1]
 
     # Selecting a keyframe puts the sliders there.
-    kp.list.setCurrentRow(1)
+    pick(kp, 1)
     assert ws.panel.latent() == latents[1]
     assert [s.value() for s in ws.panel.sliders()[:2]] == [-50, 120]
-    kp.list.setCurrentRow(0)
+    pick(kp, 0)
     assert ws.panel.latent() == latents[0]
 
     # Delete the selected one; the next added key gets a fresh name.
@@ -108,7 +114,7 @@ def test_play_submits_the_keyframes_in_order_and_loops_frames_on_the_canvas(qtbo
     ws = quick_window.explore
     kp = ws.keyframes
     latents = add_three(qtbot, ws)
-    kp.list.setCurrentRow(2)
+    pick(kp, 2)
     kp.up_button.click()  # order: 1, 3, 2
     kp.frames.setValue(12)
     kp.spacing.setCurrentIndex(kp.spacing.findData("uniform"))
@@ -148,7 +154,7 @@ def test_another_action_stops_playback(qtbot, quick_window):
     ws.keyframes.frames.setValue(6)
     ws.keyframes.play_button.click()
     qtbot.waitUntil(lambda: ws.play_timer.isActive(), timeout=10_000)
-    ws.keyframes.list.setCurrentRow(0)  # picking a keyframe: the sliders go there, the morph stops
+    pick(ws.keyframes, 0)  # picking a keyframe: the sliders go there, the morph stops
     assert not ws.is_playing() and ws.keyframes.play_button.text() == "Play"
 
 
@@ -212,7 +218,7 @@ def test_cancel_while_rendering_leaves_no_file(qtbot, fake_models, make_window, 
 
 def test_cancel_while_writing_stops_the_writer_and_leaves_no_file(qtbot, quick_window, tmp_path, monkeypatch):
     """The writer stops at its next progress callback; the atomic writer then writes nothing."""
-    real_write_gif = keyframe_panel.write_gif
+    real_write_gif = morph_export.write_gif
     cancel_seen = threading.Event()
 
     def write_gif_waiting_for_cancel(frames, path, fps, progress=None):
@@ -223,7 +229,7 @@ def test_cancel_while_writing_stops_the_writer_and_leaves_no_file(qtbot, quick_w
         cancel_seen.set()
         return real_write_gif(frames, path, fps, progress=progress)
 
-    monkeypatch.setattr(keyframe_panel, "write_gif", write_gif_waiting_for_cancel)
+    monkeypatch.setattr(morph_export, "write_gif", write_gif_waiting_for_cancel)
     ws = quick_window.explore
     add_three(qtbot, ws)
     ws.keyframes.frames.setValue(6)

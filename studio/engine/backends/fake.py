@@ -96,6 +96,16 @@ class FakeBackend:
         time.sleep(self.step_seconds)
         return to_uint8_image(out)
 
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) -> (N, D): each colour's mean, through the inverse of decode's tanh,
+        in the first three numbers (so a green picture's second number is high); the rest zero."""
+        means = np.clip(images.reshape(images.shape[0], -1, 3).mean(axis=1) / 255.0, 0.01, 0.99)
+        latents = np.zeros((images.shape[0], self.latent_dim), np.float32)
+        k = min(3, self.latent_dim)
+        latents[:, :k] = np.arctanh(2 * means[:, :k] - 1)
+        time.sleep(self.step_seconds)
+        return latents
+
     @staticmethod
     def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
