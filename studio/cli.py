@@ -176,7 +176,7 @@ def _lora(text: str, registry: ModelRegistry) -> tuple[str, float]:
 
 
 def cmd_morph(args, runner: Runner) -> int:
-    """A morph between keyframes of a latent model, written as a GIF or an MP4."""
+    """A morph between keyframes of a latent model or a diffusion image model, written as a GIF or an MP4."""
     import numpy as np
 
     from studio.latent import animation
@@ -184,24 +184,47 @@ def cmd_morph(args, runner: Runner) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise UsageError(f"--out must end in .gif or .mp4, not {out.name!r}.")
+    if not (args.seeds or args.prompts or args.latents):
+        raise UsageError("One of --seeds, --prompts or --latents must give the keyframes.")
+    model = runner.registry.resolve(args.model)
+    keys: dict = {}
     if args.seeds:
         try:
-            keys = dict(seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
+            keys["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s.strip())
         except ValueError:
             raise UsageError(f"--seeds must be whole numbers separated by commas, not {args.seeds!r}.") from None
+    if args.prompts:
+        keys["prompts"] = tuple(p.strip() for p in args.prompts.split("|"))
+    if args.latents:
+        keys["latents"] = tuple(map(tuple, _latents_file(Path(args.latents)).tolist()))
+    common = dict(model=args.model, device=args.device, runtime=args.runtime, frames=args.frames,
+                  spacing=args.spacing, method="lerp" if args.lerp else "slerp", **keys)
+    label, scale_to = "morph", None
+    if model.kind == "image":
+        spec = _diffusion_morph(args, model, common)
+        if spec.prompts and not spec.seeds:
+            label = f"morph · seed {spec.seed}"  # shown, so a random seed can be reused
     else:
-        keys = dict(latents=tuple(map(tuple, _latents_file(Path(args.latents)).tolist())))
-    spec = MorphJob(model=args.model, device=args.device, runtime=args.runtime, frames=args.frames,
-                    spacing=args.spacing, method="lerp" if args.lerp else "slerp", **keys)
+        given = [flag for flag, value in (("--prompts", args.prompts), ("--prompt", args.prompt),
+                                          ("--negative", args.negative), ("--steps", args.steps), ("--cfg", args.cfg),
+                                          ("--scheduler", args.scheduler), ("--seed", args.seed)) if value is not None]
+        if given and model.kind == "latent":
+            raise UsageError(f"{given[0]} is for diffusion image models; {model.id} is a latent model, morphed "
+                             "between --seeds or --latents.")
+        if args.size:  # a latent model's frames have its own size: --size scales them
+            scale_to = _one_number(args.size)
+        spec = MorphJob(**common)
     spec.validate()
-    bar = ProgressBar("morph")
+    bar = ProgressBar(label)
     end = run_job(runner, spec, lambda e: bar.update(e.step, e.total) if isinstance(e, Progress) else None)
     bar.close()
     if not isinstance(end, Finished):
         return _exit_code(end)
+    if end.result.info.get("scheduler_note"):
+        print(f"studio: {end.result.info['scheduler_note']}", file=sys.stderr)
     frames = np.stack(end.result.images)
-    if args.size:
-        frames = animation.resize_frames(frames, args.size)
+    if scale_to:
+        frames = animation.resize_frames(frames, scale_to)
     bar = ProgressBar(f"writing {out.name}")
     write = animation.write_gif if out.suffix.lower() == ".gif" else animation.write_mp4
     try:
@@ -211,6 +234,29 @@ def cmd_morph(args, runner: Runner) -> int:
     bar.close()
     print(out)
     return 0
+
+
+def _diffusion_morph(args, model, common: dict) -> MorphJob:
+    """A seed-travel or prompt-travel morph with `studio generate`'s settings and defaults."""
+    width, height = parse_size(args.size) if args.size else (model.default_size, model.default_size)
+    suggested = model.manifest.get("defaults") if isinstance(model.manifest.get("defaults"), dict) else {}
+    if args.prompts and args.prompt:
+        raise UsageError("--prompt is for seed travel; with --prompts each keyframe has its own prompt.")
+    if args.seeds and args.seed is not None:
+        raise UsageError("--seed is for prompt travel from one seed; with --seeds each keyframe has its own seed.")
+    return MorphJob(
+        **common, prompt=args.prompt or "", negative_prompt=args.negative or "",
+        seed=resolve_seed(args.seed) if args.prompts and not args.seeds else 0,
+        steps=args.steps if args.steps is not None else suggested.get("steps", DEFAULT_STEPS),
+        guidance_scale=args.cfg if args.cfg is not None else suggested.get("guidance_scale", DEFAULT_CFG),
+        width=width, height=height, scheduler=args.scheduler or "")
+
+
+def _one_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--size must be one number for a latent model's morph (its longer side), not {text!r}.") from None
 
 
 def _latents_file(path: Path):
@@ -415,17 +461,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="PNG file to write (default studio-SEED.png; more images get -1, -2, ...)")
     _device_args(g, runtime=True)
 
-    m = sub.add_parser("morph", help="a morph between keyframes of a latent model (emoji-vae, emoji-gan) as GIF/MP4")
-    m.add_argument("--model", required=True, help="a latent model's id from `studio models`, or a path")
-    keys = m.add_mutually_exclusive_group(required=True)
-    keys.add_argument("--seeds", help="keyframes as seeds, comma-separated (each a standard normal latent)")
-    keys.add_argument("--latents", metavar="FILE", help="keyframes as a K x D .npy array or JSON list of lists")
+    m = sub.add_parser("morph", help="a morph between keyframes as GIF/MP4: of a latent model (emoji-vae, emoji-gan), "
+                       "or seed or prompt travel on a diffusion model (emoji-sd, your SD models)")
+    m.add_argument("--model", required=True, help="an id from `studio models`, or a path")
+    m.add_argument("--seeds", help="keyframes as seeds, comma-separated: a latent model's standard normal latents, or "
+                   "a diffusion model's initial noises (seed travel; with --prompts, one seed per prompt)")
+    m.add_argument("--prompts", metavar="'A|B|...'", help="diffusion models: keyframes as prompts separated by | "
+                   "(prompt travel)")
+    m.add_argument("--latents", metavar="FILE", help="latent models: keyframes as a K x D .npy array or JSON list of lists")
     m.add_argument("--frames", type=int, default=60, help="frames in all (default 60)")
     m.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
     m.add_argument("--spacing", choices=("even", "uniform"), default="even",
-                   help="even: neighbouring frames differ about equally (default); uniform: equal steps in time")
-    m.add_argument("--lerp", action="store_true", help="straight lines between keyframes instead of slerp")
-    m.add_argument("--size", type=int, help="scale the frames so their longer side is this many pixels")
+                   help="even: neighbouring frames differ about equally (default; a diffusion model spends up to "
+                   "--frames extra generations finding out); uniform: equal steps in time, every keyframe a frame")
+    m.add_argument("--lerp", action="store_true", help="straight lines between keyframes instead of slerp (on a "
+                   "diffusion model: between the seeds' noises; prompts always blend in straight lines)")
+    m.add_argument("--size", help="latent models: scale the frames so their longer side is this many pixels; "
+                   "diffusion models: 512 or WIDTHxHEIGHT, as for generate (default: the model's own size)")
+    m.add_argument("--prompt", help="diffusion models, seed travel: the prompt of every frame")
+    m.add_argument("--negative", help="diffusion models: negative prompt")
+    m.add_argument("--seed", type=int, help="diffusion models, prompt travel: the seed of every frame (random when left "
+                   "out, shown on the progress bar)")
+    m.add_argument("--steps", type=int, help=f"diffusion models: sampling steps per frame (default: the model's "
+                   f"suggestion, else {DEFAULT_STEPS})")
+    m.add_argument("--cfg", "--guidance", dest="cfg", type=float, help=f"diffusion models: guidance scale (default: the "
+                   f"model's suggestion, else {DEFAULT_CFG})")
+    m.add_argument("--scheduler", choices=SCHEDULERS, metavar="NAME",
+                   help="diffusion models: sampler, as for generate; an ancestral one (Euler a, DPM++ 2M SDE) is "
+                   "swapped for its deterministic counterpart, which a morph needs")
     m.add_argument("--out", required=True, help="the .gif or .mp4 to write")
     _device_args(m, runtime=True)
 

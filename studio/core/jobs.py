@@ -406,15 +406,24 @@ MORPH_SPACINGS = ("even", "uniform")
 MORPH_METHODS = ("slerp", "lerp")
 MAX_MORPH_FRAMES = 10_000
 MAX_KEYFRAMES = 256
+MAX_PROMPT_CHARS = 2000  # a keyframe prompt; CLIP reads 77 tokens of it anyway
 
 
 @dataclass(frozen=True)
 class MorphJob(JobSpec):
-    """Frames along a path through a latent model's space: keyframes from `seeds` (each a
-    standard normal latent drawn from that seed) or given as `latents`, joined by slerp (noise
-    latents keep their norm) or lerp, `frames` in all. "even" spacing places the frames so that
-    neighbouring images differ about equally (more frames where the picture changes fast);
-    "uniform" spaces them equally in time and has every keyframe as a frame."""
+    """Frames along a path between keyframes, `frames` in all. "even" spacing places the frames so
+    that neighbouring images differ about equally (more frames where the picture changes fast);
+    "uniform" spaces them equally in time and has every keyframe as a frame.
+
+    On a latent model (emoji-vae, emoji-gan) the keyframes are `seeds` (each a standard normal
+    latent drawn from that seed) or given `latents`, joined by slerp (noise latents keep their
+    norm) or lerp (`method`).
+
+    On a diffusion image model the keyframes are `seeds` (seed travel: each frame starts from the
+    slerp of the keyframes' initial noises, with one `prompt`), or `prompts` (prompt travel: the
+    prompts' text embeddings are lerped, from the fixed `seed`; with as many `seeds` as prompts
+    the noise travels too). `method` is then the noise's path; the other fields are those of an
+    image job and mean the same."""
 
     kind: ClassVar[str] = "morph"
 
@@ -423,6 +432,16 @@ class MorphJob(JobSpec):
     frames: int = 60
     spacing: str = "even"
     method: str = "slerp"
+    # Diffusion models only (ImageJob's fields and defaults).
+    prompts: tuple[str, ...] = ()
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    guidance_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    scheduler: str = ""
 
     def __post_init__(self) -> None:
         # JSON gives lists and callers may pass numpy arrays; keep tuples of plain numbers, so the
@@ -432,38 +451,77 @@ class MorphJob(JobSpec):
         if isinstance(seeds, list):
             object.__setattr__(self, "seeds", tuple(seeds))
         object.__setattr__(self, "latents", _plain_rows(self.latents))
+        if isinstance(self.prompts, list):
+            object.__setattr__(self, "prompts", tuple(self.prompts))
+
+    @property
+    def keyframes(self) -> int:
+        """How many keyframes the morph passes through."""
+        return len(self.prompts or self.seeds or self.latents)
 
     def validate(self) -> None:
         super().validate()
-        if not isinstance(self.seeds, tuple) or not isinstance(self.latents, tuple):
-            raise SpecError("seeds" if not isinstance(self.seeds, tuple) else "latents", "must be a list.")
-        if (len(self.seeds) > 0) == (len(self.latents) > 0):
-            raise SpecError("seeds", "or `latents` must give the keyframes (one of them, not both).")
-        if not isinstance(self.seeds, tuple) or len(self.seeds) > MAX_KEYFRAMES:
+        for name in ("seeds", "latents", "prompts"):
+            if not isinstance(getattr(self, name), tuple):
+                raise SpecError(name, "must be a list.")
+        if not (self.seeds or self.latents or self.prompts):
+            raise SpecError("seeds", "or `latents` (or `prompts`, on a diffusion model) must give the keyframes.")
+        if self.latents and (self.seeds or self.prompts):
+            raise SpecError("seeds" if self.seeds else "prompts",
+                            "cannot be given with `latents`: one of them gives the keyframes, not both.")
+        if len(self.seeds) > MAX_KEYFRAMES:
             raise SpecError("seeds", f"must be a list of at most {MAX_KEYFRAMES} seeds.")
         for seed in self.seeds:
             _check_int("seeds", seed, 0, MAX_SEED)
-        if not isinstance(self.latents, tuple) or len(self.latents) > MAX_KEYFRAMES:
+        if len(self.latents) > MAX_KEYFRAMES:
             raise SpecError("latents", f"must be a list of at most {MAX_KEYFRAMES} latent vectors.")
         if self.latents:
             _check_rows("latents", self.latents)
-        if len(self.seeds or self.latents) < 2:
-            raise SpecError("seeds" if self.seeds else "latents", "must give at least two keyframes to morph between.")
+        if len(self.prompts) > MAX_KEYFRAMES:
+            raise SpecError("prompts", f"must be a list of at most {MAX_KEYFRAMES} prompts.")
+        for text in self.prompts:
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT_CHARS:
+                raise SpecError("prompts", f"must hold non-empty texts of at most {MAX_PROMPT_CHARS} characters, "
+                                           f"not {text!r:.60}.")
+        if self.prompts and self.seeds and len(self.seeds) != len(self.prompts):
+            raise SpecError("seeds", f"must give one seed per prompt ({len(self.prompts)}), not {len(self.seeds)}, "
+                                     "or be left out to keep `seed` for every frame.")
+        if self.prompts and isinstance(self.prompt, str) and self.prompt:
+            raise SpecError("prompt", "must be empty when `prompts` give the keyframes.")
+        if self.keyframes < 2:
+            field_name = "prompts" if self.prompts else "seeds" if self.seeds else "latents"
+            raise SpecError(field_name, "must give at least two keyframes to morph between.")
         _check_int("frames", self.frames, 2, MAX_MORPH_FRAMES)
-        if self.spacing == "uniform" and self.frames < len(self.seeds or self.latents):
-            raise SpecError("frames", f"must be at least the number of keyframes ({len(self.seeds or self.latents)}) "
+        if self.spacing == "uniform" and self.frames < self.keyframes:
+            raise SpecError("frames", f"must be at least the number of keyframes ({self.keyframes}) "
                                       "with uniform spacing, which shows each of them.")
         _check_choice("spacing", self.spacing, MORPH_SPACINGS)
         _check_choice("method", self.method, MORPH_METHODS)
+        # The diffusion fields follow an image job's rules (and name the same fields).
+        ImageJob(model=self.model, runtime=self.runtime, device=self.device, prompt=self.prompt,
+                 negative_prompt=self.negative_prompt, seed=self.seed, steps=self.steps,
+                 guidance_scale=self.guidance_scale, width=self.width, height=self.height,
+                 scheduler=self.scheduler).validate()
+
+    @property
+    def diffusion_fields(self) -> tuple[str, ...]:
+        """The diffusion-only fields this spec sets (a latent model refuses them)."""
+        return tuple(name for name in ("prompts", "prompt", "negative_prompt", "scheduler") if getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
         data["seeds"], data["latents"] = list(self.seeds), [list(r) for r in self.latents]
+        data["prompts"] = list(self.prompts)
         return data
 
     @property
     def title(self) -> str:
-        keys = f"seeds {', '.join(map(str, self.seeds))}" if self.seeds else f"{len(self.latents)} latents"
+        if self.prompts:
+            keys = f"{len(self.prompts)} prompts"
+        elif self.seeds:
+            keys = f"seeds {', '.join(map(str, self.seeds))}"
+        else:
+            keys = f"{len(self.latents)} latents"
         return f"morph · {self.model} · {keys} · {self.frames} frames"
 
 

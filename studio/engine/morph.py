@@ -47,6 +47,10 @@ def image_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_morph(spec: MorphJob, backend: Any, ctx: JobContext) -> ImageResult:
+    """A morph of a latent model (diffusion models: studio.engine.diffusion_morph)."""
+    if spec.diffusion_fields:
+        raise SpecError(spec.diffusion_fields[0], "is for diffusion image models; a latent model morphs between "
+                                                  "`seeds` or `latents`.")
     timeline = timeline_of(spec, backend.latent_dim)
     probes = 2 * spec.frames if spec.spacing == "even" else 0
     total = probes + spec.frames

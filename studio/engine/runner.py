@@ -20,6 +20,7 @@ from studio.core.jobs import (ContextJob, ImageJob, JobSpec, Lane, LatentBatchJo
 from studio.engine.backends import backend_class
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
+from studio.engine.diffusion_morph import run_diffusion_morph
 from studio.engine.morph import encode_picture, run_morph
 from studio.engine.queue import Job, JobQueue
 from studio.models.registry import ModelInfo, ModelRegistry
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
 
-# The kind of model each kind of job needs.
-MODEL_KIND = {ImageJob: "image", TextJob: "text", LatentDecodeJob: "latent", ContextJob: "text", MorphJob: "latent",
-              LatentEncodeJob: "latent", LatentBatchJob: "latent"}
+# The kinds of model each kind of job runs on.
+MODEL_KIND = {ImageJob: ("image",), TextJob: ("text",), LatentDecodeJob: ("latent",), ContextJob: ("text",),
+              MorphJob: ("latent", "image"), LatentEncodeJob: ("latent",), LatentBatchJob: ("latent",)}
 
 
 def _a(noun: str) -> str:
@@ -60,8 +61,9 @@ class Runner:
         cache key."""
         model = self.registry.resolve(spec.model)
         needed = MODEL_KIND[type(spec)]
-        if model.kind != needed:
-            raise SpecError("model", f"{model.id} is {_a(model.kind)} model; {_a(spec.kind)} job needs {_a(needed)} model.")
+        if model.kind not in needed:
+            raise SpecError("model", f"{model.id} is {_a(model.kind)} model; {_a(spec.kind)} job needs "
+                                     f"{' or '.join(map(_a, needed))} model.")
         runtime = model.runtimes[0] if spec.runtime == "auto" else spec.runtime
         if runtime not in model.runtimes:
             raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}.")
@@ -93,7 +95,7 @@ class Runner:
             backend, model, device, key = self.backend_for(job.spec)
             ctx = JobContext(job.job_id, job.cancel, emit, between_steps=between_steps, previews=self.previews)
             with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
-                result = self._dispatch(job.spec, backend, ctx)
+                result = self._dispatch(job.spec, backend, ctx, model.kind)
             result.info.setdefault("model", model.id)
             result.info.setdefault("device", device)
             result.info["seconds"] = round(time.perf_counter() - started, 4)
@@ -123,13 +125,13 @@ class Runner:
             self.run(job, emit, between_steps=run_interactive if job.lane is Lane.BATCH else None)
 
     @staticmethod
-    def _dispatch(spec: JobSpec, backend: Any, ctx: JobContext):
+    def _dispatch(spec: JobSpec, backend: Any, ctx: JobContext, model_kind: str = ""):
         if isinstance(spec, ImageJob):
             return backend.generate_image(spec, ctx)
         if isinstance(spec, TextJob):
             return backend.generate(spec, ctx)
-        if isinstance(spec, MorphJob):
-            return run_morph(spec, backend, ctx)
+        if isinstance(spec, MorphJob):  # seed/prompt travel on a diffusion model, a latent walk otherwise
+            return run_diffusion_morph(spec, backend, ctx) if model_kind == "image" else run_morph(spec, backend, ctx)
         if isinstance(spec, LatentEncodeJob):
             return encode_picture(spec, backend, ctx)
         if isinstance(spec, ContextJob):

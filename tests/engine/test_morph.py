@@ -123,9 +123,10 @@ def test_studio_morph_writes_an_mp4_from_a_latents_file(shipped, tmp_path, capsy
         assert sum(1 for _ in video.decode(video=0)) == 8
 
 
-def test_studio_morph_refuses_an_image_model_and_a_bad_out(shipped, tmp_path, capsys):
-    assert main(["morph", "--model", "emoji-sd", "--seeds", "1,2", "--out", str(tmp_path / "x.gif")]) == 2
-    assert "latent model" in capsys.readouterr().err
+def test_studio_morph_refuses_a_text_model_and_a_bad_out(shipped, tmp_path, capsys):
+    # Image models morph too (tests/test_cli_morph_diffusion.py); a text model has nothing to morph.
+    assert main(["morph", "--model", "prose", "--seeds", "1,2", "--out", str(tmp_path / "x.gif")]) == 2
+    assert "prose is a text model; a morph job needs a latent or an image model." in capsys.readouterr().err
     assert main(["morph", "--model", "emoji-vae", "--seeds", "1,2", "--out", str(tmp_path / "x.png")]) == 2
     assert ".gif or .mp4" in capsys.readouterr().err
 

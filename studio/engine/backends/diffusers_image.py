@@ -209,6 +209,98 @@ class DiffusersImageBackend:
             info["lora_hashes"] = lora_hashes
         return ImageResult(images=tuple(images), info=info)
 
+    # -- morphs: a generation from given noise and prompt embeddings ----------------------------------
+    # A morph interpolates what generate_image derives from its seed and prompt (the initial noise,
+    # the text embeddings), so these reproduce exactly that derivation: a frame made from one
+    # keyframe's noise and embeddings is, pixel for pixel, the image job of that seed and prompt.
+
+    def check_morphable(self) -> None:
+        """SpecError unless this pipeline takes its noise and prompt embeddings as arguments."""
+        import inspect
+
+        takes = inspect.signature(self.pipe.__call__).parameters
+        takes_inputs = {"latents", "prompt_embeds"} <= set(takes) and hasattr(self.pipe, "encode_prompt")
+        if self.inpaint_model or not takes_inputs:
+            raise SpecError("model", f"is a {type(self.pipe).__name__}, which the studio cannot morph yet; "
+                                     "morphs run on Stable Diffusion text-to-image models.")
+
+    def prompt_embeddings(self, prompt: str, negative_prompt: str, guidance_scale: float) -> dict[str, np.ndarray]:
+        """The pipeline's own encoding of a prompt, as the call arguments that stand for it
+        (`prompt_embeds`, `negative_prompt_embeds`, and SDXL's pooled pair), on the CPU in the
+        pipeline's dtype. The negative prompt is encoded only where guidance uses it, as the
+        pipeline itself does."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
+                                          do_classifier_free_guidance=guidance_scale > 1.0,
+                                          negative_prompt=negative_prompt or None)
+        pair = ("prompt_embeds", "negative_prompt_embeds")
+        names = {2: pair, 4: pair + ("pooled_prompt_embeds", "negative_pooled_prompt_embeds")}
+        if len(out) not in names:
+            raise SpecError("model", f"is a {type(self.pipe).__name__}, whose prompt encoding the studio cannot morph.")
+        return {name: value.cpu().numpy() for name, value in zip(names[len(out)], out) if value is not None}
+
+    def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
+        """The noise an image job with this seed starts from (before the sampler's scaling), drawn
+        as the pipeline draws it: same shape, dtype and generator device."""
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        scale = self.pipe.vae_scale_factor
+        shape = (1, self.pipe.unet.config.in_channels, height // scale, width // scale)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        device = torch.device(self.device)
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=self._embedding_dtype())
+        return noise.cpu().numpy()
+
+    def generate_from(self, noise: np.ndarray, embeddings: dict[str, np.ndarray], *, scheduler: str, steps: int,
+                      guidance_scale: float, width: int, height: int, seed: int,
+                      on_step: Any) -> np.ndarray:
+        """One txt2img image from given initial noise and prompt embeddings, as uint8 RGB.
+
+        `on_step(i, per_image)` runs after each denoising step (0-based i); it may raise
+        JobCancelled, which stops the pipeline before its next step and its VAE decode."""
+        import torch
+
+        pipe = self.pipe
+        pipe.scheduler = make_scheduler(scheduler, self.base_scheduler)  # fresh: no state from the last frame
+        self.loras.apply(())  # an image job's LoRAs must not leak into a morph
+
+        def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            on_step(i, getattr(p, "num_timesteps", None) or steps)
+            return tensors
+
+        tensors = {name: torch.from_numpy(value).to(self.device) for name, value in embeddings.items()}
+        with torch.inference_mode():
+            out = pipe(
+                latents=torch.from_numpy(noise).to(self.device),
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                width=width,
+                height=height,
+                generator=torch.Generator(self.device).manual_seed(seed),  # unused by deterministic samplers
+                output_type="np",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
+                **tensors,
+            )
+        return to_uint8_image(np.asarray(out.images[0], dtype=np.float32))
+
+    def _embedding_dtype(self) -> Any:
+        """The dtype the pipeline draws its noise in: that of its prompt embeddings."""
+        encoder = getattr(self.pipe, "text_encoder", None)
+        return (encoder if encoder is not None else self.pipe.unet).dtype
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What every result from this model says about where it ran."""
+        name = self.path.stem if self.path and self.path.is_file() else (self.path.name if self.path else "")
+        info = {"device": self.device, "runtime": "torch", "dtype": self.dtype, "model_name": name}
+        if self.model_hash():
+            info["model_hash"] = self.model_hash()
+        return info
+
     def model_hash(self) -> Optional[str]:
         """A1111's model hash (SHA-256 of the weights), computed once per load."""
         if self._hash is None and self.path is not None:
