@@ -260,20 +260,23 @@ def _one_number(text: str) -> int:
 
 
 def _latents_file(path: Path):
-    """Keyframe latents from a .npy file (K x D, no pickles) or a JSON list of lists."""
-    import json
-
+    """Keyframe latents from a .npy file (K x D, no pickles), a keyframes file saved by the
+    Explore tab, or a JSON list of lists."""
     import numpy as np
+
+    from studio.latent.keyframes_file import read_keyframes
 
     if not path.is_file():
         raise UsageError(f"--latents names {path}, which is not a file.")
+    if path.suffix.lower() != ".npy":
+        try:
+            return read_keyframes(path).latents
+        except StudioError as exc:
+            raise UsageError(f"--latents: {exc.message}") from None
     try:
-        if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-        else:
-            array = np.asarray(json.loads(path.read_text(encoding="utf-8")), dtype=np.float64)
-    except (ValueError, OSError, OverflowError, RecursionError, MemoryError) as exc:  # UnicodeDecodeError is a ValueError
-        raise UsageError(f"--latents {path.name} is not a .npy array or a JSON list of lists ({first_line(exc)}).") from None
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, OverflowError, RecursionError, MemoryError) as exc:
+        raise UsageError(f"--latents {path.name} is not a .npy array ({first_line(exc)}).") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
         raise UsageError(f"--latents {path.name} must hold one latent per row (K x D numbers), not shape {array.shape}.")
     return array

@@ -179,4 +179,16 @@ def test_a_latents_file_that_is_not_numbers_is_one_sentence(shipped, tmp_path, c
     assert main(["morph", "--model", "emoji-vae", "--latents", str(keys), "--out", str(tmp_path / "x.gif")]) == 2
     keys.write_text("[" * 100_000)
     assert main(["morph", "--model", "emoji-vae", "--latents", str(keys), "--out", str(tmp_path / "x.gif")]) == 2
-    assert "--latents keys.json is not" in capsys.readouterr().err
+    assert "--latents: keys.json is not a keyframes file" in capsys.readouterr().err
+
+
+def test_studio_morph_takes_the_keyframes_the_explore_tab_saves(shipped, tmp_path, capsys):
+    from studio.latent.keyframes_file import write_keyframes
+
+    keys = tmp_path / "keys.json"
+    write_keyframes(keys, "emoji-vae", ["A", "B"], [np.zeros(128), np.ones(128)])
+    out = tmp_path / "saved.gif"
+    assert main(["morph", "--model", "emoji-vae", "--latents", str(keys), "--frames", "5", "--spacing", "uniform",
+                 "--out", str(out)]) == 0
+    with Image.open(out) as gif:
+        assert gif.n_frames == 5
