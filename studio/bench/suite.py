@@ -64,7 +64,7 @@ def machine_key(info: dict) -> str:
 
 
 def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = None) -> int:
-    from studio.bench import morph_workloads, workloads
+    from studio.bench import drag_workloads, morph_workloads, workloads
 
     benches = {
         "image_overhead": workloads.image_overhead,
@@ -75,6 +75,7 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
         "gui_stall": workloads.gui_stall,
         "cold_start": workloads.cold_start,
         "morph_export": morph_workloads.morph_export,
+        "slider_drag": drag_workloads.slider_drag,
     }
     unknown = set(only or []) - set(benches)
     if unknown:

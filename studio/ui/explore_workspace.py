@@ -56,7 +56,9 @@ class ExploreWorkspace(MorphActions, Workspace):
 
     def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
-        self._requested: set[int] = set()  # decodes asked for and not yet ended
+        # Decodes asked for and not yet ended, with their latents: a job's record may be gone
+        # from the job list's short interactive history by the time its picture arrives.
+        self._requested: dict[int, tuple] = {}
         self.shown_job = 0  # id of the decode on the canvas
         self.canvas = Canvas(PLACEHOLDER)
         self.canvas.accept_images()
@@ -192,10 +194,10 @@ class ExploreWorkspace(MorphActions, Workspace):
         spec = LatentDecodeJob(model=self.models.model_id(), latent=tuple(latent))
         job_id = self.jobs.submit_or_report(spec)
         if job_id is not None:
-            self._requested.add(job_id)
+            self._requested[job_id] = spec.latent
             record = self.jobs.get(job_id)
             if record is not None and record.state.is_terminal:  # ended while it was being queued
-                self._requested.discard(job_id)
+                self._requested.pop(job_id, None)
         return job_id
 
     @Slot(int, object)
@@ -216,15 +218,12 @@ class ExploreWorkspace(MorphActions, Workspace):
             return
         if job_id not in self._requested:
             return
-        self._requested.discard(job_id)
+        latent = self._requested.pop(job_id)
         self._schedule_idle_work()
         if job_id < self.shown_job or not isinstance(result, ImageResult) or not result.images:
             return  # a newer decode is already on screen
-        record = self.jobs.get(job_id)
-        latent = tuple(record.spec.latent) if record is not None else None
         qimage = to_qimage(result.images[0])
-        if latent is not None:
-            self.keyframes.offer_thumbnail(latent, qimage)
+        self.keyframes.offer_thumbnail(latent, qimage)
         if self.is_playing():
             return  # the morph keeps the canvas until another action
         self.shown_job = job_id
@@ -241,7 +240,7 @@ class ExploreWorkspace(MorphActions, Workspace):
         record = self.jobs.get(job_id)
         ended = record is not None and record.state in (JobState.FAILED, JobState.CANCELLED)
         if job_id in self._requested and ended:
-            self._requested.discard(job_id)  # superseded or failed: no image will come
+            self._requested.pop(job_id)  # superseded or failed: no image will come
             self._schedule_idle_work()
         elif job_id in self._thumb_jobs and ended:
             del self._thumb_jobs[job_id]  # a slider move replaced it: try again when the sliders rest

@@ -135,6 +135,30 @@ def test_a_scripted_drag_never_shows_an_older_frame_and_ends_on_the_release_valu
     assert np.array_equal(pixels(ws.canvas.image()), fake_decode(ws.panel.latent()))
 
 
+def test_a_frame_that_outlives_its_job_record_still_knows_its_point(qtbot, fake_models, make_window):
+    """A slow decode overtaken by many superseded requests: the job list forgets the oldest
+    records, but the frame still arrives with its own latent (the thumbnail matching needs it)."""
+    write_fake_model(fake_models / "fake-latent", "latent", step_seconds=0.15, latent_dim=8, image_size=32)
+    window = make_window()
+    ws = window.explore
+    window.tabs.setCurrentWidget(ws)
+    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    asked = {}
+    window.jobs.job_added.connect(lambda job: asked.setdefault(job, window.jobs.get(job).spec.latent))
+    shown = []
+    ws.frame_shown.connect(lambda job, latent: shown.append((job, latent)))
+    for round_ in range(3):
+        ws.panel.sliders()[0].setValue(round_ * 20 + 1)
+        qtbot.waitUntil(lambda: len(window.jobs.active()) == 1 and window.jobs.active()[0].started_at is not None,
+                        timeout=5_000)  # that decode is running...
+        for i in range(2, 16):  # ...while more requests are replaced than the job list keeps
+            ws.panel.sliders()[0].setValue(round_ * 20 + i)
+        qtbot.wait(350)
+    qtbot.waitUntil(lambda: idle(window), timeout=10_000)
+    assert len(shown) >= 2
+    assert all(latent == asked[job] for job, latent in shown)
+
+
 # -- the map -------------------------------------------------------------------------------------------
 
 def test_the_map_decodes_a_grid_around_the_point_and_a_click_goes_to_a_cell(qtbot, quick, pixels):
