@@ -100,6 +100,7 @@ class Workspace(QWidget):
     """A tab of the main window: its own content, or an EmptyState while it has no models."""
 
     kind = ""  # the ModelInfo.kind this workspace runs
+    kinds: tuple[str, ...] = ()  # more kinds it offers, listed in this order (empty: `kind` only)
     noun = ""  # as people say it: "image", "text", "latent"
     rescan_requested = Signal()
 

@@ -73,8 +73,11 @@ class MorphActions:
         return self.play_job is not None or self.play_timer.isActive()
 
     def _morph_spec(self) -> MorphJob:
-        return MorphJob(model=self.models.model_id(), latents=self.keyframes.latents(),
-                        **self.keyframes.morph_settings())
+        settings = self.keyframes.morph_settings()
+        payloads = self.keyframes.payloads()
+        if not payloads or payloads[0] is None:  # a latent model's keyframes
+            return MorphJob(model=self.models.model_id(), latents=self.keyframes.latents(), **settings)
+        return MorphJob(model=self.models.model_id(), **travel_keys(payloads), **self.travel.settings(), **settings)
 
     @Slot()
     def play(self) -> Optional[int]:
@@ -234,3 +237,16 @@ class MorphActions:
         if self.writer is not None and not self.writer.wait(patience_s):
             self.writer.cancel()
             self.writer.wait()
+
+
+def travel_keys(payloads: list[dict]) -> dict:
+    """A diffusion morph's keyframes as MorphJob fields: seed travel under one prompt when every
+    key has the same prompt, prompt travel from one seed when every key has the same seed, and
+    both together otherwise."""
+    prompts = [p["prompt"] for p in payloads]
+    seeds = [int(p["seed"]) for p in payloads]
+    if len(set(prompts)) == 1:
+        return {"seeds": tuple(seeds), "prompt": prompts[0]}
+    if len(set(seeds)) == 1:
+        return {"prompts": tuple(prompts), "seed": seeds[0]}
+    return {"prompts": tuple(prompts), "seeds": tuple(seeds)}

@@ -12,42 +12,47 @@ or a saved set (More → Open keyframes…); Play and Export… morph through th
 Keyframes belong to one model's latent space, so choosing another model clears them (even one
 with the same latent size: its space means something else).
 
+With a diffusion model (emoji-sd, the user's SD models) the sliders give way to a prompt and a
+seed (travel_panel.py): a keyframe is a prompt and a seed, Preview generates it, and Play and
+Export… run seed and prompt travel through the same keyframe list, spacing and export.
+
 Work that is not a slider's decode (keyframe thumbnails, the map) runs only while the sliders
 rest: the interactive lane keeps one waiting request, and a slider's must not be replaced."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog, QFormLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (QFormLayout, QLabel, QSplitter, QStackedWidget, QTabWidget, QVBoxLayout,
+                               QWidget)
 
 from studio.core.errors import StudioError
-from studio.core.events import ImageResult, LatentResult
-from studio.core.jobs import LatentBatchJob, LatentDecodeJob, LatentEncodeJob
-from studio.engine.thread import from_qimage, to_qimage
+from studio.core.events import ImageResult
+from studio.core.jobs import LatentBatchJob, LatentDecodeJob
+from studio.engine.thread import to_qimage
 from studio.latent.directions import Directions, directions_for
-from studio.latent.keyframes_file import read_keyframes, write_keyframes
-from studio.state.inputs import store_input
 from studio.state.jobs import JobList, JobState
 from studio.ui.canvas import Canvas
 from studio.ui.common import Workspace, canvas_beside_panel
 from studio.ui.crossbreed_dialog import CrossbreedDialog
+from studio.ui.explore_keyframes import KeyframeSources
 from studio.ui.explore_morph import MorphActions
 from studio.ui.keyframe_panel import KeyframePanel
 from studio.ui.latent_map import LatentMap
 from studio.ui.latent_panel import LatentPanel
+from studio.ui.travel_panel import TravelPanel
 
 PLACEHOLDER = "Move a slider to decode a point of the latent space, or drop a picture here to encode it."
 UNKNOWN_SIZE = ("This model does not say how many numbers its latent holds (latent_dim in studio.json), "
                 "so Explore cannot offer sliders for it yet.")
+TRAVEL_PLACEHOLDER = "Write a prompt and press Preview; add keyframes, then Play travels between them."
 MAP_DELAY_MS = 150  # the map follows the point once the sliders have rested this long
 
 
-class ExploreWorkspace(MorphActions, Workspace):
+class ExploreWorkspace(KeyframeSources, MorphActions, Workspace):
     kind = "latent"
+    kinds = ("latent", "image")  # latent models first: the tab is theirs before diffusion's
     noun = "latent"
 
     # A slider's decode reached the canvas: (its job id, its latent). Ids only grow from one
@@ -74,6 +79,13 @@ class ExploreWorkspace(MorphActions, Workspace):
         self._thumb_jobs: dict[int, tuple] = {}  # decodes run only for a keyframe's thumbnail
         self._encode_jobs: dict[int, str] = {}  # pictures being encoded into keyframes: job -> name
         self.crossbreed_dialog: Optional[CrossbreedDialog] = None
+        self.travel = TravelPanel()  # in place of the sliders for a diffusion model
+        self.travel.preview_requested.connect(self.request_preview)
+        self._preview_jobs: dict[int, dict] = {}  # a diffusion model's previews: job -> prompt and seed
+        self._shown_key: Optional[dict] = None  # the prompt and seed of the preview on the canvas
+        self.side_stack = QStackedWidget()
+        self.side_stack.addWidget(self.panel)
+        self.side_stack.addWidget(self.travel)
 
         # The map: a grid of decodes around the point, in a tab beside the picture.
         self.map = LatentMap()
@@ -95,7 +107,7 @@ class ExploreWorkspace(MorphActions, Workspace):
 
         # Keyframes and morphs.
         self.keyframes = KeyframePanel()
-        self.keyframes.keyframe_selected.connect(self.panel.set_latent)
+        self.keyframes.keyframe_selected.connect(self._on_key_selected)
         self.keyframes.add_requested.connect(self.add_keyframe)
         self.keyframes.picture_chosen.connect(self.add_picture)
         self.keyframes.crossbreed_requested.connect(self.open_crossbreed)
@@ -119,7 +131,7 @@ class ExploreWorkspace(MorphActions, Workspace):
         keys_layout.addWidget(self.keyframes, 1)
         self.side_splitter = QSplitter(Qt.Orientation.Vertical)
         self.side_splitter.setChildrenCollapsible(False)
-        self.side_splitter.addWidget(self.panel)
+        self.side_splitter.addWidget(self.side_stack)
         self.side_splitter.addWidget(keys_box)
         self.side_splitter.setStretchFactor(0, 3)  # the sliders are the tab's main control
         self.side_splitter.setStretchFactor(1, 2)
@@ -152,6 +164,8 @@ class ExploreWorkspace(MorphActions, Workspace):
         self._requested.clear()  # decodes of the previous model must not paint over this one
         self._thumb_jobs.clear()
         self._encode_jobs.clear()
+        self._preview_jobs.clear()
+        self._shown_key = None
         self.map_job, self._map_key = None, None
         self.map.clear()
         self._stop_playback()
@@ -159,8 +173,20 @@ class ExploreWorkspace(MorphActions, Workspace):
         self._shown_latent = None
         self.canvas.clear()
         self.caption.clear()
-        self.keyframes.set_enabled_for_model(bool(model_id) and self.latent_dim() is not None)
+        self.keyframes.set_enabled_for_model(bool(model_id) and (self.is_diffusion() or self.latent_dim() is not None))
+        self.keyframes.set_tools(not self.is_diffusion())
+        self.views.setTabEnabled(self.views.indexOf(self.map), not self.is_diffusion())
+        self.side_stack.setCurrentWidget(self.travel if self.is_diffusion() else self.panel)
         if not model_id:
+            return
+        if self.is_diffusion():
+            model = self.model_info()
+            defaults = model.manifest.get("defaults") if isinstance(model.manifest.get("defaults"), dict) else {}
+            steps, guidance = defaults.get("steps", 20), defaults.get("guidance_scale", 7.0)
+            self.travel.set_defaults(steps if isinstance(steps, int) else 20,
+                                     guidance if isinstance(guidance, (int, float)) else 7.0, model.default_size)
+            self.views.setCurrentWidget(self.canvas)
+            self.canvas.set_placeholder(TRAVEL_PLACEHOLDER)
             return
         dim = self.latent_dim()
         if dim is None:
@@ -183,12 +209,17 @@ class ExploreWorkspace(MorphActions, Workspace):
         super().showEvent(event)
         # A visit to an empty canvas decodes the sliders' point (the centre at first), so the canvas
         # is not left empty.
-        if self.canvas.image().isNull() and not self._requested and self.has_models():
+        if self.canvas.image().isNull() and not self._requested and self.has_models() and not self.is_diffusion():
             self.request_decode(self.panel.latent())
+
+    def is_diffusion(self) -> bool:
+        """Whether the selected model is a diffusion image model (keyframes are prompt and seed)."""
+        model = self.model_info()
+        return model is not None and model.kind == "image"
 
     @Slot(object)
     def request_decode(self, latent: tuple) -> Optional[int]:
-        if not self.models.model_id() or self.latent_dim() is None:
+        if not self.models.model_id() or self.latent_dim() is None or self.is_diffusion():
             return None
         self._stop_playback()  # a new point to look at ends a playing morph
         spec = LatentDecodeJob(model=self.models.model_id(), latent=tuple(latent))
@@ -215,6 +246,9 @@ class ExploreWorkspace(MorphActions, Workspace):
             return
         if job_id in self._encode_jobs:
             self._on_picture_encoded(self._encode_jobs.pop(job_id), result)
+            return
+        if job_id in self._preview_jobs:
+            self._on_preview(job_id, self._preview_jobs.pop(job_id), result)
             return
         if job_id not in self._requested:
             return
@@ -251,6 +285,11 @@ class ExploreWorkspace(MorphActions, Workspace):
         elif job_id in self._encode_jobs and ended:  # a failure is on the error bar already
             self._encode_jobs.pop(job_id)
             self.caption.setText("")
+        elif job_id in self._preview_jobs and ended:
+            self._preview_jobs.pop(job_id)
+            self._schedule_idle_work()
+        elif job_id in self._preview_jobs and record is not None and record.total:
+            self.caption.setText(f"Generating the preview… {record.step}/{record.total}")
         else:
             self._morph_changed(job_id, record)
 
@@ -260,6 +299,8 @@ class ExploreWorkspace(MorphActions, Workspace):
     def add_keyframe(self) -> Optional[str]:
         """Add the sliders' point as a keyframe, with the canvas's decode as its thumbnail when the
         canvas shows that point (else the decode on its way supplies it)."""
+        if self.is_diffusion():
+            return self._add_travel_key()
         latent = self.panel.latent()
         if not latent:
             return None
@@ -282,7 +323,8 @@ class ExploreWorkspace(MorphActions, Workspace):
         """One decode that is not a slider's, when none is pending: the map when it is shown and
         out of date (after the point has rested MAP_DELAY_MS), else a keyframe's missing thumbnail
         (its point was added before its decode arrived, or the decode was replaced)."""
-        if self._requested or self._thumb_jobs or self.map_job is not None or not self.models.model_id():
+        if (self._requested or self._thumb_jobs or self._preview_jobs or self.map_job is not None
+                or not self.models.model_id()):
             return
         if self._map_wanted():
             if not self.map_timer.isActive():
@@ -291,7 +333,9 @@ class ExploreWorkspace(MorphActions, Workspace):
         latent = self.keyframes.missing_thumbnail()
         if latent is None:
             return
-        job_id = self.jobs.submit_or_report(LatentDecodeJob(model=self.models.model_id(), latent=latent))
+        key = self.keyframes.payload_of(latent)
+        spec = self._preview_spec(key) if key is not None else LatentDecodeJob(model=self.models.model_id(), latent=latent)
+        job_id = self.jobs.submit_or_report(spec)
         if job_id is not None:
             self._thumb_jobs[job_id] = latent
 
@@ -332,117 +376,3 @@ class ExploreWorkspace(MorphActions, Workspace):
     def go_to_cell(self, steps: dict) -> None:
         """A click on a map cell: the sliders go there (and the map re-centres on it)."""
         self.panel.set_latent(self.panel.directions.offset(self.panel.latent(), steps))
-
-    # -- pictures as keyframes ------------------------------------------------------------------------
-
-    @Slot(QImage, str)
-    def _on_picture_dropped(self, image: QImage, path: str) -> None:
-        if path:
-            self.add_picture(path)
-            return
-        try:  # a pasted picture has no file: keep it as one, as the image tab keeps its inputs
-            stored = store_input(from_qimage(image))
-        except StudioError as exc:
-            self.jobs.error.show(exc.message)
-            return
-        self.add_picture(str(stored), "Pasted picture")
-
-    @Slot(str)
-    def add_picture(self, path: str, name: str = "") -> Optional[int]:
-        """Encode a picture with the model's encoder; it arrives as a keyframe, and the sliders go
-        to it (the canvas then shows the model's reconstruction of it)."""
-        if not self.models.model_id() or self.latent_dim() is None:
-            return None
-        name = name or Path(path).stem
-        job_id = self.jobs.submit_or_report(LatentEncodeJob(model=self.models.model_id(), image=path))
-        if job_id is not None:
-            self._encode_jobs[job_id] = name
-            self.caption.setText(f"Encoding {name}…")
-        return job_id
-
-    def _on_picture_encoded(self, name: str, result: object) -> None:
-        if not isinstance(result, LatentResult) or not result.latents:
-            return
-        self._stop_playback()
-        self.panel.set_latent(result.latents[0])  # decodes it: the thumbnail comes from that
-        self.keyframes.add_keyframe(self.panel.latent(), name=name)
-        self.caption.setText(f"{name}, as the model sees it")
-
-    # -- crossbreeding --------------------------------------------------------------------------------
-
-    @Slot()
-    def open_crossbreed(self) -> Optional[CrossbreedDialog]:
-        """Mix the selected keyframes (all of them when fewer than two are selected)."""
-        rows = self.keyframes.selected_rows()
-        if len(rows) < 2:
-            rows = list(range(len(self.keyframes.timeline)))
-        if len(rows) < 2:
-            return None
-        self._stop_playback()
-        keys = [self.keyframes.timeline[row] for row in rows]
-        before = self.panel.latent()
-        dialog = CrossbreedDialog([k.name for k in keys], [k.latent for k in keys], self)
-        dialog.child_changed.connect(self.panel.set_latent)
-        dialog.accepted.connect(lambda: self._keep_child(dialog))
-        dialog.rejected.connect(lambda: self.panel.set_latent(before))
-        dialog.finished.connect(dialog.deleteLater)
-        self.crossbreed_dialog = dialog
-        dialog.finished.connect(lambda _r: setattr(self, "crossbreed_dialog", None))
-        dialog.start()
-        return dialog
-
-    def _keep_child(self, dialog: CrossbreedDialog) -> None:
-        child = dialog.child()
-        if child is not None:
-            self.panel.set_latent(child, emit=self.panel.latent() != child)
-            thumbnail = self.canvas.image() if self._shown_latent == self.panel.latent() else None
-            self.keyframes.add_keyframe(self.panel.latent(), thumbnail, name=dialog.child_name())
-            self._schedule_idle_work()
-
-    # -- saving and opening keyframes -----------------------------------------------------------------
-
-    @Slot()
-    def save_keyframes(self, path: str = "") -> bool:
-        if not len(self.keyframes.timeline):
-            return False
-        if not path:
-            folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) or str(Path.home())
-            path, _ = QFileDialog.getSaveFileName(self, "Save keyframes", str(Path(folder) / "keyframes.json"),
-                                                  "Keyframes (*.json)")
-            if not path:
-                return False
-        try:
-            write_keyframes(Path(path), self.models.model_id(), self.keyframes.names(), self.keyframes.latents())
-        except StudioError as exc:
-            self.jobs.error.show(exc.message)
-            return False
-        self.caption.setText(f"Saved {len(self.keyframes.timeline)} keyframes to {path}")
-        return True
-
-    @Slot()
-    def open_keyframes(self, path: str = "") -> bool:
-        """Replace the keyframes with a saved set; a set saved for another model that is here
-        switches to that model first (its latent space is the one the keys mean something in)."""
-        if not path:
-            path, _ = QFileDialog.getOpenFileName(self, "Open keyframes", "", "Keyframes (*.json)")
-            if not path:
-                return False
-        try:
-            saved = read_keyframes(Path(path))
-        except StudioError as exc:
-            self.jobs.error.show(exc.message)
-            return False
-        if saved.model and saved.model != self.models.model_id() and self.models.findData(saved.model) >= 0:
-            self.models.setCurrentIndex(self.models.findData(saved.model))
-        dim = self.latent_dim()
-        if dim is None or saved.latents.shape[1] != dim:
-            self.jobs.error.show(f"{Path(path).name} holds latents of {saved.latents.shape[1]} numbers; "
-                                 f"{self.models.model_id() or 'this model'} takes {dim}.")
-            return False
-        self._stop_playback()
-        self.keyframes.set_keyframes(saved.names, saved.latents)
-        self.panel.set_latent(saved.latents[0])
-        note = f" (saved for {saved.model})" if saved.model and saved.model != self.models.model_id() else ""
-        self.caption.setText(f"Opened {len(saved.names)} keyframes{note}")
-        self._schedule_idle_work()
-        return True

@@ -27,6 +27,7 @@ from studio.ui.morph_export import sentence
 THUMB = 40  # px, the list's icons
 LATENT_ROLE = Qt.ItemDataRole.UserRole  # the keyframe's latent, a tuple, to match thumbnails
 HAS_THUMB_ROLE = Qt.ItemDataRole.UserRole + 1
+PAYLOAD_ROLE = Qt.ItemDataRole.UserRole + 2  # what a diffusion keyframe stands for: {"prompt", "seed"}
 ONLY = QItemSelectionModel.SelectionFlag.ClearAndSelect  # a key made current by the panel is the only one selected
 SPACINGS = (("Even", "even"), ("Uniform", "uniform"))
 METHODS = (("Slerp", "slerp"), ("Lerp", "lerp"))
@@ -169,15 +170,35 @@ class KeyframePanel(QWidget):
     def can_morph(self) -> bool:
         return len(self.timeline) >= 2
 
+    def payloads(self) -> list[Optional[dict]]:
+        """Each keyframe's payload, in order (None for a latent model's keys)."""
+        return [self.list.item(row).data(PAYLOAD_ROLE) for row in range(self.list.count())]
+
+    def payload_of(self, latent) -> Optional[dict]:
+        latent = tuple(float(v) for v in latent)
+        for row in range(self.list.count()):
+            if self.list.item(row).data(LATENT_ROLE) == latent:
+                return self.list.item(row).data(PAYLOAD_ROLE)
+        return None
+
+    def set_tools(self, latent_tools: bool) -> None:
+        """Pictures, crossbreeding and keyframe files work on latent vectors: a diffusion model's
+        keyframes (prompt and seed) have none."""
+        for action in (self.picture_action, self.crossbreed_action, self.save_action, self.open_action):
+            action.setVisible(latent_tools)
+        self.more_button.setVisible(latent_tools)
+
     def selected_rows(self) -> list[int]:
         """The selected keyframes' rows, in timeline order."""
         return sorted(self.list.row(item) for item in self.list.selectedItems())
 
     # -- editing ----------------------------------------------------------------------------------
 
-    def add_keyframe(self, latent, thumbnail: Optional[QImage] = None, name: str = "") -> Optional[str]:
+    def add_keyframe(self, latent, thumbnail: Optional[QImage] = None, name: str = "",
+                     payload: Optional[dict] = None) -> Optional[str]:
         """Add a keyframe at the end and select it; returns its name (None if refused). It is
-        named `name` ("Cat", or "Cat 2" when taken), or "Key N" without one."""
+        named `name` ("Cat", or "Cat 2" when taken), or "Key N" without one. A diffusion model's
+        keyframe carries its prompt and seed as `payload` (its `latent` then only tells keys apart)."""
         base = name.strip() or "Key"
         n = len(self.timeline) + 1 if not name.strip() else 1
         name = f"Key {n}" if not name.strip() else base
@@ -193,6 +214,7 @@ class KeyframePanel(QWidget):
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
         item.setData(LATENT_ROLE, tuple(float(v) for v in key.latent))
         item.setData(HAS_THUMB_ROLE, False)
+        item.setData(PAYLOAD_ROLE, payload)
         self._syncing = True
         try:
             self.list.addItem(item)

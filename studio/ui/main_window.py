@@ -128,7 +128,8 @@ class MainWindow(QMainWindow):
         self.registry.refresh()
         where = self.registry.where_to_put_models()
         for workspace in self.workspaces():
-            workspace.set_models(self.registry.models(workspace.kind), where)
+            offered = [m for kind in workspace.kinds or (workspace.kind,) for m in self.registry.models(kind)]
+            workspace.set_models(offered, where)
         self.image.set_loras(self.registry.models("lora"))
         count = len(self.registry.models())
         problems = self.registry.problems
