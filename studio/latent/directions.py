@@ -24,48 +24,71 @@ import numpy as np
 from studio.core.errors import ModelFileError
 
 MAX_NAME_CHARS = 40
+MIN_SIGMA = 1e-6  # a smaller σ would put ordinary latents millions of σ out
 
 
 @dataclass(frozen=True, eq=False)
 class Directions:
-    components: np.ndarray  # (K, D): unit rows
+    components: np.ndarray  # (K, D): unit rows; (0, D) for the latent's own axes (no D×D matrix)
     sigma: np.ndarray  # (K,): the spread of the model's latents along each
     mean: np.ndarray  # (D,): the origin the coordinates are measured from
     names: tuple[str, ...]  # (K,)
-    plain_axes: bool = False  # the latent's own axes: moved() then sets the number exactly
+    plain_axes: bool = False  # the latent's own axes, σ = 1, mean 0: coordinates are the numbers
 
     @classmethod
     def axes(cls, dim: int, names: tuple[str, ...] = ()) -> "Directions":
         """The latent's own axes as directions, σ = 1 (models trained in principal coordinates)."""
-        return cls(np.eye(dim), np.ones(dim), np.zeros(dim), _names(names, dim), plain_axes=True)
+        return cls(np.zeros((0, dim)), np.ones(dim), np.zeros(dim), _names(names, dim), plain_axes=True)
 
     @property
     def count(self) -> int:
-        return self.components.shape[0]
+        return len(self.sigma)
 
     @property
     def dim(self) -> int:
-        return self.components.shape[1]
+        return len(self.mean)
 
     def coords(self, latent) -> np.ndarray:
         """Where a latent sits along each direction, in σ."""
         z = np.asarray(latent, np.float64)
+        if self.plain_axes:
+            return z.copy()
         return self.components @ (z - self.mean) / self.sigma
 
     def moved(self, latent, k: int, value: float) -> np.ndarray:
-        """The latent with its coordinate along direction k set to `value` (σ), all else kept."""
+        """The latent with its coordinate along direction k set to `value` (σ)."""
+        return self.with_coords(latent, {k: value})
+
+    def with_coords(self, latent, targets: dict[int, float]) -> np.ndarray:
+        """The latent with the coordinates in `targets` set exactly, by the smallest change.
+
+        Along the latent's own axes that is setting the numbers. Stored directions need not be
+        orthogonal (directions found by regression are not), so setting one coordinate may move
+        another: the change solves for all the given coordinates together, Δz = Uₛᵀ(UₛUₛᵀ)⁻¹r with
+        r = σₛ(target − now), which keeps each given one exact (a locked one, say)."""
         z = np.array(latent, np.float64)
-        if self.plain_axes:  # z + (value − z[k]) may miss `value` by a rounding step; set it instead
-            z[k] = value
+        if not targets:
             return z
-        now = float(self.components[k] @ (z - self.mean) / self.sigma[k])
-        return z + (value - now) * self.sigma[k] * self.components[k]
+        if self.plain_axes:
+            for k, value in targets.items():
+                z[k] = value
+            return z
+        keys = sorted(targets)
+        rows = self.components[keys]
+        now = rows @ (z - self.mean) / self.sigma[keys]
+        r = self.sigma[keys] * (np.array([targets[k] for k in keys]) - now)
+        # lstsq: the minimum-norm solution, and no failure for two identical directions.
+        step, *_ = np.linalg.lstsq(rows, r, rcond=None)
+        return z + step
 
     def offset(self, latent, steps: dict[int, float]) -> np.ndarray:
         """The latent moved by `steps[k]` σ along each direction k (the latent map's cells)."""
         z = np.array(latent, np.float64)
         for k, step in steps.items():
-            z += step * self.sigma[k] * self.components[k]
+            if self.plain_axes:
+                z[k] += step
+            else:
+                z += step * self.sigma[k] * self.components[k]
         return z
 
 
@@ -116,8 +139,8 @@ def _load(folder: Path, name: Any, names: list, dim: int) -> Directions:
     if mean.shape != (dim,):
         raise ModelFileError(f"{path.name}'s \"mean\" must hold {dim} numbers.")
     components, sigma, mean = (np.asarray(t, np.float64) for t in (components, sigma, mean))
-    if not all(np.all(np.isfinite(t)) for t in (components, sigma, mean)) or np.any(sigma <= 0):
-        raise ModelFileError(f"{path.name} holds non-finite numbers or a σ that is not positive.")
+    if not all(np.all(np.isfinite(t)) for t in (components, sigma, mean)) or np.any(sigma < MIN_SIGMA):
+        raise ModelFileError(f"{path.name} holds non-finite numbers or a σ that is not positive (at least {MIN_SIGMA:g}).")
     lengths = np.linalg.norm(components, axis=1)
     if np.any(lengths == 0):
         raise ModelFileError(f"{path.name} has a direction of length zero.")

@@ -38,6 +38,8 @@ class KeyframeSources:
             self.caption.setText("Write a prompt first.")
             return None
         self._stop_playback()
+        for older in list(self._preview_jobs):  # newest wins: a Random clicked five times runs once
+            self.jobs.cancel(older)
         job_id = self.jobs.submit_or_report(self._preview_spec(key))
         if job_id is not None:
             self._preview_jobs[job_id] = key

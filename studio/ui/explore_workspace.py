@@ -95,6 +95,7 @@ class ExploreWorkspace(KeyframeSources, MorphActions, Workspace):
         self._map_key: Optional[tuple] = None  # (latent, settings) the map's pictures show
         self._map_cells: list[tuple] = []  # the latents of the map job in flight
         self._pending_map_key: Optional[tuple] = None  # what the map job in flight will show
+        self._shown_cells: list[tuple] = []  # the latents of the map's pictures
         self.map_timer = QTimer(self)
         self.map_timer.setSingleShot(True)
         self.map_timer.setInterval(MAP_DELAY_MS)
@@ -162,11 +163,13 @@ class ExploreWorkspace(KeyframeSources, MorphActions, Workspace):
     def _on_model_changed(self, model_id: str) -> None:
         # Only a different model gets here: a re-scan that keeps the model keeps sliders and image.
         self._requested.clear()  # decodes of the previous model must not paint over this one
+        for job_id in [*self._thumb_jobs, *self._preview_jobs, *self._encode_jobs]:
+            self.jobs.cancel(job_id)  # the previous model's work: nobody will see it
         self._thumb_jobs.clear()
         self._encode_jobs.clear()
         self._preview_jobs.clear()
         self._shown_key = None
-        self.map_job, self._map_key = None, None
+        self.map_job, self._map_key, self._shown_cells = None, None, []
         self.map.clear()
         self._stop_playback()
         self.keyframes.clear()  # another model's latent space: the keys mean nothing here
@@ -277,11 +280,15 @@ class ExploreWorkspace(KeyframeSources, MorphActions, Workspace):
             self._requested.pop(job_id)  # superseded or failed: no image will come
             self._schedule_idle_work()
         elif job_id in self._thumb_jobs and ended:
-            del self._thumb_jobs[job_id]  # a slider move replaced it: try again when the sliders rest
-            self._schedule_idle_work()
+            latent = self._thumb_jobs.pop(job_id)
+            if record.state is JobState.FAILED:  # said on the error bar; asking again would fail again
+                self.keyframes.give_up_thumbnail(latent)
+            self._schedule_idle_work()  # replaced by a slider move: try again when the sliders rest
         elif job_id == self.map_job and ended:
-            self.map_job = None  # replaced by a slider move: the map follows when the sliders rest
-            self._schedule_idle_work()
+            self.map_job = None
+            if record.state is JobState.FAILED:  # not again until the point or the settings change
+                self._map_key = self._pending_map_key
+            self._schedule_idle_work()  # replaced by a slider move: the map follows when they rest
         elif job_id in self._encode_jobs and ended:  # a failure is on the error bar already
             self._encode_jobs.pop(job_id)
             self.caption.setText("")
@@ -367,12 +374,17 @@ class ExploreWorkspace(KeyframeSources, MorphActions, Workspace):
 
     def _on_map_decoded(self, result: object) -> None:
         self.map_job = None
-        if isinstance(result, ImageResult) and len(result.images) == len(self._map_cells):
+        # Pictures made for other settings (the grid's size changed meanwhile) are not drawn.
+        fits = self._pending_map_key is not None and self._pending_map_key[1] == self.map.settings()
+        if fits and isinstance(result, ImageResult) and len(result.images) == len(self._map_cells):
             self.map.set_images([to_qimage(image) for image in result.images])
             self._map_key = self._pending_map_key
+            self._shown_cells = self._map_cells
         self._schedule_idle_work()  # the point may have moved on meanwhile
 
-    @Slot(object)
-    def go_to_cell(self, steps: dict) -> None:
-        """A click on a map cell: the sliders go there (and the map re-centres on it)."""
-        self.panel.set_latent(self.panel.directions.offset(self.panel.latent(), steps))
+    @Slot(int)
+    def go_to_cell(self, index: int) -> None:
+        """A click on a map cell: the sliders go to the point that cell shows (and the map
+        re-centres on it)."""
+        if 0 <= index < len(self._shown_cells):
+            self.panel.set_latent(self._shown_cells[index])

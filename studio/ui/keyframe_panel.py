@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu,
@@ -62,7 +62,10 @@ class KeyframePanel(QWidget):
                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.list.setMinimumHeight(3 * (THUMB + 6))
         self.list.currentRowChanged.connect(self._on_current)
+        self.list.itemPressed.connect(self._on_pressed)
         self.list.itemClicked.connect(self._on_clicked)
+        self._changed_row: Optional[int] = None  # the row a press just made current
+        self._press_changed = False
         self.list.itemChanged.connect(self._on_renamed)
 
         self.add_button = QPushButton("Add current")
@@ -199,6 +202,9 @@ class KeyframePanel(QWidget):
         """Add a keyframe at the end and select it; returns its name (None if refused). It is
         named `name` ("Cat", or "Cat 2" when taken), or "Key N" without one. A diffusion model's
         keyframe carries its prompt and seed as `payload` (its `latent` then only tells keys apart)."""
+        if len(self.timeline) >= MAX_KEYFRAMES:
+            self.problem.emit(f"A morph takes at most {MAX_KEYFRAMES} keyframes; delete one first.")
+            return None
         base = name.strip() or "Key"
         n = len(self.timeline) + 1 if not name.strip() else 1
         name = f"Key {n}" if not name.strip() else base
@@ -233,6 +239,14 @@ class KeyframePanel(QWidget):
             item = self.list.item(row)
             if not item.data(HAS_THUMB_ROLE) and item.data(LATENT_ROLE) == latent:
                 self._set_thumbnail(item, image)
+
+    def give_up_thumbnail(self, latent) -> None:
+        """Its decode failed (said on the error bar): stop asking for one."""
+        latent = tuple(float(v) for v in latent)
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(LATENT_ROLE) == latent:
+                item.setData(HAS_THUMB_ROLE, True)
 
     def missing_thumbnail(self) -> Optional[tuple]:
         """The latent of the first keyframe still without a thumbnail (None when all have one)."""
@@ -353,12 +367,24 @@ class KeyframePanel(QWidget):
 
     def _on_current(self, row: int) -> None:
         self._update_buttons()
+        self._changed_row = row
+        QTimer.singleShot(0, self._forget_change)  # a change by keyboard or code is no press's
         if not self._syncing and row >= 0:
             self.keyframe_selected.emit(tuple(float(v) for v in self.timeline[row].latent))
 
+    def _forget_change(self) -> None:
+        self._changed_row = None
+
+    def _on_pressed(self, item: QListWidgetItem) -> None:
+        # Qt makes the pressed row current (emitting once) before it reports the press and then
+        # the click: remember that, so the click does not emit a second time.
+        self._press_changed = self._changed_row == self.list.row(item)
+        self._changed_row = None
+
     def _on_clicked(self, item: QListWidgetItem) -> None:
-        # A click on the already-selected key goes back to it (after the sliders moved away).
-        if not self._syncing and self.list.row(item) == self.list.currentRow():
+        # A click on the already-current key goes back to it (after the sliders moved away).
+        pressed_changed, self._press_changed = self._press_changed, False
+        if not self._syncing and not pressed_changed and self.list.row(item) == self.list.currentRow():
             self.keyframe_selected.emit(tuple(float(v) for v in self.timeline[self.list.row(item)].latent))
 
     def _on_renamed(self, item: QListWidgetItem) -> None:

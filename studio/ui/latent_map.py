@@ -4,7 +4,7 @@ Cell (row, col) of an N×N map is the current point moved by `reach`·(2·col/(N
 "across" direction and by `reach`·(1 − 2·row/(N−1)) σ along the "down" one (up is +), so the middle
 cell is the current point itself. The map only draws and asks: the workspace decodes the cells
 (one LatentBatchJob) and hands the pictures over; clicking a cell emits `cell_chosen` with its
-steps, and the workspace moves there (the map then re-centres on it)."""
+index, and the workspace moves to the point that cell shows (the map then re-centres on it)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ class LatentMap(QWidget):
     """The map's controls (which two directions, how far, how many cells) over the grid."""
 
     settings_changed = Signal()
-    cell_chosen = Signal(object)  # dict[int, float]: steps in σ along each direction
+    cell_chosen = Signal(int)  # the clicked cell's index, row by row from the top left
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -198,7 +198,5 @@ class LatentMap(QWidget):
         self.settings_changed.emit()
 
     def _on_clicked(self, row: int, col: int) -> None:
-        index = row * self.size_n() + col
-        steps = self.cell_steps()
-        if index < len(steps):
-            self.cell_chosen.emit(steps[index])
+        if self.grid.images:  # a cell with a picture: it says where it is
+            self.cell_chosen.emit(row * self.size_n() + col)

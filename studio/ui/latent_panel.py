@@ -161,26 +161,29 @@ class LatentPanel(QWidget):
         """A point from the prior N(0, I); the shown coordinates are rounded to the sliders'
         resolution, so the labels tell the vector exactly."""
         fresh = self._rng.standard_normal(self._latent.shape[0])
-        for i in range(len(self._sliders)):
-            fresh = self.directions.moved(fresh, i, round(float(self.directions.coords(fresh)[i]), 2))
-        self.set_latent(self._keep_locked(fresh))
+        coords = self.directions.coords(fresh)
+        now = self.directions.coords(self._latent) if self._latent.size else coords
+        shown = {i: float(now[i]) if self.is_locked(i) else round(float(coords[i]), 2) for i in range(len(self._sliders))}
+        self.set_latent(self.directions.with_coords(fresh, shown))
 
     @Slot()
     def reset(self) -> None:
         self.set_latent(self._keep_locked(self.directions.mean.copy()))
 
     def _keep_locked(self, latent: np.ndarray) -> np.ndarray:
-        now = self.directions.coords(self._latent) if self._latent.size else None
-        for i in range(len(self._sliders)):
-            if self.is_locked(i):
-                latent = self.directions.moved(latent, i, float(now[i]))
-        return latent
+        """`latent` with the locked directions' coordinates put back, all at once (one by one, a
+        direction that is not orthogonal to another would move it again)."""
+        if not self._latent.size:
+            return latent
+        now = self.directions.coords(self._latent)
+        return self.directions.with_coords(latent, {i: float(now[i]) for i in range(len(self._sliders))
+                                                    if self.is_locked(i)})
 
     def _show(self) -> None:
         coords = self.directions.coords(self._latent) if self._latent.size else np.zeros(0)
         for i, slider in enumerate(self._sliders):
-            slider.blockSignals(True)
-            slider.setValue(round(float(coords[i]) * TICKS))
+            slider.blockSignals(True)  # clipped first: a far-out point must not overflow the slider's int
+            slider.setValue(round(float(np.clip(coords[i], -self.span(), self.span())) * TICKS))
             slider.blockSignals(False)
             self._values[i].setText(f"{coords[i]:.2f}")
 
@@ -197,5 +200,8 @@ class LatentPanel(QWidget):
 
     def _on_slider(self, index: int, value: int) -> None:
         self._latent = self.directions.moved(self._latent, index, value / TICKS)
-        self._values[index].setText(f"{value / TICKS:.2f}")
+        if self.directions.plain_axes:
+            self._values[index].setText(f"{value / TICKS:.2f}")
+        else:  # stored directions need not be orthogonal: the others may have moved too
+            self._show()
         self.latent_changed.emit(self.latent())

@@ -325,3 +325,74 @@ def test_a_click_on_a_map_cell_outside_the_grid_does_nothing(qtbot, quick):
     before = ws.panel.latent()
     qtbot.mouseClick(ws.map.grid, Qt.MouseButton.LeftButton, pos=QPoint(1, 1))
     assert ws.panel.latent() == before
+
+
+# -- review fixes ------------------------------------------------------------------------------------
+
+def test_locks_hold_exactly_along_directions_that_are_not_orthogonal(qtbot, fake_models, make_window):
+    a = np.array([1, 0, 0, 0, 0, 0, 0, 0], np.float32)
+    b = np.array([1, 1, 0, 0, 0, 0, 0, 0], np.float32) / np.sqrt(2)  # 45° from a
+    folder = fake_models / "fake-latent"
+    write_fake_model(folder, "latent", step_seconds=0, latent_dim=8, image_size=32,
+                     directions={"file": "directions.safetensors"})
+    save_file({"components": np.stack([a, b]), "sigma": np.ones(2, np.float32)}, str(folder / "directions.safetensors"))
+    window = make_window()
+    panel = window.explore.panel
+    panel.sliders()[0].setValue(100)
+    panel.sliders()[1].setValue(200)  # moves coordinate 0 too: its handle follows
+    coords = panel.directions.coords(panel.latent())
+    assert coords[1] == pytest.approx(2.0) and panel.sliders()[0].value() == round(coords[0] * 100)
+    panel.locks()[0].setChecked(True)
+    panel.locks()[1].setChecked(True)
+    held = panel.directions.coords(panel.latent())
+    panel.randomise()
+    assert np.allclose(panel.directions.coords(panel.latent()), held)  # both locked coordinates exact
+    panel.reset()
+    assert np.allclose(panel.directions.coords(panel.latent()), held)
+
+
+def test_a_point_far_outside_the_range_shows_at_the_sliders_end(qtbot, quick):
+    panel = quick.explore.panel
+    panel.set_latent((3e7, -3e9) + (0.0,) * 6)
+    assert panel.sliders()[0].value() == 300 and panel.sliders()[1].value() == -300
+    assert panel.latent()[:2] == (3e7, -3e9)
+
+
+def test_one_click_on_a_keyframe_selects_it_once(qtbot, quick):
+    ws = quick.explore
+    for value in (100, -100):
+        ws.panel.sliders()[0].setValue(value)
+        ws.keyframes.add_button.click()
+    picked = []
+    ws.keyframes.keyframe_selected.connect(picked.append)
+    view = ws.keyframes.list
+    rect = view.visualItemRect(view.item(0))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert len(picked) == 1  # made current: one request, not a second for the click
+    ws.panel.sliders()[0].setValue(0)
+    qtbot.wait(10)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert len(picked) == 2  # a click on the current key goes back to it
+    assert ws.panel.latent()[0] == 1.0
+
+
+def test_a_thumbnail_decode_that_fails_is_not_asked_for_again(qtbot, quick, tmp_path, monkeypatch):
+    from studio.latent.keyframes_file import write_keyframes
+
+    real_decode = FakeBackend.decode
+
+    def decode(self, latents):
+        if np.any(latents == 7.0):
+            raise RuntimeError("this point cannot be drawn")
+        return real_decode(self, latents)
+
+    monkeypatch.setattr(FakeBackend, "decode", decode)
+    ws = quick.explore
+    path = tmp_path / "keys.json"
+    write_keyframes(path, "fake-latent", ["ok", "broken"], [np.zeros(8), np.full(8, 7.0)])
+    assert ws.open_keyframes(str(path))
+    qtbot.waitUntil(lambda: idle(quick) and "cannot be drawn" in quick.jobs.error.message, timeout=10_000)
+    qtbot.wait(300)
+    tries = [r for r in jobs_of(quick, LatentDecodeJob) if r.spec.latent == (7.0,) * 8]
+    assert len(tries) == 1 and idle(quick)
+    assert ws.keyframes.missing_thumbnail() is None

@@ -219,7 +219,12 @@ class DiffusersImageBackend:
         import inspect
 
         takes = inspect.signature(self.pipe.__call__).parameters
-        takes_inputs = {"latents", "prompt_embeds"} <= set(takes) and hasattr(self.pipe, "encode_prompt")
+        encode = getattr(self.pipe, "encode_prompt", None)
+        encodes = set(inspect.signature(encode).parameters) if callable(encode) else set()
+        # A UNet pipeline (SD 1.x/2.x, SDXL) whose encode_prompt takes the guidance flag and the
+        # negative prompt: transformer pipelines (SD3, Flux, PixArt) encode differently.
+        takes_inputs = ({"latents", "prompt_embeds"} <= set(takes) and hasattr(self.pipe, "unet")
+                        and {"do_classifier_free_guidance", "negative_prompt"} <= encodes)
         if self.inpaint_model or not takes_inputs:
             raise SpecError("model", f"is a {type(self.pipe).__name__}, which the studio cannot morph yet; "
                                      "morphs run on Stable Diffusion text-to-image models.")
@@ -231,6 +236,7 @@ class DiffusersImageBackend:
         pipeline itself does."""
         import torch
 
+        self.loras.apply(())  # an image job's LoRA may patch the text encoder: not in a morph
         with torch.inference_mode():
             out = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
                                           do_classifier_free_guidance=guidance_scale > 1.0,
