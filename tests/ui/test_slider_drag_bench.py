@@ -38,7 +38,6 @@ def test_a_scripted_drag_on_the_fake_latent_model(qtbot, make_window, sandbox_di
 
 
 def test_the_onnx_copy_runs_on_onnx_in_the_window(qtbot, sandbox_dirs):
-    pytest.importorskip("onnxruntime")
     from studio.bench.tiny_latent import build_tiny_latent
     from studio.engine.runner import Runner
     from studio.engine.thread import EngineThread
