@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from fake_models import write_fake_model
 
 from studio.bench import drag_workloads
