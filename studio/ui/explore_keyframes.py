@@ -98,6 +98,10 @@ class KeyframeSources:
     def add_picture(self, path: str, name: str = "") -> Optional[int]:
         """Encode a picture with the model's encoder; it arrives as a keyframe, and the sliders go
         to it (the canvas then shows the model's reconstruction of it)."""
+        if self.is_diffusion():
+            self.jobs.error.show("Pictures become keyframes of latent models such as emoji-vae; a diffusion "
+                                 "model's keyframes are a prompt and a seed.")
+            return None
         if not self.models.model_id() or self.latent_dim() is None:
             return None
         name = name or Path(path).stem

@@ -90,3 +90,9 @@ def test_adding_a_key_without_a_prompt_is_one_sentence(travel_window):
     ws.travel.prompt.setText("   ")
     assert ws.add_keyframe() is None
     assert "prompt" in travel_window.jobs.error.message and ws.keyframes.names() == []
+
+
+def test_a_picture_dropped_on_a_diffusion_models_canvas_is_one_sentence(travel_window, tmp_path):
+    ws = travel_window.explore
+    assert ws.add_picture(str(tmp_path / "cat.png")) is None
+    assert "prompt and a seed" in travel_window.jobs.error.message and ws.keyframes.names() == []
