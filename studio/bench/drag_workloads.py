@@ -85,7 +85,6 @@ class DragResult:
     latencies_ms: list[float] = field(default_factory=list)  # event -> pixels, per shown frame
     job_ms: list[float] = field(default_factory=list)  # the engine's own seconds per shown decode
     event_gaps_ms: list[float] = field(default_factory=list)  # between mouse moves actually sent
-    unlabelled: int = 0  # frames frame_shown gave no latent for (the window had lost the job's record)
     settle_ms: float = 0.0  # release -> the final value's frame on the canvas (0: already there)
 
     @property
@@ -193,8 +192,7 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
 
     def on_shown(job_id: int, latent) -> None:
         ws.canvas.viewport().repaint()  # the paint update() asked for, now: its end is "pixels"
-        # None when the window lost the job's record (see `unlabelled` below).
-        shown.append((job_id, tuple(latent) if latent is not None else None, now_ms()))
+        shown.append((job_id, tuple(latent), now_ms()))
 
     connections = [
         (window.jobs.job_added, on_added), (engine.job_cancelled, on_cancelled),
@@ -276,12 +274,12 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
     if requests[newest][1] != final:
         raise RuntimeError(f"slider_drag: {model_id}: the newest decode asked for is not the released slider's point")
     last_id, last_latent = shown[-1][0], shown[-1][1]
-    if last_id != newest or (last_latent is not None and last_latent != final):
+    if last_id != newest or last_latent != final:
         raise RuntimeError(
             f"slider_drag: {model_id}: a stale frame stays on the canvas after the release: job {last_id} shown, "
             f"the released slider's point is job {newest}")
     for job_id, latent, _ in shown:
-        if latent is not None and requests.get(job_id, (0, latent))[1] != latent:
+        if requests.get(job_id, (0, latent))[1] != latent:
             raise RuntimeError(f"slider_drag: frame_shown gave job {job_id} a latent it was not asked for")
     latencies = [t - requests[j][0] for j, _, t in shown if j in requests]
     return DragResult(
@@ -298,7 +296,6 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
         job_ms=[job_seconds[j] for j, _, _ in shown if j in job_seconds],
         event_gaps_ms=gaps,
         settle_ms=max(0.0, shown[-1][2] - released),
-        unlabelled=sum(1 for _, latent, _ in shown if latent is None),
     )
 
 
@@ -376,8 +373,6 @@ def slider_drag(tmp: Path, quick: bool) -> list[Figure]:
                 "requests_s": round(r.requests / r.drag_s, 1),
                 "superseded": r.superseded, "ran": r.ran, "shown": r.shown,
             }
-            if r.unlabelled:
-                common["shown_without_latent"] = r.unlabelled
             figures.append(Figure(f"{stem}_slider_fps_{runtime}", r.fps, "frames/s", f">= {FPS_GOAL:g}",
                                   r.fps >= FPS_GOAL, {
                                       **common,

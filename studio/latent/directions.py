@@ -44,10 +44,6 @@ class Directions:
     def count(self) -> int:
         return len(self.sigma)
 
-    @property
-    def dim(self) -> int:
-        return len(self.mean)
-
     def coords(self, latent) -> np.ndarray:
         """Where a latent sits along each direction, in σ."""
         z = np.asarray(latent, np.float64)
