@@ -1,6 +1,6 @@
-"""The composition root: build settings, registry, runner, engine thread and window, then run Qt.
+"""The composition root: build settings, registry, engine (thread + process), window; then run Qt.
 
-Nothing here imports an ML library: the window shows first, and the engine thread imports a
+Nothing here imports an ML library: the window shows first, and the engine process imports a
 backend (torch, ONNX Runtime) only when the first job needs it."""
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 class Studio:
     """The running studio's parts, wired together: registry, engine thread, jobs, main window."""
 
-    def __init__(self, registry=None):
+    def __init__(self, registry=None, isolated: bool = True):
+        """`isolated`: jobs run in a supervised engine process (the default; a crash in native
+        code costs a job, not the window). False runs them on the engine thread itself."""
         from studio.core.settings import Settings
         from studio.engine.cache import ModelCache
+        from studio.engine.process import EngineProcess, RunnerRecipe
         from studio.engine.runner import Runner
         from studio.engine.thread import EngineThread
         from studio.models import paths
@@ -67,8 +70,10 @@ class Studio:
 
         self.settings = Settings.load(paths.settings_file())
         self.registry = registry or ModelRegistry(default_roots(self.settings.model_dirs))
-        runner = Runner(self.registry, ModelCache(self.settings.cache_budget_mb * 1024 * 1024))
-        self.engine = EngineThread(runner)
+        budget = self.settings.cache_budget_mb * 1024 * 1024
+        host = (EngineProcess(RunnerRecipe(self.registry, budget)) if isolated
+                else Runner(self.registry, ModelCache(budget)))
+        self.engine = EngineThread(host)
         self.jobs = JobList(self.engine)
         # The window first: if building it fails, no engine thread is left running. Jobs it queues
         # meanwhile wait in the engine's queue until the thread starts.

@@ -76,9 +76,12 @@ def run_job(runner: Runner, spec: JobSpec, on_event: Callable[[Event], None]) ->
 
     signal.signal(signal.SIGINT, cancel)
     try:
-        return runner.run(job, on_event)
+        end = runner.run(job, on_event)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if isinstance(end, Finished) and end.result.info.get("degraded"):  # it ran out of memory and got by
+        print(f"studio: {end.result.info['degraded']}", file=sys.stderr)
+    return end
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -415,6 +418,21 @@ def cmd_eval(args, runner: Runner) -> int:
     return eval_command(args, runner.registry)
 
 
+def cmd_convert(args, runner: Optional[Runner]) -> int:
+    """The per-file opt-in for a pickle checkpoint: its tensors, read weights-only in a throw-away
+    process, written once to safetensors, which is all the studio uses from then on."""
+    from studio.models.pickle_import import convert
+
+    for done in convert(Path(args.path), Path(args.out) if args.out else None):
+        if done.already:
+            print(f"{done.target} is already the converted copy of {done.source.name} ({done.tensors} tensors, "
+                  f"{_size(done.size_bytes)}).")
+            continue
+        dropped = f"; {done.dropped} entries that were not tensors left out" if done.dropped else ""
+        print(f"wrote {done.target}: {done.tensors} tensors, {_size(done.size_bytes)} (from {done.source.name}{dropped}).")
+    return 0
+
+
 def _exit_code(end: Event) -> int:
     if isinstance(end, Finished):
         return 0
@@ -542,6 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help=argparse.SUPPRESS)  # tests: a few steps
     t.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny data and nets
 
+    c = sub.add_parser("convert", help="opt in to one pickle checkpoint (.ckpt .pt .pth .bin .pkl), or a model folder's: "
+                       "its tensors are read weights-only and written once to .safetensors, which is then used instead")
+    c.add_argument("path", help="the pickle file, or a diffusers/transformers folder holding pickle weights")
+    c.add_argument("--out", help="the .safetensors file to write (default: beside it, same name)")
+
     e = sub.add_parser("eval", help="measure an embedded model's quality (perplexity, FD-emoji, accuracy)")
     e.add_argument("model", help="an id from `studio models`, or a path")
     e.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -557,7 +580,8 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
 
 
 COMMANDS = {"models": cmd_models, "generate": cmd_generate, "info": cmd_info, "write": cmd_write, "bench": cmd_bench,
-            "train": cmd_train, "eval": cmd_eval, "morph": cmd_morph}
+            "train": cmd_train, "eval": cmd_eval, "morph": cmd_morph, "convert": cmd_convert}
+NO_RUNNER = ("convert",)  # commands that need no engine, so none is built (nor the models folder scanned)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -565,7 +589,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         configure_logging(paths.log_dir(), logging.INFO)
-        return COMMANDS[args.command](args, make_runner())
+        return COMMANDS[args.command](args, None if args.command in NO_RUNNER else make_runner())
     except UsageError as exc:
         print(f"studio: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

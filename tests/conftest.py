@@ -81,6 +81,19 @@ def no_dangling_qthreads(monkeypatch):
     assert not running, f"test left {len(running)} QThread(s) running: {[t.objectName() for t in running]}"
 
 
+@pytest.fixture(autouse=True)
+def no_dangling_processes():
+    """Fail any test that leaves an engine process (or any other child) behind."""
+    import multiprocessing
+
+    yield
+    left = multiprocessing.active_children()
+    for child in left:  # do not let one test's leftovers break the next
+        child.kill()
+        child.join(5)
+    assert not left, f"test left {len(left)} child process(es) running: {[c.name for c in left]}"
+
+
 def _alive(thread) -> bool:
     try:
         return thread.isRunning()

@@ -10,6 +10,7 @@ class ErrorKind(str, enum.Enum):
     MODEL_FILE = "model file"
     OUT_OF_MEMORY = "out of memory"
     RUNTIME = "runtime"
+    ENGINE_CRASH = "engine crash"  # the engine process died under the job (native crash, killed)
 
 
 class StudioError(Exception):

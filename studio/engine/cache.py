@@ -59,6 +59,11 @@ class ModelCache:
     def used_bytes(self) -> int:
         return sum(_size(v) for v in self._entries.values())
 
+    def release_others(self, key: Hashable) -> None:
+        """Unload every model but `key` that no running job is using (after running out of memory)."""
+        for other in [k for k in self._entries if k != key and k not in self._pins]:
+            self._drop(other)
+
     def clear(self) -> None:
         for key in list(self._entries):
             self._drop(key)

@@ -92,6 +92,16 @@ class JobQueue:
             self._lock.notify_all()
             return waiting
 
+    def has_interactive(self) -> bool:
+        """Whether an interactive request is waiting (the engine process asks between steps)."""
+        with self._lock:
+            return self._interactive is not None
+
+    @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._batch) + (self._interactive is not None)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import time
 from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
-from studio.core.errors import ErrorKind, JobCancelled, SpecError, StudioError, first_line
-from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started
+from studio.core.errors import ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError, first_line
+from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started, Token
 from studio.core.jobs import (ContextJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob, LatentEncodeJob,
                               MorphJob, TextJob)
 from studio.engine.backends import backend_class
@@ -38,13 +39,37 @@ def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
+OUT_OF_MEMORY_ADVICE = ("Try a smaller size, fewer images or tokens, or close other programs using the GPU "
+                        "(or run on the CPU).")
+
+
+def free_memory() -> None:
+    """Give memory back after a failure: collect the failed attempt's garbage and, if torch has
+    been imported, return CUDA's cached blocks (called outside any except block, or the
+    traceback would keep the tensors alive)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# Out of memory as cuDNN, cuBLAS and ONNX Runtime report it: plain RuntimeErrors, recognised by their words.
+OUT_OF_MEMORY_WORDS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed",
+                       "failed to allocate memory")
+
+
+def _says_out_of_memory(text: str) -> bool:
+    text = text.lower()
+    return any(words in text for words in OUT_OF_MEMORY_WORDS)
+
+
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     """Map any exception to (kind, one sentence). The traceback goes to the log, not the person."""
     if isinstance(exc, StudioError):
         return exc.kind, exc.message
     text = first_line(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
-        return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}); try a smaller size, fewer tokens or the CPU."
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or _says_out_of_memory(str(exc)):
+        return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}). {OUT_OF_MEMORY_ADVICE}"
     return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"
 
 
@@ -85,27 +110,75 @@ class Runner:
         return end
 
     def _execute(self, job: Job, emit: Emit, between_steps: Optional[Callable[[], None]]) -> Event:
-        """Everything but the terminal event, which is returned, not emitted."""
+        """Everything but the terminal event, which is returned, not emitted.
+
+        Out of memory is retried once, after the backend turns on whatever memory saving it has
+        (VAE tiling and slicing, attention slicing, CPU offload...); the result says what was
+        turned on, so a slower or tiled image is never a silent surprise."""
         if job.cancel.is_set():
             return Cancelled(job.job_id)
-        failure: Optional[BaseException] = None
+        saving: list[str] = []
         try:
             emit(Started(job.job_id))
-            started = time.perf_counter()
-            backend, model, device, key = self.backend_for(job.spec)
-            ctx = JobContext(job.job_id, job.cancel, emit, between_steps=between_steps, previews=self.previews)
-            with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
-                result = self._dispatch(job.spec, backend, ctx, model.kind)
-            result.info.setdefault("model", model.id)
-            result.info.setdefault("device", device)
-            result.info["seconds"] = round(time.perf_counter() - started, 4)
-            return Finished(job.job_id, result)
-        except JobCancelled:
-            return Cancelled(job.job_id)
-        except Exception as exc:  # noqa: BLE001 - the engine must survive any job
-            failure = exc
-        # Outside the except block, so the traceback (and the tensors its frames hold) can be freed.
+        except Exception as exc:  # noqa: BLE001 - the host failed to take the news; the job still ends
+            return self._failed(job, exc)
+        streamed = False  # tokens already shown cannot be taken back, so such a job is not run again
+
+        def emit_noting_tokens(event: Event) -> None:
+            nonlocal streamed
+            streamed = streamed or isinstance(event, Token)
+            emit(event)
+
+        while True:
+            failure: Optional[BaseException] = None
+            backend = key = None
+            try:
+                started = time.perf_counter()
+                backend, model, device, key = self.backend_for(job.spec)
+                ctx = JobContext(job.job_id, job.cancel, emit_noting_tokens, between_steps=between_steps,
+                                 previews=self.previews)
+                with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
+                    result = self._dispatch(job.spec, backend, ctx, model.kind)
+                result.info.setdefault("model", model.id)
+                result.info.setdefault("device", device)
+                if getattr(backend, "memory_saving", None):
+                    result.info["memory_saving"] = ", ".join(backend.memory_saving)
+                if saving:
+                    result.info["degraded"] = (f"Ran out of memory, so it ran again with {', '.join(saving)}; "
+                                               "that can be slower.")
+                result.info["seconds"] = round(time.perf_counter() - started, 4)
+                return Finished(job.job_id, result)
+            except JobCancelled:
+                return Cancelled(job.job_id)
+            except Exception as exc:  # noqa: BLE001 - the engine must survive any job
+                failure = exc
+            # Outside the except block, so the traceback (and the tensors its frames hold) can be freed.
+            kind, _ = classify(failure)
+            if kind is not ErrorKind.OUT_OF_MEMORY or saving or streamed:
+                return self._failed(job, failure, saving)
+            log.warning("job %d ran out of memory; retrying with less memory", job.job_id, exc_info=failure)
+            del failure
+            saving = self._use_less_memory(backend, key)
+            del backend
+            if not saving:  # nothing left to turn down: it stays out of memory
+                return self._failed(job, OutOfMemory(f"Out of memory. {OUT_OF_MEMORY_ADVICE}"))
+
+    def _use_less_memory(self, backend: Any, key: Optional[Hashable]) -> list[str]:
+        """The ladder's one rung: unload the other models, give memory back, and turn on the
+        backend's memory saving. Returns what was changed, in words ([] if nothing could be)."""
+        before = len(self.cache.keys())
+        self.cache.release_others(key)
+        free_memory()
+        unloaded = before - len(self.cache.keys())
+        changed = [f"{unloaded} other model{'s' if unloaded > 1 else ''} unloaded"] if unloaded else []
+        less = getattr(backend, "use_less_memory", None)
+        return changed + (list(less()) if less is not None else [])
+
+    @staticmethod
+    def _failed(job: Job, failure: BaseException, saving: Optional[list[str]] = None) -> Failed:
         kind, message = classify(failure)
+        if saving and kind is ErrorKind.OUT_OF_MEMORY:
+            message = f"Out of memory even with {', '.join(saving)}. {OUT_OF_MEMORY_ADVICE}"
         if isinstance(failure, StudioError):
             log.warning("job %d failed: %s", job.job_id, message)
         else:

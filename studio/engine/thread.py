@@ -1,4 +1,8 @@
-"""The one long-lived QThread that hosts the runner and turns its events into Qt signals.
+"""The one long-lived QThread that hosts the engine and turns its events into Qt signals.
+
+The host is either a Runner, running jobs on this thread (tests, benchmarks of the bare engine),
+or an EngineProcess, relaying them to a supervised child process (the window: a crash in native
+code there cannot take the window down). Both serve the same queue with the same events.
 
 Control goes GUI -> engine through thread-safe Python objects (the JobQueue and each job's cancel
 Event), never through queued slot calls: while a job runs, this thread's event loop is busy, so such
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import Optional, Protocol, Union
 
 import numpy as np
 from PySide6.QtCore import QThread, Signal
@@ -18,8 +22,9 @@ from PySide6.QtGui import QImage
 from studio.core.errors import StudioError
 from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Preview, Progress, Started, Token
 from studio.core.jobs import JobSpec, Lane
+from studio.engine.process import EngineProcess
 from studio.engine.queue import Job, JobQueue
-from studio.engine.runner import Runner
+from studio.engine.runner import Emit, Runner
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,10 @@ def from_qimage(image: QImage) -> np.ndarray:
     return data.reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3).copy()
 
 
+class Host(Protocol):
+    def serve(self, queue: JobQueue, emit: Emit) -> None: ...
+
+
 class EngineThread(QThread):
     """Runs jobs one at a time on its own thread; survives any job's failure."""
 
@@ -58,10 +67,10 @@ class EngineThread(QThread):
     job_failed = Signal(int, str, str)  # job id, kind, message
     job_cancelled = Signal(int, str)  # job id, reason ("cancelled" | "superseded")
 
-    def __init__(self, runner: Runner, parent=None):
+    def __init__(self, host: Union[Runner, EngineProcess, Host], parent=None):
         super().__init__(parent)
         self.setObjectName("studio-engine")
-        self.runner = runner
+        self.host = host
         self._queue = JobQueue()
         self._lock = threading.Lock()
         self._jobs: dict[int, Job] = {}  # jobs queued or running
@@ -101,6 +110,16 @@ class EngineThread(QThread):
         for job_id in ids:
             self.cancel(job_id)
 
+    @property
+    def runner(self) -> Optional[Runner]:
+        """The runner, when jobs run on this thread; None when they run in the engine process."""
+        return self.host if isinstance(self.host, Runner) else None
+
+    def refresh_models(self) -> None:
+        """The window looked for models again (an in-thread runner shares its registry)."""
+        if isinstance(self.host, EngineProcess):
+            self.host.refresh_models()
+
     def pending(self) -> int:
         with self._lock:
             return len(self._jobs)
@@ -125,7 +144,7 @@ class EngineThread(QThread):
 
     def run(self) -> None:
         log.info("engine thread started")
-        self.runner.serve(self._queue, self._emit)
+        self.host.serve(self._queue, self._emit)
         log.info("engine thread stopped")
 
     def _emit(self, event: Event) -> None:

@@ -3,12 +3,16 @@
 A format is decided by marker files: `studio.json` (our manifest), `model_index.json` (a diffusers
 pipeline folder), `config.json` with a tokenizer (a transformers folder), `*.onnx` (an ONNX
 generator), and for a `.safetensors` file its header's tensor names (a single-file Stable Diffusion
-checkpoint or a LoRA; see single_file.py). Pickle files are recognised only to refuse them with a clear sentence, and so are
-transformers folders that carry Python code or ask for their authors' code (auto_map)."""
+checkpoint or a LoRA; see single_file.py). Pickle files are recognised only to refuse them with a
+sentence saying how to opt in for that one file (`studio convert`, pickle_import.py), and so are
+diffusers/transformers folders whose weights are only pickles, and transformers folders that carry
+Python code or ask for their authors' code (auto_map). A pickle already converted is left to its
+safetensors copy (converted_copy)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +21,9 @@ from studio.core.errors import ModelFileError
 
 MANIFEST = "studio.json"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+# Pickles a training run leaves beside the weights: never weights themselves, so never converted,
+# and not a reason to refuse a folder whose weights are safetensors.
+NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
 MAX_JSON_BYTES = 4 * 1024 * 1024  # configs are small; a huge one is not a config
 # The manifest formats this studio knows: ours for latent models, and "fake" for UI tests/demos.
 MANIFEST_FORMATS = {"studio-latent": "latent", "fake": None}
@@ -83,8 +90,9 @@ def detect(path: Path) -> Optional[Detected]:
             return _detect_safetensors(path)
         if suffix in PICKLE_SUFFIXES:
             raise ModelFileError(
-                f"{path.name} is a pickle file, which can run code when loaded; "
-                "the studio loads only .safetensors and .onnx models."
+                f"{path.name} is a pickle file, which can run code when loaded, so the studio does not "
+                f"load it; to use it anyway, convert it once with `studio convert {shlex.quote(str(path))}` "
+                "(only its tensors are read, nothing in it runs)."
             )
         return None
     if not path.is_dir():
@@ -96,9 +104,11 @@ def detect(path: Path) -> Optional[Detected]:
         return _detect_manifest(path, metadata)
     if (path / "model_index.json").is_file():
         check_no_python_code(path)  # refused at discovery, like a transformers folder with code
+        check_no_pickle_weights(path)
         return Detected("image", "diffusers", ("torch",), metadata or {})
     if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
         _check_transformers_folder(path)
+        check_no_pickle_weights(path)
         return Detected("text", "transformers", ("torch",), metadata or {})
     if metadata is not None:
         raise ModelFileError(f"{path / MANIFEST} has no format, and the folder is neither a diffusers nor a "
@@ -107,6 +117,61 @@ def detect(path: Path) -> Optional[Detected]:
     if len(onnx_files) == 1:
         return Detected("latent", "onnx", ("onnx",))
     return None
+
+
+def pickle_weights(folder: Path) -> list[Path]:
+    """The pickle weight files in a diffusers/transformers folder tree: training leftovers are
+    not weights, and a .bin beside an .onnx file is the ONNX model's external data, not a pickle."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in PICKLE_SUFFIXES or path.name in NOT_WEIGHTS or not path.is_file():
+            continue
+        if path.name.startswith(("rng_state", ".")) or any(path.parent.glob("*.onnx")):
+            continue
+        found.append(path)
+    return found
+
+
+def check_no_pickle_weights(folder: Path) -> None:
+    """ModelFileError if a part of a model folder holds its weights only as pickles: the libraries
+    are told to load safetensors only, so such a folder would fail later with a library's error
+    about a missing file, not with how to fix it. A .safetensors file beside the pickle (the
+    publisher's own or our converted copy) is what gets loaded instead."""
+    for pickle in pickle_weights(folder):
+        if not any(pickle.parent.glob("*.safetensors")):
+            raise ModelFileError(
+                f"{folder.name} holds its weights only as a pickle file ({pickle.relative_to(folder).as_posix()}), "
+                "which can run code when loaded, so the studio does not load it; to use it anyway, convert it "
+                f"once with `studio convert {shlex.quote(str(folder))}` (only its tensors are read, nothing in it runs)."
+            )
+
+
+def converted_copy(pickle: Path) -> Optional[Path]:
+    """The `<stem>.safetensors` beside a pickle file when `studio convert` made it from this very
+    file (its metadata names the file, its size and its SHA-256), else None. After conversion only
+    that copy is used: the registry lists it and skips the pickle."""
+    from studio.models.hashes import model_hash
+    from studio.models.safe_files import check_safetensors  # it imports us
+
+    copy = pickle.with_suffix(".safetensors")
+    if pickle.suffix.lower() not in PICKLE_SUFFIXES or not copy.is_file():
+        return None
+    try:
+        metadata = check_safetensors(copy).get("__metadata__")
+        size = pickle.stat().st_size
+    except (ModelFileError, OSError):
+        return None
+    if not isinstance(metadata, dict) or metadata.get("converted_from") != pickle.name:
+        return None
+    # A different file put under the old name is refused again rather than silently replaced by
+    # its predecessor's copy. The size rules most out; the hash is cached by path, size and mtime
+    # (the converter fills the cache), so a scan does not re-read a large pickle.
+    if metadata.get("source_size") != str(size):
+        return None
+    try:
+        return copy if model_hash(pickle) == metadata.get("source_sha256") else None
+    except OSError:
+        return None
 
 
 def _detect_safetensors(path: Path) -> Detected:

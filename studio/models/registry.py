@@ -89,7 +89,10 @@ def default_roots(extra: Iterable[Path] = ()) -> list[tuple[Path, str]]:
 
 
 def inspect(path: Path, source: str, model_id: Optional[str] = None) -> ModelInfo:
-    """A ModelInfo for one path; ModelFileError if it is not a model the studio can use."""
+    """A ModelInfo for one path; ModelFileError if it is not a model the studio can use. A pickle
+    file that `studio convert` has converted stands for its safetensors copy: only that is used."""
+    if path.is_file():
+        path = formats.converted_copy(path) or path
     detected = formats.detect(path)
     if detected is None:
         raise ModelFileError(
@@ -129,6 +132,8 @@ class ModelRegistry:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
+                if entry.is_file() and formats.converted_copy(entry) is not None:
+                    continue  # converted: its safetensors copy beside it is listed instead
                 try:
                     info = inspect(entry, source)
                 except ModelFileError as exc:

@@ -95,7 +95,8 @@ def _refuse_impostor(name: str, head: bytes) -> None:
     if head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
         raise ModelFileError(
             f"{name} is a pickle file renamed to .safetensors, which could run code when loaded; "
-            "the studio loads only real .safetensors files (convert it, or find the .safetensors release)."
+            "the studio loads only real .safetensors files; convert it once with `studio convert PATH --out "
+            "NEW.safetensors` (only its tensors are read, nothing in it runs), or find the .safetensors release."
         )
 
 

@@ -135,6 +135,10 @@ class JobList(QObject):
     def cancel_all(self) -> None:
         self.engine.cancel_all()
 
+    def refresh_models(self) -> None:
+        """The window looked for models again: so does the engine, before its next job."""
+        self.engine.refresh_models()
+
     def shutdown(self) -> None:
         """Cancel everything and wait for the engine thread to end, however long it takes."""
         self.engine.stop()
@@ -178,6 +182,8 @@ class JobList(QObject):
     def _on_finished(self, job_id: int, result: object) -> None:
         self.last_info = dict(getattr(result, "info", {}) or {})
         self._end(job_id, JobState.FINISHED, "")
+        if self.last_info.get("degraded"):  # it ran out of memory and got through with less: say so
+            self.error.show(_sentence(str(self.last_info["degraded"])))
         self.finished.emit(job_id, result)
 
     @Slot(int, str, str)

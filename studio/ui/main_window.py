@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def refresh_models(self) -> None:
         self.registry.refresh()
+        self.jobs.refresh_models()
         where = self.registry.where_to_put_models()
         for workspace in self.workspaces():
             offered = [m for kind in workspace.kinds or (workspace.kind,) for m in self.registry.models(kind)]

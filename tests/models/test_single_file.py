@@ -231,7 +231,8 @@ def test_a_pickle_renamed_to_safetensors_is_named(tmp_path, content):
     path.write_bytes(content)
     assert sentence(path) == (
         "model.safetensors is a pickle file renamed to .safetensors, which could run code when loaded; the studio "
-        "loads only real .safetensors files (convert it, or find the .safetensors release)."
+        "loads only real .safetensors files; convert it once with `studio convert PATH --out NEW.safetensors` "
+        "(only its tensors are read, nothing in it runs), or find the .safetensors release."
     )
 
 

@@ -127,6 +127,25 @@ class BackendClass(Protocol):
     def load(cls, model: "ModelInfo", device: str, dtype: str) -> Any: ...
 
 
+class OneAtATime:
+    """A latent decoder's memory saving: after running out of memory it decodes one latent at a
+    time (a 9 x 9 map becomes 81 small runs instead of one large one)."""
+
+    memory_saving: list[str] = []
+
+    def use_less_memory(self) -> list[str]:
+        """The runner's out-of-memory retry: what was turned on ([] when it already is)."""
+        if self.memory_saving:
+            return []
+        self.memory_saving = ["one picture at a time"]
+        return list(self.memory_saving)
+
+    def in_batches(self, run: Callable[[np.ndarray], np.ndarray], latents: np.ndarray) -> np.ndarray:
+        if not self.memory_saving or len(latents) <= 1:
+            return run(latents)
+        return np.concatenate([run(latents[i:i + 1]) for i in range(len(latents))])
+
+
 def no_cuda() -> SpecError:
     """The error for asking for CUDA on a machine without a usable GPU, whatever the runtime."""
     return SpecError("device", "is cuda but no CUDA GPU is available; choose cpu or auto.")

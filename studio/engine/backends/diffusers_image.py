@@ -62,6 +62,7 @@ class DiffusersImageBackend:
         self.memory_bytes = sum(param_bytes(m) for m in _modules(pipe))
         self.base_scheduler = pipe.scheduler
         self.loras = LoraSet(pipe)
+        self.memory_saving: list[str] = []  # what the out-of-memory retry turned on
         self._pipes: dict[str, Any] = {}
         self._hash: Optional[str] = None
 
@@ -208,6 +209,31 @@ class DiffusersImageBackend:
         if lora_hashes:
             info["lora_hashes"] = lora_hashes
         return ImageResult(images=tuple(images), info=info)
+
+    # -- running out of memory ------------------------------------------------------------------------
+
+    def use_less_memory(self) -> list[str]:
+        """The runner's out-of-memory retry: turn on diffusers' memory levers, cheapest first in
+        speed, and say which ([] when they already are). They stay on while the model is loaded."""
+        if self.memory_saving:
+            return []
+        vae = getattr(self.pipe, "vae", None)
+        if vae is not None and hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()  # large images decode tile by tile
+            self.memory_saving.append("VAE tiling")
+        if vae is not None and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()  # a batch decodes one image at a time
+            self.memory_saving.append("VAE slicing")
+        if hasattr(self.pipe, "enable_attention_slicing"):
+            self.pipe.enable_attention_slicing()  # on the shared UNet: every derived pipeline gets it
+            self.memory_saving.append("attention slicing")
+        if self.device.startswith("cuda") and hasattr(self.pipe, "enable_model_cpu_offload"):
+            # Each part moves to the GPU only while it runs. Derived img2img/inpaint pipelines are
+            # rebuilt from the offloaded components when next needed.
+            self.pipe.enable_model_cpu_offload(device=self.device)
+            self._pipes.clear()
+            self.memory_saving.append("model CPU offload")
+        return list(self.memory_saving)
 
     # -- morphs: a generation from given noise and prompt embeddings ----------------------------------
     # A morph interpolates what generate_image derives from its seed and prompt (the initial noise,

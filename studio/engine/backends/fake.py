@@ -5,6 +5,8 @@ words, latents decode to colour fields. Its `step_seconds` manifest field sets h
 
 from __future__ import annotations
 
+import ctypes
+import os
 import time
 from typing import Union
 
@@ -19,10 +21,20 @@ FAKE_CONTEXT = 4096  # "tokens": words
 WORDS = ("the", "quiet", "river", "ran", "under", "a", "lantern", "moon", "and", "she", "laughed", "softly")
 
 
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError, which the runner recognises by name."""
+
+
 class FakeBackend:
-    def __init__(self, kind: str, step_seconds: float, latent_dim: int, image_size: int, fail_at_step: int = 0):
+    def __init__(self, kind: str, step_seconds: float, latent_dim: int, image_size: int, fail_at_step: int = 0,
+                 crash_at_step: int = 0, crash: str = "abort", oom_at_step: int = 0, oom: str = "once"):
         self.kind = kind
         self.fail_at_step = fail_at_step  # > 0: raise at that step, to exercise failure handling
+        # > 0: die in "native code" at that step (abort / segfault / exit), to exercise the supervisor
+        self.crash_at_step, self.crash = crash_at_step, crash
+        # > 0: run out of memory at that step; "once" recovers with memory saving on, "always" never
+        self.oom_at_step, self.oom = oom_at_step, oom
+        self.memory_saving: list[str] = []
         self.step_seconds = step_seconds
         self.latent_dim = latent_dim
         self.image_size = image_size
@@ -41,7 +53,30 @@ class FakeBackend:
             latent_dim=int(m.get("latent_dim", 8)),
             image_size=int(m.get("image_size", 64)),
             fail_at_step=int(m.get("fail_at_step", 0)),
+            crash_at_step=int(m.get("crash_at_step", 0)),
+            crash=str(m.get("crash", "abort")),
+            oom_at_step=int(m.get("oom_at_step", 0)),
+            oom=str(m.get("oom", "once")),
         )
+
+    def use_less_memory(self) -> list[str]:
+        """The runner's out-of-memory retry: what this backend turned on (nothing left: [])."""
+        if self.memory_saving:
+            return []
+        self.memory_saving = ["one image at a time (simulated)"]
+        return list(self.memory_saving)
+
+    def _misbehave(self, step: int) -> None:
+        if step == self.fail_at_step:
+            raise RuntimeError(f"simulated failure at step {step}")
+        if step == self.crash_at_step:
+            if self.crash == "segfault":
+                ctypes.string_at(0)  # reads address 0: SIGSEGV, as a broken driver would
+            elif self.crash == "exit":
+                os._exit(3)
+            os.abort()
+        if step == self.oom_at_step and (self.oom == "always" or not self.memory_saving):
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
 
     def generate_image(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
         images = []
@@ -52,8 +87,7 @@ class FakeBackend:
             noise = rng.random((spec.height, spec.width, 3), dtype=np.float32)
             for step in range(1, spec.steps + 1):
                 time.sleep(self.step_seconds)
-                if step == self.fail_at_step:
-                    raise RuntimeError(f"simulated failure at step {step}")
+                self._misbehave(step)
                 t = step / spec.steps
                 ctx.step(index * spec.steps + step, total,
                          preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t))
@@ -72,6 +106,7 @@ class FakeBackend:
         pieces, ids = [], []
         for _ in range(spec.max_new_tokens):
             time.sleep(self.step_seconds)
+            self._misbehave(len(pieces) + 1)
             token_id = int(rng.integers(len(WORDS)))
             piece = " " + WORDS[token_id]
             # Seeded "probabilities" so the token view has something to show: the chosen word and

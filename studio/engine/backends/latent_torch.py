@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from studio.core.errors import ModelFileError
-from studio.engine.backends.base import check_latents, param_bytes, to_uint8_image, torch_device
+from studio.engine.backends.base import OneAtATime, check_latents, param_bytes, to_uint8_image, torch_device
 from studio.models.formats import MANIFEST
 
 
-class TorchLatentBackend:
+class TorchLatentBackend(OneAtATime):
     """A studio-latent decoder on torch (float32)."""
 
     runtime = "torch"
@@ -48,9 +48,11 @@ class TorchLatentBackend:
 
     def decode_float(self, latents: np.ndarray) -> np.ndarray:
         """float32 (N, D) -> float32 (N, H, W, 3) in [0, 1]."""
+        return self.in_batches(self._decode_float, check_latents(latents, self.latent_dim))
+
+    def _decode_float(self, array: np.ndarray) -> np.ndarray:
         import torch
 
-        array = check_latents(latents, self.latent_dim)
         with torch.inference_mode():
             images = self.net(torch.from_numpy(array).to(self.device))
             return images.permute(0, 2, 3, 1).float().cpu().numpy()

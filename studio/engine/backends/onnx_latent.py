@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from studio.core.errors import ModelFileError, first_line
-from studio.engine.backends.base import check_latents, no_cuda, to_uint8_image
+from studio.engine.backends.base import OneAtATime, check_latents, no_cuda, to_uint8_image
 from studio.models.formats import MANIFEST, manifest_latent_dim
 from studio.models.safe_files import model_file
 
@@ -151,7 +151,7 @@ def _channels_sentence(file_name: str, shape: Any) -> str:
     )
 
 
-class OnnxLatentBackend:
+class OnnxLatentBackend(OneAtATime):
     """A latent decoder in an ONNX Runtime session."""
 
     runtime = "onnx"
@@ -243,7 +243,7 @@ class OnnxLatentBackend:
 
     def decode_float(self, latents: np.ndarray) -> np.ndarray:
         """float32 (N, D) -> float32 (N, H, W, 3) in [0, 1]; one channel (grayscale) becomes RGB."""
-        out = self._run(latents)
+        out = self.in_batches(self._run, latents)
         channels = out.shape[1] if self.layout == "NCHW" else out.shape[3]
         if channels not in (1, 3):
             raise ModelFileError(_channels_sentence(self.file_name, out.shape))

@@ -1,0 +1,181 @@
+"""The engine process: runs the window's jobs, so that a crash in native code (an abort in a
+library, a segfault in a driver, the kernel's out-of-memory killer) ends this process and not the
+window. engine/process.py starts it with multiprocessing's spawn, never fork: the window has
+threads and Qt state that a forked child must not inherit.
+
+It speaks plain tuples over one pipe (DESIGN §2: specs and events are picklable data).
+  in:  ("run", job_id, spec, batch)   run a job; a batch job asks for interactive ones between steps
+       ("nested", job_id, spec)        the answer to "want": an interactive job to run now
+       ("nested", None)                ... or nothing is waiting any more
+       ("cancel", job_id)              set that job's cancel flag (it stops at its next step)
+       ("poke",)                       an interactive request is waiting in the window
+       ("refresh",)                    the window looked for models again; so do we, between jobs
+       ("quit",)                       finish up and exit
+  out: ("ready", pid) | ("fatal", sentence) | ("event", core.events.Event) | ("want",)
+
+A reader thread takes control messages while the main thread runs a job, so cancel lands
+within one step; jobs themselves only ever run on the main thread."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import pickle
+import queue
+import threading
+from typing import Any, Callable, Optional
+
+from studio.core.errors import ErrorKind
+from studio.core.events import TERMINAL_EVENTS, Event, Failed
+from studio.core.jobs import Lane
+from studio.engine.queue import Job
+
+log = logging.getLogger(__name__)
+
+ORPHAN_GRACE_S = 10.0  # the window is gone: this long to let the running job stop, then exit anyway
+
+
+def harden_environment() -> None:
+    """Before any ML library is imported: offline, no credentials, and torch.load can only ever
+    read weights, even if the user's environment asks torch for the unsafe default."""
+    from studio.models.paths import offline
+
+    offline()
+    for name in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+
+
+def main(conn: Any, recipe: Any) -> None:
+    """The engine process's entry point: build the runner from `recipe`, then serve."""
+    harden_environment()
+    from studio.core.logs import configure_logging
+    from studio.models import paths
+
+    log_dir = paths.log_dir()
+    configure_logging(log_dir, name="engine.log")
+    # A native crash writes every thread's Python stack here before the process dies.
+    crash_log = open(log_dir / "engine-crash.log", "a", encoding="utf-8")  # noqa: SIM115 - lives as long as we do
+    faulthandler.enable(file=crash_log)
+    try:
+        runner = recipe.build()
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the window must hear one sentence
+        log.exception("the engine process could not start")
+        conn.send(("fatal", f"The engine could not start ({type(exc).__name__}: {exc})."))
+        return
+    log.info("engine process %d ready", os.getpid())
+    ChildEngine(conn, runner).serve()
+    log.info("engine process %d exiting", os.getpid())
+
+
+class ChildEngine:
+    """The child's side of the pipe: a runner, a reader thread and the cancel flags of its jobs."""
+
+    def __init__(self, conn: Any, runner: Any):
+        self.conn = conn
+        self.runner = runner
+        self._send_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._cancels: dict[int, threading.Event] = {}
+        self._cancelled_early: set[int] = set()  # a cancel that overtook its job's "run"
+        self._inbox: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # jobs and refreshes, in order
+        self._answers: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()  # replies to "want"
+        self._poked = threading.Event()
+
+    def serve(self) -> None:
+        threading.Thread(target=self._read, name="engine-control", daemon=True).start()
+        self.send(("ready", os.getpid()))
+        while (item := self._inbox.get()) is not None:
+            if item == "refresh":
+                self.runner.registry.refresh()
+                continue
+            job, batch = item
+            self._run(job, self._run_waiting if batch else None)
+
+    def send(self, message: tuple) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    # -- the main thread --------------------------------------------------------------------------
+
+    def _run(self, job: Job, between_steps: Optional[Callable[[], None]]) -> None:
+        try:
+            self.runner.run(job, self._emit, between_steps=between_steps)
+        finally:
+            with self._lock:
+                self._cancels.pop(job.job_id, None)
+
+    def _run_waiting(self) -> None:
+        """Between a batch job's steps: run the window's waiting interactive request, if any."""
+        while self._poked.is_set():
+            self._poked.clear()
+            self.send(("want",))
+            job = self._answers.get()
+            if job is None:
+                return
+            self._run(job, None)
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self.send(("event", event))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            if not isinstance(event, TERMINAL_EVENTS):
+                raise  # the job fails, and says why
+            # A result that cannot cross the pipe must still end its job, or the window waits forever.
+            log.exception("job %d: its result could not be sent", event.job_id)
+            self.send(("event", Failed(event.job_id, ErrorKind.RUNTIME.value,
+                                       f"The engine could not send this job's result back ({type(exc).__name__}).")))
+
+    # -- the reader thread ------------------------------------------------------------------------
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                self._orphaned()
+                return
+            tag = message[0]
+            if tag == "run":
+                _, job_id, spec, batch = message
+                self._inbox.put((self._job(job_id, spec, Lane.BATCH if batch else Lane.INTERACTIVE), batch))
+            elif tag == "nested":
+                self._answers.put(None if message[1] is None else self._job(message[1], message[2], Lane.INTERACTIVE))
+            elif tag == "cancel":
+                with self._lock:
+                    flag = self._cancels.get(message[1])
+                    if flag is None:
+                        self._cancelled_early.add(message[1])
+                if flag is not None:
+                    flag.set()
+            elif tag == "poke":
+                self._poked.set()
+            elif tag == "refresh":
+                self._inbox.put("refresh")
+            elif tag == "quit":
+                self._inbox.put(None)
+                return
+
+    def _job(self, job_id: int, spec: Any, lane: Lane) -> Job:
+        """A job with its cancel flag, registered before the main thread can see it."""
+        flag = threading.Event()
+        with self._lock:
+            self._cancels[job_id] = flag
+            if job_id in self._cancelled_early:
+                self._cancelled_early.discard(job_id)
+                flag.set()
+        return Job(job_id, spec, lane, flag)
+
+    def _orphaned(self) -> None:
+        """The window's end of the pipe is gone (it exited or died): stop everything and leave."""
+        log.warning("the window is gone; the engine process stops")
+        with self._lock:
+            flags = list(self._cancels.values())
+        for flag in flags:
+            flag.set()
+        self._answers.put(None)
+        self._inbox.put(None)
+        timer = threading.Timer(ORPHAN_GRACE_S, os._exit, args=(0,))  # a model load cannot be cut short
+        timer.daemon = True
+        timer.start()

@@ -1,0 +1,163 @@
+"""The supervised engine process behind the engine thread: native crashes cost one job, never the
+host; cancel, slider requests between steps and shutdown work across the process boundary."""
+
+import multiprocessing
+import os
+
+import pytest
+
+from fake_models import write_fake_model
+from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
+from studio.engine.child import harden_environment
+from studio.engine.process import EngineProcess, RunnerRecipe, describe_exit
+from studio.engine.thread import EngineThread
+from studio.models.registry import ModelRegistry
+
+
+class BrokenRecipe(RunnerRecipe):
+    """A recipe whose runner cannot be built (the child imports this module to unpickle it)."""
+
+    def build(self):
+        raise RuntimeError("no runner today")
+
+
+def start(recipe) -> EngineThread:
+    thread = EngineThread(EngineProcess(recipe))
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def engine(qtbot, fake_models):
+    for crash in ("abort", "segfault", "exit"):
+        write_fake_model(fake_models / f"crash-{crash}", "image", step_seconds=0.01, crash_at_step=2, crash=crash)
+    write_fake_model(fake_models / "slow-image", "image", step_seconds=0.05)
+    write_fake_model(fake_models / "oom-image", "image", step_seconds=0.01, oom_at_step=2)
+    thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
+    yield thread
+    assert thread.stop()
+    assert not thread.host.alive()
+    assert multiprocessing.active_children() == []
+
+
+def small(model="fake-image", **kw):
+    return ImageJob(model=model, width=16, height=16, **kw)
+
+
+@pytest.mark.parametrize("crash", ["abort", "segfault", "exit"])
+def test_a_native_crash_fails_only_its_job_and_a_new_engine_process_takes_the_next(qtbot, engine, crash):
+    with qtbot.waitSignal(engine.job_finished, timeout=60_000):
+        engine.submit(small(steps=2))
+    first_pid = engine.host.pid
+    with qtbot.waitSignal(engine.job_failed, timeout=60_000) as failed:
+        engine.submit(small(f"crash-{crash}", steps=4))
+    _, kind, message = failed.args
+    assert kind == "engine crash"
+    assert {"abort": "SIGABRT", "segfault": "SIGSEGV", "exit": "exit code 3"}[crash] in message
+    assert "everything in the window is kept" in message
+    assert engine.isRunning()
+    with qtbot.waitSignal(engine.job_finished, timeout=60_000) as finished:
+        engine.submit(small(steps=2))
+    assert finished.args[1].images[0].shape == (16, 16, 3)
+    assert engine.host.pid != first_pid and engine.host.starts == 2
+
+
+def test_every_job_the_crashed_process_held_fails_and_queued_ones_still_run(qtbot, engine):
+    ended = {}
+    engine.job_failed.connect(lambda jid, kind, msg: ended.setdefault(jid, kind))
+    engine.job_finished.connect(lambda jid, result: ended.setdefault(jid, "finished"))
+    crashing = engine.submit(small("crash-abort", steps=4))
+    after = [engine.submit(small(steps=1, seed=s)) for s in range(3)]
+    qtbot.waitUntil(lambda: len(ended) == 4, timeout=60_000)
+    assert ended == {crashing: "engine crash", **{j: "finished" for j in after}}
+
+
+def test_cancel_reaches_the_engine_process_within_one_step(qtbot, engine):
+    steps, cancelled = [], []
+    engine.job_progress.connect(lambda jid, step, total: steps.append(step))
+    engine.job_cancelled.connect(lambda jid, reason: cancelled.append(jid))
+    job = engine.submit(small("slow-image", steps=100))
+    qtbot.waitUntil(lambda: 3 in steps, timeout=60_000)
+    at_cancel = len(steps)
+    engine.cancel(job)
+    qtbot.waitUntil(lambda: cancelled == [job], timeout=10_000)
+    # The flag reaches the child within a poll (10 ms) and the job stops at its next step (50 ms).
+    assert len(steps) - at_cancel <= 2
+    assert max(steps) < 100
+
+
+def test_a_slider_request_runs_between_the_steps_of_a_render_in_the_engine_process(qtbot, engine):
+    finished, steps = [], []
+    engine.job_finished.connect(lambda jid, result: finished.append(jid))
+    engine.job_progress.connect(lambda jid, step, total: steps.append((jid, step)))
+    render = engine.submit(small("slow-image", steps=40))
+    qtbot.waitUntil(lambda: (render, 2) in steps, timeout=60_000)
+    drag = engine.submit(LatentDecodeJob(model="fake-latent", latent=(0.5,) * 8))
+    qtbot.waitUntil(lambda: drag in finished, timeout=10_000)
+    assert render not in finished  # it came back while the render was still going
+    qtbot.waitUntil(lambda: render in finished, timeout=60_000)
+
+
+def test_text_streams_tokens_from_the_engine_process(qtbot, engine):
+    tokens = []
+    engine.job_token.connect(lambda jid, token: tokens.append(token.text))
+    with qtbot.waitSignal(engine.job_finished, timeout=60_000) as finished:
+        engine.submit(TextJob(model="fake-text", prompt="Once", max_new_tokens=6, seed=2))
+    assert len(tokens) == 6 and "".join(tokens) == finished.args[1].text
+
+
+def test_out_of_memory_in_the_engine_process_retries_with_less_memory_and_says_so(qtbot, engine):
+    with qtbot.waitSignal(engine.job_finished, timeout=60_000) as finished:
+        engine.submit(small("oom-image", steps=3))
+    assert "ran again with" in finished.args[1].info["degraded"]
+
+
+def test_stopping_mid_job_cancels_it_and_leaves_no_engine_process(qtbot, fake_models):
+    write_fake_model(fake_models / "slow-image", "image", step_seconds=0.05)
+    thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
+    steps, cancelled = [], []
+    thread.job_progress.connect(lambda jid, step, total: steps.append(step))
+    thread.job_cancelled.connect(lambda jid, reason: cancelled.append(jid))
+    job = thread.submit(small("slow-image", steps=200))
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=60_000)
+    pid = thread.host.pid
+    assert thread.stop(timeout_ms=30_000)
+    qtbot.waitUntil(lambda: cancelled == [job], timeout=5_000)
+    assert not thread.host.alive() and multiprocessing.active_children() == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_model_found_after_the_start_reaches_the_engine_process(qtbot, engine, fake_models):
+    write_fake_model(fake_models / "new-image", "image", step_seconds=0.01)
+    engine.host.recipe.registry.refresh()  # the window's copy; the child has its own
+    engine.refresh_models()
+    with qtbot.waitSignal(engine.job_finished, timeout=60_000):
+        engine.submit(small("new-image", steps=1))
+
+
+def test_an_engine_that_cannot_start_fails_the_job_with_one_sentence(qtbot, fake_models):
+    thread = start(BrokenRecipe(ModelRegistry(), 1 << 30))
+    try:
+        with qtbot.waitSignal(thread.job_failed, timeout=60_000) as failed:
+            thread.submit(small(steps=1))
+        assert failed.args[2] == "The engine could not start (RuntimeError: no runner today)."
+    finally:
+        assert thread.stop()
+    assert multiprocessing.active_children() == []
+
+
+def test_the_engine_process_forces_weights_only_loading(monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    monkeypatch.setenv("HF_TOKEN", "secret")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    harden_environment()
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ and "HF_TOKEN" not in os.environ
+    assert os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] == "1" and os.environ["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.delenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+
+
+def test_exit_codes_are_told_in_words():
+    assert describe_exit(-11).startswith("SIGSEGV: a crash in native code")
+    assert "killed" in describe_exit(-9)
+    assert describe_exit(3) == "exit code 3"
