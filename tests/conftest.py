@@ -83,15 +83,14 @@ def no_dangling_qthreads(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def no_dangling_processes():
-    """Fail any test that leaves an engine process (or any other child) behind."""
-    import multiprocessing
+    """Fail any test that leaves an engine process (or any other child) running."""
+    from processes import running_children
 
     yield
-    left = multiprocessing.active_children()
+    left = running_children()
     for child in left:  # do not let one test's leftovers break the next
         child.kill()
-        child.join(5)
-    assert not left, f"test left {len(left)} child process(es) running: {[c.name for c in left]}"
+    assert not left, f"test left {len(left)} child process(es) running: {[c.cmdline()[-2:] for c in left]}"
 
 
 def _alive(thread) -> bool:

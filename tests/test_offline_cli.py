@@ -106,23 +106,13 @@ def test_image_text_and_morph_in_the_engine_process_open_no_socket(tmp_path, san
     assert attempts == []
 
 
-SPAWNED_CONNECT = r"""
-import json, multiprocessing, socket
-
-def connect():
-    try:
-        socket.create_connection(("192.0.2.1", 80), timeout=0.1)
-    except OSError:
-        pass
-
-if __name__ == "__main__":
-    child = multiprocessing.get_context("spawn").Process(target=connect)
-    child.start()
-    child.join()
-    print("RESULT " + json.dumps(child.exitcode))
+CHILD_CONNECTS = r"""
+import json, subprocess, sys
+code = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=0.1)\nexcept OSError:\n    pass"
+print("RESULT " + json.dumps(subprocess.run([sys.executable, "-c", code]).returncode))
 """
 
 
-def test_the_guard_catches_an_attempt_in_a_spawned_process(tmp_path):
-    code, attempts = run_guarded(tmp_path, SPAWNED_CONNECT)
+def test_the_guard_catches_an_attempt_in_a_child_process(tmp_path):
+    code, attempts = run_guarded(tmp_path, CHILD_CONNECTS)
     assert code == 0 and attempts == ["(('192.0.2.1', 80),)"]

@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from studio.bench.suite import Figure
+from studio.engine.runner import Runner
 from studio.models.registry import ModelInfo, ModelRegistry
 
 MODELS = ("emoji-vae", "emoji-gan")
@@ -352,7 +353,9 @@ def slider_drag(tmp: Path, quick: bool) -> list[Figure]:
                 result = drag_slider(window, duration)
                 if result.runtime != runtime:
                     raise RuntimeError(f"slider_drag: {model} was meant to run on {runtime}, ran on {result.runtime}")
-                bare = bare_decode_rate(studio.engine.runner, model, 0.5 if quick else 1.5,
+                # The window's decodes ran in the engine process; the bare rate is measured here, on
+                # the same model files through a runner of this process's own.
+                bare = bare_decode_rate(Runner(registries[runtime]), model, 0.5 if quick else 1.5,
                                         window.explore.latent_dim())
                 if bare["runtime"] != runtime:
                     raise RuntimeError(f"slider_drag: the bare decode of {model} ran on {bare['runtime']}")

@@ -164,7 +164,9 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     from studio.app import Studio, make_app
 
     app = make_app()
-    studio = Studio(ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")]))
+    # Jobs on the engine thread, not in the engine process: the step times are taken by patching
+    # JobContext.step, which only this process's runner would call.
+    studio = Studio(ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")]), isolated=False)
     window = studio.window
     window.show()
     ws = window.image

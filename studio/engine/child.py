@@ -1,10 +1,11 @@
 """The engine process: runs the window's jobs, so that a crash in native code (an abort in a
 library, a segfault in a driver, the kernel's out-of-memory killer) ends this process and not the
-window. engine/process.py starts it with multiprocessing's spawn, never fork: the window has
-threads and Qt state that a forked child must not inherit.
+window. engine/process.py starts it as `python -m studio.engine.child FD`, a fresh interpreter
+(never a fork: the window has threads and Qt state a forked child must not inherit).
 
-It speaks plain tuples over one pipe (DESIGN §2: specs and events are picklable data).
-  in:  ("run", job_id, spec, batch)   run a job; a batch job asks for interactive ones between steps
+It speaks plain tuples over the socket FD (DESIGN §2: specs and events are picklable data).
+  in:  ("setup", sys_path, recipe)     first: the window's import path, and how to build the runner
+       ("run", job_id, spec, batch)   run a job; a batch job asks for interactive ones between steps
        ("nested", job_id, spec)        the answer to "want": an interactive job to run now
        ("nested", None)                ... or nothing is waiting any more
        ("cancel", job_id)              set that job's cancel flag (it stops at its next step)
@@ -26,7 +27,7 @@ import queue
 import threading
 from typing import Any, Callable, Optional
 
-from studio.core.errors import ErrorKind
+from studio.core.errors import ErrorKind, first_line
 from studio.core.events import TERMINAL_EVENTS, Event, Failed
 from studio.core.jobs import Lane
 from studio.engine.queue import Job
@@ -47,9 +48,10 @@ def harden_environment() -> None:
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
 
 
-def main(conn: Any, recipe: Any) -> None:
-    """The engine process's entry point: build the runner from `recipe`, then serve."""
+def main(conn: Any) -> None:
+    """The engine process's entry point: take the setup, build the runner, then serve."""
     harden_environment()
+    tag, sys_path, recipe = _setup(conn)
     from studio.core.logs import configure_logging
     from studio.models import paths
 
@@ -62,11 +64,21 @@ def main(conn: Any, recipe: Any) -> None:
         runner = recipe.build()
     except Exception as exc:  # noqa: BLE001 - whatever it is, the window must hear one sentence
         log.exception("the engine process could not start")
-        conn.send(("fatal", f"The engine could not start ({type(exc).__name__}: {exc})."))
+        conn.send(("fatal", f"The engine could not start ({type(exc).__name__}: {first_line(exc)})."))
         return
     log.info("engine process %d ready", os.getpid())
     ChildEngine(conn, runner).serve()
     log.info("engine process %d exiting", os.getpid())
+
+
+def _setup(conn: Any) -> tuple:
+    """The first message. Its recipe comes as bytes, unpickled only once the window's import path
+    is ours: it may name a class from any module the window could import."""
+    import sys
+
+    tag, sys_path, recipe = conn.recv()
+    sys.path[:] = [p for p in sys_path if p] + [p for p in sys.path if p not in sys_path]
+    return tag, sys_path, pickle.loads(recipe)
 
 
 class ChildEngine:
@@ -179,3 +191,10 @@ class ChildEngine:
         timer = threading.Timer(ORPHAN_GRACE_S, os._exit, args=(0,))  # a model load cannot be cut short
         timer.daemon = True
         timer.start()
+
+
+if __name__ == "__main__":
+    import sys
+    from multiprocessing.connection import Connection
+
+    main(Connection(int(sys.argv[1])))

@@ -9,14 +9,19 @@ the window with its canvas and documents carries on untouched (DESIGN §2)."""
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import pickle
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional
 
-from studio.core.errors import ErrorKind, StudioError
+from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import TERMINAL_EVENTS, Cancelled, Event, Failed
 from studio.core.jobs import Lane
 from studio.engine.queue import Job, JobQueue
@@ -76,8 +81,7 @@ class EngineProcess:
         self.start_timeout_s = start_timeout_s
         self.shutdown_grace_s = shutdown_grace_s
         self.starts = 0  # engine processes started so far (restarts = starts - 1)
-        self._context = multiprocessing.get_context("spawn")
-        self._process: Optional[multiprocessing.process.BaseProcess] = None
+        self._process: Optional[Child] = None
         self._conn: Any = None
         self._ready = False
         self._send_lock = threading.Lock()
@@ -196,16 +200,15 @@ class EngineProcess:
     # -- the process and its pipe -----------------------------------------------------------------
 
     def _spawn(self) -> None:
-        from studio.engine import child
-
-        parent_end, child_end = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=child.main, args=(child_end, self.recipe), name="studio-engine",
-                                        daemon=True)
-        process.start()
-        child_end.close()  # ours is closed, so the child's death reads as EOF here
+        parent_end, child_fd = _socket_pair()
+        try:
+            process = Child(child_fd)
+        finally:
+            os.close(child_fd)  # the child has its own copy; ours closed, its death reads as EOF here
         self._process, self._conn, self._ready = process, parent_end, False
         self.starts += 1
         log.info("engine process %d started", process.pid)
+        self._send(("setup", list(sys.path), pickle.dumps(self.recipe)))
 
     def _ensure_ready(self) -> None:
         """A running engine process that has said "ready"; started (again) if there is none."""
@@ -218,7 +221,7 @@ class EngineProcess:
                 self._spawn()
             except Exception as exc:  # noqa: BLE001 - e.g. out of processes or memory: one sentence
                 log.exception("could not start the engine process")
-                raise StudioError(f"The engine could not start ({type(exc).__name__}: {exc}).") from None
+                raise StudioError(f"The engine could not start ({type(exc).__name__}: {first_line(exc)}).") from None
         if self._ready:
             return
         deadline = time.monotonic() + self.start_timeout_s
@@ -299,6 +302,48 @@ class EngineProcess:
                 self._conn.close()
                 self._conn = None
         self._ready = False
+
+
+class Child:
+    """The engine process: `python -m studio.engine.child FD`, talking over the socket FD.
+
+    Started as a fresh interpreter rather than with multiprocessing's spawn, which would import the
+    parent's __main__ script again in the child (a script without a main guard would open a second
+    window there). Offers the few Process methods the supervisor uses."""
+
+    def __init__(self, fd: int):
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self._popen = subprocess.Popen([sys.executable, "-m", "studio.engine.child", str(fd)], pass_fds=(fd,),
+                                       stdin=subprocess.DEVNULL, env=env)
+        self.pid = self._popen.pid
+
+    @property
+    def exitcode(self) -> Optional[int]:
+        """None while it runs; -N when signal N ended it."""
+        return self._popen.poll()
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self._popen.kill()
+
+
+def _socket_pair() -> tuple[Any, int]:
+    """A duplex pipe: our end as a multiprocessing Connection, the child's as a bare descriptor.
+    (A socketpair, not a connected socket: nothing here goes near the network.)"""
+    from multiprocessing.connection import Connection
+
+    ours, theirs = socket.socketpair()
+    return Connection(ours.detach()), theirs.detach()
 
 
 def _report(emit: Emit, event: Event) -> None:

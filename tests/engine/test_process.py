@@ -1,12 +1,12 @@
 """The supervised engine process behind the engine thread: native crashes cost one job, never the
 host; cancel, slider requests between steps and shutdown work across the process boundary."""
 
-import multiprocessing
 import os
 
 import pytest
 
 from fake_models import write_fake_model
+from processes import running_children
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.child import harden_environment
 from studio.engine.process import EngineProcess, RunnerRecipe, describe_exit
@@ -37,7 +37,7 @@ def engine(qtbot, fake_models):
     yield thread
     assert thread.stop()
     assert not thread.host.alive()
-    assert multiprocessing.active_children() == []
+    assert running_children() == []
 
 
 def small(model="fake-image", **kw):
@@ -123,7 +123,7 @@ def test_stopping_mid_job_cancels_it_and_leaves_no_engine_process(qtbot, fake_mo
     pid = thread.host.pid
     assert thread.stop(timeout_ms=30_000)
     qtbot.waitUntil(lambda: cancelled == [job], timeout=5_000)
-    assert not thread.host.alive() and multiprocessing.active_children() == []
+    assert not thread.host.alive() and running_children() == []
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
@@ -144,7 +144,7 @@ def test_an_engine_that_cannot_start_fails_the_job_with_one_sentence(qtbot, fake
         assert failed.args[2] == "The engine could not start (RuntimeError: no runner today)."
     finally:
         assert thread.stop()
-    assert multiprocessing.active_children() == []
+    assert running_children() == []
 
 
 def test_the_engine_process_forces_weights_only_loading(monkeypatch):

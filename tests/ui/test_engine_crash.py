@@ -1,12 +1,12 @@
 """The window survives its engine: a native crash in the engine process fails that one job with a
 sentence, the drawing and the document stay as they were, and the next job runs."""
 
-import multiprocessing
 
 import numpy as np
 from PySide6.QtGui import QColor, QImage
 
 from fake_models import write_fake_model
+from processes import running_children
 from studio.core.jobs import ImageJob
 from studio.engine.thread import from_qimage
 from studio.state.jobs import JobState
@@ -42,7 +42,7 @@ def test_a_crash_in_the_engine_process_costs_one_job_and_nothing_in_the_window(q
 
     window.close()  # cancels, waits, saves: nothing is left running
     assert not studio.engine.isRunning() and not studio.engine.host.alive()
-    assert multiprocessing.active_children() == []
+    assert running_children() == []
 
 
 def test_closing_the_window_mid_job_cancels_it_and_leaves_no_thread_or_process(qtbot, fake_models):
@@ -58,4 +58,4 @@ def test_closing_the_window_mid_job_cancels_it_and_leaves_no_thread_or_process(q
     assert not studio.engine.isRunning()
     qtbot.waitUntil(lambda: studio.jobs.get(job).state is JobState.CANCELLED, timeout=5_000)  # the queued signal
     assert not studio.engine.isRunning() and not studio.engine.host.alive()
-    assert multiprocessing.active_children() == []
+    assert running_children() == []
