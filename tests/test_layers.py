@@ -47,6 +47,8 @@ RULES.update({
     "studio.engine.runner": PURE,
     "studio.engine.queue": PURE,
     "studio.engine.cache": PURE,
+    "studio.engine.process": PURE,
+    "studio.engine.child": PURE,
     "studio.engine.thread": ("PySide6.QtWidgets",) + HEAVY,
     "studio.app": HEAVY,
     "studio.cli": PURE,

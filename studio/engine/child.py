@@ -31,6 +31,7 @@ from studio.core.errors import ErrorKind, first_line
 from studio.core.events import TERMINAL_EVENTS, Event, Failed
 from studio.core.jobs import Lane
 from studio.engine.queue import Job
+from studio.engine.runner import poisons_device
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,10 @@ class ChildEngine:
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
-        self._cancelled_early: set[int] = set()  # a cancel that overtook its job's "run"
         self._inbox: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # jobs and refreshes, in order
         self._answers: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()  # replies to "want"
         self._poked = threading.Event()
+        self._poisoned = False  # a job hit a CUDA error that no later job in this process survives
 
     def serve(self) -> None:
         threading.Thread(target=self._read, name="engine-control", daemon=True).start()
@@ -104,6 +105,10 @@ class ChildEngine:
                 continue
             job, batch = item
             self._run(job, self._run_waiting if batch else None)
+            if self._poisoned:
+                # The GPU context is broken for good; a new engine process takes the next job.
+                log.error("a CUDA error broke the device context; the engine process exits")
+                return
 
     def send(self, message: tuple) -> None:
         with self._send_lock:
@@ -113,7 +118,8 @@ class ChildEngine:
 
     def _run(self, job: Job, between_steps: Optional[Callable[[], None]]) -> None:
         try:
-            self.runner.run(job, self._emit, between_steps=between_steps)
+            end = self.runner.run(job, self._emit, between_steps=between_steps)
+            self._poisoned = self._poisoned or (isinstance(end, Failed) and poisons_device(end.message))
         finally:
             with self._lock:
                 self._cancels.pop(job.job_id, None)
@@ -155,10 +161,10 @@ class ChildEngine:
             elif tag == "nested":
                 self._answers.put(None if message[1] is None else self._job(message[1], message[2], Lane.INTERACTIVE))
             elif tag == "cancel":
+                # The window sends a cancel only after the job's "run" or "nested", so an unknown
+                # id is a job that has already ended.
                 with self._lock:
                     flag = self._cancels.get(message[1])
-                    if flag is None:
-                        self._cancelled_early.add(message[1])
                 if flag is not None:
                     flag.set()
             elif tag == "poke":
@@ -174,9 +180,6 @@ class ChildEngine:
         flag = threading.Event()
         with self._lock:
             self._cancels[job_id] = flag
-            if job_id in self._cancelled_early:
-                self._cancelled_early.discard(job_id)
-                flag.set()
         return Job(job_id, spec, lane, flag)
 
     def _orphaned(self) -> None:

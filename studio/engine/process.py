@@ -25,6 +25,7 @@ from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import TERMINAL_EVENTS, Cancelled, Event, Failed
 from studio.core.jobs import Lane
 from studio.engine.queue import Job, JobQueue
+from studio.engine.runner import poisons_device
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ POLL_S = 0.01  # how often, while a job runs, the window's cancels and slider re
 START_TIMEOUT_S = 120.0  # a cold start imports numpy and the studio; torch comes later, per model
 SHUTDOWN_GRACE_S = 10.0  # closing: this long for the running job to reach a step, then it is killed
 QUIT_TIMEOUT_S = 5.0
+CANCEL_GRACE_S = 20.0  # a cancelled job that has not stopped after this long is ended with its process
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,11 @@ class RunnerRecipe:
 
 
 class EngineCrashed(Exception):
-    """The engine process ended under a job; carries the sentence the jobs fail with."""
+    """The engine process ended under a job; says how, in words."""
+
+
+class StartAbandoned(Exception):
+    """The job was cancelled, or the window began closing, while the engine process started."""
 
 
 def describe_exit(code: Optional[int]) -> str:
@@ -75,8 +81,9 @@ class EngineProcess:
     """Supervises one engine process: starts it, passes jobs in and events out, restarts it."""
 
     def __init__(self, recipe: RunnerRecipe, *, poll_s: float = POLL_S, start_timeout_s: float = START_TIMEOUT_S,
-                 shutdown_grace_s: float = SHUTDOWN_GRACE_S):
+                 shutdown_grace_s: float = SHUTDOWN_GRACE_S, cancel_grace_s: float = CANCEL_GRACE_S):
         self.recipe = recipe
+        self.cancel_grace_s = cancel_grace_s
         self.poll_s = poll_s
         self.start_timeout_s = start_timeout_s
         self.shutdown_grace_s = shutdown_grace_s
@@ -86,13 +93,17 @@ class EngineProcess:
         self._ready = False
         self._send_lock = threading.Lock()
         self._in_flight: dict[int, Job] = {}  # jobs the engine process holds: the one sent, and nested ones
+        self._retiring = False  # a CUDA error broke its device: it exits after the current job
 
+    # Both may be asked from the GUI thread while the engine thread replaces the process: one read.
     @property
     def pid(self) -> Optional[int]:
-        return self._process.pid if self._process is not None else None
+        process = self._process
+        return process.pid if process is not None else None
 
     def alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        process = self._process
+        return process is not None and process.is_alive()
 
     # -- the engine thread ------------------------------------------------------------------------
 
@@ -135,50 +146,66 @@ class EngineProcess:
         message = ("run", job.job_id, job.spec, job.lane is Lane.BATCH)
         self._in_flight = {job.job_id: job}
         try:
-            self._ensure_ready()
+            self._ensure_ready(job, queue)
             try:
                 self._send(message)
             except EngineCrashed:  # it died while idle, before this job reached it: a new one takes it
-                self._ensure_ready()
+                self._discard()
+                self._ensure_ready(job, queue)
                 self._send(message)
             self._follow(job, queue, emit)
+            if self._retiring:  # wait for it to go, so the next job does not meet it on its way out
+                self._retiring = False
+                self._discard()
         except EngineCrashed as crash:
-            self._report_crash(str(crash), emit)
+            self._drain(emit)  # what it managed to send before it died still counts
+            self._end_in_flight(emit, f"The engine process stopped while running this job ({crash}); a new one "
+                                      "takes the next job, and everything in the window is kept.")
+            self._discard()
+        except StartAbandoned:  # cancelled, or the window is closing, while the engine process started
+            self._in_flight = {}
+            _report(emit, Cancelled(job.job_id))
         except StudioError as exc:  # the engine process could not start
             self._in_flight = {}
             _report(emit, Failed(job.job_id, exc.kind.value, exc.message))
+        except Exception as exc:  # noqa: BLE001 - e.g. a spec or an event that will not cross the pipe
+            log.exception("relaying job %d failed", job.job_id)
+            self._kill()  # its state is unknown now; the next job gets a fresh one
+            self._end_in_flight(emit, f"The engine could not run this job ({type(exc).__name__}: "
+                                      f"{first_line(exc)}); the next job starts a new engine process.",
+                                kind=ErrorKind.RUNTIME)
 
     def _follow(self, job: Job, queue: JobQueue, emit: Emit) -> None:
         """Relay events until every job this one brought along (interactive requests run between
         its steps) has ended."""
-        told_cancel: set[int] = set()
+        told_cancel: dict[int, float] = {}  # job id -> when the engine process was told
         poked = False
         deadline: Optional[float] = None
         while self._in_flight:
+            now = time.monotonic()
             for other in list(self._in_flight.values()):
                 if other.cancel.is_set() and other.job_id not in told_cancel:
                     self._send(("cancel", other.job_id))
-                    told_cancel.add(other.job_id)
+                    told_cancel[other.job_id] = now
             if job.lane is Lane.BATCH and not poked and queue.has_interactive():
                 self._send(("poke",))
                 poked = True
             if queue.closed:
-                deadline = deadline or time.monotonic() + self.shutdown_grace_s
-                if time.monotonic() > deadline:  # closing, and the job will not stop: it goes with the process
-                    log.warning("engine process busy past the closing grace; killing it")
-                    self._kill()
-                    for stuck in self._in_flight.values():
-                        _report(emit, Cancelled(stuck.job_id))
-                    self._in_flight = {}
-                    return
+                deadline = deadline or now + self.shutdown_grace_s
+            stuck = any(now - told > self.cancel_grace_s for told in told_cancel.values())
+            if (deadline is not None and now > deadline) or stuck:
+                # Native code that never reaches a step boundary (a hung driver, a long load): the
+                # process goes, and the jobs with it, so the queue moves on.
+                log.warning("engine process did not stop its job; killing it")
+                self._kill()
+                self._end_in_flight(emit, "The engine process did not stop this job, so it was ended; a new "
+                                          "one takes the next job.", cancelled=True)
+                return
             message = self._receive()
             if message is None:
                 continue
             if message[0] == "event":
-                event = message[1]
-                if isinstance(event, TERMINAL_EVENTS):
-                    self._in_flight.pop(event.job_id, None)
-                _report(emit, event)
+                self._relay(message[1], emit)
             elif message[0] == "want":
                 poked = False
                 waiting = queue.take_interactive()
@@ -188,14 +215,34 @@ class EngineProcess:
                     self._in_flight[waiting.job_id] = waiting
                     self._send(("nested", waiting.job_id, waiting.spec))
 
-    def _report_crash(self, why: str, emit: Emit) -> None:
-        """Every job the dead process held fails with the same sentence; the next job restarts it."""
+    def _relay(self, event: Event, emit: Emit) -> None:
+        if isinstance(event, TERMINAL_EVENTS):
+            self._in_flight.pop(event.job_id, None)
+            if isinstance(event, Failed) and poisons_device(event.message):
+                self._retiring = True  # the engine process exits after this job, as it knows too
+        _report(emit, event)
+
+    def _drain(self, emit: Emit) -> None:
+        """Pass on the events a dead engine process left in the pipe."""
+        try:
+            while self._conn is not None and self._conn.poll(0):
+                message = self._conn.recv()
+                if message[0] == "event":
+                    self._relay(message[1], emit)
+        except (EOFError, OSError):
+            pass
+
+    def _end_in_flight(self, emit: Emit, message: str, kind: ErrorKind = ErrorKind.ENGINE_CRASH,
+                       cancelled: bool = False) -> None:
+        """Every job the engine process held ends: Cancelled if the person had asked for that (or
+        `cancelled`), else Failed with `message`. The next job starts a new engine process."""
         jobs, self._in_flight = self._in_flight, {}
-        message = (f"The engine process stopped while running this job ({why}); a new one takes the next "
-                   "job, and everything in the window is kept.")
-        log.error("engine process crashed (%s); %d job(s) failed", why, len(jobs))
-        for crashed in jobs.values():
-            _report(emit, Failed(crashed.job_id, ErrorKind.ENGINE_CRASH.value, message))
+        log.error("engine process: %d job(s) ended: %s", len(jobs), message)
+        for held in jobs.values():
+            if cancelled or held.cancel.is_set():
+                _report(emit, Cancelled(held.job_id))
+            else:
+                _report(emit, Failed(held.job_id, kind.value, message))
 
     # -- the process and its pipe -----------------------------------------------------------------
 
@@ -210,22 +257,28 @@ class EngineProcess:
         log.info("engine process %d started", process.pid)
         self._send(("setup", list(sys.path), pickle.dumps(self.recipe)))
 
-    def _ensure_ready(self) -> None:
-        """A running engine process that has said "ready"; started (again) if there is none."""
-        if self._process is None or not self._process.is_alive():
-            if self._process is not None:
-                log.warning("engine process %s had ended (%s); starting a new one", self._process.pid,
-                            describe_exit(self._process.exitcode))
+    def _ensure_ready(self, job: Optional[Job] = None, queue: Optional[JobQueue] = None) -> None:
+        """A running engine process that has said "ready"; started (again) if there is none.
+        StartAbandoned if `job` is cancelled or `queue` closes meanwhile (the start goes on)."""
+        process = self._process
+        if process is None or not process.is_alive():
+            if process is not None:
+                log.warning("engine process %s had ended (%s); starting a new one", process.pid,
+                            describe_exit(process.exitcode))
                 self._discard()
             try:
                 self._spawn()
             except Exception as exc:  # noqa: BLE001 - e.g. out of processes or memory: one sentence
                 log.exception("could not start the engine process")
+                self._discard()
                 raise StudioError(f"The engine could not start ({type(exc).__name__}: {first_line(exc)}).") from None
-        if self._ready:
-            return
         deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
+        while not self._ready:
+            if (job is not None and job.cancel.is_set()) or (queue is not None and queue.closed):
+                raise StartAbandoned()
+            if time.monotonic() > deadline:
+                self._kill()
+                raise StudioError(f"The engine did not start within {self.start_timeout_s:.0f} s.")
             try:
                 message = self._receive()
             except EngineCrashed as crash:
@@ -235,36 +288,31 @@ class EngineProcess:
                 continue
             if message[0] == "ready":
                 self._ready = True
-                return
-            if message[0] == "fatal":
+            elif message[0] == "fatal":
                 self._discard()
                 raise StudioError(message[1])
-        self._kill()
-        raise StudioError(f"The engine did not start within {self.start_timeout_s:.0f} s.")
 
     def _receive(self) -> Optional[tuple]:
         """The next message, None if none came within the poll interval; EngineCrashed if the
-        process is gone."""
+        process is gone (the caller discards it, after reading what it left in the pipe)."""
         try:
             if self._conn.poll(self.poll_s):
                 return self._conn.recv()
         except (EOFError, OSError):
             pass
         else:
-            if self._process is not None and self._process.is_alive():
+            if self.alive():
                 return None
-        why = self._exit_reason()
-        self._discard()
-        raise EngineCrashed(why)
+        raise EngineCrashed(self._exit_reason())
 
     def _send(self, message: tuple) -> None:
+        """Send, or EngineCrashed if the pipe is broken. A message that cannot be pickled raises
+        as it is: nothing was written, and only that job fails."""
         try:
             with self._send_lock:
                 self._conn.send(message)
-        except (OSError, ValueError):  # a broken pipe: the process died since we last heard it
-            why = self._exit_reason()
-            self._discard()
-            raise EngineCrashed(why) from None
+        except OSError:  # a broken pipe: the process died since we last heard from it
+            raise EngineCrashed(self._exit_reason()) from None
 
     def _try_send(self, message: tuple) -> None:
         try:

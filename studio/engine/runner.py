@@ -54,8 +54,18 @@ def free_memory() -> None:
 
 
 # Out of memory as cuDNN, cuBLAS and ONNX Runtime report it: plain RuntimeErrors, recognised by their words.
+# CUDA errors after which the device context is broken for good: only a new process recovers
+# (pytorch#17425, #44624). The engine process exits after reporting one.
+DEVICE_POISON_WORDS = ("device-side assert", "illegal memory access", "unspecified launch failure",
+                       "misaligned address")
+
 OUT_OF_MEMORY_WORDS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed",
                        "failed to allocate memory")
+
+
+def poisons_device(message: str) -> bool:
+    text = message.lower()
+    return any(words in text for words in DEVICE_POISON_WORDS)
 
 
 def _says_out_of_memory(text: str) -> bool:
@@ -102,7 +112,14 @@ class Runner:
         """Run one job to its end and return its terminal event, emitted exactly once.
 
         Nothing escapes: a failure in the job, or in the host's `emit`, ends the job as Failed."""
-        end = self._execute(job, emit, between_steps)
+        try:
+            end = self._execute(job, emit, between_steps)
+        except Exception as exc:  # noqa: BLE001 - a bug in the ladder itself must still end the job
+            end = self._failed(job, exc)
+        if isinstance(end, Failed):
+            # Here, with _execute's frame gone: its traceback no longer keeps the failed attempt's
+            # tensors alive, so this collection can give their memory back.
+            free_memory()
         try:
             emit(end)
         except Exception:  # noqa: BLE001 - the host failed to take the news; the engine carries on
@@ -158,7 +175,12 @@ class Runner:
                 return self._failed(job, failure, saving)
             log.warning("job %d ran out of memory; retrying with less memory", job.job_id, exc_info=failure)
             del failure
-            saving = self._use_less_memory(backend, key)
+            try:
+                saving = self._use_less_memory(backend, key)
+            except Exception as exc:  # noqa: BLE001 - e.g. offload needs accelerate: the OOM stands, said plainly
+                log.exception("job %d: turning on memory saving failed", job.job_id)
+                return self._failed(job, OutOfMemory(f"Out of memory, and memory saving could not be turned on "
+                                                     f"({type(exc).__name__}). {OUT_OF_MEMORY_ADVICE}"))
             del backend
             if not saving:  # nothing left to turn down: it stays out of memory
                 return self._failed(job, OutOfMemory(f"Out of memory. {OUT_OF_MEMORY_ADVICE}"))
@@ -183,8 +205,6 @@ class Runner:
             log.warning("job %d failed: %s", job.job_id, message)
         else:
             log.error("job %d failed", job.job_id, exc_info=failure)
-        del failure
-        gc.collect()
         return Failed(job.job_id, kind.value, message)
 
     def serve(self, queue: JobQueue, emit: Emit) -> None:

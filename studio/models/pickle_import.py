@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -317,7 +318,11 @@ def _save(tensors: dict[str, Any], target: Path, metadata: dict[str, str]) -> No
     crash leaves no half-written copy that the registry would take for the converted model."""
     from safetensors.torch import save_file
 
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # A fresh, unguessable name created by us alone: a symlink planted in the model folder under a
+    # predictable name could otherwise send the write elsewhere.
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
         save_file(tensors, str(tmp), metadata=metadata)
         with tmp.open("rb+") as f:

@@ -66,3 +66,15 @@ def test_text_that_runs_out_of_memory_before_its_first_token_is_run_again(runner
 def test_out_of_memory_is_recognised_in_library_errors(text):
     kind, message = classify(RuntimeError(text))
     assert kind.value == "out of memory" and message.startswith("Out of memory (")
+
+
+def test_memory_saving_that_fails_to_turn_on_still_ends_the_job_with_a_sentence(runner, monkeypatch):
+    from studio.engine.backends.fake import FakeBackend
+
+    def broken(self):
+        raise ValueError("this pipeline cannot be offloaded")
+
+    monkeypatch.setattr(FakeBackend, "use_less_memory", broken)
+    end = run(runner, image("oom-once"))[-1]
+    assert isinstance(end, Failed) and end.kind == "out of memory"
+    assert end.message.startswith("Out of memory, and memory saving could not be turned on (ValueError).")

@@ -33,6 +33,7 @@ def engine(qtbot, fake_models):
         write_fake_model(fake_models / f"crash-{crash}", "image", step_seconds=0.01, crash_at_step=2, crash=crash)
     write_fake_model(fake_models / "slow-image", "image", step_seconds=0.05)
     write_fake_model(fake_models / "oom-image", "image", step_seconds=0.01, oom_at_step=2)
+    write_fake_model(fake_models / "slower-image", "image", step_seconds=0.2)
     thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
     yield thread
     assert thread.stop()
@@ -76,12 +77,13 @@ def test_cancel_reaches_the_engine_process_within_one_step(qtbot, engine):
     steps, cancelled = [], []
     engine.job_progress.connect(lambda jid, step, total: steps.append(step))
     engine.job_cancelled.connect(lambda jid, reason: cancelled.append(jid))
-    job = engine.submit(small("slow-image", steps=100))
+    job = engine.submit(small("slower-image", steps=100))
     qtbot.waitUntil(lambda: 3 in steps, timeout=60_000)
     at_cancel = len(steps)
     engine.cancel(job)
     qtbot.waitUntil(lambda: cancelled == [job], timeout=10_000)
-    # The flag reaches the child within a poll (10 ms) and the job stops at its next step (50 ms).
+    # The flag reaches the child within a poll (10 ms) and the job stops at its next step (0.2 s);
+    # at most one more step can have been on its way.
     assert len(steps) - at_cancel <= 2
     assert max(steps) < 100
 
@@ -161,3 +163,54 @@ def test_exit_codes_are_told_in_words():
     assert describe_exit(-11).startswith("SIGSEGV: a crash in native code")
     assert "killed" in describe_exit(-9)
     assert describe_exit(3) == "exit code 3"
+
+
+@pytest.fixture
+def misbehaving(qtbot, fake_models):
+    write_fake_model(fake_models / "hang-image", "image", step_seconds=0.01, crash_at_step=2, crash="hang")
+    write_fake_model(fake_models / "assert-image", "image", step_seconds=0.01, crash_at_step=2, crash="cuda-assert")
+    thread = EngineThread(EngineProcess(RunnerRecipe(ModelRegistry(), 1 << 30), cancel_grace_s=1.0))
+    thread.start()
+    yield thread
+    assert thread.stop()
+    assert running_children() == []
+
+
+def test_a_job_hung_in_native_code_is_ended_with_its_process_once_cancelled(qtbot, misbehaving):
+    steps, cancelled = [], []
+    misbehaving.job_progress.connect(lambda jid, step, total: steps.append(step))
+    misbehaving.job_cancelled.connect(lambda jid, reason: cancelled.append(jid))
+    hung = misbehaving.submit(small("hang-image", steps=4))
+    qtbot.waitUntil(lambda: 1 in steps, timeout=60_000)
+    first_pid = misbehaving.host.pid
+    misbehaving.cancel(hung)
+    qtbot.waitUntil(lambda: cancelled == [hung], timeout=30_000)  # after the 1 s grace, not after an hour
+    with qtbot.waitSignal(misbehaving.job_finished, timeout=60_000):
+        misbehaving.submit(small(steps=1))
+    assert misbehaving.host.pid != first_pid
+
+
+def test_a_cuda_error_that_breaks_the_device_fails_its_job_and_the_next_runs_in_a_new_process(qtbot, misbehaving):
+    with qtbot.waitSignal(misbehaving.job_finished, timeout=60_000):
+        misbehaving.submit(small(steps=1))
+    first_pid = misbehaving.host.pid
+    with qtbot.waitSignal(misbehaving.job_failed, timeout=60_000) as failed:
+        misbehaving.submit(small("assert-image", steps=4))
+    assert failed.args[1] == "runtime" and "device-side assert" in failed.args[2]
+    with qtbot.waitSignal(misbehaving.job_finished, timeout=60_000):
+        misbehaving.submit(small(steps=1))
+    assert misbehaving.host.pid != first_pid  # the old process left: its CUDA context was broken
+
+
+def test_a_job_cancelled_while_the_engine_process_starts_is_cancelled_and_the_next_runs(qtbot, fake_models):
+    thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
+    try:
+        cancelled = []
+        thread.job_cancelled.connect(lambda jid, reason: cancelled.append(jid))
+        job = thread.submit(small(steps=1))
+        thread.cancel(job)  # almost surely before the engine process has said "ready"
+        qtbot.waitUntil(lambda: cancelled == [job], timeout=30_000)
+        with qtbot.waitSignal(thread.job_finished, timeout=60_000):
+            thread.submit(small(steps=1))
+    finally:
+        assert thread.stop()

@@ -30,7 +30,7 @@ class FakeBackend:
                  crash_at_step: int = 0, crash: str = "abort", oom_at_step: int = 0, oom: str = "once"):
         self.kind = kind
         self.fail_at_step = fail_at_step  # > 0: raise at that step, to exercise failure handling
-        # > 0: die in "native code" at that step (abort / segfault / exit), to exercise the supervisor
+        # > 0: misbehave as native code can at that step (abort / segfault / exit / hang / cuda-assert)
         self.crash_at_step, self.crash = crash_at_step, crash
         # > 0: run out of memory at that step; "once" recovers with memory saving on, "always" never
         self.oom_at_step, self.oom = oom_at_step, oom
@@ -74,6 +74,10 @@ class FakeBackend:
                 ctypes.string_at(0)  # reads address 0: SIGSEGV, as a broken driver would
             elif self.crash == "exit":
                 os._exit(3)
+            elif self.crash == "hang":  # native code that never returns to a step boundary
+                time.sleep(3600)
+            elif self.crash == "cuda-assert":  # survivable in Python, fatal to the CUDA context
+                raise RuntimeError("CUDA error: device-side assert triggered (simulated)")
             os.abort()
         if step == self.oom_at_step and (self.oom == "always" or not self.memory_saving):
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
