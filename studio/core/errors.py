@@ -74,3 +74,14 @@ def first_line(error: "BaseException | str", limit: int = 200) -> str:
         return type(error).__name__ if isinstance(error, BaseException) else ""
     line = text.splitlines()[0].strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value as an error message quotes it: its repr, cut to `limit` characters, so a huge text,
+    list or number cannot flood the sentence (repr also escapes line breaks). An int past Python's
+    4300-digit limit has no repr at all."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "an enormous number"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -192,7 +192,10 @@ def _float(value: Any, lo: float, hi: float) -> Optional[float]:
             return None
     if not isinstance(value, (int, float)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for any float is out of every range
+        return None
     return value if math.isfinite(value) and lo <= value <= hi else None
 
 
@@ -499,7 +502,8 @@ class _Graph:
 
 
 def _node_order(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() and len(node_id) < 10 else (1 << 40, node_id)
+    # isascii: "²" and other Unicode digits pass isdigit() but are no number int() reads.
+    return (int(node_id), "") if node_id.isascii() and node_id.isdigit() and len(node_id) < 10 else (1 << 40, node_id)
 
 
 def _from_comfy(data: dict) -> Optional[ImportedSettings]:

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
-from studio.core.errors import SpecError
+from studio.core.errors import SpecError, shown
 from studio.core.story import StoryContext
 
 MAX_SEED = 2**32 - 1
@@ -36,23 +36,29 @@ class Lane(str, enum.Enum):
     INTERACTIVE = "interactive"
 
 
+def _shown(value: Any) -> str:
+    return shown(value)
+
+
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(name, f"must be a whole number, not {value!r}.")
+        raise SpecError(name, f"must be a whole number, not {_shown(value)}.")
     if not lo <= value <= hi:
-        raise SpecError(name, f"must be between {lo} and {hi}, not {value}.")
+        raise SpecError(name, f"must be between {lo} and {hi}, not {_shown(value)}.")
 
 
 def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpecError(name, f"must be a number, not {value!r}.")
+    # An int is checked as it is: math.isfinite would overflow on one too large for a float.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                           and not math.isfinite(value)):
+        raise SpecError(name, f"must be a number, not {_shown(value)}.")
     if not lo <= value <= hi:
-        raise SpecError(name, f"must be between {lo} and {hi}, not {value}.")
+        raise SpecError(name, f"must be between {lo} and {hi}, not {_shown(value)}.")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise SpecError(name, f"must be one of {', '.join(choices)}, not {value!r}.")
+        raise SpecError(name, f"must be one of {', '.join(choices)}, not {_shown(value)}.")
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ class ImageJob(JobSpec):
             raise SpecError("loras", f"must be a list of at most {MAX_LORAS} [path, weight] pairs.")
         for item in self.loras:
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
-                raise SpecError("loras", f"must hold [path, weight] pairs, not {item!r}.")
+                raise SpecError("loras", f"must hold [path, weight] pairs, not {_shown(item)}.")
             _check_float("loras", item[1], -10.0, 10.0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,7 +186,7 @@ def _check_texts(name: str, value: Any, most: int) -> None:
         raise SpecError(name, f"must be a list of at most {most} texts.")
     for item in value:
         if not isinstance(item, str) or not item or len(item) > 200:
-            raise SpecError(name, f"must hold non-empty texts of at most 200 characters, not {item!r}.")
+            raise SpecError(name, f"must hold non-empty texts of at most 200 characters, not {_shown(item)}.")
 
 
 @dataclass(frozen=True)
@@ -231,7 +237,7 @@ class TextJob(JobSpec):
                 raise SpecError("prompt", "must be empty when a story is given: the story is the prompt.")
             self.story.validate()
         if not isinstance(self.instruct, bool):
-            raise SpecError("instruct", f"must be true or false, not {self.instruct!r}.")
+            raise SpecError("instruct", f"must be true or false, not {_shown(self.instruct)}.")
         _check_int("max_new_tokens", self.max_new_tokens, 1, 100_000)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_float("temperature", self.temperature, 0.0, 10.0)
@@ -280,7 +286,7 @@ class LatentDecodeJob(JobSpec):
         if isinstance(values, (list, tuple)) or hasattr(values, "tolist"):
             values = list(values.tolist() if hasattr(values, "tolist") else values)
             if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-                object.__setattr__(self, "latent", tuple(float(v) for v in values))
+                object.__setattr__(self, "latent", tuple(_plain_float(v) for v in values))
 
     def validate(self) -> None:
         super().validate()
@@ -379,8 +385,11 @@ def _plain_rows(rows: Any) -> Any:
     """Latent vectors (lists, tuples or numpy arrays) as a tuple of tuples of floats; what cannot
     be converted is returned as it is, for validate() to refuse with a sentence."""
     rows = rows.tolist() if hasattr(rows, "tolist") else rows
-    if isinstance(rows, (list, tuple)) and all(isinstance(r, (list, tuple)) or hasattr(r, "tolist") for r in rows):
-        return tuple(tuple(_plain_float(v) for v in (r.tolist() if hasattr(r, "tolist") else r)) for r in rows)
+    if isinstance(rows, (list, tuple)):
+        # A numpy scalar has tolist() too, and gives a float: one flat vector is not rows.
+        rows = [r.tolist() if hasattr(r, "tolist") else r for r in rows]
+        if all(isinstance(r, (list, tuple)) for r in rows):
+            return tuple(tuple(_plain_float(v) for v in r) for r in rows)
     return rows
 
 
@@ -536,11 +545,13 @@ def spec_from_dict(data: dict[str, Any]) -> JobSpec:
     kind = data.get("kind")
     spec_type = SPEC_TYPES.get(kind) if isinstance(kind, str) else None
     if spec_type is None:
-        raise SpecError("kind", f"must be one of {', '.join(SPEC_TYPES)}, not {kind!r}.")
+        raise SpecError("kind", f"must be one of {', '.join(SPEC_TYPES)}, not {_shown(kind)}.")
     names = {f.name for f in dataclasses.fields(spec_type)}
-    unknown = sorted(set(data) - names - {"kind"})
+    unknown = sorted(set(data) - names - {"kind"}, key=str)
     if unknown:
-        raise SpecError(unknown[0], f"is not a field of a {kind} job.")
+        name = str(unknown[0])  # untrusted: quoted and cut unless it reads like a field name
+        raise SpecError(name if name.isidentifier() and len(name) <= 60 else _shown(name),
+                        f"is not a field of a {kind} job.")
     values = {k: v for k, v in data.items() if k != "kind"}
     if "latent" in values and isinstance(values["latent"], list):
         values["latent"] = tuple(values["latent"])
@@ -559,4 +570,6 @@ def spec_from_json(text: str) -> JobSpec:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError("spec", f"is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    except (ValueError, RecursionError):  # a number past the 4300-digit limit; absurd nesting
+        raise SpecError("spec", "holds values no job has (an enormous number or nesting).") from None
     return spec_from_dict(data)

@@ -24,7 +24,7 @@ from studio.core.jobs import ImageJob
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # read_png_file refuses larger files before reading them
-MAX_TEXT_BYTES = 1024 * 1024  # one text chunk, after unpacking
+MAX_TEXT_BYTES = 1024 * 1024  # one text chunk, after unpacking (a larger plain one is skipped)
 MAX_TOTAL_TEXT = 8 * 1024 * 1024  # all text chunks together
 MAX_CHUNKS = 100_000  # enough for a 64 MB file cut into small IDATs; bounds the scan otherwise
 _TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
@@ -100,12 +100,14 @@ def _inflate(name: str, packed: bytes) -> Optional[bytes]:
 
 
 def _parse_text_chunk(name: str, kind: bytes, body: bytes) -> Optional[tuple[str, str]]:
-    """(key, text) of a tEXt, zTXt or iTXt body, or None when the chunk is malformed."""
+    """(key, text) of a tEXt, zTXt or iTXt body, or None when the chunk is malformed, or its plain
+    text is over MAX_TEXT_BYTES: no settings are that long, and parsing megabytes of hostile
+    infotext or graph would take seconds."""
     key, sep, rest = body.partition(b"\0")
     if not sep or not 1 <= len(key) <= 79:
         return None
     if kind == b"tEXt":
-        return key.decode("latin-1"), rest.decode("latin-1")
+        return None if len(rest) > MAX_TEXT_BYTES else (key.decode("latin-1"), rest.decode("latin-1"))
     if kind == b"zTXt":
         if rest[:1] != b"\0":  # compression method 0 (zlib) is the only one defined
             return None
@@ -119,7 +121,7 @@ def _parse_text_chunk(name: str, kind: bytes, body: bytes) -> Optional[tuple[str
     if len(parts) != 3:
         return None
     raw = _inflate(name, parts[2]) if compressed else parts[2]
-    if raw is None:
+    if raw is None or len(raw) > MAX_TEXT_BYTES:
         return None
     return key.decode("latin-1"), raw.decode("utf-8", errors="replace")
 

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, NewType, Optional
 
-from studio.core.errors import DocumentError, SpecError
+from studio.core.errors import DocumentError, SpecError, shown
 from studio.core.jobs import TextJob, resolve_seed
 from studio.core.story import DEFAULT_NOTE_DEPTH, StoryContext, WorldInfoEntry
 
@@ -51,7 +51,7 @@ def sampler_problem(sampler: Any) -> Optional[str]:
         return "the sampler settings are not a set of named values"
     unknown = sorted(set(sampler) - set(SAMPLER_FIELDS), key=str)
     if unknown:
-        return f"`{unknown[0]}` is not a sampler setting"
+        return f"`{_name(unknown[0])}` is not a sampler setting"
     try:
         _job(sampler, model="document", prompt="", seed_if_random=0).validate()
     except SpecError as error:
@@ -377,6 +377,15 @@ class Document:
         self._merge()
         self._generations = generations
         self._next_id = max(generations, default=0) + 1
+
+
+def _shown(value: Any) -> str:
+    return shown(value, 40)
+
+
+def _name(key: Any) -> str:
+    """A key from a file as a message names it: as it is when it reads like a name, else quoted."""
+    return key if isinstance(key, str) and key.isidentifier() and len(key) <= 40 else _shown(key)
 
 
 def _check_origin(origin: Any) -> None:

@@ -31,6 +31,8 @@ from studio.writing.document import (
     Piece,
     WorldInfoEntry,
     _Generation,
+    _name,
+    _shown,
     default_sampler,
     sampler_problem,
 )
@@ -190,12 +192,13 @@ class _Reader:
             self.fail("it is not a studio document (no \"format\": \"studio-document\" in it)")
         version = data.get("version")
         if _is_int(version) and version > VERSION:
-            self.fail(f"it was saved by a newer studio (document format {version}; this one reads up to {VERSION})")
+            self.fail(f"it was saved by a newer studio (document format {_shown(version)}; "
+                      f"this one reads up to {VERSION})")
         if version != VERSION or not _is_int(version):
-            self.fail(f"its format version {version!r} is not one this studio knows")
+            self.fail(f"its format version {_shown(version)} is not one this studio knows")
         unknown = sorted(set(data) - set(_FIELDS), key=str)
         if unknown:
-            self.fail(f"it has an unknown field `{unknown[0]}`")
+            self.fail(f"it has an unknown field `{_name(unknown[0])}`")
         for name in ("text", "spans"):
             if name not in data:
                 self.fail(f"the field `{name}` is missing")
@@ -226,7 +229,7 @@ class _Reader:
         if not _is_int(value):
             self.fail(f"{_label(name)} must be a whole number, not {_kind(value)}")
         if not lo <= value <= hi:
-            self.fail(f"{_label(name)} must be between {lo} and {hi}, not {value}")
+            self.fail(f"{_label(name)} must be between {lo} and {hi}, not {_shown(value)}")
         return value
 
     def list_of(self, value: Any, name: str) -> list:
@@ -243,13 +246,13 @@ class _Reader:
             if not (_is_int(start) and _is_int(end)):
                 self.fail(f"span {n} has offsets that are not whole numbers")
             if origin not in ORIGINS:
-                self.fail(f"span {n} has the unknown origin {origin!r}")
+                self.fail(f"span {n} has the unknown origin {_shown(origin)}")
             if start != at:
-                self.fail(f"span {n} starts at {start} but the text before it ends at {at}")
+                self.fail(f"span {n} starts at {_shown(start)} but the text before it ends at {at}")
             if end > len(text):
-                self.fail(f"span {n} ends at {end}, past the end of the text ({len(text)} characters)")
+                self.fail(f"span {n} ends at {_shown(end)}, past the end of the text ({len(text)} characters)")
             if end <= start:
-                self.fail(f"span {n} is empty or runs backwards ({start} to {end})")
+                self.fail(f"span {n} is empty or runs backwards ({_shown(start)} to {_shown(end)})")
             pieces.append((text[start:end], origin))
             at = end
         if at != len(text):

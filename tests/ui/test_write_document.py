@@ -3,13 +3,17 @@ step per generation, memory in the prompt, autosave and recovery, Open / Save.""
 
 from __future__ import annotations
 
+import random
+import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 
 from studio.state.jobs import JobState
 from studio.writing import autosave
 from studio.writing.storage import load_document
+from writing.test_autosave_kill import autosave_and_kill, version
 
 
 def put_cursor(editor, position: int) -> None:
@@ -140,6 +144,23 @@ def test_a_clean_close_leaves_nothing_to_recover(qtbot, fake_models, make_window
     assert autosave.recoverable() == []
     second = make_window()
     assert second.write.recovery_bar.isHidden()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_draft_left_by_a_studio_killed_mid_autosave_is_offered_and_restored(qtbot, fake_models, make_window):
+    # A real crash: another process autosaves into the documents folder and is killed with SIGKILL.
+    announced = autosave_and_kill(autosave.documents_dir(), random.Random(3), lines=50)
+
+    window = make_window()
+    window.tabs.setCurrentWidget(window.write)
+    bar = window.write.recovery_bar
+    assert bar.isVisible() and "“Novel”" in bar.label.text()
+    qtbot.mouseClick(bar.restore_button, Qt.MouseButton.LeftButton)
+    saved = int(window.write.document.memory.split()[1])
+    assert saved in (announced, announced + 1)
+    assert window.write.editor.toPlainText() == version(saved, 50).text
+    assert window.write.document.spans() == version(saved, 50).spans()
+    assert autosave.recoverable() == [] and not bar.isVisible()
 
 
 def test_save_and_open_round_trip_a_native_document_and_text(qtbot, window, tmp_path: Path):
