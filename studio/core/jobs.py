@@ -491,7 +491,7 @@ class MorphJob(JobSpec):
         for text in self.prompts:
             if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT_CHARS:
                 raise SpecError("prompts", f"must hold non-empty texts of at most {MAX_PROMPT_CHARS} characters, "
-                                           f"not {text!r:.60}.")
+                                           f"not {_shown(text)}.")
         if self.prompts and self.seeds and len(self.seeds) != len(self.prompts):
             raise SpecError("seeds", f"must give one seed per prompt ({len(self.prompts)}), not {len(self.seeds)}, "
                                      "or be left out to keep `seed` for every frame.")

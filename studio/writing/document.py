@@ -390,7 +390,7 @@ def _name(key: Any) -> str:
 
 def _check_origin(origin: Any) -> None:
     if origin not in ORIGINS:
-        raise DocumentError(f"A span's origin must be one of {', '.join(ORIGINS)}, not {origin!r}.")
+        raise DocumentError(f"A span's origin must be one of {', '.join(ORIGINS)}, not {_shown(origin)}.")
 
 
 def _check_text(text: Any) -> None:

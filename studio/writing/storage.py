@@ -328,4 +328,4 @@ def _is_int(value: Any) -> bool:
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
-        type(value), f"{value!r}"[:40])
+        type(value), _shown(value))

@@ -181,6 +181,8 @@ def _keys(text: str) -> set[str]:
 @example(("text", {"model": "m", "stop": [HUGE_TEXT]}, {}), "whole", 0)
 @example(("image", {"model": "m"}, {"x" * 300: 1}), "whole", 0)
 @example(("morph", {"model": "m", "latents": [np.float64(1.0), np.float64(2.0)]}, {}), "whole", 0)
+# Found on a fresh clone: a shrunk huge number (not HUGE_NUMBER itself) broke the harness's own JSON writer.
+@example(("morph", {"model": "m", "seeds": [1, 2], "prompts": [HUGE_NUMBER // 7 + 1]}, {}), "BOM", 0)
 def test_any_spec_validates_or_names_the_wrong_field(case, breakage, at):
     kind, values, extra = case
     spec_type = SPEC_TYPES[kind]
