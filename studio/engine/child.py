@@ -52,7 +52,6 @@ def harden_environment() -> None:
 def main(conn: Any) -> None:
     """The engine process's entry point: take the setup, build the runner, then serve."""
     harden_environment()
-    tag, sys_path, recipe = _setup(conn)
     from studio.core.logs import configure_logging
     from studio.models import paths
 
@@ -62,7 +61,7 @@ def main(conn: Any) -> None:
     crash_log = open(log_dir / "engine-crash.log", "a", encoding="utf-8")  # noqa: SIM115 - lives as long as we do
     faulthandler.enable(file=crash_log)
     try:
-        runner = recipe.build()
+        runner = _recipe(conn).build()
     except Exception as exc:  # noqa: BLE001 - whatever it is, the window must hear one sentence
         log.exception("the engine process could not start")
         conn.send(("fatal", f"The engine could not start ({type(exc).__name__}: {first_line(exc)})."))
@@ -72,14 +71,15 @@ def main(conn: Any) -> None:
     log.info("engine process %d exiting", os.getpid())
 
 
-def _setup(conn: Any) -> tuple:
-    """The first message. Its recipe comes as bytes, unpickled only once the window's import path
-    is ours: it may name a class from any module the window could import."""
+def _recipe(conn: Any) -> Any:
+    """The first message, ("setup", sys_path, recipe bytes), from the window over our private
+    socketpair. The recipe is unpickled only once the window's import path is ours: it may name
+    a class from any module the window could import."""
     import sys
 
-    tag, sys_path, recipe = conn.recv()
+    _, sys_path, recipe = conn.recv()
     sys.path[:] = [p for p in sys_path if p] + [p for p in sys.path if p not in sys_path]
-    return tag, sys_path, pickle.loads(recipe)
+    return pickle.loads(recipe)
 
 
 class ChildEngine:

@@ -126,16 +126,9 @@ class EngineProcess:
 
     def stop(self) -> None:
         """Ask the engine process to exit; kill it if it does not. No child is left behind."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        self._try_send(("quit",))
-        process.join(QUIT_TIMEOUT_S)
-        if process.is_alive():
-            log.warning("engine process %s did not exit; killing it", process.pid)
-            process.kill()
-            process.join()
-        self._close_pipe()
+        if self._process is not None:
+            self._try_send(("quit",))
+            self._discard()
 
     # -- one job ----------------------------------------------------------------------------------
 
@@ -330,16 +323,18 @@ class EngineProcess:
         return describe_exit(process.exitcode)
 
     def _kill(self) -> None:
-        if self._process is not None and self._process.is_alive():
+        if self._process is not None:
             self._process.kill()
         self._discard()
 
     def _discard(self) -> None:
-        """Forget the current process, reaped: one that said "fatal" or crashed is exiting anyway."""
+        """Forget the current process, reaped: it was told to quit, said "fatal", crashed or was
+        killed, so it is exiting anyway; one that does not within QUIT_TIMEOUT_S is killed."""
         process, self._process = self._process, None
         if process is not None:
             process.join(QUIT_TIMEOUT_S)
             if process.is_alive():
+                log.warning("engine process %s did not exit; killing it", process.pid)
                 process.kill()
                 process.join()
         self._close_pipe()

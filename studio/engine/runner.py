@@ -53,24 +53,23 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-# Out of memory as cuDNN, cuBLAS and ONNX Runtime report it: plain RuntimeErrors, recognised by their words.
 # CUDA errors after which the device context is broken for good: only a new process recovers
 # (pytorch#17425, #44624). The engine process exits after reporting one.
 DEVICE_POISON_WORDS = ("device-side assert", "illegal memory access", "unspecified launch failure",
                        "misaligned address")
 
+# Out of memory as cuDNN, cuBLAS and ONNX Runtime report it: plain RuntimeErrors, recognised by their words.
 OUT_OF_MEMORY_WORDS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed",
                        "failed to allocate memory")
 
 
-def poisons_device(message: str) -> bool:
-    text = message.lower()
-    return any(words in text for words in DEVICE_POISON_WORDS)
-
-
-def _says_out_of_memory(text: str) -> bool:
+def _mentions(text: str, words: tuple[str, ...]) -> bool:
     text = text.lower()
-    return any(words in text for words in OUT_OF_MEMORY_WORDS)
+    return any(w in text for w in words)
+
+
+def poisons_device(message: str) -> bool:
+    return _mentions(message, DEVICE_POISON_WORDS)
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
@@ -78,7 +77,7 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     if isinstance(exc, StudioError):
         return exc.kind, exc.message
     text = first_line(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or _says_out_of_memory(str(exc)):
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or _mentions(str(exc), OUT_OF_MEMORY_WORDS):
         return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}). {OUT_OF_MEMORY_ADVICE}"
     return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"
 

@@ -21,10 +21,16 @@ class BrokenRecipe(RunnerRecipe):
         raise RuntimeError("no runner today")
 
 
-def start(recipe) -> EngineThread:
-    thread = EngineThread(EngineProcess(recipe))
+def start(recipe, **options) -> EngineThread:
+    thread = EngineThread(EngineProcess(recipe, **options))
     thread.start()
     return thread
+
+
+def stopped_cleanly(thread: EngineThread) -> None:
+    assert thread.stop()
+    assert not thread.host.alive()
+    assert running_children() == []
 
 
 @pytest.fixture
@@ -36,9 +42,7 @@ def engine(qtbot, fake_models):
     write_fake_model(fake_models / "slower-image", "image", step_seconds=0.2)
     thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
     yield thread
-    assert thread.stop()
-    assert not thread.host.alive()
-    assert running_children() == []
+    stopped_cleanly(thread)
 
 
 def small(model="fake-image", **kw):
@@ -169,11 +173,9 @@ def test_exit_codes_are_told_in_words():
 def misbehaving(qtbot, fake_models):
     write_fake_model(fake_models / "hang-image", "image", step_seconds=0.01, crash_at_step=2, crash="hang")
     write_fake_model(fake_models / "assert-image", "image", step_seconds=0.01, crash_at_step=2, crash="cuda-assert")
-    thread = EngineThread(EngineProcess(RunnerRecipe(ModelRegistry(), 1 << 30), cancel_grace_s=1.0))
-    thread.start()
+    thread = start(RunnerRecipe(ModelRegistry(), 1 << 30), cancel_grace_s=1.0)
     yield thread
-    assert thread.stop()
-    assert running_children() == []
+    stopped_cleanly(thread)
 
 
 def test_a_job_hung_in_native_code_is_ended_with_its_process_once_cancelled(qtbot, misbehaving):

@@ -131,7 +131,7 @@ class OneAtATime:
     """A latent decoder's memory saving: after running out of memory it decodes one latent at a
     time (a 9 x 9 map becomes 81 small runs instead of one large one)."""
 
-    memory_saving: list[str] = []
+    memory_saving: tuple[str, ...] = ()  # until the retry turns it on (then a list of what)
 
     def use_less_memory(self) -> list[str]:
         """The runner's out-of-memory retry: what was turned on ([] when it already is)."""
