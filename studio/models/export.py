@@ -1,4 +1,12 @@
-"""Export our own latent models to ONNX, so ONNX Runtime can run them (studio-latent folders).
+"""`studio export-onnx`: turn a model the studio runs on torch into ONNX files that ONNX Runtime
+(and other ONNX tools) can run, and prove the two agree.
+
+One exporter per family, each in its own module: export_latent (our VAE/GAN decoders and the VAE
+encoder), export_diffusion (Stable Diffusion pipelines, in Optimum's folder layout) and export_text
+(causal language models with a KV cache, in Optimum's input/output naming). Each writes into an
+empty folder and returns its parity check against torch on fixed inputs. `export_onnx` runs one
+into a hidden staging folder beside the target and moves it into place only when the parity
+check passes, so a half-written or wrong export never shows up as a model.
 
 Uses torch's TorchScript-based exporter (`dynamo=False`): the torch.export-based one that newer
 torch uses by default needs onnxscript, which the studio does not ship. torch is imported lazily."""
@@ -7,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 from studio.core.atomic import write_atomic
-from studio.core.errors import ModelFileError, StudioError
+from studio.core.errors import StudioError
 
 log = logging.getLogger(__name__)
 
@@ -20,62 +31,167 @@ OPSET = 17
 # The newest ONNX IR version every onnxruntime the studio supports (>= 1.20) can read. onnx may
 # stamp a newer one than the graph needs; a newer one than ORT knows makes it refuse the file.
 MAX_IR_VERSION = 10
-INPUT_NAME, OUTPUT_NAME = "latent", "image"
+# protobuf cannot hold a message over 2 GiB: larger graphs (an SD 1.5 UNet in fp32 is 3.4 GB) keep
+# their weights in one external-data file beside the graph.
+EXTERNAL_DATA_BYTES = 1_800_000_000
+# The parity limit for images and decoded latents: max |onnx - torch| over pixels in [0, 1], fp32.
+IMAGE_TOLERANCE = 1e-3
+# How many greedy tokens must agree exactly for a language model.
+PARITY_TOKENS = 64
+
+Say = Callable[[str], None]
 
 
-def export_decoder_onnx(model_dir: Path, out_name: str = "decoder.onnx") -> Path:
-    """Export a studio-latent folder's torch decoder to `model_dir / out_name` and return that path.
+@dataclass
+class Parity:
+    """An export's parity check: one line per comparison, and whether all were within limits."""
 
-    The graph takes "latent" (batch, latent_dim) float32 and gives "image" (batch, 3, H, W) in
-    [0, 1], with a dynamic batch axis. Written atomically; studio.json is left as it is."""
+    lines: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def image(self, what: str, difference: float, limit: float = IMAGE_TOLERANCE) -> None:
+        """Record one max-abs-difference comparison."""
+        passed = difference <= limit
+        self.ok = self.ok and passed
+        self.lines.append(f"{what}: max abs difference {difference:.2e} (limit {limit:.0e}) "
+                          f"{'ok' if passed else 'TOO LARGE'}")
+
+    def tokens(self, what: str, same: int, total: int) -> None:
+        """Record one identical-tokens comparison."""
+        passed = same == total
+        self.ok = self.ok and passed
+        self.lines.append(f"{what}: {same}/{total} greedy tokens identical {'ok' if passed else 'DIFFERENT'}")
+
+
+def _pin(model: Any) -> None:
+    if model.ir_version > MAX_IR_VERSION:
+        model.ir_version = MAX_IR_VERSION
+    model.producer_name = "studio"
+
+
+def export_graph(module: Any, args: tuple, target: Path, input_names: list[str], output_names: list[str],
+                 dynamic_axes: dict[str, dict[int, str]], adjust: Optional[Callable[[Any], None]] = None) -> Path:
+    """Export a torch module called with `args` to the ONNX file `target`, and return it.
+
+    The IR version is pinned to one the installed onnxruntime reads and the graph is checked.
+    `adjust(model)` may edit the loaded graph first (e.g. state output sizes the tracer lost).
+    Written atomically; a graph over protobuf's limit keeps its weights in `<name>_data` beside it."""
     import onnx
     import torch
 
-    from studio.models.nets import load_decoder
-    from studio.models.registry import inspect
-
-    model_dir = Path(model_dir)
-    if not out_name or Path(out_name).name != out_name or not out_name.endswith(".onnx"):
-        raise StudioError(f"The export name {out_name!r} should be a plain file name ending in .onnx.")
-    model = inspect(model_dir, "path")
-    if model.format != "studio-latent":
-        raise ModelFileError(f"{model_dir} is a {model.format} model; only studio-latent folders export to ONNX.")
-    net = load_decoder(model_dir, model.manifest)
-    example = torch.zeros(1, net.latent_dim, dtype=torch.float32)
-
-    # The exporter writes a file; it goes to a temp name first, and the fixed-up model is then
-    # written atomically over the target, so a crash never leaves a half-written decoder.onnx.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_name}.export.", suffix=".tmp", dir=model_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
+    target = Path(target)
+    if not target.name.endswith(".onnx"):
+        raise StudioError(f"The export name {target.name!r} should be a plain file name ending in .onnx.")
+    # The exporter writes files (and for a large graph, one per tensor beside it): into a private
+    # temp folder first; the final files are then written whole, so a crash never leaves half a graph.
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.export.", dir=target.parent) as scratch:
+        traced = Path(scratch) / "model.onnx"
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
-            torch.onnx.export(
-                net,
-                (example,),
-                str(tmp),
-                dynamo=False,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=OPSET,
-                do_constant_folding=True,
-            )
-        exported = onnx.load(str(tmp))
-    finally:
-        tmp.unlink(missing_ok=True)
-    # The tracer loses the image's static size through Resize; state it, so readers of the graph
-    # (and the ONNX backend) see (batch, 3, H, W) rather than four unknowns.
-    dims = exported.graph.output[0].type.tensor_type.shape.dim
-    for dim, value in zip(dims[1:], (3, net.image_size, net.image_size)):
-        dim.ClearField("dim_param")
-        dim.dim_value = value
-    if exported.ir_version > MAX_IR_VERSION:
-        exported.ir_version = MAX_IR_VERSION
-    exported.producer_name = "studio"
-    onnx.checker.check_model(exported)
-    target = model_dir / out_name
-    write_atomic(target, exported.SerializeToString())
-    log.info("exported %s (opset %d, IR %d)", target, OPSET, exported.ir_version)
+            torch.onnx.export(module, args, str(traced), dynamo=False, input_names=input_names,
+                              output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
+                              do_constant_folding=True)
+        model = onnx.load(str(traced))  # with any external data it was given
+        _pin(model)
+        if adjust is not None:
+            adjust(model)
+        if model.ByteSize() < EXTERNAL_DATA_BYTES:
+            onnx.checker.check_model(model)
+            write_atomic(target, model.SerializeToString())
+        else:
+            data_name = f"{target.name}_data"
+            staged = Path(scratch) / "out" / target.name
+            staged.parent.mkdir()
+            onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+            onnx.checker.check_model(str(staged))  # by path: the checker reads external data itself
+            os.replace(staged.parent / data_name, target.parent / data_name)
+            os.replace(staged, target)
+    log.info("exported %s (opset %d, IR %d)", target, OPSET, min(MAX_IR_VERSION, model.ir_version))
     return target
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def _exporter(model: Any) -> Callable[[Any, Path, Say], Parity]:
+    """The export function for a model's family; StudioError for a model that has no ONNX export."""
+    if model.format == "studio-latent":
+        from studio.models.export_latent import export_latent
+
+        return export_latent
+    if model.format in ("diffusers", "sd-single-file"):
+        from studio.models.export_diffusion import export_diffusion
+
+        return export_diffusion
+    if model.format == "transformers":
+        from studio.models.export_text import export_text
+
+        return export_text
+    if "onnx" in model.format:
+        raise StudioError(f"{model.id} is already an ONNX model ({model.format}); there is nothing to export.")
+    raise StudioError(f"{model.id} is a {model.format} model, which the studio cannot export to ONNX.")
+
+
+def default_out(model: Any) -> Path:
+    """Where an export goes when no --out is given: the user's models folder, as `<id>-onnx`, so
+    the studio finds it at once and offers ONNX Runtime for the model."""
+    from studio.models.paths import user_models_dir
+
+    return user_models_dir() / f"{model.id}-onnx"
+
+
+def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = False) -> Parity:
+    """Export `model` (a ModelInfo) into the folder `out` and return the parity check.
+
+    The export is built in a hidden folder beside `out` and takes its place only once the parity
+    check passes; when it fails, nothing is left behind and the figures say why. An existing
+    non-empty `out` is refused unless `replace`."""
+    exporter = _exporter(model)
+    out = Path(out).expanduser().absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not replace:
+            raise StudioError(f"{out} already exists and is not empty; choose another --out, or pass --replace.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.exporting-", dir=out.parent))
+    try:
+        parity = exporter(model, staging, say)
+        if not parity.ok:
+            return parity
+        _stamp(staging, model)
+        if out.exists():
+            old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+        return parity
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stamp(folder: Path, model: Any) -> None:
+    """Give the export a studio.json naming its source (the registry pairs the two, so the source
+    model offers ONNX Runtime), with its title and licence, unless the exporter wrote one."""
+    import json
+
+    from studio.models.formats import MANIFEST
+
+    manifest_path = folder / MANIFEST
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    manifest.setdefault("title", f"{model.title} (ONNX)")
+    if model.licence:
+        manifest.setdefault("licence", model.licence)
+    for key in ("description", "defaults"):
+        if key in model.manifest:
+            manifest.setdefault(key, model.manifest[key])
+    manifest["exported_from"] = model.id
+    write_atomic(manifest_path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def check_exportable(model: Any) -> None:
+    """StudioError unless `model` has an ONNX exporter (for the CLI, before any work)."""
+    _exporter(model)
+

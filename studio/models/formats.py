@@ -26,14 +26,19 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
 MAX_JSON_BYTES = 4 * 1024 * 1024  # configs are small; a huge one is not a config
 # The manifest formats this studio knows: ours for latent models, and "fake" for UI tests/demos.
-MANIFEST_FORMATS = {"studio-latent": "latent", "fake": None}
+MANIFEST_FORMATS = {"studio-latent": "latent", "onnx-latent": "latent", "fake": None}
+# The ONNX files that make a folder an ONNX Runtime pipeline (Optimum's layouts).
+ONNX_UNET = Path("unet") / "model.onnx"
+ONNX_DECODER = "model.onnx"
 TEXT_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
 @dataclass(frozen=True)
 class Detected:
     kind: str  # "image" | "text" | "latent" | "lora"
-    format: str  # "diffusers" | "sd-single-file" | "lora" | "transformers" | "onnx" | "studio-latent" | "fake"
+    # "diffusers" | "sd-single-file" | "lora" | "transformers" | "studio-latent" | "fake", and on ONNX
+    # Runtime: "onnx" (one .onnx file), "onnx-latent", "onnx-diffusion", "onnx-text" (exports)
+    format: str
     runtimes: tuple[str, ...]
     manifest: dict[str, Any] = field(default_factory=dict)
 
@@ -102,12 +107,17 @@ def detect(path: Path) -> Optional[Detected]:
     metadata = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
     if metadata is not None and "format" in metadata:
         return _detect_manifest(path, metadata)
+    if (path / "model_index.json").is_file() and (path / ONNX_UNET).is_file():
+        check_no_python_code(path)  # Optimum's Stable Diffusion layout: unet/model.onnx and friends
+        return Detected("image", "onnx-diffusion", ("onnx",), metadata or {})
     if (path / "model_index.json").is_file():
         check_no_python_code(path)  # refused at discovery, like a transformers folder with code
         check_no_pickle_weights(path)
         return Detected("image", "diffusers", ("torch",), metadata or {})
     if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
         _check_transformers_folder(path)
+        if (path / ONNX_DECODER).is_file():  # a causal LM exported with its KV cache (Optimum's naming)
+            return Detected("text", "onnx-text", ("onnx",), metadata or {})
         check_no_pickle_weights(path)
         return Detected("text", "transformers", ("torch",), metadata or {})
     if metadata is not None:
@@ -193,7 +203,7 @@ def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:
     kind = MANIFEST_FORMATS[fmt] or manifest.get("kind")
     if kind not in ("image", "text", "latent"):
         raise ModelFileError(f"{path / MANIFEST} has kind {kind!r}; expected image, text or latent.")
-    runtimes = ["torch"]
+    runtimes = ["onnx"] if fmt == "onnx-latent" else ["torch"]
     if fmt == "studio-latent" and manifest.get("onnx"):
         runtimes.append("onnx")
     return Detected(kind, fmt, tuple(runtimes), manifest)
@@ -208,9 +218,9 @@ def folder_size(path: Path) -> int:
 def default_image_size(path: Path, fmt: str, manifest: dict[str, Any]) -> int:
     """The side a model was trained at, read from its configs (512 when they do not say)."""
     try:
-        if fmt == "diffusers":
+        if fmt in ("diffusers", "onnx-diffusion"):
             unet = read_json(path / "unet" / "config.json")
-            vae = read_json(path / "vae" / "config.json")
+            vae = read_json(path / ("vae" if fmt == "diffusers" else "vae_decoder") / "config.json")
             sample = unet.get("sample_size")
             if isinstance(sample, (list, tuple)):
                 sample = sample[0]

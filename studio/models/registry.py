@@ -15,6 +15,9 @@ from studio.models import formats, paths
 log = logging.getLogger(__name__)
 
 
+TEXT_FOLDERS = ("transformers", "onnx-text")  # a config.json and tokenizer files beside the weights
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     id: str
@@ -42,13 +45,13 @@ class ModelInfo:
     @property
     def context_length(self) -> Optional[int]:
         """A text model's window in tokens, from its config (None when unknown)."""
-        return formats.text_context_length(self.path) if self.format == "transformers" else None
+        return formats.text_context_length(self.path) if self.format in TEXT_FOLDERS else None
 
     @property
     def has_chat_template(self) -> bool:
         """Whether a text model's folder carries a chat template (instruct mode needs one); False
         as well when the file holding it cannot be read, is oversized or is malformed."""
-        if self.format != "transformers":
+        if self.format not in TEXT_FOLDERS:
             return False
         try:
             return formats.find_chat_template(self.path) is not None

@@ -16,6 +16,9 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("studio-latent", "torch"): "studio.engine.backends.latent_torch:TorchLatentBackend",
     ("studio-latent", "onnx"): "studio.engine.backends.onnx_latent:OnnxLatentBackend",
     ("onnx", "onnx"): "studio.engine.backends.onnx_latent:OnnxLatentBackend",
+    ("onnx-latent", "onnx"): "studio.engine.backends.onnx_latent:OnnxLatentBackend",
+    ("onnx-diffusion", "onnx"): "studio.engine.backends.onnx_diffusion:OnnxDiffusionBackend",
+    ("onnx-text", "onnx"): "studio.engine.backends.onnx_text:OnnxTextBackend",
     ("fake", "torch"): "studio.engine.backends.fake:FakeBackend",
 }
 

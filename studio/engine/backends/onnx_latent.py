@@ -3,114 +3,23 @@ bare single .onnx generator (format "onnx"). Input (N, latent_dim) float, output
 NCHW or NHWC with 3 (RGB) or 1 (grayscale, shown as RGB) channels and values in [0, 1] (or the
 manifest's "output_range"); any other channel count is refused at load.
 
-Execution providers are tried CUDA -> CPU and the one ONNX Runtime actually used is reported as
-`provider` (it falls back silently otherwise). External-data files must stay in the model's folder."""
+Sessions, providers and the external-data check are onnx_session's, shared by every ONNX backend."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from studio.core.errors import ModelFileError, first_line
-from studio.engine.backends.base import OneAtATime, check_latents, no_cuda, to_uint8_image
+from studio.core.errors import ModelFileError
+from studio.engine.backends import onnx_session
+from studio.engine.backends.base import OneAtATime, check_latents, to_uint8_image
 from studio.models.formats import MANIFEST, manifest_latent_dim
 from studio.models.safe_files import model_file
 
 log = logging.getLogger(__name__)
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-
-
-def available_providers() -> list[str]:
-    import onnxruntime
-
-    return list(onnxruntime.get_available_providers())
-
-
-def providers_for(device: str) -> list[str]:
-    """The execution providers to request, in order, for a device ("cpu" or "cuda")."""
-    wanted = [CUDA, CPU] if device == "cuda" else [CPU]
-    available = available_providers()
-    return [p for p in wanted if p in available] or [CPU]
-
-
-@functools.lru_cache(maxsize=1)
-def cuda_works() -> bool:
-    """Whether a CUDA GPU is really usable: onnxruntime-gpu lists CUDAExecutionProvider even on a
-    machine without one. Asks torch (imported lazily); no torch means no auto-CUDA."""
-    if CUDA not in available_providers():
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def _sparse(sparse: Any) -> Iterator[Any]:
-    """The two TensorProtos a SparseTensorProto is made of."""
-    yield sparse.values
-    yield sparse.indices
-
-
-def _tensors(graph: Any) -> Iterator[Any]:
-    """Every TensorProto in a graph and its subgraphs (If / Loop / Scan bodies): initializers,
-    sparse initializers, and node attributes (tensor, tensors, sparse_tensor, sparse_tensors), any
-    of which may keep its data in an external file."""
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield from _sparse(sparse)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("sparse_tensor"):
-                yield from _sparse(attr.sparse_tensor)
-            for sparse in attr.sparse_tensors:
-                yield from _sparse(sparse)
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)
-
-
-def check_external_data(path: Path) -> set[Path]:
-    """The external-data files an ONNX file uses, all inside its folder; ModelFileError if any
-    points outside (or the file cannot be parsed). Loads the graph without its external data, so
-    nothing outside the folder is ever opened."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
-        raise ModelFileError(f"{path.name} is not a valid ONNX model ({_first_line(exc)}): copy it again.") from None
-    root = path.parent.resolve()
-    files: set[Path] = set()
-    for tensor in _tensors(model.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
-        entries = {e.key: e.value for e in tensor.external_data}
-        location = entries.get("location", "")
-        target = (root / location).resolve()
-        if not location or Path(location).is_absolute() or not target.is_relative_to(root) or target == root:
-            raise ModelFileError(
-                f"{path.name} keeps tensor {tensor.name!r} in {location!r}, outside its folder, so it is refused."
-            )
-        files.add(target)
-    return files
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an ONNX Runtime error, without its "[ONNXRuntimeError] : 7 : FAIL :" code."""
-    return re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", first_line(exc)).rstrip(". ")
 
 
 def find_onnx(model: Any) -> Path:
@@ -159,7 +68,7 @@ class OnnxLatentBackend(OneAtATime):
     def __init__(self, session: Any, device: str, manifest: dict[str, Any], memory_bytes: int, file_name: str):
         self.session = session
         self.device = device
-        self.provider: str = session.get_providers()[0]
+        self.provider: str = onnx_session.session_provider(session)
         self.memory_bytes = memory_bytes
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 2:
@@ -190,7 +99,7 @@ class OnnxLatentBackend(OneAtATime):
             if self.layout is None:
                 raise ModelFileError(_channels_sentence(file_name, shape))
         self.image_size = self._image_size(shape, manifest)
-        self.info = {"runtime": "onnx", "device": device, "provider": self.provider, "dtype": "float32"}
+        self.info = onnx_session.info_for(device, self.provider)
 
     def _image_size(self, shape: list[Any], manifest: dict[str, Any]) -> int:
         height = _static(shape[2] if self.layout == "NCHW" else shape[1])
@@ -202,36 +111,12 @@ class OnnxLatentBackend(OneAtATime):
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:
-        if requested == "cuda":
-            if not cuda_works():
-                raise no_cuda()
-            return "cuda", "float32"
-        if requested == "auto" and cuda_works():
-            return "cuda", "float32"
-        return "cpu", "float32"
+        return onnx_session.choose_device(requested)
 
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "OnnxLatentBackend":
-        import onnxruntime
-
         path = find_onnx(model)
-        external = check_external_data(path)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: our own log says which provider was used
-        requested = providers_for(device)
-        try:
-            session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=requested)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types (InvalidProtobuf, Fail...)
-            raise ModelFileError(
-                f"{path.name} could not be loaded by ONNX Runtime ({_first_line(exc)}); check the file and copy it again."
-            ) from None
-        used = session.get_providers()[0]
-        if used != requested[0]:
-            log.warning("ONNX Runtime could not use %s for %s; running on %s instead.", requested[0], path.name, used)
-        else:
-            log.info("%s runs on %s", path.name, used)
-        size = path.stat().st_size + sum(p.stat().st_size for p in external if p.is_file())
+        session, size = onnx_session.open_session(path, device)
         return cls(session, device, dict(model.manifest), size, path.name)
 
     def _run(self, latents: np.ndarray) -> np.ndarray:
