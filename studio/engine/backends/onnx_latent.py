@@ -89,6 +89,8 @@ class OnnxLatentBackend(OneAtATime):
             raise ModelFileError(f"{MANIFEST} should give output_range as [low, high], e.g. [-1, 1].")
         self.output_range = (low, high)
         self.file_name = file_name
+        self.encoder_path: Optional[Path] = None  # set by load() for a VAE's export
+        self._encoder: Any = None
         # The layout (and so the channel count) is checked here, at load: from the declared output
         # shape when it says, else from one decode of a zero latent.
         shape = list(outputs[0].shape)
@@ -117,7 +119,11 @@ class OnnxLatentBackend(OneAtATime):
     def load(cls, model: Any, device: str, dtype: str) -> "OnnxLatentBackend":
         path = find_onnx(model)
         session, size = onnx_session.open_session(path, device)
-        return cls(session, device, dict(model.manifest), size, path.name)
+        backend = cls(session, device, dict(model.manifest), size, path.name)
+        encoder = model.manifest.get("encoder_onnx")
+        if encoder:  # a VAE's export: its encoder opens on first use (image keyframes)
+            backend.encoder_path = model_file(Path(model.path), encoder, "encoder_onnx")
+        return backend
 
     def _run(self, latents: np.ndarray) -> np.ndarray:
         array = check_latents(latents, self.latent_dim).astype(self.input_dtype, copy=False)
@@ -145,5 +151,28 @@ class OnnxLatentBackend(OneAtATime):
         """float32 (N, D) -> uint8 (N, H, W, 3)."""
         return to_uint8_image(self.decode_float(latents))
 
+    @property
+    def can_encode(self) -> bool:
+        return self.encoder_path is not None
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) pictures of the model's size -> float32 (N, D) latents, through the
+        exported encoder (the mean). ModelFileError when the model has none (a GAN cannot encode)."""
+        if self.encoder_path is None:
+            raise ModelFileError(f"{self.file_name} is a decoder only; this model has no encoder to turn "
+                                 "pictures into latents.")
+        if self._encoder is None:
+            self._encoder, size = onnx_session.open_session(self.encoder_path, self.device)
+            self.memory_bytes += size
+        array = (np.ascontiguousarray(images, dtype=np.float32) / 255.0).transpose(0, 3, 1, 2)
+        name = self._encoder.get_inputs()[0].name
+        out = self._encoder.run(None, {name: np.ascontiguousarray(array)})[0]
+        latents = np.asarray(out, dtype=np.float32)
+        if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
+            raise ModelFileError(f"{self.encoder_path.name} gave latents of shape {latents.shape}, "
+                                 f"not (N, {self.latent_dim}).")
+        return latents
+
     def close(self) -> None:
         self.session = None
+        self._encoder = None

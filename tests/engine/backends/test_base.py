@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from studio.core.errors import ErrorKind, SpecError
-from studio.engine.backends import base, fake, latent_torch, onnx_latent
+from studio.engine.backends import base, fake, latent_torch, onnx_latent, onnx_session
 
 
 def test_cuda_without_a_gpu_is_bad_input_naming_device(monkeypatch):
@@ -18,7 +18,7 @@ def test_cuda_without_a_gpu_is_bad_input_naming_device(monkeypatch):
 
 
 def test_onnx_cuda_without_a_gpu_says_the_same(monkeypatch):
-    monkeypatch.setattr(onnx_latent, "cuda_works", lambda: False)
+    monkeypatch.setattr(onnx_session, "cuda_works", lambda: False)
     with pytest.raises(SpecError) as info:
         onnx_latent.OnnxLatentBackend.choose_device("cuda")
     assert info.value.kind == ErrorKind.BAD_INPUT

@@ -1,20 +1,20 @@
 """Our own latent decoders on torch and ONNX Runtime, through the real runner and registry."""
 
 import json
-import logging
 import shutil
 
 import numpy as np
 import pytest
 
 from studio.bench.tiny_latent import build_tiny_latent
-from studio.core.errors import ModelFileError
+from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import Failed, Finished
 from studio.core.jobs import LatentDecodeJob
-from studio.engine.backends import onnx_latent
+from studio.engine.backends import onnx_session
 from studio.engine.backends.base import to_uint8_image
 from studio.engine.backends.latent_torch import TorchLatentBackend
-from studio.engine.backends.onnx_latent import OnnxLatentBackend, providers_for
+from studio.engine.backends.onnx_latent import OnnxLatentBackend
+from studio.engine.backends.onnx_session import providers_for
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
@@ -94,33 +94,48 @@ def test_onnx_reports_the_provider_and_cpu_requests_only_cpu(models, monkeypatch
     assert isinstance(finished, Finished), finished
     assert requested == [["CPUExecutionProvider"]]
     (backend,) = [runner.cache.get(key, None) for key in runner.cache.keys()]
-    assert backend.provider == "CPUExecutionProvider" and backend.info["provider"] == "CPUExecutionProvider"
+    assert backend.provider == "CPUExecutionProvider" and backend.info["provider"] == "CPU"
 
     assert providers_for("cpu") == ["CPUExecutionProvider"]
     cuda = providers_for("cuda")
     assert cuda[-1] == "CPUExecutionProvider"
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        assert cuda == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    available = onnxruntime.get_available_providers()
+    # TensorRT first, then CUDA, then the CPU: those this onnxruntime build has.
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert cuda == [p for p in order if p in available or p == "CPUExecutionProvider"]
 
 
 def test_auto_device_is_cpu_without_a_working_gpu(monkeypatch):
-    monkeypatch.setattr(onnx_latent, "cuda_works", lambda: False)
+    monkeypatch.setattr(onnx_session, "cuda_works", lambda: False)
     assert OnnxLatentBackend.choose_device("auto") == ("cpu", "float32")
-    monkeypatch.setattr(onnx_latent, "cuda_works", lambda: True)
+    monkeypatch.setattr(onnx_session, "cuda_works", lambda: True)
     assert OnnxLatentBackend.choose_device("auto") == ("cuda", "float32")
     assert OnnxLatentBackend.choose_device("cpu") == ("cpu", "float32")
 
 
-def test_silent_provider_fallback_is_reported(models, monkeypatch, caplog):
-    """Asking for CUDA where ONNX Runtime cannot use it: it falls back, and we say so."""
-    monkeypatch.setattr(onnx_latent, "providers_for", lambda device: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+def test_a_gpu_request_that_lands_on_the_cpu_is_a_sentence_not_a_silent_fallback(models, monkeypatch):
+    """ONNX Runtime falls back to the CPU silently when CUDA cannot start; the studio refuses."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider to fail")  # onnxruntime-gpu is the one we install
+    monkeypatch.setattr(onnx_session, "providers_for", lambda device: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     model = ModelRegistry(roots=[(models, "user")]).resolve("tiny")
-    with caplog.at_level(logging.WARNING, logger="studio.engine.backends.onnx_latent"):
+    try:
         backend = OnnxLatentBackend.load(model, "cuda", "float32")
-    if backend.provider == "CPUExecutionProvider":
-        assert "CUDAExecutionProvider" in caplog.text and "CPUExecutionProvider" in caplog.text
-    else:
-        assert backend.provider == "CUDAExecutionProvider" and not caplog.text
+    except SpecError as error:  # no GPU here: the session landed on the CPU
+        assert error.field == "device"
+        assert error.message.startswith("`device` is cuda, but ONNX Runtime could not start a GPU provider for decoder.onnx")
+        assert "got CPU" in error.message
+    else:  # a machine with a working GPU
+        assert backend.provider == "CUDAExecutionProvider"
+
+
+def test_cuda_on_an_onnxruntime_without_gpu_providers_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(onnx_session, "available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(SpecError) as info:
+        OnnxLatentBackend.choose_device("cuda")
+    assert info.value.field == "device" and "install onnxruntime-gpu" in info.value.message
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
@@ -268,7 +283,7 @@ def test_onnx_sparse_external_data_outside_the_folder_is_refused(tmp_path, where
     path.write_bytes(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
 
     with pytest.raises(ModelFileError, match="outside its folder") as info:
-        onnx_latent.check_external_data(path)
+        onnx_session.check_external_data(path)
     assert one_sentence(info.value.message) and "../outside.bin" in info.value.message
 
 
