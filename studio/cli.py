@@ -23,7 +23,7 @@ from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models import paths
 from studio.models.paths import offline
-from studio.models.registry import ModelRegistry, default_roots
+from studio.models.registry import ModelInfo, ModelRegistry, default_roots
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 DEFAULT_STEPS, DEFAULT_CFG = 20, 7.0
@@ -102,13 +102,50 @@ def cmd_models(args, runner: Runner) -> int:
     if not models:
         print(registry.where_to_put_models())
     else:
-        rows = [(m.id, m.kind, m.format, _size(m.size_bytes), m.licence or "-", m.source, str(m.path)) for m in models]
-        header = ("ID", "KIND", "FORMAT", "SIZE", "LICENCE", "SOURCE", "PATH")
-        widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
+        onnx = _onnx_provider() if any("onnx" in m.runtimes for m in models) else ""
+        rows = [(m.id, m.kind, m.format, _runtimes(m, onnx), _size(m.size_bytes), m.licence or "-", m.source,
+                 str(m.path)) for m in models]
+        header = ("ID", "KIND", "FORMAT", "RUNTIMES", "SIZE", "LICENCE", "SOURCE", "PATH")
+        widths = [max(len(r[i]) for r in rows + [header]) for i in range(7)]
         for row in [header] + rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[6])
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[7])
     for problem in registry.problems:
         print(f"unusable: {problem.path}: {problem.message}", file=sys.stderr)
+    return 0
+
+
+def _onnx_provider() -> str:
+    """The provider ONNX Runtime really starts here for the device auto picks (e.g. "CPU")."""
+    from studio.engine.backends import onnx_session
+
+    device, _ = onnx_session.choose_device("auto")
+    return onnx_session.short_name(onnx_session.probe_provider(device))
+
+
+def _runtimes(model: ModelInfo, onnx_provider: str) -> str:
+    """"torch, onnx (CPU)": the runtimes a model runs on, ONNX Runtime with the provider it gets."""
+    return ", ".join(f"onnx ({onnx_provider})" if r == "onnx" else r for r in model.runtimes)
+
+
+def cmd_export_onnx(args, runner: Runner) -> int:
+    """Export a model to ONNX, check it against torch, and put it where the studio finds it."""
+    from studio.models.export import check_exportable, default_out, export_onnx
+
+    model = runner.registry.resolve(args.model)
+    check_exportable(model)
+    out = Path(args.out).expanduser() if args.out else default_out(model)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    parity = export_onnx(model, out, say, replace=args.replace)
+    print("parity with torch (CPU, float32):")
+    for line in parity.lines:
+        print(f"  {line}")
+    if not parity.ok:
+        print(f"studio: the ONNX export of {model.id} does not match torch, so it was not kept.", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {out}")
     return 0
 
 
@@ -349,7 +386,7 @@ def cmd_write(args, runner: Runner) -> int:
     # A document goes to the engine as a story: it is assembled there with the model's own
     # tokenizer (memory, world info, author's note, trimmed to the model's window).
     spec = TextJob(
-        model=args.model, prompt=args.prompt if doc is None else "", seed=seed, device=args.device,
+        model=args.model, prompt=args.prompt if doc is None else "", seed=seed, device=args.device, runtime=args.runtime,
         story=None if doc is None else doc.story_context(len(doc.text)), instruct=args.instruct,
         stop=tuple(args.stop if args.stop is not None else saved.get("stop", ())),
         banned=tuple(args.ban if args.ban is not None else saved.get("banned", ())),
@@ -461,7 +498,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="studio", description="Offline generative studio: images, prose and latent spaces.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("models", help="list the models the studio can see")
+    sub.add_parser("models", help="list the models the studio can see, with the runtimes each runs on")
+
+    x = sub.add_parser("export-onnx", help="export a model to ONNX (checked against torch) so it runs on ONNX Runtime")
+    x.add_argument("model", help="an id from `studio models`, or a path")
+    x.add_argument("--out", help="the folder to write (default: the models folder, as MODEL-onnx, where the studio "
+                   "finds it and offers ONNX Runtime for the model)")
+    x.add_argument("--replace", action="store_true", help="replace --out when it already holds files")
 
     g = sub.add_parser("generate", help="make an image from a prompt")
     g.add_argument("prompt")
@@ -544,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="a token progress bar on stderr (default: on when stdout is not a terminal, "
                    "so it never draws over the streamed text)")
-    _device_args(w)
+    _device_args(w, runtime=True)
 
     b = sub.add_parser("bench", help="run the performance suite (ratios against plain library calls)")
     b.add_argument("--out", default="benchmarks", help="folder for the JSON results and README table")
@@ -579,7 +622,7 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
         parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
 
 
-COMMANDS = {"models": cmd_models, "generate": cmd_generate, "info": cmd_info, "write": cmd_write, "bench": cmd_bench,
+COMMANDS = {"models": cmd_models, "export-onnx": cmd_export_onnx, "generate": cmd_generate, "info": cmd_info, "write": cmd_write, "bench": cmd_bench,
             "train": cmd_train, "eval": cmd_eval, "morph": cmd_morph, "convert": cmd_convert}
 NO_RUNNER = ("convert",)  # commands that need no engine, so none is built (nor the models folder scanned)
 

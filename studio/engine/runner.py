@@ -24,6 +24,7 @@ from studio.engine.cache import ModelCache
 from studio.engine.diffusion_morph import run_diffusion_morph
 from studio.engine.morph import encode_picture, run_morph
 from studio.engine.queue import Job, JobQueue
+from studio.models.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,10 @@ class Runner:
                                      f"{' or '.join(map(_a, needed))} model.")
         runtime = model.runtimes[0] if spec.runtime == "auto" else spec.runtime
         if runtime not in model.runtimes:
-            raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}.")
+            hint = f"; export it first with `studio export-onnx {model.id}`" if runtime == "onnx" \
+                and model.format in EXPORTABLE_FORMATS else ""
+            raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}{hint}.")
+        model = self.registry.for_runtime(model, runtime)  # a torch model's ONNX export runs its "onnx"
         cls = backend_class(model.format, runtime)
         device, dtype = cls.choose_device(spec.device)
         key = (model.id, str(model.path), runtime, device, dtype)

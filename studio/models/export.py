@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from studio.core.atomic import write_atomic
+from studio.core.atomic import current_umask, write_atomic
 from studio.core.errors import StudioError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ IMAGE_TOLERANCE = 1e-3
 PARITY_TOKENS = 64
 
 Say = Callable[[str], None]
+# The formats that have an exporter (export_latent, export_diffusion, export_text).
+EXPORTABLE_FORMATS = ("studio-latent", "diffusers", "sd-single-file", "transformers")
 
 
 @dataclass
@@ -155,6 +157,7 @@ def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = Fals
             raise StudioError(f"{out} already exists and is not empty; choose another --out, or pass --replace.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.exporting-", dir=out.parent))
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's private 0700 would stay on the model folder
     try:
         parity = exporter(model, staging, say)
         if not parity.ok:

@@ -5,7 +5,7 @@ Discovery reads only small marker files, so it is fast enough to run before the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -28,6 +28,7 @@ class ModelInfo:
     runtimes: tuple[str, ...] = ("torch",)
     size_bytes: int = 0
     manifest: dict[str, Any] = field(default_factory=dict, compare=False)
+    onnx_export: str = ""  # the id of this model's ONNX export (`studio export-onnx`), which runs it on "onnx"
 
     @property
     def title(self) -> str:
@@ -85,6 +86,26 @@ def _default_order(model: "ModelInfo") -> tuple[int, int]:
     return (1, rank)
 
 
+def _own_runtimes(model: ModelInfo) -> tuple[str, ...]:
+    return tuple(r for r in model.runtimes if not (r == "onnx" and model.onnx_export))
+
+
+def _pair_exports(models: dict[str, ModelInfo]) -> frozenset[str]:
+    """Pair each ONNX export with the model it was exported from (its studio.json says which):
+    the source gains the "onnx" runtime. Returns the ids of the paired exports. An export whose
+    source is gone, or is of another kind, stays a model of its own."""
+    paired = set()
+    for export in list(models.values()):
+        source = models.get(str(export.manifest.get("exported_from") or ""))
+        if source is None or export.runtimes != ("onnx",) or source.kind != export.kind or source is export:
+            continue
+        if "onnx" in source.runtimes:  # it has its own ONNX file already (a studio-latent "onnx" key)
+            continue
+        models[source.id] = replace(source, runtimes=source.runtimes + ("onnx",), onnx_export=export.id)
+        paired.add(export.id)
+    return frozenset(paired)
+
+
 def default_roots(extra: Iterable[Path] = ()) -> list[tuple[Path, str]]:
     roots = [(paths.embedded_models_dir(), "embedded"), (paths.user_models_dir(), "user")]
     roots += [(Path(p).expanduser(), "settings") for p in extra]
@@ -120,6 +141,7 @@ class ModelRegistry:
     def __init__(self, roots: Optional[list[tuple[Path, str]]] = None):
         self.roots = roots if roots is not None else default_roots()
         self._models: dict[str, ModelInfo] = {}
+        self._exports: frozenset[str] = frozenset()
         self.problems: list[ModelProblem] = []
         self.refresh()
 
@@ -150,14 +172,17 @@ class ModelRegistry:
                     log.info("model id %s at %s is shadowed by %s", info.id, entry, models[info.id].path)
                     continue
                 models[info.id] = info
+        exports = _pair_exports(models)
         # Swapped in whole: the engine thread may be resolving a model while the window rescans.
-        self._models, self.problems = models, problems
+        self._models, self.problems, self._exports = models, problems, exports
 
-    def models(self, kind: Optional[str] = None) -> list[ModelInfo]:
+    def models(self, kind: Optional[str] = None, exports: bool = False) -> list[ModelInfo]:
         """Models of `kind` (all when None), the one to pick by default first: the user's own
         models before the embedded ones, and among those the studio's chosen defaults. LoRA files
-        are kind "lora": they are listed under that kind only, never as image models."""
-        found = [m for m in self._models.values() if kind is None or m.kind == kind]
+        are kind "lora": they are listed under that kind only, never as image models. An ONNX
+        export whose source is here is that model's "onnx" runtime, listed only with `exports`."""
+        found = [m for m in self._models.values()
+                 if (kind is None or m.kind == kind) and (exports or m.id not in self._exports)]
         return sorted(found, key=_default_order)
 
     def resolve(self, id_or_path: str) -> ModelInfo:
@@ -173,6 +198,12 @@ class ModelRegistry:
                 raise ModelFileError(problem.message)
         known = ", ".join(sorted(self._models)) or "none found"
         raise ModelNotFound(f"No model {id_or_path!r}: give an id from `studio models` ({known}) or a path.")
+
+    def for_runtime(self, model: ModelInfo, runtime: str) -> ModelInfo:
+        """The model that runs `model` on `runtime`: its ONNX export for "onnx" when it has one."""
+        if runtime == "onnx" and model.onnx_export and "onnx" not in _own_runtimes(model):
+            return self.resolve(model.onnx_export)
+        return model
 
     def where_to_put_models(self) -> str:
         return (
