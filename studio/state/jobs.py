@@ -6,6 +6,7 @@ thread themselves, so all engine bookkeeping (and the error shown to the person)
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import time
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ class JobList(QObject):
         self.engine = engine
         self.error = ErrorState(self)
         self.last_info: dict = {}  # `info` of the newest finished result: device, runtime, seconds
+        # The runtime picked per model in the window ("torch" / "onnx"); a model not in here runs
+        # on its own runtime ("auto"). Applied to every job the window submits for that model.
+        self.runtimes: dict[str, str] = {}
         self._records: collections.OrderedDict[int, JobRecord] = collections.OrderedDict()
         self._busy = False
         engine.job_queued.connect(self._on_queued)
@@ -115,8 +119,20 @@ class JobList(QObject):
     # -- commands ---------------------------------------------------------------------------------
 
     def submit(self, spec: JobSpec) -> int:
-        """Queue a job and return its id. A bad spec raises SpecError (naming the field), queues nothing."""
+        """Queue a job and return its id. A bad spec raises SpecError (naming the field), queues nothing.
+
+        A spec that leaves the runtime to the studio gets the one picked for its model."""
+        picked = self.runtimes.get(spec.model, "auto")
+        if spec.runtime == "auto" and picked != "auto":
+            spec = dataclasses.replace(spec, runtime=picked)
         return self.engine.submit(spec)
+
+    def set_runtime(self, model_id: str, runtime: str) -> None:
+        """Run `model_id`'s jobs on `runtime` from now on ("auto": the model's own)."""
+        if runtime == "auto":
+            self.runtimes.pop(model_id, None)
+        else:
+            self.runtimes[model_id] = runtime
 
     def submit_or_report(self, spec: JobSpec) -> Optional[int]:
         """Queue a job, or show why it cannot be queued on the error bar and return None."""

@@ -56,6 +56,42 @@ class ModelCombo(QComboBox):
             self.model_changed.emit(model)
 
 
+RUNTIME_TITLES = {"auto": "Auto", "torch": "PyTorch", "onnx": "ONNX Runtime"}
+
+
+class RuntimeCombo(QComboBox):
+    """The runtime the selected model runs on: Auto (its own), PyTorch or ONNX Runtime. A runtime
+    the model does not have is shown greyed out, its tooltip saying how to get it."""
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        for runtime, title in RUNTIME_TITLES.items():
+            self.addItem(title, runtime)
+        self.setToolTip("Which library runs this model; ONNX Runtime shows the provider it used in the status bar")
+
+    def runtime(self) -> str:
+        return self.currentData() or "auto"
+
+    def offer(self, model: Optional[ModelInfo], picked: str = "auto") -> None:
+        """Enable the runtimes `model` has and select `picked` (Auto when it has not got it)."""
+        items = self.model()  # a QStandardItemModel: items can be disabled one by one
+        for index in range(self.count()):
+            runtime = self.itemData(index)
+            usable = runtime == "auto" or (model is not None and runtime in model.runtimes)
+            items.item(index).setEnabled(usable)
+            tip = ""
+            if not usable and model is not None:
+                tip = (f"Export it first: studio export-onnx {model.id}" if runtime == "onnx"
+                       else f"{model.id} runs on ONNX Runtime only")
+            self.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)
+        index = self.findData(picked)
+        if index < 0 or not items.item(index).isEnabled():
+            index = 0
+        self.blockSignals(True)  # a new model is not a new pick
+        self.setCurrentIndex(index)
+        self.blockSignals(False)
+
+
 class EmptyState(QWidget):
     """Shown instead of a workspace that has no models: says where to put them, offers a re-scan."""
 
@@ -109,6 +145,9 @@ class Workspace(QWidget):
         self.jobs = jobs
         self._model_infos: dict[str, ModelInfo] = {}
         self.models = ModelCombo()
+        self.runtimes = RuntimeCombo()  # each workspace puts it under its model picker
+        self.models.model_changed.connect(self.offer_runtimes)
+        self.runtimes.activated.connect(self._runtime_picked)
         self.empty = EmptyState(self.noun)
         self.empty.rescan_requested.connect(self.rescan_requested)
         self._stack = QStackedWidget()
@@ -131,8 +170,18 @@ class Workspace(QWidget):
         """Offer these models (already filtered to this workspace's kind)."""
         self._model_infos = {m.id: m for m in models}  # before the combo says which one is selected
         self.models.set_models(models)
+        self.offer_runtimes()  # the same model may have gained a runtime (an export appeared)
         self.empty.set_text(where_to_put)
         self._stack.setCurrentIndex(1 if models else 0)
+
+    def offer_runtimes(self, *_args) -> None:
+        model = self.model_info()
+        self.runtimes.offer(model, self.jobs.runtimes.get(model.id, "auto") if model else "auto")
+
+    def _runtime_picked(self, *_args) -> None:
+        model_id = self.models.model_id()
+        if model_id:
+            self.jobs.set_runtime(model_id, self.runtimes.runtime())
 
     def save_settings(self, store: SettingsStore) -> None:
         store.set(f"{self.kind}/model", self.models.model_id())

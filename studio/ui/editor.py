@@ -97,6 +97,7 @@ class WriteWorkspace(DocumentFiles, Workspace):
 
         form = QFormLayout()
         form.addRow("Model", self.models)
+        form.addRow("Runtime", self.runtimes)
         form.addRow("", self.instruct)
         samples = QHBoxLayout()
         samples.addWidget(self.previous_button)

@@ -120,6 +120,7 @@ class ExploreWorkspace(KeyframeSources, MorphActions, Workspace):
         side = QWidget()
         form = QFormLayout()
         form.addRow("Model", self.models)
+        form.addRow("Runtime", self.runtimes)
         keys_box = QWidget()
         keys_layout = QVBoxLayout(keys_box)
         keys_layout.setContentsMargins(0, 6, 0, 0)

@@ -75,7 +75,7 @@ class ImageWorkspace(Workspace):
         self.use_settings.clicked.connect(lambda: self.apply_shown_settings())  # not clicked's bool
         self.strip = GalleryStrip()
         self.strip.image_chosen.connect(self.show_gallery_image)
-        self.panel = PromptPanel(self.models)
+        self.panel = PromptPanel(self.models, self.runtimes)
         self.panel.generate_requested.connect(self.generate)
         self.models.activated.connect(self._on_model_picked)
         self.canvas.image_dropped.connect(self._on_dropped)

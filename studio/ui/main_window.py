@@ -6,6 +6,7 @@ and on close hides itself, cancels every job and waits for the engine thread to 
 from __future__ import annotations
 
 import html
+import json
 import logging
 from typing import Optional
 
@@ -24,6 +25,14 @@ from studio.ui.image_workspace import ImageWorkspace
 from studio.ui.jobs_panel import JobsPanel
 
 log = logging.getLogger(__name__)
+
+def _where(info: dict) -> str:
+    """Where the last job ran, for the status bar: "cpu · PyTorch" or "cpu · ONNX Runtime (CPU)"."""
+    if info.get("runtime") == "onnx":
+        provider = info.get("provider")
+        return f"{info.get('device')} · ONNX Runtime" + (f" ({provider})" if provider else "")
+    return f"{info.get('device')} · PyTorch" if info.get("runtime") == "torch" else str(info.get("device"))
+
 
 class MainWindow(QMainWindow):
     def __init__(self, jobs: JobList, registry: ModelRegistry, store: Optional[SettingsStore] = None,
@@ -157,7 +166,7 @@ class MainWindow(QMainWindow):
         if waiting:
             text += f" · {waiting} waiting"
         if device:
-            text += f" · {device}"
+            text += f" · {_where(self.jobs.last_info)}"
         self.engine_label.setText(text)
         last = self.jobs.last_ended()
         if last is not None and last.state is JobState.FINISHED and last.seconds is not None:
@@ -166,6 +175,14 @@ class MainWindow(QMainWindow):
     # -- remembered settings ----------------------------------------------------------------------
 
     def restore_settings(self) -> None:
+        try:  # model id -> the runtime picked for it, as JSON (INI files hold text)
+            runtimes = json.loads(self.store.get("models/runtimes", "{}"))
+        except ValueError:
+            runtimes = {}
+        if isinstance(runtimes, dict):
+            for model_id, runtime in runtimes.items():
+                if isinstance(model_id, str) and runtime in ("torch", "onnx"):
+                    self.jobs.set_runtime(model_id, runtime)
         geometry = self.store.get("window/geometry", QByteArray())
         if geometry.isEmpty() or not self.restoreGeometry(geometry):
             self.resize(1240, 800)
@@ -174,12 +191,14 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         for workspace in self.workspaces():
             workspace.restore_settings(self.store)
+            workspace.offer_runtimes()  # the restored pick for the model it shows
         self.tabs.setCurrentIndex(min(max(self.store.get("window/tab", 0), 0), self.tabs.count() - 1))
 
     def save_settings(self) -> None:
         self.store.set("window/geometry", self.saveGeometry())
         self.store.set("window/state", self.saveState())
         self.store.set("window/tab", self.tabs.currentIndex())
+        self.store.set("models/runtimes", json.dumps(self.jobs.runtimes))
         for workspace in self.workspaces():
             workspace.save_settings(self.store)
         self.store.sync()

@@ -41,9 +41,10 @@ class PromptPanel(QWidget):
 
     generate_requested = Signal(object)  # ImageJob, not yet validated
 
-    def __init__(self, models: ModelCombo, parent: Optional[QWidget] = None):
+    def __init__(self, models: ModelCombo, runtimes: Optional[QWidget] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.models = models
+        self.runtimes = runtimes  # the workspace's runtime picker, shown under the model
         self.last_seed: Optional[int] = None
 
         self.prompt = QPlainTextEdit()
@@ -121,6 +122,8 @@ class PromptPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Model", models)
+        if runtimes is not None:
+            form.addRow("Runtime", runtimes)
         form.addRow("Mode", self.mode)
         form.addRow("Sampler", self.scheduler)
         form.addRow("Steps", self.steps)
