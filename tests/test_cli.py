@@ -21,9 +21,9 @@ def test_models_lists_id_kind_format_size_licence_and_source(fake_models, capsys
     out = capsys.readouterr().out
     assert "fake-image" in out and "fake-text" in out
     header = out.splitlines()[0].split()
-    assert header[:6] == ["ID", "KIND", "FORMAT", "SIZE", "LICENCE", "SOURCE"]
+    assert header[:7] == ["ID", "KIND", "FORMAT", "RUNTIMES", "SIZE", "LICENCE", "SOURCE"]
     row = next(line.split() for line in out.splitlines() if line.startswith("fake-image"))
-    assert row[5] == "Apache-2.0"  # SIZE is two words ("1.0 KB")
+    assert row[3] == "torch" and row[6] == "Apache-2.0"  # SIZE is two words ("1.0 KB")
 
 
 def test_models_with_nothing_found_says_where_to_put_them(capsys):

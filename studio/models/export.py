@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from studio.core.atomic import current_umask, write_atomic
-from studio.core.errors import StudioError
+from studio.core.errors import ErrorKind, StudioError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ PARITY_TOKENS = 64
 Say = Callable[[str], None]
 # The formats that have an exporter (export_latent, export_diffusion, export_text).
 EXPORTABLE_FORMATS = ("studio-latent", "diffusers", "sd-single-file", "transformers")
+
+
+class ExportRefused(StudioError):
+    """An export asked of a model that has no exporter, or into a folder that is taken: bad input."""
+
+    kind = ErrorKind.BAD_INPUT
 
 
 @dataclass
@@ -132,8 +138,8 @@ def _exporter(model: Any) -> Callable[[Any, Path, Say], Parity]:
 
         return export_text
     if "onnx" in model.format:
-        raise StudioError(f"{model.id} is already an ONNX model ({model.format}); there is nothing to export.")
-    raise StudioError(f"{model.id} is a {model.format} model, which the studio cannot export to ONNX.")
+        raise ExportRefused(f"{model.id} is already an ONNX model ({model.format}); there is nothing to export.")
+    raise ExportRefused(f"{model.id} is a {model.format} model, which the studio cannot export to ONNX.")
 
 
 def default_out(model: Any) -> Path:
@@ -154,7 +160,7 @@ def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = Fals
     out = Path(out).expanduser().absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not replace:
-            raise StudioError(f"{out} already exists and is not empty; choose another --out, or pass --replace.")
+            raise ExportRefused(f"{out} already exists and is not empty; choose another --out, or pass --replace.")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.exporting-", dir=out.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's private 0700 would stay on the model folder

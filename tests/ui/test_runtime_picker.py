@@ -1,0 +1,73 @@
+"""The runtime picker under each workspace's model: ONNX Runtime offered where a model has an
+export, greyed with how to export it where not, the pick applied to the model's jobs, remembered,
+and the provider that ran the last job shown in the status bar."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.core.jobs import LatentDecodeJob
+from studio.models import paths
+from studio.models.export import default_out, export_onnx
+from studio.models.registry import ModelRegistry
+from studio.state.jobs import JobState
+
+
+@pytest.fixture
+def exported_gan(monkeypatch, sandbox_dirs):
+    """The embedded models, and emoji-gan exported to ONNX in the user's models folder."""
+    monkeypatch.setenv("STUDIO_EMBEDDED_MODELS_DIR", str(paths.EMBEDDED_MODELS_DIR))
+    gan = ModelRegistry().resolve("emoji-gan")
+    assert export_onnx(gan, default_out(gan)).ok
+
+
+def pick(combo, data) -> None:
+    """Choose an item as a person does: the index changes and `activated` fires."""
+    index = combo.findData(data)
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+def test_onnx_is_offered_only_for_exported_models_and_runs_their_jobs(qtbot, exported_gan, make_window):
+    window = make_window()
+    explore = window.explore
+    titles = [explore.runtimes.itemText(i) for i in range(explore.runtimes.count())]
+    assert titles == ["Auto", "PyTorch", "ONNX Runtime"]
+
+    pick(explore.models, "emoji-vae")  # not exported: ONNX greyed, saying how to get it
+    onnx = explore.runtimes.findData("onnx")
+    assert not explore.runtimes.model().item(onnx).isEnabled()
+    assert explore.runtimes.itemData(onnx, 3) == "Export it first: studio export-onnx emoji-vae"  # ToolTipRole
+
+    pick(explore.models, "emoji-gan")
+    assert explore.runtimes.model().item(onnx).isEnabled()
+    assert explore.runtimes.runtime() == "auto"
+    pick(explore.runtimes, "onnx")
+    assert window.jobs.runtimes == {"emoji-gan": "onnx"}
+
+    job_id = window.jobs.submit(LatentDecodeJob(model="emoji-gan", latent=(0.5,) * 128))
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.FINISHED, timeout=20_000)
+    assert window.jobs.get(job_id).spec.runtime == "onnx"  # the pick went into the job
+    assert window.jobs.last_info["provider"] == "CPU"
+    qtbot.waitUntil(lambda: "ONNX Runtime (CPU)" in window.engine_label.text(), timeout=2_000)
+    assert window.engine_label.text() == "Engine idle · cpu · ONNX Runtime (CPU)"
+
+    pick(explore.models, "emoji-vae")  # the pick is per model
+    assert explore.runtimes.runtime() == "auto"
+    pick(explore.models, "emoji-gan")
+    assert explore.runtimes.runtime() == "onnx"
+
+
+def test_the_pick_is_remembered_by_the_next_window(qtbot, exported_gan, make_window):
+    first = make_window()
+    pick(first.explore.models, "emoji-gan")
+    pick(first.explore.runtimes, "torch")
+    first.close()
+    second = make_window()
+    assert second.jobs.runtimes == {"emoji-gan": "torch"}
+    pick(second.explore.models, "emoji-gan")
+    assert second.explore.runtimes.runtime() == "torch"
+    # Every workspace has the picker in its panel, just under its model picker.
+    for workspace in second.workspaces():
+        assert workspace.isAncestorOf(workspace.runtimes)
+        assert workspace.runtimes.parentWidget() is workspace.models.parentWidget()
