@@ -64,7 +64,7 @@ def machine_key(info: dict) -> str:
 
 
 def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = None) -> int:
-    from studio.bench import drag_workloads, morph_workloads, process_workloads, workloads
+    from studio.bench import drag_workloads, morph_workloads, onnx_workloads, process_workloads, workloads
 
     benches = {
         "image_overhead": workloads.image_overhead,
@@ -77,6 +77,7 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
         "morph_export": morph_workloads.morph_export,
         "slider_drag": drag_workloads.slider_drag,
         "engine_process": process_workloads.engine_process,
+        "onnx_vs_torch": onnx_workloads.onnx_vs_torch,
     }
     unknown = set(only or []) - set(benches)
     if unknown:

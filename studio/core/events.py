@@ -60,6 +60,15 @@ class LatentResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """An ONNX export that passed its parity check: where it was written, and the check's lines."""
+
+    path: str
+    parity: tuple[str, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
 # The parts of an assembled prompt, for the context viewer to colour (studio.writing.prompt's
 # roles, and "template" for what a chat template adds around them).
 CONTEXT_ROLES = ("memory", "world_info", "story", "authors_note", "template")

@@ -534,8 +534,32 @@ class MorphJob(JobSpec):
         return f"morph · {self.model} · {keys} · {self.frames} frames"
 
 
+@dataclass(frozen=True)
+class ExportJob(JobSpec):
+    """A model exported to ONNX (`studio export-onnx`, or picking ONNX Runtime in the window for a
+    model that has no export yet): written into `out` (the user's models folder when empty) and
+    kept only when its parity check against torch passes."""
+
+    kind: ClassVar[str] = "export"
+
+    out: str = ""  # the folder to write; "" = the user's models folder, as MODEL-onnx
+    replace: bool = False  # replace `out` when it already holds files
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.out, str):
+            raise SpecError("out", f"must be a folder path, not {_shown(self.out)}.")
+        if not isinstance(self.replace, bool):
+            raise SpecError("replace", f"must be true or false, not {_shown(self.replace)}.")
+
+    @property
+    def title(self) -> str:
+        return f"export · {self.model} → ONNX"
+
+
 SPEC_TYPES: dict[str, type[JobSpec]] = {
-    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob, LatentBatchJob)}
+    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob, LatentBatchJob,
+                        ExportJob)}
 
 
 def spec_from_dict(data: dict[str, Any]) -> JobSpec:

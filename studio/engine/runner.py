@@ -15,9 +15,9 @@ from typing import Any, Callable, Hashable, Optional
 import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError, first_line
-from studio.core.events import Cancelled, Event, Failed, Finished, ImageResult, Started, Token
-from studio.core.jobs import (ContextJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob, LatentEncodeJob,
-                              MorphJob, TextJob)
+from studio.core.events import Cancelled, Event, ExportResult, Failed, Finished, ImageResult, Started, Token
+from studio.core.jobs import (ContextJob, ExportJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob,
+                              LatentEncodeJob, MorphJob, TextJob)
 from studio.engine.backends import backend_class
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
@@ -154,9 +154,11 @@ class Runner:
             backend = key = None
             try:
                 started = time.perf_counter()
-                backend, model, device, key = self.backend_for(job.spec)
                 ctx = JobContext(job.job_id, job.cancel, emit_noting_tokens, between_steps=between_steps,
                                  previews=self.previews)
+                if isinstance(job.spec, ExportJob):  # no model to load: the exporter reads its files
+                    return Finished(job.job_id, self._export(job.spec, ctx))
+                backend, model, device, key = self.backend_for(job.spec)
                 with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
                     result = self._dispatch(job.spec, backend, ctx, model.kind)
                 result.info.setdefault("model", model.id)
@@ -187,6 +189,30 @@ class Runner:
             del backend
             if not saving:  # nothing left to turn down: it stays out of memory
                 return self._failed(job, OutOfMemory(f"Out of memory. {OUT_OF_MEMORY_ADVICE}"))
+
+    def _export(self, spec: ExportJob, ctx: JobContext) -> ExportResult:
+        """Export a model to ONNX (cancel lands between its stages) and look for models again, so
+        the next job finds the export as the model's "onnx" runtime."""
+        from pathlib import Path
+
+        from studio.models.export import check_exportable, default_out, export_onnx
+
+        started = time.perf_counter()
+        model = self.registry.resolve(spec.model)
+        check_exportable(model)
+        out = Path(spec.out).expanduser() if spec.out else default_out(model)
+
+        def say(line: str) -> None:
+            ctx.check_cancelled()
+            log.info("export of %s: %s", model.id, line)
+
+        parity = export_onnx(model, out, say, replace=spec.replace)
+        if not parity.ok:
+            worst = next(line for line in parity.lines if not line.endswith(" ok"))
+            raise StudioError(f"The ONNX export of {model.id} does not match torch ({worst}), so it was not kept.")
+        self.registry.refresh()
+        return ExportResult(str(out), tuple(parity.lines), {"model": model.id, "device": "cpu",
+                                                            "seconds": round(time.perf_counter() - started, 2)})
 
     def _use_less_memory(self, backend: Any, key: Optional[Hashable]) -> list[str]:
         """The ladder's one rung: unload the other models, give memory back, and turn on the

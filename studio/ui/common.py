@@ -7,8 +7,10 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
+from studio.core.jobs import ExportJob
+from studio.models.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo
-from studio.state.jobs import JobList
+from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
 
 
@@ -59,6 +61,11 @@ class ModelCombo(QComboBox):
 RUNTIME_TITLES = {"auto": "Auto", "torch": "PyTorch", "onnx": "ONNX Runtime"}
 
 
+def needs_export(model: Optional[ModelInfo]) -> bool:
+    """Whether ONNX Runtime would first need `studio export-onnx` for this model (it has an exporter)."""
+    return model is not None and "onnx" not in model.runtimes and model.format in EXPORTABLE_FORMATS
+
+
 class RuntimeCombo(QComboBox):
     """The runtime the selected model runs on: Auto (its own), PyTorch or ONNX Runtime. A runtime
     the model does not have is shown greyed out, its tooltip saying how to get it."""
@@ -73,16 +80,23 @@ class RuntimeCombo(QComboBox):
         return self.currentData() or "auto"
 
     def offer(self, model: Optional[ModelInfo], picked: str = "auto") -> None:
-        """Enable the runtimes `model` has and select `picked` (Auto when it has not got it)."""
+        """Enable the runtimes `model` has and select `picked` (Auto when it has not got it).
+        ONNX Runtime stays enabled for a model that can be exported: picking it exports it."""
         items = self.model()  # a QStandardItemModel: items can be disabled one by one
         for index in range(self.count()):
             runtime = self.itemData(index)
-            usable = runtime == "auto" or (model is not None and runtime in model.runtimes)
+            has = runtime == "auto" or (model is not None and runtime in model.runtimes)
+            usable = has or (runtime == "onnx" and needs_export(model))
             items.item(index).setEnabled(usable)
             tip = ""
-            if not usable and model is not None:
-                tip = (f"Export it first: studio export-onnx {model.id}" if runtime == "onnx"
-                       else f"{model.id} runs on ONNX Runtime only")
+            if not has and model is not None:
+                if runtime == "torch":
+                    tip = f"{model.id} runs on ONNX Runtime only"
+                elif usable:
+                    tip = (f"Not exported yet: picking it exports {model.id} to ONNX once (checked against "
+                           "torch, saved in your models folder)")
+                else:
+                    tip = f"{model.id} is a {model.format} model, which the studio cannot export to ONNX"
             self.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)
         index = self.findData(picked)
         if index < 0 or not items.item(index).isEnabled():
@@ -148,6 +162,8 @@ class Workspace(QWidget):
         self.runtimes = RuntimeCombo()  # each workspace puts it under its model picker
         self.models.model_changed.connect(self.offer_runtimes)
         self.runtimes.activated.connect(self._runtime_picked)
+        self._exporting: dict[int, str] = {}  # export job id -> model id, for picks that started one
+        jobs.job_changed.connect(self._export_changed)
         self.empty = EmptyState(self.noun)
         self.empty.rescan_requested.connect(self.rescan_requested)
         self._stack = QStackedWidget()
@@ -179,9 +195,33 @@ class Workspace(QWidget):
         self.runtimes.offer(model, self.jobs.runtimes.get(model.id, "auto") if model else "auto")
 
     def _runtime_picked(self, *_args) -> None:
-        model_id = self.models.model_id()
-        if model_id:
-            self.jobs.set_runtime(model_id, self.runtimes.runtime())
+        model = self.model_info()
+        if model is None:
+            return
+        runtime = self.runtimes.runtime()
+        self.jobs.set_runtime(model.id, runtime)
+        if runtime == "onnx" and needs_export(model) and model.id not in self._exporting.values():
+            # Exported once, on the batch lane: jobs queued after it find the export in place.
+            job_id = self.jobs.submit_or_report(ExportJob(model=model.id))
+            if job_id is None:
+                self.jobs.set_runtime(model.id, "auto")
+                self.offer_runtimes()
+            else:
+                self._exporting[job_id] = model.id
+
+    def _export_changed(self, job_id: int) -> None:
+        """An export this workspace asked for ended: look for models again (it is one now), or,
+        when it failed or was cancelled, go back to the model's own runtime."""
+        if job_id not in self._exporting:
+            return
+        record = self.jobs.get(job_id)
+        if record is None or not record.state.is_terminal:
+            return
+        model_id = self._exporting.pop(job_id)
+        if record.state is not JobState.FINISHED:
+            self.jobs.set_runtime(model_id, "auto")
+        self.rescan_requested.emit()  # the window re-scans; the picker then offers what is there
+        self.offer_runtimes()
 
     def save_settings(self, store: SettingsStore) -> None:
         store.set(f"{self.kind}/model", self.models.model_id())

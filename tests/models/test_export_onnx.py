@@ -156,3 +156,38 @@ def test_models_that_cannot_be_exported_say_so(fake_models, capsys):
     assert main(["export-onnx", "fake-image"]) == 2
     assert capsys.readouterr().err.strip() == ("studio: fake-image is a fake model, which the studio cannot export "
                                                "to ONNX.")
+
+
+def test_an_export_job_in_the_engine_writes_the_export_and_the_registry_finds_it(tmp_path):
+    from studio.core.events import ExportResult
+    from studio.core.jobs import ExportJob
+
+    runner = Runner(ModelRegistry())
+    (*_, end) = run(runner, ExportJob(model="emoji-gan"))
+    assert isinstance(end, Finished) and isinstance(end.result, ExportResult)
+    assert end.result.path == str(Path(os.environ["STUDIO_MODELS_DIR"]) / "emoji-gan-onnx")
+    assert end.result.parity[0].startswith("decoder.onnx (8 latents): max abs difference")
+    assert runner.registry.resolve("emoji-gan").runtimes == ("torch", "onnx")  # looked again at once
+
+
+def test_cancelling_an_export_job_between_stages_leaves_nothing(tmp_path, monkeypatch):
+    from studio.core.events import Cancelled
+    from studio.core.jobs import ExportJob
+    from studio.engine.queue import JobQueue
+    from studio.models import export_latent
+
+    runner = Runner(ModelRegistry())
+    out = tmp_path / "vae"
+    stages = []
+    real = export_latent._write_decoder
+
+    def write_then_cancel(*args):
+        stages.append("decoder")
+        job.cancel.set()  # Stop pressed while the decoder was being written
+        return real(*args)
+
+    job = JobQueue().make_job(ExportJob(model="emoji-vae", out=str(out)))
+    monkeypatch.setattr(export_latent, "_write_decoder", write_then_cancel)
+    end = runner.run(job, lambda event: None)
+    assert isinstance(end, Cancelled) and stages == ["decoder"]  # the encoder was never exported
+    assert list(tmp_path.iterdir()) == []  # neither the export nor its staging folder

@@ -34,10 +34,10 @@ def test_onnx_is_offered_only_for_exported_models_and_runs_their_jobs(qtbot, exp
     titles = [explore.runtimes.itemText(i) for i in range(explore.runtimes.count())]
     assert titles == ["Auto", "PyTorch", "ONNX Runtime"]
 
-    pick(explore.models, "emoji-vae")  # not exported: ONNX greyed, saying how to get it
+    pick(explore.models, "emoji-vae")  # not exported yet: ONNX offered, saying that picking it exports
     onnx = explore.runtimes.findData("onnx")
-    assert not explore.runtimes.model().item(onnx).isEnabled()
-    assert explore.runtimes.itemData(onnx, 3) == "Export it first: studio export-onnx emoji-vae"  # ToolTipRole
+    assert explore.runtimes.model().item(onnx).isEnabled()
+    assert explore.runtimes.itemData(onnx, 3).startswith("Not exported yet: picking it exports emoji-vae")
 
     pick(explore.models, "emoji-gan")
     assert explore.runtimes.model().item(onnx).isEnabled()
@@ -56,6 +56,32 @@ def test_onnx_is_offered_only_for_exported_models_and_runs_their_jobs(qtbot, exp
     assert explore.runtimes.runtime() == "auto"
     pick(explore.models, "emoji-gan")
     assert explore.runtimes.runtime() == "onnx"
+
+
+def test_picking_onnx_for_a_model_without_an_export_exports_it_then_runs_on_it(qtbot, exported_gan, make_window):
+    window = make_window()
+    explore = window.explore
+    pick(explore.models, "emoji-vae")
+    pick(explore.runtimes, "onnx")
+    (export,) = [r for r in window.jobs if r.kind == "export"]
+    assert export.title == "export · emoji-vae → ONNX"
+    # A job asked for at once waits behind the export on the batch lane, then runs on its result.
+    job_id = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.FINISHED, timeout=60_000)
+    assert window.jobs.get(export.id).state is JobState.FINISHED
+    assert window.jobs.last_info["runtime"] == "onnx" and window.jobs.last_info["model"] == "emoji-vae-onnx"
+    qtbot.waitUntil(lambda: window.registry.resolve("emoji-vae").runtimes == ("torch", "onnx"), timeout=5_000)
+    assert explore.runtimes.runtime() == "onnx"
+    assert explore.runtimes.itemData(explore.runtimes.findData("onnx"), 3) is None  # nothing left to explain
+
+
+def test_onnx_is_greyed_for_a_model_that_cannot_be_exported(qtbot, fake_models, make_window):
+    window = make_window()
+    explore = window.explore
+    onnx = explore.runtimes.findData("onnx")
+    assert explore.models.model_id() == "fake-latent"
+    assert not explore.runtimes.model().item(onnx).isEnabled()
+    assert explore.runtimes.itemData(onnx, 3) == "fake-latent is a fake model, which the studio cannot export to ONNX"
 
 
 def test_the_pick_is_remembered_by_the_next_window(qtbot, exported_gan, make_window):
