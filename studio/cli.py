@@ -129,7 +129,7 @@ def _runtimes(model: ModelInfo, onnx_provider: str) -> str:
 
 def cmd_export_onnx(args, runner: Runner) -> int:
     """Export a model to ONNX, check it against torch, and put it where the studio finds it."""
-    from studio.models.export import check_exportable, default_out, export_onnx
+    from studio.engine.export import check_exportable, default_out, export_onnx
 
     model = runner.registry.resolve(args.model)
     check_exportable(model)

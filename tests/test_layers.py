@@ -20,7 +20,6 @@ HEAVY_OK = {
     "studio.engine.backends.latent_torch",
     "studio.engine.backends.onnx_latent",
     "studio.models.nets",
-    "studio.models.export",
 }
 
 
@@ -49,6 +48,8 @@ RULES.update({
     "studio.engine.cache": PURE,
     "studio.engine.process": PURE,
     "studio.engine.child": PURE,
+    "studio.engine.export": PURE,  # `studio export-onnx` and the window's runtime picker read it
+    "studio.engine.export_latent": PURE,
     "studio.engine.thread": ("PySide6.QtWidgets",) + HEAVY,
     "studio.app": HEAVY,
     "studio.cli": PURE,

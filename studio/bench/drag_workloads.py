@@ -59,7 +59,7 @@ class OnnxFirstRegistry(ModelRegistry):
 def onnx_copy(source: Path, target: Path) -> Path:
     """Copy a studio-latent folder to `target`, export its decoder to decoder.onnx there and name
     it in the copy's studio.json; returns `target` (reused when it is already there)."""
-    from studio.models.export_latent import export_decoder_onnx
+    from studio.engine.export_latent import export_decoder_onnx
 
     if (target / "decoder.onnx").is_file():
         return target

@@ -24,7 +24,7 @@ from studio.engine.cache import ModelCache
 from studio.engine.diffusion_morph import run_diffusion_morph
 from studio.engine.morph import encode_picture, run_morph
 from studio.engine.queue import Job, JobQueue
-from studio.models.export import EXPORTABLE_FORMATS
+from studio.engine.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo, ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Runner:
         the next job finds the export as the model's "onnx" runtime."""
         from pathlib import Path
 
-        from studio.models.export import check_exportable, default_out, export_onnx
+        from studio.engine.export import check_exportable, default_out, export_onnx
 
         started = time.perf_counter()
         model = self.registry.resolve(spec.model)

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from studio.core.jobs import ExportJob
-from studio.models.export import EXPORTABLE_FORMATS
+from studio.engine.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore

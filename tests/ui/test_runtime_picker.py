@@ -8,7 +8,7 @@ import pytest
 
 from studio.core.jobs import LatentDecodeJob
 from studio.models import paths
-from studio.models.export import default_out, export_onnx
+from studio.engine.export import default_out, export_onnx
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobState
 

@@ -126,7 +126,7 @@ def export_graph(module: Any, args: tuple, target: Path, input_names: list[str],
 def _exporter(model: Any) -> Callable[[Any, Path, Say], Parity]:
     """The export function for a model's family; StudioError for a model that has no ONNX export."""
     if model.format == "studio-latent":
-        from studio.models.export_latent import export_latent
+        from studio.engine.export_latent import export_latent
 
         return export_latent
     if model.format in ("diffusers", "sd-single-file"):

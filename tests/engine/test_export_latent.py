@@ -9,8 +9,8 @@ import pytest
 
 from studio.bench.tiny_latent import build_tiny_latent
 from studio.core.errors import ModelFileError, StudioError
-from studio.models.export import MAX_IR_VERSION
-from studio.models.export_latent import export_decoder_onnx
+from studio.engine.export import MAX_IR_VERSION
+from studio.engine.export_latent import export_decoder_onnx
 from studio.models.registry import ModelRegistry
 
 

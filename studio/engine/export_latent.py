@@ -16,7 +16,7 @@ import numpy as np
 
 from studio.core.atomic import write_atomic
 from studio.core.errors import ModelFileError, StudioError
-from studio.models.export import Parity, Say, export_graph
+from studio.engine.export import Parity, Say, export_graph
 
 DECODER, ENCODER = "decoder.onnx", "encoder.onnx"
 LATENT, IMAGE = "latent", "image"

@@ -14,7 +14,7 @@ from studio.cli import main
 from studio.core.events import Failed, Finished
 from studio.core.jobs import LatentDecodeJob, LatentEncodeJob
 from studio.engine.runner import Runner
-from studio.models import export
+from studio.engine import export
 from studio.models import paths
 from studio.models.registry import ModelRegistry
 from run_jobs import run
@@ -136,7 +136,7 @@ def test_an_existing_folder_is_not_overwritten_without_replace(tmp_path, capsys)
 
 
 def test_an_export_that_fails_parity_is_not_kept(monkeypatch, tmp_path, capsys):
-    from studio.models import export_latent
+    from studio.engine import export_latent
 
     def drifted(model, out):
         parity = export.Parity()
@@ -174,7 +174,7 @@ def test_cancelling_an_export_job_between_stages_leaves_nothing(tmp_path, monkey
     from studio.core.events import Cancelled
     from studio.core.jobs import ExportJob
     from studio.engine.queue import JobQueue
-    from studio.models import export_latent
+    from studio.engine import export_latent
 
     runner = Runner(ModelRegistry())
     out = tmp_path / "vae"
