@@ -134,7 +134,7 @@ def _exporter(model: Any) -> Callable[[Any, Path, Say], Parity]:
 
         return export_diffusion
     if model.format == "transformers":
-        from studio.models.export_text import export_text
+        from studio.engine.export_text import export_text
 
         return export_text
     if "onnx" in model.format:

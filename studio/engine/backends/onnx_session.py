@@ -112,17 +112,17 @@ def _tensors(graph: Any) -> Iterator[Any]:
                 yield from _tensors(sub)
 
 
-def check_external_data(path: Path) -> set[Path]:
+def check_external_data(path: Path, label: str = "") -> set[Path]:
     """The external-data files an ONNX file uses, all inside its folder; ModelFileError if any
     points outside (or the file cannot be parsed). Loads the graph without its external data, so
-    nothing outside the folder is ever opened."""
+    nothing outside the folder is ever opened. `label` names the file in sentences."""
     import onnx
     from google.protobuf.message import DecodeError
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError) as exc:
-        raise ModelFileError(f"{path.name} is not a valid ONNX model ({ort_message(exc)}): copy it again.") from None
+        raise ModelFileError(f"{label or path.name} is not a valid ONNX model ({ort_message(exc)}): copy it again.") from None
     root = path.parent.resolve()
     files: set[Path] = set()
     for tensor in _tensors(model.graph):
@@ -133,7 +133,7 @@ def check_external_data(path: Path) -> set[Path]:
         target = (root / location).resolve()
         if not location or Path(location).is_absolute() or not target.is_relative_to(root) or target == root:
             raise ModelFileError(
-                f"{path.name} keeps tensor {tensor.name!r} in {location!r}, outside its folder, so it is refused."
+                f"{label or path.name} keeps tensor {tensor.name!r} in {location!r}, outside its folder, so it is refused."
             )
         files.add(target)
     return files
@@ -158,7 +158,7 @@ def open_session(path: Path, device: str, label: str = "") -> tuple[Any, int]:
     import onnxruntime
 
     label = label or path.name
-    external = check_external_data(path)
+    external = check_external_data(path, label)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: our own log says which provider was used

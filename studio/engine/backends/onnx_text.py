@@ -1,5 +1,5 @@
 """Streaming text generation with a causal language model exported to ONNX with its KV cache
-(studio.models.export_text, or Optimum's ORTModelForCausalLM layout: `model.onnx` beside
+(studio.engine.export_text, or Optimum's ORTModelForCausalLM layout: `model.onnx` beside
 config.json and the tokenizer files), on ONNX Runtime.
 
 Everything but the forward pass is the torch backend's: prompt assembly and instruct mode, the
