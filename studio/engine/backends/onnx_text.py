@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.errors import ModelFileError, SpecError, StudioError
+from studio.core.errors import ModelFileError, StudioError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
 from studio.engine.backends import onnx_session
 from studio.engine.backends.base import JobContext
 from studio.engine.backends.text_sampling import StopSequenceReached
-from studio.engine.backends.transformers_text import (CONTEXT_TOKENS, TransformersTextBackend, _sampling_processors,
+from studio.engine.backends.transformers_text import (CONTEXT_TOKENS, TransformersTextBackend, _sampling_processors, check_tokenizer,
                                                       _streamer, _TopRecorder)
 from studio.models.formats import ONNX_DECODER, find_chat_template
 from studio.models.libraries import quiet_library_logs
@@ -163,10 +163,7 @@ class OnnxTextBackend(TransformersTextBackend):
                 own = GenerationConfig.from_pretrained(str(folder), local_files_only=True)
             else:
                 own = GenerationConfig.from_model_config(config)
-        # The same refusal as the torch backend: a tokenizer that loads but knows no words.
-        hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
-        if len(tokenizer) <= 3 or not hello or set(hello) <= {tokenizer.unk_token_id}:
-            raise ModelFileError(f"The tokenizer in {folder} is empty or missing its vocabulary: copy the folder again.")
+        check_tokenizer(tokenizer, folder)  # the torch backend's refusal of a tokenizer that knows no words
         # Only the folder's token ids are kept, not its sampling defaults (as the torch backend does).
         generation = GenerationConfig(bos_token_id=own.bos_token_id, eos_token_id=own.eos_token_id,
                                       pad_token_id=own.pad_token_id)
@@ -195,15 +192,7 @@ class OnnxTextBackend(TransformersTextBackend):
         import torch
 
         # 1. The prompt, as the torch backend assembles, reports and encodes it.
-        context = self.context(spec)
-        ctx.context_used(context)
-        ids = list(self._encode(context.prompt, special=not spec.instruct)) if context.prompt else []
-        if not ids:
-            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-            if start is None:
-                raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
-            ids = [start]
-        ids = self._fit_context(ids, spec.max_new_tokens)
+        ids = self.prompt_ids(spec, ctx)
 
         # 2. The torch backend's samplers, recorder and streamer.
         recorder = _TopRecorder()

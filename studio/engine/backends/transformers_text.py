@@ -188,6 +188,14 @@ def _fast_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
     return lambda ids: tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
 
+def check_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """A tokenizer can load "successfully" from a folder missing its vocabulary and then turn every
+    text into nothing (or into unknown tokens): refuse it rather than babble."""
+    hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    if len(tokenizer) <= 3 or not hello or set(hello) <= {tokenizer.unk_token_id}:
+        raise ModelFileError(f"The tokenizer in {folder} is empty or missing its vocabulary: copy the folder again.")
+
+
 class TransformersTextBackend:
     """One causal language model and its tokenizer, resident on one device."""
 
@@ -256,11 +264,7 @@ class TransformersTextBackend:
                 trust_remote_code=False,
                 dtype=torch_dtype(dtype),
             )
-        # A tokenizer can load "successfully" from a folder missing its vocabulary and then turn
-        # every text into nothing (or into unknown tokens): refuse it rather than babble.
-        hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
-        if len(tokenizer) <= 3 or not hello or set(hello) <= {tokenizer.unk_token_id}:
-            raise ModelFileError(f"The tokenizer in {folder} is empty or missing its vocabulary: copy the folder again.")
+        check_tokenizer(tokenizer, folder)
         # Same spec + seed -> same text: the folder's sampling defaults (generation_config.json may set
         # temperature, top_k, repetition penalties...) would otherwise fill whatever the spec leaves
         # unset. Only its token ids (stop tokens above all) are kept.
@@ -281,17 +285,8 @@ class TransformersTextBackend:
         import torch
         from transformers import GenerationConfig
 
-        # 1. The prompt, assembled and measured with this tokenizer (reported for the context
-        #    viewer), encoded; an empty one starts from the model's start (or end) of text token.
-        context = self.context(spec)
-        ctx.context_used(context)
-        ids = list(self._encode(context.prompt, special=not spec.instruct)) if context.prompt else []
-        if not ids:
-            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
-            if start is None:
-                raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
-            ids = [start]
-        ids = self._fit_context(ids, spec.max_new_tokens)  # the assembly fits; this is a safety net
+        # 1. The prompt, assembled, reported and encoded.
+        ids = self.prompt_ids(spec, ctx)
 
         # 2. The stop tokens come from the folder; how to sample comes from the spec alone (load()
         #    dropped the folder's sampling defaults). The samplers themselves are built in step 3.
@@ -327,6 +322,19 @@ class TransformersTextBackend:
         return TextResult(
             streamer.text, tuple(streamer.ids), {"device": self.device, "runtime": "torch", "tokens": len(streamer.ids)}
         )
+
+    def prompt_ids(self, spec: TextJob, ctx: JobContext) -> list[int]:
+        """The prompt's token ids: assembled and measured with this tokenizer (reported for the
+        context viewer), encoded; an empty one starts from the model's start (or end) of text token."""
+        context = self.context(spec)
+        ctx.context_used(context)
+        ids = list(self._encode(context.prompt, special=not spec.instruct)) if context.prompt else []
+        if not ids:
+            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            if start is None:
+                raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
+            ids = [start]
+        return self._fit_context(ids, spec.max_new_tokens)  # the assembly fits; this is a safety net
 
     def _stop_ids(self) -> set[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
