@@ -122,7 +122,8 @@ def check_parity(model: Any, out: Path) -> Parity:
     latents = np.random.default_rng(0).standard_normal((PARITY_BATCH, torch_backend.latent_dim)).astype(np.float32)
     parity = Parity()
     reference = torch_backend.decode_float(latents)
-    parity.image(f"{DECODER} ({PARITY_BATCH} latents)", float(np.abs(onnx_backend.decode_float(latents) - reference).max()))
+    difference = np.abs(onnx_backend.decode_float(latents) - reference).max()
+    parity.image(f"{DECODER} ({PARITY_BATCH} latents)", float(difference))
     if onnx_backend.can_encode:
         pictures = torch_backend.decode(latents)  # real pictures of the model's size
         difference = np.abs(onnx_backend.encode(pictures) - torch_backend.encode(pictures)).max()

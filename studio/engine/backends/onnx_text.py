@@ -25,8 +25,8 @@ from studio.core.jobs import TextJob
 from studio.engine.backends import onnx_session
 from studio.engine.backends.base import JobContext
 from studio.engine.backends.text_sampling import StopSequenceReached
-from studio.engine.backends.transformers_text import (CONTEXT_TOKENS, TransformersTextBackend, _sampling_processors, check_tokenizer,
-                                                      _streamer, _TopRecorder)
+from studio.engine.backends.transformers_text import (CONTEXT_TOKENS, TransformersTextBackend, _sampling_processors,
+                                                      _streamer, _TopRecorder, check_tokenizer)
 from studio.models.formats import ONNX_DECODER, find_chat_template
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
