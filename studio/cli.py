@@ -622,7 +622,8 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
         parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
 
 
-COMMANDS = {"models": cmd_models, "export-onnx": cmd_export_onnx, "generate": cmd_generate, "info": cmd_info, "write": cmd_write, "bench": cmd_bench,
+COMMANDS = {"models": cmd_models, "export-onnx": cmd_export_onnx, "generate": cmd_generate, "info": cmd_info,
+            "write": cmd_write, "bench": cmd_bench,
             "train": cmd_train, "eval": cmd_eval, "morph": cmd_morph, "convert": cmd_convert}
 NO_RUNNER = ("convert",)  # commands that need no engine, so none is built (nor the models folder scanned)
 
