@@ -191,3 +191,14 @@ def test_cancelling_an_export_job_between_stages_leaves_nothing(tmp_path, monkey
     end = runner.run(job, lambda event: None)
     assert isinstance(end, Cancelled) and stages == ["decoder"]  # the encoder was never exported
     assert list(tmp_path.iterdir()) == []  # neither the export nor its staging folder
+
+
+def test_the_prose_model_writes_the_same_greedy_text_on_both_runtimes_from_the_command_line(capsys):
+    assert main(["export-onnx", "prose"]) == 0
+    assert "greedy decoding: 64/64 greedy tokens identical ok" in capsys.readouterr().out
+    texts = {}
+    for runtime in ("torch", "onnx"):
+        assert main(["write", "The old house at the end of the lane", "--model", "prose", "--runtime", runtime,
+                     "--temperature", "0", "--max-tokens", "24", "--seed", "1", "--no-progress"]) == 0
+        texts[runtime] = capsys.readouterr().out
+    assert texts["onnx"] == texts["torch"] and len(texts["onnx"].split()) >= 5
