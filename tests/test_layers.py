@@ -50,6 +50,8 @@ RULES.update({
     "studio.engine.child": PURE,
     "studio.engine.export": PURE,  # `studio export-onnx` and the window's runtime picker read it
     "studio.engine.export_latent": PURE,
+    "studio.engine.export_diffusion": PURE,
+    "studio.engine.export_text": PURE,
     "studio.engine.thread": ("PySide6.QtWidgets",) + HEAVY,
     "studio.app": HEAVY,
     "studio.cli": PURE,

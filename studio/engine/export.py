@@ -130,7 +130,7 @@ def _exporter(model: Any) -> Callable[[Any, Path, Say], Parity]:
 
         return export_latent
     if model.format in ("diffusers", "sd-single-file"):
-        from studio.models.export_diffusion import export_diffusion
+        from studio.engine.export_diffusion import export_diffusion
 
         return export_diffusion
     if model.format == "transformers":
