@@ -1,4 +1,4 @@
-"""Stable Diffusion exported to ONNX (Optimum's folder layout, see models/export_diffusion) on ONNX
+"""Stable Diffusion exported to ONNX (Optimum's folder layout, see engine/export_diffusion) on ONNX
 Runtime: txt2img, img2img and inpainting, every sampler, previews, and seed and prompt morphs.
 
 Each ONNX session stands in for the torch network it was exported from, inside diffusers' own
