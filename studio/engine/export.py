@@ -99,11 +99,15 @@ def export_graph(module: Any, args: tuple, target: Path, input_names: list[str],
             torch.onnx.export(module, args, str(traced), dynamo=False, input_names=input_names,
                               output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
                               do_constant_folding=True)
+        # Over protobuf's limit the exporter itself keeps the weights in files beside the graph;
+        # ByteSize() cannot even measure such a model (upb raises), so size is judged on disk.
+        large = traced.stat().st_size >= EXTERNAL_DATA_BYTES or any(
+            p.name != traced.name for p in Path(scratch).iterdir())
         model = onnx.load(str(traced))  # with any external data it was given
         _pin(model)
         if adjust is not None:
             adjust(model)
-        if model.ByteSize() < EXTERNAL_DATA_BYTES:
+        if not large:
             onnx.checker.check_model(model)
             write_atomic(target, model.SerializeToString())
         else:

@@ -94,3 +94,24 @@ def test_builder_and_models_package_import_no_ml_library():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_graph_over_the_protobuf_limit_keeps_its_weights_in_one_file_beside_it(tmp_path, torch_only, monkeypatch):
+    """Real SD UNets are 3.4 GB: the same path, with the limit lowered so a tiny decoder takes it."""
+    import onnxruntime
+
+    from studio.engine import export
+    from studio.engine.backends.onnx_session import check_external_data
+
+    monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 10_000)
+    out = export_decoder_onnx(torch_only, "big.onnx")
+    try:
+        data = torch_only / "big.onnx_data"
+        assert out.stat().st_size < 10_000 < data.stat().st_size  # the graph small, the weights beside it
+        assert check_external_data(out) == {data.resolve()}
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        image = session.run(None, {"latent": np.ones((2, 8), np.float32)})[0]
+        assert image.shape == (2, 3, 16, 16) and image.std() > 0
+    finally:
+        for name in ("big.onnx", "big.onnx_data"):
+            (torch_only / name).unlink(missing_ok=True)
