@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 
 from studio.core.atomic import current_umask, write_atomic
 from studio.core.errors import ErrorKind, StudioError
+from studio.models.formats import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +163,12 @@ def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = Fals
     non-empty `out` is refused unless `replace`."""
     exporter = _exporter(model)
     out = Path(out).expanduser().absolute()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not replace:
-            raise ExportRefused(f"{out} already exists and is not empty; choose another --out, or pass --replace.")
+    _check_out(model, out, replace)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.parent.glob(f".{out.name}.exporting-*"), *out.parent.glob(f".{out.name}.replaced-*")]:
+        # Left by an export that was killed (out of memory, power): hidden, so no scan would report them.
+        log.warning("removing %s, left by an interrupted export", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.exporting-", dir=out.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's private 0700 would stay on the model folder
     try:
@@ -185,6 +188,28 @@ def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = Fals
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _check_out(model: Any, out: Path, replace: bool) -> None:
+    """ExportRefused unless `out` may receive the export: not the model's own folder, inside it or
+    holding it, and, when it exists with files in it, an earlier export that `replace` allows."""
+    from studio.models.formats import MANIFEST, read_json
+
+    source, target = Path(model.path).resolve(), out.resolve()
+    if target == source or target.is_relative_to(source) or source.is_relative_to(target):
+        raise ExportRefused(f"{out} is {model.id}'s own folder or holds it; choose another --out.")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not replace:
+        raise ExportRefused(f"{out} already exists and is not empty; choose another --out, or pass --replace.")
+    # --replace swaps out a whole folder: only ever one that an export made.
+    try:
+        earlier = out.is_dir() and "exported_from" in read_json(out / MANIFEST)
+    except StudioError:
+        earlier = False
+    if not earlier:
+        raise ExportRefused(f"{out} holds files that are not an ONNX export, so --replace leaves it alone; "
+                            "choose another --out.")
+
+
 def _stamp(folder: Path, model: Any) -> None:
     """Give the export a studio.json naming its source (the registry pairs the two, so the source
     model offers ONNX Runtime), with its title and licence, unless the exporter wrote one."""
@@ -201,6 +226,9 @@ def _stamp(folder: Path, model: Any) -> None:
         if key in model.manifest:
             manifest.setdefault(key, model.manifest[key])
     manifest["exported_from"] = model.id
+    # Which weights it was made from: a source changed since (retrained, another model under the
+    # same name) is no longer paired with it (registry).
+    manifest["source_weights"] = weights_fingerprint(Path(model.path))
     write_atomic(manifest_path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 

@@ -209,6 +209,26 @@ def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:
     return Detected(kind, fmt, tuple(runtimes), manifest)
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data")
+
+
+def weights_fingerprint(path: Path) -> str:
+    """A short fingerprint of a model's weight files from their names and sizes (stat only, so a
+    scan stays fast): an ONNX export records its source's, and pairs with it only while it matches.
+    A retrained model of the same shape keeps its sizes; sizes are what a scan can afford."""
+    import hashlib
+
+    if path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
+                       if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    digest = hashlib.sha256()
+    for name, file in files:
+        digest.update(f"{name}:{file.stat().st_size}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
 def folder_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size

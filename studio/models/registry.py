@@ -101,6 +101,14 @@ def _pair_exports(models: dict[str, ModelInfo]) -> frozenset[str]:
             continue
         if "onnx" in source.runtimes:  # it has its own ONNX file already (a studio-latent "onnx" key)
             continue
+        made_from = export.manifest.get("source_weights")
+        try:
+            changed = made_from is not None and made_from != formats.weights_fingerprint(source.path)
+        except OSError:
+            changed = True
+        if changed:  # made from other weights: listed on its own, not run in the source's place
+            log.warning("%s was exported from another version of %s; export it again", export.id, source.id)
+            continue
         models[source.id] = replace(source, runtimes=source.runtimes + ("onnx",), onnx_export=export.id)
         paired.add(export.id)
     return frozenset(paired)

@@ -123,15 +123,16 @@ def test_onnx_for_a_model_not_yet_exported_says_how_to_export_it():
                            "`studio export-onnx emoji-gan`.")
 
 
-def test_an_existing_folder_is_not_overwritten_without_replace(tmp_path, capsys):
+def test_an_existing_export_is_replaced_only_with_replace(tmp_path, capsys):
     out = tmp_path / "taken"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+    assert main(["export-onnx", "emoji-gan", "--out", str(out)]) == 0
+    first = (out / "decoder.onnx").stat().st_ino
     assert main(["export-onnx", "emoji-gan", "--out", str(out)]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "decoder.onnx").stat().st_ino == first
     assert main(["export-onnx", "emoji-gan", "--out", str(out), "--replace"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["decoder.onnx", "studio.json"]
+    assert (out / "decoder.onnx").stat().st_ino != first
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # the replaced folder is gone too
 
 
@@ -202,3 +203,40 @@ def test_the_prose_model_writes_the_same_greedy_text_on_both_runtimes_from_the_c
                      "--temperature", "0", "--max-tokens", "24", "--seed", "1", "--no-progress"]) == 0
         texts[runtime] = capsys.readouterr().out
     assert texts["onnx"] == texts["torch"] and len(texts["onnx"].split()) >= 5
+
+
+def test_replace_only_ever_swaps_out_an_earlier_export_never_the_source_or_other_files(tmp_path, capsys):
+    source = paths.EMBEDDED_MODELS_DIR / "emoji-gan"
+    for out in (source, source / "onnx", paths.EMBEDDED_MODELS_DIR):
+        assert main(["export-onnx", "emoji-gan", "--out", str(out), "--replace"]) == 2
+        assert "own folder or holds it" in capsys.readouterr().err
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"\xff\xd8")
+    assert main(["export-onnx", "emoji-gan", "--out", str(mine), "--replace"]) == 2
+    assert "holds files that are not an ONNX export, so --replace leaves it alone" in capsys.readouterr().err
+    assert (mine / "holiday.jpg").read_bytes() == b"\xff\xd8"
+
+
+def test_an_export_left_half_made_by_a_killed_export_is_cleared_by_the_next(tmp_path, capsys):
+    leftover = tmp_path / ".gan.exporting-abc123"
+    leftover.mkdir()
+    (leftover / "decoder.onnx").write_bytes(b"half")
+    assert main(["export-onnx", "emoji-gan", "--out", str(tmp_path / "gan")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gan"]
+
+
+def test_an_export_of_other_weights_is_not_run_in_the_source_models_place(tmp_path, capsys):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(paths.EMBEDDED_MODELS_DIR / "emoji-gan", models / "gan")
+    assert main(["export-onnx", str(models / "gan"), "--out", str(models / "gan-onnx")]) == 0
+    registry = ModelRegistry(roots=[(models, "user")])
+    assert registry.resolve("gan").runtimes == ("torch", "onnx")
+    # The source retrained to another size (a different model under the same name): no longer paired.
+    weights = models / "gan" / "decoder.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")
+    registry.refresh()
+    assert registry.resolve("gan").runtimes == ("torch",)
+    assert "gan-onnx" in [m.id for m in registry.models()]  # still there, as a model of its own
