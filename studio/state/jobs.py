@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
 from studio.core.errors import StudioError, first_line
-from studio.core.jobs import JobSpec, Lane
+from studio.core.jobs import ExportJob, JobSpec, Lane
 from studio.engine.thread import EngineThread
 
 HISTORY = 100  # finished batch jobs kept in the list
@@ -95,6 +95,7 @@ class JobList(QObject):
     context_used = Signal(int, object)  # job id, core.events.ContextResult: what a text job's model read
     finished = Signal(int, object)  # job id, ImageResult | TextResult
     busy_changed = Signal(bool)  # whether any job is queued or running
+    models_changed = Signal()  # an export ended: the models (and their runtimes) should be looked at again
 
     def __init__(self, engine: EngineThread, parent: Optional[QObject] = None):
         super().__init__(parent)
@@ -104,6 +105,7 @@ class JobList(QObject):
         # The runtime picked per model in the window ("torch" / "onnx"); a model not in here runs
         # on its own runtime ("auto"). Applied to every job the window submits for that model.
         self.runtimes: dict[str, str] = {}
+        self.exports: dict[str, int] = {}  # model id -> its ONNX export job, while that runs
         self._records: collections.OrderedDict[int, JobRecord] = collections.OrderedDict()
         self._busy = False
         engine.job_queued.connect(self._on_queued)
@@ -133,6 +135,17 @@ class JobList(QObject):
             self.runtimes.pop(model_id, None)
         else:
             self.runtimes[model_id] = runtime
+
+    def export_to_onnx(self, model_id: str) -> Optional[int]:
+        """Export a model to ONNX (once, however often it is asked while that runs) and run its
+        jobs on ONNX Runtime once the export is in place; until then they run as before. Returns
+        the export job's id, None when it could not be queued (the error bar says why)."""
+        if model_id in self.exports:
+            return self.exports[model_id]
+        job_id = self.submit_or_report(ExportJob(model=model_id))
+        if job_id is not None:
+            self.exports[model_id] = job_id
+        return job_id
 
     def submit_or_report(self, spec: JobSpec) -> Optional[int]:
         """Queue a job, or show why it cannot be queued on the error bar and return None."""
@@ -226,9 +239,16 @@ class JobList(QObject):
         now = time.monotonic()
         record = self._records.get(job_id)
         started = record.started_at if record and record.started_at is not None else now
+        exported = next((model for model, export in self.exports.items() if export == job_id), None)
+        if exported is not None:
+            del self.exports[exported]
+            if state is JobState.FINISHED:
+                self.runtimes[exported] = "onnx"  # what the person picked, now that it exists
         self._update(job_id, state=state, message=message, ended_at=now, started_at=started)
         self._trim()
         self._update_busy()
+        if exported is not None:
+            self.models_changed.emit()
 
     def _trim(self) -> None:
         for lane, keep in ((Lane.BATCH, HISTORY), (Lane.INTERACTIVE, INTERACTIVE_HISTORY)):

@@ -7,10 +7,9 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
-from studio.core.jobs import ExportJob
 from studio.engine.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo
-from studio.state.jobs import JobList, JobState
+from studio.state.jobs import JobList
 from studio.state.settings_store import SettingsStore
 
 
@@ -79,9 +78,10 @@ class RuntimeCombo(QComboBox):
     def runtime(self) -> str:
         return self.currentData() or "auto"
 
-    def offer(self, model: Optional[ModelInfo], picked: str = "auto") -> None:
-        """Enable the runtimes `model` has and select `picked` (Auto when it has not got it).
-        ONNX Runtime stays enabled for a model that can be exported: picking it exports it."""
+    def offer(self, model: Optional[ModelInfo], picked: str = "auto", exporting: bool = False) -> None:
+        """Enable the runtimes `model` has and select `picked` (Auto when it has not got it, unless
+        it is ONNX Runtime and the export is `exporting`). ONNX Runtime stays enabled for a model
+        that can be exported: picking it exports it."""
         items = self.model()  # a QStandardItemModel: items can be disabled one by one
         for index in range(self.count()):
             runtime = self.itemData(index)
@@ -98,9 +98,8 @@ class RuntimeCombo(QComboBox):
                 else:
                     tip = f"{model.id} is a {model.format} model, which the studio cannot export to ONNX"
             self.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)
-        index = self.findData(picked)
-        if index < 0 or not items.item(index).isEnabled():
-            index = 0
+        has_it = picked == "auto" or (model is not None and picked in model.runtimes)
+        index = self.findData(picked) if has_it or (picked == "onnx" and exporting) else 0
         self.blockSignals(True)  # a new model is not a new pick
         self.setCurrentIndex(index)
         self.blockSignals(False)
@@ -162,8 +161,6 @@ class Workspace(QWidget):
         self.runtimes = RuntimeCombo()  # each workspace puts it under its model picker
         self.models.model_changed.connect(self.offer_runtimes)
         self.runtimes.activated.connect(self._runtime_picked)
-        self._exporting: dict[int, str] = {}  # export job id -> model id, for picks that started one
-        jobs.job_changed.connect(self._export_changed)
         self.empty = EmptyState(self.noun)
         self.empty.rescan_requested.connect(self.rescan_requested)
         self._stack = QStackedWidget()
@@ -192,36 +189,21 @@ class Workspace(QWidget):
 
     def offer_runtimes(self, *_args) -> None:
         model = self.model_info()
-        self.runtimes.offer(model, self.jobs.runtimes.get(model.id, "auto") if model else "auto")
+        exporting = model is not None and model.id in self.jobs.exports
+        picked = "onnx" if exporting else self.jobs.runtimes.get(model.id, "auto") if model else "auto"
+        self.runtimes.offer(model, picked, exporting)
 
     def _runtime_picked(self, *_args) -> None:
         model = self.model_info()
         if model is None:
             return
         runtime = self.runtimes.runtime()
-        self.jobs.set_runtime(model.id, runtime)
-        if runtime == "onnx" and needs_export(model) and model.id not in self._exporting.values():
-            # Exported once, on the batch lane: jobs queued after it find the export in place.
-            job_id = self.jobs.submit_or_report(ExportJob(model=model.id))
-            if job_id is None:
-                self.jobs.set_runtime(model.id, "auto")
+        if runtime == "onnx" and needs_export(model):
+            # Exported first, as a job; the model's jobs keep running as before until it is in place.
+            if self.jobs.export_to_onnx(model.id) is None:
                 self.offer_runtimes()
-            else:
-                self._exporting[job_id] = model.id
-
-    def _export_changed(self, job_id: int) -> None:
-        """An export this workspace asked for ended: look for models again (it is one now), or,
-        when it failed or was cancelled, go back to the model's own runtime."""
-        if job_id not in self._exporting:
             return
-        record = self.jobs.get(job_id)
-        if record is None or not record.state.is_terminal:
-            return
-        model_id = self._exporting.pop(job_id)
-        if record.state is not JobState.FINISHED:
-            self.jobs.set_runtime(model_id, "auto")
-        self.rescan_requested.emit()  # the window re-scans; the picker then offers what is there
-        self.offer_runtimes()
+        self.jobs.set_runtime(model.id, runtime)
 
     def save_settings(self, store: SettingsStore) -> None:
         store.set(f"{self.kind}/model", self.models.model_id())

@@ -14,6 +14,7 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QEventLoop, Qt, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
+from studio.core.errors import StudioError
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
@@ -56,6 +57,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.explore, "Explore")
         for workspace in self.workspaces():
             workspace.rescan_requested.connect(self.refresh_models)
+        jobs.models_changed.connect(self.refresh_models)  # an export finished (or failed)
 
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -174,6 +176,12 @@ class MainWindow(QMainWindow):
 
     # -- remembered settings ----------------------------------------------------------------------
 
+    def _has_runtime(self, model_id: str, runtime: object) -> bool:
+        try:
+            return runtime in ("torch", "onnx") and runtime in self.registry.resolve(model_id).runtimes
+        except StudioError:  # the model is gone
+            return False
+
     def restore_settings(self) -> None:
         try:  # model id -> the runtime picked for it, as JSON (INI files hold text)
             runtimes = json.loads(self.store.get("models/runtimes", "{}"))
@@ -181,7 +189,7 @@ class MainWindow(QMainWindow):
             runtimes = {}
         if isinstance(runtimes, dict):
             for model_id, runtime in runtimes.items():
-                if isinstance(model_id, str) and runtime in ("torch", "onnx"):
+                if isinstance(model_id, str) and self._has_runtime(model_id, runtime):
                     self.jobs.set_runtime(model_id, runtime)
         geometry = self.store.get("window/geometry", QByteArray())
         if geometry.isEmpty() or not self.restoreGeometry(geometry):
@@ -198,7 +206,9 @@ class MainWindow(QMainWindow):
         self.store.set("window/geometry", self.saveGeometry())
         self.store.set("window/state", self.saveState())
         self.store.set("window/tab", self.tabs.currentIndex())
-        self.store.set("models/runtimes", json.dumps(self.jobs.runtimes))
+        # Only picks the model still has: an export deleted since, or still running, is not one.
+        picks = {m: r for m, r in self.jobs.runtimes.items() if self._has_runtime(m, r)}
+        self.store.set("models/runtimes", json.dumps(picks))
         for workspace in self.workspaces():
             workspace.save_settings(self.store)
         self.store.sync()

@@ -4,6 +4,9 @@ and the provider that ran the last job shown in the status bar."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from studio.core.jobs import LatentDecodeJob
@@ -63,16 +66,52 @@ def test_picking_onnx_for_a_model_without_an_export_exports_it_then_runs_on_it(q
     explore = window.explore
     pick(explore.models, "emoji-vae")
     pick(explore.runtimes, "onnx")
+    pick(explore.runtimes, "onnx")  # asked twice while it runs: still one export
     (export,) = [r for r in window.jobs if r.kind == "export"]
     assert export.title == "export · emoji-vae → ONNX"
-    # A job asked for at once waits behind the export on the batch lane, then runs on its result.
+    assert explore.runtimes.runtime() == "onnx"  # shown as picked while it exports
+    assert window.jobs.runtimes == {}  # ...but jobs keep running on torch until the export is there
     job_id = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.FINISHED, timeout=60_000)
-    assert window.jobs.get(export.id).state is JobState.FINISHED
-    assert window.jobs.last_info["runtime"] == "onnx" and window.jobs.last_info["model"] == "emoji-vae-onnx"
+    qtbot.waitUntil(lambda: window.jobs.get(export.id).state is JobState.FINISHED, timeout=60_000)
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state.is_terminal, timeout=20_000)
+    assert window.jobs.get(job_id).state is JobState.FINISHED  # whichever runtime it found
+    assert window.jobs.runtimes == {"emoji-vae": "onnx"}
     qtbot.waitUntil(lambda: window.registry.resolve("emoji-vae").runtimes == ("torch", "onnx"), timeout=5_000)
     assert explore.runtimes.runtime() == "onnx"
     assert explore.runtimes.itemData(explore.runtimes.findData("onnx"), 3) is None  # nothing left to explain
+
+    job_id = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
+    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.FINISHED, timeout=20_000)
+    assert window.jobs.last_info["runtime"] == "onnx" and window.jobs.last_info["model"] == "emoji-vae-onnx"
+
+
+def test_a_failed_export_goes_back_to_the_models_own_runtime(qtbot, exported_gan, make_window):
+    window = make_window()
+    explore = window.explore
+    (Path(os.environ["STUDIO_MODELS_DIR"]) / "emoji-vae-onnx").mkdir()  # taken: the export is refused
+    (Path(os.environ["STUDIO_MODELS_DIR"]) / "emoji-vae-onnx" / "mine.txt").write_text("x")
+    pick(explore.models, "emoji-vae")
+    pick(explore.runtimes, "onnx")
+    (export_record,) = [r for r in window.jobs if r.kind == "export"]
+    qtbot.waitUntil(lambda: window.jobs.get(export_record.id).state is JobState.FAILED, timeout=30_000)
+    assert "already exists and is not empty" in window.jobs.error.message
+    qtbot.waitUntil(lambda: explore.runtimes.runtime() == "auto", timeout=5_000)
+    assert window.jobs.runtimes == {} and window.jobs.exports == {}
+
+
+def test_a_saved_onnx_pick_whose_export_is_gone_is_not_restored(qtbot, exported_gan, make_window):
+    import shutil
+
+    first = make_window()
+    pick(first.explore.models, "emoji-gan")
+    pick(first.explore.runtimes, "onnx")
+    first.close()
+    shutil.rmtree(Path(os.environ["STUDIO_MODELS_DIR"]) / "emoji-gan-onnx")
+    second = make_window()
+    second.refresh_models()
+    assert second.jobs.runtimes == {}
+    pick(second.explore.models, "emoji-gan")
+    assert second.explore.runtimes.runtime() == "auto"
 
 
 def test_onnx_is_greyed_for_a_model_that_cannot_be_exported(qtbot, fake_models, make_window):

@@ -86,6 +86,13 @@ class JobContext:
             # Interactive requests (slider drags) run here, so they stay live during long renders.
             self._between_steps()
 
+    def checkpoint(self) -> None:
+        """A pause point in a job that has no steps to count (an export's stages): Stop lands here
+        (it raises JobCancelled) and interactive requests run, as between steps."""
+        self.check_cancelled()
+        if self._between_steps is not None:
+            self._between_steps()
+
     def context_used(self, context: "ContextResult") -> None:
         """Call once a text job's prompt is assembled, before its first token (the context viewer)."""
         self.check_cancelled()
