@@ -34,25 +34,62 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
+# The TensorRT libraries the TensorRT provider loads (10.x, 8.x; Linux and Windows names).
+TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so.8", "nvinfer_10.dll", "nvinfer.dll")
+
+
+@functools.lru_cache(maxsize=1)
+def tensorrt_installed() -> bool:
+    """Whether TensorRT's runtime library loads. onnxruntime-gpu lists its TensorRT provider
+    whether or not TensorRT is installed, and a provider that fails to start makes ORT print an
+    error banner to stdout and build the session twice; so it is asked for only when it can start."""
+    import ctypes
+
+    for name in TENSORRT_LIBRARIES:
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
 def providers_for(device: str) -> list[str]:
     """The execution providers to ask for, in order, for a device ("cpu" or "cuda"): those of
-    TensorRT -> CUDA -> CPU that this onnxruntime build has (the CPU always)."""
+    TensorRT -> CUDA -> CPU that this onnxruntime build has (TensorRT only when installed; the
+    CPU always)."""
     wanted = [TENSORRT, CUDA, CPU] if device == "cuda" else [CPU]
     available = available_providers()
-    return [p for p in wanted if p in available] or [CPU]
+    found = [p for p in wanted if p in available and (p != TENSORRT or tensorrt_installed())]
+    return found or [CPU]
+
+
+def provider_options(providers: list[str]) -> list[Any]:
+    """The providers with their options: TensorRT keeps the engines it builds in the studio's
+    cache folder, so a model is compiled once per shape, not at every load."""
+    from studio.models.paths import cache_dir
+
+    if TENSORRT not in providers:
+        return list(providers)
+    cache = cache_dir() / "tensorrt"
+    cache.mkdir(parents=True, exist_ok=True)
+    options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+    return [(p, options) if p == TENSORRT else p for p in providers]
 
 
 @functools.lru_cache(maxsize=1)
 def cuda_works() -> bool:
-    """Whether a CUDA GPU is really usable: onnxruntime-gpu lists CUDAExecutionProvider even on a
-    machine without one. Asks torch (imported lazily); no torch means no auto-CUDA."""
+    """Whether ONNX Runtime can really run on a CUDA GPU: onnxruntime-gpu lists its CUDA provider
+    even on a machine without one, and a GPU torch sees may still fail ORT's CUDA libraries. So
+    torch is asked first (imported lazily; no torch means no auto-CUDA), then a one-node graph is
+    opened on the GPU providers."""
     if CUDA not in available_providers():
         return False
     try:
         import torch
     except ImportError:
         return False
-    return bool(torch.cuda.is_available())
+    return bool(torch.cuda.is_available()) and probe_provider("cuda") in GPU_PROVIDERS
 
 
 def choose_device(requested: str) -> tuple[str, str]:
@@ -164,7 +201,8 @@ def open_session(path: Path, device: str, label: str = "") -> tuple[Any, int]:
     options.log_severity_level = 3  # errors only: our own log says which provider was used
     requested = providers_for(device)
     try:
-        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=requested)
+        session = onnxruntime.InferenceSession(str(path), sess_options=options,
+                                               providers=provider_options(requested))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types (InvalidProtobuf, Fail...)
         raise ModelFileError(
             f"{label} could not be loaded by ONNX Runtime ({ort_message(exc)}); check the file and copy it again."
@@ -204,7 +242,7 @@ def probe_provider(device: str) -> str:
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=options,
-                                               providers=providers_for(device))
+                                               providers=provider_options(providers_for(device)))
         return session_provider(session)
     except Exception:  # noqa: BLE001 - a report, not a job: the CPU is what would run
         log.exception("probing ONNX Runtime's providers failed")

@@ -1,6 +1,7 @@
 """Our own latent decoders on torch and ONNX Runtime, through the real runner and registry."""
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -100,9 +101,24 @@ def test_onnx_reports_the_provider_and_cpu_requests_only_cpu(models, monkeypatch
     cuda = providers_for("cuda")
     assert cuda[-1] == "CPUExecutionProvider"
     available = onnxruntime.get_available_providers()
-    # TensorRT first, then CUDA, then the CPU: those this onnxruntime build has.
+    # TensorRT first (when its library is installed), then CUDA, then the CPU: those this build has.
     order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert cuda == [p for p in order if p in available or p == "CPUExecutionProvider"]
+    usable = [p for p in order if p in available and (p != order[0] or onnx_session.tensorrt_installed())]
+    assert cuda == usable
+
+
+def test_tensorrt_is_asked_for_first_when_installed_with_its_engines_cached(monkeypatch, sandbox_dirs):
+    monkeypatch.setattr(onnx_session, "available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnx_session, "tensorrt_installed", lambda: True)
+    assert providers_for("cuda") == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    (trt, options), cuda, cpu = onnx_session.provider_options(providers_for("cuda"))
+    assert trt == "TensorrtExecutionProvider" and options["trt_engine_cache_enable"] is True
+    assert Path(options["trt_engine_cache_path"]).is_dir() and (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    # Without TensorRT's library its provider is left out: a failing one makes ORT print a banner to stdout.
+    monkeypatch.setattr(onnx_session, "tensorrt_installed", lambda: False)
+    assert providers_for("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_session.provider_options(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
 
 
 def test_auto_device_is_cpu_without_a_working_gpu(monkeypatch):
@@ -341,3 +357,21 @@ def test_an_onnx_decoder_with_two_channels_is_refused_at_load(tmp_path, layout, 
     assert one_sentence(message)
     failed, _ = run(tmp_path / "models", [0.0] * 4, runtime="onnx", model="two")
     assert isinstance(failed, Failed) and failed.kind == "model file"
+
+
+def test_auto_stays_on_the_cpu_when_torch_sees_a_gpu_but_onnx_runtime_cannot_start_on_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(onnx_session, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(onnx_session, "probe_provider", lambda device: "CPUExecutionProvider")  # CUDA libs broken
+    onnx_session.cuda_works.cache_clear()
+    try:
+        assert OnnxLatentBackend.choose_device("auto") == ("cpu", "float32")
+        with pytest.raises(SpecError):  # asked for by name, it is a sentence rather than the CPU
+            OnnxLatentBackend.choose_device("cuda")
+        monkeypatch.setattr(onnx_session, "probe_provider", lambda device: "CUDAExecutionProvider")
+        onnx_session.cuda_works.cache_clear()
+        assert OnnxLatentBackend.choose_device("auto") == ("cuda", "float32")
+    finally:
+        onnx_session.cuda_works.cache_clear()
