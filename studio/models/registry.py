@@ -148,8 +148,8 @@ class ModelRegistry:
 
     def __init__(self, roots: Optional[list[tuple[Path, str]]] = None):
         self.roots = roots if roots is not None else default_roots()
-        self._models: dict[str, ModelInfo] = {}
-        self._exports: frozenset[str] = frozenset()
+        # (models by id, ids of paired exports): one tuple, swapped whole, read once per call.
+        self._state: tuple[dict[str, ModelInfo], frozenset[str]] = ({}, frozenset())
         self.problems: list[ModelProblem] = []
         self.refresh()
 
@@ -182,20 +182,21 @@ class ModelRegistry:
                 models[info.id] = info
         exports = _pair_exports(models)
         # Swapped in whole: the engine thread may be resolving a model while the window rescans.
-        self._models, self.problems, self._exports = models, problems, exports
+        self._state, self.problems = (models, exports), problems
 
     def models(self, kind: Optional[str] = None, exports: bool = False) -> list[ModelInfo]:
         """Models of `kind` (all when None), the one to pick by default first: the user's own
         models before the embedded ones, and among those the studio's chosen defaults. LoRA files
         are kind "lora": they are listed under that kind only, never as image models. An ONNX
         export whose source is here is that model's "onnx" runtime, listed only with `exports`."""
-        found = [m for m in self._models.values()
-                 if (kind is None or m.kind == kind) and (exports or m.id not in self._exports)]
+        models, paired = self._state
+        found = [m for m in models.values() if (kind is None or m.kind == kind) and (exports or m.id not in paired)]
         return sorted(found, key=_default_order)
 
     def resolve(self, id_or_path: str) -> ModelInfo:
         """A model by id, or by a path to a model file or folder."""
-        found = self._models.get(id_or_path)
+        models = self._state[0]
+        found = models.get(id_or_path)
         if found is not None:
             return found
         path = Path(id_or_path).expanduser()
@@ -204,7 +205,7 @@ class ModelRegistry:
         for problem in self.problems:  # a model we found but refused: say why, not "no such model"
             if id_or_path in (problem.path.name, problem.path.stem):
                 raise ModelFileError(problem.message)
-        known = ", ".join(sorted(self._models)) or "none found"
+        known = ", ".join(sorted(models)) or "none found"
         raise ModelNotFound(f"No model {id_or_path!r}: give an id from `studio models` ({known}) or a path.")
 
     def for_runtime(self, model: ModelInfo, runtime: str) -> ModelInfo:

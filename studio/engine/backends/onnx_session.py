@@ -11,6 +11,7 @@ in `studio models`. onnxruntime is imported inside the functions, so importing t
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -134,7 +135,12 @@ def _tensors(graph: Any) -> Iterator[Any]:
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
         yield from _sparse(sparse)
-    for node in graph.node:
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes: Any) -> Iterator[Any]:
+    """The TensorProtos in nodes' attributes, their subgraphs' included."""
+    for node in nodes:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
@@ -162,7 +168,9 @@ def check_external_data(path: Path, label: str = "") -> set[Path]:
         raise ModelFileError(f"{label or path.name} is not a valid ONNX model ({ort_message(exc)}): copy it again.") from None
     root = path.parent.resolve()
     files: set[Path] = set()
-    for tensor in _tensors(model.graph):
+    # The graph, and the bodies of the model's local functions (a Constant in one may point anywhere).
+    everything = itertools.chain(_tensors(model.graph), *(_node_tensors(f.node) for f in model.functions))
+    for tensor in everything:
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         entries = {e.key: e.value for e in tensor.external_data}

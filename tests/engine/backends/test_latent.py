@@ -375,3 +375,26 @@ def test_auto_stays_on_the_cpu_when_torch_sees_a_gpu_but_onnx_runtime_cannot_sta
         assert OnnxLatentBackend.choose_device("auto") == ("cuda", "float32")
     finally:
         onnx_session.cuda_works.cache_clear()
+
+
+def test_onnx_external_data_in_a_local_functions_body_is_refused_too(tmp_path):
+    """A model-local function's Constant pointing at ../outside.bin: older ONNX Runtimes would read it."""
+    import onnx
+    from onnx import helper
+
+    constant = helper.make_tensor("w", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
+    external(constant, "../outside.bin", 8)
+    function = helper.make_function("studio.test", "Leak", [], ["out"],
+                                    [helper.make_node("Constant", [], ["out"], value=constant)],
+                                    [helper.make_opsetid("", 17)])
+    graph = helper.make_graph([helper.make_node("Leak", [], ["y"], domain="studio.test")], "g", [],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, ir_version=10, functions=[function],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("studio.test", 1)])
+    folder = tmp_path / "models" / "leak"
+    folder.mkdir(parents=True)
+    (tmp_path / "models" / "outside.bin").write_bytes(b"\0" * 8)
+    path = folder / "decoder.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelFileError, match="keeps tensor 'w' in '../outside.bin', outside its folder"):
+        onnx_session.check_external_data(path)
