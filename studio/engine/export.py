@@ -65,6 +65,18 @@ class Parity:
         self.lines.append(f"{what}: max abs difference {difference:.2e} (limit {limit:.0e}) "
                           f"{'ok' if passed else 'TOO LARGE'}")
 
+    def scaled(self, what: str, difference: float, largest: float, limit: float = IMAGE_TOLERANCE) -> None:
+        """Record one network-output comparison, for outputs with no fixed range (CLIP hidden
+        states reach the tens, noise predictions and log-variances vary): the difference measured
+        against the reference's largest magnitude when that is over 1, absolute below it."""
+        scale = max(1.0, largest)
+        passed = difference / scale <= limit
+        self.ok = self.ok and passed
+        measure = f"max abs difference {difference:.2e}"
+        if scale > 1.0:
+            measure += f", {difference / scale:.2e} of its largest value {largest:.3g}"
+        self.lines.append(f"{what}: {measure} (limit {limit:.0e}) {'ok' if passed else 'TOO LARGE'}")
+
     def tokens(self, what: str, same: int, total: int) -> None:
         """Record one identical-tokens comparison."""
         passed = same == total

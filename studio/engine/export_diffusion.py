@@ -395,7 +395,8 @@ def torch_reference(pipe: Any, found: list[Graph], size: int) -> Reference:
 
 def check_parity(reference: Reference, out: Path) -> Parity:
     """The same networks and generation on ONNX Runtime (CPU) from the folder `out`, compared
-    with torch's: the largest absolute difference of each."""
+    with torch's: the largest difference of each network's outputs (against their scale, see
+    Parity.scaled) and of the whole image (absolute, pixels in [0, 1])."""
     from studio.engine.backends.onnx_diffusion import OnnxDiffusionBackend
 
     backend = OnnxDiffusionBackend.from_folder(out, "cpu")
@@ -405,7 +406,8 @@ def check_parity(reference: Reference, out: Path) -> Parity:
             session = backend.sessions[folder]
             names = [i.name for i in session.get_inputs()]
             got = session.run(None, {n: t.numpy() for n, t in zip(names, reference.inputs[folder])})
-            parity.image(f"{folder}/{ONNX_FILE}", max(float(np.abs(a - b).max()) for a, b in zip(got, want)))
+            parity.scaled(f"{folder}/{ONNX_FILE}", max(float(np.abs(a - b).max()) for a, b in zip(got, want)),
+                          max(float(np.abs(b).max()) for b in want))
         size = reference.size
         image = _generate(backend.pipe, size)
         parity.image(f"whole generation ({PARITY_STEPS} steps, {size}×{size}, seed {PARITY_SEED}, image in [0, 1])",

@@ -66,7 +66,20 @@ def test_parity_compares_each_network_and_a_whole_generation(sd):
     assert [line.split(":")[0] for line in parity.lines] == [f"{p}/model.onnx" for p in PARTS] + [
         "whole generation (4 steps, 64×64, seed 0, image in [0, 1])"]
     for line in parity.lines:
-        assert line.endswith(" ok") and float(line.split("difference ")[1].split()[0]) <= 1e-3
+        assert line.endswith(" ok") and float(line.split("difference ")[1].split()[0].rstrip(",")) <= 1e-3
+
+
+def test_network_outputs_are_measured_against_their_own_scale():
+    from studio.engine.export import Parity
+
+    parity = Parity()
+    parity.scaled("text_encoder/model.onnx", 0.02, 40.0)  # CLIP hidden states reach the tens
+    parity.scaled("unet/model.onnx", 2e-4, 0.8)  # below 1: absolute
+    assert parity.ok and parity.lines == [
+        "text_encoder/model.onnx: max abs difference 2.00e-02, 5.00e-04 of its largest value 40 (limit 1e-03) ok",
+        "unet/model.onnx: max abs difference 2.00e-04 (limit 1e-03) ok"]
+    parity.scaled("vae_decoder/model.onnx", 0.1, 40.0)
+    assert not parity.ok and parity.lines[-1].endswith("TOO LARGE")
 
 
 def test_graphs_have_optimums_names_dynamic_axes_and_a_readable_ir(sd):
