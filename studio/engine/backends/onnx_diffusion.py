@@ -27,13 +27,10 @@ from typing import Any, Optional
 import numpy as np
 
 from studio.core.errors import ModelFileError, SpecError, first_line
-from studio.core.events import ImageResult
-from studio.core.jobs import ImageJob
 from studio.engine.backends import onnx_session
-from studio.engine.backends.base import JobContext, to_uint8_image
-from studio.engine.backends.diffusion_previews import FULL_DECODE_MAX_PARAMS, X0Tap, linear_preview
-from studio.engine.backends.diffusion_schedulers import make_scheduler, sampler_name
-from studio.engine.backends.image_inputs import keep_unmasked, load_init_image, load_mask
+from studio.engine.backends.base import to_uint8_image
+from studio.engine.backends.diffusion_jobs import DiffusionJobs
+from studio.engine.backends.diffusion_previews import FULL_DECODE_MAX_PARAMS, linear_preview
 from studio.engine.export_diffusion import (
     CONFIG_FILE, LATENT_PARAMETERS, LATENT_SAMPLE, ONNX_FILE, PIPELINES, TEXT_ENCODER, TEXT_ENCODER_2, UNET,
     VAE_DECODER, VAE_ENCODER, pipeline_class_name,
@@ -222,7 +219,7 @@ def _scheduler(folder: Path) -> Any:
         raise ModelFileError(f"{path} cannot be read by {cls.__name__} ({first_line(exc, 120)}).") from None
 
 
-class OnnxDiffusionBackend:
+class OnnxDiffusionBackend(DiffusionJobs):
     """A Stable Diffusion pipeline whose networks are ONNX Runtime sessions, on one device."""
 
     runtime = "onnx"
@@ -311,101 +308,29 @@ class OnnxDiffusionBackend:
         small = sizes[VAE_DECODER] <= SMALL_DECODER_BYTES
         return cls(pipe, sessions, device, folder, sum(sizes.values()), small)
 
-    # -- the pipelines ------------------------------------------------------------------------------
-
-    @property
-    def inpaint_model(self) -> bool:
-        """A UNet trained for inpainting takes 9 channels: latent, mask and masked-image latent."""
-        return self.pipe.unet.config.get("in_channels", 4) == 9
-
     @property
     def xl(self) -> bool:
         return "XL" in type(self.pipe).__name__
 
-    def pipeline(self, mode: str) -> Any:
-        """The pipeline for a mode ("txt2img", "img2img", "inpaint"), built once from the sessions;
-        every mode of an inpainting model runs through inpainting, as on torch."""
-        if self.inpaint_model:
-            mode = "inpaint"
-        if mode == "txt2img" or (mode == "inpaint" and "Inpaint" in type(self.pipe).__name__):
-            return self.pipe
-        if mode not in self._pipes:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+    # -- what diffusion_jobs asks of a backend ------------------------------------------------------
 
-            auto = AutoPipelineForInpainting if mode == "inpaint" else AutoPipelineForImage2Image
-            try:
-                pipe = auto.from_pipe(self.pipe)
-            except (ValueError, TypeError) as exc:
-                raise SpecError("init_image", f"cannot be used: {type(self.pipe).__name__} has no {mode} "
-                                              f"counterpart ({first_line(exc, 120)}).") from None
-            pipe.set_progress_bar_config(disable=True)
-            self._pipes[mode] = pipe
-        return self._pipes[mode]
+    @property
+    def tensor_device(self) -> str:
+        return "cpu"  # the pipeline's own tensors are small and on the CPU; the sessions take numpy
 
-    # -- generating ---------------------------------------------------------------------------------
-
-    def generate_image(self, spec: ImageJob, ctx: JobContext) -> ImageResult:
+    def noise_dtype(self) -> Any:
         import torch
 
-        if spec.loras:
+        return torch.float32
+
+    def apply_loras(self, loras: tuple) -> dict[str, str]:
+        if loras:
             raise SpecError("loras", "cannot be used on ONNX Runtime: a LoRA changes the torch weights, which an "
                                      "ONNX export has baked in; run this model on torch to use LoRAs.")
-        # 1. What the job starts from (img2img / inpainting), checked before any step runs.
-        inputs: dict[str, Any] = {}
-        init = mask = None
-        if spec.init_image:
-            init = load_init_image(spec.init_image, spec.width, spec.height)
-            inputs.update(image=init, strength=spec.strength)
-        if spec.mask:
-            mask = load_mask(spec.mask, spec.width, spec.height)
-            inputs["mask_image"] = mask
-        pipe = self.pipeline(spec.mode)
-        if self.inpaint_model and mask is None:
-            # txt2img / img2img on an inpainting model: repaint everything.
-            from PIL import Image
+        return {}
 
-            init = init or Image.new("RGB", (spec.width, spec.height), (127, 127, 127))
-            mask = Image.new("L", (spec.width, spec.height), 255)
-            inputs.update(image=init, mask_image=mask, strength=spec.strength if spec.init_image else 1.0)
-
-        # 2. This job's sampler, fresh from the model's scheduler config.
-        pipe.scheduler = make_scheduler(spec.scheduler, self.base_scheduler)
-        tap = X0Tap(pipe.scheduler)
-
-        # 3. One image per seed, each from its own CPU generator (diffusers' own noise, so the same
-        #    seed is the same image here and on torch).
-        images = []
-        for index in range(spec.count):
-            generator = torch.Generator("cpu").manual_seed(spec.seed + index)
-
-            def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any], index: int = index) -> dict[str, Any]:
-                per_image = getattr(p, "num_timesteps", None) or spec.steps  # strength and 2nd order change it
-                latents = tensors["latents"]
-                last = i + 1 == per_image  # the finished image follows at once: no preview for it
-                ctx.step(index * per_image + i + 1, spec.count * per_image,
-                         preview=None if last else lambda: self.preview(tap.x0, latents))
-                return tensors
-
-            with torch.inference_mode():
-                out = pipe(
-                    prompt=spec.prompt,
-                    negative_prompt=spec.negative_prompt or None,
-                    num_inference_steps=spec.steps,
-                    guidance_scale=spec.guidance_scale,
-                    width=spec.width,
-                    height=spec.height,
-                    generator=generator,
-                    output_type="np",
-                    callback_on_step_end=on_step_end,
-                    callback_on_step_end_tensor_inputs=["latents"],
-                    **inputs,
-                )
-            image = to_uint8_image(np.asarray(out.images[0], dtype=np.float32))
-            if spec.mask:
-                image = keep_unmasked(image, init, mask)
-            images.append(image)
-        info = {**self.info, "scheduler": spec.scheduler or sampler_name(self.base_scheduler)}
-        return ImageResult(images=tuple(images), info=info)
+    def previewer(self, pipe: Any) -> Any:
+        return self.preview
 
     def preview(self, x0: Any, latents: Any) -> Optional[np.ndarray]:
         """The step preview: x0 through the VAE decoder session when it is small (a few ms), else
@@ -427,62 +352,6 @@ class OnnxDiffusionBackend:
     def info(self) -> dict[str, Any]:
         """What every result from this model says about where it ran."""
         return {**onnx_session.info_for(self.device, self.provider), "model_name": self.path.name}
-
-    # -- morphs: a generation from given noise and prompt embeddings ----------------------------------
-    # As on torch (diffusers_image): a frame made from one keyframe's noise and embeddings is, pixel
-    # for pixel, the image job of that seed and prompt.
-
-    def check_morphable(self) -> None:
-        """SpecError unless this pipeline takes its noise and prompt embeddings as arguments."""
-        takes = inspect.signature(self.pipe.__call__).parameters
-        if self.inpaint_model or not {"latents", "prompt_embeds"} <= set(takes):
-            raise SpecError("model", f"is a {type(self.pipe).__name__}, which the studio cannot morph yet; "
-                                     "morphs run on Stable Diffusion text-to-image models.")
-
-    def prompt_embeddings(self, prompt: str, negative_prompt: str, guidance_scale: float) -> dict[str, np.ndarray]:
-        """The pipeline's own encoding of a prompt, as the call arguments that stand for it."""
-        import torch
-
-        with torch.inference_mode():
-            out = self.pipe.encode_prompt(prompt=prompt, device="cpu", num_images_per_prompt=1,
-                                          do_classifier_free_guidance=guidance_scale > 1.0,
-                                          negative_prompt=negative_prompt or None)
-        pair = ("prompt_embeds", "negative_prompt_embeds")
-        names = {2: pair, 4: pair + ("pooled_prompt_embeds", "negative_pooled_prompt_embeds")}
-        if len(out) not in names:
-            raise SpecError("model", f"is a {type(self.pipe).__name__}, whose prompt encoding the studio cannot morph.")
-        return {name: value.cpu().numpy() for name, value in zip(names[len(out)], out) if value is not None}
-
-    def initial_noise(self, seed: int, width: int, height: int) -> np.ndarray:
-        """The noise an image job with this seed starts from (before the sampler's scaling)."""
-        import torch
-        from diffusers.utils.torch_utils import randn_tensor
-
-        scale = self.pipe.vae_scale_factor
-        shape = (1, self.pipe.unet.config.in_channels, height // scale, width // scale)
-        generator = torch.Generator("cpu").manual_seed(seed)
-        return randn_tensor(shape, generator=generator, device=torch.device("cpu"), dtype=torch.float32).numpy()
-
-    def generate_from(self, noise: np.ndarray, embeddings: dict[str, np.ndarray], *, scheduler: str, steps: int,
-                      guidance_scale: float, width: int, height: int, seed: int, on_step: Any) -> np.ndarray:
-        """One txt2img image from given initial noise and prompt embeddings, as uint8 RGB;
-        `on_step(i, per_image)` after each step may raise JobCancelled (then nothing is decoded)."""
-        import torch
-
-        pipe = self.pipe
-        pipe.scheduler = make_scheduler(scheduler, self.base_scheduler)
-
-        def on_step_end(p: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            on_step(i, getattr(p, "num_timesteps", None) or steps)
-            return tensors
-
-        with torch.inference_mode():
-            out = pipe(latents=torch.from_numpy(noise), num_inference_steps=steps, guidance_scale=guidance_scale,
-                       width=width, height=height, generator=torch.Generator("cpu").manual_seed(seed),
-                       output_type="np", callback_on_step_end=on_step_end,
-                       callback_on_step_end_tensor_inputs=["latents"],
-                       **{name: torch.from_numpy(value) for name, value in embeddings.items()})
-        return to_uint8_image(np.asarray(out.images[0], dtype=np.float32))
 
     def close(self) -> None:
         """Drop the pipelines and sessions so the cache's eviction really frees their memory."""
