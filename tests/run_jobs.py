@@ -17,3 +17,18 @@ def run(runner, spec, on_event=None):
 
     runner.run(job, emit)
     return events
+
+
+def finished(events):
+    """The result of a job that must have finished (its last event)."""
+    from studio.core.events import Finished
+
+    assert isinstance(events[-1], Finished), events[-1]
+    return events[-1].result
+
+
+def tokens(events):
+    """The Token events among a text job's events."""
+    from studio.core.events import Token
+
+    return [e for e in events if isinstance(e, Token)]

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
-from studio.core.events import Cancelled, ContextUsed, Failed, Finished, Started, Token
+from studio.core.events import Cancelled, ContextUsed, Failed, Started, Token
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext
 from studio.engine.runner import Runner
 from studio.engine.export import export_onnx
 from studio.models.registry import ModelRegistry
-from run_jobs import run
+from run_jobs import finished, run, tokens
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +55,6 @@ def spec(**kw):
     base = dict(model="tiny-gpt2", runtime="onnx", prompt="The quiet river", max_new_tokens=16, seed=1,
                 temperature=0.8)
     return TextJob(**{**base, **kw})
-
-
-def finished(events):
-    assert isinstance(events[-1], Finished), events[-1]
-    return events[-1].result
-
-
-def tokens(events):
-    return [e for e in events if isinstance(e, Token)]
 
 
 def test_tokens_stream_before_the_result_and_say_where_they_ran(runner):

@@ -14,7 +14,7 @@ from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext, WorldInfoEntry
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
-from run_jobs import run
+from run_jobs import finished, run, tokens
 
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
@@ -64,15 +64,6 @@ def tokenizer(models):
 def spec(**kw):
     base = dict(model="tiny-gpt2", prompt="The quiet river", max_new_tokens=12, seed=1, temperature=0.8)
     return TextJob(**{**base, **kw})
-
-
-def finished(events):
-    assert isinstance(events[-1], Finished), events[-1]
-    return events[-1].result
-
-
-def tokens(events):
-    return [e for e in events if isinstance(e, Token)]
 
 
 def test_tokens_stream_before_the_result_and_add_up_to_it(runner):
