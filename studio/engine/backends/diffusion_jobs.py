@@ -10,10 +10,11 @@ reproduce exactly what an image job derives from its seed and prompt, so a frame
 keyframe's noise and embeddings is, pixel for pixel, the image job of that seed and prompt.
 
 A backend using this provides `pipe`, `base_scheduler`, `_pipes` (the derived pipelines, built
-once), `info`, and the hooks below. torch and diffusers are imported inside the methods."""
+once) and the abstract members below. torch and diffusers are imported inside the methods."""
 
 from __future__ import annotations
 
+import abc
 import inspect
 from typing import Any, Callable, Optional
 
@@ -30,7 +31,7 @@ from studio.engine.backends.image_inputs import keep_unmasked, load_init_image, 
 Preview = Callable[[Any, Any], Optional[np.ndarray]]  # (x0, latents) -> uint8 RGB or None
 
 
-class DiffusionJobs:
+class DiffusionJobs(abc.ABC):
     """Image jobs and morphs on `self.pipe` (see the module docstring)."""
 
     pipe: Any
@@ -40,21 +41,26 @@ class DiffusionJobs:
     # -- hooks --------------------------------------------------------------------------------------
 
     @property
+    @abc.abstractmethod
     def tensor_device(self) -> str:
         """Where the pipeline's own tensors (noise, latents, embeddings) live and its generators draw."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def noise_dtype(self) -> Any:
         """The dtype the pipeline draws its noise in."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def apply_loras(self, loras: tuple) -> dict[str, str]:
         """Put this job's LoRAs on the networks (none: take them all off); their hashes by name."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def previewer(self, pipe: Any) -> Preview:
         """What turns a step's x0 (or latents) into a preview picture for this pipeline."""
-        raise NotImplementedError
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> dict[str, Any]:
+        """What every result from this model says about where it ran."""
 
     # -- the pipelines ------------------------------------------------------------------------------
 
