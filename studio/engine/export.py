@@ -245,6 +245,11 @@ def _stamp(folder: Path, model: Any) -> None:
 
 
 def check_exportable(model: Any) -> None:
-    """StudioError unless `model` has an ONNX exporter (for the CLI, before any work)."""
+    """ExportRefused (a sentence saying why) unless `model` can be exported: it has an exporter
+    and, for a diffusers folder, is a pipeline that exporter handles (its model_index.json says)."""
     _exporter(model)
+    if model.format == "diffusers":
+        from studio.engine.export_diffusion import check_source
+
+        check_source(model)
 

@@ -80,7 +80,7 @@ def _refuse(model: Any, class_name: str) -> ExportRefused:
                        "(UNet) pipelines to ONNX, not transformer pipelines such as SD3 or Flux.")
 
 
-def _check_source(model: Any) -> None:
+def check_source(model: Any) -> None:
     """Refuse what cannot be exported before the (slow) load: a diffusers folder says its class."""
     from studio.models.formats import read_json
 
@@ -94,7 +94,7 @@ def _check_source(model: Any) -> None:
 def _load_pipeline(model: Any) -> Any:
     from studio.engine.backends.diffusers_image import DiffusersImageBackend
 
-    _check_source(model)
+    check_source(model)
     pipe = DiffusersImageBackend.load(model, "cpu", "float32").pipe
     if type(pipe).__name__ not in PIPELINES or getattr(pipe, "unet", None) is None:
         raise _refuse(model, type(pipe).__name__)

@@ -7,7 +7,8 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
-from studio.engine.export import EXPORTABLE_FORMATS
+from studio.core.errors import StudioError
+from studio.engine.export import check_exportable
 from studio.models.registry import ModelInfo
 from studio.state.jobs import JobList
 from studio.state.settings_store import SettingsStore
@@ -61,8 +62,17 @@ RUNTIME_TITLES = {"auto": "Auto", "torch": "PyTorch", "onnx": "ONNX Runtime"}
 
 
 def needs_export(model: Optional[ModelInfo]) -> bool:
-    """Whether ONNX Runtime would first need `studio export-onnx` for this model (it has an exporter)."""
-    return model is not None and "onnx" not in model.runtimes and model.format in EXPORTABLE_FORMATS
+    """Whether ONNX Runtime would first need `studio export-onnx` for this model, and it can have it."""
+    return model is not None and "onnx" not in model.runtimes and not why_not_exportable(model)
+
+
+def why_not_exportable(model: ModelInfo) -> str:
+    """The sentence saying why a model cannot be exported to ONNX ("" when it can)."""
+    try:
+        check_exportable(model)
+    except StudioError as error:
+        return error.message.rstrip(".")
+    return ""
 
 
 class RuntimeCombo(QComboBox):
@@ -96,7 +106,7 @@ class RuntimeCombo(QComboBox):
                     tip = (f"Not exported yet: picking it exports {model.id} to ONNX once (checked against "
                            "torch, saved in your models folder)")
                 else:
-                    tip = f"{model.id} is a {model.format} model, which the studio cannot export to ONNX"
+                    tip = why_not_exportable(model)
             self.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)
         has_it = picked == "auto" or (model is not None and picked in model.runtimes)
         index = self.findData(picked) if has_it or (picked == "onnx" and exporting) else 0

@@ -136,3 +136,19 @@ def test_the_pick_is_remembered_by_the_next_window(qtbot, exported_gan, make_win
     for workspace in second.workspaces():
         assert workspace.isAncestorOf(workspace.runtimes)
         assert workspace.runtimes.parentWidget() is workspace.models.parentWidget()
+
+
+def test_onnx_is_greyed_for_a_pipeline_family_the_exporter_does_not_handle(qtbot, fake_models, make_window):
+    import json
+
+    sd3 = fake_models / "my-sd3"
+    sd3.mkdir()
+    (sd3 / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    window = make_window()
+    image = window.image
+    pick(image.models, "my-sd3")
+    onnx = image.runtimes.findData("onnx")
+    assert not image.runtimes.model().item(onnx).isEnabled()
+    assert image.runtimes.itemData(onnx, 3) == (
+        "my-sd3 is a StableDiffusion3Pipeline; the studio exports only Stable Diffusion 1.x/2.x and SDXL (UNet) "
+        "pipelines to ONNX, not transformer pipelines such as SD3 or Flux")
