@@ -13,6 +13,7 @@ torch uses by default needs onnxscript, which the studio does not ship. torch is
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import shutil
@@ -41,8 +42,14 @@ IMAGE_TOLERANCE = 1e-3
 PARITY_TOKENS = 64
 
 Say = Callable[[str], None]
-# The formats that have an exporter (export_latent, export_diffusion, export_text).
-EXPORTABLE_FORMATS = ("studio-latent", "diffusers", "sd-single-file", "transformers")
+# model format -> "module:function" of its exporter, imported when used (they import torch).
+EXPORTERS = {
+    "studio-latent": "studio.engine.export_latent:export_latent",
+    "diffusers": "studio.engine.export_diffusion:export_diffusion",
+    "sd-single-file": "studio.engine.export_diffusion:export_diffusion",
+    "transformers": "studio.engine.export_text:export_text",
+}
+EXPORTABLE_FORMATS = tuple(EXPORTERS)
 
 
 class ExportRefused(StudioError):
@@ -142,18 +149,10 @@ def export_graph(module: Any, args: tuple, target: Path, input_names: list[str],
 
 def _exporter(model: Any) -> Callable[[Any, Path, Say], Parity]:
     """The export function for a model's family; StudioError for a model that has no ONNX export."""
-    if model.format == "studio-latent":
-        from studio.engine.export_latent import export_latent
-
-        return export_latent
-    if model.format in ("diffusers", "sd-single-file"):
-        from studio.engine.export_diffusion import export_diffusion
-
-        return export_diffusion
-    if model.format == "transformers":
-        from studio.engine.export_text import export_text
-
-        return export_text
+    target = EXPORTERS.get(model.format)
+    if target is not None:
+        module_name, function = target.split(":")
+        return getattr(importlib.import_module(module_name), function)
     if "onnx" in model.format:
         raise ExportRefused(f"{model.id} is already an ONNX model ({model.format}); there is nothing to export.")
     raise ExportRefused(f"{model.id} is a {model.format} model, which the studio cannot export to ONNX.")
