@@ -32,3 +32,16 @@ def tokens(events):
     from studio.core.events import Token
 
     return [e for e in events if isinstance(e, Token)]
+
+
+def one_sentence_failure(events, kind, words):
+    """The Failed event a job must have ended with: of `kind`, one line, no traceback, and naming
+    every one of `words`."""
+    from studio.core.events import Failed
+
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.kind == kind, failed
+    assert "\n" not in failed.message and "Traceback" not in failed.message
+    for word in words:
+        assert word in failed.message, (word, failed.message)
+    return failed

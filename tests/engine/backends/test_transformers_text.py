@@ -14,7 +14,7 @@ from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext, WorldInfoEntry
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
-from run_jobs import finished, run, tokens
+from run_jobs import finished, one_sentence_failure, run, tokens
 
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
@@ -154,11 +154,7 @@ def test_a_folder_that_needs_custom_code_is_refused(runner, models):
     [("truncated", ["model.safetensors", "incomplete", "copy it again"]), ("empty-tokenizer", ["tokenizer", "empty"])],
 )
 def test_a_broken_folder_fails_with_one_sentence_and_the_runner_carries_on(runner, model, words):
-    failed = run(runner, spec(model=model))[-1]
-    assert isinstance(failed, Failed) and failed.kind == "model file"
-    assert "\n" not in failed.message and "Traceback" not in failed.message
-    for word in words:
-        assert word in failed.message
+    one_sentence_failure(run(runner, spec(model=model)), "model file", words)
     assert finished(run(runner, spec())).text is not None
 
 
