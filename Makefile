@@ -1,14 +1,24 @@
-# Two commands a newcomer needs: `make run` and `make test`. Each sets up .venv by itself
-# and skips the set-up when it is already done (the stamp file tracks pyproject.toml).
+# Two commands a newcomer needs: `make run` and `make test`. Each sets up .venv by itself, from
+# the lock of exact, tested versions (requirements/lock.txt), and skips the set-up when it is
+# already done (the stamp file tracks pyproject.toml and the lock).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/lock.txt
+# `make test-latest`: the newest versions pyproject.toml allows, in a venv of their own.
+LATEST_VENV := .venv-latest
+LATEST_PY   := $(LATEST_VENV)/bin/python
 
-.PHONY: run test bench venv clean
+.PHONY: run test test-latest bench venv lock check-desktop clean
 
-run: $(STAMP)
+run: $(STAMP) check-desktop
 	$(PY) main.py
+
+# The window needs a few system libraries pip cannot install (Qt's xcb platform plugin); say which
+# are missing and how to install them, instead of Qt's plugin dump.
+check-desktop: $(STAMP)
+	$(PY) -m studio.desktop_check
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q
@@ -18,13 +28,30 @@ bench: $(STAMP)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	# The pinned CPU torch first: an unpinned torch would pull a multi-GB CUDA build.
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev]'
+	# First the pip the lock names (the venv's own may be years older), then exactly the locked
+	# versions (torch's CPU build among them), then the studio itself.
+	$(PY) -m pip install "$$(grep '^pip==' $(LOCK))"
+	$(PY) -m pip install -r $(LOCK)
+	$(PY) -m pip install --no-deps -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
+# Regenerate the lock from pyproject.toml (after changing a dependency, or to move to newer
+# releases on purpose): pip-tools resolves with pip, so it sees the CPU torch wheel pip sees.
+lock: $(STAMP)
+	CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile --quiet --allow-unsafe --extra dev \
+	    --strip-extras --no-emit-index-url --no-emit-find-links -c requirements/torch-cpu.txt -o $(LOCK) pyproject.toml
+
+# Drift seen on purpose: the newest allowed versions (torch kept at its CPU build), whole suite.
+test-latest:
+	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install --upgrade pip
+	$(LATEST_PY) -m pip install -c requirements/torch-cpu.txt torch
+	$(LATEST_PY) -m pip install --upgrade --upgrade-strategy eager -c requirements/torch-cpu.txt -e '.[dev]'
+	$(LATEST_PY) requirements/drift.py $(LOCK)
+	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(LATEST_PY) -m pytest -q
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info

@@ -101,6 +101,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     offline()  # before anything imports huggingface_hub: the studio never downloads or phones home
     args, qt_args = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging()
+    from studio.ui.platform_check import problem
+
+    cannot_start = problem()
+    if cannot_start:  # one sentence, before Qt would print its plugin diagnostics and abort
+        log.error("the window cannot start: %s", cannot_start)
+        print(f"studio: {cannot_start}", file=sys.stderr)
+        return 1
     app = make_app(qt_args)
     studio = Studio()
     app.aboutToQuit.connect(studio.shutdown)  # in case the app quits without the window closing

@@ -9,11 +9,11 @@ import dataclasses
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from studio.bench.suite import Figure, seconds
+from studio.core.child_python import PACKAGE_ROOT, child_env, python_command
 from studio.core.events import Event, Finished, Preview, Token
 from studio.core.jobs import ImageJob, TextJob
 from studio.engine.queue import JobQueue
@@ -398,11 +398,11 @@ def cold_start(tmp: Path, quick: bool) -> list[Figure]:
     """Process start to main window shown, in a fresh interpreter (torch must not load first)."""
     repeats = 2 if quick else 5
     times = []
-    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
-               STUDIO_MODELS_DIR=str(tmp), STUDIO_CONFIG_DIR=str(tmp / "config"))
+    env = child_env(dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+                         STUDIO_MODELS_DIR=str(tmp), STUDIO_CONFIG_DIR=str(tmp / "config")))
     for _ in range(repeats):
         env["STUDIO_T0"] = repr(time.time())
-        out = subprocess.run([sys.executable, "-m", "studio.app", "--quit-after-show"], env=env,
+        out = subprocess.run(python_command("studio.app", "--quit-after-show"), env=env, cwd=PACKAGE_ROOT,
                              capture_output=True, text=True, timeout=120)
         line = next((l for l in out.stdout.splitlines() if l.startswith("window-shown")), None)
         if out.returncode != 0 or line is None:

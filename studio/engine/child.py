@@ -78,7 +78,8 @@ def _recipe(conn: Any) -> Any:
     import sys
 
     _, sys_path, recipe = conn.recv()
-    sys.path[:] = [p for p in sys_path if p] + [p for p in sys.path if p not in sys_path]
+    # Only absolute entries: an empty or relative one would mean this process's working folder.
+    sys.path[:] = [p for p in sys_path if p and os.path.isabs(p)] + [p for p in sys.path if p not in sys_path]
     return pickle.loads(recipe)
 
 

@@ -148,8 +148,8 @@ def _example_past(lm: Any, model_id: str, family: str) -> list[Any]:
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
-    accepted = inspect.signature(lm.forward).parameters
-    if not {"position_ids", "past_key_values", "attention_mask"} <= set(accepted):
+    cache_keyword = _cache_keyword(lm)
+    if cache_keyword is None or not {"position_ids", "attention_mask"} <= set(inspect.signature(lm.forward).parameters):
         raise StudioError(f"{model_id} is a {family} model, whose forward pass takes no position ids or KV "
                           "cache, so the studio cannot export it to ONNX; run it on torch.")
     refused = StudioError(f"{model_id} is a {family} model, whose cache is not one key/value pair per layer "
@@ -164,13 +164,26 @@ def _example_past(lm: Any, model_id: str, family: str) -> list[Any]:
     ids = torch.tensor([[1] * TRACE_PAST])
     with torch.no_grad():
         result = lm(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(TRACE_PAST)[None],
-                    past_key_values=cache, use_cache=True)
-    cache = result.past_key_values
+                    use_cache=True, **{cache_keyword: cache})
+    cache = _returned_cache(result)
     layers = getattr(cache, "layers", None)
     if not layers or any(type(layer) is not DynamicLayer or layer.keys is None or layer.keys.dim() != 4
                          or layer.keys.shape[2] != TRACE_PAST for layer in layers):
         raise refused
     return [tensor for layer in layers for tensor in (layer.keys, layer.values)]
+
+
+def _cache_keyword(lm: Any) -> str | None:
+    """The name the model's forward pass takes its KV cache by: `cache` since transformers 5.25
+    (`past_key_values` still accepted, deprecated), `past_key_values` before; None when it takes none."""
+    accepted = inspect.signature(lm.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in accepted), None)
+
+
+def _returned_cache(result: Any) -> Any:
+    """The cache a forward pass gave back, under either transformers' name for it."""
+    cache = getattr(result, "cache", None)
+    return cache if cache is not None else getattr(result, "past_key_values", None)
 
 
 def _example_step(lm: Any, past: list[Any]) -> tuple:
@@ -188,6 +201,8 @@ def _with_cache(lm: Any) -> Any:
     import torch
     from transformers import DynamicCache
 
+    cache_keyword = _cache_keyword(lm)
+
     class WithCache(torch.nn.Module):
         def __init__(self, lm: Any):
             super().__init__()
@@ -196,9 +211,9 @@ def _with_cache(lm: Any) -> Any:
         def forward(self, input_ids, attention_mask, position_ids, *past):
             cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2])), config=self.lm.config)
             result = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             past_key_values=cache, use_cache=True, return_dict=True)
+                             use_cache=True, return_dict=True, **{cache_keyword: cache})
             flat = [result.logits]
-            for layer in result.past_key_values.layers:
+            for layer in _returned_cache(result).layers:
                 flat += [layer.keys, layer.values]
             return tuple(flat)
 

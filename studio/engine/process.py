@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Optional
 
+from studio.core.child_python import PACKAGE_ROOT, child_env, python_command, shareable_path
 from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import TERMINAL_EVENTS, Cancelled, Event, Failed
 from studio.core.jobs import Lane
@@ -248,7 +248,7 @@ class EngineProcess:
         self._process, self._conn, self._ready = process, parent_end, False
         self.starts += 1
         log.info("engine process %d started", process.pid)
-        self._send(("setup", list(sys.path), pickle.dumps(self.recipe)))
+        self._send(("setup", shareable_path(sys.path), pickle.dumps(self.recipe)))
 
     def _ensure_ready(self, job: Optional[Job] = None, queue: Optional[JobQueue] = None) -> None:
         """A running engine process that has said "ready"; started (again) if there is none.
@@ -355,10 +355,10 @@ class Child:
     window there). Offers the few Process methods the supervisor uses."""
 
     def __init__(self, fd: int):
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self._popen = subprocess.Popen([sys.executable, "-m", "studio.engine.child", str(fd)], pass_fds=(fd,),
-                                       stdin=subprocess.DEVNULL, env=env)
+        # -P, a PYTHONPATH of absolute entries and the package's own folder as the working folder:
+        # nothing in the folder the window was started from is imported here (child_python).
+        self._popen = subprocess.Popen(python_command("studio.engine.child", str(fd)), pass_fds=(fd,),
+                                       stdin=subprocess.DEVNULL, env=child_env(), cwd=PACKAGE_ROOT)
         self.pid = self._popen.pid
 
     @property

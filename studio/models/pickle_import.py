@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from studio.core.atomic import write_text_atomic
+from studio.core.child_python import PACKAGE_ROOT, child_env, python_command
 from studio.core.errors import ModelFileError
 from studio.models.formats import PICKLE_SUFFIXES, pickle_weights
 from studio.models.hashes import model_hash
@@ -127,18 +128,15 @@ def convert_file(source: Path, target: Path) -> Converted:
         )
     if target.exists():
         return _existing_copy(source, target)
-    env = dict(os.environ)
     # Belt and braces with the explicit weights_only=True: this variable would only matter if a
     # call forgot it, and a user's shell or Dockerfile may set it globally.
-    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    env = child_env(drop=("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",))
     env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    # -P: the current folder (maybe the model's, maybe holding a torch.py) is not on the import path.
-    command = [sys.executable, "-P", "-m", "studio.models.pickle_import", str(source), str(target)]
+    # Nothing in the current folder (maybe the model's, maybe holding a torch.py) is imported there.
+    command = python_command("studio.models.pickle_import", str(source.absolute()), str(target.absolute()))
     try:
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              errors="replace")
+                              errors="replace", cwd=PACKAGE_ROOT)
     except OSError as exc:
         raise ModelFileError(f"The converter could not be started ({exc.strerror or exc}).") from None
     if done.stderr.strip():
