@@ -39,6 +39,7 @@ import numpy as np
 
 from studio.core.atomic import write_atomic
 from studio.engine.export import ExportRefused, Parity, Say, export_graph
+from studio.models.tokenizer_files import write_legacy_tokenizer_files
 
 ONNX_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
@@ -295,6 +296,8 @@ def _write_pipeline_files(pipe: Any, source: Path, out: Path) -> None:
             shutil.copytree(source / name, out / name, copy_function=shutil.copyfile)  # not read-only bits
         else:
             tokenizer.save_pretrained(str(out / name))
+        # Optimum's pipelines (transformers 4) build a CLIPTokenizer from vocab.json + merges.txt.
+        write_legacy_tokenizer_files(out / name, "CLIPTokenizer")
 
 
 def export_diffusion(model: Any, out: Path, say: Say) -> Parity:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 
 from studio.core.errors import StudioError, first_line
 from studio.engine.export import PARITY_TOKENS, Parity, export_graph
+from studio.models.tokenizer_files import write_legacy_tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def export_text(model: Any, out: Path, say: Say) -> Parity:
     with _explained(model.id, family):
         export_graph(_with_cache(lm), _example_step(lm, past), out / GRAPH, inputs, outputs, axes)
     copied = copy_side_files(folder, out)
+    copied += write_legacy_tokenizer_files(out)  # for readers on transformers 4, Optimum's among them
     say(f"copied {', '.join(copied)}")
 
     say(f"checking {PARITY_TOKENS} greedy tokens from {PARITY_PROMPT!r}: torch against ONNX Runtime…")

@@ -107,8 +107,8 @@ def test_the_export_is_an_optimum_folder_the_registry_pairs_with_its_source(expo
     root, _ = exported
     out = root / "tiny-gpt2-onnx"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["config.json", "generation_config.json", "model.onnx", "studio.json", "tokenizer.json",
-                     "tokenizer_config.json"]
+    assert names == ["config.json", "generation_config.json", "merges.txt", "model.onnx", "studio.json",
+                     "tokenizer.json", "tokenizer_config.json", "vocab.json"]
     assert (out / "tokenizer.json").read_bytes() == (root / "tiny-gpt2" / "tokenizer.json").read_bytes()
     assert json.loads((out / "studio.json").read_text())["exported_from"] == "tiny-gpt2"
     assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -132,3 +132,16 @@ def test_a_family_whose_cache_slides_is_refused_in_a_sentence(exported):
         export_onnx(model, folder.parent / "out", lambda line: None)
     assert "tiny-mistral" in caught.value.message and "\n" not in caught.value.message
     assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny-mistral"]
+
+
+
+def test_an_exported_lm_carries_the_tokenizer_files_older_readers_need(exported):
+    """vocab.json and merges.txt are the tokenizer.json's own, and the config names a class that
+    transformers 4 knows (tests/models/test_tokenizer_files.py reads such files as it would)."""
+    root, _ = exported
+    out = root / "tiny-gpt2-onnx"
+    model = json.loads((out / "tokenizer.json").read_text())["model"]
+    assert json.loads((out / "vocab.json").read_text()) == model["vocab"]
+    assert (out / "merges.txt").read_text().splitlines()[1:] == [" ".join(m) if isinstance(m, list) else m
+                                                                  for m in model["merges"]]
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"

@@ -17,6 +17,7 @@ import torch
 from studio.training.loop import Recipe, RunReport
 from studio.training.model_card import write_card
 from studio.training.shipping import finish_folder, write_json
+from studio.models.tokenizer_files import write_legacy_tokenizer_files
 from studio.training.text_tokenizer import EOS, check_round_trip, train_byte_level_bpe
 
 VOCAB, CONTEXT = 8192, 512
@@ -161,6 +162,7 @@ class ProseRecipe(Recipe):
         self.model.to(torch.float16).save_pretrained(str(folder), safe_serialization=True)
         self.model.float()
         self.tokenizer.save_pretrained(str(folder))
+        write_legacy_tokenizer_files(folder)
         check_round_trip(folder)
         write_json(folder / "studio.json", {"title": "Prose (GPT-2, 5 M)", "kind": "text", "licence": "CC0-1.0",
                                             "description": "A small public-domain prose model for drafting."})

@@ -1,0 +1,55 @@
+"""Tokenizer files that older readers need beside the studio's `tokenizer.json`.
+
+transformers 5 writes `tokenizer_config.json` naming its generic class `TokenizersBackend`, which
+transformers 4 (and so Optimum's ONNX pipelines, which still run on it) cannot find, and its
+CLIPTokenizer reads a BPE tokenizer from `vocab.json` + `merges.txt`, not from `tokenizer.json`.
+This writes both beside the tokenizer.json they come from, so an export or a shipped model opens in
+either: the class becomes one both versions know (transformers 5 loads it from tokenizer.json
+exactly as before), and the vocabulary and merges are the tokenizer.json's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from studio.core.atomic import write_text_atomic
+
+# The generic fast class of transformers 4, which transformers 5 maps to TokenizersBackend.
+GENERIC_CLASS = "PreTrainedTokenizerFast"
+NEW_ONLY_CLASSES = ("TokenizersBackend", "", None)
+
+
+def write_legacy_tokenizer_files(folder: Path, tokenizer_class: str = GENERIC_CLASS) -> list[str]:
+    """Beside `folder`/tokenizer.json: vocab.json and merges.txt (for a BPE model), and a
+    tokenizer_config.json naming `tokenizer_class` where it named a class only transformers 5 has.
+    Files already there are kept. The names of the files written."""
+    folder = Path(folder)
+    source = folder / "tokenizer.json"
+    if not source.is_file():
+        return []
+    written = []
+    model = json.loads(source.read_text(encoding="utf-8")).get("model") or {}
+    if model.get("type") == "BPE" and isinstance(model.get("vocab"), dict):
+        if not (folder / "vocab.json").exists():
+            write_text_atomic(folder / "vocab.json", json.dumps(model["vocab"], ensure_ascii=False))
+            written.append("vocab.json")
+        if not (folder / "merges.txt").exists():
+            write_text_atomic(folder / "merges.txt", merges_text(model.get("merges") or []))
+            written.append("merges.txt")
+    config_path = folder / "tokenizer_config.json"
+    config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config.get("tokenizer_class") in NEW_ONLY_CLASSES:
+        config["tokenizer_class"] = tokenizer_class
+        write_text_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        written.append("tokenizer_config.json")
+    return written
+
+
+def merges_text(merges: list[Any]) -> str:
+    """merges.txt as GPT-2 wrote it: a version line, then one "left right" pair a line. tokenizer.json
+    keeps each merge as a pair (newer) or as that very line (older)."""
+    lines = ["#version: 0.2"]
+    for merge in merges:
+        lines.append(" ".join(merge) if isinstance(merge, (list, tuple)) else str(merge))
+    return "\n".join(lines) + "\n"

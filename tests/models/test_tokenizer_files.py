@@ -1,0 +1,44 @@
+"""Readers on transformers 4 (Optimum's ONNX pipelines among them) open the studio's tokenizers: a
+CLIP or GPT-2 tokenizer built only from the vocab.json and merges.txt written beside tokenizer.json
+encodes every text as the studio does, and tokenizer_config.json names a class both versions know."""
+
+import json
+import shutil
+
+import pytest
+from transformers import AutoTokenizer, CLIPTokenizer, GPT2Tokenizer
+
+from studio.models.paths import EMBEDDED_MODELS_DIR
+from studio.models.tokenizer_files import write_legacy_tokenizer_files
+
+TEXTS = ["a red apple, smiling face with hearts", "It was a dark and stormy night;  Été 42\n\n“no”, she said."]
+
+
+def from_legacy_files_only(folder, tmp_path, cls):
+    """`cls` loaded from a copy of `folder` without its tokenizer.json, as an older reader would."""
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("tokenizer.json", "*.safetensors"))
+    return cls.from_pretrained(str(copy), local_files_only=True)
+
+
+@pytest.mark.parametrize("folder, cls", [(EMBEDDED_MODELS_DIR / "emoji-sd" / "tokenizer", CLIPTokenizer),
+                                         (EMBEDDED_MODELS_DIR / "prose", GPT2Tokenizer)])
+def test_the_shipped_tokenizers_read_the_same_from_vocab_and_merges(folder, cls, tmp_path):
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] != "TokenizersBackend"
+    ours = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    legacy = from_legacy_files_only(folder, tmp_path, cls)
+    for text in TEXTS:
+        assert legacy(text)["input_ids"] == ours(text)["input_ids"]
+
+
+def test_legacy_files_are_written_once_and_keep_what_is_there(tmp_path):
+    folder = tmp_path / "tok"
+    shutil.copytree(EMBEDDED_MODELS_DIR / "prose", folder,
+                    ignore=shutil.ignore_patterns("vocab.json", "merges.txt", "*.safetensors"))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "TokenizersBackend"}))
+    assert write_legacy_tokenizer_files(folder) == ["vocab.json", "merges.txt", "tokenizer_config.json"]
+    assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert (folder / "merges.txt").read_text().startswith("#version: 0.2\n")
+    assert write_legacy_tokenizer_files(folder) == []
