@@ -240,6 +240,12 @@ def _stamp(folder: Path, model: Any) -> None:
     # Which weights it was made from: a source changed since (retrained, another model under the
     # same name) is no longer paired with it (registry).
     manifest["source_weights"] = weights_fingerprint(Path(model.path))
+    if model.kind == "image":
+        from studio.models.hashes import model_hash
+
+        source_hash = model_hash(Path(model.path))
+        if source_hash:  # images made on the export carry their source's hash (A1111's "Model hash")
+            manifest["source_model_hash"] = source_hash
     write_atomic(manifest_path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 

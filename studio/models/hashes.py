@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import struct
 import threading
 from pathlib import Path
@@ -70,6 +71,19 @@ def weights_file(path: Path) -> Optional[Path]:
         if candidate.is_file():
             return candidate
     return None
+
+
+def exported_model_hash(folder: Path) -> Optional[str]:
+    """The model hash an ONNX export carries: its source's, recorded when it was exported (so its
+    images name the model A1111 and Civitai know), else the hash of its own UNet graph."""
+    try:
+        recorded = json.loads((Path(folder) / "studio.json").read_text(encoding="utf-8")).get("source_model_hash")
+    except (OSError, ValueError, RecursionError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{64}", recorded):
+        return recorded
+    graph = Path(folder) / "unet" / "model.onnx"
+    return _cached(graph, "sha256", lambda: _sha256(graph)) if graph.is_file() else None
 
 
 def model_hash(path: Path) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""Tokenizer files that older readers need beside the studio's `tokenizer.json`.
+"""Tokenizer files (and CLIP weight names) that older readers need beside what transformers 5 writes.
 
 transformers 5 writes `tokenizer_config.json` naming its generic class `TokenizersBackend`, which
 transformers 4 (and so Optimum's ONNX pipelines, which still run on it) cannot find, and its
@@ -53,3 +53,23 @@ def merges_text(merges: list[Any]) -> str:
     for merge in merges:
         lines.append(" ".join(merge) if isinstance(merge, (list, tuple)) else str(merge))
     return "\n".join(lines) + "\n"
+
+
+def write_clip_text_encoder_for_older_readers(folder: Path) -> bool:
+    """Rename a CLIP text encoder's weights in `folder`/model.safetensors to `text_model.*`, the
+    names transformers 4 looks for (transformers 5 saves them without that level, and a reader on
+    4 would silently start from random weights). transformers 5 reads both. True if renamed."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = Path(folder) / "model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        if all(name.startswith("text_model.") for name in f.keys()):
+            return False
+        tensors = {name if name.startswith("text_model.") else "text_model." + name: f.get_tensor(name)
+                   for name in f.keys()}
+    mode = path.stat().st_mode & 0o7777
+    save_file(tensors, str(path), metadata=metadata)
+    path.chmod(mode)  # safetensors writes a new owner-only file
+    return True

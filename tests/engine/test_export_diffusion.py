@@ -156,3 +156,19 @@ def test_transformer_pipelines_are_refused_with_a_sentence(tmp_path):
     with pytest.raises(ExportRefused, match=r"flux is a FluxPipeline; the studio exports only .* not transformer pipelines such as SD3 or Flux\."):
         export_onnx(model, tmp_path / "flux-onnx")
     assert not (tmp_path / "flux-onnx").exists()
+
+
+def test_images_made_on_the_export_carry_their_sources_model_hash(sd):
+    """A1111's "Model hash" of an ONNX image is the hash of the checkpoint it was exported from, so
+    the image names a model other tools know."""
+    from studio.engine.backends.onnx_diffusion import OnnxDiffusionBackend
+    from studio.models.hashes import model_hash
+
+    folder, _, _ = sd
+    source_hash = model_hash(folder.parent / "tiny-sd")
+    assert source_hash and json.loads((folder / "studio.json").read_text())["source_model_hash"] == source_hash
+    backend = OnnxDiffusionBackend.from_folder(folder, "cpu")
+    try:
+        assert backend.info["model_hash"] == source_hash
+    finally:
+        backend.close()

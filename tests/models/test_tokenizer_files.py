@@ -42,3 +42,29 @@ def test_legacy_files_are_written_once_and_keep_what_is_there(tmp_path):
     assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert (folder / "merges.txt").read_text().startswith("#version: 0.2\n")
     assert write_legacy_tokenizer_files(folder) == []
+
+
+def test_the_shipped_text_encoder_names_its_weights_as_transformers_4_reads_them(tmp_path):
+    """transformers 4 finds a CLIPTextModel's weights under `text_model.*` (and silently starts
+    from random ones otherwise); transformers 5 reads those names to the very same model."""
+    import torch
+    from safetensors import safe_open
+    from transformers import CLIPTextModel
+
+    from studio.models.tokenizer_files import write_clip_text_encoder_for_older_readers
+
+    folder = EMBEDDED_MODELS_DIR / "emoji-sd" / "text_encoder"
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        assert all(name.startswith("text_model.") for name in f.keys())
+    flat = tmp_path / "flat"
+    shutil.copytree(folder, flat)
+    from safetensors.torch import load_file, save_file
+    save_file({k[len("text_model."):]: v for k, v in load_file(str(flat / "model.safetensors")).items()},
+              str(flat / "model.safetensors"))
+    assert write_clip_text_encoder_for_older_readers(flat) is True
+    assert write_clip_text_encoder_for_older_readers(flat) is False
+    shipped, info = CLIPTextModel.from_pretrained(str(folder), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    renamed = CLIPTextModel.from_pretrained(str(flat))
+    ids = torch.tensor([[0, 5, 6, 7, 1]])
+    assert torch.equal(shipped(ids).last_hidden_state, renamed(ids).last_hidden_state)

@@ -26,7 +26,7 @@ from studio.training.images import batch, load_images, save_grid, to_tensor
 from studio.training.loop import Recipe, RunReport
 from studio.training.model_card import EMOJI_DATA, write_card
 from studio.training.shipping import finish_folder, write_json
-from studio.models.tokenizer_files import write_legacy_tokenizer_files
+from studio.models.tokenizer_files import write_clip_text_encoder_for_older_readers, write_legacy_tokenizer_files
 
 # 4 latent channels, as in SD 1.x: diffusers' inpainting pipeline accepts only 4- or 9-channel UNets
 IMAGE_SIZE, LATENT_CHANNELS, MAX_TOKENS = 64, 4, 32
@@ -261,6 +261,7 @@ class EmojiSdRecipe(Recipe):
         self.sample_sheet(folder / "samples.png", pipe)
         pipe.to(torch.float16).save_pretrained(str(folder), safe_serialization=True)
         write_legacy_tokenizer_files(folder / "tokenizer", "CLIPTokenizer")
+        write_clip_text_encoder_for_older_readers(folder / "text_encoder")
         pipe.to(torch.float32)
         write_json(folder / "studio.json", {
             "title": "Emoji SD (miniature Stable Diffusion)", "licence": "Apache-2.0", "defaults": DEFAULTS,
