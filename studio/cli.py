@@ -19,6 +19,7 @@ from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, 
 from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, MorphJob, TextJob, resolve_seed
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
+from studio.core.untrusted import expand_user, printable
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models import paths
@@ -103,14 +104,17 @@ def cmd_models(args, runner: Runner) -> int:
         print(registry.where_to_put_models())
     else:
         onnx = _onnx_provider() if any("onnx" in m.runtimes for m in models) else ""
-        rows = [(m.id, m.kind, m.format, _runtimes(m, onnx), _size(m.size_bytes), m.licence or "-", m.source,
-                 str(m.path)) for m in models]
+        # File names and studio.json fields come from whoever made the model: no escape sequence
+        # (colours, cursor moves, OSC 52 clipboard writes) or line break of theirs reaches the terminal.
+        rows = [tuple(printable(c, one_line=True) for c in (
+            m.id, m.kind, m.format, _runtimes(m, onnx), _size(m.size_bytes), m.licence or "-", m.source, str(m.path)))
+            for m in models]
         header = ("ID", "KIND", "FORMAT", "RUNTIMES", "SIZE", "LICENCE", "SOURCE", "PATH")
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(7)]
         for row in [header] + rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[7])
     for problem in registry.problems:
-        print(f"unusable: {problem.path}: {problem.message}", file=sys.stderr)
+        print(printable(f"unusable: {problem.path}: {problem.message}", one_line=True), file=sys.stderr)
     return 0
 
 
@@ -133,7 +137,7 @@ def cmd_export_onnx(args, runner: Runner) -> int:
 
     model = runner.registry.resolve(args.model)
     check_exportable(model)
-    out = Path(args.out).expanduser() if args.out else default_out(model)
+    out = expand_user(args.out, UsageError) if args.out else default_out(model)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr)
@@ -191,7 +195,7 @@ def cmd_generate(args, runner: Runner) -> int:
 def _input_file(text: Optional[str], flag: str) -> str:
     if not text:
         return ""
-    path = Path(text).expanduser()
+    path = expand_user(text, UsageError)
     if not path.is_file():
         raise UsageError(f"{flag} names {text}, which is not a file.")
     return str(path.resolve())
@@ -206,7 +210,7 @@ def _lora(text: str, registry: ModelRegistry) -> tuple[str, float]:
             name, weight = head, float(tail)
         except ValueError:
             pass  # a colon in the path itself (C:\...), no weight given
-    path = Path(name).expanduser()
+    path = expand_user(name, UsageError)
     if not path.is_file():
         found = [m for m in registry.models("lora") if m.id == name]
         if not found:
@@ -219,6 +223,8 @@ def cmd_morph(args, runner: Runner) -> int:
     """A morph between keyframes of a latent model or a diffusion image model, written as a GIF or an MP4."""
     import numpy as np
 
+    from studio.core.errors import SpecError
+    from studio.engine.morph import frames_bytes, too_large
     from studio.latent import animation
 
     out = Path(args.out)
@@ -255,6 +261,22 @@ def cmd_morph(args, runner: Runner) -> int:
             scale_to = _one_number(args.size)
         spec = MorphJob(**common)
     spec.validate()
+    # Everything is checked before the first frame is rendered: the writer's settings, and the
+    # memory the frames and the file will take against what this machine has free.
+    try:
+        fps = animation.check_fps(args.fps)
+        if scale_to:
+            animation.check_size(scale_to)
+    except SpecError as exc:
+        raise UsageError(exc.message.replace(f"`{exc.field}`", f"--{exc.field}", 1)) from None
+    if model.kind in ("image", "latent"):
+        native = (spec.width, spec.height) if model.kind == "image" else (model.default_size,) * 2
+        shown = (scale_to, scale_to) if scale_to else native
+        need = frames_bytes(spec, model.kind, *native) + animation.writer_bytes(spec.frames, *shown, out.suffix)
+        sentence = too_large(need, f"A morph of {spec.frames} frames at {shown[0]}×{shown[1]}",
+                             "use fewer --frames or a smaller --size")
+        if sentence:
+            raise UsageError(sentence)
     bar = ProgressBar(label)
     end = run_job(runner, spec, lambda e: bar.update(e.step, e.total) if isinstance(e, Progress) else None)
     bar.close()
@@ -262,13 +284,13 @@ def cmd_morph(args, runner: Runner) -> int:
         return _exit_code(end)
     if end.result.info.get("scheduler_note"):
         print(f"studio: {end.result.info['scheduler_note']}", file=sys.stderr)
-    frames = np.stack(end.result.images)
+    frames = end.result.images  # read one at a time by the writer, never stacked into one large array
     if scale_to:
-        frames = animation.resize_frames(frames, scale_to)
+        frames = animation.ResizedFrames(np.stack(frames), scale_to)
     bar = ProgressBar(f"writing {out.name}")
     write = animation.write_gif if out.suffix.lower() == ".gif" else animation.write_mp4
     try:
-        write(frames, out, args.fps, progress=bar.update)
+        write(frames, out, fps, progress=bar.update)
     except OSError as exc:
         raise StudioError(f"Cannot write {out} ({exc.strerror or exc}); choose another --out.") from None
     bar.close()
@@ -341,41 +363,48 @@ DEFAULT_WRITE_TOKENS = 100
 def _open_document(args):
     """The document `studio write` continues: --file's (a file that does not exist yet is a new
     document, created when the continuation is saved), or one made for --memory/--note; None for
-    a plain prompt."""
+    a plain prompt. With it, the stamp of --file as read (None without --file): the save refuses
+    to overwrite the file if it changed on disk while the model was writing."""
     if not (args.file or args.memory is not None or args.note is not None):
         if args.prompt is None:
             raise UsageError("give a prompt, or --file DOC to continue a document.")
-        return None
-    from studio.writing import Document, load_document
+        return None, None
+    from studio.writing import Document
+    from studio.writing.storage import read_document
 
-    doc = load_document(Path(args.file)) if args.file and Path(args.file).exists() else Document()
+    doc, stamp = read_document(Path(args.file), missing_ok=True) if args.file else (Document(), None)
     if args.prompt:
         doc.insert(len(doc.text), args.prompt, "typed")
     if args.memory is not None:
         doc.memory = args.memory
     if args.note is not None:
         doc.authors_note = args.note
-    return doc
+    return doc, stamp
 
 
-def _save_continuations(doc, path: Path, texts: list[str]) -> None:
+def _save_continuations(doc, path: Path, texts: list[str], stamp=None) -> None:
     """Add the continuations to the document at its end (the first shown, the others as its
-    alternatives) and save it atomically: native documents keep spans, .txt/.md just the text."""
+    alternatives) and save it atomically: native documents keep spans, .txt/.md just the text.
+    A file no longer as `stamp` says (another program or `studio write` saved it meanwhile) is
+    not overwritten: that would lose its change."""
     from studio.writing import export_text, save_document
+    from studio.writing.storage import DocumentChanged
 
     generation = doc.add_generation(len(doc.text), texts[0])
     for text in texts[1:]:
         doc.retry(generation, text)
     if len(texts) > 1:
         doc.show_alternative(generation, 0)
-    if path.suffix.lower() in (".txt", ".md", ".markdown"):
-        export_text(doc, path)
-    else:
-        save_document(doc, path)
+    save = export_text if path.suffix.lower() in (".txt", ".md", ".markdown") else save_document
+    try:
+        save(doc, path, unchanged_since=stamp)
+    except DocumentChanged:
+        raise StudioError(f"{path.name} changed on disk while the model was writing, so the continuation was not "
+                          f"saved to it (it is on stdout): run the command again to continue the new version.") from None
 
 
 def cmd_write(args, runner: Runner) -> int:
-    doc = _open_document(args)
+    doc, stamp = _open_document(args)
     # Each sampler setting: the flag, else the document's own (a story keeps its settings), else
     # TextJob's default.
     saved = dict(doc.sampler) if doc is not None and args.file else {}
@@ -408,7 +437,7 @@ def cmd_write(args, runner: Runner) -> int:
             break
         texts.append(end.result.text)
     if doc is not None and args.file and texts and isinstance(end, Finished):
-        _save_continuations(doc, Path(args.file), texts)
+        _save_continuations(doc, Path(args.file), texts, stamp)
         print(f"saved {args.file}", file=sys.stderr)
     return _exit_code(end)
 
@@ -477,7 +506,7 @@ def _exit_code(end: Event) -> int:
         print("studio: cancelled.", file=sys.stderr)
         return EXIT_CANCELLED
     assert isinstance(end, Failed)
-    print(f"studio: {end.message}", file=sys.stderr)
+    print(f"studio: {printable(end.message)}", file=sys.stderr)
     return EXIT_BAD_INPUT if end.kind == ErrorKind.BAD_INPUT.value else EXIT_FAILED
 
 
@@ -635,10 +664,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         configure_logging(paths.log_dir(), logging.INFO)
         return COMMANDS[args.command](args, None if args.command in NO_RUNNER else make_runner())
     except UsageError as exc:
-        print(f"studio: {exc}", file=sys.stderr)
+        print(f"studio: {printable(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except StudioError as exc:
-        print(f"studio: {exc.message}", file=sys.stderr)
+        # Messages quote file names and fields from files: no terminal escape reaches the screen.
+        print(f"studio: {printable(exc.message)}", file=sys.stderr)
         return EXIT_BAD_INPUT if exc.kind is ErrorKind.BAD_INPUT else EXIT_FAILED
     except KeyboardInterrupt:
         print("studio: interrupted.", file=sys.stderr)

@@ -18,6 +18,7 @@ import studio
 from studio.core.errors import MetadataError, SpecError
 from studio.core.jobs import MAX_LORAS, MAX_SEED, SCHEDULERS, ImageJob, spec_from_dict
 from studio.core.png import read_png_file, read_png_text
+from studio.core.untrusted import printable
 
 MAX_PROMPT = 20_000  # characters kept of an imported prompt or negative prompt
 _WEIGHT_SUFFIXES = {".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".onnx"}
@@ -600,11 +601,6 @@ def read_settings(image: Union[str, Path, bytes, bytearray]) -> ImportedSettings
     return dataclasses.replace(settings, text=describe(settings))
 
 
-# Terminal control characters (escape sequences, carriage returns, bidi overrides) in untrusted
-# text could rewrite what `studio info` shows; they are replaced before printing.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def describe(settings: ImportedSettings) -> str:
     """The settings as plain text, one "Key: value" per line (what `studio info IMAGE` prints)."""
     s = settings
@@ -625,4 +621,4 @@ def describe(settings: ImportedSettings) -> str:
         ("LoRAs", ", ".join(f"{name} ({_number(w)})" for name, w in s.loras) or None),
     ]
     lines = [f"{key}: {value}".rstrip() for key, value in fields if value is not None]
-    return _CONTROL.sub("\ufffd", "\n".join(lines))
+    return printable("\n".join(lines))  # untrusted text must not rewrite what `studio info` shows

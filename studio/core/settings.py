@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.core import untrusted
 from studio.core.atomic import write_text_atomic
+from studio.core.errors import StudioError
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 FILE_NAME = "settings.json"
+MAX_BYTES = 1024 * 1024  # a few folder names and numbers; a larger file is not our settings
 
 
 @dataclass
@@ -34,12 +37,12 @@ class Settings:
         if not path.exists():
             return cls()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = untrusted.read_json(path, MAX_BYTES, what="a settings file")
             if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
+                raise StudioError(f"{path} does not hold a JSON object.")
+        except StudioError as exc:
             backup = path.with_name(f"{path.stem}.broken-{time.strftime('%Y%m%d-%H%M%S')}.json")
-            log.warning("settings file %s is unreadable (%s); keeping it as %s and using defaults", path, exc, backup)
+            log.warning("settings file %s is unreadable (%s); keeping it as %s and using defaults", path, exc.message, backup)
             try:
                 path.replace(backup)
             except OSError:

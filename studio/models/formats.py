@@ -11,12 +11,13 @@ safetensors copy (converted_copy)."""
 
 from __future__ import annotations
 
-import json
 import shlex
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from studio.core import untrusted
 from studio.core.errors import ModelFileError
 
 MANIFEST = "studio.json"
@@ -31,6 +32,8 @@ MANIFEST_FORMATS = {"studio-latent": "latent", "onnx-latent": "latent", "fake": 
 ONNX_UNET = Path("unet") / "model.onnx"
 ONNX_DECODER = "model.onnx"
 TEXT_CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+# The files that decide a folder's format: each must be a regular file (checked before any is read).
+MARKER_FILES = (MANIFEST, "model_index.json", "config.json", ONNX_DECODER) + TEXT_CONFIG_FILES
 
 
 @dataclass(frozen=True)
@@ -44,31 +47,44 @@ class Detected:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Read a small JSON object from a model folder, with one clear sentence when it is broken."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ModelFileError(f"{path} cannot be read ({exc.strerror}).") from None
-    if size > MAX_JSON_BYTES:
-        raise ModelFileError(f"{path} is {size} bytes, too large to be a model config.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path} is not valid JSON ({exc}).") from None
+    """Read a small JSON object from a model folder, with one clear sentence when it is broken
+    (not a regular file, oversized, not JSON, nested too deeply, a number too long to read)."""
+    data = untrusted.read_json(path, MAX_JSON_BYTES, ModelFileError, "a model config")
     if not isinstance(data, dict):
         raise ModelFileError(f"{path} should hold a JSON object.")
     return data
 
 
-def check_no_python_code(folder: Path) -> None:
-    """ModelFileError if any .py file lies anywhere in a model folder: the studio never runs it,
-    and a folder that ships code is one whose authors expect it to be run."""
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".py" and p.is_file())
-    if found:
-        raise ModelFileError(
-            f"{folder} contains Python code ({found[0].relative_to(folder).as_posix()}); "
-            "the studio never runs code from model folders."
-        )
+def check_folder_files(folder: Path) -> None:
+    """ModelFileError if a model folder holds something the studio will not load from:
+
+    - a .py file anywhere in it: the studio never runs it, and a folder that ships code is one
+      whose authors expect it to be run;
+    - a folder linked in from outside it (e.g. `unet -> /elsewhere`): refused rather than walked,
+      because a link can point anywhere (a huge tree, a loop, `/`), and nothing outside the folder
+      can then hide code from the rule above. Links to files (a Hugging Face cache snapshot links
+      every file to its blob) and links to folders inside it are fine: what they show is checked;
+    - a named pipe, socket or device under a file's name: opening it would block or read forever."""
+    root = folder.resolve()
+    for path in sorted(folder.rglob("*")):
+        shown = path.relative_to(folder).as_posix()
+        if path.is_symlink() and path.is_dir() and not path.resolve().is_relative_to(root):
+            raise ModelFileError(
+                f"{folder} links its {shown} folder to a place outside the model folder, which the studio "
+                "refuses; copy that folder in instead of linking it."
+            )
+        try:
+            mode = path.stat().st_mode
+        except OSError:  # a dangling link: loading names the missing file
+            continue
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            raise ModelFileError(untrusted.not_regular(path, mode))
+        if path.suffix.lower() == ".py":
+            raise ModelFileError(
+                f"{folder} contains Python code ({shown}); the studio never runs code from model folders."
+            )
 
 
 def _check_transformers_folder(path: Path) -> None:
@@ -81,12 +97,14 @@ def _check_transformers_folder(path: Path) -> None:
                     f"{path.name} needs custom Python code from its authors (auto_map in {name}); "
                     "the studio never runs model code, so it cannot load this folder."
                 )
-    check_no_python_code(path)
+    check_folder_files(path)
 
 
 def detect(path: Path) -> Optional[Detected]:
     """The format of a model file or folder, None if it is not a model, ModelFileError if it is
     one we refuse or cannot read."""
+    if not path.is_dir():  # a named pipe under a model's name would block whoever opens it
+        untrusted.check_regular(path, ModelFileError)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".onnx":
@@ -102,16 +120,20 @@ def detect(path: Path) -> Optional[Detected]:
         return None
     if not path.is_dir():
         return None
+    for name in MARKER_FILES:
+        untrusted.check_regular(path / name, ModelFileError)
     # A studio.json with a "format" describes one of our own formats; without one it only adds
     # metadata (title, licence, suggested settings) to a diffusers or transformers folder.
     metadata = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else None
     if metadata is not None and "format" in metadata:
         return _detect_manifest(path, metadata)
+    if (path / "model_index.json").is_file():
+        read_json(path / "model_index.json")  # a broken one is found now, not by whoever reads it next
     if (path / "model_index.json").is_file() and (path / ONNX_UNET).is_file():
-        check_no_python_code(path)  # Optimum's Stable Diffusion layout: unet/model.onnx and friends
+        check_folder_files(path)  # Optimum's Stable Diffusion layout: unet/model.onnx and friends
         return Detected("image", "onnx-diffusion", ("onnx",), metadata or {})
     if (path / "model_index.json").is_file():
-        check_no_python_code(path)  # refused at discovery, like a transformers folder with code
+        check_folder_files(path)  # refused at discovery, like a transformers folder with code
         check_no_pickle_weights(path)
         return Detected("image", "diffusers", ("torch",), metadata or {})
     if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
@@ -120,11 +142,17 @@ def detect(path: Path) -> Optional[Detected]:
             return Detected("text", "onnx-text", ("onnx",), metadata or {})
         check_no_pickle_weights(path)
         return Detected("text", "transformers", ("torch",), metadata or {})
+    if (path / "config.json").is_file() and (path / ONNX_DECODER).is_file():
+        raise ModelFileError(
+            f"{path} looks like an ONNX text model (config.json and {ONNX_DECODER}) but has no tokenizer files "
+            f"({', '.join(TEXT_CONFIG_FILES)}); copy the whole folder again, tokenizer included."
+        )
     if metadata is not None:
         raise ModelFileError(f"{path / MANIFEST} has no format, and the folder is neither a diffusers nor a "
                              "transformers model.")
     onnx_files = sorted(path.glob("*.onnx"))
     if len(onnx_files) == 1:
+        untrusted.check_regular(onnx_files[0], ModelFileError)
         return Detected("latent", "onnx", ("onnx",))
     return None
 

@@ -9,13 +9,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from studio.core.errors import ModelFileError, ModelNotFound
+from studio.core import untrusted
+from studio.core.errors import ModelFileError, ModelNotFound, first_line
 from studio.models import formats, paths
 
 log = logging.getLogger(__name__)
 
 
 TEXT_FOLDERS = ("transformers", "onnx-text")  # a config.json and tokenizer files beside the weights
+# Files in a models folder that are meant as models, so one the studio refuses is listed as unusable
+# (other files, a README or a picture, are passed over in silence).
+REPORTED_SUFFIXES = formats.PICKLE_SUFFIXES + (".safetensors", ".onnx")
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,14 @@ def _pair_exports(models: dict[str, ModelInfo]) -> frozenset[str]:
     return frozenset(paired)
 
 
+def _absolute(path: Path) -> Path:
+    """`path` made absolute, unless it starts with `~` (the scan expands that, or says why not)."""
+    return path if str(path).startswith("~") else path.absolute()
+
+
 def default_roots(extra: Iterable[Path] = ()) -> list[tuple[Path, str]]:
     roots = [(paths.embedded_models_dir(), "embedded"), (paths.user_models_dir(), "user")]
-    roots += [(Path(p).expanduser(), "settings") for p in extra]
+    roots += [(Path(p), "settings") for p in extra]  # `~` is expanded by the scan, which can say why not
     return roots
 
 
@@ -147,7 +156,10 @@ class ModelRegistry:
     """Models found under a list of root folders; the first root wins when two ids collide."""
 
     def __init__(self, roots: Optional[list[tuple[Path, str]]] = None):
-        self.roots = roots if roots is not None else default_roots()
+        # Relative roots are made absolute here, against the folder the studio was started from:
+        # the registry travels to the engine process, which runs in another folder (child_python).
+        given = roots if roots is not None else default_roots()
+        self.roots = [(_absolute(Path(root)), source) for root, source in given]
         # (models by id, ids of paired exports): one tuple, swapped whole, read once per call.
         self._state: tuple[dict[str, ModelInfo], frozenset[str]] = ({}, frozenset())
         self.problems: list[ModelProblem] = []
@@ -157,6 +169,11 @@ class ModelRegistry:
         models: dict[str, ModelInfo] = {}
         problems: list[ModelProblem] = []
         for root, source in self.roots:
+            try:
+                root = untrusted.expand_user(root, ModelFileError)
+            except ModelFileError as exc:  # `~nosuchuser/models`: said once, the other roots still scanned
+                problems.append(ModelProblem(root, source, exc.message))
+                continue
             try:
                 entries = sorted(root.iterdir()) if root.is_dir() else []
             except OSError as exc:  # an unreadable folder must not stop the studio from starting
@@ -170,11 +187,16 @@ class ModelRegistry:
                 try:
                     info = inspect(entry, source)
                 except ModelFileError as exc:
-                    if entry.is_dir() or entry.suffix.lower() in formats.PICKLE_SUFFIXES + (".safetensors",):
+                    if entry.is_dir() or entry.suffix.lower() in REPORTED_SUFFIXES:
                         problems.append(ModelProblem(entry, source, exc.message))
                     continue
                 except OSError as exc:
                     problems.append(ModelProblem(entry, source, f"{entry} cannot be read ({exc.strerror or exc})."))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a file no check foresaw costs one entry, not the studio
+                    log.warning("could not inspect %s", entry, exc_info=True)
+                    problems.append(ModelProblem(entry, source, f"{entry} could not be inspected "
+                                                 f"({type(exc).__name__}: {first_line(exc)}); the log has the details."))
                     continue
                 if info.id in models:
                     log.info("model id %s at %s is shadowed by %s", info.id, entry, models[info.id].path)
@@ -199,7 +221,7 @@ class ModelRegistry:
         found = models.get(id_or_path)
         if found is not None:
             return found
-        path = Path(id_or_path).expanduser()
+        path = untrusted.expand_user(id_or_path, ModelNotFound)
         if path.exists():
             return inspect(path.resolve(), "path")
         for problem in self.problems:  # a model we found but refused: say why, not "no such model"

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import re
 import struct
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from studio.core import untrusted
 from studio.core.errors import ModelFileError, StudioError
-from studio.models.formats import MANIFEST, check_no_python_code, read_json
+from studio.core.errors import shown as quoted  # check_safetensors has an argument named `shown`
+from studio.models.formats import MANIFEST, check_folder_files, read_json
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
 SNIFF_BYTES = 1024  # enough to tell a pointer, a web page or a pickle from safetensors
@@ -27,6 +31,7 @@ def model_file(folder: Path, name: Any, key: str) -> Path:
     path = (root / name).resolve()
     if Path(name).is_absolute() or not path.is_relative_to(root):
         raise ModelFileError(f"{folder / MANIFEST} names {key} {name!r} outside the model folder, which is refused.")
+    untrusted.check_regular(path, ModelFileError)
     if not path.is_file():
         raise ModelFileError(f"{name} is missing from {folder}; copy it into the model folder.")
     return path
@@ -36,15 +41,16 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> dict[str, Any]
     """One sentence if a .safetensors file is cut short or is not safetensors at all; otherwise
     its header (tensor name -> {"dtype", "shape", "data_offsets"}, plus "__metadata__" if any).
 
-    Reads only the header: the byte ranges it lists must fit in the file, which catches a
-    half-finished copy by the file's own name rather than by a library's error code. A file that
-    is something else under a .safetensors name (a Git LFS pointer, a web page, a pickle) is named
-    for what it is."""
+    Reads only the header, and checks it as the safetensors library will: every tensor's type,
+    shape and byte range, the ranges back to back and ending where the file does. So a broken file
+    (a LoRA too) is found when the models are listed, by its own name, rather than by a library's
+    error when it is used. A file that is something else under a .safetensors name (a Git LFS
+    pointer, a web page, a pickle, a named pipe) is named for what it is."""
     name = shown or path.name
     incomplete = ModelFileError(f"{name} is incomplete: check its size and copy it again.")
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+    with untrusted.open_regular(path, ModelFileError, name) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(SNIFF_BYTES)
             if len(head) < 9 or head[8:9] != b"{":  # a safetensors header is a JSON object
                 _refuse_impostor(name, head)
@@ -57,24 +63,66 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> dict[str, Any]
                 raise incomplete
             f.seek(8)
             header = json.loads(f.read(header_len))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ModelFileError(f"{name} cannot be read ({reason}): check the file's permissions and copy it again.") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
+        except ValueError:  # int() refuses more than 4300 digits
+            raise ModelFileError(f"{name} is not a valid safetensors file (its header holds an impossible number).") from None
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ModelFileError(f"{name} cannot be read ({reason}): check the file's permissions and copy it again.") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name} is not a valid safetensors file (its header is not a JSON object).")
-    end = 0
+    end = _check_tensors(name, header)
+    if 8 + header_len + end > size:
+        raise incomplete
+    if 8 + header_len + end < size:
+        raise ModelFileError(f"{name} is not a valid safetensors file (it holds {size - 8 - header_len - end:,} bytes "
+                             "after its last tensor): copy it again.")
+    return header
+
+
+# Bits per element of each safetensors data type; the library refuses any other name.
+DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
+              "F8_E5M2FNUZ": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16,
+              "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64, "C64": 64}
+
+
+def _natural(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_tensors(name: str, header: dict[str, Any]) -> int:
+    """Where the last tensor ends, after checking every entry of a parsed header as the library
+    does; one sentence naming the file and the first tensor that is wrong."""
+    def bad(reason: str) -> ModelFileError:
+        return ModelFileError(f"{name} is not a valid safetensors file ({reason}).")
+
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("its __metadata__ is not a table of texts")
+    ranges = []
     for tensor, entry in header.items():
         if tensor == "__metadata__":
             continue
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-            raise ModelFileError(f"{name} is not a valid safetensors file (tensor {tensor!r} has no offsets).")
-        end = max(end, offsets[1])
-    if 8 + header_len + end > size:
-        raise incomplete
-    return header
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise bad(f"tensor {quoted(tensor)} has no offsets")
+        if not (all(_natural(o) for o in offsets) and offsets[0] <= offsets[1]):
+            raise bad(f"tensor {quoted(tensor)} has impossible offsets")
+        dtype, shape = entry.get("dtype"), entry.get("shape")
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise bad(f"tensor {quoted(tensor)} has no known data type")
+        if not (isinstance(shape, list) and all(_natural(d) for d in shape)):
+            raise bad(f"tensor {quoted(tensor)} has no shape")
+        if math.prod(shape) * DTYPE_BITS[dtype] != 8 * (offsets[1] - offsets[0]):
+            raise bad(f"tensor {quoted(tensor)} does not fill the bytes its header gives it")
+        ranges.append((offsets[0], offsets[1], tensor))
+    end = 0
+    for start, stop, tensor in sorted(ranges):
+        if start != end:  # the library wants the tensors back to back, from the first byte
+            raise bad(f"tensor {quoted(tensor)} does not start where the one before it ends")
+        end = stop
+    return end
 
 
 def _refuse_impostor(name: str, head: bytes) -> None:
@@ -153,8 +201,8 @@ def explain_load_error(folder: Path, exc: BaseException, what: str = "a diffuser
 
 def _read_index(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(folder / "model_index.json")
+    except ModelFileError:
         return {}
 
 
@@ -169,7 +217,7 @@ DIFFUSERS_COMPONENT_LIBRARIES = ("diffusers", "transformers")  # where a compone
 def check_model_index(folder: Path) -> None:
     """Refuse custom pipeline or component code before diffusers sees the folder: any .py file in
     the folder tree, a pipeline class given as [file, class], a component from another library."""
-    check_no_python_code(folder)
+    check_folder_files(folder)
     index = read_json(folder / "model_index.json")
     class_name = index.get("_class_name")
     if isinstance(class_name, list):

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 from studio.core.errors import DocumentError
 from studio.writing import autosave
 from studio.writing.document import Document
-from studio.writing.storage import NATIVE_SUFFIX, export_text, load_document, save_document
+from studio.core.atomic import FileStamp
+from studio.writing.storage import NATIVE_SUFFIX, export_text, load_document, read_document, save_document
 
 AUTOSAVE_MS = 4000  # a draft is written this long after the first change since the last one
 OPEN_FILTER = "Documents (*.studio-doc.json *.txt *.md);;Studio documents (*.studio-doc.json);;Text (*.txt *.md)"
@@ -25,6 +26,7 @@ class DocumentFiles:
 
     def _init_files(self) -> None:
         self.path: Optional[Path] = None  # where Save writes (a native document), if anywhere
+        self._stamp: Optional[FileStamp] = None  # `path` as opened or last saved: Save checks it
         self.modified = False  # since the last Save / Open / New
         self._unsaved_draft = False  # changed since the last autosave
         self.autosaver = autosave.Autosaver(autosave.free_name("Untitled"))
@@ -41,11 +43,11 @@ class DocumentFiles:
     # -- files --------------------------------------------------------------------------------------
 
     def set_document(self, document: Document, path: Optional[Path] = None,
-                     draft_name: Optional[str] = None) -> None:
+                     draft_name: Optional[str] = None, stamp: Optional[FileStamp] = None) -> None:
         self.autosave_timer.stop()
         self.autosaver.mark_clean()  # the previous document is closed, not lost
         self._show_document(document)
-        self.path = path
+        self.path, self._stamp = path, stamp
         self.modified = self._unsaved_draft = False
         self.autosaver = autosave.Autosaver(draft_name or autosave.free_name(document.name))
 
@@ -58,26 +60,28 @@ class DocumentFiles:
     def open_path(self, path: Path) -> bool:
         """Open a native document, or a .txt / .md file as typed text."""
         try:
-            document = load_document(Path(path))
+            document, stamp = read_document(Path(path))
         except DocumentError as error:
             self.jobs.error.show(str(error))
             return False
         native = str(path).endswith(NATIVE_SUFFIX)
-        self.set_document(document, Path(path) if native else None)
+        self.set_document(document, Path(path) if native else None, stamp=stamp if native else None)
         return True
 
-    def save_to(self, path: Path) -> bool:
-        """Save as a native document (.studio-doc.json is added when missing)."""
+    def save_to(self, path: Path, unchanged_since: Optional[FileStamp] = None) -> bool:
+        """Save as a native document (.studio-doc.json is added when missing). With
+        `unchanged_since`, a file changed on disk since is not overwritten: the error bar says so
+        (Save As, where the writer confirms the overwrite, passes none)."""
         path = Path(path)
         if not path.name.endswith(NATIVE_SUFFIX):
             path = path.with_name(path.name.removesuffix(".json") + NATIVE_SUFFIX)
         self.document.name = path.name[: -len(NATIVE_SUFFIX)]
         try:
-            save_document(self.document, path)
+            stamp = save_document(self.document, path, unchanged_since)
         except DocumentError as error:
             self.jobs.error.show(str(error))
             return False
-        self.path = path
+        self.path, self._stamp = path, stamp
         self.modified = False
         return True
 
@@ -97,7 +101,8 @@ class DocumentFiles:
             self.open_path(Path(path))
 
     def save(self) -> bool:
-        return self.save_to(self.path) if self.path else self.save_as_dialog()
+        """Save where the document came from, unless someone else changed that file since."""
+        return self.save_to(self.path, self._stamp) if self.path else self.save_as_dialog()
 
     def save_as_dialog(self) -> bool:
         start = self.path or autosave.documents_dir() / (autosave.safe_name(self.document.name) + NATIVE_SUFFIX)

@@ -18,11 +18,14 @@ Native format, version 1 (keys in this order, all but format/version/text/spans 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Optional
 
-from studio.core.atomic import write_atomic
+from studio.core.atomic import FileChangedError, FileStamp, write_atomic
 from studio.core.errors import DocumentError
+from studio.core.untrusted import file_kind
 from studio.core.story import MAX_NOTE_DEPTH
 from studio.writing.document import (
     ORIGINS,
@@ -45,6 +48,11 @@ MAX_BYTES = 50 * 1024 * 1024  # a long novel is ~1-2 MB; far beyond that is not 
 _MB = 1024 * 1024
 _FIELDS = ("format", "version", "name", "text", "spans", "generations", "memory", "authors_note",
            "authors_note_depth", "world_info", "sampler")
+
+
+class DocumentChanged(DocumentError):
+    """The file changed on disk since it was opened (another program, another studio): a save
+    refuses to overwrite it."""
 
 
 # --- native format ---------------------------------------------------------------------------
@@ -107,17 +115,28 @@ def document_from_bytes(data: bytes, source: str = "The document") -> Document:
     return read.document(value)
 
 
-def save_document(document: Document, path: Path) -> None:
-    """Write the native format atomically: a crash mid-save leaves the previous file whole."""
-    write_atomic(Path(path), document_to_bytes(document))
+def save_document(document: Document, path: Path, unchanged_since: Optional[FileStamp] = None) -> FileStamp:
+    """Write the native format atomically: a crash mid-save leaves the previous file whole.
+    With `unchanged_since` (the stamp from `read_document` or the last save) a file changed on
+    disk since is not overwritten (DocumentChanged). Returns the stamp of the file written."""
+    return _write(Path(path), document_to_bytes(document), unchanged_since)
 
 
 def load_document(path: Path) -> Document:
     """Open a native document, or a .txt / .md file as text the writer typed."""
+    return read_document(path)[0]
+
+
+def read_document(path: Path, missing_ok: bool = False) -> tuple[Document, FileStamp]:
+    """`load_document`, with the stamp of the file as it was read, for the save that follows.
+    With `missing_ok` a file that does not exist yet is a new, empty document."""
     path = Path(path)
+    data, stamp = _read_capped(path, missing_ok)
+    if not stamp.exists:
+        return Document(), stamp
     if path.suffix.lower() in PLAIN_SUFFIXES:
-        return import_text(path)
-    return document_from_bytes(_read_capped(path), source=path.name)
+        return _text_document(data, path), stamp
+    return document_from_bytes(data, source=path.name), stamp
 
 
 # --- plain text ------------------------------------------------------------------------------
@@ -126,8 +145,11 @@ def load_document(path: Path) -> Document:
 def import_text(path: Path) -> Document:
     """A .txt / .md file as a document whose text is all "typed" (the writer's own)."""
     path = Path(path)
+    return _text_document(_read_capped(path)[0], path)
+
+
+def _text_document(data: bytes, path: Path) -> Document:
     read = _Reader(f"{path.name} cannot be opened")
-    data = _read_capped(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -140,32 +162,54 @@ def import_text(path: Path) -> Document:
     return Document(text, TYPED, name=path.stem)
 
 
-def export_text(document: Document, path: Path) -> None:
-    """The text alone (no spans, memory or settings), for any other editor."""
+def export_text(document: Document, path: Path, unchanged_since: Optional[FileStamp] = None) -> FileStamp:
+    """The text alone (no spans, memory or settings), for any other editor; `unchanged_since` as
+    for `save_document`."""
     # "replace" only touches lone surrogates, which no UTF-8 file can hold.
-    write_atomic(Path(path), document.text.encode("utf-8", "replace"))
+    return _write(Path(path), document.text.encode("utf-8", "replace"), unchanged_since)
+
+
+def _write(path: Path, data: bytes, unchanged_since: Optional[FileStamp]) -> FileStamp:
+    """write_atomic, with its refusals and the disk's as one DocumentError sentence."""
+    try:
+        return write_atomic(path, data, unchanged_since)
+    except FileChangedError:
+        raise DocumentChanged(f"{path.name} changed on disk since it was opened, so it was not overwritten: "
+                              f"open it again to see the change, or save under another name.") from None
+    except OSError as error:
+        raise DocumentError(f"Could not save {path} ({error.strerror or error}).") from None
 
 
 # --- reading untrusted input -----------------------------------------------------------------
 
 
-def _read_capped(path: Path) -> bytes:
+def _read_capped(path: Path, missing_ok: bool = False) -> tuple[bytes, FileStamp]:
+    """The file's bytes and the stamp of the very file read, taken before reading (a change while
+    reading then shows as a change at save time). Opened without blocking and checked on the open
+    file, so a named pipe put there (even between a look and the open) never blocks."""
     read = _Reader(f"{path.name} cannot be opened")
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            read.fail(_too_big(size))
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)  # the file may have grown since stat
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
+        if missing_ok:
+            return b"", FileStamp(False)
         read.fail("there is no such file")
-    except IsADirectoryError:
-        read.fail("it is a folder, not a file")
     except OSError as error:
         read.fail(f"it could not be read ({error.strerror or error})")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # checked on the descriptor: what was opened is what is judged
+        os.close(fd)
+        read.fail(f"it is {file_kind(info.st_mode)}, not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        if info.st_size > MAX_BYTES:
+            read.fail(_too_big(info.st_size))
+        try:
+            data = f.read(MAX_BYTES + 1)  # the file may have grown since fstat
+        except OSError as error:
+            read.fail(f"it could not be read ({error.strerror or error})")
     if len(data) > MAX_BYTES:
         read.fail(_too_big(len(data)))
-    return data
+    return data, FileStamp.of(info)
 
 
 def _too_big(size: int) -> str:

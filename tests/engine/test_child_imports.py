@@ -73,3 +73,21 @@ def test_a_child_takes_only_absolute_import_paths_other_than_the_current_folder(
     assert env["HOME"] == "h"  # only the studio's own and XDG path variables are touched
     assert "" not in env["PYTHONPATH"].split(os.pathsep)
 
+
+
+def test_a_models_folder_given_relative_to_the_start_folder_is_found_by_the_engine_process(
+        qtbot, sandbox_dirs, tmp_path, monkeypatch):
+    """The engine process runs in the package's folder, not the caller's: a relative models folder
+    means the caller's, there too."""
+    start = tmp_path / "start"
+    write_fake_model(start / "mine" / "relative-image", "image", step_seconds=0.0)
+    monkeypatch.chdir(start)
+    monkeypatch.setenv("STUDIO_MODELS_DIR", "mine")
+    thread = EngineThread(EngineProcess(RunnerRecipe(ModelRegistry(), 1 << 30)))
+    thread.start()
+    try:
+        with qtbot.waitSignal(thread.job_finished, timeout=60_000) as finished:
+            thread.submit(ImageJob(model="relative-image", width=16, height=16, steps=1))
+        assert finished.args[1].images[0].shape == (16, 16, 3)
+    finally:
+        assert thread.stop()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from studio.core.errors import ModelFileError
-from studio.models.formats import check_no_python_code, detect
+from studio.models.formats import check_folder_files, detect
 
 
 def make_transformers(folder, tokenizer_config=None):
@@ -46,7 +46,7 @@ def test_a_transformers_folder_holding_python_is_refused(tmp_path, where):
     )
 
 
-def test_check_no_python_code_passes_a_clean_folder(tmp_path):
+def test_check_folder_files_passes_a_clean_folder(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "notes.pyc.txt").write_text("")
-    check_no_python_code(tmp_path)
+    check_folder_files(tmp_path)

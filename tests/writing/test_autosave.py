@@ -128,3 +128,22 @@ def test_free_name_never_reuses_a_draft(tmp_path):
     assert free_name("Untitled", tmp_path) == "Untitled 2"
     Autosaver("Untitled 2", tmp_path).save_now(Document())
     assert free_name("Untitled", tmp_path) == "Untitled 3"
+
+
+def test_a_draft_whose_folder_is_a_symlink_is_saved_in_the_real_folder(tmp_path):
+    real = tmp_path / "real-documents"
+    real.mkdir()
+    (tmp_path / "documents").symlink_to(real)
+    saver = Autosaver("Linked", tmp_path / "documents")
+    saver.save_now(Document("Kept."))
+    assert load_document(real / "Linked.studio-doc.json").text == "Kept."
+    assert (tmp_path / "documents").is_symlink()
+
+
+@pytest.mark.timeout(20)
+def test_a_named_pipe_where_the_draft_goes_is_one_sentence_not_a_hang(tmp_path):
+    saver = Autosaver("Piped", tmp_path)
+    os.mkfifo(saver.path)
+    with pytest.raises(DocumentError, match="named pipe"):
+        saver.save_now(Document("Text."))
+    assert saver.path.is_fifo()
