@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from studio.core.atomic import write_atomic
+from studio.core.errors import ModelFileError
 from studio.models import paths
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,12 @@ def weights_file(path: Path) -> Optional[Path]:
 def exported_model_hash(folder: Path) -> Optional[str]:
     """The model hash an ONNX export carries: its source's, recorded when it was exported (so its
     images name the model A1111 and Civitai know), else the hash of its own UNet graph."""
+    from studio.models.formats import read_json  # formats hashes converted files: imported when used
+
+    manifest = Path(folder) / "studio.json"
     try:
-        recorded = json.loads((Path(folder) / "studio.json").read_text(encoding="utf-8")).get("source_model_hash")
-    except (OSError, ValueError, RecursionError, AttributeError):
+        recorded = read_json(manifest).get("source_model_hash") if manifest.exists() else None
+    except ModelFileError:
         recorded = None
     if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{64}", recorded):
         return recorded

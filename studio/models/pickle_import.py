@@ -6,38 +6,52 @@ tensors, containers and numbers), and writes them once to `<stem>.safetensors` b
 then on only that copy is used (formats.converted_copy). Inside a diffusers/transformers folder the
 copies take the names the libraries look for (pytorch_model.bin -> model.safetensors).
 
-The unpickling happens in a throw-away subprocess (`python -m studio.models.pickle_import SRC
-DST`): the studio's own process never holds anything the file produced, and a crash in the reader
+The unpickling happens in a throw-away subprocess (studio.models.pickle_reader): the studio's own process never holds anything the file produced, and a crash in the reader
 becomes one sentence. Its environment forces weights-only loading and drops the variable that would
 switch it off, and the call passes weights_only=True explicitly as well. There is no fallback to
 weights_only=False and no extra safe globals: a file that needs either is not plain weights, and
-is refused."""
+is refused.
+
+A pickle declares its tensors' shapes apart from the bytes it holds: a 1.6 KB file can hold a
+stride-0 view that reads as a 16384×16384 tensor, and a copy writes every element of it. So the
+parent gives the child limits (`Limits`): the copy's size (a multiple of the pickle's own, the free
+disk, a hard cap), checked against every tensor's declared size before any is materialised or
+written; an address-space limit, against what unpickling itself allocates; and a wall-clock limit.
+The copy is written under a temporary name the parent owns and removes, so a refusal, a crash or a
+timeout leaves no file behind."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from studio.core.atomic import write_text_atomic
 from studio.core.child_python import PACKAGE_ROOT, child_env, python_command
 from studio.core.errors import ModelFileError
-from studio.models.formats import PICKLE_SUFFIXES, pickle_weights
+from studio.core.memory import available_bytes, free_disk, size_words
+from studio.core.untrusted import expand_user
+from studio.models.formats import PICKLE_SUFFIXES, pickle_weights, read_json
 from studio.models.hashes import model_hash
+from studio.models.pickle_reader import ZIP_MAGIC, Limits
 from studio.models.safe_files import SNIFF_BYTES, check_safetensors
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("state_dict", "model", "module")  # where trainers nest the weights (Lightning, DDP, ...)
-ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive around the pickle
-MIN_TORCH = (2, 6)  # torch <= 2.5.1 could be made to run code even with weights_only=True (CVE-2025-32434)
+
+# What one conversion may take (the parent computes Limits from these; tests lower them).
+MAX_COPY_BYTES = 64 * 1024**3  # the largest copy written, whatever the file and the disk allow
+COPY_GROWTH = 4  # a copy may be this many times its pickle: a tensor shared by several keys is written for each ...
+COPY_SLACK = 64 * 1024**2  # ... plus this much, so a small file with a few shared tensors converts
+DISK_RESERVE = 1024**3  # free space the copy leaves on its disk
+CONVERT_SECONDS = 120.0  # the child's time for a small file (starting Python and torch included) ...
+CONVERT_BYTES_PER_SECOND = 10 * 1024**2  # ... plus a slow disk's pace through reading, hashing and writing a big one
+ADDRESS_HEADROOM = 1024**3  # address space beyond the mapped file and the free RAM: thread stacks, allocator arenas
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,21 @@ class Converted:
     already: bool = False  # the copy was there from an earlier conversion of this same file
 
 
+def converter_limits(source: Path, target: Path) -> Limits:
+    """The limits for converting `source` into `target`, from the file's size and this machine."""
+    size = source.stat().st_size
+    budgets = [(MAX_COPY_BYTES, "the converter's limit"),
+               (COPY_GROWTH * size + COPY_SLACK, f"what a copy of a {size_words(size)} file may take")]
+    free = free_disk(target.parent)
+    if free is not None:
+        budgets.append((max(0, free - DISK_RESERVE), "the free space on the disk"))
+    copy_bytes, why = min(budgets)
+    memory = available_bytes()
+    # The source is mapped into memory (torch.load's mmap), so it counts against the address space too.
+    address = None if memory is None else size + memory + ADDRESS_HEADROOM
+    return Limits(copy_bytes, why, address, CONVERT_SECONDS + size / CONVERT_BYTES_PER_SECOND)
+
+
 # ------------------------------------------------------------------------------------------------
 # In the studio's process: what to convert, where to, and running the subprocess
 # ------------------------------------------------------------------------------------------------
@@ -58,14 +87,14 @@ class Converted:
 def convert(path: Path, out: Optional[Path] = None) -> list[Converted]:
     """Convert one pickle file (to `out`, else `<stem>.safetensors` beside it) or every pickle
     weight file in a model folder; ModelFileError with one sentence when it cannot be done."""
-    path = Path(path).expanduser()
+    path = expand_user(path, ModelFileError)
     if path.is_dir():
         if out is not None:
             raise ModelFileError("--out is for one file; a folder's converted copies go beside its pickle files.")
         return convert_folder(path)
     if not path.is_file():
         raise ModelFileError(f"{path} does not exist.")
-    target = Path(out).expanduser() if out is not None else path.with_suffix(".safetensors")
+    target = expand_user(out, ModelFileError) if out is not None else path.with_suffix(".safetensors")
     return [convert_file(path, target)]
 
 
@@ -104,9 +133,9 @@ def folder_name(name: str) -> str:
 def _rewrite_index(index: Path) -> None:
     """X.bin.index.json -> its .safetensors twin, once every shard it lists has been converted."""
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        data = read_json(index)
         shards = set(data["weight_map"].values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ModelFileError, KeyError, TypeError, AttributeError):
         return  # not an index we understand: the library will say what is missing
     if not all(isinstance(s, str) and (index.parent / folder_name(s)).is_file() for s in shards):
         return
@@ -128,15 +157,43 @@ def convert_file(source: Path, target: Path) -> Converted:
         )
     if target.exists():
         return _existing_copy(source, target)
+    limits = converter_limits(source, target)
+    # The copy is written under a fresh, unguessable name made here (a symlink planted in the model
+    # folder under a predictable name could send the write elsewhere), and renamed only once the
+    # child reports success: a refusal, a crash or a timeout leaves nothing the registry would load.
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise ModelFileError(f"{target} cannot be written ({exc.strerror or exc}).") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        report = _run_converter(source, tmp, limits)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    model_hash(source)  # the child cached it; a cache that could not be written is filled here
+    return Converted(source, target, int(report["tensors"]), int(report["dropped"]), int(report["bytes"]))
+
+
+def _run_converter(source: Path, out: Path, limits: Limits) -> dict[str, Any]:
+    """Run the child on `source`, writing to `out`: its report, or ModelFileError with its sentence."""
     # Belt and braces with the explicit weights_only=True: this variable would only matter if a
     # call forgot it, and a user's shell or Dockerfile may set it globally.
     env = child_env(drop=("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",))
     env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    # Copying tensors needs no thread pool, and each pool thread's stack and allocator arena would
+    # spend the address space the child is limited to.
+    env["OMP_NUM_THREADS"] = "1"
     # Nothing in the current folder (maybe the model's, maybe holding a torch.py) is imported there.
-    command = python_command("studio.models.pickle_import", str(source.absolute()), str(target.absolute()))
+    command = python_command("studio.models.pickle_reader", str(source.absolute()), str(out.absolute()),
+                             json.dumps(asdict(limits)))
     try:
         done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              errors="replace", cwd=PACKAGE_ROOT)
+                              errors="replace", cwd=PACKAGE_ROOT, timeout=limits.seconds)
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise ModelFileError(f"Converting {source.name} took longer than {_duration(limits.seconds)}, so it was "
+                             "stopped and nothing was written.") from None
     except OSError as exc:
         raise ModelFileError(f"The converter could not be started ({exc.strerror or exc}).") from None
     if done.stderr.strip():
@@ -149,8 +206,13 @@ def convert_file(source: Path, target: Path) -> Converted:
         )
     if "error" in report:
         raise ModelFileError(str(report["error"]))
-    model_hash(source)  # the child cached it; a cache that could not be written is filled here
-    return Converted(source, target, int(report["tensors"]), int(report["dropped"]), int(report["bytes"]))
+    return report
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return "1 second" if seconds < 1.5 else f"{seconds:.0f} seconds"
 
 
 def _check_source(source: Path) -> None:
@@ -204,143 +266,3 @@ def _last_json_line(text: str) -> Optional[dict[str, Any]]:
             continue
         return report if isinstance(report, dict) else None
     return None
-
-
-# ------------------------------------------------------------------------------------------------
-# In the throw-away subprocess: the only place a pickle is ever opened
-# ------------------------------------------------------------------------------------------------
-
-
-def _read_and_write(source: Path, target: Path) -> dict[str, Any]:
-    """Load `source` weights-only, write its tensors to `target`; a report for the parent."""
-    import torch
-
-    version = tuple(int(p) for p in re.findall(r"\d+", torch.__version__)[:2])
-    if version < MIN_TORCH:
-        return {"error": f"Converting pickle files needs torch 2.6 or newer (this is {torch.__version__}), "
-                         "because older versions can be made to run code even in their weights-only mode."}
-    name = source.name
-    with source.open("rb") as f:
-        is_zip = f.read(4) == ZIP_MAGIC
-    try:
-        if source.name.lower().endswith(".safetensors"):
-            # torch.load hands a path ending in .safetensors to safetensors: open the pickle ourselves.
-            with source.open("rb") as f:
-                loaded = torch.load(f, map_location="cpu", weights_only=True)
-        else:
-            # mmap: tensors are paged in from the file, not copied; torch allows it only for zip archives.
-            loaded = torch.load(source, map_location="cpu", weights_only=True, mmap=is_zip)
-    except MemoryError:
-        return {"error": f"{name} is too large to convert with the memory available."}
-    except Exception as exc:  # noqa: BLE001 - every failure to read is one sentence for the user
-        return {"error": _explain(name, exc)}
-    tensors, dropped = _state_dict(loaded)
-    if not tensors:
-        return {"error": f"{name} holds no named tensors (no state dict), so there is nothing to convert."}
-    metadata = {"format": "pt",  # transformers refuses safetensors whose metadata lacks it
-                "converted_from": name, "source_sha256": model_hash(source), "source_size": str(source.stat().st_size)}
-    _save(tensors, target, metadata)
-    return {"tensors": len(tensors), "dropped": dropped, "bytes": target.stat().st_size}
-
-
-def _explain(name: str, exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    refused = re.findall(r"GLOBAL (\S+?) (?:was not an allowed|whose module)", text)
-    if refused:
-        names = ", ".join(dict.fromkeys(refused))
-        return f"{name} holds something other than weights (it asks for {_clip(names, 120)}), so it was not loaded."
-    if "TorchScript" in text:
-        return f"{name} is a TorchScript program, not a file of weights, so it was not loaded."
-    if "Weights only load failed" in text or "UnpicklingError" in type(exc).__name__:
-        reason = text.split("WeightsUnpickler error:", 1)[-1].split(" Check the documentation", 1)[0].strip()
-        for needle, said in UNPICKLER_REASONS:
-            if needle in reason:
-                reason = said
-        return f"{name} holds something other than weights ({_clip(reason, 120)}), so it was not loaded."
-    if isinstance(exc, EOFError) or "failed finding central directory" in text or "PytorchStreamReader" in text:
-        return f"{name} is damaged or incomplete: check its size and copy it again."
-    if "magic number" in text or "load key" in text:
-        return f"{name} is not a PyTorch checkpoint, so there is nothing to convert."
-    return f"{name} could not be read as a PyTorch checkpoint ({type(exc).__name__}: {_clip(text, 120)})."
-
-
-# torch's weights-only refusals other than a forbidden global, in words (the rest is quoted, clipped).
-UNPICKLER_REASONS = (
-    ("Unsupported operand", "it uses pickle instructions that plain weights never need"),
-    ("call reduce for unrecognized function", "it calls a function that does not build tensors"),
-    ("Can only build", "it builds objects other than tensors"),
-    ("Can only create new object", "it creates objects other than tensors"),
-)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = text.rstrip(".")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _state_dict(loaded: Any) -> tuple[dict[str, Any], int]:
-    """The named tensors of a flat state dict, or of one nested under a trainer's key, and how
-    many entries were dropped for not being tensors."""
-    import torch
-
-    if not isinstance(loaded, dict):
-        return {}, 0
-    chosen, dropped = loaded, 0
-    for key in LAYOUTS:
-        inner = loaded.get(key)
-        if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-            chosen, dropped = inner, len(loaded) - 1
-            break
-    tensors: dict[str, Any] = {}
-    seen: set[int] = set()
-    for key, value in chosen.items():
-        # safetensors holds dense tensors only: a sparse or quantized one is dropped like a number.
-        if not (isinstance(key, str) and isinstance(value, torch.Tensor)) or value.layout != torch.strided \
-                or value.is_quantized:
-            dropped += 1
-            continue
-        tensor = value.detach().as_subclass(torch.Tensor)
-        storage = tensor.untyped_storage()
-        whole = tensor.is_contiguous() and tensor.storage_offset() == 0 and tensor.nbytes == storage.nbytes()
-        # safetensors stores each tensor's own bytes and refuses views and shared storage (tied weights).
-        if tensor.numel() and (storage.data_ptr() in seen or not whole):
-            tensor = tensor.clone(memory_format=torch.contiguous_format)
-        if tensor.numel():
-            seen.add(tensor.untyped_storage().data_ptr())
-        tensors[key] = tensor
-    return tensors, dropped
-
-
-def _save(tensors: dict[str, Any], target: Path, metadata: dict[str, str]) -> None:
-    """Write the safetensors file under a temporary name in the same folder, then rename it: a
-    crash leaves no half-written copy that the registry would take for the converted model."""
-    from safetensors.torch import save_file
-
-    # A fresh, unguessable name created by us alone: a symlink planted in the model folder under a
-    # predictable name could otherwise send the write elsewhere.
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def main(argv: list[str]) -> int:
-    source, target = Path(argv[0]), Path(argv[1])
-    try:
-        report = _read_and_write(source, target)
-    except OSError as exc:
-        report = {"error": f"{target} cannot be written ({exc.strerror or exc})."}
-    except Exception as exc:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold: one sentence, not a traceback
-        report = {"error": f"{source.name} could not be converted ({type(exc).__name__}: {_clip(str(exc), 120)})."}
-    print(json.dumps(report))
-    return 1 if "error" in report else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

@@ -37,6 +37,8 @@ CONV_IN = UNET + "input_blocks.0.0.weight"
 VAE = "first_stage_model."
 SD1_TEXT = "cond_stage_model.transformer."
 SD1_TOKENS = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+# A CLIP text encoder saved flat (transformers 5), without the text_model level.
+FLAT_CLIP_TOKENS = "embeddings.token_embedding.weight"
 SD2_TEXT = "cond_stage_model.model."
 SD2_TOKENS = "cond_stage_model.model.token_embedding.weight"
 XL_TEXT_1 = "conditioner.embedders.0.transformer."
@@ -111,9 +113,13 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
         base, width = "sd2", _dim(tensors, SD2_TOKENS, 1)
     elif has(SD1_TEXT + "text_model."):
         base, width = "sd1", _dim(tensors, SD1_TOKENS, 1)
+    elif has(SD1_TEXT + FLAT_CLIP_TOKENS):
+        # The same CLIP without its text_model level, as diffusers' conversion script writes it on
+        # transformers 5 (which saves CLIP flat); the loader reads it itself (flat_text_encoder_prefixes).
+        base, width = "sd1", _dim(tensors, SD1_TEXT + FLAT_CLIP_TOKENS, 1)
     elif has(SD1_TEXT):
-        raise ModelFileError(f"{name} stores its text encoder in an old layout (without text_model) that the studio "
-                             "cannot read; look for a newer release of this checkpoint.")
+        raise ModelFileError(f"{name} stores its text encoder in a layout the studio does not know (neither "
+                             "text_model.* nor embeddings.* under cond_stage_model.transformer).")
     else:
         raise ModelFileError(f"{name} holds a Stable Diffusion UNet but no text encoder; the studio needs a full "
                              "checkpoint (UNet, VAE and text encoder in one file).")
@@ -176,6 +182,13 @@ def _resolution(value: Any) -> Optional[int]:
 
 def _is_lora(tensors: dict[str, Any]) -> bool:
     return any(k.startswith(LORA_PREFIXES) or k.endswith(LORA_SUFFIXES) for k in tensors)
+
+
+def flat_text_encoder_prefixes(tensor_names: Any) -> dict[str, str]:
+    """{pipeline component: tensor-name prefix} for the text encoders a checkpoint stores flat (no
+    text_model level), which diffusers' single-file loader cannot read and the studio loads itself."""
+    names = set(tensor_names)
+    return {"text_encoder": SD1_TEXT} if SD1_TEXT + FLAT_CLIP_TOKENS in names else {}
 
 
 def _dim(tensors: dict[str, Any], key: str, axis: int) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.atomic import write_text_atomic
+from studio.models.formats import read_json
 
 # The generic fast class of transformers 4, which transformers 5 maps to TokenizersBackend.
 GENERIC_CLASS = "PreTrainedTokenizerFast"
@@ -29,7 +30,8 @@ def write_legacy_tokenizer_files(folder: Path, tokenizer_class: str = GENERIC_CL
     if not source.is_file():
         return []
     written = []
-    model = json.loads(source.read_text(encoding="utf-8")).get("model") or {}
+    tokenizer = read_json(source)
+    model = tokenizer.get("model") or {}
     if model.get("type") == "BPE" and isinstance(model.get("vocab"), dict):
         if not (folder / "vocab.json").exists():
             write_text_atomic(folder / "vocab.json", json.dumps(model["vocab"], ensure_ascii=False))
@@ -38,7 +40,7 @@ def write_legacy_tokenizer_files(folder: Path, tokenizer_class: str = GENERIC_CL
             write_text_atomic(folder / "merges.txt", merges_text(model.get("merges") or []))
             written.append("merges.txt")
     config_path = folder / "tokenizer_config.json"
-    config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config: dict[str, Any] = read_json(config_path) if config_path.is_file() else {}
     if config.get("tokenizer_class") in NEW_ONLY_CLASSES:
         config["tokenizer_class"] = tokenizer_class
         write_text_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")

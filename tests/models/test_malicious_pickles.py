@@ -495,7 +495,7 @@ def test_the_converter_runs_apart_with_weights_only_forced(tmp_path, monkeypatch
         pickle_import.convert(path)
     assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in seen["env"]
     assert seen["env"]["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] == "1"
-    assert seen["command"][1:4] == ["-P", "-m", "studio.models.pickle_import"]
+    assert seen["command"][1:4] == ["-P", "-m", "studio.models.pickle_reader"]
 
 
 def _torch_load_calls(tree: ast.AST):

@@ -411,3 +411,25 @@ def test_no_shipped_resource_is_over_a_megabyte():
            and not p.is_relative_to(root / "models")]
     assert big == []
     assert all(re.fullmatch(r"[\w.-]+", p.name) for p in (root / "sd-configs").rglob("*"))
+
+
+def test_a_checkpoint_with_a_flat_text_encoder_loads_every_tensor_and_draws_the_same_image(tiny_sd1, tmp_path):
+    """diffusers' conversion script on transformers 5 writes the CLIP text encoder without its
+    text_model level (`cond_stage_model.transformer.embeddings…`): the same model, read as such."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+
+    original, _, path, configs = tiny_sd1
+    prefix = "cond_stage_model.transformer."
+    tensors = {k.replace(prefix + "text_model.", prefix): v for k, v in load_file(str(path)).items()}
+    assert not any(k.startswith(prefix + "text_model.") for k in tensors)
+    flat = tmp_path / "flat-sd15.safetensors"
+    save_file(tensors, str(flat))
+    assert detect_family(flat) == "sd15"
+    pipe = load_single_file_pipeline(flat, "sd15", torch.float32, config_root=configs)
+    assert_same_weights(original, pipe, ("unet", "vae", "text_encoder"))
+    np.testing.assert_array_equal(generate(pipe), generate(load_single_file_pipeline(path, "sd15", torch.float32,
+                                                                                     config_root=configs)))

@@ -22,6 +22,7 @@ from studio.models.hashes import model_hash
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
 from studio.models.safe_files import check_folder_weights, check_model_index, explained_load_errors
+from studio.models.weights_match import check_diffusers_folder, mismatch_sentence, unfilled
 
 
 def _dtype_arg() -> str:
@@ -77,6 +78,9 @@ class DiffusersImageBackend(DiffusionJobs):
         from diffusers import DiffusionPipeline
 
         with explained_load_errors(folder, "a diffusers model"):
+            # Each component's config against its weights' headers, on the meta device, before
+            # anything is allocated (studio.models.weights_match).
+            check_diffusers_folder(folder, torch_dtype(dtype))
             pipe = DiffusionPipeline.from_pretrained(
                 str(folder),
                 local_files_only=True,
@@ -84,6 +88,7 @@ class DiffusersImageBackend(DiffusionJobs):
                 trust_remote_code=False,
                 **{_dtype_arg(): torch_dtype(dtype)},
             )
+        check_all_loaded(pipe, folder)
         return cls.on_device(pipe, device, dtype, folder)
 
     @classmethod
@@ -163,6 +168,18 @@ class DiffusersImageBackend(DiffusionJobs):
         self.pipe = None
         self.loras = None  # it holds the pipeline too
         self._pipes.clear()
+
+
+def check_all_loaded(pipe: Any, folder: Path) -> None:
+    """diffusers leaves a tensor its files lack on the meta device (no data), which fails only when
+    the pipeline moves ("Cannot copy out of meta tensor"): say now which component lacks how many."""
+    import torch
+
+    for name, component in getattr(pipe, "components", {}).items():
+        if isinstance(component, torch.nn.Module):
+            empty, total = unfilled(component)
+            if empty:
+                raise ModelFileError(mismatch_sentence(folder / name, total, empty, ()))
 
 
 def _modules(pipe: Any) -> list[Any]:

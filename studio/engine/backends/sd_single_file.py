@@ -24,7 +24,8 @@ from studio.models.formats import read_json
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import REPO_ROOT, offline
 from studio.models.safe_files import check_safetensors, explain_load_error
-from studio.models.single_file import FAMILIES, TITLES
+from studio.models.single_file import FAMILIES, TITLES, flat_text_encoder_prefixes
+from studio.models.weights_match import listed, unfilled
 
 CONFIG_ROOT = REPO_ROOT / "resources" / "sd-configs"
 PIPELINES = {
@@ -80,7 +81,7 @@ def load_single_file_pipeline(
     offline()
     quiet_library_logs("diffusers", "transformers")
     path = Path(path)
-    check_safetensors(path)  # our sentence for a truncated or impostor file, before any library
+    header = check_safetensors(path)  # our sentence for a truncated or impostor file, before any library
     config = family_config_dir(family, config_root)
     tokenizers = family_tokenizers(config)
 
@@ -88,8 +89,10 @@ def load_single_file_pipeline(
 
     cls = getattr(diffusers, PIPELINES[family])
     with explained_single_file_errors(path, family):
+        text_encoders = flat_text_encoders(path, header, config, torch_dtype)
         pipe = cls.from_single_file(
-            str(path), config=str(config), local_files_only=True, torch_dtype=torch_dtype, **tokenizers
+            str(path), config=str(config), local_files_only=True, torch_dtype=torch_dtype, **tokenizers,
+            **text_encoders,
         )
     check_all_weights_loaded(pipe, path, family)
     if prediction_type and pipe.scheduler.config.get("prediction_type") != prediction_type:
@@ -97,20 +100,42 @@ def load_single_file_pipeline(
     return pipe
 
 
+def flat_text_encoders(path: Path, header: dict[str, Any], config: Path, torch_dtype: Any) -> dict[str, Any]:
+    """{component: CLIPTextModel} for the text encoders `path` stores flat (no text_model level, as
+    diffusers' conversion script writes them on transformers 5), which diffusers' single-file loader
+    would leave empty: built from the family's config and filled from the file's own tensors."""
+    from safetensors import safe_open
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    models = {}
+    for component, prefix in flat_text_encoder_prefixes(header).items():
+        model = CLIPTextModel(CLIPTextConfig.from_pretrained(str(config / component), local_files_only=True))
+        with safe_open(str(path), "pt") as f:
+            state = {name[len(prefix):]: f.get_tensor(name) for name in f.keys() if name.startswith(prefix)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [name for name in missing if not name.endswith("position_ids")]  # a buffer CLIP makes itself
+        if missing or unexpected:
+            raise ModelFileError(f"{path.name}'s text encoder does not fit the CLIP its family uses "
+                                 f"({len(missing)} tensors missing, {len(unexpected)} unexpected: "
+                                 f"{listed(sorted(missing + unexpected))}).")
+        models[component] = model.to(torch_dtype).eval()
+    return models
+
+
 def check_all_weights_loaded(pipe: Any, path: Path, family: str) -> None:
-    """diffusers leaves a parameter the file lacks on the "meta" device (no data) and only fails
-    much later; say so now, naming the component."""
+    """diffusers leaves a tensor the file lacks on the "meta" device (no data) and only fails
+    much later; say so now, naming the component and how many it lacks."""
     import torch
 
     for name, component in getattr(pipe, "components", {}).items():
         if not isinstance(component, torch.nn.Module):
             continue
-        for param_name, param in component.named_parameters():
-            if param.device.type == "meta":
-                raise ModelFileError(
-                    f"{path.name} has no weights for its {name} ({param_name}): it is not a complete "
-                    f"{TITLES[family]} checkpoint."
-                )
+        empty, total = unfilled(component)
+        if empty:
+            raise ModelFileError(
+                f"{path.name} has no weights for {len(empty)} of its {name}'s {total} tensors "
+                f"({listed(sorted(empty))}): it is not a complete {TITLES[family]} checkpoint."
+            )
 
 
 @contextlib.contextmanager

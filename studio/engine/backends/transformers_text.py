@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 from studio.core.errors import ModelFileError, SpecError, StudioError
 from studio.core.events import ContextResult, TextResult
 from studio.core.jobs import ContextJob, TextJob
-from studio.engine.backends import text_sampling
+from studio.engine.backends import native, text_sampling
 from studio.engine.backends.base import JobContext, param_bytes, torch_device, torch_dtype
 from studio.engine.backends.chat_template import render_chat
 from studio.engine.backends.text_context import build_context
@@ -28,6 +28,7 @@ from studio.models.formats import find_chat_template
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
 from studio.models.safe_files import check_folder_weights, explained_load_errors
+from studio.models.weights_match import check_memory, check_transformers_folder, mismatch_sentence
 
 ALTERNATIVES = 5  # how many (token, probability) pairs each Token event carries
 CONTEXT_TOKENS = 4  # prompt tokens decoded with the output, so a leading space survives detokenising
@@ -228,7 +229,7 @@ class TransformersTextBackend:
         return fast
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return native.tokenize(self.tokenizer, text, special=False)
 
     def vocabulary(self) -> text_sampling.Vocabulary:
         """Every token's text, for DRY's sequence breakers and the phrase bans (once per model)."""
@@ -256,14 +257,23 @@ class TransformersTextBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         with explained_load_errors(folder, "a transformers language model"):
+            # The config against the weights' headers, on the meta device, before anything is
+            # allocated: a config that sizes the model beyond its files is refused here.
+            check_memory(folder, check_transformers_folder(folder, torch_dtype(dtype)), torch_dtype(dtype))
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-            lm = AutoModelForCausalLM.from_pretrained(
+            lm, loading = AutoModelForCausalLM.from_pretrained(
                 str(folder),
                 local_files_only=True,
                 use_safetensors=True,
                 trust_remote_code=False,
                 dtype=torch_dtype(dtype),
+                output_loading_info=True,
             )
+        # transformers' own account of the load, in case it renamed something the check above did
+        # not foresee: a model that would run partly random is refused all the same.
+        refusal = mismatch_sentence(folder, len(lm.state_dict()), loading["missing_keys"], loading["unexpected_keys"])
+        if refusal:
+            raise ModelFileError(refusal)
         check_tokenizer(tokenizer, folder)
         # Same spec + seed -> same text: the folder's sampling defaults (generation_config.json may set
         # temperature, top_k, repetition penalties...) would otherwise fill whatever the spec leaves
@@ -358,7 +368,7 @@ class TransformersTextBackend:
     def _encode(self, text: str, special: bool) -> list[int]:
         key = (text, special)
         if self._encoded is None or self._encoded[0] != key:
-            self._encoded = (key, self.tokenizer(text, add_special_tokens=special)["input_ids"])
+            self._encoded = (key, native.tokenize(self.tokenizer, text, special))
         return self._encoded[1]
 
     def count_tokens(self, text: str) -> int:
