@@ -60,6 +60,12 @@ class OutOfMemory(StudioError):
     kind = ErrorKind.OUT_OF_MEMORY
 
 
+# Said by a failure that leaves native work running which nothing can stop (a tokenizer stuck in
+# its own regex): the process that ran it exits after reporting it (runner.poisons_device), so the
+# stuck thread dies with it. Failures cross processes as text, so the words are the signal.
+CANNOT_BE_INTERRUPTED = "cannot be interrupted"
+
+
 class JobCancelled(Exception):
     """Raised inside a backend at a step or token boundary when its job was cancelled.
 
@@ -85,3 +91,24 @@ def shown(value: object, limit: int = 60) -> str:
     except ValueError:
         return "an enormous number"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_native_panic(error: BaseException) -> bool:
+    """Whether `error` is a Rust library's panic as PyO3 raises it (tokenizers, safetensors).
+    PanicException derives from BaseException, not Exception, and its module `pyo3_runtime` is
+    not importable, so it is known by name."""
+    cls = type(error)
+    return cls.__name__ == "PanicException" and cls.__module__.startswith("pyo3")
+
+
+def check_unicode(field: str, text: str) -> None:
+    """SpecError naming `field` when `text` holds a lone surrogate (half of a UTF-16 pair, as a
+    bad clipboard or a JSON "\\ud800" gives): no tokenizer or file can take such a character."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SpecError(field, f"holds characters that are not valid Unicode (a lone surrogate, "
+                               f"U+{ord(text[exc.start]):04X}, at character {exc.start + 1}); remove it and "
+                               "try again.") from None

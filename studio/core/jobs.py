@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
-from studio.core.errors import SpecError, shown
+from studio.core.errors import SpecError, check_unicode, shown
 from studio.core.story import StoryContext
 
 MAX_SEED = 2**32 - 1
@@ -230,6 +230,7 @@ class TextJob(JobSpec):
         super().validate()
         if not isinstance(self.prompt, str):
             raise SpecError("prompt", "must be text.")
+        check_unicode("prompt", self.prompt)  # a lone surrogate: no tokenizer takes it
         if self.story is not None:
             if not isinstance(self.story, StoryContext):
                 raise SpecError("story", "must be a story context (text, memory, notes, world info).")
@@ -492,6 +493,7 @@ class MorphJob(JobSpec):
             if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT_CHARS:
                 raise SpecError("prompts", f"must hold non-empty texts of at most {MAX_PROMPT_CHARS} characters, "
                                            f"not {_shown(text)}.")
+            check_unicode("prompts", text)
         if self.prompts and self.seeds and len(self.seeds) != len(self.prompts):
             raise SpecError("seeds", f"must give one seed per prompt ({len(self.prompts)}), not {len(self.seeds)}, "
                                      "or be left out to keep `seed` for every frame.")

@@ -107,8 +107,10 @@ class ChildEngine:
             job, batch = item
             self._run(job, self._run_waiting if batch else None)
             if self._poisoned:
-                # The GPU context is broken for good; a new engine process takes the next job.
-                log.error("a CUDA error broke the device context; the engine process exits")
+                # A CUDA error broke the GPU context for good, or native work that cannot be
+                # interrupted is still running on a thread: a new engine process takes the next job.
+                log.error("the last job left this process unusable (a broken device or stuck native work); "
+                          "the engine process exits")
                 return
 
     def send(self, message: tuple) -> None:

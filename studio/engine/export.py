@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from studio.core.atomic import current_umask, write_atomic
-from studio.core.errors import ErrorKind, StudioError
+from studio.core.errors import ErrorKind, SpecError, StudioError
+from studio.core.untrusted import expand_user
 from studio.models.formats import weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = Fals
     check passes; when it fails, nothing is left behind and the figures say why. An existing
     non-empty `out` is refused unless `replace`."""
     exporter = _exporter(model)
-    out = Path(out).expanduser().absolute()
+    out = expand_user(out, SpecError).absolute()
     _check_out(model, out, replace)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out.parent.glob(f".{out.name}.exporting-*"), *out.parent.glob(f".{out.name}.replaced-*")]:

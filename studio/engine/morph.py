@@ -4,7 +4,11 @@ morph jobs: keyframes joined by slerp (or lerp), decoded frame by frame.
 With "even" spacing the path is first probed (studio.latent.even_spacing: single decodes, at most
 twice the frame count) to find where the picture changes fast, and the frames are placed so that
 neighbours differ about equally. Every decode goes through the job context, so a morph reports
-progress and stops at the next decode after Cancel."""
+progress and stops at the next decode after Cancel.
+
+A morph holds every frame it renders until it ends, so before the first one the memory they will
+take is checked against what the machine has free: a morph too large is one sentence at once,
+not a MemoryError after every frame was rendered."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.core import memory
 from studio.core.errors import SpecError
 from studio.core.events import ImageResult, LatentResult
 from studio.core.jobs import LatentEncodeJob, MorphJob
@@ -39,6 +44,41 @@ def timeline_of(spec: MorphJob, dim: int) -> Timeline:
         names = [f"seed {seed}" if list(spec.seeds).count(seed) == 1 else f"seed {seed} ({i + 1})"
                  for i, seed in enumerate(spec.seeds)]
     return Timeline([Keyframe(name, key) for name, key in zip(names, keys)])
+
+
+def renders_kept(spec: MorphJob, model_kind: str) -> int:
+    """Renders a morph holds when it ends: its frames, and the probes "even" spacing keeps until
+    then (up to two per frame on a latent model, one on a diffusion model)."""
+    if spec.spacing != "even":
+        return spec.frames
+    return spec.frames * (2 if model_kind == "image" else 3)
+
+
+def frames_bytes(spec: MorphJob, model_kind: str, width: int, height: int) -> int:
+    """Memory the morph's renders take, as uint8 RGB frames of width x height."""
+    return renders_kept(spec, model_kind) * width * height * 3
+
+
+def too_large(need: int, what: str, advice: str) -> str:
+    """The sentence refusing a morph of `need` bytes when the machine has less free; "" when it fits."""
+    free = memory.free_when_short(need)
+    if free is None:
+        return ""
+    return (f"{what} would need about {memory.size_words(need)} of memory; this machine has "
+            f"{memory.size_words(free)} free; {advice}.")
+
+
+def check_morph_memory(spec: MorphJob, backend: Any, model_kind: str) -> None:
+    """SpecError naming `frames` when the morph's renders would not fit in the memory free now.
+    A diffusion model's frames have the spec's size; a latent model's, the model's own."""
+    if model_kind == "image":
+        width, height = spec.width, spec.height
+    else:
+        width = height = int(getattr(backend, "image_size", 0) or 0)
+    sentence = too_large(frames_bytes(spec, model_kind, width, height),
+                         f"({spec.frames} frames of {width}×{height} pixels)", "use fewer frames or a smaller size")
+    if sentence:
+        raise SpecError("frames", sentence)
 
 
 def image_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -93,7 +93,7 @@ class EngineProcess:
         self._ready = False
         self._send_lock = threading.Lock()
         self._in_flight: dict[int, Job] = {}  # jobs the engine process holds: the one sent, and nested ones
-        self._retiring = False  # a CUDA error broke its device: it exits after the current job
+        self._retiring = False  # its device broke or native work is stuck: it exits after the current job
 
     # Both may be asked from the GUI thread while the engine thread replaces the process: one read.
     @property

@@ -14,15 +14,16 @@ from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 
-from studio.core.errors import ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError, first_line
+from studio.core.errors import (CANNOT_BE_INTERRUPTED, ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError,
+                                first_line, is_native_panic)
 from studio.core.events import Cancelled, Event, ExportResult, Failed, Finished, ImageResult, Started, Token
 from studio.core.jobs import (ContextJob, ExportJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob,
                               LatentEncodeJob, MorphJob, TextJob)
-from studio.engine.backends import backend_class
+from studio.engine.backends import backend_class, native
 from studio.engine.backends.base import JobContext
 from studio.engine.cache import ModelCache
 from studio.engine.diffusion_morph import run_diffusion_morph
-from studio.engine.morph import encode_picture, run_morph
+from studio.engine.morph import check_morph_memory, encode_picture, run_morph
 from studio.engine.queue import Job, JobQueue
 from studio.engine.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo, ModelRegistry
@@ -70,7 +71,15 @@ def _mentions(text: str, words: tuple[str, ...]) -> bool:
 
 
 def poisons_device(message: str) -> bool:
-    return _mentions(message, DEVICE_POISON_WORDS)
+    """Whether a failure leaves this process unfit for another job: a CUDA error broke its device
+    context, or native work that cannot be interrupted still runs on one of its threads (a stuck
+    tokenizer). Either way the engine process exits after reporting it and a new one takes over."""
+    return _mentions(message, DEVICE_POISON_WORDS + (CANNOT_BE_INTERRUPTED,))
+
+
+# torch's "Cannot copy out of meta tensor": a parameter that loading never filled.
+MISSING_WEIGHTS = ("The model's weights were never loaded into some of its tensors (they are missing from its files, "
+                   "or the files do not match its config); copy the model again.")
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
@@ -80,6 +89,11 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     text = first_line(exc)
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or _mentions(str(exc), OUT_OF_MEMORY_WORDS):
         return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}). {OUT_OF_MEMORY_ADVICE}"
+    if isinstance(exc, NotImplementedError) and "meta tensor" in str(exc):
+        return ErrorKind.MODEL_FILE, MISSING_WEIGHTS
+    if is_native_panic(exc):  # Rust libraries read the model's files: a panic there is about them
+        return ErrorKind.MODEL_FILE, (f"A library reading the model's files failed inside ({text}); the files may be "
+                                      "damaged: copy the model again.")
     return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"
 
 
@@ -114,10 +128,16 @@ class Runner:
     def run(self, job: Job, emit: Emit, between_steps: Optional[Callable[[], None]] = None) -> Event:
         """Run one job to its end and return its terminal event, emitted exactly once.
 
-        Nothing escapes: a failure in the job, or in the host's `emit`, ends the job as Failed."""
+        Nothing escapes: a failure in the job, or in the host's `emit`, ends the job as Failed.
+        Native calls inside it (ONNX runs, tokenizers) stop on the job's cancel flag."""
         try:
-            end = self._execute(job, emit, between_steps)
+            with native.job_scope(job.cancel):
+                end = self._execute(job, emit, between_steps)
         except Exception as exc:  # noqa: BLE001 - a bug in the ladder itself must still end the job
+            end = self._failed(job, exc)
+        except BaseException as exc:  # a Rust panic is not an Exception; KeyboardInterrupt still goes up
+            if not is_native_panic(exc):
+                raise
             end = self._failed(job, exc)
         if isinstance(end, Failed):
             # Here, with _execute's frame gone: its traceback no longer keeps the failed attempt's
@@ -174,6 +194,10 @@ class Runner:
                 return Cancelled(job.job_id)
             except Exception as exc:  # noqa: BLE001 - the engine must survive any job
                 failure = exc
+            except BaseException as exc:  # PyO3's PanicException (a Rust library's panic) is no Exception
+                if not is_native_panic(exc):
+                    raise
+                failure = exc
             # Outside the except block, so the traceback (and the tensors its frames hold) can be freed.
             kind, _ = classify(failure)
             if kind is not ErrorKind.OUT_OF_MEMORY or saving or streamed:
@@ -193,8 +217,7 @@ class Runner:
     def _export(self, spec: ExportJob, ctx: JobContext) -> ExportResult:
         """Export a model to ONNX (cancel lands between its stages) and look for models again, so
         the next job finds the export as the model's "onnx" runtime."""
-        from pathlib import Path
-
+        from studio.core.untrusted import expand_user
         from studio.engine.export import check_exportable, default_out, export_onnx
 
         started = time.perf_counter()
@@ -203,7 +226,7 @@ class Runner:
         if model.onnx_export and not spec.out and not spec.replace:  # asked twice: it is there already
             export = self.registry.resolve(model.onnx_export)
             return ExportResult(str(export.path), (), {"model": model.id, "device": "cpu", "seconds": 0.0})
-        out = Path(spec.out).expanduser() if spec.out else default_out(model)
+        out = expand_user(spec.out, SpecError) if spec.out else default_out(model)
 
         def say(line: str) -> None:
             ctx.checkpoint()  # Stop lands between stages; slider requests run there
@@ -256,6 +279,7 @@ class Runner:
         if isinstance(spec, TextJob):
             return backend.generate(spec, ctx)
         if isinstance(spec, MorphJob):  # seed/prompt travel on a diffusion model, a latent walk otherwise
+            check_morph_memory(spec, backend, model_kind)  # before the first frame, not after the last
             return run_diffusion_morph(spec, backend, ctx) if model_kind == "image" else run_morph(spec, backend, ctx)
         if isinstance(spec, LatentEncodeJob):
             return encode_picture(spec, backend, ctx)

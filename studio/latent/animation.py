@@ -1,10 +1,13 @@
 """Write a morph's frames as an animated GIF or an H.264 MP4.
 
-Both writers take the frames as one uint8 array (N, H, W, 3) of RGB, build the whole file (in
-memory, or for MP4 in a private scratch folder) and hand its bytes to `studio.core.atomic.write_atomic` (temp file in the same folder, fsync,
-replace): a crash, a full disk or a cancel never leaves a half-written animation, and an older
-file of the same name survives until the new one is complete. Morph files are small (a GIF or
-MP4 of a few hundred frames is a few MB), so holding one in memory is cheap.
+Both writers take the frames as one uint8 array (N, H, W, 3) of RGB, or as a sequence of (H, W, 3)
+frames that they read one at a time (`ResizedFrames` scales each as it is read, so a morph written
+at 4096 px never holds all its large frames at once). They build the whole file (in memory, or for
+MP4 in a private scratch folder) and hand its bytes to `studio.core.atomic.write_atomic` (temp
+file in the same folder, fsync, replace): a crash, a full disk or a cancel never leaves a
+half-written animation, and an older file of the same name survives until the new one is
+complete. What a writer holds is estimated up front by `writer_bytes`, so a caller can refuse a
+morph too large for the machine before rendering it.
 
 `progress(done, total)` is called after each frame is encoded; it may raise (JobCancelled, say)
 to stop, and then nothing is written.
@@ -21,7 +24,7 @@ import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,12 +40,23 @@ MAX_FPS = 240.0
 # H.264 quality: constant rate factor 18 is visually lossless for most content, and a morph's
 # smooth frames compress well at it.
 MP4_CRF = 18
+MIN_SIZE, MAX_SIZE = 8, 4096  # a resized morph's longer side, in pixels
+# What a writer holds, per pixel of every frame: a GIF keeps every frame palettised (1 byte) until
+# Pillow writes the file, then the file and its copy as bytes (LZW codes, at most about 1.5 bytes a
+# pixel in all, usually far less); an MP4 only its file, well under a byte a pixel at CRF 18.
+WRITER_BYTES_PER_PIXEL = {".gif": 3, ".mp4": 1}
+
+
+def writer_bytes(count: int, width: int, height: int, suffix: str) -> int:
+    """About the most memory writing `count` frames of width x height as `suffix` (".gif" or
+    ".mp4") takes, besides the frames handed to it."""
+    return count * width * height * WRITER_BYTES_PER_PIXEL[suffix.lower()]
 
 
 def gif_delay_ms(fps: float) -> int:
     """A GIF frame's delay for `fps`: GIF stores hundredths of a second, and players treat
     delays under 20 ms as slow (browsers play them at 100 ms), so 20 ms is the floor."""
-    return max(GIF_MIN_DELAY_MS, int(round(100.0 / _fps(fps))) * 10)
+    return max(GIF_MIN_DELAY_MS, int(round(100.0 / check_fps(fps))) * 10)
 
 
 def gif_fps(fps: float) -> float:
@@ -51,19 +65,18 @@ def gif_fps(fps: float) -> float:
 
 
 def write_gif(frames, path, fps: float, loop: bool = True, progress: Progress | None = None) -> Path:
-    """Write `frames` (uint8 RGB, shape (N, H, W, 3)) as an animated GIF at `fps` frames a second
-    and return the path.
+    """Write `frames` (uint8 RGB, shape (N, H, W, 3), or a sequence of (H, W, 3) frames) as an
+    animated GIF at `fps` frames a second and return the path.
 
     Each frame gets its own 256-colour palette (Pillow's adaptive palette). The per-frame delay
     is 1000/fps ms rounded to GIF's 10 ms steps and at least 20 ms (see GIF_MIN_DELAY_MS), so
     fps above 50 play at 50. `loop=True` loops forever; `loop=False` plays once."""
     from PIL import Image
 
-    frames = _frames(frames)
-    fps = _fps(fps)
+    total, _, frames = _frame_source(frames)
+    fps = check_fps(fps)
     path = Path(path)
     delay = gif_delay_ms(fps)
-    total = len(frames)
     images = []
     for i, frame in enumerate(frames):
         images.append(Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=256))
@@ -79,23 +92,22 @@ def write_gif(frames, path, fps: float, loop: bool = True, progress: Progress | 
 
 
 def write_mp4(frames, path, fps: float, progress: Progress | None = None) -> Path:
-    """Write `frames` (uint8 RGB, shape (N, H, W, 3)) as an H.264 MP4 at `fps` frames a second
-    and return the path.
+    """Write `frames` (uint8 RGB, shape (N, H, W, 3), or a sequence of (H, W, 3) frames, read one
+    at a time) as an H.264 MP4 at `fps` frames a second and return the path.
 
     H.264 in yuv420p with the index (moov) at the front of the file is what every standard
     player, browser and editor opens. yuv420p stores colour at half resolution, so width and
     height must be even: an odd size is padded by one row and/or column repeating the edge
     pixels (invisible, and nothing is cropped). Fractional rates such as 29.97 are kept exact
     enough (denominator ≤ 1001)."""
-    frames = _frames(frames)
-    fps = _fps(fps)
+    n, (height, width, _), frames = _frame_source(frames)
+    fps = check_fps(fps)
     path = Path(path)
     try:
         import av
     except ImportError:
         raise StudioError("Writing MP4 needs the `av` package (PyAV); install it with pip install av.") from None
 
-    n, height, width, _ = frames.shape
     pad_h, pad_w = height % 2, width % 2
     rate = Fraction(fps).limit_denominator(1001)
     # The muxer writes to a scratch file, not memory: moving the index (moov) to the front
@@ -181,7 +193,39 @@ def _frames(frames) -> np.ndarray:
     return arr
 
 
-def _fps(fps) -> float:
+def _frame_source(frames: Any) -> tuple[int, tuple[int, ...], Iterator[np.ndarray]]:
+    """(how many, the first frame's shape, the frames one at a time). An array is checked whole;
+    a sequence of frames (a list, ResizedFrames) is read lazily, its first frame checked now and
+    every later one as it comes (the same dtype and shape as the first)."""
+    if isinstance(frames, np.ndarray) or not isinstance(frames, Sequence):
+        array = _frames(frames)
+        return len(array), array.shape[1:], iter(array)
+    if len(frames) < 1:
+        raise SpecError("frames", "must hold at least one frame.")
+    items = iter(frames)
+    first = _frames(np.asarray(next(items))[None])[0]
+
+    def each() -> Iterator[np.ndarray]:
+        yield first
+        for index, frame in enumerate(items, start=2):
+            frame = np.asarray(frame)
+            if frame.dtype != first.dtype or frame.shape != first.shape:
+                raise SpecError("frames", f"must all be uint8 of the first frame's shape {first.shape}; frame {index} "
+                                          f"is {frame.dtype} of shape {frame.shape}.")
+            yield frame
+
+    return len(frames), first.shape, each()
+
+
+def check_size(size: Any) -> int:
+    """A resized morph's longer side, or SpecError naming `size`."""
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise SpecError("size", f"must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, not {size!r}.")
+    return size
+
+
+def check_fps(fps: Any) -> float:
+    """A frame rate, or SpecError naming `fps` (more than 0, at most MAX_FPS)."""
     try:
         value = float(fps)
     except (TypeError, ValueError):
@@ -196,15 +240,35 @@ def _report(progress: Progress | None, done: int, total: int) -> None:
         progress(done, total)
 
 
-def resize_frames(frames, size: int) -> np.ndarray:
-    """Frames scaled so their longer side is `size` pixels (Lanczos; the studio's models are small,
-    and a morph is often wanted larger than 64 px)."""
-    from PIL import Image
+def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) of a frame scaled so its longer side is `size` pixels."""
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
-    array = _frames(frames)
-    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 4096:
-        raise SpecError("size", f"must be a whole number of pixels from 8 to 4096, not {size!r}.")
-    h, w = array.shape[1:3]
-    scale = size / max(h, w)
-    shape = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([np.asarray(Image.fromarray(f).resize(shape, Image.Resampling.LANCZOS)) for f in array])
+
+class ResizedFrames(Sequence):
+    """Frames scaled so their longer side is `size` pixels (Lanczos; the studio's models are small,
+    and a morph is often wanted larger than 64 px), each made when it is read: a writer reading
+    them holds one large frame at a time, not all of them."""
+
+    def __init__(self, frames: Any, size: int):
+        self.frames = _frames(frames)
+        self.size = check_size(size)
+        self.height, self.width = resized_shape(*self.frames.shape[1:3], self.size)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        from PIL import Image
+
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        image = Image.fromarray(self.frames[index]).resize((self.width, self.height), Image.Resampling.LANCZOS)
+        return np.asarray(image)
+
+
+def resize_frames(frames, size: int) -> np.ndarray:
+    """All the frames scaled, as one array (see ResizedFrames, which a writer should be given
+    instead: it never holds them all)."""
+    return np.stack(list(ResizedFrames(frames, size)))

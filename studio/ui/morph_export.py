@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QDialog, QFileDialog, QFormLayout, QHBoxLayout, Q
 
 from studio.core.errors import JobCancelled, StudioError, first_line
 from studio.latent import write_gif, write_mp4
-from studio.latent.animation import gif_fps, resize_frames
+from studio.latent.animation import ResizedFrames, gif_fps
 
 
 class ExportDialog(QDialog):
@@ -172,7 +172,7 @@ class MorphWriter(QObject):
         try:
             if self._cancel.is_set():
                 raise JobCancelled("cancelled")
-            frames = resize_frames(np.stack(self._frames), self._size)
+            frames = ResizedFrames(np.stack(self._frames), self._size)  # scaled one at a time as written
             write: Callable = write_mp4 if Path(self._path).suffix.lower() == ".mp4" else write_gif
             write(frames, self._path, self._fps, progress=self._report)
         except JobCancelled:

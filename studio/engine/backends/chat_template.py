@@ -14,7 +14,8 @@ hostile code:
   all, loop iterations (every `{% for %}`, recursive loops too), integer sizes and wall-clock time.
   Amplifying calls (`center`, `ljust`, `replace`, `join`, `format`, `indent`, `wordwrap`,
   `batch`, `to_bytes`...) are sized before they run, so a template cannot ask Python for a
-  gigabyte in one expression.
+  gigabyte in one expression. The time limit is checked between calls, so no single call may run
+  long either: `wordwrap`, the one filter whose time grows faster than its text, is costed first.
 
 Every failure becomes a StudioError: ModelFileError (one sentence naming what the template did)
 when the template is at fault, SpecError when the messages are (including a template's own
@@ -45,6 +46,10 @@ MAX_INT_BITS = 10_000
 MAX_RENDER_SECONDS = 5.0
 MAX_MESSAGE_DEPTH = 32
 MAX_JSON_INDENT = 16
+# textwrap (behind `wordwrap`) cuts a run longer than the width (a word, or a stretch of spaces) by
+# copying the rest of the run again for every line it makes: time grows as run² / width, and 200,000
+# spaces at width 1 take seconds that nothing interrupts. Bounded to about a tenth of a second.
+MAX_WRAP_WORK = 1_000_000_000
 
 _STEPS = "_studio_loop_steps"  # internal filters the compiled template is rewired through
 _CONCAT = "_studio_concat"
@@ -58,6 +63,7 @@ _COLLECTION_FILTERS = frozenset({
 _DROPPED_FILTERS = ("urlize", "pprint")
 _PERCENT = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])")
 _ATTRIBUTE = re.compile(r"attribute '([^']*)'")
+_NON_SPACE = re.compile(r"\S+")
 
 
 class _Refused(Exception):
@@ -345,9 +351,7 @@ def _check_filter(guard: _Guard, name: str, value: Any, rest: tuple, kwargs: dic
         lines = value.count("\n") + 1 if isinstance(value, str) else 1
         guard.allow(_text_size(value) + lines * size)
     elif name == "wordwrap":
-        wrap = _arg(rest, kwargs, 2, "wrapstring") or "\n"
-        if isinstance(wrap, str) and len(wrap) > 1:
-            guard.allow(_text_size(value) * (1 + len(wrap)))
+        _check_wordwrap(guard, value, rest, kwargs)
     elif name == "replace":
         guard.allow(_replace_size(value, _arg(rest, kwargs, 0, "old"), _arg(rest, kwargs, 1, "new"),
                                   _arg(rest, kwargs, 2, "count")))
@@ -356,6 +360,21 @@ def _check_filter(guard: _Guard, name: str, value: Any, rest: tuple, kwargs: dic
     elif name in ("batch", "slice"):
         _check_width(guard, _arg(rest, kwargs, 0, "linecount" if name == "batch" else "slices"))
     return value
+
+
+def _check_wordwrap(guard: _Guard, text: Any, rest: tuple, kwargs: dict) -> None:
+    """`wordwrap`'s text and output sized, and its time costed (MAX_WRAP_WORK), before it runs."""
+    width = _arg(rest, kwargs, 0, "width", 79)
+    wrap = _arg(rest, kwargs, 2, "wrapstring") or "\n"
+    if not isinstance(text, str) or isinstance(width, bool) or not isinstance(width, int) or width < 1 \
+            or not isinstance(wrap, str):
+        return  # the filter itself refuses these
+    lines = len(text) // width + text.count("\n") + 1
+    guard.allow(len(text) + lines * len(wrap))
+    longest = max(max(map(len, text.split()), default=0), max(map(len, _NON_SPACE.split(text)), default=0))
+    if longest * longest // width > MAX_WRAP_WORK:
+        raise _Refused(f"wraps a run of {longest:,} characters at width {width} with `wordwrap`, which would "
+                       "take too long")
 
 
 def _guarded_filter(guard: _Guard, name: str, func: Callable[..., Any]) -> Callable[..., Any]:

@@ -91,7 +91,7 @@ def _parts() -> Any:
             """The session's outputs by name, for the feeds it takes (others are left out)."""
             arrays = {name: _as_input(value, self.inputs[name]) for name, value in feeds.items()
                       if value is not None and name in self.inputs}
-            outputs = self.session.run(None, arrays)
+            outputs = onnx_session.run(self.session, None, arrays, self.label)
             return {name: torch.from_numpy(np.asarray(value)) for name, value in zip(self.output_names, outputs)}
 
     class TextEncoder(Part):
@@ -235,6 +235,7 @@ class OnnxDiffusionBackend(DiffusionJobs):
         self.base_scheduler = pipe.scheduler
         self.provider = onnx_session.session_provider(sessions[UNET])
         self._pipes: dict[str, Any] = {}
+        self._hash: Optional[str] = None  # A1111's model hash, read once (see info)
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:
@@ -351,7 +352,14 @@ class OnnxDiffusionBackend(DiffusionJobs):
     @property
     def info(self) -> dict[str, Any]:
         """What every result from this model says about where it ran."""
-        return {**onnx_session.info_for(self.device, self.provider), "model_name": self.path.name}
+        info = {**onnx_session.info_for(self.device, self.provider), "model_name": self.path.name}
+        if self._hash is None:
+            from studio.models.hashes import exported_model_hash
+
+            self._hash = exported_model_hash(self.path) or ""
+        if self._hash:
+            info["model_hash"] = self._hash
+        return info
 
     def close(self) -> None:
         """Drop the pipelines and sessions so the cache's eviction really frees their memory."""

@@ -127,7 +127,8 @@ class OnnxLatentBackend(OneAtATime):
 
     def _run(self, latents: np.ndarray) -> np.ndarray:
         array = check_latents(latents, self.latent_dim).astype(self.input_dtype, copy=False)
-        out = np.asarray(self.session.run(None, {self.input_name: array})[0], dtype=np.float32)
+        out = np.asarray(onnx_session.run(self.session, None, {self.input_name: array}, self.file_name)[0],
+                         dtype=np.float32)
         if out.ndim != 4:
             raise ModelFileError(f"{self.file_name} gave an output of shape {out.shape}, not an image batch.")
         return out
@@ -166,7 +167,7 @@ class OnnxLatentBackend(OneAtATime):
             self.memory_bytes += size
         array = (np.ascontiguousarray(images, dtype=np.float32) / 255.0).transpose(0, 3, 1, 2)
         name = self._encoder.get_inputs()[0].name
-        out = self._encoder.run(None, {name: np.ascontiguousarray(array)})[0]
+        out = onnx_session.run(self._encoder, None, {name: np.ascontiguousarray(array)}, self.encoder_path.name)[0]
         latents = np.asarray(out, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
             raise ModelFileError(f"{self.encoder_path.name} gave latents of shape {latents.shape}, "

@@ -17,10 +17,21 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from studio.core.errors import ModelFileError, SpecError, first_line
+from studio.core.errors import CANNOT_BE_INTERRUPTED, ModelFileError, SpecError, StudioError, first_line, shown
+from studio.engine.backends import native
 from studio.engine.backends.base import no_cuda
+from studio.models.paths import offline
 
 log = logging.getLogger(__name__)
+
+# ONNX Runtime's telemetry is switched off by a variable its native library reads when it loads,
+# which is inside this module's functions: set before any of them can run, whoever imported this.
+offline()
+
+# The longest one session.run may take. The slowest honest run is a 4096 px VAE decode or a long
+# prefill on a CPU (minutes); a graph that loops without end (a Loop with a huge trip count) is
+# stopped here instead of holding the engine forever.
+RUN_LIMIT_S = 900.0
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -175,6 +186,9 @@ def check_external_data(path: Path, label: str = "") -> set[Path]:
             continue
         entries = {e.key: e.value for e in tensor.external_data}
         location = entries.get("location", "")
+        if "\0" in location:  # no file name holds one; the path functions would raise a bare ValueError
+            raise ModelFileError(f"{label or path.name} keeps tensor {tensor.name!r} in {shown(location)}, a file "
+                                 "name with a NUL character in it, so it is refused.")
         target = (root / location).resolve()
         if not location or Path(location).is_absolute() or not target.is_relative_to(root) or target == root:
             raise ModelFileError(
@@ -226,6 +240,29 @@ def open_session(path: Path, device: str, label: str = "") -> tuple[Any, int]:
     else:
         log.info("%s runs on %s", label, short_name(used))
     return session, file_bytes(path, external)
+
+
+def run(session: Any, output_names: Any, feeds: dict[str, Any], label: str) -> list[Any]:
+    """session.run(output_names, feeds) as every ONNX backend makes it: stopped by the running
+    job's Stop (and Ctrl-C in the CLI), which raises JobCancelled, and after RUN_LIMIT_S, which is
+    a sentence naming `label`. ONNX Runtime checks RunOptions.terminate between the graph's nodes
+    (and a Loop's iterations), so a stopped run ends within one node."""
+    import onnxruntime
+
+    options = onnxruntime.RunOptions()
+    options.log_severity_level = 4  # a terminated run is our doing: no error banner on stderr
+
+    def stop() -> None:
+        options.terminate = True
+
+    try:
+        return native.call_bounded(lambda: session.run(output_names, feeds, options), RUN_LIMIT_S, stop)
+    except native.TimeLimit as exc:
+        # A run left going (a single node that ignores terminate) retires the engine process.
+        ended = ", so it was stopped" if exc.stopped else f" and {CANNOT_BE_INTERRUPTED}, so the job was stopped"
+        raise StudioError(f"{label} ran longer than {RUN_LIMIT_S:g} s in one step{ended}; "
+                          "the model may loop without end (check it), or the step is too large for this "
+                          "machine (try a smaller size).") from None
 
 
 def session_provider(session: Any) -> str:

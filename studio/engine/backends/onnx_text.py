@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from studio.core.errors import ModelFileError, StudioError
+from studio.core.errors import JobCancelled, ModelFileError, StudioError
 from studio.core.events import TextResult
 from studio.core.jobs import TextJob
 from studio.engine.backends import onnx_session
@@ -119,7 +119,9 @@ class _Decoding:
             feeds["position_ids"] = np.arange(self.length, total, dtype=np.int64)[None]
         feeds.update(zip(self.layout.past_names, self.pasts))
         try:
-            logits, *self.pasts = self.session.run(self.layout.output_names, feeds)
+            logits, *self.pasts = onnx_session.run(self.session, self.layout.output_names, feeds, self.label)
+        except (StudioError, JobCancelled):  # already a sentence, or the person's Stop
+            raise
         except Exception as exc:  # noqa: BLE001 - ORT's own pybind types; out of memory keeps its words
             raise StudioError(f"ONNX Runtime failed on {self.label} ({onnx_session.ort_message(exc)}).") from None
         self.length = total

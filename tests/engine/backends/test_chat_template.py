@@ -226,6 +226,28 @@ def test_templates_that_would_build_huge_values_are_refused(template):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", [" " * 200_000, "x" * 300_000], ids=["spaces", "one long word"])
+def test_wordwrap_of_a_long_run_is_refused_before_it_runs(text):
+    """textwrap takes time that grows as run² / width, inside one call the render's time limit
+    cannot interrupt (200,000 spaces at width 1: seconds past it); so it is costed first."""
+    with pytest.raises(ModelFileError) as caught:
+        render_chat("{{ messages[0].content | wordwrap(1) }}", [{"role": "user", "content": text}])
+    assert caught.value.message == (f"The model's chat template wraps a run of {len(text):,} characters at width 1 "
+                                     "with `wordwrap`, which would take too long; instruct mode cannot use it.")
+
+
+def test_wordwrap_still_wraps_as_jinja_does():
+    from jinja2 import Environment
+
+    text = "The quick brown fox jumps over the lazy dog.\nA second paragraph, with a hyphen-ated word. " * 20
+    for call in ("wordwrap(1)", "wordwrap(12)", "wordwrap(7, wrapstring='<br>')", "wordwrap(30, false)"):
+        template = "{{ messages[0].content | " + call + " }}"
+        expected = Environment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(
+            messages=[{"role": "user", "content": text}])
+        assert render_chat(template, [{"role": "user", "content": text}]) == expected
+
+
 def test_output_cap_names_the_limit():
     with pytest.raises(ModelFileError, match="writes more than 1,000,000 characters"):
         render_chat("{% for i in range(2000) %}{{ messages[1].content * 100 }}{% endfor %}", MESSAGES)
