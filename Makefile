@@ -6,6 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LOCK   := requirements/lock.txt
+# PyPI has only torch's CUDA build; where pip finds no CPU build of the locked version (this
+# project's machines have one on disk), torch alone is taken from PyTorch's own CPU index.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 # `make test-latest`: the newest versions pyproject.toml allows, in a venv of their own.
 LATEST_VENV := .venv-latest
 LATEST_PY   := $(LATEST_VENV)/bin/python
@@ -18,7 +21,7 @@ run: $(STAMP) check-desktop
 # The window needs a few system libraries pip cannot install (Qt's xcb platform plugin); say which
 # are missing and how to install them, instead of Qt's plugin dump.
 check-desktop: $(STAMP)
-	$(PY) -m studio.desktop_check
+	$(PY) -m studio.ui.platform_check
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q
@@ -30,9 +33,10 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# First the pip the lock names (the venv's own may be years older), then exactly the locked
-	# versions (torch's CPU build among them), then the studio itself.
+	# First the pip the lock names (the venv's own may be years older), then torch's locked CPU
+	# build, then exactly the other locked versions, then the studio itself.
 	$(PY) -m pip install "$$(grep '^pip==' $(LOCK))"
+	$(PY) -m pip install -c $(LOCK) torch || $(PY) -m pip install -c $(LOCK) torch --extra-index-url $(TORCH_CPU_INDEX)
 	$(PY) -m pip install -r $(LOCK)
 	$(PY) -m pip install --no-deps -e .
 	$(PY) -m pip check
@@ -48,8 +52,10 @@ lock: $(STAMP)
 test-latest:
 	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_PY) -m pip install --upgrade pip
-	$(LATEST_PY) -m pip install -c requirements/torch-cpu.txt torch
-	$(LATEST_PY) -m pip install --upgrade --upgrade-strategy eager -c requirements/torch-cpu.txt -e '.[dev]'
+	grep '^torch==' $(LOCK) > $(LATEST_VENV)/torch.txt
+	$(LATEST_PY) -m pip install -c $(LATEST_VENV)/torch.txt torch || \
+	    $(LATEST_PY) -m pip install -c $(LATEST_VENV)/torch.txt torch --extra-index-url $(TORCH_CPU_INDEX)
+	$(LATEST_PY) -m pip install --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/torch.txt -e '.[dev]'
 	$(LATEST_PY) requirements/drift.py $(LOCK)
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(LATEST_PY) -m pytest -q
 
