@@ -41,8 +41,13 @@ def write_legacy_tokenizer_files(folder: Path, tokenizer_class: str = GENERIC_CL
             written.append("merges.txt")
     config_path = folder / "tokenizer_config.json"
     config: dict[str, Any] = read_json(config_path) if config_path.is_file() else {}
-    if config.get("tokenizer_class") in NEW_ONLY_CLASSES:
+    changed = config.get("tokenizer_class") in NEW_ONLY_CLASSES
+    if changed:
         config["tokenizer_class"] = tokenizer_class
+    if config.get("tokenizer_class") == GENERIC_CLASS and "model_input_names" not in config:
+        # The generic class also hands out token_type_ids, which a causal LM's generate() refuses.
+        config["model_input_names"], changed = ["input_ids", "attention_mask"], True
+    if changed:
         write_text_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         written.append("tokenizer_config.json")
     return written

@@ -144,4 +144,7 @@ def test_an_exported_lm_carries_the_tokenizer_files_older_readers_need(exported)
     assert json.loads((out / "vocab.json").read_text()) == model["vocab"]
     assert (out / "merges.txt").read_text().splitlines()[1:] == [" ".join(m) if isinstance(m, list) else m
                                                                   for m in model["merges"]]
-    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
+    # that generic class would also hand out token_type_ids, which a causal LM's generate() refuses
+    assert config["model_input_names"] == ["input_ids", "attention_mask"]
