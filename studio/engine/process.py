@@ -240,15 +240,22 @@ class EngineProcess:
     # -- the process and its pipe -----------------------------------------------------------------
 
     def _spawn(self) -> None:
+        setup = ("setup", shareable_path(sys.path), pickle.dumps(self.recipe))  # before a process exists
         parent_end, child_fd = _socket_pair()
         try:
             process = Child(child_fd)
         finally:
             os.close(child_fd)  # the child has its own copy; ours closed, its death reads as EOF here
-        self._process, self._conn, self._ready = process, parent_end, False
+        # Published and sent under the send lock: another thread's message (a refresh from the
+        # window) must never reach the new process before its setup.
+        with self._send_lock:
+            self._process, self._conn, self._ready = process, parent_end, False
+            try:
+                parent_end.send(setup)
+            except OSError:  # it died at once; the caller hears it when it next reads the pipe
+                log.warning("engine process %d closed its pipe before its setup", process.pid)
         self.starts += 1
         log.info("engine process %d started", process.pid)
-        self._send(("setup", shareable_path(sys.path), pickle.dumps(self.recipe)))
 
     def _ensure_ready(self, job: Optional[Job] = None, queue: Optional[JobQueue] = None) -> None:
         """A running engine process that has said "ready"; started (again) if there is none.

@@ -2,6 +2,8 @@
 host; cancel, slider requests between steps and shutdown work across the process boundary."""
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -216,3 +218,32 @@ def test_a_job_cancelled_while_the_engine_process_starts_is_cancelled_and_the_ne
             thread.submit(small(steps=1))
     finally:
         assert thread.stop()
+
+
+def test_a_refresh_sent_while_the_engine_process_starts_never_arrives_before_its_setup(qtbot, fake_models,
+                                                                                       monkeypatch):
+    """The window may ask for a model refresh at any moment, even while the engine thread is still
+    starting the process: the process must hear its setup first (a refresh first made it fail
+    to start). The start is slowed down here so the refresh lands inside it every time."""
+    import studio.engine.process as process_module
+
+    real = process_module.shareable_path
+    started = threading.Event()
+
+    def slow_shareable_path(path):
+        started.set()
+        time.sleep(0.5)
+        return real(path)
+
+    monkeypatch.setattr(process_module, "shareable_path", slow_shareable_path)
+    thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
+    try:
+        assert started.wait(30)
+        with qtbot.waitSignal(thread.job_finished, timeout=60_000):
+            thread.submit(small(steps=1))  # waits for this very start
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:  # keeps asking through the whole start
+                thread.host.refresh_models()
+                time.sleep(0.01)
+    finally:
+        stopped_cleanly(thread)

@@ -175,10 +175,10 @@ RUNAWAYS = {
 
 @pytest.mark.parametrize("template", RUNAWAYS.values(), ids=list(RUNAWAYS))
 def test_runaway_templates_are_stopped_quickly(template):
-    start = time.monotonic()
+    # Stopped by the sandbox's loop or output limit (the sentence says which), not by finishing
+    # its 10^10 iterations; no wall-clock assert, which a busy machine would make flaky.
     with pytest.raises(ModelFileError, match="loops more than|writes more than"):
         render_chat(template, MESSAGES)
-    assert time.monotonic() - start < 5
 
 
 BIG = "{% set s = 'x' * 1000000 %}"
