@@ -92,6 +92,7 @@ class EngineProcess:
         self._conn: Any = None
         self._ready = False
         self._send_lock = threading.Lock()
+        self._refreshes = 0  # refreshes asked for so far (under _send_lock): one asked during a start is not lost
         self._in_flight: dict[int, Job] = {}  # jobs the engine process holds: the one sent, and nested ones
         self._retiring = False  # its device broke or native work is stuck: it exits after the current job
 
@@ -120,9 +121,15 @@ class EngineProcess:
             self.stop()
 
     def refresh_models(self) -> None:
-        """The window looked for models again: the engine process does too, before its next job."""
-        if self.alive():
-            self._try_send(("refresh",))
+        """The window looked for models again: the engine process does too, before its next job.
+        One asked while a process is being started reaches it right after its setup (_spawn)."""
+        with self._send_lock:
+            self._refreshes += 1
+            if self._conn is not None and self.alive():
+                try:
+                    self._conn.send(("refresh",))
+                except (OSError, ValueError):
+                    pass  # it is gone already; the next job finds out and starts a new one
 
     def stop(self) -> None:
         """Ask the engine process to exit; kill it if it does not. No child is left behind."""
@@ -240,6 +247,8 @@ class EngineProcess:
     # -- the process and its pipe -----------------------------------------------------------------
 
     def _spawn(self) -> None:
+        with self._send_lock:
+            refreshes = self._refreshes
         setup = ("setup", shareable_path(sys.path), pickle.dumps(self.recipe))  # before a process exists
         parent_end, child_fd = _socket_pair()
         try:
@@ -252,6 +261,8 @@ class EngineProcess:
             self._process, self._conn, self._ready = process, parent_end, False
             try:
                 parent_end.send(setup)
+                if self._refreshes != refreshes:  # asked for after the recipe was pickled
+                    parent_end.send(("refresh",))
             except OSError:  # it died at once; the caller hears it when it next reads the pipe
                 log.warning("engine process %d closed its pipe before its setup", process.pid)
         self.starts += 1

@@ -220,30 +220,32 @@ def test_a_job_cancelled_while_the_engine_process_starts_is_cancelled_and_the_ne
         assert thread.stop()
 
 
-def test_a_refresh_sent_while_the_engine_process_starts_never_arrives_before_its_setup(qtbot, fake_models,
-                                                                                       monkeypatch):
-    """The window may ask for a model refresh at any moment, even while the engine thread is still
-    starting the process: the process must hear its setup first (a refresh first made it fail
-    to start). The start is slowed down here so the refresh lands inside it every time."""
+@pytest.mark.parametrize("slow_part", ["shareable_path", "Child"])
+def test_a_refresh_asked_for_while_the_engine_process_starts_reaches_it_after_its_setup(qtbot, fake_models,
+                                                                                        monkeypatch, slow_part):
+    """The window may find a new model and ask for a refresh at any moment, even while the engine
+    thread is still starting the process: the refresh must reach the process, and only after its
+    setup (before it, the start failed; lost, the new model was unknown there). One part of the
+    start is slowed down so the refresh lands inside it every time."""
     import studio.engine.process as process_module
 
-    real = process_module.shareable_path
+    real = getattr(process_module, slow_part)
     started = threading.Event()
 
-    def slow_shareable_path(path):
+    def slow(*args):
         started.set()
-        time.sleep(0.5)
-        return real(path)
+        time.sleep(2.0)  # longer than writing the model and refreshing the window's registry below
+        return real(*args)
 
-    monkeypatch.setattr(process_module, "shareable_path", slow_shareable_path)
+    monkeypatch.setattr(process_module, slow_part, slow)
     thread = start(RunnerRecipe(ModelRegistry(), 1 << 30))
     try:
         assert started.wait(30)
+        write_fake_model(fake_models / "late-image", "image", step_seconds=0.01)
+        thread.host.recipe.registry.refresh()  # the window's copy, as the window does
         with qtbot.waitSignal(thread.job_finished, timeout=60_000):
-            thread.submit(small(steps=1))  # waits for this very start
-            deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:  # keeps asking through the whole start
-                thread.host.refresh_models()
-                time.sleep(0.01)
+            thread.refresh_models()  # inside the slowed part of the start
+            thread.submit(small("late-image", steps=1))  # waits for this very start
+        assert thread.host.starts == 1  # the first process took it: none failed to start and was replaced
     finally:
         stopped_cleanly(thread)
