@@ -267,8 +267,3 @@ class ResizedFrames(Sequence):
         image = Image.fromarray(self.frames[index]).resize((self.width, self.height), Image.Resampling.LANCZOS)
         return np.asarray(image)
 
-
-def resize_frames(frames, size: int) -> np.ndarray:
-    """All the frames scaled, as one array (see ResizedFrames, which a writer should be given
-    instead: it never holds them all)."""
-    return np.stack(list(ResizedFrames(frames, size)))

@@ -16,10 +16,9 @@ import re
 import struct
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from studio.core.atomic import write_atomic
-from studio.core.errors import ModelFileError
 from studio.models import paths
 
 log = logging.getLogger(__name__)
@@ -74,16 +73,10 @@ def weights_file(path: Path) -> Optional[Path]:
     return None
 
 
-def exported_model_hash(folder: Path) -> Optional[str]:
-    """The model hash an ONNX export carries: its source's, recorded when it was exported (so its
-    images name the model A1111 and Civitai know), else the hash of its own UNet graph."""
-    from studio.models.formats import read_json  # formats hashes converted files: imported when used
-
-    manifest = Path(folder) / "studio.json"
-    try:
-        recorded = read_json(manifest).get("source_model_hash") if manifest.exists() else None
-    except ModelFileError:
-        recorded = None
+def exported_model_hash(folder: Path, recorded: Any = None) -> Optional[str]:
+    """The model hash an ONNX export carries: `recorded`, its source's, which the export wrote into
+    its studio.json (so its images name the model A1111 and Civitai know), else the hash of its
+    own UNet graph."""
     if isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{64}", recorded):
         return recorded
     graph = Path(folder) / "unet" / "model.onnx"

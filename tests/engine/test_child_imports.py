@@ -39,17 +39,22 @@ def booby_trapped_folder(tmp_path, monkeypatch):
     return canaries
 
 
-def test_the_engine_process_imports_nothing_from_the_folder_it_was_started_from(qtbot, fake_models,
-                                                                                booby_trapped_folder):
-    write_fake_model(fake_models / "quick-image", "image", step_seconds=0.0)
+def image_from_an_engine_process(qtbot, model: str):
+    """The image a fresh engine process makes with `model` (16x16, 2 steps); the process is gone after."""
     thread = EngineThread(EngineProcess(RunnerRecipe(ModelRegistry(), 1 << 30)))
     thread.start()
     try:
         with qtbot.waitSignal(thread.job_finished, timeout=60_000) as finished:
-            thread.submit(ImageJob(model="quick-image", width=16, height=16, steps=2))
-        assert finished.args[1].images[0].shape == (16, 16, 3)
+            thread.submit(ImageJob(model=model, width=16, height=16, steps=2))
+        return finished.args[1].images[0]
     finally:
         assert thread.stop()
+
+
+def test_the_engine_process_imports_nothing_from_the_folder_it_was_started_from(qtbot, fake_models,
+                                                                                booby_trapped_folder):
+    write_fake_model(fake_models / "quick-image", "image", step_seconds=0.0)
+    assert image_from_an_engine_process(qtbot, "quick-image").shape == (16, 16, 3)
     assert running_children() == []
     assert sorted(p.name for p in booby_trapped_folder.iterdir()) == []
 
@@ -74,7 +79,6 @@ def test_a_child_takes_only_absolute_import_paths_other_than_the_current_folder(
     assert "" not in env["PYTHONPATH"].split(os.pathsep)
 
 
-
 def test_a_models_folder_given_relative_to_the_start_folder_is_found_by_the_engine_process(
         qtbot, sandbox_dirs, tmp_path, monkeypatch):
     """The engine process runs in the package's folder, not the caller's: a relative models folder
@@ -83,11 +87,4 @@ def test_a_models_folder_given_relative_to_the_start_folder_is_found_by_the_engi
     write_fake_model(start / "mine" / "relative-image", "image", step_seconds=0.0)
     monkeypatch.chdir(start)
     monkeypatch.setenv("STUDIO_MODELS_DIR", "mine")
-    thread = EngineThread(EngineProcess(RunnerRecipe(ModelRegistry(), 1 << 30)))
-    thread.start()
-    try:
-        with qtbot.waitSignal(thread.job_finished, timeout=60_000) as finished:
-            thread.submit(ImageJob(model="relative-image", width=16, height=16, steps=1))
-        assert finished.args[1].images[0].shape == (16, 16, 3)
-    finally:
-        assert thread.stop()
+    assert image_from_an_engine_process(qtbot, "relative-image").shape == (16, 16, 3)

@@ -167,7 +167,7 @@ def test_images_made_on_the_export_carry_their_sources_model_hash(sd):
     folder, _, _ = sd
     source_hash = model_hash(folder.parent / "tiny-sd")
     assert source_hash and json.loads((folder / "studio.json").read_text())["source_model_hash"] == source_hash
-    backend = OnnxDiffusionBackend.from_folder(folder, "cpu")
+    backend = OnnxDiffusionBackend.load(ModelRegistry([(folder.parent, "user")]).resolve(folder.name), "cpu", "float32")
     try:
         assert backend.info["model_hash"] == source_hash
     finally:

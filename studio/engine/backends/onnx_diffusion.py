@@ -235,7 +235,8 @@ class OnnxDiffusionBackend(DiffusionJobs):
         self.base_scheduler = pipe.scheduler
         self.provider = onnx_session.session_provider(sessions[UNET])
         self._pipes: dict[str, Any] = {}
-        self._hash: Optional[str] = None  # A1111's model hash, read once (see info)
+        self._hash: Optional[str] = None  # A1111's model hash, found once (see info)
+        self.source_hash: Any = None  # the source's, from the export's manifest (load)
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:
@@ -243,7 +244,9 @@ class OnnxDiffusionBackend(DiffusionJobs):
 
     @classmethod
     def load(cls, model: Any, device: str, dtype: str) -> "OnnxDiffusionBackend":
-        return cls.from_folder(Path(model.path), device)
+        backend = cls.from_folder(Path(model.path), device)
+        backend.source_hash = model.manifest.get("source_model_hash")  # the registry has read studio.json
+        return backend
 
     @classmethod
     def from_folder(cls, folder: Path, device: str) -> "OnnxDiffusionBackend":
@@ -356,7 +359,7 @@ class OnnxDiffusionBackend(DiffusionJobs):
         if self._hash is None:
             from studio.models.hashes import exported_model_hash
 
-            self._hash = exported_model_hash(self.path) or ""
+            self._hash = exported_model_hash(self.path, self.source_hash) or ""
         if self._hash:
             info["model_hash"] = self._hash
         return info
