@@ -10,9 +10,10 @@ import dataclasses
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Progress, Token
@@ -67,9 +68,19 @@ def make_runner() -> Runner:
 
 
 def run_job(runner: Runner, spec: JobSpec, on_event: Callable[[Event], None]) -> Event:
-    """Run one job on this thread; Ctrl-C cancels it at the next step (twice: the default)."""
+    """Run one job; Ctrl-C cancels it at the next step or within a native call that can be stopped
+    (twice: the default). The job runs on a thread of its own while this (main) thread waits in
+    Python: Python takes a signal only on the main thread and only between bytecodes, so a main
+    thread held inside a native call would hear Ctrl-C only once the call returned."""
     job = JobQueue().make_job(spec)
     previous = signal.getsignal(signal.SIGINT)
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["end"] = runner.run(job, on_event)
+        except BaseException as exc:  # noqa: BLE001 - raised again on the main thread (a broken pipe, say)
+            outcome["error"] = exc
 
     def cancel(signum, frame):
         job.cancel.set()
@@ -77,9 +88,15 @@ def run_job(runner: Runner, spec: JobSpec, on_event: Callable[[Event], None]) ->
 
     signal.signal(signal.SIGINT, cancel)
     try:
-        end = runner.run(job, on_event)
+        worker = threading.Thread(target=work, name="studio-job", daemon=True)  # a second Ctrl-C exits
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.1)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if "error" in outcome:
+        raise outcome["error"]
+    end = outcome["end"]
     if isinstance(end, Finished) and end.result.info.get("degraded"):  # it ran out of memory and got by
         print(f"studio: {end.result.info['degraded']}", file=sys.stderr)
     return end

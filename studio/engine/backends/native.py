@@ -1,14 +1,18 @@
 """Calls into native code that Python cannot interrupt (an ONNX Runtime run, a tokenizer's encode),
-made on a worker thread so the job's own thread stays in Python while they run.
+bounded by the job's Stop and a time limit.
 
-While a native call holds the job's thread, nothing reaches it: not the job's Stop, not Ctrl-C
-(Python runs signal handlers between bytecodes, on the main thread only) and not a time limit. So
-the call runs on a worker thread (idle ones are reused: a text model makes one run per token), and
-the job's thread waits for it in short slices,
-checking the job's cancel flag and the deadline between them. Then the call is stopped where the
-library allows it (`stop`: ONNX Runtime's RunOptions.terminate) or, where it does not, left
-behind: the caller fails the job with a sentence saying so (errors.CANNOT_BE_INTERRUPTED), and
-the engine process that holds the stuck thread is replaced after it.
+While a native call holds the job's thread, nothing in that thread can react to the job's Stop or
+a deadline. Two cases:
+- A call the library can stop from another thread (`stop`: ONNX Runtime's RunOptions.terminate)
+  runs on the job's own thread, where it costs nothing extra (a text model makes one per token);
+  one watchdog thread looks at the cancel flags and deadlines of the calls running and stops
+  those whose job was cancelled or whose time is up (`call_stoppable`).
+- A call nothing can stop (a tokenizer's encode) runs on a worker thread while the job's thread
+  waits in short slices; when the job is cancelled or its time is up the call is left behind and
+  the job fails with a sentence saying so (errors.CANNOT_BE_INTERRUPTED), so the engine process
+  that holds the stuck thread is replaced after it (`call_bounded`).
+Ctrl-C in the `studio` command reaches both because the CLI runs the job off its main thread,
+which stays in Python to take the signal (cli.run_job).
 
 The running job's cancel flag is found through `job_scope`, which the runner opens around every
 job, so the backends' own signatures need no job context."""
@@ -135,6 +139,80 @@ def call_bounded(fn: Callable[[], Any], limit_s: float, stop: Optional[Callable[
             stop()  # a second Ctrl-C (KeyboardInterrupt) must not leave the run going either
         raise
     return call.outcome()
+
+
+class _Watch:
+    """One stoppable call running on its job's thread: what the watchdog looks at, and why it
+    stopped the call ("cancel" or "time"; None while it has not)."""
+
+    def __init__(self, cancel: Optional[threading.Event], deadline: float, stop: Callable[[], None]):
+        self.cancel, self.deadline, self.stop = cancel, deadline, stop
+        self.reason: Optional[str] = None
+
+    def look(self, now: float) -> None:
+        if self.reason is None:
+            if self.cancel is not None and self.cancel.is_set():
+                self.reason = "cancel"
+            elif now > self.deadline:
+                self.reason = "time"
+            else:
+                return
+            self.stop()
+
+
+class _Watchdog:
+    """The one thread that stops stoppable calls; it sleeps while none is running."""
+
+    _watches: set[_Watch] = set()
+    _changed = threading.Condition()
+    _started = False
+
+    @classmethod
+    def add(cls, watch: _Watch) -> None:
+        with cls._changed:
+            cls._watches.add(watch)
+            if not cls._started:
+                threading.Thread(target=cls._serve, name="studio-native-watchdog", daemon=True).start()
+                cls._started = True
+            cls._changed.notify()
+
+    @classmethod
+    def remove(cls, watch: _Watch) -> None:
+        with cls._changed:
+            cls._watches.discard(watch)
+
+    @classmethod
+    def _serve(cls) -> None:
+        while True:
+            with cls._changed:
+                while not cls._watches:
+                    cls._changed.wait()
+                watches = list(cls._watches)
+            now = time.monotonic()
+            for watch in watches:
+                watch.look(now)  # stopping a call that has just ended is harmless (its own options)
+            time.sleep(POLL_S)
+
+
+def call_stoppable(fn: Callable[[], Any], limit_s: float, stop: Callable[[], None]) -> Any:
+    """fn()'s result, run on this very thread; `stop` (callable from any thread) is called when the
+    job's cancel flag is set or `limit_s` passes, after which this raises JobCancelled or
+    TimeLimit (whatever fn then returned or raised)."""
+    watch = _Watch(current_cancel(), time.monotonic() + limit_s, stop)
+    _Watchdog.add(watch)
+    try:
+        result = fn()
+    except Exception:
+        if watch.reason is None:
+            raise
+        result = None  # the library's own "terminated" error: said below as ours
+    finally:
+        _Watchdog.remove(watch)
+    if watch.reason == "cancel":
+        raise JobCancelled()
+    if watch.reason == "time":
+        raise TimeLimit(limit_s, stopped=True)
+    return result
 
 
 def _stop(call: _Call, stop: Optional[Callable[[], None]]) -> bool:

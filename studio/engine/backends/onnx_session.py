@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from studio.core.errors import CANNOT_BE_INTERRUPTED, ModelFileError, SpecError, StudioError, first_line, shown
+from studio.core.errors import ModelFileError, SpecError, StudioError, first_line, shown
 from studio.engine.backends import native
 from studio.engine.backends.base import no_cuda
 from studio.models.paths import offline
@@ -256,11 +256,9 @@ def run(session: Any, output_names: Any, feeds: dict[str, Any], label: str) -> l
         options.terminate = True
 
     try:
-        return native.call_bounded(lambda: session.run(output_names, feeds, options), RUN_LIMIT_S, stop)
-    except native.TimeLimit as exc:
-        # A run left going (a single node that ignores terminate) retires the engine process.
-        ended = ", so it was stopped" if exc.stopped else f" and {CANNOT_BE_INTERRUPTED}, so the job was stopped"
-        raise StudioError(f"{label} ran longer than {RUN_LIMIT_S:g} s in one step{ended}; "
+        return native.call_stoppable(lambda: session.run(output_names, feeds, options), RUN_LIMIT_S, stop)
+    except native.TimeLimit:
+        raise StudioError(f"{label} ran longer than {RUN_LIMIT_S:g} s in one step, so it was stopped; "
                           "the model may loop without end (check it), or the step is too large for this "
                           "machine (try a smaller size).") from None
 
