@@ -62,7 +62,7 @@ class Studio:
         from studio.engine.cache import ModelCache
         from studio.engine.process import EngineProcess, RunnerRecipe
         from studio.engine.runner import Runner
-        from studio.engine.thread import EngineThread
+        from studio.state.engine_thread import EngineThread
         from studio.models import paths
         from studio.models.registry import ModelRegistry, default_roots
         from studio.state.jobs import JobList

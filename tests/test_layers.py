@@ -37,7 +37,7 @@ for package, forbidden in (
     ("studio.writing", PURE + ("numpy",)),  # the writer's model is text bookkeeping: stdlib only
     ("studio.latent", PURE + ("av", "PIL")),  # latent math is numpy; encoders load when a file is written
     ("studio.engine.backends", PURE),
-    ("studio.state", ("PySide6.QtWidgets",) + HEAVY),
+    ("studio.state", ("PySide6.QtWidgets", "PySide6.QtGui") + HEAVY),
     ("studio.ui", HEAVY),
     ("studio.bench", PURE),
 ):
@@ -52,7 +52,6 @@ RULES.update({
     "studio.engine.export_latent": PURE,
     "studio.engine.export_diffusion": PURE,
     "studio.engine.export_text": PURE,
-    "studio.engine.thread": ("PySide6.QtWidgets",) + HEAVY,
     "studio.app": HEAVY,
     "studio.cli": PURE,
 })

@@ -1,5 +1,5 @@
 """Runs one job on a backend and reports it as events. Pure Python, no Qt: the CLI, the benchmarks
-and the tests use it directly; the window hosts it on a QThread (engine/thread.py).
+and the tests use it directly; the window hosts it on a QThread (studio/state/engine_thread.py).
 
 Every job ends in exactly one of Finished, Failed or Cancelled; no exception escapes `run`, so the
 thread that serves the queue never dies."""

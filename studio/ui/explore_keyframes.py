@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog
 from studio.core.errors import StudioError
 from studio.core.events import ImageResult, LatentResult
 from studio.core.jobs import ImageJob, LatentEncodeJob
-from studio.engine.thread import from_qimage, to_qimage
+from studio.ui.images import from_qimage, to_qimage
 from studio.latent.keyframes_file import read_keyframes, write_keyframes
 from studio.state.inputs import store_input
 from studio.ui.crossbreed_dialog import CrossbreedDialog

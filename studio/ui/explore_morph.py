@@ -15,7 +15,7 @@ from PySide6.QtGui import QImage
 
 from studio.core.events import ImageResult
 from studio.core.jobs import MorphJob
-from studio.engine.thread import to_qimage
+from studio.ui.images import to_qimage
 from studio.state.jobs import JobState
 from studio.ui.morph_export import ExportDialog, MorphWriter
 

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (QFormLayout, QLabel, QSplitter, QStackedWidget, Q
 from studio.core.errors import StudioError
 from studio.core.events import ImageResult
 from studio.core.jobs import LatentBatchJob, LatentDecodeJob
-from studio.engine.thread import to_qimage
+from studio.ui.images import to_qimage
 from studio.latent.directions import Directions, directions_for
 from studio.state.jobs import JobList, JobState
 from studio.ui.canvas import Canvas

@@ -23,7 +23,7 @@ from studio.core.errors import StudioError
 from studio.core.events import ImageResult
 from studio.core.infotext import ImportedSettings, read_settings
 from studio.core.jobs import ImageJob
-from studio.engine.thread import from_qimage, to_qimage
+from studio.ui.images import from_qimage, to_qimage
 from studio.models.registry import ModelInfo
 from studio.state.gallery import Gallery, GalleryWriter
 from studio.state.inputs import store_input

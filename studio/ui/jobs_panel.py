@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.jobs import Lane
-from studio.state.jobs import JobList, JobRecord, JobState
+from studio.state.jobs import JobHandle, JobList, JobState
 
 STATE_TEXT = {
     JobState.QUEUED: "Waiting",
@@ -47,11 +47,12 @@ class ElidedLabel(QLabel):
 
 
 class JobRow(QFrame):
-    """One job: title, progress bar, state text and a Cancel button."""
+    """One job: title, progress bar, state text and a Cancel button. It follows its job's handle
+    and goes when the job leaves the list's history."""
 
-    def __init__(self, record: JobRecord, jobs: JobList, parent: Optional[QWidget] = None):
+    def __init__(self, job: JobHandle, parent: Optional[QWidget] = None):
         super().__init__(parent)
-        self.job_id = record.id
+        self.job = job
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.title = ElidedLabel()
         self.progress = QProgressBar()
@@ -62,7 +63,7 @@ class JobRow(QFrame):
         self.state.setEnabled(False)  # secondary text, greyed
         self.state.setWordWrap(True)
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(lambda: jobs.cancel(self.job_id))
+        self.cancel_button.clicked.connect(job.cancel)
         grid = QGridLayout(self)
         grid.setContentsMargins(8, 6, 8, 6)
         grid.setVerticalSpacing(4)
@@ -71,9 +72,12 @@ class JobRow(QFrame):
         grid.addWidget(self.progress, 1, 0)
         grid.addWidget(self.state, 2, 0, 1, 2)
         grid.setColumnStretch(0, 1)
-        self.update_from(record)
+        job.changed.connect(self.update_from)
+        self.update_from()
 
-    def update_from(self, record: JobRecord) -> None:
+    @Slot()
+    def update_from(self) -> None:
+        record = self.job
         self.title.setText(record.title)
         self.title.setToolTip(record.title)
         if record.total:
@@ -123,33 +127,27 @@ class JobsPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
         jobs.job_added.connect(self._on_added)
-        jobs.job_changed.connect(self._on_changed)
-        jobs.job_removed.connect(self._on_removed)
-        for record in jobs:
-            self._on_added(record.id)
+        for job in jobs:
+            self._on_added(job)
 
-    def row(self, job_id: int) -> Optional[JobRow]:
-        return self._rows.get(job_id)
+    def rows(self) -> list[JobRow]:
+        """The rows shown, newest first."""
+        found = (self._list.itemAt(i).widget() for i in range(self._list.count()))
+        return [row for row in found if isinstance(row, JobRow)]
 
-    @Slot(int)
-    def _on_added(self, job_id: int) -> None:
-        record = self.jobs.get(job_id)
-        if record is None or record.lane is not Lane.BATCH:
+    def row(self, job: JobHandle) -> Optional[JobRow]:
+        return next((row for row in self.rows() if row.job is job), None)
+
+    @Slot(object)
+    def _on_added(self, job: JobHandle) -> None:
+        if job.lane is not Lane.BATCH:
             return
-        row = JobRow(record, self.jobs)
-        self._rows[job_id] = row
+        row = JobRow(job)
+        job.removed.connect(lambda: self._on_removed(row))
         self._list.insertWidget(0, row)
         self.empty.hide()
 
-    @Slot(int)
-    def _on_changed(self, job_id: int) -> None:
-        row, record = self._rows.get(job_id), self.jobs.get(job_id)
-        if row is not None and record is not None:
-            row.update_from(record)
-
-    @Slot(int)
-    def _on_removed(self, job_id: int) -> None:
-        row = self._rows.pop(job_id, None)
-        if row is not None:
-            row.deleteLater()
-        self.empty.setVisible(not self._rows)
+    def _on_removed(self, row: JobRow) -> None:
+        self._list.removeWidget(row)
+        row.deleteLater()
+        self.empty.setVisible(not self.rows())

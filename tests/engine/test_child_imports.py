@@ -13,7 +13,7 @@ from processes import running_children
 from studio.core.child_python import child_env, safe_python_path, shareable_path
 from studio.core.jobs import ImageJob
 from studio.engine.process import EngineProcess, RunnerRecipe
-from studio.engine.thread import EngineThread
+from studio.state.engine_thread import EngineThread
 from studio.models.pickle_import import convert_file
 from studio.models.registry import ModelRegistry
 

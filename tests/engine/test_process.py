@@ -12,7 +12,7 @@ from processes import running_children
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.child import harden_environment
 from studio.engine.process import EngineProcess, RunnerRecipe, describe_exit
-from studio.engine.thread import EngineThread
+from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
 
 

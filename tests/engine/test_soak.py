@@ -15,7 +15,7 @@ from fake_models import write_fake_model
 from studio.core.jobs import (ContextJob, ImageJob, LatentBatchJob, LatentDecodeJob, LatentEncodeJob, MorphJob,
                               TextJob)
 from studio.engine.process import EngineProcess, RunnerRecipe
-from studio.engine.thread import EngineThread
+from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList
 
@@ -86,8 +86,8 @@ def test_a_thousand_jobs_with_random_cancels_each_end_exactly_once_and_memory_st
     rss: dict[str, tuple[float, float]] = {}
     try:
         for i in range(JOBS):
-            job_id = jobs.submit(spec_for(i, rng, str(picture)))
-            specs[job_id] = jobs.get(job_id).spec
+            job = jobs.submit(spec_for(i, rng, str(picture)))
+            specs[job] = job.spec
             if rng.random() < 0.15:  # cancel a recent job: waiting, running or (sometimes) already over
                 engine.cancel(rng.choice(list(specs)[-6:]))
             if i % 20 == 19:  # let the engine catch up now and then, so cancels also hit running jobs

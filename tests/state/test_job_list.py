@@ -1,4 +1,4 @@
-"""JobList: records follow the engine's events; failures set the error; the history is bounded."""
+"""JobList: each job's handle follows the engine's events; failures set the error; the history is bounded."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fake_models import write_fake_model
 from studio.core.errors import SpecError
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.runner import Runner
-from studio.engine.thread import EngineThread
+from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
 from studio.state import jobs as jobs_module
 from studio.state.jobs import JobList, JobState
@@ -29,49 +29,51 @@ def small_image(**kw) -> ImageJob:
 def test_record_goes_queued_running_finished(qtbot, jobs):
     states, added = [], []
     jobs.job_added.connect(added.append)
-    jobs.job_changed.connect(lambda job_id: states.append((jobs.get(job_id).state, jobs.get(job_id).step)))
+    jobs.job_changed.connect(lambda job: states.append((job.state, job.step)))
     with qtbot.waitSignal(jobs.finished, timeout=10_000) as done:
-        job_id = jobs.submit(small_image(prompt="a kite"))
-        assert added == [job_id]
-        record = jobs.get(job_id)
-        assert (record.state, record.title, record.kind) == (JobState.QUEUED, "image · a kite", "image")
-        assert record.total == 0
-    assert done.args[0] == job_id and done.args[1].images[0].shape == (64, 64, 3)
+        job = jobs.submit(small_image(prompt="a kite"))
+        assert added == [job]
+        assert (job.state, job.title, job.kind) == (JobState.QUEUED, "image · a kite", "image")
+        assert job.total == 0
+    assert done.args[0] == job and done.args[1].images[0].shape == (64, 64, 3)
     order = [s for s, _ in states]
     assert order[0] is JobState.RUNNING and order[-1] is JobState.FINISHED
     assert order.index(JobState.FINISHED) == len(order) - 1
     assert [step for s, step in states if s is JobState.RUNNING][-1] == 3
-    record = jobs.get(job_id)
-    assert (record.step, record.total, record.message) == (3, 3, "")
-    assert record.seconds is not None and record.seconds >= 0
+    assert (job.step, job.total, job.message) == (3, 3, "")
+    assert job.seconds is not None and job.seconds >= 0
     assert jobs.active() == [] and jobs.last_info["device"] == "cpu"
 
 
-def test_previews_and_tokens_are_re_emitted(qtbot, jobs):
-    previews, tokens = [], []
-    jobs.preview.connect(lambda job_id, image: previews.append((job_id, image.width())))
-    jobs.token.connect(lambda job_id, token: tokens.append(token.text))
+def test_previews_tokens_and_the_end_arrive_on_the_jobs_own_handle(qtbot, jobs):
+    previews, tokens, ends = [], [], []
     with qtbot.waitSignal(jobs.finished, timeout=10_000):
-        image_id = jobs.submit(small_image())
-    assert previews and all(p == (image_id, 64) for p in previews)
+        image = jobs.submit(small_image())
+        other = jobs.submit(small_image(width=32, height=32))
+        image.preview.connect(lambda picture: previews.append((image, picture.shape[1])))
+        image.finished.connect(lambda result: ends.append("finished"))
+        image.ended.connect(lambda: ends.append("ended"))
+    qtbot.waitUntil(lambda: other.is_done, timeout=10_000)
+    assert previews and all(p == (image, 64) for p in previews)  # none of the other job's 32-wide ones
+    assert ends == ["finished", "ended"]
     with qtbot.waitSignal(jobs.finished, timeout=10_000) as done:
-        jobs.submit(TextJob(model="fake-text", max_new_tokens=6))
-    assert "".join(tokens) == done.args[1].text and len(tokens) == 6
+        text = jobs.submit(TextJob(model="fake-text", max_new_tokens=6))
+        text.token.connect(lambda token: tokens.append(token.text))
+    assert "".join(tokens) == done.args[1].text and len(tokens) == 6 and done.args[0] is text
 
 
 def test_failed_job_sets_the_error_and_the_next_job_still_runs(qtbot, jobs):
     errors = []
     jobs.error.error_changed.connect(errors.append)
-    with qtbot.waitSignal(jobs.job_changed, timeout=10_000, check_params_cb=lambda i: jobs.get(i).state.is_terminal):
+    with qtbot.waitSignal(jobs.job_changed, timeout=10_000, check_params_cb=lambda i: i.state.is_terminal):
         bad = jobs.submit(small_image(model="fake-text"))  # an image job on a text model
-    record = jobs.get(bad)
-    assert record.state is JobState.FAILED and "text model" in record.message
+    assert bad.state is JobState.FAILED and "text model" in bad.message
     assert errors == [jobs.error.message] and jobs.error.message.startswith("`model` fake-text is a text model")
     assert jobs.error.message.endswith(".") and "\n" not in jobs.error.message
 
     with qtbot.waitSignal(jobs.finished, timeout=10_000):
         good = jobs.submit(small_image())
-    assert jobs.get(good).state is JobState.FINISHED
+    assert good.state is JobState.FINISHED
     jobs.error.clear()
     assert jobs.error.message == "" and errors[-1] == ""
 
@@ -80,9 +82,9 @@ def test_a_backend_failure_mid_job_is_one_sentence(qtbot, jobs, fake_models):
     write_fake_model(fake_models / "broken", "image", fail_at_step=2)
     jobs.engine.runner.registry.refresh()
     with qtbot.waitSignal(jobs.error.error_changed, timeout=10_000):
-        job_id = jobs.submit(small_image(model="broken"))
-    qtbot.waitUntil(lambda: jobs.get(job_id).state is JobState.FAILED, timeout=5_000)
-    assert jobs.get(job_id).step == 1  # it stopped where it failed
+        job = jobs.submit(small_image(model="broken"))
+    qtbot.waitUntil(lambda: job.state is JobState.FAILED, timeout=5_000)
+    assert job.step == 1  # it stopped where it failed
     assert jobs.error.message == "RuntimeError: simulated failure at step 2."
 
 
@@ -101,11 +103,11 @@ def test_cancel_a_queued_job(qtbot, jobs, fake_models):
     jobs.engine.runner.registry.refresh()
     running = jobs.submit(small_image(model="slow-image", steps=40))
     waiting = jobs.submit(small_image())
-    jobs.cancel(waiting)
-    assert jobs.get(waiting).state is JobState.CANCELLED and jobs.get(waiting).started_at == jobs.get(waiting).ended_at
-    jobs.cancel(running)
-    qtbot.waitUntil(lambda: jobs.get(running).state is JobState.CANCELLED, timeout=5_000)
-    assert jobs.get(running).message == "cancelled" and jobs.get(running).step < 40
+    waiting.cancel()
+    assert waiting.state is JobState.CANCELLED and waiting.started_at == waiting.ended_at
+    running.cancel()
+    qtbot.waitUntil(lambda: running.state is JobState.CANCELLED, timeout=5_000)
+    assert running.message == "cancelled" and running.step < 40
 
 
 def test_history_is_bounded_and_superseded_previews_are_recorded(qtbot, jobs, monkeypatch):
@@ -114,11 +116,11 @@ def test_history_is_bounded_and_superseded_previews_are_recorded(qtbot, jobs, mo
     jobs.job_removed.connect(removed.append)
     ids = [jobs.submit(small_image(steps=1)) for _ in range(5)]
     qtbot.waitUntil(lambda: not jobs.active(), timeout=10_000)
-    assert [r.id for r in jobs] == ids[2:] and removed == ids[:2]
+    assert list(jobs) == ids[2:] and removed == ids[:2]
 
     latent_ids = [jobs.submit(LatentDecodeJob(model="fake-latent", latent=(float(i),) * 8)) for i in range(30)]
     qtbot.waitUntil(lambda: not jobs.active(), timeout=10_000)
     kept = [r for r in jobs if r.kind == "latent-decode"]
-    assert len(kept) == jobs_module.INTERACTIVE_HISTORY and kept[-1].id == latent_ids[-1]
+    assert len(kept) == jobs_module.INTERACTIVE_HISTORY and kept[-1] is latent_ids[-1]
     assert kept[-1].state is JobState.FINISHED
     assert any(r.message == "superseded" for r in kept)

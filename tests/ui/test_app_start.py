@@ -52,7 +52,7 @@ def test_main_py_runs_the_app(sandbox_dirs):
 
 def test_a_window_that_fails_to_build_leaves_no_engine_thread(qtbot, fake_models, monkeypatch):
     from studio.app import Studio
-    from studio.engine.thread import EngineThread
+    from studio.state.engine_thread import EngineThread
     from studio.ui.main_window import MainWindow
 
     started = []

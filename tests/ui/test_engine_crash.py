@@ -8,7 +8,7 @@ from PySide6.QtGui import QColor, QImage
 from fake_models import write_fake_model
 from processes import running_children
 from studio.core.jobs import ImageJob
-from studio.engine.thread import from_qimage
+from studio.ui.images import from_qimage
 from studio.state.jobs import JobState
 
 
@@ -27,8 +27,8 @@ def test_a_crash_in_the_engine_process_costs_one_job_and_nothing_in_the_window(q
     before = from_qimage(window.image.canvas.image())
 
     crashed = studio.jobs.submit(ImageJob(model="crash-image", steps=4, width=32, height=32))
-    qtbot.waitUntil(lambda: studio.jobs.get(crashed).state.is_terminal, timeout=60_000)
-    record = studio.jobs.get(crashed)
+    qtbot.waitUntil(lambda: crashed.state.is_terminal, timeout=60_000)
+    record = crashed
     assert record.state is JobState.FAILED
     assert record.message.startswith("The engine process stopped while running this job (SIGSEGV")
     assert window.jobs.error.message == record.message
@@ -37,7 +37,7 @@ def test_a_crash_in_the_engine_process_costs_one_job_and_nothing_in_the_window(q
     assert window.write.editor.toPlainText() == "Chapter one. The lantern moon rose over the river."
 
     after = studio.jobs.submit(ImageJob(model="fake-image", steps=2, width=32, height=32))
-    qtbot.waitUntil(lambda: studio.jobs.get(after).state is JobState.FINISHED, timeout=60_000)
+    qtbot.waitUntil(lambda: after.state is JobState.FINISHED, timeout=60_000)
     assert studio.engine.host.starts == 2
 
     window.close()  # cancels, waits, saves: nothing is left running
@@ -53,9 +53,9 @@ def test_closing_the_window_mid_job_cancels_it_and_leaves_no_thread_or_process(q
     qtbot.addWidget(studio.window)
     studio.window.show()
     job = studio.jobs.submit(ImageJob(model="slow-image", steps=400, width=32, height=32))
-    qtbot.waitUntil(lambda: studio.jobs.get(job).step >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: job.step >= 2, timeout=60_000)
     studio.window.close()
     assert not studio.engine.isRunning()
-    qtbot.waitUntil(lambda: studio.jobs.get(job).state is JobState.CANCELLED, timeout=5_000)  # the queued signal
+    qtbot.waitUntil(lambda: job.state is JobState.CANCELLED, timeout=5_000)  # the queued signal
     assert not studio.engine.isRunning() and not studio.engine.host.alive()
     assert running_children() == []

@@ -14,7 +14,7 @@ from PySide6.QtGui import QImage
 
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.png import PNG_SIGNATURE, encode_png
-from studio.engine.thread import to_qimage
+from studio.ui.images import to_qimage
 from studio.models import paths
 
 

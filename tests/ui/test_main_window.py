@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from studio.core.jobs import ImageJob
 from studio.engine.runner import Runner
-from studio.engine.thread import EngineThread
+from studio.state.engine_thread import EngineThread
 from studio.models import paths
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
@@ -30,14 +30,14 @@ def test_closing_the_window_stops_the_engine_thread(qtbot, window):
 def test_closing_while_a_job_runs_cancels_it_and_stops_the_engine(qtbot, fake_models, make_window):
     write_fake_model(fake_models / "slow-image", "image", step_seconds=0.05)
     window = make_window()
-    job_id = window.jobs.submit(ImageJob(model="slow-image", steps=200, width=64, height=64))
+    job = window.jobs.submit(ImageJob(model="slow-image", steps=200, width=64, height=64))
     waiting = window.jobs.submit(ImageJob(model="slow-image", steps=200, width=64, height=64))
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.RUNNING, timeout=10_000)
+    qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=10_000)
     window.close()
     assert not window.jobs.engine.isRunning()
     # The engine's "cancelled" signals are queued to this thread: once delivered, both jobs say so.
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.CANCELLED, timeout=2_000)
-    assert window.jobs.get(waiting).state is JobState.CANCELLED
+    qtbot.waitUntil(lambda: job.state is JobState.CANCELLED, timeout=2_000)
+    assert waiting.state is JobState.CANCELLED
     assert not window.jobs.active()
 
 
@@ -55,14 +55,14 @@ def test_closing_hides_the_window_then_waits_for_a_slow_step_without_giving_up(
         real_shutdown()
 
     monkeypatch.setattr(window.jobs, "shutdown", shutdown)
-    job_id = window.jobs.submit(ImageJob(model="slow-image", steps=50, width=64, height=64))
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.RUNNING, timeout=10_000)
+    job = window.jobs.submit(ImageJob(model="slow-image", steps=50, width=64, height=64))
+    qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=10_000)
     caplog.set_level(logging.INFO, logger=engine_thread.log.name)
     window.close()
     assert visible_while_stopping == [False]  # gone from the screen before the wait
     assert not window.jobs.engine.isRunning()
     assert any("waiting for the engine" in r.getMessage() for r in caplog.records)
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.CANCELLED, timeout=2_000)
+    qtbot.waitUntil(lambda: job.state is JobState.CANCELLED, timeout=2_000)
 
 
 def test_without_models_each_workspace_says_where_to_put_them(qtbot, make_window):

@@ -48,9 +48,9 @@ def test_onnx_is_offered_only_for_exported_models_and_runs_their_jobs(qtbot, exp
     pick(explore.runtimes, "onnx")
     assert window.jobs.runtimes == {"emoji-gan": "onnx"}
 
-    job_id = window.jobs.submit(LatentDecodeJob(model="emoji-gan", latent=(0.5,) * 128))
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.FINISHED, timeout=20_000)
-    assert window.jobs.get(job_id).spec.runtime == "onnx"  # the pick went into the job
+    job = window.jobs.submit(LatentDecodeJob(model="emoji-gan", latent=(0.5,) * 128))
+    qtbot.waitUntil(lambda: job.state is JobState.FINISHED, timeout=20_000)
+    assert job.spec.runtime == "onnx"  # the pick went into the job
     assert window.jobs.last_info["provider"] == "CPU"
     qtbot.waitUntil(lambda: "ONNX Runtime (CPU)" in window.engine_label.text(), timeout=2_000)
     assert window.engine_label.text() == "Engine idle · cpu · ONNX Runtime (CPU)"
@@ -71,17 +71,17 @@ def test_picking_onnx_for_a_model_without_an_export_exports_it_then_runs_on_it(q
     assert export.title == "export · emoji-vae → ONNX"
     assert explore.runtimes.runtime() == "onnx"  # shown as picked while it exports
     assert window.jobs.runtimes == {}  # ...but jobs keep running on torch until the export is there
-    job_id = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
+    job = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
     qtbot.waitUntil(lambda: window.jobs.get(export.id).state is JobState.FINISHED, timeout=60_000)
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state.is_terminal, timeout=20_000)
-    assert window.jobs.get(job_id).state is JobState.FINISHED  # whichever runtime it found
+    qtbot.waitUntil(lambda: job.state.is_terminal, timeout=20_000)
+    assert job.state is JobState.FINISHED  # whichever runtime it found
     assert window.jobs.runtimes == {"emoji-vae": "onnx"}
     qtbot.waitUntil(lambda: window.registry.resolve("emoji-vae").runtimes == ("torch", "onnx"), timeout=5_000)
     assert explore.runtimes.runtime() == "onnx"
     assert explore.runtimes.itemData(explore.runtimes.findData("onnx"), 3) is None  # nothing left to explain
 
-    job_id = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state is JobState.FINISHED, timeout=20_000)
+    job = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
+    qtbot.waitUntil(lambda: job.state is JobState.FINISHED, timeout=20_000)
     assert window.jobs.last_info["runtime"] == "onnx" and window.jobs.last_info["model"] == "emoji-vae-onnx"
 
 

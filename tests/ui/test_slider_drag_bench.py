@@ -39,7 +39,7 @@ def test_a_scripted_drag_on_the_fake_latent_model(qtbot, make_window, sandbox_di
 def test_the_onnx_copy_runs_on_onnx_in_the_window(qtbot, sandbox_dirs):
     from studio.bench.tiny_latent import build_tiny_latent
     from studio.engine.runner import Runner
-    from studio.engine.thread import EngineThread
+    from studio.state.engine_thread import EngineThread
     from studio.state.jobs import JobList
     from studio.ui.main_window import MainWindow
 

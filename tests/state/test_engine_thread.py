@@ -1,13 +1,13 @@
 """The QThread host: signals in order, cancel queued and running, survival, clean stop."""
 
+import numpy as np
 import pytest
-from PySide6.QtGui import QImage
 
 from fake_models import write_fake_model
 from studio.core.errors import SpecError
 from studio.core.jobs import ImageJob, LatentDecodeJob
 from studio.engine.runner import Runner
-from studio.engine.thread import EngineThread
+from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
 
 
@@ -35,7 +35,7 @@ def test_signals_arrive_in_order_on_the_gui_thread(qtbot, engine):
         timeout=10_000,
     ):
         engine.submit(small(steps=3))
-    assert previews and isinstance(previews[0], QImage) and not previews[0].isNull()
+    assert previews and isinstance(previews[0], np.ndarray) and previews[0].shape == (16, 16, 3)
 
 
 def test_a_failing_job_leaves_the_thread_alive_and_the_next_job_runs(qtbot, engine):

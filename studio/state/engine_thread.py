@@ -7,17 +7,16 @@ code there cannot take the window down). Both serve the same queue with the same
 Control goes GUI -> engine through thread-safe Python objects (the JobQueue and each job's cancel
 Event), never through queued slot calls: while a job runs, this thread's event loop is busy, so such
 calls could not be delivered anyway. Data goes engine -> GUI through signals, which Qt queues onto
-the receiver's (GUI) thread. Only QtCore and QImage are imported here (a test enforces it)."""
+the receiver's (GUI) thread. Only QtCore is imported here (a contract enforces it): previews travel
+as numpy arrays, and the widgets that paint them make QImages (studio/ui/images.py)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional, Protocol, Union
+from typing import Optional, Union
 
-import numpy as np
 from PySide6.QtCore import QThread, Signal
-from PySide6.QtGui import QImage
 
 from studio.core.errors import StudioError
 from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Preview, Progress, Started, Token
@@ -31,43 +30,20 @@ log = logging.getLogger(__name__)
 WAIT_LOG_MS = 5_000  # while stopping, say in the log this often that the engine is still busy
 
 
-def to_qimage(array: np.ndarray) -> QImage:
-    """uint8 H x W x 3 (or H x W grey) array -> a QImage that owns its pixels (safe across threads)."""
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"expected an H x W x 3 image, got shape {array.shape}")
-    array = np.ascontiguousarray(array[..., :3], dtype=np.uint8)
-    h, w = array.shape[:2]
-    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-def from_qimage(image: QImage) -> np.ndarray:
-    """A QImage as an H x W x 3 uint8 array (rows copied past Qt's 4-byte line padding)."""
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    h, w = image.height(), image.width()
-    data = np.frombuffer(image.constBits(), np.uint8, count=image.bytesPerLine() * h)
-    return data.reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3).copy()
-
-
-class Host(Protocol):
-    def serve(self, queue: JobQueue, emit: Emit) -> None: ...
-
-
 class EngineThread(QThread):
     """Runs jobs one at a time on its own thread; survives any job's failure."""
 
     job_queued = Signal(int, object)  # job id, JobSpec
     job_started = Signal(int)
     job_progress = Signal(int, int, int)  # job id, step, total
-    job_preview = Signal(int, QImage)
+    job_preview = Signal(int, object)  # job id, H x W x 3 uint8 array
     job_token = Signal(int, object)  # job id, core.events.Token
     job_context = Signal(int, object)  # job id, core.events.ContextResult (a text job's prompt)
     job_finished = Signal(int, object)  # job id, core.events.ImageResult | TextResult
     job_failed = Signal(int, str, str)  # job id, kind, message
     job_cancelled = Signal(int, str)  # job id, reason ("cancelled" | "superseded")
 
-    def __init__(self, host: Union[Runner, EngineProcess, Host], parent=None):
+    def __init__(self, host: Union[Runner, EngineProcess], parent=None):
         super().__init__(parent)
         self.setObjectName("studio-engine")
         self.host = host
@@ -151,7 +127,7 @@ class EngineThread(QThread):
         if isinstance(event, Progress):
             self.job_progress.emit(event.job_id, event.step, event.total)
         elif isinstance(event, Preview):
-            self.job_preview.emit(event.job_id, to_qimage(event.image))
+            self.job_preview.emit(event.job_id, event.image)
         elif isinstance(event, Token):
             self.job_token.emit(event.job_id, event)
         elif isinstance(event, ContextUsed):
