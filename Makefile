@@ -13,7 +13,7 @@ TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 LATEST_VENV := .venv-latest
 LATEST_PY   := $(LATEST_VENV)/bin/python
 
-.PHONY: run test test-latest bench venv lock check-desktop clean
+.PHONY: run test test-fast lint test-latest bench venv lock check-desktop clean dist app
 
 run: $(STAMP) check-desktop
 	$(PY) main.py
@@ -23,8 +23,21 @@ run: $(STAMP) check-desktop
 check-desktop: $(STAMP)
 	$(PY) -m studio.ui.platform_check
 
-test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+# Everything: the linters, then every test (the slowest listed at the end).
+test: lint
+	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
+
+# The inner loop: every test but the slow lane (fuzzing, soak, pickle attacks, kill loops, process
+# tests, training; tests/conftest.py lists it), in about two minutes.
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" --durations=10
+
+# ruff (lint and format), the layer contracts (.importlinter) and pyright: what pre-commit runs too.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pyright
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/studio bench
@@ -58,6 +71,16 @@ test-latest:
 	$(LATEST_PY) -m pip install --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/torch.txt -e '.[dev]'
 	$(LATEST_PY) requirements/drift.py $(LOCK)
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(LATEST_PY) -m pytest -q
+
+# The wheel and sdist, in dist/; the wheel carries the embedded models (studio/resources/). Built
+# with the venv's own setuptools: an isolated build would first fetch setuptools from PyPI.
+dist: $(STAMP)
+	rm -f dist/studio-*.whl dist/studio-*.tar.gz
+	$(PY) -m build --no-isolation --outdir dist .
+
+# A standalone app folder, dist/app/studio/ (PyInstaller: packaging/README.md says why and how).
+app: $(STAMP)
+	$(PY) -m PyInstaller --noconfirm --clean --distpath dist/app --workpath build/pyinstaller packaging/studio.spec
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info

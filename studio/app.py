@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 _T0 = time.perf_counter()  # fallback start time when the launcher gives no STUDIO_T0
 
 log = logging.getLogger("studio")
+APP_ID = "io.github.studio.Studio"  # the desktop entry, metainfo and icon name in packaging/
 
 
 def configure_logging() -> None:
@@ -60,7 +61,7 @@ class Studio:
         code costs a job, not the window). False runs them on the engine thread itself."""
         from studio.core.settings import Settings
         from studio.engine.cache import ModelCache
-        from studio.engine.process import EngineProcess, RunnerRecipe
+        from studio.engine.host.supervisor import EngineProcess, RunnerRecipe
         from studio.engine.runner import Runner
         from studio.state.engine_thread import EngineThread
         from studio.models import paths
@@ -86,12 +87,18 @@ class Studio:
 
 
 def make_app(qt_args: Sequence[str] = ()):
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
+
+    from studio.models.paths import RESOURCES_DIR
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setOrganizationName("studio")
     app.setApplicationName("studio")
     app.setApplicationDisplayName("Studio")
+    # The desktop entry's id (packaging/): Wayland matches the window to the entry, and its icon, by it.
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(QIcon(str(RESOURCES_DIR / "icons" / f"{APP_ID}.svg")))
     return app
 
 

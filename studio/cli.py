@@ -11,10 +11,10 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from studio.cli_progress import StageProgress
 from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Progress, Token
 from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, MorphJob, TextJob, resolve_seed
@@ -28,37 +28,16 @@ from studio.models.paths import offline
 from studio.models.registry import ModelInfo, ModelRegistry, default_roots
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
-DEFAULT_STEPS, DEFAULT_CFG = 20, 7.0
+DEFAULT_STEPS, DEFAULT_CFG = 20, 7.0  # when neither the command line nor the model (ModelInfo.suggested) says
+
+
+def _first_given(*values: Any) -> Any:
+    """The first value that is not None: the command line's, else the model's suggestion, else ours."""
+    return next(value for value in values if value is not None)
 
 
 class UsageError(Exception):
     """A command-line argument is wrong: exit 2 with this sentence."""
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn in place."""
-
-    def __init__(self, label: str, stream=None, width: int = 30):
-        self.label, self.stream, self.width = label, stream or sys.stderr, width
-        self.first: Optional[tuple[int, float]] = None  # (step, time) of the first update
-        self.shown = False
-
-    def update(self, step: int, total: int) -> None:
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = (step, now)
-        done = int(self.width * step / max(total, 1))
-        # The rate counts from the first step, so model loading does not drag it down.
-        first_step, first_time = self.first
-        rate = (step - first_step) / (now - first_time) if step > first_step else 0.0
-        self.stream.write(f"\r{self.label} [{'#' * done}{'.' * (self.width - done)}] {step}/{total} {rate:.1f} it/s")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def make_runner() -> Runner:
@@ -150,7 +129,7 @@ def _runtimes(model: ModelInfo, onnx_provider: str) -> str:
 
 def cmd_export_onnx(args, runner: Runner) -> int:
     """Export a model to ONNX, check it against torch, and put it where the studio finds it."""
-    from studio.engine.export import check_exportable, default_out, export_onnx
+    from studio.engine.export.onnx_export import check_exportable, default_out, export_onnx
 
     model = runner.registry.resolve(args.model)
     check_exportable(model)
@@ -172,11 +151,11 @@ def cmd_export_onnx(args, runner: Runner) -> int:
 
 def cmd_generate(args, runner: Runner) -> int:
     model = runner.registry.resolve(args.model)
-    width, height = parse_size(args.size) if args.size else (model.default_size, model.default_size)
+    suggested = model.suggested
+    width, height = parse_size(args.size) if args.size else (suggested.size, suggested.size)
     seed = resolve_seed(args.seed)
-    suggested = model.manifest.get("defaults") if isinstance(model.manifest.get("defaults"), dict) else {}
-    steps = args.steps if args.steps is not None else suggested.get("steps", DEFAULT_STEPS)
-    cfg = args.cfg if args.cfg is not None else suggested.get("guidance_scale", DEFAULT_CFG)
+    steps = _first_given(args.steps, suggested.steps, DEFAULT_STEPS)
+    cfg = _first_given(args.cfg, suggested.guidance_scale, DEFAULT_CFG)
     if args.mask and not args.init:
         raise UsageError("--mask needs --init: the image to paint into.")
     spec = ImageJob(
@@ -188,7 +167,7 @@ def cmd_generate(args, runner: Runner) -> int:
     )
     spec.validate()
     out = Path(args.out or f"studio-{seed}.png")
-    bar = ProgressBar(f"seed {seed}" if args.count == 1 else f"seeds {seed}-{seed + args.count - 1}")
+    bar = StageProgress(f"seed {seed}" if args.count == 1 else f"seeds {seed}-{seed + args.count - 1}")
 
     def on_event(event: Event) -> None:
         if isinstance(event, Progress):
@@ -197,7 +176,7 @@ def cmd_generate(args, runner: Runner) -> int:
     end = run_job(runner, spec, on_event)
     bar.close()
     if isinstance(end, Finished):
-        from studio.core.png import save_image
+        from studio.core.image_metadata import save_image
 
         for i, image in enumerate(end.result.images):
             path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
@@ -241,7 +220,7 @@ def cmd_morph(args, runner: Runner) -> int:
     import numpy as np
 
     from studio.core.errors import SpecError
-    from studio.engine.morph import frames_bytes, too_large
+    from studio.engine.morph.budget import frames_bytes, too_large
     from studio.latent import animation
 
     out = Path(args.out)
@@ -294,7 +273,7 @@ def cmd_morph(args, runner: Runner) -> int:
                              "use fewer --frames or a smaller --size")
         if sentence:
             raise UsageError(sentence)
-    bar = ProgressBar(label)
+    bar = StageProgress(label)
     end = run_job(runner, spec, lambda e: bar.update(e.step, e.total) if isinstance(e, Progress) else None)
     bar.close()
     if not isinstance(end, Finished):
@@ -304,7 +283,7 @@ def cmd_morph(args, runner: Runner) -> int:
     frames = end.result.images  # read one at a time by the writer, never stacked into one large array
     if scale_to:
         frames = animation.ResizedFrames(np.stack(frames), scale_to)
-    bar = ProgressBar(f"writing {out.name}")
+    bar = StageProgress(f"writing {out.name}", unit="frame")
     write = animation.write_gif if out.suffix.lower() == ".gif" else animation.write_mp4
     try:
         write(frames, out, fps, progress=bar.update)
@@ -317,8 +296,8 @@ def cmd_morph(args, runner: Runner) -> int:
 
 def _diffusion_morph(args, model, common: dict) -> MorphJob:
     """A seed-travel or prompt-travel morph with `studio generate`'s settings and defaults."""
-    width, height = parse_size(args.size) if args.size else (model.default_size, model.default_size)
-    suggested = model.manifest.get("defaults") if isinstance(model.manifest.get("defaults"), dict) else {}
+    suggested = model.suggested
+    width, height = parse_size(args.size) if args.size else (suggested.size, suggested.size)
     if args.prompts and args.prompt:
         raise UsageError("--prompt is for seed travel; with --prompts each keyframe has its own prompt.")
     if args.seeds and args.seed is not None:
@@ -326,8 +305,8 @@ def _diffusion_morph(args, model, common: dict) -> MorphJob:
     return MorphJob(
         **common, prompt=args.prompt or "", negative_prompt=args.negative or "",
         seed=resolve_seed(args.seed) if args.prompts and not args.seeds else 0,
-        steps=args.steps if args.steps is not None else suggested.get("steps", DEFAULT_STEPS),
-        guidance_scale=args.cfg if args.cfg is not None else suggested.get("guidance_scale", DEFAULT_CFG),
+        steps=_first_given(args.steps, suggested.steps, DEFAULT_STEPS),
+        guidance_scale=_first_given(args.cfg, suggested.guidance_scale, DEFAULT_CFG),
         width=width, height=height, scheduler=args.scheduler or "")
 
 
@@ -461,7 +440,7 @@ def cmd_write(args, runner: Runner) -> int:
 
 def _stream_text(runner: Runner, spec: TextJob, echo: bool, show_bar: bool) -> Event:
     """Stream the job's tokens to stdout (after the prompt as the model read it, with `echo`)."""
-    bar = ProgressBar(f"seed {spec.seed}", width=20) if show_bar else None
+    bar = StageProgress(f"seed {spec.seed}", unit="token") if show_bar else None
     count = 0
 
     def on_event(event: Event) -> None:
@@ -479,6 +458,7 @@ def _stream_text(runner: Runner, spec: TextJob, echo: bool, show_bar: bool) -> E
     if count or echo:
         sys.stdout.write("\n")
     if bar:
+        sys.stdout.flush()  # the text's last line first, where both streams go to one log
         bar.close()
     return end
 

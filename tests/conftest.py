@@ -16,6 +16,33 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
+# The slow lane: what `make test-fast` leaves out for the inner loop (`make test` runs everything).
+# Listed here, with why, rather than marked file by file, so the lanes are read in one place.
+SLOW_LANE = {
+    "fuzz/": "fuzzing: thousands of random inputs",
+    "engine/host/test_soak.py": "soak: hundreds of jobs through the engine process",
+    "engine/host/test_process.py": "process tests: starts, kills and restarts engine processes",
+    "engine/host/test_child_imports.py": "process tests: a real engine process per model family",
+    "ui/test_engine_crash.py": "process tests: crashes the window's engine process",
+    "test_offline_cli.py": "process tests: the CLI and its engine process with the network gone",
+    "test_offline_native.py": "process tests: native threads watched with strace",
+    "models/test_malicious_pickles.py": "pickle attacks, each in a child process",
+    "models/test_convert_limits.py": "pickle conversions at their limits, each in a child process",
+    "writing/test_autosave_kill.py": "kill loops: a writer killed mid-save, again and again",
+    "training/test_recipes.py": "trains each embedded model's recipe for a few steps",
+    "training/test_evaluate.py": "evaluates trained models on their test sets",
+    "test_embedded_models.py": "runs every shipped model end to end",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).parent
+    for item in items:
+        where = item.path.relative_to(tests).as_posix()
+        if any(where == lane or (lane.endswith("/") and where.startswith(lane)) for lane in SLOW_LANE):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def sandbox_dirs(tmp_path_factory, monkeypatch):
     """Point every per-user folder at a fresh temporary one."""

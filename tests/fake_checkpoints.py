@@ -269,7 +269,7 @@ def tiny_sdxl_pipeline(seed: int = 0):
 def write_config_root(pipe_folder: Path, root: Path, family: str) -> Path:
     """`root/family/`: the configs (no weights) of a saved pipeline folder, as the loader's
     config_root expects them; tokenizer folders keep only tokenizer_config.json and
-    special_tokens_map.json, as in resources/sd-configs."""
+    special_tokens_map.json, as in studio/resources/sd-configs."""
     target = root / family
     for path in Path(pipe_folder).rglob("*.json"):
         rel = path.relative_to(pipe_folder)

@@ -25,7 +25,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def user_checkpoint(checkpoint, monkeypatch):
-    from studio.engine.backends import sd_single_file
+    from studio.engine.backends.diffusion import single_file_pipeline as sd_single_file
 
     path, configs = checkpoint
     monkeypatch.setattr(sd_single_file, "CONFIG_ROOT", configs)

@@ -1,4 +1,4 @@
-"""The models shipped in resources/models: listed, small, offline, deterministic, and each one
+"""The models shipped in studio/resources/models: listed, small, offline, deterministic, and each one
 generates. These tests use the real embedded folder (the sandbox hides it from other tests)."""
 
 from __future__ import annotations

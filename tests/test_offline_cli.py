@@ -39,7 +39,7 @@ ENGINE = r"""
 import json, threading
 from studio.core.events import Failed, Finished, Cancelled
 from studio.core.jobs import ImageJob, MorphJob, TextJob
-from studio.engine.process import EngineProcess, RunnerRecipe
+from studio.engine.host.supervisor import EngineProcess, RunnerRecipe
 from studio.engine.queue import JobQueue
 from studio.models.registry import ModelRegistry
 

@@ -3,8 +3,9 @@
 A drag is a stream of mouse-move events on slider 0's handle, sent on a GUI-thread timer every
 ~8 ms along a wall-clock trajectory (a hand sweeping the slider back and forth), so the window
 does exactly what it does for a person: QSlider.mouseMoveEvent -> valueChanged ->
-LatentPanel.latent_changed -> ExploreWorkspace.request_decode -> the engine's interactive lane.
-Each decode that reaches the canvas emits ExploreWorkspace.frame_shown(job id, latent); the bench
+LatentPanel.latent_changed -> ExploreWorkspace.request_decode -> ExploreSession.decode -> the
+engine's interactive lane. Each decode that reaches the canvas emits
+ExploreWorkspace.frame_shown(job handle, latent); the bench
 then repaints the canvas at once (the paint the window would do next anyway, so no work is added)
 and takes that moment as "pixels". Drag-to-pixels latency is that moment minus the moment the
 mouse event that asked for this latent was delivered.
@@ -59,7 +60,7 @@ class OnnxFirstRegistry(ModelRegistry):
 def onnx_copy(source: Path, target: Path) -> Path:
     """Copy a studio-latent folder to `target`, export its decoder to decoder.onnx there and name
     it in the copy's studio.json; returns `target` (reused when it is already there)."""
-    from studio.engine.export_latent import export_decoder_onnx
+    from studio.engine.export.latent import export_decoder_onnx
 
     if (target / "decoder.onnx").is_file():
         return target
@@ -122,7 +123,7 @@ def open_model(window, model_id: str, timeout_s: float = 180.0) -> None:
     if index < 0:
         raise RuntimeError(f"slider_drag: the Explore tab does not offer {model_id!r}")
     ws.models.setCurrentIndex(index)
-    _pump(lambda: ws.models.model_id() == model_id and ws.shown_job > 0 and not window.jobs.active()
+    _pump(lambda: ws.models.model_id() == model_id and ws.session.shown is not None and not window.jobs.active()
           and ws.panel.sliders() and ws.panel.sliders()[0].isVisible() and ws.panel.sliders()[0].width() > 50,
           timeout_s, f"the first decode of {model_id}")
 
@@ -171,10 +172,9 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
     event_time = [0.0]
     recording = [True]
 
-    def on_added(job_id: int) -> None:
-        record = window.jobs.get(job_id)
-        if recording[0] and record is not None and getattr(record.spec, "latent", None) is not None:
-            requests[job_id] = (event_time[0], tuple(record.spec.latent))
+    def on_added(job) -> None:
+        if recording[0] and getattr(job.spec, "latent", None) is not None:
+            requests[job.id] = (event_time[0], tuple(job.spec.latent))
 
     def on_cancelled(job_id: int, reason: str) -> None:
         if job_id in requests and reason == "superseded":
@@ -184,16 +184,17 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
         if job_id in requests:
             started.add(job_id)
 
-    def on_finished(job_id: int, result) -> None:
+    def on_finished(job, result) -> None:
         info = getattr(result, "info", {}) or {}
+        job_id = job.id
         if job_id in requests:
             runtimes.add(str(info.get("runtime") or "unreported"))
             if isinstance(info.get("seconds"), (int, float)):
                 job_seconds[job_id] = info["seconds"] * 1000
 
-    def on_shown(job_id: int, latent) -> None:
+    def on_shown(job, latent) -> None:
         ws.canvas.viewport().repaint()  # the paint update() asked for, now: its end is "pixels"
-        shown.append((job_id, tuple(latent), now_ms()))
+        shown.append((job.id, tuple(latent), now_ms()))
 
     connections = [
         (window.jobs.job_added, on_added), (engine.job_cancelled, on_cancelled),

@@ -54,7 +54,7 @@ def onnx_vs_torch(tmp: Path, quick: bool) -> list[Figure]:
     import torch
 
     from studio.models import paths
-    from studio.engine.export import export_onnx
+    from studio.engine.export.onnx_export import export_onnx
 
     embedded = ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")])
     exports = tmp / "onnx-exports"

@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.bench.suite import Figure
 from studio.core.events import TERMINAL_EVENTS, Event, Failed, Finished
 from studio.core.jobs import ImageJob
-from studio.engine.process import EngineProcess, RunnerRecipe
+from studio.engine.host.supervisor import EngineProcess, RunnerRecipe
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry

@@ -46,7 +46,7 @@ def build_tiny_latent(
     write_atomic(folder / WEIGHTS, save(state, metadata={"format": "pt"}))
     write_text_atomic(folder / formats.MANIFEST, json.dumps(manifest, indent=2) + "\n")
     if onnx:
-        from studio.engine.export_latent import export_decoder_onnx
+        from studio.engine.export.latent import export_decoder_onnx
 
         manifest["onnx"] = export_decoder_onnx(folder, ONNX).name
         write_text_atomic(folder / formats.MANIFEST, json.dumps(manifest, indent=2) + "\n")

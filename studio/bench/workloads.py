@@ -156,7 +156,7 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     """In the real window with the embedded emoji-sd: Generate to the first preview on the canvas,
     and each step's end to its preview's pixels on the canvas (x0 decode + signal + paint)."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from studio.engine.backends import base
+    from studio.engine.backends.job_context import JobContext
     from studio.models import paths
 
     os.environ["STUDIO_CONFIG_DIR"] = str(tmp / "config")
@@ -171,13 +171,13 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     window.show()
     ws = window.image
     step_ends: dict[tuple[int, int], float] = {}
-    real_step = base.JobContext.step
+    real_step = JobContext.step
 
     def timed_step(ctx, step, total, preview=None):  # when each step's work is done
         step_ends[(ctx.job_id, step)] = time.perf_counter()
         return real_step(ctx, step, total, preview)
 
-    base.JobContext.step = timed_step
+    JobContext.step = timed_step
     latencies: list[float] = []
     firsts: list[float] = []
     shown: list[float] = []
@@ -186,8 +186,8 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     def set_image(image):
         # The step this preview belongs to, read before the nested event loop below can take in
         # later Progress events.
-        record = window.jobs.get(max(ws._mine) if ws._mine else -1)
-        key = (record.id, record.step) if record is not None else None
+        job = ws.session.on_canvas  # the job whose preview this is
+        key = (job.id, job.step) if job is not None else None
         real_set(image)
         app.processEvents()  # the paint itself
         shown.append(time.perf_counter())
@@ -210,7 +210,7 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
             if i and shown:  # the first run loads the model
                 firsts.append(shown[0] - start)
     finally:
-        base.JobContext.step = real_step
+        JobContext.step = real_step
         studio.shutdown()
         window.close()
     first = statistics.median(firsts) * 1000

@@ -117,7 +117,8 @@ def _find_params(line: str) -> list[tuple[str, str]]:
             found.append((match.group(1), match.group(2)))
             pos = match.end()
         else:
-            pos = max(pos + 1, _KEY_RUN.match(line, pos).end())
+            run = _KEY_RUN.match(line, pos)  # matches at every position (it may match nothing)
+            pos = max(pos + 1, run.end() if run else 0)
     return found
 
 
@@ -242,6 +243,7 @@ class ImportedSettings:
 
 def _settings(source: str, **fields: Any) -> ImportedSettings:
     """ImportedSettings from raw values, each checked against its range (bad ones are dropped)."""
+    scheduler = fields.get("scheduler")
     return ImportedSettings(
         source=source,
         prompt=_text(fields.get("prompt")),
@@ -251,7 +253,7 @@ def _settings(source: str, **fields: Any) -> ImportedSettings:
         seed=_int(fields.get("seed"), 0, MAX_SEED),
         width=_int(fields.get("width"), 8, 4096),
         height=_int(fields.get("height"), 8, 4096),
-        scheduler=fields.get("scheduler") if fields.get("scheduler") in SCHEDULERS else "",
+        scheduler=scheduler if isinstance(scheduler, str) and scheduler in SCHEDULERS else "",
         strength=_float(fields.get("strength"), 0.0, 1.0),
         model=_text(fields.get("model"), 500),
         model_hash=_text(fields.get("model_hash"), 100),
@@ -347,7 +349,8 @@ def _from_parameters(text: str, chunks: Mapping[str, str]) -> ImportedSettings:
 def _from_fooocus_json(data: dict) -> ImportedSettings:
     """Fooocus's own scheme (fooocus_scheme = "fooocus"): a JSON object. Best effort on its keys."""
     size = re.findall(r"[0-9]{1,5}", _text(data.get("resolution"), 40))
-    items = data.get("loras") if isinstance(data.get("loras"), list) else []
+    items = data.get("loras")
+    items = items if isinstance(items, list) else []
     loras = [_lora(*item[:2]) for item in items if isinstance(item, list) and len(item) >= 2]
     sampler, schedule = data.get("sampler"), data.get("scheduler")
     return _settings(
@@ -370,7 +373,8 @@ def _from_invokeai(data: dict) -> ImportedSettings:
     elif isinstance(model, str):
         model_name = model
     loras = []
-    for item in data.get("loras") if isinstance(data.get("loras"), list) else ():
+    items = data.get("loras")
+    for item in items if isinstance(items, list) else ():
         if isinstance(item, dict):
             ref = item.get("model") or item.get("lora")  # InvokeAI 4 / 3
             name = (ref.get("name") or ref.get("model_name")) if isinstance(ref, dict) else None

@@ -1,21 +1,43 @@
 """Job specs: frozen dataclasses holding everything that determines a job's result.
 
-Same spec + same seed + same device -> same result. Specs are validated before they are queued
-(`spec.validate()` raises SpecError naming the field) and round-trip through JSON, which is what
-the gallery stores and what a supervised child process will receive."""
+Same spec + same seed + same device -> same result. Each field declares its bounds once, beside
+it (core/job_fields.py); `spec.validate()` checks them, then the few rules between fields, before
+a job is queued, and raises SpecError naming the field in one sentence.
+
+A spec reaches the engine process as it is, pickled: it rides in a `Run` or `Nested` message
+(studio/engine/host/protocol.py), which the window sends over a multiprocessing Connection on a
+private socketpair. JSON is a spec's form on disk: `to_dict()` fills the `studio` chunk of every
+image the studio saves (core/image_metadata.py), and `spec_from_dict()` reads that chunk back
+from any image, so it trusts nothing it is given. Images older versions wrote read too, as long
+as field names and their JSON form stay as they are."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 import json
-import math
-import numbers
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
-from studio.core.errors import SpecError, check_unicode, shown
+from studio.core.errors import SpecError, shown
+from studio.core.job_fields import (
+    Choice,
+    Flag,
+    Listed,
+    Named,
+    Nested,
+    Number,
+    Phrase,
+    Text,
+    Vector,
+    Vectors,
+    WeightedPath,
+    Whole,
+    check_fields,
+    checked,
+    take_fields,
+)
 from studio.core.story import StoryContext
 
 MAX_SEED = 2**32 - 1
@@ -36,59 +58,44 @@ class Lane(str, enum.Enum):
     INTERACTIVE = "interactive"
 
 
-def _shown(value: Any) -> str:
-    return shown(value)
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(name, f"must be a whole number, not {_shown(value)}.")
-    if not lo <= value <= hi:
-        raise SpecError(name, f"must be between {lo} and {hi}, not {_shown(value)}.")
-
-
-def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
-    # An int is checked as it is: math.isfinite would overflow on one too large for a float.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
-                                                                           and not math.isfinite(value)):
-        raise SpecError(name, f"must be a number, not {_shown(value)}.")
-    if not lo <= value <= hi:
-        raise SpecError(name, f"must be between {lo} and {hi}, not {_shown(value)}.")
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise SpecError(name, f"must be one of {', '.join(choices)}, not {_shown(value)}.")
-
-
 @dataclass(frozen=True)
 class JobSpec:
-    """Fields every job has. Subclasses add their own and extend `validate`."""
+    """Fields every job has. Subclasses add their own, each `checked` by its rule, and extend
+    `validate` only with the checks between fields."""
 
     kind: ClassVar[str] = "job"
     lane: ClassVar[Lane] = Lane.BATCH
 
-    model: str
-    runtime: str = "auto"
-    device: str = "auto"
+    model: str = checked(Named("must name a model (an id from `studio models` or a path)."))
+    runtime: str = checked(Choice(RUNTIMES), "auto")
+    device: str = checked(Choice(DEVICES), "auto")
+
+    def __post_init__(self) -> None:
+        take_fields(self)  # JSON lists and numpy arrays become tuples of plain values
 
     def validate(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise SpecError("model", "must name a model (an id from `studio models` or a path).")
-        _check_choice("runtime", self.runtime, RUNTIMES)
-        _check_choice("device", self.device, DEVICES)
+        check_fields(self)
 
     @property
     def title(self) -> str:
         return f"{self.kind} · {self.model}"
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {f.name: _json_form(getattr(self, f.name)) for f in dataclasses.fields(self)}
         data["kind"] = self.kind
         return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _json_form(value: Any) -> Any:
+    """A field's value as JSON holds it: tuples as lists, a story as its dict."""
+    if isinstance(value, (tuple, list)):
+        return [_json_form(v) for v in value]
+    if isinstance(value, StoryContext):
+        return value.to_dict()
+    return value
 
 
 # Samplers by the names AUTOMATIC1111 shows, so infotext round-trips; "" means the model's own.
@@ -98,7 +105,22 @@ MAX_LORAS = 16
 
 
 @dataclass(frozen=True)
-class ImageJob(JobSpec):
+class DiffusionSettings(JobSpec):
+    """What a diffusion image model draws with: the fields an image job and a morph share, under
+    the same names, bounds and defaults (and so the same JSON). Not a job of its own."""
+
+    prompt: str = checked(Text(), "")
+    negative_prompt: str = checked(Text(), "")
+    seed: int = checked(Whole(0, MAX_SEED), 0)
+    steps: int = checked(Whole(1, 1000), 20)
+    guidance_scale: float = checked(Number(0.0, 50.0), 7.0)
+    width: int = checked(Whole(8, 4096, multiple_of=8), 512)
+    height: int = checked(Whole(8, 4096, multiple_of=8), 512)
+    scheduler: str = checked(Choice(SCHEDULERS, blank_ok=True), "")
+
+
+@dataclass(frozen=True)
+class ImageJob(DiffusionSettings):
     """Text to image; image to image when `init_image` is set; inpainting when `mask` is too.
 
     Images are passed as paths to PNG files (the studio writes the canvas to a content-addressed
@@ -108,24 +130,14 @@ class ImageJob(JobSpec):
 
     kind: ClassVar[str] = "image"
 
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 20
-    guidance_scale: float = 7.0
-    width: int = 512
-    height: int = 512
-    scheduler: str = ""
-    count: int = 1
-    init_image: str = ""
-    mask: str = ""
-    strength: float = 0.75  # img2img / inpainting: how much of the init image is re-noised
-    loras: tuple[tuple[str, float], ...] = ()  # (path to .safetensors, weight)
-
-    def __post_init__(self) -> None:
-        # JSON gives lists; keep tuples so the spec compares, hashes and serialises one way.
-        if isinstance(self.loras, list):
-            object.__setattr__(self, "loras", tuple(tuple(x) if isinstance(x, list) else x for x in self.loras))
+    count: int = checked(Whole(1, MAX_COUNT), 1)
+    init_image: str = checked(Text(), "")
+    mask: str = checked(Text(), "")
+    # img2img / inpainting: how much of the init image is re-noised
+    strength: float = checked(Number(0.0, 1.0), 0.75)
+    # (path to .safetensors, weight)
+    loras: tuple[tuple[str, float], ...] = checked(
+        Listed(MAX_LORAS, "[path, weight] pairs", each=WeightedPath(Number(-10.0, 10.0))), ())
 
     def one_image(self, index: int) -> "ImageJob":
         """The spec that makes image `index` of this batch again, alone."""
@@ -137,39 +149,13 @@ class ImageJob(JobSpec):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("prompt", "negative_prompt", "init_image", "mask"):
-            if not isinstance(getattr(self, name), str):
-                raise SpecError(name, "must be text.")
-        _check_int("seed", self.seed, 0, MAX_SEED)
-        _check_int("steps", self.steps, 1, 1000)
-        _check_float("guidance_scale", self.guidance_scale, 0.0, 50.0)
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            _check_int(name, value, 8, 4096)
-            if value % 8:
-                raise SpecError(name, f"must be divisible by 8, not {value}.")
-        if self.scheduler:
-            _check_choice("scheduler", self.scheduler, SCHEDULERS)
-        _check_int("count", self.count, 1, MAX_COUNT)
         if self.seed + self.count - 1 > MAX_SEED:
             raise SpecError("seed", f"leaves no room for {self.count} images (seeds run up to {MAX_SEED}).")
-        _check_float("strength", self.strength, 0.0, 1.0)
         if self.init_image and int(self.steps * self.strength) < 1:
             raise SpecError("strength", f"{self.strength:g} of {self.steps} steps leaves no step to run: "
                                         "raise the strength or the steps.")
         if self.mask and not self.init_image:
             raise SpecError("mask", "needs an init_image to paint into.")
-        if not isinstance(self.loras, tuple) or len(self.loras) > MAX_LORAS:
-            raise SpecError("loras", f"must be a list of at most {MAX_LORAS} [path, weight] pairs.")
-        for item in self.loras:
-            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]):
-                raise SpecError("loras", f"must hold [path, weight] pairs, not {_shown(item)}.")
-            _check_float("loras", item[1], -10.0, 10.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["loras"] = [list(x) for x in self.loras]
-        return data
 
     @property
     def title(self) -> str:
@@ -181,85 +167,55 @@ MAX_STOP_SEQUENCES = 16
 MAX_BANNED = 256
 
 
-def _check_texts(name: str, value: Any, most: int) -> None:
-    if not isinstance(value, tuple) or len(value) > most:
-        raise SpecError(name, f"must be a list of at most {most} texts.")
-    for item in value:
-        if not isinstance(item, str) or not item or len(item) > 200:
-            raise SpecError(name, f"must hold non-empty texts of at most 200 characters, not {_shown(item)}.")
+@dataclass(frozen=True)
+class TextRequest(JobSpec):
+    """What a text model is asked to continue: the fields a text job and its context view share.
+    Not a job of its own.
+
+    A request continues either a finished `prompt` or a `story` (a document before its cursor,
+    with memory, author's note and world info), which the engine assembles with the model's own
+    tokenizer. `instruct` wraps it in the model's chat template (the story is the request)."""
+
+    prompt: str = checked(Text(valid_unicode=True), "")  # a lone surrogate: no tokenizer takes it
+    story: Optional[StoryContext] = checked(
+        Nested(StoryContext, "must be a story context (text, memory, notes, world info)."), None)
+    instruct: bool = checked(Flag(), False)
+    max_new_tokens: int = checked(Whole(1, 100_000), 64)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.story is not None and self.prompt:
+            raise SpecError("prompt", "must be empty when a story is given: the story is the prompt.")
 
 
 @dataclass(frozen=True)
-class TextJob(JobSpec):
+class TextJob(TextRequest):
     """Continue a text with a causal language model, streaming tokens.
 
     Samplers as KoboldCpp and SillyTavern name them: temperature, top-k, top-p, min-p, repetition
     penalty over the last `repetition_range` tokens (0: the whole context), DRY (a penalty on
     continuing a sequence that already occurred; 0 turns it off), stop sequences (the text ends
-    before the first one) and banned words or phrases (never generated).
-
-    A job continues either a finished `prompt` or a `story` (a document before its cursor, with
-    memory, author's note and world info), which the engine assembles with the model's own
-    tokenizer. `instruct` wraps it in the model's chat template (the story is the request)."""
+    before the first one) and banned words or phrases (never generated)."""
 
     kind: ClassVar[str] = "text"
 
-    prompt: str = ""
-    story: Optional[StoryContext] = None
-    instruct: bool = False
-    max_new_tokens: int = 64
-    seed: int = 0
-    temperature: float = 0.8
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    repetition_range: int = 0
-    dry_multiplier: float = 0.0
-    dry_base: float = 1.75
-    dry_allowed_length: int = 2
-    stop: tuple[str, ...] = ()
-    banned: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for name in ("stop", "banned"):  # JSON gives lists; keep tuples (hashable, one way to compare)
-            if isinstance(getattr(self, name), list):
-                object.__setattr__(self, name, tuple(getattr(self, name)))
+    seed: int = checked(Whole(0, MAX_SEED), 0)
+    temperature: float = checked(Number(0.0, 10.0), 0.8)
+    top_k: int = checked(Whole(0, 1_000_000), 0)
+    top_p: float = checked(Number(0.0, 1.0), 1.0)
+    min_p: float = checked(Number(0.0, 1.0), 0.0)
+    repetition_penalty: float = checked(Number(0.01, 10.0), 1.0)
+    repetition_range: int = checked(Whole(0, 1_000_000), 0)
+    dry_multiplier: float = checked(Number(0.0, 100.0), 0.0)
+    dry_base: float = checked(Number(1.0, 10.0), 1.75)
+    dry_allowed_length: int = checked(Whole(1, 1000), 2)
+    stop: tuple[str, ...] = checked(Listed(MAX_STOP_SEQUENCES, "texts", each=Phrase(200)), ())
+    banned: tuple[str, ...] = checked(Listed(MAX_BANNED, "texts", each=Phrase(200)), ())
 
     def validate(self) -> None:
         super().validate()
-        if not isinstance(self.prompt, str):
-            raise SpecError("prompt", "must be text.")
-        check_unicode("prompt", self.prompt)  # a lone surrogate: no tokenizer takes it
-        if self.story is not None:
-            if not isinstance(self.story, StoryContext):
-                raise SpecError("story", "must be a story context (text, memory, notes, world info).")
-            if self.prompt:
-                raise SpecError("prompt", "must be empty when a story is given: the story is the prompt.")
-            self.story.validate()
-        if not isinstance(self.instruct, bool):
-            raise SpecError("instruct", f"must be true or false, not {_shown(self.instruct)}.")
-        _check_int("max_new_tokens", self.max_new_tokens, 1, 100_000)
-        _check_int("seed", self.seed, 0, MAX_SEED)
-        _check_float("temperature", self.temperature, 0.0, 10.0)
-        _check_int("top_k", self.top_k, 0, 1_000_000)
-        _check_float("top_p", self.top_p, 0.0, 1.0)
         if self.top_p == 0.0:
             raise SpecError("top_p", "must be above 0 (1 turns it off).")
-        _check_float("min_p", self.min_p, 0.0, 1.0)
-        _check_float("repetition_penalty", self.repetition_penalty, 0.01, 10.0)
-        _check_int("repetition_range", self.repetition_range, 0, 1_000_000)
-        _check_float("dry_multiplier", self.dry_multiplier, 0.0, 100.0)
-        _check_float("dry_base", self.dry_base, 1.0, 10.0)
-        _check_int("dry_allowed_length", self.dry_allowed_length, 1, 1000)
-        _check_texts("stop", self.stop, MAX_STOP_SEQUENCES)
-        _check_texts("banned", self.banned, MAX_BANNED)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["stop"], data["banned"] = list(self.stop), list(self.banned)
-        data["story"] = None if self.story is None else self.story.to_dict()
-        return data
 
     @property
     def title(self) -> str:
@@ -272,34 +228,32 @@ class TextJob(JobSpec):
 
 
 @dataclass(frozen=True)
+class ContextJob(TextRequest):
+    """What a text job would send its model, assembled and measured by the model's own tokenizer,
+    without generating: the writer's context viewer. Interactive, so only the newest view runs."""
+
+    kind: ClassVar[str] = "text-context"
+    lane: ClassVar[Lane] = Lane.INTERACTIVE
+
+    @classmethod
+    def of(cls, job: TextJob) -> "ContextJob":
+        return cls(model=job.model, runtime=job.runtime, device=job.device, prompt=job.prompt, story=job.story,
+                   instruct=job.instruct, max_new_tokens=job.max_new_tokens)
+
+    @property
+    def title(self) -> str:
+        return f"context · {self.model}"
+
+
+@dataclass(frozen=True)
 class LatentDecodeJob(JobSpec):
-    """Decode one latent vector to an image: the explorer's slider preview."""
+    """Decode one latent vector to an image: the explorer's slider preview. Any sequence of reals
+    is taken (numpy floats from the sliders included) and kept as plain floats."""
 
     kind: ClassVar[str] = "latent-decode"
     lane: ClassVar[Lane] = Lane.INTERACTIVE
 
-    latent: tuple[float, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        # Accept any sequence of reals (numpy floats from the sliders included) and keep plain
-        # floats, so the spec compares, hashes and serialises the same wherever it came from.
-        values = self.latent
-        if isinstance(values, (list, tuple)) or hasattr(values, "tolist"):
-            values = list(values.tolist() if hasattr(values, "tolist") else values)
-            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-                object.__setattr__(self, "latent", tuple(_plain_float(v) for v in values))
-
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.latent, tuple) or not self.latent:
-            raise SpecError("latent", "must be a non-empty tuple of numbers.")
-        if not all(isinstance(v, float) and math.isfinite(v) for v in self.latent):
-            raise SpecError("latent", "must hold only finite numbers.")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["latent"] = list(self.latent)
-        return data
+    latent: tuple[float, ...] = checked(Vector(), ())
 
 
 MAX_BATCH_LATENTS = 256
@@ -313,54 +267,7 @@ class LatentBatchJob(JobSpec):
     kind: ClassVar[str] = "latent-batch"
     lane: ClassVar[Lane] = Lane.INTERACTIVE
 
-    latents: tuple[tuple[float, ...], ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "latents", _plain_rows(self.latents))
-
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.latents, tuple) or not 1 <= len(self.latents) <= MAX_BATCH_LATENTS:
-            raise SpecError("latents", f"must be a list of 1 to {MAX_BATCH_LATENTS} latent vectors.")
-        _check_rows("latents", self.latents)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["latents"] = [list(r) for r in self.latents]
-        return data
-
-
-@dataclass(frozen=True)
-class ContextJob(JobSpec):
-    """What a text job would send its model, assembled and measured by the model's own tokenizer,
-    without generating: the writer's context viewer. Interactive, so only the newest view runs."""
-
-    kind: ClassVar[str] = "text-context"
-    lane: ClassVar[Lane] = Lane.INTERACTIVE
-
-    prompt: str = ""
-    story: Optional[StoryContext] = None
-    instruct: bool = False
-    max_new_tokens: int = 64
-
-    @classmethod
-    def of(cls, job: TextJob) -> "ContextJob":
-        return cls(model=job.model, runtime=job.runtime, device=job.device, prompt=job.prompt, story=job.story,
-                   instruct=job.instruct, max_new_tokens=job.max_new_tokens)
-
-    def validate(self) -> None:
-        # The same rules as the text job it stands for.
-        TextJob(model=self.model, runtime=self.runtime, device=self.device, prompt=self.prompt, story=self.story,
-                instruct=self.instruct, max_new_tokens=self.max_new_tokens).validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["story"] = None if self.story is None else self.story.to_dict()
-        return data
-
-    @property
-    def title(self) -> str:
-        return f"context · {self.model}"
+    latents: tuple[tuple[float, ...], ...] = checked(Vectors(MAX_BATCH_LATENTS, least=1), ())
 
 
 @dataclass(frozen=True)
@@ -370,46 +277,12 @@ class LatentEncodeJob(JobSpec):
 
     kind: ClassVar[str] = "latent-encode"
 
-    image: str = ""  # path to the picture (PNG, JPEG, ...)
-
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.image, str) or not self.image:
-            raise SpecError("image", "must name the picture to encode.")
+    # the path of the picture (PNG, JPEG, ...)
+    image: str = checked(Named("must name the picture to encode.", strip=False), "")
 
     @property
     def title(self) -> str:
         return f"encode · {self.image.replace(chr(92), '/').rsplit('/', 1)[-1]}"
-
-
-def _plain_rows(rows: Any) -> Any:
-    """Latent vectors (lists, tuples or numpy arrays) as a tuple of tuples of floats; what cannot
-    be converted is returned as it is, for validate() to refuse with a sentence."""
-    rows = rows.tolist() if hasattr(rows, "tolist") else rows
-    if isinstance(rows, (list, tuple)):
-        # A numpy scalar has tolist() too, and gives a float: one flat vector is not rows.
-        rows = [r.tolist() if hasattr(r, "tolist") else r for r in rows]
-        if all(isinstance(r, (list, tuple)) for r in rows):
-            return tuple(tuple(_plain_float(v) for v in r) for r in rows)
-    return rows
-
-
-def _check_rows(name: str, rows: tuple) -> None:
-    sizes = {len(r) if isinstance(r, tuple) else -1 for r in rows}
-    if len(sizes) != 1 or sizes == {0} or sizes == {-1}:
-        raise SpecError(name, "must be vectors of numbers, all the same length.")
-    if not all(isinstance(v, float) and math.isfinite(v) for r in rows for v in r):
-        raise SpecError(name, "must hold only finite numbers.")
-
-
-def _plain_float(value: Any) -> Any:
-    """A real number as a float (one too large for a float stays as it is, to be refused)."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            return value
-    return value
 
 
 MORPH_SPACINGS = ("even", "uniform")
@@ -420,49 +293,32 @@ MAX_PROMPT_CHARS = 2000  # a keyframe prompt; CLIP reads 77 tokens of it anyway
 
 
 @dataclass(frozen=True)
-class MorphJob(JobSpec):
+class MorphJob(DiffusionSettings):
     """Frames along a path between keyframes, `frames` in all. "even" spacing places the frames so
     that neighbouring images differ about equally (more frames where the picture changes fast);
     "uniform" spaces them equally in time and has every keyframe as a frame.
 
     On a latent model (emoji-vae, emoji-gan) the keyframes are `seeds` (each a standard normal
     latent drawn from that seed) or given `latents`, joined by slerp (noise latents keep their
-    norm) or lerp (`method`).
+    norm) or lerp (`method`); the diffusion settings must stay as they are.
 
     On a diffusion image model the keyframes are `seeds` (seed travel: each frame starts from the
     slerp of the keyframes' initial noises, with one `prompt`), or `prompts` (prompt travel: the
     prompts' text embeddings are lerped, from the fixed `seed`; with as many `seeds` as prompts
-    the noise travels too). `method` is then the noise's path; the other fields are those of an
-    image job and mean the same."""
+    the noise travels too). `method` is then the noise's path; the diffusion settings mean what
+    they mean in an image job."""
 
     kind: ClassVar[str] = "morph"
 
-    seeds: tuple[int, ...] = ()
-    latents: tuple[tuple[float, ...], ...] = ()
-    frames: int = 60
-    spacing: str = "even"
-    method: str = "slerp"
-    # Diffusion models only (ImageJob's fields and defaults).
-    prompts: tuple[str, ...] = ()
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 20
-    guidance_scale: float = 7.0
-    width: int = 512
-    height: int = 512
-    scheduler: str = ""
-
-    def __post_init__(self) -> None:
-        # JSON gives lists and callers may pass numpy arrays; keep tuples of plain numbers, so the
-        # spec compares, hashes and serialises one way. What cannot be converted is left for
-        # validate() to refuse with a sentence.
-        seeds = self.seeds.tolist() if hasattr(self.seeds, "tolist") else self.seeds
-        if isinstance(seeds, list):
-            object.__setattr__(self, "seeds", tuple(seeds))
-        object.__setattr__(self, "latents", _plain_rows(self.latents))
-        if isinstance(self.prompts, list):
-            object.__setattr__(self, "prompts", tuple(self.prompts))
+    seeds: tuple[int, ...] = checked(
+        Listed(MAX_KEYFRAMES, "seeds", each=Whole(0, MAX_SEED), wrong_type="must be a list."), ())
+    latents: tuple[tuple[float, ...], ...] = checked(Vectors(MAX_KEYFRAMES, wrong_type="must be a list."), ())
+    frames: int = checked(Whole(2, MAX_MORPH_FRAMES), 60)
+    spacing: str = checked(Choice(MORPH_SPACINGS), "even")
+    method: str = checked(Choice(MORPH_METHODS), "slerp")
+    prompts: tuple[str, ...] = checked(
+        Listed(MAX_KEYFRAMES, "prompts", each=Phrase(MAX_PROMPT_CHARS, strip=True, valid_unicode=True),
+               wrong_type="must be a list."), ())  # diffusion models only
 
     @property
     def keyframes(self) -> int:
@@ -471,59 +327,27 @@ class MorphJob(JobSpec):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("seeds", "latents", "prompts"):
-            if not isinstance(getattr(self, name), tuple):
-                raise SpecError(name, "must be a list.")
         if not (self.seeds or self.latents or self.prompts):
             raise SpecError("seeds", "or `latents` (or `prompts`, on a diffusion model) must give the keyframes.")
         if self.latents and (self.seeds or self.prompts):
             raise SpecError("seeds" if self.seeds else "prompts",
                             "cannot be given with `latents`: one of them gives the keyframes, not both.")
-        if len(self.seeds) > MAX_KEYFRAMES:
-            raise SpecError("seeds", f"must be a list of at most {MAX_KEYFRAMES} seeds.")
-        for seed in self.seeds:
-            _check_int("seeds", seed, 0, MAX_SEED)
-        if len(self.latents) > MAX_KEYFRAMES:
-            raise SpecError("latents", f"must be a list of at most {MAX_KEYFRAMES} latent vectors.")
-        if self.latents:
-            _check_rows("latents", self.latents)
-        if len(self.prompts) > MAX_KEYFRAMES:
-            raise SpecError("prompts", f"must be a list of at most {MAX_KEYFRAMES} prompts.")
-        for text in self.prompts:
-            if not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT_CHARS:
-                raise SpecError("prompts", f"must hold non-empty texts of at most {MAX_PROMPT_CHARS} characters, "
-                                           f"not {_shown(text)}.")
-            check_unicode("prompts", text)
         if self.prompts and self.seeds and len(self.seeds) != len(self.prompts):
             raise SpecError("seeds", f"must give one seed per prompt ({len(self.prompts)}), not {len(self.seeds)}, "
                                      "or be left out to keep `seed` for every frame.")
-        if self.prompts and isinstance(self.prompt, str) and self.prompt:
+        if self.prompts and self.prompt:
             raise SpecError("prompt", "must be empty when `prompts` give the keyframes.")
         if self.keyframes < 2:
             field_name = "prompts" if self.prompts else "seeds" if self.seeds else "latents"
             raise SpecError(field_name, "must give at least two keyframes to morph between.")
-        _check_int("frames", self.frames, 2, MAX_MORPH_FRAMES)
         if self.spacing == "uniform" and self.frames < self.keyframes:
             raise SpecError("frames", f"must be at least the number of keyframes ({self.keyframes}) "
                                       "with uniform spacing, which shows each of them.")
-        _check_choice("spacing", self.spacing, MORPH_SPACINGS)
-        _check_choice("method", self.method, MORPH_METHODS)
-        # The diffusion fields follow an image job's rules (and name the same fields).
-        ImageJob(model=self.model, runtime=self.runtime, device=self.device, prompt=self.prompt,
-                 negative_prompt=self.negative_prompt, seed=self.seed, steps=self.steps,
-                 guidance_scale=self.guidance_scale, width=self.width, height=self.height,
-                 scheduler=self.scheduler).validate()
 
     @property
     def diffusion_fields(self) -> tuple[str, ...]:
         """The diffusion-only fields this spec sets (a latent model refuses them)."""
         return tuple(name for name in ("prompts", "prompt", "negative_prompt", "scheduler") if getattr(self, name))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["seeds"], data["latents"] = list(self.seeds), [list(r) for r in self.latents]
-        data["prompts"] = list(self.prompts)
-        return data
 
     @property
     def title(self) -> str:
@@ -544,15 +368,9 @@ class ExportJob(JobSpec):
 
     kind: ClassVar[str] = "export"
 
-    out: str = ""  # the folder to write; "" = the user's models folder, as MODEL-onnx
-    replace: bool = False  # replace `out` when it already holds files
-
-    def validate(self) -> None:
-        super().validate()
-        if not isinstance(self.out, str):
-            raise SpecError("out", f"must be a folder path, not {_shown(self.out)}.")
-        if not isinstance(self.replace, bool):
-            raise SpecError("replace", f"must be true or false, not {_shown(self.replace)}.")
+    # the folder to write; "" = the user's models folder, as MODEL-onnx
+    out: str = checked(Text("must be a folder path, not {value}."), "")
+    replace: bool = checked(Flag(), False)  # replace `out` when it already holds files
 
     @property
     def title(self) -> str:
@@ -571,16 +389,14 @@ def spec_from_dict(data: dict[str, Any]) -> JobSpec:
     kind = data.get("kind")
     spec_type = SPEC_TYPES.get(kind) if isinstance(kind, str) else None
     if spec_type is None:
-        raise SpecError("kind", f"must be one of {', '.join(SPEC_TYPES)}, not {_shown(kind)}.")
+        raise SpecError("kind", f"must be one of {', '.join(SPEC_TYPES)}, not {shown(kind)}.")
     names = {f.name for f in dataclasses.fields(spec_type)}
     unknown = sorted(set(data) - names - {"kind"}, key=str)
     if unknown:
         name = str(unknown[0])  # untrusted: quoted and cut unless it reads like a field name
-        raise SpecError(name if name.isidentifier() and len(name) <= 60 else _shown(name),
+        raise SpecError(name if name.isidentifier() and len(name) <= 60 else shown(name),
                         f"is not a field of a {kind} job.")
     values = {k: v for k, v in data.items() if k != "kind"}
-    if "latent" in values and isinstance(values["latent"], list):
-        values["latent"] = tuple(values["latent"])
     if values.get("story") is not None:
         values["story"] = StoryContext.from_value(values["story"])
     try:

@@ -1,25 +1,23 @@
-"""PNG files with text chunks, in the standard library alone (core stays free of PIL).
+"""PNG files with text chunks, in the standard library and numpy alone (core stays free of PIL).
 
-Images carry an A1111-style `parameters` chunk, which other tools read, and a `studio` chunk with
-the full job spec as JSON, which "use these settings" restores exactly.
+A chunk reader and writer that knows nothing of jobs: which chunks an image of the studio
+carries, and what they say, is core/image_metadata.py's (writing) and core/infotext.py's (reading).
 
 Reading is done here too rather than through Qt: QImageReader.text() joins lines, and images come
 from anywhere, so the reader checks every length against the buffer and caps what it unpacks."""
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
 from studio.core.atomic import write_atomic
 from studio.core.errors import MetadataError
-from studio.core.jobs import ImageJob
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -54,31 +52,8 @@ def encode_png(rgb: np.ndarray, text: Mapping[str, str] = {}) -> bytes:
     return b"".join(out)
 
 
-def _json_safe(info: Mapping) -> dict[str, Any]:
-    """The entries of `info` that JSON can hold exactly (no NaN, no objects), so the chunk always parses."""
-    safe = {}
-    for key, value in info.items():
-        if not isinstance(key, str):
-            continue
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):  # ValueError: NaN/inf or a circular reference
-            continue
-        safe[key] = value
-    return safe
-
-
-def save_image(path: Path, rgb: np.ndarray, spec: ImageJob, info: Optional[Mapping] = None) -> None:
-    """Write a generated image atomically, with its parameters and full spec embedded.
-
-    `info` is what the backend reports about the run (model_hash, model_name, scheduler,
-    lora_hashes, ...): it fills the infotext and is kept under "info" in the `studio` chunk."""
-    # Imported here: infotext reads PNGs through this module, so a top-level import would be circular.
-    from studio.core.infotext import a1111_parameters
-
-    data = spec.to_dict()
-    data["info"] = _json_safe(info or {})
-    text = {"parameters": a1111_parameters(spec, info), "studio": json.dumps(data, sort_keys=True)}
+def write_png(path: Path, rgb: np.ndarray, text: Mapping[str, str] = {}) -> None:
+    """Write `encode_png(rgb, text)` to `path` atomically: a reader never sees half an image."""
     write_atomic(path, encode_png(rgb, text))
 
 

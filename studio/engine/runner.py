@@ -6,95 +6,44 @@ thread that serves the queue never dies."""
 
 from __future__ import annotations
 
-import gc
 import logging
-import sys
 import time
-from typing import Any, Callable, Hashable, Optional
+from typing import Any, Callable, Hashable, Optional, TypeVar, Union
 
 import numpy as np
 
-from studio.core.errors import (CANNOT_BE_INTERRUPTED, ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError,
-                                first_line, is_native_panic)
-from studio.core.events import Cancelled, Event, ExportResult, Failed, Finished, ImageResult, Started, Token
+from studio.core.errors import ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError, is_native_panic
+from studio.core.events import Cancelled, Event, ExportResult, Failed, Finished, ImageResult, Result, Started, Token
 from studio.core.jobs import (ContextJob, ExportJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob,
                               LatentEncodeJob, MorphJob, TextJob)
+from studio.core.kinds import Device, ModelKind, Runtime
 from studio.engine.backends import backend_class, native
-from studio.engine.backends.base import JobContext
+from studio.engine.backends.base import ImageBackend, LatentBackend, SavesMemory, TextBackend
+from studio.engine.backends.job_context import JobContext
 from studio.engine.cache import ModelCache
-from studio.engine.diffusion_morph import run_diffusion_morph
-from studio.engine.morph import check_morph_memory, encode_picture, run_morph
+from studio.engine.errors import OUT_OF_MEMORY_ADVICE, classify, free_memory
+from studio.engine.export.onnx_export import EXPORTABLE_FORMATS
+from studio.engine.morph.budget import check_morph_memory
+from studio.engine.morph.diffusion_morph import run_diffusion_morph
+from studio.engine.morph.latent_morph import encode_picture, run_latent_morph
 from studio.engine.queue import Job, JobQueue
-from studio.engine.export import EXPORTABLE_FORMATS
 from studio.models.registry import ModelInfo, ModelRegistry
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Event], None]
+Capability = TypeVar("Capability")
 
 # The kinds of model each kind of job runs on.
-MODEL_KIND = {ImageJob: ("image",), TextJob: ("text",), LatentDecodeJob: ("latent",), ContextJob: ("text",),
-              MorphJob: ("latent", "image"), LatentEncodeJob: ("latent",), LatentBatchJob: ("latent",)}
+MODEL_KIND: dict[type[JobSpec], tuple[ModelKind, ...]] = {
+    ImageJob: (ModelKind.IMAGE,), TextJob: (ModelKind.TEXT,), ContextJob: (ModelKind.TEXT,),
+    MorphJob: (ModelKind.LATENT, ModelKind.IMAGE), LatentDecodeJob: (ModelKind.LATENT,),
+    LatentBatchJob: (ModelKind.LATENT,), LatentEncodeJob: (ModelKind.LATENT,),
+}
 
 
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
-
-
-OUT_OF_MEMORY_ADVICE = ("Try a smaller size, fewer images or tokens, or close other programs using the GPU "
-                        "(or run on the CPU).")
-
-
-def free_memory() -> None:
-    """Give memory back after a failure: collect the failed attempt's garbage and, if torch has
-    been imported, return CUDA's cached blocks (called outside any except block, or the
-    traceback would keep the tensors alive)."""
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-# CUDA errors after which the device context is broken for good: only a new process recovers
-# (pytorch#17425, #44624). The engine process exits after reporting one.
-DEVICE_POISON_WORDS = ("device-side assert", "illegal memory access", "unspecified launch failure",
-                       "misaligned address")
-
-# Out of memory as cuDNN, cuBLAS and ONNX Runtime report it: plain RuntimeErrors, recognised by their words.
-OUT_OF_MEMORY_WORDS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed",
-                       "failed to allocate memory")
-
-
-def _mentions(text: str, words: tuple[str, ...]) -> bool:
-    text = text.lower()
-    return any(w in text for w in words)
-
-
-def poisons_device(message: str) -> bool:
-    """Whether a failure leaves this process unfit for another job: a CUDA error broke its device
-    context, or native work that cannot be interrupted still runs on one of its threads (a stuck
-    tokenizer). Either way the engine process exits after reporting it and a new one takes over."""
-    return _mentions(message, DEVICE_POISON_WORDS + (CANNOT_BE_INTERRUPTED,))
-
-
-# torch's "Cannot copy out of meta tensor": a parameter that loading never filled.
-MISSING_WEIGHTS = ("The model's weights were never loaded into some of its tensors (they are missing from its files, "
-                   "or the files do not match its config); copy the model again.")
-
-
-def classify(exc: BaseException) -> tuple[ErrorKind, str]:
-    """Map any exception to (kind, one sentence). The traceback goes to the log, not the person."""
-    if isinstance(exc, StudioError):
-        return exc.kind, exc.message
-    text = first_line(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or _mentions(str(exc), OUT_OF_MEMORY_WORDS):
-        return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}). {OUT_OF_MEMORY_ADVICE}"
-    if isinstance(exc, NotImplementedError) and "meta tensor" in str(exc):
-        return ErrorKind.MODEL_FILE, MISSING_WEIGHTS
-    if is_native_panic(exc):  # Rust libraries read the model's files: a panic there is about them
-        return ErrorKind.MODEL_FILE, (f"A library reading the model's files failed inside ({text}); the files may be "
-                                      "damaged: copy the model again.")
-    return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"
 
 
 class Runner:
@@ -113,9 +62,9 @@ class Runner:
         if model.kind not in needed:
             raise SpecError("model", f"{model.id} is {_a(model.kind)} model; {_a(spec.kind)} job needs "
                                      f"{' or '.join(map(_a, needed))} model.")
-        runtime = model.runtimes[0] if spec.runtime == "auto" else spec.runtime
+        runtime = model.runtimes[0] if spec.runtime == Runtime.AUTO else spec.runtime
         if runtime not in model.runtimes:
-            hint = f"; export it first with `studio export-onnx {model.id}`" if runtime == "onnx" \
+            hint = f"; export it first with `studio export-onnx {model.id}`" if runtime == Runtime.ONNX \
                 and model.format in EXPORTABLE_FORMATS else ""
             raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}{hint}.")
         model = self.registry.for_runtime(model, runtime)  # a torch model's ONNX export runs its "onnx"
@@ -180,10 +129,10 @@ class Runner:
                     return Finished(job.job_id, self._export(job.spec, ctx))
                 backend, model, device, key = self.backend_for(job.spec)
                 with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
-                    result = self._dispatch(job.spec, backend, ctx, model.kind)
+                    result = self._dispatch(job.spec, backend, ctx, model)
                 result.info.setdefault("model", model.id)
                 result.info.setdefault("device", device)
-                if getattr(backend, "memory_saving", None):
+                if isinstance(backend, SavesMemory) and backend.memory_saving:
                     result.info["memory_saving"] = ", ".join(backend.memory_saving)
                 if saving:
                     result.info["degraded"] = (f"Ran out of memory, so it ran again with {', '.join(saving)}; "
@@ -218,14 +167,14 @@ class Runner:
         """Export a model to ONNX (cancel lands between its stages) and look for models again, so
         the next job finds the export as the model's "onnx" runtime."""
         from studio.core.untrusted import expand_user
-        from studio.engine.export import check_exportable, default_out, export_onnx
+        from studio.engine.export.onnx_export import check_exportable, default_out, export_onnx
 
         started = time.perf_counter()
         model = self.registry.resolve(spec.model)
         check_exportable(model)
         if model.onnx_export and not spec.out and not spec.replace:  # asked twice: it is there already
             export = self.registry.resolve(model.onnx_export)
-            return ExportResult(str(export.path), (), {"model": model.id, "device": "cpu", "seconds": 0.0})
+            return ExportResult(str(export.path), (), {"model": model.id, "device": Device.CPU, "seconds": 0.0})
         out = expand_user(spec.out, SpecError) if spec.out else default_out(model)
 
         def say(line: str) -> None:
@@ -237,10 +186,10 @@ class Runner:
             worst = next(line for line in parity.lines if not line.endswith(" ok"))
             raise StudioError(f"The ONNX export of {model.id} does not match torch ({worst}), so it was not kept.")
         self.registry.refresh()
-        return ExportResult(str(out), tuple(parity.lines), {"model": model.id, "device": "cpu",
+        return ExportResult(str(out), tuple(parity.lines), {"model": model.id, "device": Device.CPU,
                                                             "seconds": round(time.perf_counter() - started, 2)})
 
-    def _use_less_memory(self, backend: Any, key: Optional[Hashable]) -> list[str]:
+    def _use_less_memory(self, backend: object, key: Optional[Hashable]) -> list[str]:
         """The ladder's one rung: unload the other models, give memory back, and turn on the
         backend's memory saving. Returns what was changed, in words ([] if nothing could be)."""
         before = len(self.cache.keys())
@@ -248,8 +197,7 @@ class Runner:
         free_memory()
         unloaded = before - len(self.cache.keys())
         changed = [f"{unloaded} other model{'s' if unloaded > 1 else ''} unloaded"] if unloaded else []
-        less = getattr(backend, "use_less_memory", None)
-        return changed + (list(less()) if less is not None else [])
+        return changed + (list(backend.use_less_memory()) if isinstance(backend, SavesMemory) else [])
 
     @staticmethod
     def _failed(job: Job, failure: BaseException, saving: Optional[list[str]] = None) -> Failed:
@@ -273,25 +221,47 @@ class Runner:
             self.run(job, emit, between_steps=run_interactive if job.lane is Lane.BATCH else None)
 
     @staticmethod
-    def _dispatch(spec: JobSpec, backend: Any, ctx: JobContext, model_kind: str = ""):
-        if isinstance(spec, ImageJob):
-            return backend.generate_image(spec, ctx)
-        if isinstance(spec, TextJob):
-            return backend.generate(spec, ctx)
-        if isinstance(spec, MorphJob):  # seed/prompt travel on a diffusion model, a latent walk otherwise
-            check_morph_memory(spec, backend, model_kind)  # before the first frame, not after the last
-            return run_diffusion_morph(spec, backend, ctx) if model_kind == "image" else run_morph(spec, backend, ctx)
-        if isinstance(spec, LatentEncodeJob):
-            return encode_picture(spec, backend, ctx)
-        if isinstance(spec, ContextJob):
-            ctx.check_cancelled()
-            return backend.context(spec)
-        if isinstance(spec, (LatentDecodeJob, LatentBatchJob)):
-            field = "latent" if isinstance(spec, LatentDecodeJob) else "latents"
-            latents = np.asarray([spec.latent] if field == "latent" else spec.latents, dtype=np.float32)
-            if latents.shape[1] != backend.latent_dim:
-                raise SpecError(field, f"has {latents.shape[1]} numbers; this model takes {backend.latent_dim}.")
-            ctx.check_cancelled()
-            return ImageResult(tuple(backend.decode(latents)), dict(getattr(backend, "info", {})))
+    def _dispatch(spec: JobSpec, backend: object, ctx: JobContext, model: ModelInfo) -> Result:
+        """The job's work, chosen by the spec's type, on a backend that has the capability it needs
+        (backends/base.py). Morphs come first: a morph is no image job, whatever fields it shares."""
+        match spec:
+            case MorphJob() if model.kind == ModelKind.IMAGE:  # seed and prompt travel on a diffusion model
+                check_morph_memory(spec, model.kind, spec.width, spec.height)  # before the first frame
+                return run_diffusion_morph(spec, backend, ctx)
+            case MorphJob():  # a walk through a latent model's space
+                latent = _capable(backend, LatentBackend, spec, model)
+                check_morph_memory(spec, model.kind, latent.image_size, latent.image_size)
+                return run_latent_morph(spec, latent, ctx)
+            case ContextJob():
+                text = _capable(backend, TextBackend, spec, model)
+                ctx.check_cancelled()
+                return text.context(spec)
+            case ImageJob():
+                return _capable(backend, ImageBackend, spec, model).generate_image(spec, ctx)
+            case TextJob():
+                return _capable(backend, TextBackend, spec, model).generate(spec, ctx)
+            case LatentEncodeJob():
+                return encode_picture(spec, _capable(backend, LatentBackend, spec, model), ctx)
+            case LatentDecodeJob() | LatentBatchJob():
+                return _decode_latents(spec, _capable(backend, LatentBackend, spec, model), ctx)
         raise SpecError("kind", f"{spec.kind} jobs are not supported yet.")
 
+
+def _capable(backend: object, capability: type[Capability], spec: JobSpec, model: ModelInfo) -> Capability:
+    """`backend` as the capability `spec` needs, or SpecError naming the model: the backend it
+    loads as cannot run that kind of job."""
+    if not isinstance(backend, capability):
+        raise SpecError("model", f"is {model.id}, which loads as a {type(backend).__name__}; that cannot run "
+                                 f"{_a(spec.kind)} job (it is no {capability.__name__}); choose another model.")
+    return backend
+
+
+def _decode_latents(spec: Union[LatentDecodeJob, LatentBatchJob], backend: LatentBackend,
+                    ctx: JobContext) -> ImageResult:
+    """A slider drag's picture (one latent) or a map's pictures (many), in one decode."""
+    field = "latent" if isinstance(spec, LatentDecodeJob) else "latents"
+    latents = np.asarray([spec.latent] if isinstance(spec, LatentDecodeJob) else spec.latents, dtype=np.float32)
+    if latents.shape[1] != backend.latent_dim:
+        raise SpecError(field, f"has {latents.shape[1]} numbers; this model takes {backend.latent_dim}.")
+    ctx.check_cancelled()
+    return ImageResult(tuple(backend.decode(latents)), dict(backend.info))

@@ -3,7 +3,7 @@
 CLIP's vocabulary is fully determined by its BPE merges: the 256 byte characters (GPT-2's
 reversible byte -> printable character table), the same 256 with the end-of-word mark "</w>",
 one token per merge (the two halves joined), then <|startoftext|> and <|endoftext|>: 49408 ids in
-all. So the studio ships only `resources/clip-tokenizer/merges.txt` (derived from the MIT-licensed
+all. So the studio ships only `studio/resources/clip-tokenizer/merges.txt` (derived from the MIT-licensed
 `bpe_simple_vocab_16e6.txt.gz` in the open_clip_torch wheel; see the README beside it) and builds
 the vocabulary when a model loads, never from the network.
 
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from studio.core.errors import ModelFileError
-from studio.models.paths import REPO_ROOT
+from studio.models.paths import RESOURCES_DIR
 
-TOKENIZER_DIR = REPO_ROOT / "resources" / "clip-tokenizer"
+TOKENIZER_DIR = RESOURCES_DIR / "clip-tokenizer"
 MERGES_FILE = TOKENIZER_DIR / "merges.txt"
 BPE_MEMBER = "bpe_simple_vocab_16e6.txt.gz"
 HEADER = "#version: 0.2"

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from studio.core import untrusted
 from studio.core.errors import ModelFileError
+from studio.core.kinds import ModelFormat, ModelKind, Runtime
 
 MANIFEST = "studio.json"
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -26,8 +27,11 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 # and not a reason to refuse a folder whose weights are safetensors.
 NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth")
 MAX_JSON_BYTES = 4 * 1024 * 1024  # configs are small; a huge one is not a config
-# The manifest formats this studio knows: ours for latent models, and "fake" for UI tests/demos.
-MANIFEST_FORMATS = {"studio-latent": "latent", "onnx-latent": "latent", "fake": None}
+# The manifest formats this studio knows, with the kind they make: ours for latent models, and
+# "fake" for UI tests and demos (any kind, its studio.json says which).
+MANIFEST_FORMATS: dict[str, Optional[ModelKind]] = {ModelFormat.STUDIO_LATENT: ModelKind.LATENT,
+                                                    ModelFormat.ONNX_LATENT: ModelKind.LATENT, ModelFormat.FAKE: None}
+RUNNABLE_KINDS = (ModelKind.IMAGE, ModelKind.TEXT, ModelKind.LATENT)
 # The ONNX files that make a folder an ONNX Runtime pipeline (Optimum's layouts).
 ONNX_UNET = Path("unet") / "model.onnx"
 ONNX_DECODER = "model.onnx"
@@ -38,11 +42,9 @@ MARKER_FILES = (MANIFEST, "model_index.json", "config.json", ONNX_DECODER) + TEX
 
 @dataclass(frozen=True)
 class Detected:
-    kind: str  # "image" | "text" | "latent" | "lora"
-    # "diffusers" | "sd-single-file" | "lora" | "transformers" | "studio-latent" | "fake", and on ONNX
-    # Runtime: "onnx" (one .onnx file), "onnx-latent", "onnx-diffusion", "onnx-text" (exports)
-    format: str
-    runtimes: tuple[str, ...]
+    kind: ModelKind
+    format: ModelFormat
+    runtimes: tuple[Runtime, ...]
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,7 +110,7 @@ def detect(path: Path) -> Optional[Detected]:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".onnx":
-            return Detected("latent", "onnx", ("onnx",))
+            return Detected(ModelKind.LATENT, ModelFormat.ONNX, (Runtime.ONNX,))
         if suffix == ".safetensors":
             return _detect_safetensors(path)
         if suffix in PICKLE_SUFFIXES:
@@ -131,17 +133,17 @@ def detect(path: Path) -> Optional[Detected]:
         read_json(path / "model_index.json")  # a broken one is found now, not by whoever reads it next
     if (path / "model_index.json").is_file() and (path / ONNX_UNET).is_file():
         check_folder_files(path)  # Optimum's Stable Diffusion layout: unet/model.onnx and friends
-        return Detected("image", "onnx-diffusion", ("onnx",), metadata or {})
+        return Detected(ModelKind.IMAGE, ModelFormat.ONNX_DIFFUSION, (Runtime.ONNX,), metadata or {})
     if (path / "model_index.json").is_file():
         check_folder_files(path)  # refused at discovery, like a transformers folder with code
         check_no_pickle_weights(path)
-        return Detected("image", "diffusers", ("torch",), metadata or {})
+        return Detected(ModelKind.IMAGE, ModelFormat.DIFFUSERS, (Runtime.TORCH,), metadata or {})
     if (path / "config.json").is_file() and any((path / f).is_file() for f in TEXT_CONFIG_FILES):
         _check_transformers_folder(path)
         if (path / ONNX_DECODER).is_file():  # a causal LM exported with its KV cache (Optimum's naming)
-            return Detected("text", "onnx-text", ("onnx",), metadata or {})
+            return Detected(ModelKind.TEXT, ModelFormat.ONNX_TEXT, (Runtime.ONNX,), metadata or {})
         check_no_pickle_weights(path)
-        return Detected("text", "transformers", ("torch",), metadata or {})
+        return Detected(ModelKind.TEXT, ModelFormat.TRANSFORMERS, (Runtime.TORCH,), metadata or {})
     if (path / "config.json").is_file() and (path / ONNX_DECODER).is_file():
         raise ModelFileError(
             f"{path} looks like an ONNX text model (config.json and {ONNX_DECODER}) but has no tokenizer files "
@@ -153,7 +155,7 @@ def detect(path: Path) -> Optional[Detected]:
     onnx_files = sorted(path.glob("*.onnx"))
     if len(onnx_files) == 1:
         untrusted.check_regular(onnx_files[0], ModelFileError)
-        return Detected("latent", "onnx", ("onnx",))
+        return Detected(ModelKind.LATENT, ModelFormat.ONNX, (Runtime.ONNX,))
     return None
 
 
@@ -218,8 +220,8 @@ def _detect_safetensors(path: Path) -> Detected:
 
     checkpoint = inspect_checkpoint(path)
     if checkpoint.family == "lora":
-        return Detected("lora", "lora", ("torch",))
-    return Detected("image", "sd-single-file", ("torch",), checkpoint.manifest())
+        return Detected(ModelKind.LORA, ModelFormat.LORA, (Runtime.TORCH,))
+    return Detected(ModelKind.IMAGE, ModelFormat.SD_SINGLE_FILE, (Runtime.TORCH,), checkpoint.manifest())
 
 
 def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:
@@ -228,13 +230,14 @@ def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:
         raise ModelFileError(
             f"{path / MANIFEST} has format {fmt!r}; the studio knows {', '.join(MANIFEST_FORMATS)}."
         )
+    fmt = ModelFormat(fmt)
     kind = MANIFEST_FORMATS[fmt] or manifest.get("kind")
-    if kind not in ("image", "text", "latent"):
+    if kind not in RUNNABLE_KINDS:
         raise ModelFileError(f"{path / MANIFEST} has kind {kind!r}; expected image, text or latent.")
-    runtimes = ["onnx"] if fmt == "onnx-latent" else ["torch"]
-    if fmt == "studio-latent" and manifest.get("onnx"):
-        runtimes.append("onnx")
-    return Detected(kind, fmt, tuple(runtimes), manifest)
+    runtimes = [Runtime.ONNX] if fmt == ModelFormat.ONNX_LATENT else [Runtime.TORCH]
+    if fmt == ModelFormat.STUDIO_LATENT and manifest.get("onnx"):
+        runtimes.append(Runtime.ONNX)
+    return Detected(ModelKind(kind), fmt, tuple(runtimes), manifest)
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data")
@@ -266,9 +269,9 @@ def folder_size(path: Path) -> int:
 def default_image_size(path: Path, fmt: str, manifest: dict[str, Any]) -> int:
     """The side a model was trained at, read from its configs (512 when they do not say)."""
     try:
-        if fmt in ("diffusers", "onnx-diffusion"):
+        if fmt in (ModelFormat.DIFFUSERS, ModelFormat.ONNX_DIFFUSION):
             unet = read_json(path / "unet" / "config.json")
-            vae = read_json(path / ("vae" if fmt == "diffusers" else "vae_decoder") / "config.json")
+            vae = read_json(path / ("vae" if fmt == ModelFormat.DIFFUSERS else "vae_decoder") / "config.json")
             sample = unet.get("sample_size")
             if isinstance(sample, (list, tuple)):
                 sample = sample[0]

@@ -11,8 +11,10 @@ from studio.core import untrusted
 from studio.core.errors import StudioError
 
 APP = "studio"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EMBEDDED_MODELS_DIR = REPO_ROOT / "resources" / "models"
+# What the studio ships (embedded models, configs, tokenizer data), inside the package so a wheel
+# or an app folder carries it: found beside the code, wherever that is installed.
+RESOURCES_DIR = Path(__file__).resolve().parents[1] / "resources"
+EMBEDDED_MODELS_DIR = RESOURCES_DIR / "models"
 
 
 # ONNX Runtime's Linux builds carry a telemetry client whose native threads look up its collector's

@@ -4,32 +4,65 @@ Discovery reads only small marker files, so it is fast enough to run before the 
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from studio.core import untrusted
-from studio.core.errors import ModelFileError, ModelNotFound, first_line
+from studio.core.errors import ModelFileError, ModelNotFound, first_line, shown
+from studio.core.job_fields import fits
+from studio.core.jobs import ImageJob
+from studio.core.kinds import ModelFormat, ModelKind, Runtime
 from studio.models import formats, paths
 
 log = logging.getLogger(__name__)
 
 
-TEXT_FOLDERS = ("transformers", "onnx-text")  # a config.json and tokenizer files beside the weights
+TEXT_FOLDERS = (ModelFormat.TRANSFORMERS, ModelFormat.ONNX_TEXT)  # a config.json and tokenizer files beside the weights
 # Files in a models folder that are meant as models, so one the studio refuses is listed as unusable
 # (other files, a README or a picture, are passed over in silence).
 REPORTED_SUFFIXES = formats.PICKLE_SUFFIXES + (".safetensors", ".onnx")
 
 
 @dataclass(frozen=True)
+class Suggested:
+    """The settings a model is best started from: the image side it was trained at, and the
+    steps and guidance scale its studio.json "defaults" suggest (None where it suggests none the
+    studio can use). `studio generate` and the image workspace start a new job from these."""
+
+    size: int
+    steps: Optional[int] = None
+    guidance_scale: Optional[float] = None
+
+
+def _suggested(model_id: str, manifest: dict[str, Any], size: int) -> Suggested:
+    """Suggested from a manifest (untrusted): an entry of the wrong type, or out of an image job's
+    bounds, is left out, with a warning in the log."""
+    defaults = manifest.get("defaults")
+    defaults = defaults if isinstance(defaults, dict) else {}
+    values: dict[str, Any] = {}
+    for name in ("steps", "guidance_scale"):
+        value = defaults.get(name)
+        if value is None:
+            continue
+        if fits(ImageJob, name, value):
+            values[name] = float(value) if name == "guidance_scale" else value
+        else:
+            log.warning("%s: studio.json suggests %s %s, which no image job takes; ignored", model_id, name,
+                        shown(value))
+    return Suggested(size=size, **values)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     id: str
-    kind: str  # "image" | "text" | "latent" | "lora" (LoRA files: listed, never run as a model)
-    format: str
+    kind: ModelKind  # LoRA files are listed, never run as a model
+    format: ModelFormat
     path: Path
     source: str  # "embedded" | "user" | "settings" | "path"
-    runtimes: tuple[str, ...] = ("torch",)
+    runtimes: tuple[Runtime, ...] = (Runtime.TORCH,)  # the first is the model's own (a job's "auto")
     size_bytes: int = 0
     manifest: dict[str, Any] = field(default_factory=dict, compare=False)
     onnx_export: str = ""  # the id of this model's ONNX export (`studio export-onnx`), which runs it on "onnx"
@@ -63,10 +96,16 @@ class ModelInfo:
         except ModelFileError:
             return False
 
+    @functools.cached_property
+    def suggested(self) -> Suggested:
+        """What the model is best started from, read once (its configs and studio.json)."""
+        size = formats.default_image_size(self.path, self.format, self.manifest)
+        return _suggested(self.id, self.manifest, size)
+
     @property
     def default_size(self) -> int:
         """The image side the model was trained at (for image and latent models)."""
-        return formats.default_image_size(self.path, self.format, self.manifest)
+        return self.suggested.size
 
 
 @dataclass(frozen=True)
@@ -90,8 +129,8 @@ def _default_order(model: "ModelInfo") -> tuple[int, int]:
     return (1, rank)
 
 
-def _own_runtimes(model: ModelInfo) -> tuple[str, ...]:
-    return tuple(r for r in model.runtimes if not (r == "onnx" and model.onnx_export))
+def _own_runtimes(model: ModelInfo) -> tuple[Runtime, ...]:
+    return tuple(r for r in model.runtimes if not (r == Runtime.ONNX and model.onnx_export))
 
 
 def _pair_exports(models: dict[str, ModelInfo]) -> frozenset[str]:
@@ -101,9 +140,9 @@ def _pair_exports(models: dict[str, ModelInfo]) -> frozenset[str]:
     paired = set()
     for export in list(models.values()):
         source = models.get(str(export.manifest.get("exported_from") or ""))
-        if source is None or export.runtimes != ("onnx",) or source.kind != export.kind or source is export:
+        if source is None or export.runtimes != (Runtime.ONNX,) or source.kind != export.kind or source is export:
             continue
-        if "onnx" in source.runtimes:  # it has its own ONNX file already (a studio-latent "onnx" key)
+        if Runtime.ONNX in source.runtimes:  # it has its own ONNX file already (a studio-latent "onnx" key)
             continue
         made_from = export.manifest.get("source_weights")
         try:
@@ -113,7 +152,7 @@ def _pair_exports(models: dict[str, ModelInfo]) -> frozenset[str]:
         if changed:  # made from other weights: listed on its own, not run in the source's place
             log.warning("%s was exported from another version of %s; export it again", export.id, source.id)
             continue
-        models[source.id] = replace(source, runtimes=source.runtimes + ("onnx",), onnx_export=export.id)
+        models[source.id] = replace(source, runtimes=source.runtimes + (Runtime.ONNX,), onnx_export=export.id)
         paired.add(export.id)
     return frozenset(paired)
 
@@ -232,7 +271,7 @@ class ModelRegistry:
 
     def for_runtime(self, model: ModelInfo, runtime: str) -> ModelInfo:
         """The model that runs `model` on `runtime`: its ONNX export for "onnx" when it has one."""
-        if runtime == "onnx" and model.onnx_export and "onnx" not in _own_runtimes(model):
+        if runtime == Runtime.ONNX and model.onnx_export and Runtime.ONNX not in _own_runtimes(model):
             return self.resolve(model.onnx_export)
         return model
 

@@ -21,7 +21,7 @@ from PySide6.QtCore import QThread, Signal
 from studio.core.errors import StudioError
 from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Preview, Progress, Started, Token
 from studio.core.jobs import JobSpec, Lane
-from studio.engine.process import EngineProcess
+from studio.engine.host.supervisor import EngineProcess
 from studio.engine.queue import Job, JobQueue
 from studio.engine.runner import Emit, Runner
 

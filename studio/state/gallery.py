@@ -7,17 +7,19 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.errors import StudioError
+from studio.core.image_metadata import save_image
 from studio.core.jobs import ImageJob
-from studio.core.png import save_image
 from studio.models import paths
 
 log = logging.getLogger(__name__)
+
+SavedCallback = Callable[[list[Path]], None]  # the paths one write put on disk
 
 
 class Gallery:
@@ -51,34 +53,50 @@ class Gallery:
 class GalleryWriter(QObject):
     """Writes finished images to the gallery off the GUI thread, one batch after another, and says
     when each batch is on disk: encoding a large PNG takes a noticeable fraction of a second, and
-    the window must not stall for it. The workspace shows an image only after `saved`."""
+    the window must not stall for it. Each write reports to its own `on_saved`, on the writer's
+    thread; whoever shows an image shows it only then."""
 
-    saved = Signal(int, list, object)  # job id, [Path] written, the images (tuple of arrays)
-    failed = Signal(int, str)  # job id, one sentence
+    saved = Signal(list)  # [Path] one write put on disk (fewer than its images when the disk said no)
+    failed = Signal(str)  # one sentence: the disk said no
+    _written = Signal(object, list, str)  # from the writer thread: on_saved, [Path] written, error ("" for none)
 
     def __init__(self, gallery: Gallery, parent: Optional[QObject] = None):
         super().__init__(parent)
         self.gallery = gallery
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gallery-writer")
         self._closed = False
+        # Queued from the writer thread, direct from a write made while closing: either way the
+        # report reaches whoever asked on the thread this writer lives on.
+        self._written.connect(self._report)
 
-    def write(self, job_id: int, images: tuple, specs: list[ImageJob], info: Mapping[str, Any]) -> None:
+    def write(self, images: tuple, specs: list[ImageJob], info: Mapping[str, Any],
+              on_saved: Optional[SavedCallback] = None) -> None:
+        """Save `images`, each with its own spec, then call `on_saved([Path] written)`: all of them,
+        or those before the disk said no (`failed` says why)."""
         if self._closed:  # a result that arrives while the window closes is still saved, here and now
-            self._write(job_id, images, specs, dict(info))
+            self._write(images, specs, dict(info), on_saved)
         else:
-            self._pool.submit(self._write, job_id, images, specs, dict(info))
+            self._pool.submit(self._write, images, specs, dict(info), on_saved)
 
-    def _write(self, job_id: int, images: tuple, specs: list[ImageJob], info: dict) -> None:
+    def _write(self, images: tuple, specs: list[ImageJob], info: dict, on_saved: Optional[SavedCallback]) -> None:
         written: list[Path] = []
+        error = ""
         try:
             for image, spec in zip(images, specs):
                 written.append(self.gallery.save(image, spec, info))
         except StudioError as exc:
-            self.failed.emit(job_id, exc.message)
+            error = exc.message
         except Exception as exc:  # noqa: BLE001 - a writer thread that dies would lose every later image
             log.exception("gallery write failed")
-            self.failed.emit(job_id, f"Could not save the image ({type(exc).__name__}: {exc}).")
-        self.saved.emit(job_id, written, images)
+            error = f"Could not save the image ({type(exc).__name__}: {exc})."
+        self._written.emit(on_saved, written, error)
+
+    def _report(self, on_saved: Optional[SavedCallback], written: list, error: str) -> None:
+        if error:
+            self.failed.emit(error)
+        if on_saved is not None:
+            on_saved(written)
+        self.saved.emit(written)
 
     def flush(self) -> None:
         """Wait until every image handed over so far is on disk."""

@@ -251,10 +251,11 @@ class JobList(QObject):
     @Slot(int, str, str)
     def _on_failed(self, job_id: int, kind: str, message: str) -> None:
         job = self._end(job_id, JobState.FAILED, message)
-        self.error.show(_sentence(message))
         if job is not None:
             job.failed.emit(message)
             job.ended.emit()
+        # Last, so that what its end set off (an export's models refresh) cannot hide why it failed.
+        self.error.show(_sentence(message))
 
     @Slot(int, str)
     def _on_cancelled(self, job_id: int, reason: str) -> None:

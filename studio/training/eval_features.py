@@ -1,7 +1,7 @@
 """The features `studio eval` judges emoji images by: Studio's own emoji classifier (its 128-d
 penultimate features and its category guess), and FD-emoji with its real-vs-real reference.
 
-The classifier lives in resources/eval/emoji-classifier (STUDIO_EVAL_CLASSIFIER overrides it).
+The classifier lives in studio/resources/eval/emoji-classifier (STUDIO_EVAL_CLASSIFIER overrides it).
 Imported only when `studio eval` runs, so torch is imported at module top."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FLOOR_SEED = 0  # which real training images make the real-vs-real reference
 
 def classifier_folder() -> Path:
     value = os.environ.get(CLASSIFIER_ENV)
-    return Path(value).expanduser() if value else paths.REPO_ROOT / "resources" / "eval" / "emoji-classifier"
+    return Path(value).expanduser() if value else paths.RESOURCES_DIR / "eval" / "emoji-classifier"
 
 
 def load_eval_classifier(device: torch.device):
@@ -102,7 +102,7 @@ def fd_with_floor(classifier, device: torch.device, generated: torch.Tensor, dat
 
 FD_METHOD = (
     f"{FD_NAME} is the Fréchet distance between Gaussians fitted to the 128-d features of Studio's own emoji "
-    "classifier (resources/eval/emoji-classifier), not FID: it uses no Inception network and cannot be compared "
+    "classifier (studio/resources/eval/emoji-classifier), not FID: it uses no Inception network and cannot be compared "
     "with published FID scores. The real-vs-real reference is the same measure for as many real *training* "
     "images (other emoji than the validation ones) against the real validation images: an unconditional "
     "generator as good as the data scores about that. A text-to-image model prompted with the validation "

@@ -16,7 +16,7 @@ FD-emoji comes with a real-vs-real reference: the same measure between as many *
 images and the validation images, about what an unconditional generator as good as the data would
 score at that sample size.
 
-The classifier lives in resources/eval/emoji-classifier (STUDIO_EVAL_CLASSIFIER overrides it).
+The classifier lives in studio/resources/eval/emoji-classifier (STUDIO_EVAL_CLASSIFIER overrides it).
 Imported only when `studio eval` runs, so torch is imported at module top."""
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _evaluator(model: Any) -> Callable[[Any, torch.device, bool], Evaluation]:
     if found is None:
         raise StudioError(
             f"{model.id} cannot be evaluated: `studio eval` measures transformers text models, diffusers image "
-            f"models and studio-latent folders, and this is a {model.kind} model in {model.format!r} format."
+            f"models and studio-latent folders, and this is a {model.kind} model in '{model.format}' format."
         )
     return found
 

@@ -4,7 +4,7 @@ from, then evaluation and export of the model folder.
 A run lives in one folder:
 
     OUT/checkpoint.pt    everything needed to resume (nets, optimisers, step, time spent, RNG)
-    OUT/model/           the exported model, ready to copy into resources/models/<id>
+    OUT/model/           the exported model, ready to copy into studio/resources/models/<id>
     OUT/metrics.json     the final metrics report (also printed)
 
 `--minutes` is the run's *total* training time, across resumes: re-running an interrupted command

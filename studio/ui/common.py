@@ -7,8 +7,7 @@ from typing import Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
-from studio.core.errors import StudioError
-from studio.engine.export import check_exportable
+from studio.engine.export.onnx_export import needs_export, why_not_exportable
 from studio.models.registry import ModelInfo
 from studio.state.jobs import JobList
 from studio.state.settings_store import SettingsStore
@@ -59,20 +58,6 @@ class ModelCombo(QComboBox):
 
 
 RUNTIME_TITLES = {"auto": "Auto", "torch": "PyTorch", "onnx": "ONNX Runtime"}
-
-
-def needs_export(model: Optional[ModelInfo]) -> bool:
-    """Whether ONNX Runtime would first need `studio export-onnx` for this model, and it can have it."""
-    return model is not None and "onnx" not in model.runtimes and not why_not_exportable(model)
-
-
-def why_not_exportable(model: ModelInfo) -> str:
-    """The sentence saying why a model cannot be exported to ONNX ("" when it can)."""
-    try:
-        check_exportable(model)
-    except StudioError as error:
-        return error.message.rstrip(".")
-    return ""
 
 
 class RuntimeCombo(QComboBox):

@@ -1,7 +1,8 @@
 """The context viewer: exactly what the language model reads, as the engine assembled it with the
 model's own tokenizer (NovelAI's Context Viewer; text_anchors §5.2). Memory, world info, the
 author's note and a chat template's text are tinted; a line above says how many tokens of the
-model's window it takes and how much of the story did not fit."""
+model's window it takes and how much of the story did not fit. It shows what the workspace's
+WriteSession measures (`follow`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from studio.core.events import ContextResult
+from studio.core.story import WorldInfoEntry
+from studio.state.write_session import WriteSession
 from studio.ui.document_bridge import qt_offset
+
+FOR_CURSOR = "What the model will read if you continue at the cursor"
+LAST_READ = "What the model read for the last generation"
 
 TINTS = {  # role -> background; the story itself stays plain
     "memory": QColor(80, 200, 120, 60),
@@ -21,6 +27,11 @@ TINTS = {  # role -> background; the story itself stays plain
 }
 LEGEND = (("memory", "memory"), ("world_info", "world info"), ("authors_note", "author's note"),
           ("template", "chat template"))
+
+
+def entry_names(world_info: list[WorldInfoEntry]) -> list[str]:
+    """World info entries as the summary names them: by their keys."""
+    return [", ".join(e.keys) or f"entry {i + 1}" for i, e in enumerate(world_info)]
 
 
 def summary(context: ContextResult, entry_names: list[str]) -> str:
@@ -37,7 +48,7 @@ def summary(context: ContextResult, entry_names: list[str]) -> str:
 
 
 class ContextViewer(QDialog):
-    """A window beside the editor; `refresh_requested` asks the workspace for a new assembly."""
+    """A window beside the editor; its Refresh button asks the workspace for a new assembly."""
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -51,6 +62,7 @@ class ContextViewer(QDialog):
         self.text.setReadOnly(True)
         self.refresh_button = QPushButton("Refresh")
         self.context: Optional[ContextResult] = None
+        self._session: Optional[WriteSession] = None  # set by follow()
 
         legend = QHBoxLayout()
         for role, name in LEGEND:
@@ -66,6 +78,31 @@ class ContextViewer(QDialog):
         layout.addWidget(self.summary)
         layout.addWidget(self.text, 1)
         layout.addLayout(legend)
+
+    def follow(self, session: WriteSession) -> None:
+        """Show the measurements `session` is asked for, and, while open, what each of its
+        generations' model read."""
+        self._session = session
+        session.context_waiting.connect(self._measuring)
+        session.context_measured.connect(self._measured)
+        session.context_problem.connect(self._not_measured)
+        session.context_used.connect(self._read)
+
+    def _measuring(self) -> None:
+        self.show_waiting(FOR_CURSOR)
+
+    def _measured(self, context: ContextResult) -> None:
+        self.show_context(context, FOR_CURSOR, self._entry_names())
+
+    def _not_measured(self, message: str) -> None:
+        self.show_problem(FOR_CURSOR, message)
+
+    def _read(self, context: ContextResult) -> None:
+        if self.isVisible():
+            self.show_context(context, LAST_READ, self._entry_names())
+
+    def _entry_names(self) -> list[str]:
+        return entry_names(self._session.document.world_info) if self._session is not None else []
 
     def show_waiting(self, heading: str) -> None:
         self.heading.setText(heading)

@@ -2,7 +2,8 @@
 QPlainTextEdit shows it. Every edit the writer makes is replayed into the Document as typed text;
 the model's text goes into the Document first and is then shown; undo and redo restore Document
 checkpoints, so origins and alternatives come back exactly (Qt's own undo would re-insert the
-model's text as if the writer typed it)."""
+model's text as if the writer typed it). Which job writes where is the WriteSession's business
+(studio/state/write_session.py): it makes its generation edits through the bridge."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import bisect
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Signal
 from PySide6.QtGui import QColor, QKeySequence, QSyntaxHighlighter, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QMenu, QPlainTextEdit, QToolTip
 
-from studio.ui.token_view import TokenRecord
 from studio.writing.document import EDITED, GENERATED, Document, GenerationId
 
-FLUSH_MS = 33  # tokens are written into the document at most ~30 times a second
 MAX_UNDO = 200  # steps; each holds a checkpoint (the text is shared between unchanged steps)
 
 
@@ -135,7 +134,9 @@ class _Step:
 
 
 class DocumentBridge(QObject):
-    """Keeps a Document and a DraftEditor in step, and owns the undo history."""
+    """Keeps a Document and a DraftEditor in step, and owns the undo history. Its generation edits
+    (add_generation, append_generation, retry, show_alternative) are the WriteSession's
+    GenerationEdits: each one is shown at once, and each but a streamed append is one undo step."""
 
     changed = Signal()  # the Document changed (text, spans or generations)
 
@@ -169,12 +170,6 @@ class DocumentBridge(QObject):
             items = self.document.spans()
             self._spans = _Spans([s for s, _, _ in items], items)
         return self._spans
-
-    def can_undo(self) -> bool:
-        return bool(self._undo)
-
-    def can_redo(self) -> bool:
-        return bool(self._redo)
 
     # -- the writer's edits -----------------------------------------------------------------------
 
@@ -368,42 +363,3 @@ def _common_suffix(a: str, b: str) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-class TokenSink:
-    """Writes streamed text into one generation of the Document (and so into the editor), and
-    logs each token with its alternatives, at its offset in the generation.
-
-    Tokens are buffered and written on a timer: a fast model can send hundreds a second, and a
-    document edit per token would make the editor lag behind the stream."""
-
-    def __init__(self, bridge: DocumentBridge, gen_id: GenerationId, records: Optional[list] = None):
-        self._bridge = bridge
-        self.gen_id = gen_id
-        self.records = records if records is not None else []  # token_view.TokenRecord, appended to
-        start, end = bridge.document.generation_range(gen_id)
-        self._length = end - start  # where the next token lands, from the generation's start
-        self._buffer: list[str] = []
-        self._timer = QTimer(bridge)
-        self._timer.setInterval(FLUSH_MS)
-        self._timer.timeout.connect(self.flush)
-
-    def add(self, text: str, alternatives: tuple = ()) -> None:
-        self.records.append(TokenRecord(self._length, text, alternatives))
-        self._length += len(text)
-        self._buffer.append(text)
-        if not self._timer.isActive():
-            self._timer.start()
-
-    def flush(self) -> None:
-        if not self._buffer:
-            self._timer.stop()
-            return
-        text = "".join(self._buffer)
-        self._buffer.clear()
-        self._bridge.append_generation(self.gen_id, text)
-
-    def close(self) -> None:
-        self.flush()
-        self._timer.stop()
-        self._timer.deleteLater()

@@ -1,11 +1,14 @@
 """ImageWorkspace: the artist's tab. A paint canvas with its tools on the left, the gallery strip
 under it, the PromptPanel on the right.
 
-txt2img paints previews and then the image on the canvas; img2img and inpainting start from what
-is on the canvas (and the mask painted over it). Every finished image is written to the gallery
-before it is shown. Clicking a gallery image shows it with its settings; "Use these settings"
-puts them back in the panel, so Generate makes the same image again. Dropping a PNG made by
-A1111, Forge, Fooocus, ComfyUI, InvokeAI or the studio fills the panel from its metadata."""
+The widgets bind to an ImageSession (studio/state/image_session.py), which does everything with
+jobs: Generate hands it the panel's spec, the mode and the canvas picture and mask; it says which
+previews and results reach the canvas (every finished image is in the gallery before it is shown)
+and what to put back when a job is cancelled. The widget paints what it is told.
+
+Clicking a gallery image shows it with its settings; "Use these settings" puts them back in the
+panel, so Generate makes the same image again. Dropping a PNG made by A1111, Forge, Fooocus,
+ComfyUI, InvokeAI or the studio fills the panel from its metadata."""
 
 from __future__ import annotations
 
@@ -15,22 +18,22 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from studio.core.errors import StudioError
-from studio.core.events import ImageResult
 from studio.core.infotext import ImportedSettings, read_settings
 from studio.core.jobs import ImageJob
-from studio.ui.images import from_qimage, to_qimage
 from studio.models.registry import ModelInfo
-from studio.state.gallery import Gallery, GalleryWriter
-from studio.state.inputs import store_input
-from studio.state.jobs import JobList, JobState
+from studio.state.gallery import Gallery
+from studio.state.image_session import ImageSession
+from studio.state.jobs import JobHandle, JobList
 from studio.state.settings_store import SettingsStore
 from studio.ui.common import Workspace
 from studio.ui.gallery_strip import GalleryStrip
+from studio.ui.images import from_qimage, to_qimage
 from studio.ui.paint_canvas import PaintCanvas
 from studio.ui.paint_tools import PaintTools
 from studio.ui.prompt_panel import PromptPanel
@@ -57,10 +60,7 @@ class ImageWorkspace(Workspace):
 
     def __init__(self, jobs: JobList, gallery: Optional[Gallery] = None, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
-        self.gallery = gallery or Gallery()
-        self.writer = GalleryWriter(self.gallery, self)
-        self.writer.saved.connect(self._on_saved)
-        self.writer.failed.connect(lambda _job, message: self.jobs.error.show(message))
+        self.session = ImageSession(jobs, gallery or Gallery(), read_canvas=self._canvas_picture, parent=self)
         self.canvas = PaintCanvas("Write a prompt and press Generate, or drop or paste a picture.\n"
                                   "Wheel zooms, drag pans, double-click fits.")
         self.tools = PaintTools(self.canvas)
@@ -84,17 +84,15 @@ class ImageWorkspace(Workspace):
         self.panel.setMinimumWidth(280)
         self.set_content(self._layout())
 
-        self._mine: dict[int, ImageJob] = {}  # jobs this workspace queued, by id
-        self._shown = 0  # id of the job whose pixels are on the canvas
-        self._shown_settings: Optional[ImportedSettings] = None
-        self._results: dict[int, tuple[ImageJob, ImageResult]] = {}  # finished, being written
-        self._before: dict[int, QImage] = {}  # what each running job's previews painted over
+        self._shown_settings: Optional[ImportedSettings] = None  # of the gallery image or PNG shown
         self._shown_path = ""
         self._gallery_chosen = False  # True once the person picks a folder: only then is it remembered
-        jobs.preview.connect(self._on_preview)
-        jobs.finished.connect(self._on_finished)
-        jobs.job_changed.connect(self._on_changed)
-        self.strip.load_folder(self.gallery.folder)
+        self.session.preview_shown.connect(self._on_preview)
+        self.session.picture_restored.connect(self._on_restored)
+        self.session.images_saved.connect(self._on_saved)
+        self.session.result_shown.connect(self._on_result)
+        self.session.caption_changed.connect(self.caption.setText)
+        self.strip.load_folder(self.session.gallery.folder)
 
     def _layout(self) -> QWidget:
         from studio.ui.common import canvas_beside_panel
@@ -125,15 +123,13 @@ class ImageWorkspace(Workspace):
         # Only when the person picks a model (not on start-up): their remembered size wins there.
         model = self.model_info()
         if model is not None:
-            self.panel.width_.setValue(model.default_size)
-            self.panel.height_.setValue(model.default_size)
-            # The model's suggested steps and CFG (studio.json "defaults"), as `studio generate` uses them.
-            suggested = model.manifest.get("defaults")
-            if isinstance(suggested, dict):
-                if isinstance(suggested.get("steps"), int):
-                    self.panel.steps.setValue(suggested["steps"])
-                if isinstance(suggested.get("guidance_scale"), (int, float)):
-                    self.panel.guidance.setValue(float(suggested["guidance_scale"]))
+            suggested = model.suggested  # the model's own size, steps and CFG, as `studio generate` uses them
+            self.panel.width_.setValue(suggested.size)
+            self.panel.height_.setValue(suggested.size)
+            if suggested.steps is not None:
+                self.panel.steps.setValue(suggested.steps)
+            if suggested.guidance_scale is not None:
+                self.panel.guidance.setValue(suggested.guidance_scale)
 
     def set_loras(self, loras: list[ModelInfo]) -> None:
         self.panel.loras.set_available([(m.title, str(m.path)) for m in loras])
@@ -141,103 +137,41 @@ class ImageWorkspace(Workspace):
     # -- generating -------------------------------------------------------------------------------
 
     @Slot(object)
-    def generate(self, spec: ImageJob) -> Optional[int]:
-        try:
-            spec = self._with_canvas(spec)
-        except StudioError as exc:
-            self.jobs.error.show(exc.message)
-            return None
-        job_id = self.jobs.submit_or_report(spec)
-        if job_id is not None:
-            self._mine[job_id] = spec
-        return job_id
-
-    def _with_canvas(self, spec: ImageJob) -> ImageJob:
-        """The spec with the canvas (and mask) as its starting pictures when the mode asks for them.
-
-        img2img and inpainting work at the canvas's size (rounded down to a multiple of 8), so the
-        result, its previews and the mask all line up with the picture they started from."""
+    def generate(self, spec: ImageJob) -> Optional[JobHandle]:
         mode = self.panel.mode_key()
         if mode == "txt2img":
-            return spec
+            return self.session.generate(spec, mode)
+        mask = from_qimage(self.canvas.mask_image()) if mode == "inpaint" and self.canvas.has_mask() else None
+        return self.session.generate(spec, mode, self._canvas_picture(), mask)
+
+    def _canvas_picture(self) -> Optional[np.ndarray]:
         image = self.canvas.image()
-        if image.isNull():
-            raise StudioError(f"{'Inpainting' if mode == 'inpaint' else 'Image to image'} starts from the canvas: "
-                              "generate a picture first, or drop or paste one.")
-        if mode == "inpaint" and not self.canvas.has_mask():
-            raise StudioError("Paint the area to repaint on the canvas first (the Brush tool above it).")
-        width, height = (max(8, v - v % 8) for v in (image.width(), image.height()))
-        mask = self.canvas.mask_image() if mode == "inpaint" else None
-        if (width, height) != (image.width(), image.height()):
+        return None if image.isNull() else from_qimage(image)
+
+    @Slot(object, int, int)
+    def _on_preview(self, picture: np.ndarray, width: int, height: int) -> None:
+        image = to_qimage(picture)
+        if (image.width(), image.height()) != (width, height):
+            # Latent-resolution previews, enlarged with square pixels to the job's size: the
+            # canvas keeps its size, so an inpainting mask stays where it was painted.
             image = image.scaled(width, height, Qt.AspectRatioMode.IgnoreAspectRatio,
-                                 Qt.TransformationMode.SmoothTransformation)
-            mask = mask.scaled(width, height) if mask is not None else None
-        spec = dataclasses.replace(spec, init_image=str(store_input(from_qimage(image))), width=width, height=height)
-        if mask is None:
-            return spec
-        grey = from_qimage(mask)  # grey to RGB: all three channels equal
-        return dataclasses.replace(spec, mask=str(store_input(grey)))
+                                 Qt.TransformationMode.FastTransformation)
+        self.canvas.set_image(image)
 
-    @Slot(int, QImage)
-    def _on_preview(self, job_id: int, image: QImage) -> None:
-        if job_id in self._mine and job_id >= self._shown:
-            if job_id not in self._before:  # this job's first preview: keep what it paints over
-                self._before[job_id] = self.canvas.image()
-            self._shown = job_id
-            spec = self._mine[job_id]
-            if (image.width(), image.height()) != (spec.width, spec.height):
-                # Latent-resolution previews, enlarged with square pixels to the job's size: the
-                # canvas keeps its size, so an inpainting mask stays where it was painted.
-                image = image.scaled(spec.width, spec.height, Qt.AspectRatioMode.IgnoreAspectRatio,
-                                     Qt.TransformationMode.FastTransformation)
-            self.canvas.set_image(image)
-            record = self.jobs.get(job_id)
-            step = f"step {record.step} of {record.total}" if record and record.total else "starting"
-            self.caption.setText(f"{step} · seed {spec.seed}")
+    @Slot(object)
+    def _on_restored(self, picture: Optional[np.ndarray]) -> None:
+        self.canvas.set_image(QImage() if picture is None else to_qimage(picture))
 
-    @Slot(int, object)
-    def _on_finished(self, job_id: int, result: object) -> None:
-        spec = self._mine.pop(job_id, None)
-        if spec is None or not isinstance(result, ImageResult) or not result.images:
-            return
-        # On disk before on screen: a picture the person has seen is never lost. Each image is
-        # saved with the spec that makes it again alone (its own seed).
-        self._results[job_id] = (spec, result)
-        self.writer.write(job_id, result.images, [spec.one_image(i) for i in range(len(result.images))], result.info)
+    @Slot(list)
+    def _on_saved(self, saved: list) -> None:
+        for path, picture in reversed(saved):  # the strip shows the newest first
+            self.strip.add_image(path, to_qimage(picture))
 
-    @Slot(int, list, object)
-    def _on_saved(self, job_id: int, saved: list, images: object) -> None:
-        spec, result = self._results.pop(job_id, (None, None))
-        self._before.pop(job_id, None)
-        if spec is None:
-            return
-        for path, image in reversed(list(zip(saved, result.images))):
-            self.strip.add_image(path, to_qimage(image))
-        if job_id < self._shown:
-            return  # something newer is on the canvas (a later job, or a picture dropped since)
-        self._shown = job_id
-        self.canvas.set_image(to_qimage(result.images[0]))
-        seconds = result.info.get("seconds")
-        took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-        count = f" · {len(result.images)} images" if len(result.images) > 1 else ""
-        sampler = result.info.get("scheduler") or spec.scheduler
-        settings = (f"{spec.width}×{spec.height} · {sampler + ' · ' if sampler else ''}{spec.steps} steps · "
-                    f"CFG {spec.guidance_scale:g} · seed {spec.seed}")
-        self.caption.setText(settings + count + took + (f" · {saved[0].name}" if saved else " · not saved"))
-        self._shown_settings = None
+    @Slot(object)
+    def _on_result(self, picture: np.ndarray) -> None:
+        self.canvas.set_image(to_qimage(picture))
+        self._shown_settings = None  # the session's caption says what made it
         self.use_settings.setEnabled(False)
-
-    @Slot(int)
-    def _on_changed(self, job_id: int) -> None:
-        record = self.jobs.get(job_id)
-        if job_id in self._mine and record is not None and record.state in (JobState.FAILED, JobState.CANCELLED):
-            self._mine.pop(job_id, None)  # failed or cancelled: nothing more will arrive
-            before = self._before.pop(job_id, None)
-            if before is not None and self._shown == job_id:
-                # Put back what its previews painted over: a half-done preview must not become the
-                # picture the next img2img or inpainting starts from.
-                self.canvas.set_image(before)
-                self.caption.setText(f"{record.state.value.capitalize()} · the canvas shows what it had before")
 
     # -- images from the gallery and from elsewhere -------------------------------------------------
 
@@ -324,7 +258,7 @@ class ImageWorkspace(Workspace):
         inpainting), and a PNG's generation settings fill the panel."""
         image = _workable(image)
         self.canvas.set_image(image)
-        self._shown = max(self._mine, default=0) + 1  # a running job's previews must not paint over it
+        self.session.picture_placed()  # a running job's previews must not paint over it
         self.panel.width_.setValue(image.width())
         self.panel.height_.setValue(image.height())
         settings = self._show_settings_of(path) if path.lower().endswith(".png") else None
@@ -339,29 +273,28 @@ class ImageWorkspace(Workspace):
 
     def set_gallery_folder(self, folder: Path) -> None:
         """Save new images in `folder` from now on, and show its images in the strip."""
-        self.writer.flush()  # images already handed over go where they were headed
-        self.gallery.folder = Path(folder)
-        self.strip.load_folder(self.gallery.folder)
+        self.session.set_gallery_folder(Path(folder))
+        self.strip.load_folder(self.session.gallery.folder)
         self._gallery_chosen = True
 
     @Slot()
     def choose_gallery_folder(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        folder = QFileDialog.getExistingDirectory(self, "Gallery folder", str(self.gallery.folder))
+        folder = QFileDialog.getExistingDirectory(self, "Gallery folder", str(self.session.gallery.folder))
         if folder:
             self.set_gallery_folder(Path(folder))
 
     def finish_writes(self) -> None:
         """Let every finished image reach the disk (the window calls this as it closes)."""
-        self.writer.close()
+        self.session.finish_writes()
 
     def save_settings(self, store: SettingsStore) -> None:
         super().save_settings(store)
         self.panel.save_settings(store)
         self.tools.save_settings(store)
         if self._gallery_chosen:
-            store.set("image/gallery_dir", str(self.gallery.folder))
+            store.set("image/gallery_dir", str(self.session.gallery.folder))
 
     def restore_settings(self, store: SettingsStore) -> None:
         super().restore_settings(store)

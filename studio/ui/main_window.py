@@ -11,19 +11,20 @@ import logging
 from typing import Optional
 
 from PySide6.QtCore import QByteArray, QCoreApplication, QEventLoop, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from studio.core.errors import StudioError
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
+from studio.ui.appearance import TITLES, Appearance
 from studio.ui.common import Workspace
-from studio.ui.editor import WriteWorkspace
 from studio.ui.error_bar import ErrorBar
 from studio.ui.explore_workspace import ExploreWorkspace
 from studio.ui.image_workspace import ImageWorkspace
 from studio.ui.jobs_panel import JobsPanel
+from studio.ui.write_workspace import WriteWorkspace
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
         self.jobs = jobs
         self.registry = registry
         self.store = store or SettingsStore(parent=self)
+        self.appearance = Appearance(self.store, parent=self)  # light or dark before anything is drawn
         self._closed = False
         self.setWindowTitle("Studio")
         self.setObjectName("MainWindow")  # saveState() needs object names on docks and bars
@@ -126,6 +128,14 @@ class MainWindow(QMainWindow):
         file_menu.addAction(quit_action)
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addAction(self.jobs_dock.toggleViewAction())
+        schemes = view_menu.addMenu("&Colour scheme")
+        group = QActionGroup(self)  # exclusive: one scheme is ticked
+        self.scheme_actions = {}
+        for scheme, title in TITLES.items():
+            action = QAction(title, group, checkable=True, checked=scheme is self.appearance.scheme)
+            action.triggered.connect(lambda _checked=False, scheme=scheme: self.appearance.choose(scheme))
+            schemes.addAction(action)
+            self.scheme_actions[scheme] = action
 
     def _document_action(self, slot) -> None:
         """Document commands belong to the Write tab: it comes to the front first."""

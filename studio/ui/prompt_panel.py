@@ -36,8 +36,8 @@ MODES = (("txt2img", "Text to image"), ("img2img", "Image to image (canvas)"), (
 
 class PromptPanel(QWidget):
     """Model, prompt, negative prompt, mode, sampler, steps, CFG, seed, size, batch count, denoising
-    strength, LoRAs, and the Generate button. The workspace adds the canvas pictures for img2img
-    and inpainting to the spec this panel builds."""
+    strength, LoRAs, and the Generate button. The image session (studio/state/image_session.py)
+    adds the canvas pictures for img2img and inpainting to the spec this panel builds."""
 
     generate_requested = Signal(object)  # ImageJob, not yet validated
 

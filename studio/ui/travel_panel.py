@@ -3,7 +3,7 @@ a seed rather than a latent vector.
 
 A morph between such keyframes is seed travel (the frames start from the slerp of the keys'
 initial noises) and prompt travel (their text embeddings are blended); the engine runs it
-(studio.engine.diffusion_morph). The panel only holds the settings and asks for a preview."""
+(studio.engine.morph.diffusion_morph). The panel only holds the settings and asks for a preview."""
 
 from __future__ import annotations
 

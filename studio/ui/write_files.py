@@ -1,30 +1,39 @@
 """The writer's documents on disk, for the Write tab: New / Open / Save / Save As / Export, and the
-autosaved draft with its recovery offer after a crash. A mixin of WriteWorkspace (editor.py),
-which provides `document`, `bridge`, `panel`, `jobs`, `job_id` and `_update_alternatives`."""
+autosaved draft with its recovery offer after a crash. A helper the WriteWorkspace owns: it reads
+and replaces the document through the workspace's WriteSession, and shows its dialogs over the
+workspace."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
+from studio.core.atomic import FileStamp
 from studio.core.errors import DocumentError
+from studio.state.write_session import WriteSession
+from studio.ui.write_panel import RecoveryBar
 from studio.writing import autosave
 from studio.writing.document import Document
-from studio.core.atomic import FileStamp
 from studio.writing.storage import NATIVE_SUFFIX, export_text, load_document, read_document, save_document
 
 AUTOSAVE_MS = 4000  # a draft is written this long after the first change since the last one
 OPEN_FILTER = "Documents (*.studio-doc.json *.txt *.md);;Studio documents (*.studio-doc.json);;Text (*.txt *.md)"
 
 
-class DocumentFiles:
-    """Files and drafts of the document a WriteWorkspace shows."""
+class DocumentFiles(QObject):
+    """Files and drafts of the document a WriteSession holds. `dialog_parent` is where dialogs open;
+    `recovery_bar` offers a draft a crashed run left behind."""
 
-    def _init_files(self) -> None:
+    def __init__(self, session: WriteSession, dialog_parent: QWidget, recovery_bar: RecoveryBar):
+        super().__init__(dialog_parent)
+        self.session = session
+        self.dialog_parent = dialog_parent
+        self.recovery_bar = recovery_bar
+        self.error = session.jobs.error
         self.path: Optional[Path] = None  # where Save writes (a native document), if anywhere
         self._stamp: Optional[FileStamp] = None  # `path` as opened or last saved: Save checks it
         self.modified = False  # since the last Save / Open / New
@@ -35,10 +44,15 @@ class DocumentFiles:
         self.autosave_timer.setInterval(AUTOSAVE_MS)
         self.autosave_timer.timeout.connect(self.autosave_now)
         self._offered: list[Path] = []
-        self.editor.focus_lost.connect(self.autosave_now)
+        recovery_bar.restore_button.clicked.connect(self.restore_offered_draft)
+        recovery_bar.discard_button.clicked.connect(self.discard_offered_draft)
         app = QGuiApplication.instance()
-        if app is not None:
+        if isinstance(app, QGuiApplication):
             app.applicationStateChanged.connect(self._on_app_state)
+
+    @property
+    def document(self) -> Document:
+        return self.session.document
 
     # -- files --------------------------------------------------------------------------------------
 
@@ -46,13 +60,13 @@ class DocumentFiles:
                      draft_name: Optional[str] = None, stamp: Optional[FileStamp] = None) -> None:
         self.autosave_timer.stop()
         self.autosaver.mark_clean()  # the previous document is closed, not lost
-        self._show_document(document)
+        self.session.set_document(document)  # the workspace shows it
         self.path, self._stamp = path, stamp
         self.modified = self._unsaved_draft = False
         self.autosaver = autosave.Autosaver(draft_name or autosave.free_name(document.name))
 
     def new_document(self) -> None:
-        if self.job_id is None and self._may_replace():
+        if not self.session.is_running() and self._may_replace():
             document = Document()
             document.sampler = dict(self.document.sampler)  # the writer's last settings carry on
             self.set_document(document)
@@ -62,7 +76,7 @@ class DocumentFiles:
         try:
             document, stamp = read_document(Path(path))
         except DocumentError as error:
-            self.jobs.error.show(str(error))
+            self.error.show(str(error))
             return False
         native = str(path).endswith(NATIVE_SUFFIX)
         self.set_document(document, Path(path) if native else None, stamp=stamp if native else None)
@@ -79,7 +93,7 @@ class DocumentFiles:
         try:
             stamp = save_document(self.document, path, unchanged_since)
         except DocumentError as error:
-            self.jobs.error.show(str(error))
+            self.error.show(str(error))
             return False
         self.path, self._stamp = path, stamp
         self.modified = False
@@ -89,14 +103,14 @@ class DocumentFiles:
         try:
             export_text(self.document, Path(path))
         except DocumentError as error:
-            self.jobs.error.show(str(error))
+            self.error.show(str(error))
             return False
         return True
 
     def open_dialog(self) -> None:
-        if self.job_id is not None or not self._may_replace():
+        if self.session.is_running() or not self._may_replace():
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Open document", str(autosave.documents_dir()), OPEN_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self.dialog_parent, "Open document", str(autosave.documents_dir()), OPEN_FILTER)
         if path:
             self.open_path(Path(path))
 
@@ -106,13 +120,13 @@ class DocumentFiles:
 
     def save_as_dialog(self) -> bool:
         start = self.path or autosave.documents_dir() / (autosave.safe_name(self.document.name) + NATIVE_SUFFIX)
-        path, _ = QFileDialog.getSaveFileName(self, "Save document", str(start),
+        path, _ = QFileDialog.getSaveFileName(self.dialog_parent, "Save document", str(start),
                                               "Studio documents (*.studio-doc.json)")
         return self.save_to(Path(path)) if path else False
 
     def export_dialog(self) -> None:
         start = autosave.documents_dir() / (autosave.safe_name(self.document.name) + ".txt")
-        path, _ = QFileDialog.getSaveFileName(self, "Export text", str(start), "Text (*.txt);;Markdown (*.md)")
+        path, _ = QFileDialog.getSaveFileName(self.dialog_parent, "Export text", str(start), "Text (*.txt);;Markdown (*.md)")
         if path:
             self.export_to(Path(path))
 
@@ -122,7 +136,7 @@ class DocumentFiles:
         if not self.modified or not self.document.text:
             return True
         answer = QMessageBox.question(
-            self, "Unsaved changes", f"Save the changes to “{self.document.name}” first?",
+            self.dialog_parent, "Unsaved changes", f"Save the changes to “{self.document.name}” first?",
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
             | QMessageBox.StandardButton.Cancel)
         if answer == QMessageBox.StandardButton.Save:
@@ -131,7 +145,7 @@ class DocumentFiles:
 
     # -- autosave and recovery ----------------------------------------------------------------------
 
-    def _mark_changed(self) -> None:
+    def mark_changed(self) -> None:
         """The document changed: it is modified, and a draft is written shortly."""
         self.modified = self._unsaved_draft = True
         if not self.autosave_timer.isActive():
@@ -147,7 +161,7 @@ class DocumentFiles:
             self.autosaver.save_now(self.document)
             self._unsaved_draft = False
         except DocumentError as error:
-            self.jobs.error.show(str(error))
+            self.error.show(str(error))
 
     def _on_app_state(self, state) -> None:
         if state != Qt.ApplicationState.ApplicationActive:
@@ -156,11 +170,11 @@ class DocumentFiles:
     def close_document(self) -> None:
         """The studio is closing normally: the draft is written one last time and needs no
         recovery (it stays in the documents folder)."""
-        self._end_stream()
+        self.session.close()  # what the model wrote so far goes into the draft too
         self.autosave_now()
         self.autosaver.mark_clean()
         app = QGuiApplication.instance()
-        if app is not None:
+        if isinstance(app, QGuiApplication):
             try:
                 app.applicationStateChanged.disconnect(self._on_app_state)
             except (RuntimeError, TypeError):
@@ -181,13 +195,13 @@ class DocumentFiles:
         self.recovery_bar.show()
 
     def restore_offered_draft(self) -> None:
-        if not self._offered or self.job_id is not None:
+        if not self._offered or self.session.is_running():
             return
         draft = self._offered.pop(0)
         try:
             document = load_document(draft)
         except DocumentError as error:
-            self.jobs.error.show(str(error))
+            self.error.show(str(error))
         else:
             autosave.dismiss(draft)
             self.set_document(document, draft_name=draft.name[: -len(autosave.DRAFT_SUFFIX)])

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from core.test_png import itext, png, text, ztext
 from studio.core.errors import MetadataError
+from studio.core.image_metadata import save_image
 from studio.core.infotext import ImportedSettings, a1111_parameters, describe, parse_a1111, read_settings
 from studio.core.jobs import SCHEDULERS, ImageJob
-from studio.core.png import save_image
 
 TXT2IMG = ImageJob(model="/models/dreamy-v2.safetensors", prompt="a red fox in snow",
                    negative_prompt="blurry", seed=1, steps=20, guidance_scale=7.0, width=64, height=64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 import tracemalloc
@@ -14,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from studio.core.errors import ErrorKind, MetadataError
-from studio.core.jobs import ImageJob
-from studio.core.png import PNG_SIGNATURE, encode_png, read_png_file, read_png_text, save_image
+from studio.core.png import PNG_SIGNATURE, encode_png, read_png_file, read_png_text, write_png
 
 IHDR = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
 
@@ -176,25 +174,11 @@ def test_encode_png_round_trips_through_the_reader():
     assert b"tEXtlatin" in data and b"iTXtwide" in data  # Latin-1 as tEXt, the rest as UTF-8 iTXt
 
 
-def test_save_image_writes_parameters_and_studio_chunks_before_the_pixels(tmp_path):
-    from PIL import Image
-
-    spec = ImageJob(model="emoji-sd", prompt="a cat", seed=3, width=64, height=64)
-    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
-    info = {"model_hash": "ab" * 32, "steps_run": 20, "bad": float("nan"), "obj": object(), 7: "int key"}
-    save_image(tmp_path / "a.png", rgb, spec, info)
-    data = (tmp_path / "a.png").read_bytes()
-    chunks = read_png_text(data)
-    assert chunks["parameters"].startswith("a cat\nSteps: 20, CFG scale: 7, Seed: 3, Size: 64x64, Model hash: abababab")
-    studio = json.loads(chunks["studio"])
-    assert studio.pop("info") == {"model_hash": "ab" * 32, "steps_run": 20}  # only JSON-safe entries
-    assert studio == spec.to_dict()
-    assert data.index(b"parameters") < data.index(b"IDAT") and data.index(b"studio") < data.index(b"IDAT")
-    with Image.open(tmp_path / "a.png") as image:  # a real decoder agrees on pixels and text
-        assert np.array_equal(np.asarray(image), rgb)
-        assert image.text["parameters"] == chunks["parameters"]
-    save_image(tmp_path / "b.png", rgb, spec)  # info stays optional
-    assert json.loads(read_png_text((tmp_path / "b.png").read_bytes())["studio"])["info"] == {}
+def test_write_png_puts_the_encoded_image_on_disk(tmp_path):
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    write_png(tmp_path / "a.png", rgb, {"k": "v"})
+    assert (tmp_path / "a.png").read_bytes() == encode_png(rgb, {"k": "v"})
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary file left beside it
 
 
 # --- anything at all ----------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import pytest
 from fake_models import write_fake_model
 from studio.core.events import Failed, Finished, Progress, Token
 from studio.core.jobs import ImageJob, TextJob
-from studio.engine.runner import Runner, classify
+from studio.engine.errors import classify
+from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 from run_jobs import run
 

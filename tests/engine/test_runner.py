@@ -148,3 +148,17 @@ def test_a_host_whose_emit_raises_still_gets_exactly_one_end_and_the_queue_goes_
     ends = [e for e in events if isinstance(e, TERMINAL_EVENTS)]
     assert [e.job_id for e in ends] == [first.job_id, second.job_id]
     assert isinstance(ends[1], Finished)
+
+
+def test_a_backend_without_the_capability_a_job_needs_is_bad_input_naming_the_model(runner, monkeypatch):
+    """The runner checks a loaded backend against the Protocol the job needs (backends/base.py)
+    before handing it the job: one sentence naming the model, not an AttributeError mid-job."""
+    from studio.engine.backends.fake import FakeBackend
+
+    class TextOnly(FakeBackend):
+        generate_image = None  # this backend makes no images
+
+    monkeypatch.setattr(FakeBackend, "load", classmethod(lambda cls, model, device, dtype: TextOnly("image", 0.0, 8, 16)))
+    failed = run(runner, ImageJob(model="fake-image", steps=1, width=16, height=16))[-1]
+    assert isinstance(failed, Failed) and failed.kind == "bad input"
+    assert failed.message.startswith("`model` is fake-image") and "cannot run an image job" in failed.message

@@ -14,7 +14,8 @@ from studio.core.jobs import ImageJob, TextJob
 from studio.core.story import StoryContext
 from studio.engine.backends import native
 from studio.engine.backends.fake import FakeBackend
-from studio.engine.runner import Runner, poisons_device
+from studio.engine.errors import poisons_device
+from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 from run_jobs import one_sentence_failure, run
 

@@ -22,9 +22,10 @@ from core.test_png import _zeros_bomb, chunk, png
 from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_TEXT, JSON_VALUES, WILD, dumps, fuzz, one_sentence
 from studio.core import png as png_module
 from studio.core.errors import MetadataError, SpecError
+from studio.core.image_metadata import save_image
 from studio.core.infotext import MAX_PROMPT, describe, read_settings
 from studio.core.jobs import MAX_LORAS, MAX_SEED, SCHEDULERS, ImageJob
-from studio.core.png import PNG_SIGNATURE, save_image
+from studio.core.png import PNG_SIGNATURE
 
 SOURCES = {"Studio", "AUTOMATIC1111", "Forge", "Fooocus", "ComfyUI", "InvokeAI"}
 

@@ -105,7 +105,7 @@ def test_a_safetensors_header_with_an_endless_number_is_unusable(models):
 def test_the_export_check_says_why_for_a_model_index_it_cannot_read(models):
     """The window asks "can this be exported?" of the model it shows; a model_index.json that broke
     after the scan must be a sentence there, not an exception in the window."""
-    from studio.engine.export import check_exportable
+    from studio.engine.export.onnx_export import check_exportable
 
     folder = make_diffusers(models / "sd")
     model = ModelInfo(id="sd", kind="image", format="diffusers", path=folder, source="user")

@@ -36,7 +36,7 @@ import torch
 
 from studio.cli import main
 from studio.core.errors import ModelFileError, StudioError
-from studio.engine.backends.lora import LoraSet
+from studio.engine.backends.diffusion.lora import LoraSet
 from studio.models import formats, pickle_import
 from studio.models.registry import ModelRegistry
 

@@ -12,7 +12,7 @@ import pytest
 
 import fake_checkpoints as fc
 from studio.core.errors import ModelFileError
-from studio.engine.backends.sd_single_file import CONFIG_ROOT
+from studio.engine.backends.diffusion.single_file_pipeline import CONFIG_ROOT
 from studio.models import formats
 from studio.models.clip_tokenizer import MERGES_FILE, TOKENIZER_DIR, load_clip_tokenizer, main as tokenizer_main
 from studio.models.registry import ModelRegistry
@@ -124,7 +124,7 @@ def test_a_full_size_checkpoint_loads_against_the_shipped_configs(tmp_path, fami
     about 20 s for SDXL on a laptop CPU, and little memory (fp16 straight from the mapping)."""
     import torch
 
-    from studio.engine.backends.sd_single_file import PIPELINES, load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import PIPELINES, load_single_file_pipeline
 
     path = full_size_checkpoint(tmp_path / f"{family}.safetensors", family)
     pipe = load_single_file_pipeline(path, family, torch.float16)
@@ -313,7 +313,7 @@ def test_an_sd1_checkpoint_loads_offline_with_every_tensor_and_draws_the_same_im
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
     original, folder, path, configs = tiny_sd1
     assert detect_family(path) == "sd15"
@@ -331,7 +331,7 @@ def test_an_sd1_checkpoint_loads_offline_with_every_tensor_and_draws_the_same_im
 def test_the_loader_uses_the_shipped_configs_and_explains_a_mismatch(tiny_sd1, no_sockets):
     import torch
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
     _, _, path, _ = tiny_sd1  # a tiny model against the real SD 1.5 configs: shapes cannot fit
     with pytest.raises(ModelFileError) as info:
@@ -347,7 +347,7 @@ def test_a_checkpoint_missing_a_tensor_is_one_sentence(tiny_sd1, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
     _, _, path, configs = tiny_sd1
     state = load_file(str(path))
@@ -361,7 +361,7 @@ def test_a_checkpoint_missing_a_tensor_is_one_sentence(tiny_sd1, tmp_path):
 def test_a_v_prediction_file_gets_a_v_prediction_scheduler(tiny_sd1):
     import torch
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
     _, _, path, configs = tiny_sd1
     pipe = load_single_file_pipeline(path, "sd15", torch.float32, config_root=configs, prediction_type="v_prediction")
@@ -373,7 +373,7 @@ def as_single_file_and_back(original, tmp_path, family: str):
     check the family is detected from the file alone, and load it back with sockets blocked."""
     import torch
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
     original.save_pretrained(str(tmp_path / "folder"), safe_serialization=True)
     fc.write_config_root(tmp_path / "folder", tmp_path / "configs", family)
@@ -420,7 +420,7 @@ def test_a_checkpoint_with_a_flat_text_encoder_loads_every_tensor_and_draws_the_
     import torch
     from safetensors.torch import load_file, save_file
 
-    from studio.engine.backends.sd_single_file import load_single_file_pipeline
+    from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
     original, _, path, configs = tiny_sd1
     prefix = "cond_stage_model.transformer."

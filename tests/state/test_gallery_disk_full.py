@@ -105,21 +105,24 @@ def test_the_writer_says_so_when_the_disk_fills_mid_batch_and_carries_on_when_th
         qtbot, tmp_path, monkeypatch):
     gallery = Gallery(tmp_path / "gallery")
     writer = GalleryWriter(gallery)
+    reports = []  # (which write, the paths it reported): each write reports to its own callback
     with monkeypatch.context() as m:
         one_image = len(Path(gallery.save(image(0), spec(0))).read_bytes())
         FullDisk(m, free=one_image + 100)  # room for one more image of this batch, not two
         with qtbot.waitSignal(writer.failed, timeout=5_000) as failed, \
                 qtbot.waitSignal(writer.saved, timeout=5_000) as saved:
-            writer.write(1, (image(1), image(2), image(3)), [spec(1), spec(2), spec(3)], {})
-    assert failed.args == [1, f"Could not save the image in {gallery.folder} ({ENOSPC})."]
-    job_id, written, _ = saved.args
+            writer.write((image(1), image(2), image(3)), [spec(1), spec(2), spec(3)], {},
+                         on_saved=lambda paths: reports.append((1, paths)))
+    [(job_id, written)] = reports
+    assert failed.args == [f"Could not save the image in {gallery.folder} ({ENOSPC})."] and job_id == 1
+    assert saved.args == [written]
     assert job_id == 1 and len(written) == 1 and decodes_to(written[0], image(1)), "the image before it is kept"
     assert sorted(p.suffix for p in gallery.folder.iterdir()) == [".png", ".png"], "nothing partial left"
 
     # Room again: the next image is written as usual, by the same writer.
     with qtbot.waitSignal(writer.saved, timeout=5_000) as saved:
-        writer.write(2, (image(4),), [spec(4)], {})
-    assert saved.args[0] == 2 and decodes_to(saved.args[1][0], image(4))
+        writer.write((image(4),), [spec(4)], {}, on_saved=lambda paths: reports.append((2, paths)))
+    assert reports[-1][0] == 2 and decodes_to(saved.args[0][0], image(4))
     writer.close()
 
 

@@ -25,9 +25,11 @@ def test_a_batch_is_written_off_the_calling_thread_then_announced(qtbot, tmp_pat
     real_save = gallery.save
     monkeypatch.setattr(gallery, "save", lambda *a: threads.append(threading.current_thread()) or real_save(*a))
     writer = GalleryWriter(gallery)
+    reports = []  # (which write, the paths it reported)
     with qtbot.waitSignal(writer.saved, timeout=5_000) as blocker:
-        writer.write(7, images(3), specs(3), {"scheduler": "Euler"})
-    job_id, paths, _ = blocker.args
+        writer.write(images(3), specs(3), {"scheduler": "Euler"}, on_saved=lambda written: reports.append((7, written)))
+    [(job_id, paths)] = reports
+    assert blocker.args == [paths]
     assert job_id == 7 and len(paths) == 3
     assert all(p.read_bytes().startswith(PNG_SIGNATURE) for p in paths)
     assert [p.stem.split("-")[-1] for p in paths] == ["3", "4", "5"]  # each with its own seed
@@ -40,9 +42,9 @@ def test_a_disk_that_says_no_is_one_sentence(qtbot, tmp_path):
     blocked.write_text("x")
     writer = GalleryWriter(Gallery(blocked / "gallery"))
     with qtbot.waitSignal(writer.failed, timeout=5_000) as failed, qtbot.waitSignal(writer.saved, timeout=5_000) as saved:
-        writer.write(1, images(1), specs(1), {})
-    assert failed.args[1].startswith("Could not save the image in ") and failed.args[1].endswith(").")
-    assert saved.args[1] == []
+        writer.write(images(1), specs(1), {})
+    assert failed.args[0].startswith("Could not save the image in ") and failed.args[0].endswith(").")
+    assert saved.args[0] == []
     writer.close()
 
 
@@ -50,8 +52,10 @@ def test_close_waits_for_every_image_and_later_ones_are_written_at_once(qtbot, t
     gallery = Gallery(tmp_path / "g")
     writer = GalleryWriter(gallery)
     for job in range(5):
-        writer.write(job, images(2), specs(2, seed=10 * job), {})
+        writer.write(images(2), specs(2, seed=10 * job), {})
     writer.close()
     assert len(list(gallery.folder.glob("*.png"))) == 10
-    writer.write(9, images(1), specs(1, seed=99), {})  # a result arriving while the window closes
+    reports = []
+    writer.write(images(1), specs(1, seed=99), {}, on_saved=reports.append)  # a result arriving while the window closes
     assert len(list(gallery.folder.glob("*.png"))) == 11
+    assert [len(paths) for paths in reports] == [1], "reported at once, to the write's own callback"

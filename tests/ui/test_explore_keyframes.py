@@ -130,8 +130,8 @@ def test_play_submits_the_keyframes_in_order_and_loops_frames_on_the_canvas(qtbo
     assert (spec.frames, spec.spacing, spec.method, spec.model) == (12, "uniform", "lerp", "fake-latent")
     assert kp.play_button.text() == "Stop"
 
-    qtbot.waitUntil(lambda: ws.play_timer.isActive(), timeout=10_000)
-    assert len(ws.play_frames) == 12
+    qtbot.waitUntil(lambda: ws.session.morphs.timer.isActive(), timeout=10_000)
+    assert len(ws.morphs.play_frames) == 12
     seen = set()
 
     def shown_changes() -> bool:
@@ -143,9 +143,9 @@ def test_play_submits_the_keyframes_in_order_and_loops_frames_on_the_canvas(qtbo
 
     # Stop (the same button) freezes the morph; moving a slider afterwards decodes the point again.
     kp.play_button.click()
-    assert not ws.play_timer.isActive() and kp.play_button.text() == "Play"
+    assert not ws.session.morphs.timer.isActive() and kp.play_button.text() == "Play"
     ws.panel.sliders()[5].setValue(40)
-    qtbot.waitUntil(lambda: idle(quick_window) and ws._shown_latent == ws.panel.latent(), timeout=10_000)
+    qtbot.waitUntil(lambda: idle(quick_window) and ws.session.shown_latent == ws.panel.latent(), timeout=10_000)
 
 
 def test_another_action_stops_playback(qtbot, quick_window):
@@ -153,9 +153,9 @@ def test_another_action_stops_playback(qtbot, quick_window):
     add_three(qtbot, ws)
     ws.keyframes.frames.setValue(6)
     ws.keyframes.play_button.click()
-    qtbot.waitUntil(lambda: ws.play_timer.isActive(), timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.morphs.timer.isActive(), timeout=10_000)
     pick(ws.keyframes, 0)  # picking a keyframe: the sliders go there, the morph stops
-    assert not ws.is_playing() and ws.keyframes.play_button.text() == "Play"
+    assert not ws.session.morphs.is_playing() and ws.keyframes.play_button.text() == "Play"
 
 
 def test_stop_while_rendering_cancels_the_morph(qtbot, fake_models, make_window):
@@ -168,11 +168,11 @@ def test_stop_while_rendering_cancels_the_morph(qtbot, fake_models, make_window)
     qtbot.waitUntil(lambda: job.state is JobState.RUNNING, timeout=10_000)
     ws.keyframes.play_button.click()
     qtbot.waitUntil(lambda: job.state is JobState.CANCELLED, timeout=10_000)
-    assert not ws.is_playing() and ws.keyframes.play_button.text() == "Play"
+    assert not ws.session.morphs.is_playing() and ws.keyframes.play_button.text() == "Play"
 
 
 def export(qtbot, ws, path, size=48):
-    dialog = ws.keyframes.export_button.click() or ws.export_dialog
+    dialog = ws.keyframes.export_button.click() or ws.morphs.export_dialog
     assert dialog is not None and dialog.isVisible()
     dialog.path.setText(str(path))
     dialog.size.setValue(size)
@@ -188,7 +188,7 @@ def test_export_writes_the_morph(qtbot, quick_window, tmp_path, suffix):
     path = tmp_path / f"morph{suffix}"
     export(qtbot, ws, path)
     qtbot.waitUntil(lambda: ws.caption.text() == f"Saved {path}", timeout=20_000)
-    assert ws.export_dialog is None and ws.writer is None
+    assert ws.morphs.export_dialog is None and ws.morphs.writer is None
     assert morph_jobs(quick_window)[-1].spec.latents == ws.keyframes.latents()
     data = path.read_bytes()
     if suffix == ".gif":
@@ -210,7 +210,7 @@ def test_cancel_while_rendering_leaves_no_file(qtbot, fake_models, make_window, 
     job = morph_jobs(window)[-1]
     qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=10_000)  # the bar follows the job
     dialog.cancel_button.click()
-    qtbot.waitUntil(lambda: ws.export_dialog is None, timeout=10_000)
+    qtbot.waitUntil(lambda: ws.morphs.export_dialog is None, timeout=10_000)
     assert job.state is JobState.CANCELLED
     assert ws.caption.text() == "Export cancelled."
     assert list(tmp_path.iterdir()) == []
@@ -224,7 +224,7 @@ def test_cancel_while_writing_stops_the_writer_and_leaves_no_file(qtbot, quick_w
     def write_gif_waiting_for_cancel(frames, path, fps, progress=None):
         progress(1, len(frames))  # the dialog hears this, and the test clicks Cancel
         deadline = time.monotonic() + 10
-        while not ws.writer._cancel.is_set() and time.monotonic() < deadline:
+        while not ws.morphs.writer._cancel.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
         cancel_seen.set()
         return real_write_gif(frames, path, fps, progress=progress)
@@ -236,10 +236,10 @@ def test_cancel_while_writing_stops_the_writer_and_leaves_no_file(qtbot, quick_w
     path = tmp_path / "morph.gif"
     dialog = export(qtbot, ws, path)
     # The writer's first frame is on the bar (its thread now waits for the cancel).
-    qtbot.waitUntil(lambda: ws.writer is not None and dialog.status.text().startswith("Writing")
+    qtbot.waitUntil(lambda: ws.morphs.writer is not None and dialog.status.text().startswith("Writing")
                     and dialog.progress.value() == 1, timeout=10_000)
     dialog.cancel_button.click()
-    qtbot.waitUntil(lambda: ws.export_dialog is None, timeout=10_000)
+    qtbot.waitUntil(lambda: ws.morphs.export_dialog is None, timeout=10_000)
     assert cancel_seen.is_set(), quick_window.jobs.error.message
     assert ws.caption.text() == "Export cancelled."
     assert list(tmp_path.iterdir()) == []
@@ -252,7 +252,7 @@ def test_a_write_error_goes_to_the_error_bar(qtbot, quick_window, tmp_path):
     path = tmp_path / "taken.gif"
     path.mkdir()  # a folder where the file should go: writing it fails
     export(qtbot, ws, path)
-    qtbot.waitUntil(lambda: ws.export_dialog is None, timeout=10_000)
+    qtbot.waitUntil(lambda: ws.morphs.export_dialog is None, timeout=10_000)
     message = quick_window.jobs.error.message
     assert message and message.endswith(".") and "\n" not in message
     assert path.is_dir() and list(path.iterdir()) == []

@@ -114,9 +114,9 @@ def test_a_scripted_drag_never_shows_an_older_frame_and_ends_on_the_release_valu
     window = make_window()
     ws = window.explore
     window.tabs.setCurrentWidget(ws)
-    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.shown is not None and idle(window), timeout=10_000)
     shown = []
-    ws.frame_shown.connect(lambda job, latent: shown.append((job, latent)))
+    ws.frame_shown.connect(lambda job, latent: shown.append((job.id, latent)))
     slider = ws.panel.sliders()[2]
     qtbot.mousePress(slider, Qt.MouseButton.LeftButton, pos=slider.rect().center())
     for step in range(60):  # a drag: a move every 4 ms, the events the engine cannot all serve
@@ -142,9 +142,9 @@ def test_a_frame_that_outlives_its_job_record_still_knows_its_point(qtbot, fake_
     window = make_window()
     ws = window.explore
     window.tabs.setCurrentWidget(ws)
-    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.shown is not None and idle(window), timeout=10_000)
     asked = {}
-    window.jobs.job_added.connect(lambda job: asked.setdefault(job, window.jobs.get(job).spec.latent))
+    window.jobs.job_added.connect(lambda job: asked.setdefault(job, job.spec.latent))
     shown = []
     ws.frame_shown.connect(lambda job, latent: shown.append((job, latent)))
     for round_ in range(3):
@@ -209,7 +209,7 @@ def test_the_map_never_replaces_a_sliders_decode(qtbot, fake_models, make_window
     for before, after in zip(records, records[1:]):
         if isinstance(before.spec, LatentDecodeJob) and before.message == "superseded":
             assert isinstance(after.spec, LatentDecodeJob), "a map or thumbnail job replaced a slider's decode"
-    assert ws.shown_job == max(r.id for r in records if isinstance(r.spec, LatentDecodeJob))
+    assert ws.session.shown.id == max(r.id for r in records if isinstance(r.spec, LatentDecodeJob))
 
 
 # -- pictures, crossbreeding, saving ---------------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_a_dropped_picture_is_encoded_into_a_named_keyframe(qtbot, quick, tmp_pa
 def test_a_picture_that_cannot_be_read_is_one_sentence_and_adds_nothing(qtbot, quick, tmp_path):
     window = quick
     ws = window.explore
-    ws.add_picture(str(tmp_path / "nowhere.png"))
+    ws.sources.add_picture(str(tmp_path / "nowhere.png"))
     qtbot.waitUntil(lambda: idle(window) and window.jobs.error.message != "", timeout=10_000)
     assert "nowhere.png" in window.jobs.error.message
     assert ws.keyframes.names() == []
@@ -255,7 +255,7 @@ def test_crossbreeding_mixes_the_selected_keyframes_live_and_keeps_the_child(qtb
     assert kp.selected_rows() == [0, 1]
     before = ws.panel.latent()
 
-    dialog = ws.open_crossbreed()
+    dialog = ws.sources.open_crossbreed()
     assert len(dialog.weights) == 2
     # Equal weights: (a + b)/√2 — the norm-preserving mix, not the average (a + b)/2.
     assert np.allclose(ws.panel.latent(), (parents[0] + parents[1]) / np.sqrt(2))
@@ -272,7 +272,7 @@ def test_crossbreeding_mixes_the_selected_keyframes_live_and_keeps_the_child(qtb
     assert kp.names()[-1] == "Key 1 × Key 2"
     assert np.allclose(kp.latents()[-1], child)
 
-    dialog = ws.open_crossbreed()  # nothing selected but the child: all four keys are parents
+    dialog = ws.sources.open_crossbreed()  # nothing selected but the child: all four keys are parents
     assert len(dialog.weights) == 4
     dialog.reject()  # Cancel: the sliders go back
     assert np.allclose(ws.panel.latent(), child)
@@ -287,19 +287,19 @@ def test_keyframes_save_and_open_again_and_a_wrong_size_is_one_sentence(qtbot, q
         kp.add_button.click()
     kp.rename(1, "Smile")
     path = tmp_path / "keys.json"
-    assert ws.save_keyframes(str(path))
+    assert ws.sources.save_keyframes(str(path))
     saved = json.loads(path.read_text())
     assert saved["model"] == "fake-latent" and [k["name"] for k in saved["keyframes"]] == ["Key 1", "Smile"]
 
     kp.clear()
-    assert ws.open_keyframes(str(path))
+    assert ws.sources.open_keyframes(str(path))
     assert kp.names() == ["Key 1", "Smile"]
     assert kp.latents()[1][3] == -1.0
     assert ws.panel.latent() == kp.latents()[0]
 
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps([[0.0] * 5, [1.0] * 5]))
-    assert not ws.open_keyframes(str(wrong))
+    assert not ws.sources.open_keyframes(str(wrong))
     assert "5 numbers" in quick.jobs.error.message and kp.names() == ["Key 1", "Smile"]  # nothing lost
 
 
@@ -311,7 +311,7 @@ def test_the_export_dialog_says_what_a_gif_does_to_sixty_fps(qtbot, quick):
         ws.panel.sliders()[0].setValue(value)
         ws.keyframes.add_button.click()
     ws.keyframes.fps.setValue(60)
-    dialog = ws.open_export()
+    dialog = ws.morphs.open_export()
     dialog.path.setText(str(dialog.file()).rsplit(".", 1)[0] + ".gif")
     assert dialog.gif_note.isVisibleTo(dialog) and "plays at 50 fps" in dialog.gif_note.text()
     dialog.path.setText(dialog.file().rsplit(".", 1)[0] + ".mp4")
@@ -390,7 +390,7 @@ def test_a_thumbnail_decode_that_fails_is_not_asked_for_again(qtbot, quick, tmp_
     ws = quick.explore
     path = tmp_path / "keys.json"
     write_keyframes(path, "fake-latent", ["ok", "broken"], [np.zeros(8), np.full(8, 7.0)])
-    assert ws.open_keyframes(str(path))
+    assert ws.sources.open_keyframes(str(path))
     qtbot.waitUntil(lambda: idle(quick) and "cannot be drawn" in quick.jobs.error.message, timeout=10_000)
     qtbot.wait(300)
     tries = [r for r in jobs_of(quick, LatentDecodeJob) if r.spec.latent == (7.0,) * 8]

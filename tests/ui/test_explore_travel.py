@@ -11,7 +11,7 @@ import pytest
 
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.jobs import ImageJob, MorphJob
-from studio.ui.explore_morph import travel_keys
+from studio.state.explore_morphs import travel_keys
 
 STEPS = 2
 
@@ -62,20 +62,20 @@ def test_preview_add_keyframes_and_play_a_seed_travel(qtbot, travel_window, pixe
     # Picking the first key puts its prompt and seed back, and previews it again: the same picture.
     ws.keyframes.list.setCurrentRow(0)
     assert ws.travel.key() == {"prompt": "red apple", "seed": 1}
-    qtbot.waitUntil(lambda: idle(window) and ws._shown_key == {"prompt": "red apple", "seed": 1}, timeout=30_000)
+    qtbot.waitUntil(lambda: idle(window) and ws.session.shown_key == {"prompt": "red apple", "seed": 1}, timeout=30_000)
     assert np.array_equal(pixels(ws.canvas.image()), first)
 
     ws.keyframes.frames.setValue(4)
     ws.keyframes.spacing.setCurrentIndex(ws.keyframes.spacing.findData("uniform"))
-    job = ws.play()
-    spec = window.jobs.get(job).spec
+    job = ws.morphs.play()
+    spec = job.spec
     assert isinstance(spec, MorphJob) and spec.seeds == (1, 2) and spec.prompt == "red apple" and not spec.prompts
     assert spec.steps == STEPS and spec.width == 64
-    qtbot.waitUntil(lambda: len(ws.play_frames) == 4, timeout=60_000)
-    frames = [pixels(f) for f in ws.play_frames]
+    qtbot.waitUntil(lambda: len(ws.morphs.play_frames) == 4, timeout=60_000)
+    frames = [pixels(f) for f in ws.morphs.play_frames]
     assert np.array_equal(frames[0], first)  # the morph starts on the first keyframe's picture
     assert not np.array_equal(frames[1], frames[0]) and not np.array_equal(frames[1], frames[3])
-    ws.stop()
+    ws.session.morphs.stop()
 
 
 def test_keys_with_different_prompts_travel_between_prompts():
@@ -94,5 +94,5 @@ def test_adding_a_key_without_a_prompt_is_one_sentence(travel_window):
 
 def test_a_picture_dropped_on_a_diffusion_models_canvas_is_one_sentence(travel_window, tmp_path):
     ws = travel_window.explore
-    assert ws.add_picture(str(tmp_path / "cat.png")) is None
+    assert ws.sources.add_picture(str(tmp_path / "cat.png")) is None
     assert "prompt and a seed" in travel_window.jobs.error.message and ws.keyframes.names() == []

@@ -38,7 +38,7 @@ def test_opening_explore_decodes_the_centre_and_a_slider_move_decodes_again(qtbo
 def test_burst_of_slider_moves_drops_stale_decodes_and_shows_the_last(qtbot, window, pixels):
     ws = window.explore
     window.tabs.setCurrentWidget(ws)
-    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.shown is not None and idle(window), timeout=10_000)
     started = []
     window.jobs.engine.job_started.connect(started.append)
     submitted = []
@@ -52,9 +52,9 @@ def test_burst_of_slider_moves_drops_stale_decodes_and_shows_the_last(qtbot, win
 
     assert len(submitted) == 20
     assert len(started) < 8, f"{len(started)} of 20 decodes ran; stale ones should be dropped"
-    superseded = [j for j in submitted if window.jobs.get(j) and window.jobs.get(j).message == "superseded"]
+    superseded = [j for j in submitted if j.message == "superseded"]
     assert superseded, "some requests were replaced before running"
-    assert ws.shown_job == submitted[-1]
+    assert ws.session.shown == submitted[-1]
     final = ws.panel.latent()
     assert final[1] == -2.4
     assert np.array_equal(pixels(ws.canvas.image()), fake_decode(final))
@@ -63,7 +63,7 @@ def test_burst_of_slider_moves_drops_stale_decodes_and_shows_the_last(qtbot, win
 def test_randomise_and_reset_submit_one_decode_each(qtbot, window, pixels):
     ws = window.explore
     window.tabs.setCurrentWidget(ws)
-    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.shown is not None and idle(window), timeout=10_000)
     submitted = []
     window.jobs.job_added.connect(submitted.append)
     ws.panel.randomise()
@@ -74,17 +74,17 @@ def test_randomise_and_reset_submit_one_decode_each(qtbot, window, pixels):
     qtbot.waitUntil(lambda: idle(window), timeout=10_000)
     ws.panel.reset()
     assert len(submitted) == 2 and ws.panel.latent() == (0.0,) * 8
-    qtbot.waitUntil(lambda: ws.shown_job == submitted[-1], timeout=10_000)
-    assert window.jobs.get(submitted[-1]).state is JobState.FINISHED
+    qtbot.waitUntil(lambda: ws.session.shown == submitted[-1], timeout=10_000)
+    assert submitted[-1].state is JobState.FINISHED
     assert np.array_equal(pixels(ws.canvas.image()), fake_decode([0.0] * 8))
 
 
 def test_looking_for_models_again_keeps_the_sliders_and_the_image(qtbot, window, pixels):
     ws = window.explore
     window.tabs.setCurrentWidget(ws)
-    qtbot.waitUntil(lambda: ws.shown_job > 0 and idle(window), timeout=10_000)
+    qtbot.waitUntil(lambda: ws.session.shown is not None and idle(window), timeout=10_000)
     ws.panel.sliders()[2].setValue(-75)
-    qtbot.waitUntil(lambda: idle(window) and ws.shown_job == max(r.id for r in window.jobs), timeout=10_000)
+    qtbot.waitUntil(lambda: idle(window) and ws.session.shown.id == max(r.id for r in window.jobs), timeout=10_000)
     shown = pixels(ws.canvas.image())
     submitted = []
     window.jobs.job_added.connect(submitted.append)

@@ -37,7 +37,7 @@ def ws(qtbot, window):
 def generate(qtbot, ws):
     finished = []
     ws.jobs.finished.connect(lambda job_id, result: finished.append(result))
-    with qtbot.waitSignal(ws.writer.saved, timeout=30_000):  # on disk, then on the canvas
+    with qtbot.waitSignal(ws.session.writer.saved, timeout=30_000):  # on disk, then on the canvas
         qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
     return finished[-1]
 
@@ -147,8 +147,9 @@ def test_dropping_an_a1111_png_fills_the_panel(qtbot, ws, tmp_path):
     assert not ws.canvas.image().isNull()
 
 
-def test_small_previews_are_enlarged_to_the_job_so_the_mask_stays(qtbot, ws, pixels):
-    from studio.core.jobs import ImageJob
+def test_small_previews_are_enlarged_to_the_job_so_the_mask_stays(qtbot, ws, pixels, monkeypatch):
+    from studio.core.jobs import ImageJob, Lane
+    from studio.state.jobs import JobHandle
 
     put_on_canvas(ws, np.full((64, 64, 3), 200, np.uint8))
     mask = QImage(64, 64, QImage.Format.Format_Grayscale8)
@@ -156,8 +157,11 @@ def test_small_previews_are_enlarged_to_the_job_so_the_mask_stays(qtbot, ws, pix
     for x in range(10, 20):
         mask.setPixel(x, 10, 0xFFFFFFFF)
     ws.canvas.set_mask(mask)
-    ws._mine[99] = ImageJob(model="tiny-sd", width=64, height=64)
-    ws._on_preview(99, to_qimage(np.zeros((8, 8, 3), np.uint8)))  # a latent-resolution preview
+    spec = ImageJob(model="tiny-sd", width=64, height=64)
+    job = JobHandle(99, spec, Lane.BATCH, ws.jobs)
+    monkeypatch.setattr(ws.jobs, "submit_or_report", lambda _spec: job)  # a job this test drives itself
+    ws.session.generate(spec, "txt2img")
+    job.preview.emit(np.zeros((8, 8, 3), np.uint8))  # a latent-resolution preview
     assert (ws.canvas.image().width(), ws.canvas.image().height()) == (64, 64)
     assert ws.canvas.has_mask()
 
@@ -173,12 +177,12 @@ def test_a_cancelled_job_puts_back_the_picture_its_previews_covered(qtbot, windo
     put_on_canvas(ws, picture)
     ws.panel.set_mode("img2img")
     ws.panel.steps.setValue(100)
-    with qtbot.waitSignal(window.jobs.preview, timeout=10_000):
+    with qtbot.waitSignal(ws.session.preview_shown, timeout=10_000):
         qtbot.mouseClick(ws.panel.generate, Qt.MouseButton.LeftButton)
-    job_id = list(window.jobs)[-1].id
+    job = list(window.jobs)[-1]
     qtbot.waitUntil(lambda: not np.array_equal(pixels(ws.canvas.image()), picture), timeout=5_000)
-    window.jobs.cancel(job_id)
-    qtbot.waitUntil(lambda: window.jobs.get(job_id).state.value == "cancelled", timeout=10_000)
+    job.cancel()
+    qtbot.waitUntil(lambda: job.state.value == "cancelled", timeout=10_000)
     assert np.array_equal(pixels(ws.canvas.image()), picture)
 
 

@@ -42,7 +42,7 @@ def test_generate_shows_previews_then_the_image(qtbot, window, pixels, sandbox_d
     finished = []
     window.jobs.finished.connect(lambda job_id, result: finished.append(result))
 
-    with qtbot.waitSignal(ws.writer.saved, timeout=10_000):
+    with qtbot.waitSignal(ws.session.writer.saved, timeout=10_000):
         qtbot.mouseClick(panel.generate, Qt.MouseButton.LeftButton)
 
     record = list(window.jobs)[-1]
@@ -57,7 +57,7 @@ def test_generate_shows_previews_then_the_image(qtbot, window, pixels, sandbox_d
     assert len(saved) == 1 and saved[0].read_bytes().startswith(PNG_SIGNATURE)
 
     # A second generation (new random seed) replaces the pixels.
-    with qtbot.waitSignal(ws.writer.saved, timeout=10_000):
+    with qtbot.waitSignal(ws.session.writer.saved, timeout=10_000):
         qtbot.mouseClick(panel.generate, Qt.MouseButton.LeftButton)
     assert not np.array_equal(pixels(ws.canvas.image()), final)
 
@@ -120,13 +120,13 @@ def test_the_gallery_folder_can_be_changed_and_is_remembered(qtbot, fake_models,
     first.image.panel.steps.setValue(1)
     first.image.panel.width_.setValue(64)
     first.image.panel.height_.setValue(64)
-    with qtbot.waitSignal(first.image.writer.saved, timeout=10_000):
+    with qtbot.waitSignal(first.image.session.writer.saved, timeout=10_000):
         qtbot.mouseClick(first.image.panel.generate, Qt.MouseButton.LeftButton)
     saved = list(elsewhere.glob("*.png"))
     assert len(saved) == 1 and first.image.strip.paths() == [str(saved[0])]
     first.close()
     second = make_window()
-    assert second.image.gallery.folder == elsewhere
+    assert second.image.session.gallery.folder == elsewhere
     assert second.image.strip.paths() == [str(saved[0])]
 
 

@@ -15,7 +15,7 @@ from studio.state.engine_thread import EngineThread
 from studio.models import paths
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
-from studio.engine import thread as engine_thread
+from studio.state import engine_thread
 from studio.ui.main_window import MainWindow
 
 

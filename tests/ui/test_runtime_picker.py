@@ -11,7 +11,7 @@ import pytest
 
 from studio.core.jobs import LatentDecodeJob
 from studio.models import paths
-from studio.engine.export import default_out, export_onnx
+from studio.engine.export.onnx_export import default_out, export_onnx
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobState
 

@@ -29,9 +29,9 @@ def test_a_scripted_drag_on_the_fake_latent_model(qtbot, make_window, sandbox_di
     window = make_window()
     drag_workloads.open_model(window, "fake-latent", timeout_s=20)
     result = drag_workloads.drag_slider(window, duration_s=0.4, period_s=0.4)
-    check(result, "fake-latent", "unreported")  # the fake backend names no runtime
+    check(result, "fake-latent", "fake")  # the runtime the backend names in its info
     ws = window.explore
-    assert ws._shown_latent == ws.panel.latent()  # drag_slider raised otherwise; the window agrees
+    assert ws.session.shown_latent == ws.panel.latent()  # drag_slider raised otherwise; the window agrees
     bare = drag_workloads.bare_decode_rate(window.jobs.engine.runner, "fake-latent", 0.05)
     assert bare["decodes_s"] > 0 and bare["median_ms"] >= 0
 

@@ -22,14 +22,14 @@ def put_cursor(editor, position: int) -> None:
     editor.setTextCursor(cursor)
 
 
-def generate(qtbot, ws, tokens: int = 4, button=None) -> int:
+def generate(qtbot, ws, tokens: int = 4, button=None):
     ws.max_tokens.setValue(tokens)
     qtbot.mouseClick(button or ws.continue_button, Qt.MouseButton.LeftButton)
-    job_id = ws.job_id
-    assert job_id is not None
+    job = ws.session.job
+    assert job is not None
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=10_000)
-    assert ws.jobs.get(job_id).state is JobState.FINISHED
-    return job_id
+    assert job.state is JobState.FINISHED
+    return job
 
 
 def test_typed_text_stays_typed_and_the_model_text_is_marked_generated(qtbot, window):
@@ -81,8 +81,8 @@ def test_retry_keeps_the_first_sample_reachable(qtbot, window):
     generate(qtbot, ws)
     first = ws.editor.toPlainText()
     assert ws.alternative_label.text() == "1 / 1"
-    job_id = generate(qtbot, ws, button=ws.retry_button)
-    assert ws.jobs.get(job_id).spec.story.text == "Rain fell"  # the text before the generation
+    job = generate(qtbot, ws, button=ws.retry_button)
+    assert job.spec.story.text == "Rain fell"  # the text before the generation
     second = ws.editor.toPlainText()
     assert second.startswith("Rain fell") and second != first  # a new seed, a new sample
     assert ws.alternative_label.text() == "2 / 2"
@@ -103,13 +103,13 @@ def test_memory_from_the_panel_is_at_the_top_of_the_prompt(qtbot, window):
     assert ws.document.sampler["top_k"] == 40
     ws.editor.setPlainText("The lamp")
     ws.editor.moveCursor(ws.editor.textCursor().MoveOperation.End)
-    job_id = generate(qtbot, ws, tokens=2)
-    spec = ws.jobs.get(job_id).spec
+    job = generate(qtbot, ws, tokens=2)
+    spec = job.spec
     assert (spec.story.memory, spec.story.text) == ("A story about a lighthouse keeper.", "The lamp")
     assert spec.top_k == 40 and spec.max_new_tokens == 2
     # Assembled on the engine, which reported what the model read.
-    assert ws.last_context.prompt == "A story about a lighthouse keeper.\nThe lamp"
-    assert [role for role, *_ in ws.last_context.parts] == ["memory", "story"]
+    assert ws.session.last_context.prompt == "A story about a lighthouse keeper.\nThe lamp"
+    assert [role for role, *_ in ws.session.last_context.parts] == ["memory", "story"]
 
 
 def test_autosave_writes_the_draft_and_a_new_window_offers_it(qtbot, fake_models, make_window, monkeypatch):
@@ -117,9 +117,9 @@ def test_autosave_writes_the_draft_and_a_new_window_offers_it(qtbot, fake_models
     ws = first.write
     ws.editor.setFocus()
     qtbot.keyClicks(ws.editor, "Lost words")
-    assert ws.autosave_timer.isActive()
-    ws.autosave_timer.timeout.emit()  # as if the few seconds had passed
-    draft = ws.autosaver.path
+    assert ws.files.autosave_timer.isActive()
+    ws.files.autosave_timer.timeout.emit()  # as if the few seconds had passed
+    draft = ws.files.autosaver.path
     assert load_document(draft).text == "Lost words"
 
     # A later run of the studio (another session) finds the draft the first one never closed.
@@ -138,7 +138,7 @@ def test_autosave_writes_the_draft_and_a_new_window_offers_it(qtbot, fake_models
 def test_a_clean_close_leaves_nothing_to_recover(qtbot, fake_models, make_window, monkeypatch):
     first = make_window()
     qtbot.keyClicks(first.write.editor, "Kept")
-    first.write.autosave_now()
+    first.write.files.autosave_now()
     first.close()
     monkeypatch.setattr(autosave, "SESSION", "a later run")
     assert autosave.recoverable() == []
@@ -170,22 +170,22 @@ def test_save_and_open_round_trip_a_native_document_and_text(qtbot, window, tmp_
     ws.panel.authors_note.setPlainText("Keep it quiet.")
     generate(qtbot, ws, tokens=3)
     spans, text = ws.document.spans(), ws.document.text
-    assert ws.save_to(tmp_path / "dawn")
+    assert ws.files.save_to(tmp_path / "dawn")
     saved = tmp_path / "dawn.studio-doc.json"
-    assert saved.is_file() and not ws.modified
-    assert ws.export_to(tmp_path / "dawn.txt")
+    assert saved.is_file() and not ws.files.modified
+    assert ws.files.export_to(tmp_path / "dawn.txt")
 
     ws.new_document()
     assert ws.editor.toPlainText() == "" and ws.document.text == ""
-    assert ws.open_path(saved)
+    assert ws.files.open_path(saved)
     assert ws.editor.toPlainText() == text and ws.document.spans() == spans
     assert ws.panel.authors_note.toPlainText() == "Keep it quiet."
     assert ws.alternative_label.text() == "1 / 1" or ws.alternative_label.text() == ""
 
-    assert ws.open_path(tmp_path / "dawn.txt")
+    assert ws.files.open_path(tmp_path / "dawn.txt")
     assert ws.editor.toPlainText() == text
     assert ws.document.spans() == [(0, len(text), "typed")]
-    assert ws.path is None  # Save asks where: a .txt keeps no spans
+    assert ws.files.path is None  # Save asks where: a .txt keeps no spans
 
 
 def test_file_menu_has_the_document_commands(window):

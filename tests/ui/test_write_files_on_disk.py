@@ -14,7 +14,7 @@ def test_save_refuses_a_document_changed_on_disk_and_save_as_still_writes(window
     ws = window.write
     path = tmp_path / "river.studio-doc.json"
     save_document(Document("The river ran."), path)
-    assert ws.open_path(path)
+    assert ws.files.open_path(path)
     ws.editor.setPlainText("The river ran, mine.")
     assert ws.save() and load_document(path).text == "The river ran, mine."  # our own save moves on
 
@@ -24,8 +24,8 @@ def test_save_refuses_a_document_changed_on_disk_and_save_as_still_writes(window
     message = ws.jobs.error.message
     assert message.startswith("river.studio-doc.json changed on disk since it was opened")
     assert message.endswith(".") and "\n" not in message
-    assert load_document(path).text == "The river ran, theirs." and ws.modified
+    assert load_document(path).text == "The river ran, theirs." and ws.files.modified
 
-    assert ws.save_to(path)  # Save As over it: the writer chose this file in the dialog
-    assert load_document(path).text == "The river ran, mine again." and not ws.modified
+    assert ws.files.save_to(path)  # Save As over it: the writer chose this file in the dialog
+    assert load_document(path).text == "The river ran, mine again." and not ws.files.modified
     assert ws.save()  # and Save goes on from the version it wrote

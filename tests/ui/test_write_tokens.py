@@ -8,17 +8,17 @@ from PySide6.QtCore import Qt
 
 from studio.bench.tiny_models import build_tiny_gpt2
 from studio.core.story import WorldInfoEntry
-from studio.state.jobs import JobState
+from studio.state.jobs import JobHandle, JobState
 
 
-def generate(qtbot, ws, tokens: int = 4) -> int:
+def generate(qtbot, ws, tokens: int = 4) -> JobHandle:
     ws.max_tokens.setValue(tokens)
     qtbot.mouseClick(ws.continue_button, Qt.MouseButton.LeftButton)
-    job_id = ws.job_id
-    assert job_id is not None
+    job = ws.session.job
+    assert job is not None
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=20_000)
-    assert ws.jobs.get(job_id).state is JobState.FINISHED, ws.jobs.get(job_id).message
-    return job_id
+    assert job.state is JobState.FINISHED, job.message
+    return job
 
 
 def start_with(ws, text: str) -> None:
@@ -32,17 +32,17 @@ def test_hovering_a_generated_word_shows_its_alternatives(qtbot, window):
     generate(qtbot, ws)
     text = ws.document.text
     second = text.index(" ", len("Rain") + 1)  # the second generated word starts here
-    token = ws.token_at(second + 1)  # on its first letter (a word may be one letter long)
+    token = ws.session.token_at(second + 1)  # on its first letter (a word may be one letter long)
     assert token is not None and token.start == second
     assert token.record.text == text[second:second + len(token.record.text)]
     html = ws._hover_text(second + 1)
     assert "50.0 %" in html and "<b>" in html  # the fake model's chosen word, in bold
-    assert ws.token_at(1) is None  # the writer's own word has no alternatives
+    assert ws.session.token_at(1) is None  # the writer's own word has no alternatives
     # Once the writer edits a word, the model's record no longer speaks for it.
     cursor = ws.editor.textCursor()
     cursor.setPosition(second + 1)
     cursor.insertText("X")
-    assert ws.token_at(second + 1) is None
+    assert ws.session.token_at(second + 1) is None
 
 
 def test_choosing_an_alternative_rewrites_from_there_and_continues(qtbot, window):
@@ -50,22 +50,22 @@ def test_choosing_an_alternative_rewrites_from_there_and_continues(qtbot, window
     start_with(ws, "Rain")
     generate(qtbot, ws, tokens=6)
     original = ws.document.text
-    token = ws.token_at(len("Rain") + 1)  # the first generated word
+    token = ws.session.token_at(len("Rain") + 1)  # the first generated word
     alternative = token.record.alternatives[1][0]
     menu = ws.editor.context_menu(ws.editor.cursorRect(cursor_at(ws, token.start + 1)).center())
     labels = [a.text() for a in menu.actions()]
     assert any(label.startswith(alternative.replace(" ", "·")) and "30.0 %" in label for label in labels)
 
-    job_id = ws.choose_alternative(token.start, 1)
-    assert job_id is not None
-    spec = ws.jobs.get(job_id).spec
+    job = ws.choose_alternative(token.start, 1)
+    assert job is not None
+    spec = job.spec
     assert spec.story.text == "Rain" + alternative  # the model reads on from the chosen word
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=10_000)
     rewritten = ws.document.text
     assert rewritten.startswith("Rain" + alternative) and len(rewritten) > len("Rain" + alternative)
     assert rewritten != original
     assert ws.alternative_label.text() == "2 / 2"
-    chosen = ws.token_at(len("Rain") + 1)
+    chosen = ws.session.token_at(len("Rain") + 1)
     assert chosen.record.text == alternative  # its own alternatives are still there to hover
     ws.step_alternative(-1)
     assert ws.document.text == original  # the first sample is one click away
@@ -98,7 +98,7 @@ def test_the_context_viewer_shows_memory_world_info_and_story(qtbot, window):
     qtbot.waitUntil(lambda: viewer.context.prompt.endswith("dawn. Ice"), timeout=10_000)
     # A generation reports what its model read, assembled the same way.
     generate(qtbot, ws, tokens=2)
-    assert ws.last_context.prompt == context.prompt + " Ice"
+    assert ws.session.last_context.prompt == context.prompt + " Ice"
 
 
 def test_instruct_mode_is_offered_only_for_a_model_with_a_chat_template(qtbot, window):
@@ -121,14 +121,14 @@ def test_a_real_gpt2_writes_in_the_window(qtbot, fake_models, make_window):
     generate(qtbot, ws, tokens=10)
     first = ws.document.text
     assert first.startswith("The quiet river") and len(first) > len("The quiet river")
-    records = ws.tokens.records(ws.last_generation, 0)
+    records = ws.session.tokens.records(ws.session.last_generation, 0)
     assert records and all(0 < sum(p for _, p in r.alternatives) <= 1.0 + 1e-6 for r in records)
     assert "".join(r.text for r in records) == first[len("The quiet river"):]
 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(fake_models / "tiny-gpt2"), local_files_only=True)
-    assert ws.last_context.tokens == len(tokenizer("The quiet river")["input_ids"])
+    assert ws.session.last_context.tokens == len(tokenizer("The quiet river")["input_ids"])
 
     ws.retry()  # same fixed seed: the same words again, as a second sample
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=20_000)

@@ -8,7 +8,6 @@ from PySide6.QtCore import Qt
 from studio.state.jobs import JobState
 
 
-
 def put_cursor(editor, position: int) -> None:
     cursor = editor.textCursor()
     cursor.setPosition(position)
@@ -27,9 +26,9 @@ def test_continue_streams_tokens_and_stop_ends_it_and_undo_removes_it(qtbot, fak
     original = ws.editor.toPlainText()
 
     qtbot.mouseClick(ws.continue_button, Qt.MouseButton.LeftButton)
-    job_id = ws.job_id
-    assert job_id is not None and ws.stop_button.isEnabled() and not ws.continue_button.isEnabled()
-    assert window.jobs.get(job_id).spec.story.text == "The lantern"
+    job = ws.session.job
+    assert job is not None and ws.stop_button.isEnabled() and not ws.continue_button.isEnabled()
+    assert job.spec.story.text == "The lantern"
     qtbot.waitUntil(lambda: len(ws.editor.toPlainText()) > len(original) + 10, timeout=10_000)
     grown = ws.editor.toPlainText()
     assert grown.startswith(original)
@@ -37,7 +36,7 @@ def test_continue_streams_tokens_and_stop_ends_it_and_undo_removes_it(qtbot, fak
 
     qtbot.mouseClick(ws.stop_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=2_000)
-    record = window.jobs.get(job_id)
+    record = job
     assert record.state is JobState.CANCELLED
     final = ws.editor.toPlainText()
     qtbot.wait(150)
@@ -57,9 +56,8 @@ def test_continue_uses_the_text_before_the_cursor_and_inserts_there(qtbot, windo
     put_cursor(ws.editor, len("First line\nsecond line."))
     ws.max_tokens.setValue(5)
     qtbot.mouseClick(ws.continue_button, Qt.MouseButton.LeftButton)
-    job_id = ws.job_id
+    record = ws.session.job
     qtbot.waitUntil(lambda: not ws.is_running(), timeout=10_000)
-    record = window.jobs.get(job_id)
     assert record.state is JobState.FINISHED
     assert record.spec.story.text == "First line\nsecond line."
     text = ws.editor.toPlainText()

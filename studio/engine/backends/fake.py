@@ -14,8 +14,10 @@ import numpy as np
 
 from studio.core.events import ContextResult, ImageResult, TextResult
 from studio.core.jobs import ContextJob, ImageJob, TextJob
-from studio.engine.backends.base import JobContext, to_uint8_image
-from studio.engine.backends.text_context import build_context
+from studio.core.kinds import Device
+from studio.engine.backends.helpers import to_uint8_image
+from studio.engine.backends.job_context import JobContext
+from studio.engine.backends.text.prompt_context import build_context
 
 FAKE_CONTEXT = 4096  # "tokens": words
 WORDS = ("the", "quiet", "river", "ran", "under", "a", "lantern", "moon", "and", "she", "laughed", "softly")
@@ -39,10 +41,11 @@ class FakeBackend:
         self.latent_dim = latent_dim
         self.image_size = image_size
         self.memory_bytes = 1024
+        self.info = {"device": Device.CPU, "runtime": "fake"}
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:
-        return "cpu", "float32"
+        return Device.CPU, "float32"
 
     @classmethod
     def load(cls, model, device: str, dtype: str) -> "FakeBackend":
@@ -96,7 +99,7 @@ class FakeBackend:
                 ctx.step(index * spec.steps + step, total,
                          preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t))
             images.append(to_uint8_image(final))
-        return ImageResult(tuple(images), {"device": "cpu", "runtime": "fake"})
+        return ImageResult(tuple(images), dict(self.info))
 
     def context(self, spec: Union[TextJob, ContextJob]) -> ContextResult:
         """Assembled as the real backends do, counting a word (and its space) as a token."""
@@ -120,7 +123,7 @@ class FakeBackend:
             ctx.token(piece, token_id, alternatives)
             pieces.append(piece)
             ids.append(token_id)
-        return TextResult("".join(pieces), tuple(ids), {"device": "cpu", "runtime": "fake"})
+        return TextResult("".join(pieces), tuple(ids), dict(self.info))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         n = latents.shape[0]

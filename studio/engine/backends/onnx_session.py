@@ -19,7 +19,8 @@ from typing import Any, Iterator
 
 from studio.core.errors import ModelFileError, SpecError, StudioError, first_line, shown
 from studio.engine.backends import native
-from studio.engine.backends.base import no_cuda
+from studio.core.kinds import Device, Runtime
+from studio.engine.backends.helpers import no_cuda
 from studio.models.paths import offline
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def providers_for(device: str) -> list[str]:
     """The execution providers to ask for, in order, for a device ("cpu" or "cuda"): those of
     TensorRT -> CUDA -> CPU that this onnxruntime build has (TensorRT only when installed; the
     CPU always)."""
-    wanted = [TENSORRT, CUDA, CPU] if device == "cuda" else [CPU]
+    wanted = [TENSORRT, CUDA, CPU] if device == Device.CUDA else [CPU]
     available = available_providers()
     found = [p for p in wanted if p in available and (p != TENSORRT or tensorrt_installed())]
     return found or [CPU]
@@ -101,22 +102,22 @@ def cuda_works() -> bool:
         import torch
     except ImportError:
         return False
-    return bool(torch.cuda.is_available()) and probe_provider("cuda") in GPU_PROVIDERS
+    return bool(torch.cuda.is_available()) and probe_provider(Device.CUDA) in GPU_PROVIDERS
 
 
-def choose_device(requested: str) -> tuple[str, str]:
+def choose_device(requested: str) -> tuple[Device, str]:
     """(device, dtype) for an ONNX backend: CUDA when asked for (a sentence naming `device` when
     there is none) or when auto finds one, else the CPU; exports are float32 throughout."""
-    if requested == "cuda":
+    if requested == Device.CUDA:
         if CUDA not in available_providers():
             raise SpecError("device", "is cuda, but the installed ONNX Runtime has no GPU provider; install "
                                       "onnxruntime-gpu, or choose cpu or auto.")
         if not cuda_works():
             raise no_cuda()
-        return "cuda", "float32"
-    if requested == "auto" and cuda_works():
-        return "cuda", "float32"
-    return "cpu", "float32"
+        return Device.CUDA, "float32"
+    if requested == Device.AUTO and cuda_works():
+        return Device.CUDA, "float32"
+    return Device.CPU, "float32"
 
 
 def short_name(provider: str) -> str:
@@ -230,7 +231,7 @@ def open_session(path: Path, device: str, label: str = "") -> tuple[Any, int]:
             f"{label} could not be loaded by ONNX Runtime ({ort_message(exc)}); check the file and copy it again."
         ) from None
     used = session.get_providers()[0]
-    if device == "cuda" and used not in GPU_PROVIDERS:
+    if device == Device.CUDA and used not in GPU_PROVIDERS:
         raise SpecError("device", f"is cuda, but ONNX Runtime could not start a GPU provider for {label} "
                                   f"(it asked for {', '.join(map(short_name, requested))} and got {short_name(used)}); "
                                   "check the CUDA libraries, or choose cpu.")
@@ -294,4 +295,4 @@ def probe_provider(device: str) -> str:
 
 def info_for(device: str, provider: str) -> dict[str, str]:
     """What every ONNX result says about where it ran."""
-    return {"runtime": "onnx", "device": device, "provider": short_name(provider), "dtype": "float32"}
+    return {"runtime": Runtime.ONNX, "device": device, "provider": short_name(provider), "dtype": "float32"}

@@ -1,6 +1,6 @@
 """emoji-classifier: a small CNN that tells the eight emoji categories apart. It is not shipped as
 a model; `studio eval` uses it to judge the image models (category accuracy of emoji-sd, and the
-Fréchet distance "FD-emoji" in its 128-d feature space). Its output goes to resources/eval/.
+Fréchet distance "FD-emoji" in its 128-d feature space). Its output goes to studio/resources/eval/.
 
 It trains on blurred copies half the time, so the soft images our small generators make are
 judged by their content, not marked down for being soft."""

@@ -1,48 +1,45 @@
-"""Helpers every backend shares: device choice, dtypes, latent checks, quieting library logs."""
+"""The backend Protocols describe what the backends really implement: every class the runner can
+load has the methods of each capability its kind of model needs (backends/base.py)."""
 
-import numpy as np
+import importlib
+
 import pytest
 
-from studio.core.errors import ErrorKind, SpecError
-from studio.engine.backends import base, fake, latent_torch, onnx_latent, onnx_session
+from studio.engine.backends import BACKENDS, base
+
+# What a backend of each family must offer, beyond loading.
+NEEDS = {
+    "diffusion": (base.ImageBackend, base.MorphableImageBackend),
+    "text": (base.TextBackend,),
+    "latent": (base.LatentBackend, base.PictureEncoder, base.SavesMemory),
+    "fake": (base.ImageBackend, base.TextBackend, base.LatentBackend, base.PictureEncoder, base.SavesMemory),
+}
 
 
-def test_cuda_without_a_gpu_is_bad_input_naming_device(monkeypatch):
-    import torch
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(SpecError) as info:
-        base.torch_device("cuda")
-    assert info.value.kind == ErrorKind.BAD_INPUT and info.value.field == "device"
-    assert info.value.message == "`device` is cuda but no CUDA GPU is available; choose cpu or auto."
-    assert base.torch_device("auto") == ("cpu", "float32")
+def methods(protocol):
+    return sorted(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
 
 
-def test_onnx_cuda_without_a_gpu_says_the_same(monkeypatch):
-    monkeypatch.setattr(onnx_session, "cuda_works", lambda: False)
-    with pytest.raises(SpecError) as info:
-        onnx_latent.OnnxLatentBackend.choose_device("cuda")
-    assert info.value.kind == ErrorKind.BAD_INPUT
-    assert info.value.message == "`device` is cuda but no CUDA GPU is available; choose cpu or auto."
+def family(target):
+    module = target.split(":")[0]
+    return "fake" if module.endswith(".fake") else module.split(".")[3]
 
 
-def test_torch_dtype_names():
-    import torch
-    assert base.torch_dtype("float16") is torch.float16
-    assert base.torch_dtype("bfloat16") is torch.bfloat16
-    assert base.torch_dtype("float32") is torch.float32
+@pytest.mark.parametrize("target", sorted(set(BACKENDS.values())))
+def test_every_backend_class_has_the_methods_its_family_needs(target):
+    module, name = target.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    for method in methods(base.BackendClass):
+        assert callable(getattr(cls, method, None)), (name, method)
+    for protocol in NEEDS[family(target)]:
+        missing = [m for m in methods(protocol) if not callable(getattr(cls, m, None))]
+        assert not missing, f"{name} lacks {missing} of {protocol.__name__}"
 
 
-def test_check_latents_is_shared_and_names_latent():
-    assert latent_torch.check_latents is base.check_latents is onnx_latent.check_latents
-    assert base.check_latents(np.zeros(4), 4).shape == (1, 4)
-    with pytest.raises(SpecError, match="`latent` has shape"):
-        base.check_latents(np.zeros((2, 3)), 4)
-    with pytest.raises(SpecError, match="finite"):
-        base.check_latents(np.array([0.0, np.nan]), 2)
+def test_the_fake_backend_is_every_capability_at_once():
+    from studio.engine.backends.fake import FakeBackend
 
-
-def test_fake_backend_uses_the_shared_uint8_conversion():
-    backend = fake.FakeBackend("latent", step_seconds=0, latent_dim=3, image_size=8)
-    image = backend.decode(np.zeros((2, 3), np.float32))
-    assert image.dtype == np.uint8 and image.shape == (2, 8, 8, 3) and image.flags.c_contiguous
-    assert not hasattr(fake, "_to_u8")
+    backend = FakeBackend("image", step_seconds=0, latent_dim=3, image_size=8)
+    for protocol in NEEDS["fake"]:
+        assert isinstance(backend, protocol), protocol.__name__
+    assert not isinstance(backend, base.MorphableImageBackend)  # fake image models cannot morph

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from studio.core.errors import ModelFileError, SpecError
-from studio.engine.backends import chat_template
-from studio.engine.backends.chat_template import render_chat
+from studio.engine.backends.text import chat_template
+from studio.engine.backends.text.chat_template import render_chat
 from studio.models import formats
 from studio.models.formats import find_chat_template
 from studio.models.registry import inspect

@@ -78,7 +78,7 @@ def test_same_seed_same_pixels_other_seed_other_pixels(runner):
 
 
 def test_cancel_lands_at_the_next_step_without_decoding(runner, monkeypatch):
-    from studio.engine.backends import diffusion_previews
+    from studio.engine.backends.diffusion import previews as diffusion_previews
 
     monkeypatch.setattr(diffusion_previews, "FULL_DECODE_MAX_PARAMS", 0)  # previews by projection only
     backend = runner.backend_for(spec())[0]
@@ -115,7 +115,7 @@ def test_a_broken_folder_fails_with_one_sentence_and_the_runner_carries_on(runne
 
 
 def test_latent_preview_projects_four_channels_and_stretches_others():
-    from studio.engine.backends.diffusion_previews import linear_preview as latent_preview
+    from studio.engine.backends.diffusion.previews import linear_preview as latent_preview
 
     four = latent_preview(torch.zeros(2, 4, 5, 7))
     assert four.shape == (5, 7, 3) and four.dtype == np.uint8
@@ -128,7 +128,7 @@ def test_latent_preview_projects_four_channels_and_stretches_others():
 def test_diffusers_is_told_never_to_trust_remote_code(models, monkeypatch):
     import diffusers
 
-    from studio.engine.backends.diffusers_image import DiffusersImageBackend
+    from studio.engine.backends.diffusion.diffusers_image import DiffusersImageBackend
 
     seen = []
     real = diffusers.DiffusionPipeline.from_pretrained

@@ -105,8 +105,8 @@ def test_a_batch_is_one_image_per_seed_each_reproducible_alone(runner):
 
 
 def test_previews_show_the_predicted_clean_image(runner, monkeypatch):
-    from studio.engine.backends import diffusion_previews
-    from studio.engine.backends.base import JobContext
+    from studio.engine.backends.diffusion import previews as diffusion_previews
+    from studio.engine.backends.job_context import JobContext
 
     monkeypatch.setattr(JobContext, "preview_due", lambda self: True)  # a preview after every step
     events = run(runner, spec(scheduler="Euler", steps=6))
@@ -203,7 +203,7 @@ def test_ancestral_samplers_draw_their_noise_from_the_jobs_seed(runner, name):
 def test_a_named_sampler_takes_only_the_models_schedule_not_its_options():
     from diffusers import DPMSolverMultistepScheduler
 
-    from studio.engine.backends.diffusion_schedulers import make_scheduler, sampler_name
+    from studio.engine.backends.diffusion.schedulers import make_scheduler, sampler_name
 
     base = DPMSolverMultistepScheduler(use_karras_sigmas=True, solver_type="heun", prediction_type="v_prediction")
     euler = make_scheduler("Euler", base)
@@ -218,8 +218,8 @@ def test_a_named_sampler_takes_only_the_models_schedule_not_its_options():
 def test_pndm_previews_come_from_the_predicted_clean_image():
     from diffusers import PNDMScheduler
 
-    from studio.engine.backends.diffusion_previews import X0Tap
-    from studio.engine.backends.diffusion_schedulers import sampler_name
+    from studio.engine.backends.diffusion.previews import X0Tap
+    from studio.engine.backends.diffusion.schedulers import sampler_name
 
     scheduler = PNDMScheduler(skip_prk_steps=True)
     scheduler.set_timesteps(10)

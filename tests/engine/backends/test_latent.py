@@ -12,9 +12,9 @@ from studio.core.errors import ModelFileError, SpecError
 from studio.core.events import Failed, Finished
 from studio.core.jobs import LatentDecodeJob
 from studio.engine.backends import onnx_session
-from studio.engine.backends.base import to_uint8_image
-from studio.engine.backends.latent_torch import TorchLatentBackend
-from studio.engine.backends.onnx_latent import OnnxLatentBackend
+from studio.engine.backends.helpers import to_uint8_image
+from studio.engine.backends.latent.torch_latent import TorchLatentBackend
+from studio.engine.backends.latent.onnx_latent import OnnxLatentBackend
 from studio.engine.backends.onnx_session import providers_for
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner

@@ -11,7 +11,7 @@ import pytest
 
 from studio.core.errors import CANNOT_BE_INTERRUPTED, JobCancelled, StudioError
 from studio.engine.backends import native
-from studio.engine.runner import poisons_device
+from studio.engine.errors import poisons_device
 
 
 @pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.events import Cancelled, Failed, Finished, Preview, Progress
 from studio.core.jobs import SCHEDULERS, ImageJob, MorphJob
 from studio.engine.runner import Runner
-from studio.engine.export import export_onnx
+from studio.engine.export.onnx_export import export_onnx
 from studio.models.registry import ModelRegistry
 
 ONNX, TORCH = "tiny-sd-onnx", "tiny-sd"

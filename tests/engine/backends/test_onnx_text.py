@@ -14,7 +14,7 @@ from studio.core.events import Cancelled, ContextUsed, Started, Token
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext
 from studio.engine.runner import Runner
-from studio.engine.export import export_onnx
+from studio.engine.export.onnx_export import export_onnx
 from studio.models.registry import ModelRegistry
 from run_jobs import finished, one_sentence_failure, run, tokens
 
@@ -81,7 +81,7 @@ def test_greedy_text_is_torchs_token_for_token(runner, model):
 
 def test_a_prompt_read_in_pieces_gives_the_same_tokens(runner, monkeypatch):
     """A long prompt is read PREFILL_CHUNK tokens at a time, each piece on the last one's cache."""
-    from studio.engine.backends import onnx_text
+    from studio.engine.backends.text import onnx_text
 
     job = spec(model="tiny-llama", prompt="She wrote letters she never sent: to her brother, to the sea",
                temperature=0.0, max_new_tokens=20)

@@ -6,7 +6,7 @@ import pytest
 from studio.core.errors import DocumentError
 from studio.core.jobs import TextJob
 from studio.core.story import StoryContext, WorldInfoEntry
-from studio.engine.backends.text_context import build_context
+from studio.engine.backends.text.prompt_context import build_context
 
 
 def words(text: str) -> int:

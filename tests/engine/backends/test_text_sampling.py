@@ -13,7 +13,7 @@ import torch
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
 from studio.core.events import Cancelled, Finished, Token
 from studio.core.jobs import TextJob
-from studio.engine.backends.text_sampling import (
+from studio.engine.backends.text.sampling import (
     DRY_SEQUENCE_BREAKERS,
     BannedPhrases,
     DRYPenalty,

@@ -161,7 +161,7 @@ def test_a_broken_folder_fails_with_one_sentence_and_the_runner_carries_on(runne
 def test_transformers_is_told_never_to_trust_remote_code(models, monkeypatch):
     import transformers
 
-    from studio.engine.backends.transformers_text import TransformersTextBackend
+    from studio.engine.backends.text.transformers_text import TransformersTextBackend
 
     seen = {}
     for cls in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):

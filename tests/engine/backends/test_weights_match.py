@@ -18,9 +18,10 @@ from safetensors.torch import load_file, save_file
 from studio.bench.tiny_models import build_tiny_diffusers, build_tiny_gpt2
 from studio.core.errors import ModelFileError
 from studio.core.jobs import TextJob
-from studio.engine.backends import diffusers_image, transformers_text
-from studio.engine.backends.diffusers_image import DiffusersImageBackend
-from studio.engine.backends.transformers_text import TransformersTextBackend
+from studio.engine.backends.diffusion import diffusers_image
+from studio.engine.backends.text import transformers_text
+from studio.engine.backends.diffusion.diffusers_image import DiffusersImageBackend
+from studio.engine.backends.text.transformers_text import TransformersTextBackend
 from studio.engine.runner import Runner
 from studio.models import weights_match
 from studio.models.registry import ModelRegistry
@@ -206,7 +207,7 @@ def test_weights_left_on_the_meta_device_are_refused_with_how_many(originals, tm
 
 
 def test_the_single_file_check_counts_what_a_component_lacks():
-    from studio.engine.backends.sd_single_file import check_all_weights_loaded
+    from studio.engine.backends.diffusion.single_file_pipeline import check_all_weights_loaded
 
     vae = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, device="meta"))
     with pytest.raises(ModelFileError) as info:
