@@ -1,11 +1,11 @@
 """The app folder's one program (packaging/studio.spec), playing three parts by how it is called:
 
-    studio-gui [Qt options]        the window (studio.app)
-    studio COMMAND ...             the command line (studio.cli); `studio` is a link to studio-gui
-    studio-gui -P -m MODULE ARGS   a helper process: the studio starts its engine process and other
-                                   helpers as `python -P -m MODULE` with sys.executable
-                                   (studio/core/child_python.py), which in the app folder is this
-                                   program, not a Python interpreter."""
+studio-gui [Qt options]        the window (studio.app)
+studio COMMAND ...             the command line (studio.cli); `studio` is a link to studio-gui
+studio-gui -P -m MODULE ARGS   a helper process: the studio starts its engine process and other
+                               helpers as `python -P -m MODULE` with sys.executable
+                               (studio/core/child_python.py), which in the app folder is this
+                               program, not a Python interpreter."""
 
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ from importlib import metadata
 
 def locked(path: str) -> dict[str, str]:
     pins = {}
-    for line in open(path, encoding="utf-8"):
+    with open(path, encoding="utf-8") as lock:
+        lines = lock.readlines()
+    for line in lines:
         match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)", line)
         if match:
             pins[_canonical(match[1])] = match[2]
@@ -26,8 +28,11 @@ def _canonical(name: str) -> str:
 def main(lock: str) -> int:
     pins = locked(lock)
     installed = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
-    changes = [f"  {name}: {pins[name]} -> {installed[name]}" for name in sorted(pins)
-               if name in installed and installed[name] != pins[name]]
+    changes = [
+        f"  {name}: {pins[name]} -> {installed[name]}"
+        for name in sorted(pins)
+        if name in installed and installed[name] != pins[name]
+    ]
     changes += [f"  {name}: new, {installed[name]}" for name in sorted(set(installed) - set(pins) - {"studio"})]
     print(f"{len(changes)} package(s) differ from {lock}" + (":" if changes else "."))
     for change in changes:

@@ -46,8 +46,11 @@ def seconds_since_start() -> float:
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="studio-gui", description="Studio: an offline generative studio.")
-    parser.add_argument("--quit-after-show", action="store_true",
-                        help='print "window-shown <seconds>" once the window is on screen, then quit (benchmarks)')
+    parser.add_argument(
+        "--quit-after-show",
+        action="store_true",
+        help='print "window-shown <seconds>" once the window is on screen, then quit (benchmarks)',
+    )
     args, qt_args = parser.parse_known_args(list(argv))
     args.quit_after_show = args.quit_after_show or os.environ.get("STUDIO_QUIT_AFTER_SHOW") == "1"
     return args, qt_args
@@ -63,17 +66,20 @@ class Studio:
         from studio.engine.cache import ModelCache
         from studio.engine.host.supervisor import EngineProcess, RunnerRecipe
         from studio.engine.runner import Runner
-        from studio.state.engine_thread import EngineThread
         from studio.models import paths
         from studio.models.registry import ModelRegistry, default_roots
+        from studio.state.engine_thread import EngineThread
         from studio.state.jobs import JobList
         from studio.ui.main_window import MainWindow
 
         self.settings = Settings.load(paths.settings_file())
         self.registry = registry or ModelRegistry(default_roots(self.settings.model_dirs))
         budget = self.settings.cache_budget_mb * 1024 * 1024
-        host = (EngineProcess(RunnerRecipe(self.registry, budget)) if isolated
-                else Runner(self.registry, ModelCache(budget)))
+        host = (
+            EngineProcess(RunnerRecipe(self.registry, budget))
+            if isolated
+            else Runner(self.registry, ModelCache(budget))
+        )
         self.engine = EngineThread(host)
         self.jobs = JobList(self.engine)
         # The window first: if building it fails, no engine thread is left running. Jobs it queues

@@ -102,9 +102,22 @@ def cmd_models(args, runner: Runner) -> int:
         onnx = _onnx_provider() if any("onnx" in m.runtimes for m in models) else ""
         # File names and studio.json fields come from whoever made the model: no escape sequence
         # (colours, cursor moves, OSC 52 clipboard writes) or line break of theirs reaches the terminal.
-        rows = [tuple(printable(c, one_line=True) for c in (
-            m.id, m.kind, m.format, _runtimes(m, onnx), _size(m.size_bytes), m.licence or "-", m.source, str(m.path)))
-            for m in models]
+        rows = [
+            tuple(
+                printable(c, one_line=True)
+                for c in (
+                    m.id,
+                    m.kind,
+                    m.format,
+                    _runtimes(m, onnx),
+                    _size(m.size_bytes),
+                    m.licence or "-",
+                    m.source,
+                    str(m.path),
+                )
+            )
+            for m in models
+        ]
         header = ("ID", "KIND", "FORMAT", "RUNTIMES", "SIZE", "LICENCE", "SOURCE", "PATH")
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(7)]
         for row in [header] + rows:
@@ -123,7 +136,7 @@ def _onnx_provider() -> str:
 
 
 def _runtimes(model: ModelInfo, onnx_provider: str) -> str:
-    """"torch, onnx (CPU)": the runtimes a model runs on, ONNX Runtime with the provider it gets."""
+    """ "torch, onnx (CPU)": the runtimes a model runs on, ONNX Runtime with the provider it gets."""
     return ", ".join(f"onnx ({onnx_provider})" if r == "onnx" else r for r in model.runtimes)
 
 
@@ -159,10 +172,21 @@ def cmd_generate(args, runner: Runner) -> int:
     if args.mask and not args.init:
         raise UsageError("--mask needs --init: the image to paint into.")
     spec = ImageJob(
-        model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=seed, steps=steps,
-        guidance_scale=cfg, width=width, height=height, device=args.device, runtime=args.runtime,
-        scheduler=args.scheduler or "", count=args.count, strength=args.strength,
-        init_image=_input_file(args.init, "--init"), mask=_input_file(args.mask, "--mask"),
+        model=args.model,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        seed=seed,
+        steps=steps,
+        guidance_scale=cfg,
+        width=width,
+        height=height,
+        device=args.device,
+        runtime=args.runtime,
+        scheduler=args.scheduler or "",
+        count=args.count,
+        strength=args.strength,
+        init_image=_input_file(args.init, "--init"),
+        mask=_input_file(args.mask, "--mask"),
         loras=tuple(_lora(text, runner.registry) for text in args.lora or ()),
     )
     spec.validate()
@@ -239,20 +263,39 @@ def cmd_morph(args, runner: Runner) -> int:
         keys["prompts"] = tuple(p.strip() for p in args.prompts.split("|"))
     if args.latents:
         keys["latents"] = tuple(map(tuple, _latents_file(Path(args.latents)).tolist()))
-    common = dict(model=args.model, device=args.device, runtime=args.runtime, frames=args.frames,
-                  spacing=args.spacing, method="lerp" if args.lerp else "slerp", **keys)
+    common = dict(
+        model=args.model,
+        device=args.device,
+        runtime=args.runtime,
+        frames=args.frames,
+        spacing=args.spacing,
+        method="lerp" if args.lerp else "slerp",
+        **keys,
+    )
     label, scale_to = "morph", None
     if model.kind == "image":
         spec = _diffusion_morph(args, model, common)
         if spec.prompts and not spec.seeds:
             label = f"morph · seed {spec.seed}"  # shown, so a random seed can be reused
     else:
-        given = [flag for flag, value in (("--prompts", args.prompts), ("--prompt", args.prompt),
-                                          ("--negative", args.negative), ("--steps", args.steps), ("--cfg", args.cfg),
-                                          ("--scheduler", args.scheduler), ("--seed", args.seed)) if value is not None]
+        given = [
+            flag
+            for flag, value in (
+                ("--prompts", args.prompts),
+                ("--prompt", args.prompt),
+                ("--negative", args.negative),
+                ("--steps", args.steps),
+                ("--cfg", args.cfg),
+                ("--scheduler", args.scheduler),
+                ("--seed", args.seed),
+            )
+            if value is not None
+        ]
         if given and model.kind == "latent":
-            raise UsageError(f"{given[0]} is for diffusion image models; {model.id} is a latent model, morphed "
-                             "between --seeds or --latents.")
+            raise UsageError(
+                f"{given[0]} is for diffusion image models; {model.id} is a latent model, morphed "
+                "between --seeds or --latents."
+            )
         if args.size:  # a latent model's frames have its own size: --size scales them
             scale_to = _one_number(args.size)
         spec = MorphJob(**common)
@@ -269,8 +312,9 @@ def cmd_morph(args, runner: Runner) -> int:
         native = (spec.width, spec.height) if model.kind == "image" else (model.default_size,) * 2
         shown = (scale_to, scale_to) if scale_to else native
         need = frames_bytes(spec, model.kind, *native) + animation.writer_bytes(spec.frames, *shown, out.suffix)
-        sentence = too_large(need, f"A morph of {spec.frames} frames at {shown[0]}×{shown[1]}",
-                             "use fewer --frames or a smaller --size")
+        sentence = too_large(
+            need, f"A morph of {spec.frames} frames at {shown[0]}×{shown[1]}", "use fewer --frames or a smaller --size"
+        )
         if sentence:
             raise UsageError(sentence)
     bar = StageProgress(label)
@@ -303,18 +347,25 @@ def _diffusion_morph(args, model, common: dict) -> MorphJob:
     if args.seeds and args.seed is not None:
         raise UsageError("--seed is for prompt travel from one seed; with --seeds each keyframe has its own seed.")
     return MorphJob(
-        **common, prompt=args.prompt or "", negative_prompt=args.negative or "",
+        **common,
+        prompt=args.prompt or "",
+        negative_prompt=args.negative or "",
         seed=resolve_seed(args.seed) if args.prompts and not args.seeds else 0,
         steps=_first_given(args.steps, suggested.steps, DEFAULT_STEPS),
         guidance_scale=_first_given(args.cfg, suggested.guidance_scale, DEFAULT_CFG),
-        width=width, height=height, scheduler=args.scheduler or "")
+        width=width,
+        height=height,
+        scheduler=args.scheduler or "",
+    )
 
 
 def _one_number(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise UsageError(f"--size must be one number for a latent model's morph (its longer side), not {text!r}.") from None
+        raise UsageError(
+            f"--size must be one number for a latent model's morph (its longer side), not {text!r}."
+        ) from None
 
 
 def _latents_file(path: Path):
@@ -336,7 +387,9 @@ def _latents_file(path: Path):
     except (ValueError, OSError, OverflowError, RecursionError, MemoryError) as exc:
         raise UsageError(f"--latents {path.name} is not a .npy array ({first_line(exc)}).") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise UsageError(f"--latents {path.name} must hold one latent per row (K x D numbers), not shape {array.shape}.")
+        raise UsageError(
+            f"--latents {path.name} must hold one latent per row (K x D numbers), not shape {array.shape}."
+        )
     return array
 
 
@@ -349,9 +402,16 @@ def cmd_info(args, runner: Runner) -> int:
 
 # `studio write` flags for TextJob's sampler fields.
 SAMPLER_FLAGS = {
-    "max_tokens": "max_new_tokens", "temperature": "temperature", "top_k": "top_k", "top_p": "top_p",
-    "min_p": "min_p", "rep_pen": "repetition_penalty", "rep_range": "repetition_range", "dry": "dry_multiplier",
-    "dry_base": "dry_base", "dry_allowed_length": "dry_allowed_length",
+    "max_tokens": "max_new_tokens",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "rep_pen": "repetition_penalty",
+    "rep_range": "repetition_range",
+    "dry": "dry_multiplier",
+    "dry_base": "dry_base",
+    "dry_allowed_length": "dry_allowed_length",
 }
 DEFAULT_WRITE_TOKENS = 100
 
@@ -395,8 +455,10 @@ def _save_continuations(doc, path: Path, texts: list[str], stamp=None) -> None:
     try:
         save(doc, path, unchanged_since=stamp)
     except DocumentChanged:
-        raise StudioError(f"{path.name} changed on disk while the model was writing, so the continuation was not "
-                          f"saved to it (it is on stdout): run the command again to continue the new version.") from None
+        raise StudioError(
+            f"{path.name} changed on disk while the model was writing, so the continuation was not "
+            f"saved to it (it is on stdout): run the command again to continue the new version."
+        ) from None
 
 
 def cmd_write(args, runner: Runner) -> int:
@@ -411,8 +473,13 @@ def cmd_write(args, runner: Runner) -> int:
     # A document goes to the engine as a story: it is assembled there with the model's own
     # tokenizer (memory, world info, author's note, trimmed to the model's window).
     spec = TextJob(
-        model=args.model, prompt=args.prompt if doc is None else "", seed=seed, device=args.device, runtime=args.runtime,
-        story=None if doc is None else doc.story_context(len(doc.text)), instruct=args.instruct,
+        model=args.model,
+        prompt=args.prompt if doc is None else "",
+        seed=seed,
+        device=args.device,
+        runtime=args.runtime,
+        story=None if doc is None else doc.story_context(len(doc.text)),
+        instruct=args.instruct,
         stop=tuple(args.stop if args.stop is not None else saved.get("stop", ())),
         banned=tuple(args.ban if args.ban is not None else saved.get("banned", ())),
         **settings,
@@ -488,11 +555,15 @@ def cmd_convert(args, runner: Optional[Runner]) -> int:
 
     for done in convert(Path(args.path), Path(args.out) if args.out else None):
         if done.already:
-            print(f"{done.target} is already the converted copy of {done.source.name} ({done.tensors} tensors, "
-                  f"{_size(done.size_bytes)}).")
+            print(
+                f"{done.target} is already the converted copy of {done.source.name} ({done.tensors} tensors, "
+                f"{_size(done.size_bytes)})."
+            )
             continue
         dropped = f"; {done.dropped} entries that were not tensors left out" if done.dropped else ""
-        print(f"wrote {done.target}: {done.tensors} tensors, {_size(done.size_bytes)} (from {done.source.name}{dropped}).")
+        print(
+            f"wrote {done.target}: {done.tensors} tensors, {_size(done.size_bytes)} (from {done.source.name}{dropped})."
+        )
     return 0
 
 
@@ -528,8 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export-onnx", help="export a model to ONNX (checked against torch) so it runs on ONNX Runtime")
     x.add_argument("model", help="an id from `studio models`, or a path")
-    x.add_argument("--out", help="the folder to write (default: the models folder, as MODEL-onnx, where the studio "
-                   "finds it and offers ONNX Runtime for the model)")
+    x.add_argument(
+        "--out",
+        help="the folder to write (default: the models folder, as MODEL-onnx, where the studio "
+        "finds it and offers ONNX Runtime for the model)",
+    )
     x.add_argument("--replace", action="store_true", help="replace --out when it already holds files")
 
     g = sub.add_parser("generate", help="make an image from a prompt")
@@ -540,45 +614,86 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help=f"sampling steps (default: the model's suggestion, else {DEFAULT_STEPS})")
     g.add_argument("--cfg", type=float, help=f"guidance scale (default: the model's suggestion, else {DEFAULT_CFG})")
     g.add_argument("--size", help="512 or WIDTHxHEIGHT (default: the model's own size)")
-    g.add_argument("--scheduler", choices=SCHEDULERS, metavar="NAME",
-                   help="sampler, as A1111 names it: " + ", ".join(SCHEDULERS) + " (default: the model's own)")
+    g.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        metavar="NAME",
+        help="sampler, as A1111 names it: " + ", ".join(SCHEDULERS) + " (default: the model's own)",
+    )
     g.add_argument("--count", type=int, default=1, help="how many images, with seeds SEED, SEED+1, ...")
     g.add_argument("--init", help="img2img: the image to start from")
     g.add_argument("--mask", help="inpainting: white where --init is repainted, black where it is kept")
     g.add_argument("--strength", type=float, default=0.75, help="img2img/inpainting: how much is repainted (0-1)")
-    g.add_argument("--lora", action="append", metavar="FILE:WEIGHT", help="a LoRA .safetensors, weight 1 unless given "
-                   "(repeatable)")
+    g.add_argument(
+        "--lora", action="append", metavar="FILE:WEIGHT", help="a LoRA .safetensors, weight 1 unless given (repeatable)"
+    )
     g.add_argument("--out", help="PNG file to write (default studio-SEED.png; more images get -1, -2, ...)")
     _device_args(g, runtime=True)
 
-    m = sub.add_parser("morph", help="a morph between keyframes as GIF/MP4: of a latent model (emoji-vae, emoji-gan), "
-                       "or seed or prompt travel on a diffusion model (emoji-sd, your SD models)")
+    m = sub.add_parser(
+        "morph",
+        help="a morph between keyframes as GIF/MP4: of a latent model (emoji-vae, emoji-gan), "
+        "or seed or prompt travel on a diffusion model (emoji-sd, your SD models)",
+    )
     m.add_argument("--model", required=True, help="an id from `studio models`, or a path")
-    m.add_argument("--seeds", help="keyframes as seeds, comma-separated: a latent model's standard normal latents, or "
-                   "a diffusion model's initial noises (seed travel; with --prompts, one seed per prompt)")
-    m.add_argument("--prompts", metavar="'A|B|...'", help="diffusion models: keyframes as prompts separated by | "
-                   "(prompt travel)")
-    m.add_argument("--latents", metavar="FILE", help="latent models: keyframes as a K x D .npy array or JSON list of lists")
+    m.add_argument(
+        "--seeds",
+        help="keyframes as seeds, comma-separated: a latent model's standard normal latents, or "
+        "a diffusion model's initial noises (seed travel; with --prompts, one seed per prompt)",
+    )
+    m.add_argument(
+        "--prompts", metavar="'A|B|...'", help="diffusion models: keyframes as prompts separated by | (prompt travel)"
+    )
+    m.add_argument(
+        "--latents", metavar="FILE", help="latent models: keyframes as a K x D .npy array or JSON list of lists"
+    )
     m.add_argument("--frames", type=int, default=60, help="frames in all (default 60)")
     m.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
-    m.add_argument("--spacing", choices=("even", "uniform"), default="even",
-                   help="even: neighbouring frames differ about equally (default; a diffusion model spends up to "
-                   "--frames extra generations finding out); uniform: equal steps in time, every keyframe a frame")
-    m.add_argument("--lerp", action="store_true", help="straight lines between keyframes instead of slerp (on a "
-                   "diffusion model: between the seeds' noises; prompts always blend in straight lines)")
-    m.add_argument("--size", help="latent models: scale the frames so their longer side is this many pixels; "
-                   "diffusion models: 512 or WIDTHxHEIGHT, as for generate (default: the model's own size)")
+    m.add_argument(
+        "--spacing",
+        choices=("even", "uniform"),
+        default="even",
+        help="even: neighbouring frames differ about equally (default; a diffusion model spends up to "
+        "--frames extra generations finding out); uniform: equal steps in time, every keyframe a frame",
+    )
+    m.add_argument(
+        "--lerp",
+        action="store_true",
+        help="straight lines between keyframes instead of slerp (on a "
+        "diffusion model: between the seeds' noises; prompts always blend in straight lines)",
+    )
+    m.add_argument(
+        "--size",
+        help="latent models: scale the frames so their longer side is this many pixels; "
+        "diffusion models: 512 or WIDTHxHEIGHT, as for generate (default: the model's own size)",
+    )
     m.add_argument("--prompt", help="diffusion models, seed travel: the prompt of every frame")
     m.add_argument("--negative", help="diffusion models: negative prompt")
-    m.add_argument("--seed", type=int, help="diffusion models, prompt travel: the seed of every frame (random when left "
-                   "out, shown on the progress bar)")
-    m.add_argument("--steps", type=int, help=f"diffusion models: sampling steps per frame (default: the model's "
-                   f"suggestion, else {DEFAULT_STEPS})")
-    m.add_argument("--cfg", "--guidance", dest="cfg", type=float, help=f"diffusion models: guidance scale (default: the "
-                   f"model's suggestion, else {DEFAULT_CFG})")
-    m.add_argument("--scheduler", choices=SCHEDULERS, metavar="NAME",
-                   help="diffusion models: sampler, as for generate; an ancestral one (Euler a, DPM++ 2M SDE) is "
-                   "swapped for its deterministic counterpart, which a morph needs")
+    m.add_argument(
+        "--seed",
+        type=int,
+        help="diffusion models, prompt travel: the seed of every frame (random when left "
+        "out, shown on the progress bar)",
+    )
+    m.add_argument(
+        "--steps",
+        type=int,
+        help=f"diffusion models: sampling steps per frame (default: the model's suggestion, else {DEFAULT_STEPS})",
+    )
+    m.add_argument(
+        "--cfg",
+        "--guidance",
+        dest="cfg",
+        type=float,
+        help=f"diffusion models: guidance scale (default: the model's suggestion, else {DEFAULT_CFG})",
+    )
+    m.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        metavar="NAME",
+        help="diffusion models: sampler, as for generate; an ancestral one (Euler a, DPM++ 2M SDE) is "
+        "swapped for its deterministic counterpart, which a morph needs",
+    )
     m.add_argument("--out", required=True, help="the .gif or .mp4 to write")
     _device_args(m, runtime=True)
 
@@ -587,8 +702,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("write", help="continue a text with a language model; tokens stream to stdout")
     w.add_argument("prompt", nargs="?", help="the text to continue (with --file: added to the document first)")
-    w.add_argument("--file", metavar="DOC", help="continue this document (.studio-doc.json, .txt or .md); the "
-                   "continuation is added to it and it is saved")
+    w.add_argument(
+        "--file",
+        metavar="DOC",
+        help="continue this document (.studio-doc.json, .txt or .md); the continuation is added to it and it is saved",
+    )
     w.add_argument("--memory", help="text the model always sees first (overrides the document's)")
     w.add_argument("--note", help="author's note, placed a few sentences before the end (overrides the document's)")
     w.add_argument("--model", required=True, help="an id from `studio models`, or a path")
@@ -605,14 +723,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--dry-allowed-length", type=int)
     w.add_argument("--stop", action="append", metavar="TEXT", help="end the text before this (repeatable)")
     w.add_argument("--ban", action="append", metavar="TEXT", help="never write this word or phrase (repeatable)")
-    w.add_argument("--alternatives", type=int, default=1, metavar="N",
-                   help="N continuations, with seeds SEED, SEED+1, ...")
-    w.add_argument("--echo", action="store_true", help="print the prompt, as the model read it, before the continuation")
-    w.add_argument("--instruct", action="store_true",
-                   help="wrap the text in the model's chat template (rendered in a sandbox) as a request")
-    w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="a token progress bar on stderr (default: on when stdout is not a terminal, "
-                   "so it never draws over the streamed text)")
+    w.add_argument(
+        "--alternatives", type=int, default=1, metavar="N", help="N continuations, with seeds SEED, SEED+1, ..."
+    )
+    w.add_argument(
+        "--echo", action="store_true", help="print the prompt, as the model read it, before the continuation"
+    )
+    w.add_argument(
+        "--instruct",
+        action="store_true",
+        help="wrap the text in the model's chat template (rendered in a sandbox) as a request",
+    )
+    w.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a token progress bar on stderr (default: on when stdout is not a terminal, "
+        "so it never draws over the streamed text)",
+    )
     _device_args(w, runtime=True)
 
     b = sub.add_parser("bench", help="run the performance suite (ratios against plain library calls)")
@@ -629,8 +757,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help=argparse.SUPPRESS)  # tests: a few steps
     t.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: tiny data and nets
 
-    c = sub.add_parser("convert", help="opt in to one pickle checkpoint (.ckpt .pt .pth .bin .pkl), or a model folder's: "
-                       "its tensors are read weights-only and written once to .safetensors, which is then used instead")
+    c = sub.add_parser(
+        "convert",
+        help="opt in to one pickle checkpoint (.ckpt .pt .pth .bin .pkl), or a model folder's: "
+        "its tensors are read weights-only and written once to .safetensors, which is then used instead",
+    )
     c.add_argument("path", help="the pickle file, or a diffusers/transformers folder holding pickle weights")
     c.add_argument("--out", help="the .safetensors file to write (default: beside it, same name)")
 
@@ -648,9 +779,18 @@ def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None
         parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
 
 
-COMMANDS = {"models": cmd_models, "export-onnx": cmd_export_onnx, "generate": cmd_generate, "info": cmd_info,
-            "write": cmd_write, "bench": cmd_bench,
-            "train": cmd_train, "eval": cmd_eval, "morph": cmd_morph, "convert": cmd_convert}
+COMMANDS = {
+    "models": cmd_models,
+    "export-onnx": cmd_export_onnx,
+    "generate": cmd_generate,
+    "info": cmd_info,
+    "write": cmd_write,
+    "bench": cmd_bench,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "morph": cmd_morph,
+    "convert": cmd_convert,
+}
 NO_RUNNER = ("convert",)  # commands that need no engine, so none is built (nor the models folder scanned)
 
 

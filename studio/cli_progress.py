@@ -32,8 +32,15 @@ class StageProgress:
         if not self.interactive:
             return
         if self._bar is None:
-            self._bar = tqdm(total=total, initial=step, desc=self.label, unit=self.unit, file=self.stream,
-                             dynamic_ncols=True, leave=True)
+            self._bar = tqdm(
+                total=total,
+                initial=step,
+                desc=self.label,
+                unit=self.unit,
+                file=self.stream,
+                dynamic_ncols=True,
+                leave=True,
+            )
             return
         if total != self._bar.total:  # a batch can learn its total late
             self._bar.total = total

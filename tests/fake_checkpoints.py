@@ -42,8 +42,14 @@ from typing import Any, Iterable, Mapping, Optional
 
 IMAGE_SIZE = 64
 
-RESNET_NAMES = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("time_emb_proj", "emb_layers.1"),
-                ("norm2", "out_layers.0"), ("conv2", "out_layers.3"), ("conv_shortcut", "skip_connection"))
+RESNET_NAMES = (
+    ("norm1", "in_layers.0"),
+    ("conv1", "in_layers.2"),
+    ("time_emb_proj", "emb_layers.1"),
+    ("norm2", "out_layers.0"),
+    ("conv2", "out_layers.3"),
+    ("conv_shortcut", "skip_connection"),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,11 +66,17 @@ def _resnet(rest: str) -> str:
 
 
 def unet_to_ldm(state: Mapping[str, Any], config: Mapping[str, Any], prefix: str = "model.diffusion_model.") -> dict:
-    L = config["layers_per_block"]
-    step = L + 1
-    fixed = {"conv_in": "input_blocks.0.0", "time_embedding.linear_1": "time_embed.0",
-             "time_embedding.linear_2": "time_embed.2", "add_embedding.linear_1": "label_emb.0.0",
-             "add_embedding.linear_2": "label_emb.0.2", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    per_block = config["layers_per_block"]
+    step = per_block + 1
+    fixed = {
+        "conv_in": "input_blocks.0.0",
+        "time_embedding.linear_1": "time_embed.0",
+        "time_embedding.linear_2": "time_embed.2",
+        "add_embedding.linear_1": "label_emb.0.0",
+        "add_embedding.linear_2": "label_emb.0.2",
+        "conv_norm_out": "out.0",
+        "conv_out": "out.2",
+    }
     up_has_attention = {int(k.split(".")[1]) for k in state if k.startswith("up_blocks.") and ".attentions." in k}
     out = {}
     for key, value in state.items():
@@ -80,7 +92,7 @@ def unet_to_ldm(state: Mapping[str, Any], config: Mapping[str, Any], prefix: str
             elif part == "attentions":
                 new = f"input_blocks.{1 + b * step + i}.1.{rest}"
             else:
-                new = f"input_blocks.{1 + b * step + L}.0.op.{rest.removeprefix('conv.')}"
+                new = f"input_blocks.{1 + b * step + per_block}.0.op.{rest.removeprefix('conv.')}"
             out[prefix + new] = value
             continue
         m = re.match(r"mid_block\.(resnets|attentions)\.(\d+)\.(.*)", key)
@@ -97,7 +109,7 @@ def unet_to_ldm(state: Mapping[str, Any], config: Mapping[str, Any], prefix: str
             elif part == "attentions":
                 new = f"output_blocks.{u * step + i}.1.{rest}"
             else:
-                new = f"output_blocks.{u * step + L}.{2 if u in up_has_attention else 1}.{rest}"
+                new = f"output_blocks.{u * step + per_block}.{2 if u in up_has_attention else 1}.{rest}"
             out[prefix + new] = value
             continue
         raise KeyError(f"no LDM name for UNet tensor {key}")
@@ -119,10 +131,14 @@ def vae_to_ldm(state: Mapping[str, Any], config: Mapping[str, Any], prefix: str 
             continue
         new = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", new)
         new = re.sub(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", new)
-        new = re.sub(r"^decoder\.up_blocks\.(\d+)\.resnets\.",
-                     lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.block.", new)
-        new = re.sub(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
-                     lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.upsample.", new)
+        new = re.sub(
+            r"^decoder\.up_blocks\.(\d+)\.resnets\.", lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.block.", new
+        )
+        new = re.sub(
+            r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.",
+            lambda m: f"decoder.up.{n_up - 1 - int(m[1])}.upsample.",
+            new,
+        )
         new = re.sub(r"\.mid_block\.resnets\.(\d+)\.", lambda m: f".mid.block_{int(m[1]) + 1}.", new)
         new = new.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
         out[prefix + new] = value
@@ -132,8 +148,11 @@ def vae_to_ldm(state: Mapping[str, Any], config: Mapping[str, Any], prefix: str 
 def clip_to_ldm(state: Mapping[str, Any], prefix: str) -> dict:
     """transformers CLIPTextModel -> `prefix + text_model.*` (older transformers already had the
     text_model level, newer flattens it away)."""
-    return {prefix + (k if k.startswith("text_model.") else "text_model." + k): v for k, v in state.items()
-            if not k.endswith("position_ids")}
+    return {
+        prefix + (k if k.startswith("text_model.") else "text_model." + k): v
+        for k, v in state.items()
+        if not k.endswith("position_ids")
+    }
 
 
 def openclip_to_ldm(state: Mapping[str, Any], prefix: str) -> dict:
@@ -141,11 +160,19 @@ def openclip_to_ldm(state: Mapping[str, Any], prefix: str) -> dict:
     import torch
 
     state = {k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")}
-    fixed = {"embeddings.token_embedding.weight": "token_embedding.weight",
-             "embeddings.position_embedding.weight": "positional_embedding",
-             "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
-    inner = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
-             "self_attn.out_proj": "attn.out_proj"}
+    fixed = {
+        "embeddings.token_embedding.weight": "token_embedding.weight",
+        "embeddings.position_embedding.weight": "positional_embedding",
+        "final_layer_norm.weight": "ln_final.weight",
+        "final_layer_norm.bias": "ln_final.bias",
+    }
+    inner = {
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+        "self_attn.out_proj": "attn.out_proj",
+    }
     out = {}
     layers = sorted({int(k.split(".")[2]) for k in state if k.startswith("encoder.layers.")})
     for key, value in state.items():
@@ -198,24 +225,45 @@ def _tiny_vae():
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1, norm_num_groups=8, sample_size=IMAGE_SIZE,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=IMAGE_SIZE,
     )
 
 
 def _text_config(hidden: int, pad_token_id: int, projection: int, act: str = "quick_gelu"):
     from transformers import CLIPTextConfig
 
-    return CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                          num_attention_heads=4, max_position_embeddings=77, projection_dim=projection, hidden_act=act,
-                          bos_token_id=49406, eos_token_id=49407, pad_token_id=pad_token_id)
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=projection,
+        hidden_act=act,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=pad_token_id,
+    )
 
 
 def tiny_sd1_pipeline(seed: int = 0, in_channels: int = 4):
     """A tiny random Stable Diffusion 1.x pipeline (text-to-image, or inpainting with 9 channels)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        EulerDiscreteScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel
 
     from studio.models.clip_tokenizer import load_clip_tokenizer
@@ -223,17 +271,28 @@ def tiny_sd1_pipeline(seed: int = 0, in_channels: int = 4):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
-            sample_size=IMAGE_SIZE // 8, in_channels=in_channels, out_channels=4, block_out_channels=(32, 64),
-            layers_per_block=1, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+            sample_size=IMAGE_SIZE // 8,
+            in_channels=in_channels,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
             norm_num_groups=32,
         )
         vae = _tiny_vae()
         text_encoder = CLIPTextModel(_text_config(32, 49407, 32))
     cls = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
     return cls(
-        vae=vae, text_encoder=text_encoder, tokenizer=load_clip_tokenizer(), unet=unet,
-        scheduler=EulerDiscreteScheduler(steps_offset=1), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=load_clip_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
 
@@ -249,19 +308,32 @@ def tiny_sdxl_pipeline(seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
-            sample_size=IMAGE_SIZE // 8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-            layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
-            transformer_layers_per_block=(1, 2), cross_attention_dim=96, use_linear_projection=True,
-            addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+            sample_size=IMAGE_SIZE // 8,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            transformer_layers_per_block=(1, 2),
+            cross_attention_dim=96,
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
             norm_num_groups=32,
         )
         vae = _tiny_vae()
         text_encoder = CLIPTextModel(_text_config(32, 49407, 32))
         text_encoder_2 = CLIPTextModelWithProjection(_text_config(64, 0, 32, act="gelu"))
     return StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=load_clip_tokenizer(),
-        tokenizer_2=load_clip_tokenizer(pad_token=PAD_OPENCLIP), unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=load_clip_tokenizer(),
+        tokenizer_2=load_clip_tokenizer(pad_token=PAD_OPENCLIP),
+        unet=unet,
         scheduler=EulerDiscreteScheduler(steps_offset=1, timestep_spacing="leading"),
     )
 
@@ -273,7 +345,10 @@ def write_config_root(pipe_folder: Path, root: Path, family: str) -> Path:
     target = root / family
     for path in Path(pipe_folder).rglob("*.json"):
         rel = path.relative_to(pipe_folder)
-        if rel.parts[0].startswith("tokenizer") and rel.name not in ("tokenizer_config.json", "special_tokens_map.json"):
+        if rel.parts[0].startswith("tokenizer") and rel.name not in (
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ):
             continue
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target / rel)
@@ -292,8 +367,9 @@ def write_config_root(pipe_folder: Path, root: Path, family: str) -> Path:
 DTYPE_BYTES = {"F16": 2, "F32": 4, "BF16": 2, "I64": 8}
 
 
-def write_header_only(path: Path, shapes: Mapping[str, Iterable[int]], metadata: Optional[dict[str, str]] = None,
-                      dtype: str = "F16") -> Path:
+def write_header_only(
+    path: Path, shapes: Mapping[str, Iterable[int]], metadata: Optional[dict[str, str]] = None, dtype: str = "F16"
+) -> Path:
     """A valid .safetensors file with these tensor names and shapes, all zeros (the data part is
     left sparse, so even full-size shapes cost no disk)."""
     header: dict[str, Any] = {}

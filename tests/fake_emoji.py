@@ -8,8 +8,16 @@ from pathlib import Path
 
 from studio.training.data.emoji_data import CATEGORIES, IMAGES_PACKAGE, LABELS_PACKAGE
 
-COLOURS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (240, 200, 40), (150, 60, 200), (30, 180, 200),
-           (240, 120, 20), (120, 120, 120)]
+COLOURS = [
+    (220, 40, 40),
+    (40, 160, 60),
+    (40, 80, 220),
+    (240, 200, 40),
+    (150, 60, 200),
+    (30, 180, 200),
+    (240, 120, 20),
+    (120, 120, 120),
+]
 
 
 def _package_dir(cache: Path, name_version: tuple[str, str]) -> Path:
@@ -44,21 +52,38 @@ def write_fake_emoji_packages(cache: Path, per_category: int = 3) -> None:
         for i in range(per_category):
             code = f"1F{c:01X}{i:02X}0"
             order += 1
-            entry = {"unified": code, "image": draw(code, COLOURS[c], i % 2 == 1), "has_img_google": True,
-                     "category": category, "subcategory": f"sub-{c}", "sort_order": order}
+            entry = {
+                "unified": code,
+                "image": draw(code, COLOURS[c], i % 2 == 1),
+                "has_img_google": True,
+                "category": category,
+                "subcategory": f"sub-{c}",
+                "sort_order": order,
+            }
             label = {"hexcode": code, "label": f"thing {c} {i}", "tags": [f"tag{c}", "thing"]}
             if c == 1 and i == 0:  # People & Body: skin tones ride with their base emoji
                 entry["skin_variations"] = {}
                 label["skins"] = []
                 for tone in range(1, 6):
                     skin = f"{code}-1F3F{tone + 9:X}"
-                    entry["skin_variations"][str(tone)] = {"unified": skin, "image": draw(skin, COLOURS[c], False),
-                                                           "has_img_google": True}
+                    entry["skin_variations"][str(tone)] = {
+                        "unified": skin,
+                        "image": draw(skin, COLOURS[c], False),
+                        "has_img_google": True,
+                    }
                     label["skins"].append({"hexcode": skin, "label": f"thing {c} {i}: tone {tone}"})
             entries.append(entry)
             labels.append(label)
-    entries.append({"unified": "1F1EA-1F1EC", "image": draw("1F1EA-1F1EC", (0, 0, 0), True), "has_img_google": True,
-                    "category": "Flags", "subcategory": "country-flag", "sort_order": order + 1})
+    entries.append(
+        {
+            "unified": "1F1EA-1F1EC",
+            "image": draw("1F1EA-1F1EC", (0, 0, 0), True),
+            "has_img_google": True,
+            "category": "Flags",
+            "subcategory": "country-flag",
+            "sort_order": order + 1,
+        }
+    )
     labels.append({"hexcode": "1F1EA-1F1EC", "label": "flag: Egypt", "tags": ["flag"]})
     (images / "emoji.json").write_text(json.dumps(entries))
     (labels_root / "en" / "data.json").write_text(json.dumps(labels))

@@ -33,7 +33,25 @@ def test_models_with_nothing_found_says_where_to_put_them(capsys):
 
 def test_generate_writes_a_png_with_its_parameters(fake_models, tmp_path, capsys):
     out = tmp_path / "cat.png"
-    assert main(["generate", "a cat", "--model", "fake-image", "--seed", "7", "--steps", "3", "--size", "32x48", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "a cat",
+                "--model",
+                "fake-image",
+                "--seed",
+                "7",
+                "--steps",
+                "3",
+                "--size",
+                "32x48",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     image = Image.open(out)
     assert image.size == (32, 48)
     assert "Seed: 7" in image.text["parameters"]
@@ -90,6 +108,21 @@ def test_generate_uses_the_models_suggested_steps_unless_given(fake_models, tmp_
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "defaults": {"steps": 4}}))
     assert main(["generate", "a cat", "--model", "fake-image", "--seed", "1", "--out", str(tmp_path / "a.png")]) == 0
     assert "4/4" in capsys.readouterr().err
-    assert main(["generate", "a cat", "--model", "fake-image", "--seed", "1", "--steps", "2",
-                 "--out", str(tmp_path / "b.png")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "a cat",
+                "--model",
+                "fake-image",
+                "--seed",
+                "1",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "b.png"),
+            ]
+        )
+        == 0
+    )
     assert "2/2" in capsys.readouterr().err

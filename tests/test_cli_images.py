@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fake_checkpoints as fc
 from studio.cli import main
 from studio.models import paths
+
+import fake_checkpoints as fc
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +37,30 @@ def user_checkpoint(checkpoint, monkeypatch):
 
 def test_a_batch_from_a_single_file_checkpoint_and_studio_info(user_checkpoint, tmp_path, capsys):
     out = tmp_path / "cat.png"
-    code = main(["generate", "a photo of a cat", "--model", "my-model", "--seed", "40", "--steps", "3",
-                 "--size", "64", "--scheduler", "DPM++ 2M Karras", "--count", "2", "--negative", "blurry",
-                 "--cfg", "6.5", "--out", str(out)])
+    code = main(
+        [
+            "generate",
+            "a photo of a cat",
+            "--model",
+            "my-model",
+            "--seed",
+            "40",
+            "--steps",
+            "3",
+            "--size",
+            "64",
+            "--scheduler",
+            "DPM++ 2M Karras",
+            "--count",
+            "2",
+            "--negative",
+            "blurry",
+            "--cfg",
+            "6.5",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     files = [out, tmp_path / "cat-1.png"]
     assert capsys.readouterr().out.split() == [str(f) for f in files]
@@ -59,8 +81,31 @@ def test_a_batch_from_a_single_file_checkpoint_and_studio_info(user_checkpoint, 
 
     # The second image made again alone, from its own seed: the same pixels.
     again = tmp_path / "again.png"
-    assert main(["generate", "a photo of a cat", "--model", "my-model", "--seed", "41", "--steps", "3", "--size", "64",
-                 "--scheduler", "DPM++ 2M Karras", "--negative", "blurry", "--cfg", "6.5", "--out", str(again)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "a photo of a cat",
+                "--model",
+                "my-model",
+                "--seed",
+                "41",
+                "--steps",
+                "3",
+                "--size",
+                "64",
+                "--scheduler",
+                "DPM++ 2M Karras",
+                "--negative",
+                "blurry",
+                "--cfg",
+                "6.5",
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(np.asarray(Image.open(again)), second)
 
 
@@ -72,9 +117,31 @@ def test_inpainting_from_the_command_line_keeps_the_unmasked_pixels(user_checkpo
     mask[16:48, 16:48] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out.png"
-    assert main(["generate", "a red cat", "--model", "my-model", "--seed", "1", "--steps", "4", "--size", "64",
-                 "--init", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--strength", "1",
-                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "generate",
+                "a red cat",
+                "--model",
+                "my-model",
+                "--seed",
+                "1",
+                "--steps",
+                "4",
+                "--size",
+                "64",
+                "--init",
+                str(tmp_path / "in.png"),
+                "--mask",
+                str(tmp_path / "mask.png"),
+                "--strength",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     result = np.asarray(Image.open(out))
     keep = mask == 0
     assert np.array_equal(result[keep], picture[keep])

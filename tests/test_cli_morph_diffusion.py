@@ -9,10 +9,11 @@ import shutil
 import pytest
 from PIL import Image
 
-from fake_models import write_fake_model
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.cli import main
 from studio.models import paths
+
+from fake_models import write_fake_model
 
 FAST = ["--steps", "2", "--size", "32", "--spacing", "uniform"]
 
@@ -36,8 +37,24 @@ def frames_in(path) -> tuple[int, tuple[int, int]]:
 
 def test_seed_travel_writes_a_gif_of_every_frame(user_models, tmp_path, capsys):
     out = tmp_path / "seeds.gif"
-    code = main(["morph", "--model", "tiny-sd", "--seeds", "1,2,3", "--prompt", "a red cat", "--frames", "5",
-                 "--fps", "10", *FAST, "--out", str(out)])
+    code = main(
+        [
+            "morph",
+            "--model",
+            "tiny-sd",
+            "--seeds",
+            "1,2,3",
+            "--prompt",
+            "a red cat",
+            "--frames",
+            "5",
+            "--fps",
+            "10",
+            *FAST,
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert captured.out.strip() == str(out) and "morph [" in captured.err  # the progress bar on stderr
@@ -46,8 +63,26 @@ def test_seed_travel_writes_a_gif_of_every_frame(user_models, tmp_path, capsys):
 
 def test_prompt_travel_writes_a_gif_and_shows_its_seed(user_models, tmp_path, capsys):
     out = tmp_path / "prompts.gif"
-    code = main(["morph", "--model", "tiny-sd", "--prompts", "a red cat | a photo of a green apple", "--seed", "5",
-                 "--negative", "blurry", "--guidance", "6", "--frames", "4", *FAST, "--out", str(out)])
+    code = main(
+        [
+            "morph",
+            "--model",
+            "tiny-sd",
+            "--prompts",
+            "a red cat | a photo of a green apple",
+            "--seed",
+            "5",
+            "--negative",
+            "blurry",
+            "--guidance",
+            "6",
+            "--frames",
+            "4",
+            *FAST,
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "seed 5" in captured.err
@@ -56,23 +91,43 @@ def test_prompt_travel_writes_a_gif_and_shows_its_seed(user_models, tmp_path, ca
 
 def test_an_ancestral_sampler_is_swapped_with_a_note_on_stderr(user_models, tmp_path, capsys):
     out = tmp_path / "euler.gif"
-    assert main(["morph", "--model", "tiny-sd", "--seeds", "1,2", "--frames", "3", "--scheduler", "Euler a",
-                 *FAST, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "morph",
+                "--model",
+                "tiny-sd",
+                "--seeds",
+                "1,2",
+                "--frames",
+                "3",
+                "--scheduler",
+                "Euler a",
+                *FAST,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "Euler a draws fresh noise at every step" in err and "ran with Euler instead" in err
     assert frames_in(out)[0] == 3
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--model", "tiny-sd", "--prompts", "a red cat"], ["`prompts`", "at least two"]),
-    (["--model", "tiny-sd", "--prompts", "a|b", "--seeds", "1,2,3"], ["`seeds`", "one seed per prompt"]),
-    (["--model", "tiny-sd", "--seeds", "1,2", "--seed", "4"], ["--seed is for prompt travel"]),
-    (["--model", "tiny-sd", "--prompts", "a|b", "--prompt", "c"], ["--prompt is for seed travel"]),
-    (["--model", "tiny-sd", "--seeds", "1,2", "--size", "30"], ["`width`", "divisible by 8"]),
-    (["--model", "fake-latent", "--prompts", "a|b"], ["--prompts is for diffusion image models", "latent model"]),
-    (["--model", "fake-latent", "--seeds", "1,2", "--steps", "3"], ["--steps is for diffusion image models"]),
-    (["--model", "tiny-sd"], ["--seeds, --prompts or --latents"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--model", "tiny-sd", "--prompts", "a red cat"], ["`prompts`", "at least two"]),
+        (["--model", "tiny-sd", "--prompts", "a|b", "--seeds", "1,2,3"], ["`seeds`", "one seed per prompt"]),
+        (["--model", "tiny-sd", "--seeds", "1,2", "--seed", "4"], ["--seed is for prompt travel"]),
+        (["--model", "tiny-sd", "--prompts", "a|b", "--prompt", "c"], ["--prompt is for seed travel"]),
+        (["--model", "tiny-sd", "--seeds", "1,2", "--size", "30"], ["`width`", "divisible by 8"]),
+        (["--model", "fake-latent", "--prompts", "a|b"], ["--prompts is for diffusion image models", "latent model"]),
+        (["--model", "fake-latent", "--seeds", "1,2", "--steps", "3"], ["--steps is for diffusion image models"]),
+        (["--model", "tiny-sd"], ["--seeds, --prompts or --latents"]),
+    ],
+)
 def test_bad_flags_are_one_sentence(user_models, tmp_path, capsys, args, words):
     assert main(["morph", *args, "--out", str(tmp_path / "x.gif")]) == 2
     err = capsys.readouterr().err

@@ -49,19 +49,29 @@ def run_cli(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "STUDIO_EMBEDDED_MODELS_DIR": str(paths.EMBEDDED_MODELS_DIR)}
     exe = os.path.join(os.path.dirname(sys.executable), "studio")
     # Both streams are pipes, as under a service manager or `2> log`.
-    return subprocess.run([exe, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    return subprocess.run([exe, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_piped_write_and_generate_leave_one_line_per_stage_and_no_carriage_return(tmp_path):
-    done = run_cli(tmp_path, "write", "It was a dark and stormy night", "--model", "prose", "--max-tokens", "40",
-                   "--seed", "3", "--progress")
+    done = run_cli(
+        tmp_path,
+        "write",
+        "It was a dark and stormy night",
+        "--model",
+        "prose",
+        "--max-tokens",
+        "40",
+        "--seed",
+        "3",
+        "--progress",
+    )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
     assert re.fullmatch(r"seed 3 \[\d+/40 tokens\] \d+\.\d s", done.stderr.strip()), done.stderr
 
-    done = run_cli(tmp_path, "generate", "a red heart", "--model", "emoji-sd", "--steps", "4", "--seed", "5",
-                   "--out", "heart.png")
+    done = run_cli(
+        tmp_path, "generate", "a red heart", "--model", "emoji-sd", "--steps", "4", "--seed", "5", "--out", "heart.png"
+    )
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr
     assert re.fullmatch(r"seed 5 \[4/4 steps\] \d+\.\d s", done.stderr.strip()), done.stderr

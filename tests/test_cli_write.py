@@ -24,8 +24,20 @@ def write(capsys, *args):
 def test_a_text_file_is_continued_with_memory_and_a_note_and_saved(tmp_path, capsys):
     story = tmp_path / "story.txt"
     story.write_text("It was a dark and stormy night. The rain fell.\n\nShe opened the door")
-    code, out, err = write(capsys, "--file", str(story), "--memory", "Elizabeth is a detective in Bath.",
-                           "--note", "Style: terse.", "--max-tokens", "12", "--seed", "3", "--echo")
+    code, out, err = write(
+        capsys,
+        "--file",
+        str(story),
+        "--memory",
+        "Elizabeth is a detective in Bath.",
+        "--note",
+        "Style: terse.",
+        "--max-tokens",
+        "12",
+        "--seed",
+        "3",
+        "--echo",
+    )
     assert code == 0, err
     assert out.startswith("Elizabeth is a detective in Bath.\n")  # memory first, as the model saw it
     assert "Style: terse." in out
@@ -36,8 +48,9 @@ def test_a_text_file_is_continued_with_memory_and_a_note_and_saved(tmp_path, cap
 
 def test_alternatives_are_kept_in_a_native_document_and_each_is_its_own_seed(tmp_path, capsys):
     doc_path = tmp_path / "novel.studio-doc.json"
-    code, out, err = write(capsys, "--file", str(doc_path), "Mr. Darcy said", "--max-tokens", "8", "--seed", "5",
-                           "--alternatives", "2")
+    code, out, err = write(
+        capsys, "--file", str(doc_path), "Mr. Darcy said", "--max-tokens", "8", "--seed", "5", "--alternatives", "2"
+    )
     assert code == 0, err
     assert "--- alternative 1 (seed 5) ---" in out and "--- alternative 2 (seed 6) ---" in out
     doc = load_document(doc_path)
@@ -66,15 +79,36 @@ def test_a_document_keeps_its_own_sampler_settings(tmp_path, capsys):
 
 
 def test_a_stop_sequence_and_a_ban_from_the_command_line(capsys):
-    code, free, _ = write(capsys, "It was a dark and stormy night", "--max-tokens", "40", "--seed", "2",
-                          "--temperature", "0")
+    code, free, _ = write(
+        capsys, "It was a dark and stormy night", "--max-tokens", "40", "--seed", "2", "--temperature", "0"
+    )
     assert code == 0 and "," in free
-    code, stopped, _ = write(capsys, "It was a dark and stormy night", "--max-tokens", "40", "--seed", "2",
-                             "--temperature", "0", "--stop", ",")
+    code, stopped, _ = write(
+        capsys,
+        "It was a dark and stormy night",
+        "--max-tokens",
+        "40",
+        "--seed",
+        "2",
+        "--temperature",
+        "0",
+        "--stop",
+        ",",
+    )
     assert code == 0 and "," not in stopped and free.startswith(stopped.rstrip("\n"))
     word = free.split()[0]
-    code, banned, _ = write(capsys, "It was a dark and stormy night", "--max-tokens", "40", "--seed", "2",
-                            "--temperature", "0", "--ban", word)
+    code, banned, _ = write(
+        capsys,
+        "It was a dark and stormy night",
+        "--max-tokens",
+        "40",
+        "--seed",
+        "2",
+        "--temperature",
+        "0",
+        "--ban",
+        word,
+    )
     assert code == 0 and word.lower() not in banned.lower()
 
 

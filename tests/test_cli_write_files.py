@@ -60,8 +60,9 @@ def test_a_story_saved_by_someone_else_while_the_model_wrote_is_kept(fake_models
 def test_generate_out_to_a_device_is_one_sentence_and_the_device_stays(fake_models, tmp_path, capsys):
     out = tmp_path / "cat.png"
     out.symlink_to("/dev/null")
-    code = main(["generate", "a cat", "--model", "fake-image", "--seed", "7", "--steps", "2", "--size", "16",
-                 "--out", str(out)])
+    code = main(
+        ["generate", "a cat", "--model", "fake-image", "--seed", "7", "--steps", "2", "--size", "16", "--out", str(out)]
+    )
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILED
     assert f"Cannot write {out} (it is a device, not a regular file); choose another --out." in err

@@ -10,12 +10,13 @@ import struct
 import numpy as np
 import pytest
 
-from run_jobs import run
 from studio.core.events import Finished, Token
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.runner import Runner
 from studio.models import paths
 from studio.models.registry import ModelRegistry, default_roots
+
+from run_jobs import run
 
 EMBEDDED = {"emoji-sd": "image", "prose": "text", "emoji-vae": "latent", "emoji-gan": "latent"}
 BUDGET_BYTES = 40 * 1024 * 1024
@@ -82,19 +83,27 @@ def test_emoji_sd_components_make_img2img_and_inpainting_pipelines(no_network):
     from diffusers import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
     from PIL import Image
 
-    pipe = DiffusionPipeline.from_pretrained(str(paths.EMBEDDED_MODELS_DIR / "emoji-sd"), local_files_only=True,
-                                             dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(
+        str(paths.EMBEDDED_MODELS_DIR / "emoji-sd"), local_files_only=True, dtype=torch.float32
+    )
     pipe.set_progress_bar_config(disable=True)
     start = Image.new("RGB", (64, 64), (250, 250, 250))
     img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
-    out = img2img("red apple", image=start, strength=0.8, num_inference_steps=6,
-                  generator=torch.Generator().manual_seed(1)).images[0]
+    out = img2img(
+        "red apple", image=start, strength=0.8, num_inference_steps=6, generator=torch.Generator().manual_seed(1)
+    ).images[0]
     assert out.size == (64, 64) and np.asarray(out).std() > 5
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
     inpaint = StableDiffusionInpaintPipeline(**pipe.components)
-    out = inpaint("red apple", image=start, mask_image=mask, strength=1.0, num_inference_steps=6,
-                  generator=torch.Generator().manual_seed(1)).images[0]
+    out = inpaint(
+        "red apple",
+        image=start,
+        mask_image=mask,
+        strength=1.0,
+        num_inference_steps=6,
+        generator=torch.Generator().manual_seed(1),
+    ).images[0]
     inside = np.asarray(out)[16:48, 16:48].astype(int)
     assert out.size == (64, 64) and np.abs(inside - 250).mean() > 10
 
@@ -108,8 +117,18 @@ def test_emoji_sd_inpaints_through_the_studio_keeping_the_rest(registry, no_netw
     mask = np.zeros((64, 64), np.uint8)
     mask[12:52, 12:52] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    spec = ImageJob(model="emoji-sd", prompt="red apple", seed=1, steps=12, width=64, height=64, guidance_scale=5.0,
-                    init_image=str(tmp_path / "start.png"), mask=str(tmp_path / "mask.png"), strength=1.0)
+    spec = ImageJob(
+        model="emoji-sd",
+        prompt="red apple",
+        seed=1,
+        steps=12,
+        width=64,
+        height=64,
+        guidance_scale=5.0,
+        init_image=str(tmp_path / "start.png"),
+        mask=str(tmp_path / "mask.png"),
+        strength=1.0,
+    )
     out = run(Runner(registry), spec)[-1].result.images[0]
     keep = mask == 0
     assert np.array_equal(out[keep], picture[keep])
@@ -166,8 +185,14 @@ def _shipped_eval_images(size=64):
     from studio.training.data.emoji_data import EmojiSet
 
     sheet = np.asarray(Image.open(paths.EMBEDDED_MODELS_DIR / "emoji-vae" / "samples.png").convert("RGB"))
-    tiles = [sheet[2 + r * 66: 2 + r * 66 + 64, 2 + c * 66: 2 + c * 66 + 64] for r in range(2) for c in range(8)]
+    tiles = [sheet[2 + r * 66 : 2 + r * 66 + 64, 2 + c * 66 : 2 + c * 66 + 64] for r in range(2) for c in range(8)]
     n = len(tiles)
-    return EmojiSet(images=np.stack(tiles), labels=[f"tile {i}" for i in range(n)], tags=[[] for _ in range(n)],
-                    category=np.arange(n) % 8, subcategory=["" for _ in range(n)], hexcode=[str(i) for i in range(n)],
-                    val=np.arange(n) % 2 == 0)
+    return EmojiSet(
+        images=np.stack(tiles),
+        labels=[f"tile {i}" for i in range(n)],
+        tags=[[] for _ in range(n)],
+        category=np.arange(n) % 8,
+        subcategory=["" for _ in range(n)],
+        hexcode=[str(i) for i in range(n)],
+        val=np.arange(n) % 2 == 0,
+    )

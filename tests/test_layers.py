@@ -74,14 +74,19 @@ else:
 def test_importing_stays_light(name):
     modules, forbidden = GROUPS[name]
     assert modules, f"no modules found for {name}"
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps([modules, forbidden])],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([modules, forbidden])], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     culprit = json.loads(out.stdout.strip().splitlines()[-1])
     assert culprit is None, f"importing {culprit[0]} loads {culprit[1]}"
 
 
 def test_the_probe_names_a_module_that_loads_what_it_must_not():
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps([["studio.core.errors", "wave"], ["wave"]])],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([["studio.core.errors", "wave"], ["wave"]])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["wave", ["wave"]]

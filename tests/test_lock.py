@@ -31,7 +31,8 @@ def test_every_dependency_is_pinned_in_the_lock_within_its_range():
         name = canonicalize_name(requirement.name)
         assert name in locked, f"{requirement.name} is not in {LOCK.name}: run `make lock`"
         assert requirement.specifier.contains(locked[name], prereleases=True), (
-            f"{LOCK.name} pins {name} {locked[name]}, outside pyproject's {requirement.specifier}: run `make lock`")
+            f"{LOCK.name} pins {name} {locked[name]}, outside pyproject's {requirement.specifier}: run `make lock`"
+        )
 
 
 def test_torch_is_locked_to_its_cpu_build_and_the_makefile_installs_the_lock():

@@ -79,9 +79,9 @@ def run_guarded(tmp_path, code: str, *args: str) -> tuple[object, list[str]]:
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "guard"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["STUDIO_TEST_SOCKET_LOG"] = str(attempts)
     done = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=400)
-    line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((text for text in done.stdout.splitlines() if text.startswith("RESULT ")), None)
     assert line, done.stderr[-2000:]
-    return json.loads(line[len("RESULT "):]), attempts.read_text().splitlines()
+    return json.loads(line[len("RESULT ") :]), attempts.read_text().splitlines()
 
 
 def build_models(sandbox_dirs) -> None:

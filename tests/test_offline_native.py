@@ -42,10 +42,24 @@ def test_onnx_runtime_opens_no_internet_socket_from_any_thread(tmp_path, sandbox
             pytest.fail("strace is needed to see native threads' sockets: apt-get install strace")
         pytest.skip("strace is not installed (apt-get install strace)")
     trace = tmp_path / "trace.txt"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORT_", "HF_", "TRANSFORMERS_")) and k != "STUDIO_EMBEDDED_MODELS_DIR"}
-    command = [*isolated_network(), strace, "-f", "-e", "trace=socket,connect,sendto,sendmsg", "-o", str(trace),
-               sys.executable, "-c", SCRIPT, str(tmp_path / "emoji-vae-onnx")]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ORT_", "HF_", "TRANSFORMERS_")) and k != "STUDIO_EMBEDDED_MODELS_DIR"
+    }
+    command = [
+        *isolated_network(),
+        strace,
+        "-f",
+        "-e",
+        "trace=socket,connect,sendto,sendmsg",
+        "-o",
+        str(trace),
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(tmp_path / "emoji-vae-onnx"),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
     assert "RESULT 0" in done.stdout, done.stderr[-2000:]
     internet = [line for line in trace.read_text().splitlines() if INTERNET.search(line)]

@@ -36,14 +36,20 @@ def validator(name: str) -> str:
 
 
 def test_the_desktop_entry_passes_desktop_file_validate_without_a_warning():
-    done = subprocess.run([validator("desktop-file-validate"), str(DESKTOP)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [validator("desktop-file-validate"), str(DESKTOP)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0 and done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr
 
 
 def test_the_metainfo_passes_appstreamcli_without_an_error_or_a_warning():
-    done = subprocess.run([validator("appstreamcli"), "validate", "--no-net", "--no-color", str(METAINFO)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [validator("appstreamcli"), "validate", "--no-net", "--no-color", str(METAINFO)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     problems = [line for line in done.stdout.splitlines() if line.startswith(("E:", "W:"))]
     assert done.returncode == 0 and problems == [], done.stdout + done.stderr
 

@@ -123,13 +123,27 @@ def open_model(window, model_id: str, timeout_s: float = 180.0) -> None:
     if index < 0:
         raise RuntimeError(f"slider_drag: the Explore tab does not offer {model_id!r}")
     ws.models.setCurrentIndex(index)
-    _pump(lambda: ws.models.model_id() == model_id and ws.session.shown is not None and not window.jobs.active()
-          and ws.panel.sliders() and ws.panel.sliders()[0].isVisible() and ws.panel.sliders()[0].width() > 50,
-          timeout_s, f"the first decode of {model_id}")
+    _pump(
+        lambda: (
+            ws.models.model_id() == model_id
+            and ws.session.shown is not None
+            and not window.jobs.active()
+            and ws.panel.sliders()
+            and ws.panel.sliders()[0].isVisible()
+            and ws.panel.sliders()[0].width() > 50
+        ),
+        timeout_s,
+        f"the first decode of {model_id}",
+    )
 
 
-def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS, period_s: float = SWEEP_PERIOD_S,
-                timeout_s: float = 60.0) -> DragResult:
+def drag_slider(
+    window,
+    duration_s: float,
+    interval_ms: int = EVENT_INTERVAL_MS,
+    period_s: float = SWEEP_PERIOD_S,
+    timeout_s: float = 60.0,
+) -> DragResult:
     """Drag slider 0 of the Explore tab's selected model with mouse events for `duration_s`, release
     it, wait for the engine to go idle, and measure. RuntimeError when the window shows a stale
     frame (ids not growing, or the last frame is not the released slider's point)."""
@@ -197,16 +211,20 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
         shown.append((job.id, tuple(latent), now_ms()))
 
     connections = [
-        (window.jobs.job_added, on_added), (engine.job_cancelled, on_cancelled),
-        (engine.job_started, on_started), (window.jobs.finished, on_finished), (ws.frame_shown, on_shown),
+        (window.jobs.job_added, on_added),
+        (engine.job_cancelled, on_cancelled),
+        (engine.job_started, on_started),
+        (window.jobs.finished, on_finished),
+        (ws.frame_shown, on_shown),
     ]
     for signal, slot in connections:
         signal.connect(slot)
 
     def send(kind, x: int, button, buttons) -> None:
         pos = QPointF(x, y)
-        event = QMouseEvent(kind, pos, QPointF(slider.mapToGlobal(QPoint(x, y))), button, buttons,
-                            Qt.KeyboardModifier.NoModifier)
+        event = QMouseEvent(
+            kind, pos, QPointF(slider.mapToGlobal(QPoint(x, y))), button, buttons, Qt.KeyboardModifier.NoModifier
+        )
         event_time[0] = now_ms()
         QApplication.sendEvent(slider, event)
 
@@ -279,7 +297,8 @@ def drag_slider(window, duration_s: float, interval_ms: int = EVENT_INTERVAL_MS,
     if last_id != newest or last_latent != final:
         raise RuntimeError(
             f"slider_drag: {model_id}: a stale frame stays on the canvas after the release: job {last_id} shown, "
-            f"the released slider's point is job {newest}")
+            f"the released slider's point is job {newest}"
+        )
     for job_id, latent, _ in shown:
         if requests.get(job_id, (0, latent))[1] != latent:
             raise RuntimeError(f"slider_drag: frame_shown gave job {job_id} a latent it was not asked for")
@@ -316,11 +335,14 @@ def bare_decode_rate(runner, model_id: str, seconds: float, dim: Optional[int] =
     i = 0
     while time.perf_counter() < deadline or len(times) < 5:
         start = time.perf_counter()
-        backend.decode(latents[i % 64: i % 64 + 1])
+        backend.decode(latents[i % 64 : i % 64 + 1])
         times.append(time.perf_counter() - start)
         i += 1
-    return {"runtime": getattr(backend, "info", {}).get("runtime") or "unreported", "decodes_s": len(times) / sum(times),
-            "median_ms": statistics.median(times) * 1000}
+    return {
+        "runtime": getattr(backend, "info", {}).get("runtime") or "unreported",
+        "decodes_s": len(times) / sum(times),
+        "median_ms": statistics.median(times) * 1000,
+    }
 
 
 def slider_drag(tmp: Path, quick: bool) -> list[Figure]:
@@ -356,8 +378,9 @@ def slider_drag(tmp: Path, quick: bool) -> list[Figure]:
                     raise RuntimeError(f"slider_drag: {model} was meant to run on {runtime}, ran on {result.runtime}")
                 # The window's decodes ran in the engine process; the bare rate is measured here, on
                 # the same model files through a runner of this process's own.
-                bare = bare_decode_rate(Runner(registries[runtime]), model, 0.5 if quick else 1.5,
-                                        window.explore.latent_dim())
+                bare = bare_decode_rate(
+                    Runner(registries[runtime]), model, 0.5 if quick else 1.5, window.explore.latent_dim()
+                )
                 if bare["runtime"] != runtime:
                     raise RuntimeError(f"slider_drag: the bare decode of {model} ran on {bare['runtime']}")
                 results[(model, runtime)] = (result, bare)
@@ -373,25 +396,46 @@ def slider_drag(tmp: Path, quick: bool) -> list[Figure]:
             r, bare = results[(model, runtime)]
             p95 = r.p95_ms()
             common = {
-                "drag_s": round(r.drag_s, 2), "events": r.events, "requests": r.requests,
+                "drag_s": round(r.drag_s, 2),
+                "events": r.events,
+                "requests": r.requests,
                 "requests_s": round(r.requests / r.drag_s, 1),
-                "superseded": r.superseded, "ran": r.ran, "shown": r.shown,
+                "superseded": r.superseded,
+                "ran": r.ran,
+                "shown": r.shown,
             }
-            figures.append(Figure(f"{stem}_slider_fps_{runtime}", r.fps, "frames/s", f">= {FPS_GOAL:g}",
-                                  r.fps >= FPS_GOAL, {
-                                      **common,
-                                      "bare_decodes_s": round(bare["decodes_s"], 1),
-                                      "bare_decode_ms": round(bare["median_ms"], 3),
-                                      "job_ms_median": round(statistics.median(r.job_ms), 3) if r.job_ms else None,
-                                      "event_gap_ms_median": round(statistics.median(r.event_gaps_ms), 2)
-                                      if r.event_gaps_ms else None,
-                                  }))
-            figures.append(Figure(f"{stem}_drag_p95_ms_{runtime}", p95, "ms", f"<= {P95_GOAL_MS:g}",
-                                  p95 <= P95_GOAL_MS, {
-                                      "median_ms": round(statistics.median(r.latencies_ms), 2),
-                                      "max_ms": round(max(r.latencies_ms), 2),
-                                      "frames": len(r.latencies_ms),
-                                      "settle_ms": round(r.settle_ms, 2),
-                                      "what": "mouse-move delivered -> canvas repainted with its decode",
-                                  }))
+            figures.append(
+                Figure(
+                    f"{stem}_slider_fps_{runtime}",
+                    r.fps,
+                    "frames/s",
+                    f">= {FPS_GOAL:g}",
+                    r.fps >= FPS_GOAL,
+                    {
+                        **common,
+                        "bare_decodes_s": round(bare["decodes_s"], 1),
+                        "bare_decode_ms": round(bare["median_ms"], 3),
+                        "job_ms_median": round(statistics.median(r.job_ms), 3) if r.job_ms else None,
+                        "event_gap_ms_median": round(statistics.median(r.event_gaps_ms), 2)
+                        if r.event_gaps_ms
+                        else None,
+                    },
+                )
+            )
+            figures.append(
+                Figure(
+                    f"{stem}_drag_p95_ms_{runtime}",
+                    p95,
+                    "ms",
+                    f"<= {P95_GOAL_MS:g}",
+                    p95 <= P95_GOAL_MS,
+                    {
+                        "median_ms": round(statistics.median(r.latencies_ms), 2),
+                        "max_ms": round(max(r.latencies_ms), 2),
+                        "frames": len(r.latencies_ms),
+                        "settle_ms": round(r.settle_ms, 2),
+                        "what": "mouse-move delivered -> canvas repainted with its decode",
+                    },
+                )
+            )
     return figures

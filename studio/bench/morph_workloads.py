@@ -38,10 +38,22 @@ def morph_export(tmp: Path, quick: bool) -> list[Figure]:
             start = time.perf_counter()
             write(frames, tmp / f"{model}.{name}", 24)
             timings[name] = time.perf_counter() - start
-        figures.append(Figure(f"{model.replace('-', '_')}_morph_export", FRAMES / (job_s + timings["mp4"]),
-                              "frames/s", "", None, {
-                                  "frames": FRAMES, "spacing": "even", "job_s": round(job_s, 3),
-                                  "gif_write_s": round(timings["gif"], 3), "mp4_write_s": round(timings["mp4"], 3),
-                                  "frame_px": int(frames.shape[1]),
-                                  "what": "MorphJob (probe + decode) then write_mp4, frames per second in all"}))
+        figures.append(
+            Figure(
+                f"{model.replace('-', '_')}_morph_export",
+                FRAMES / (job_s + timings["mp4"]),
+                "frames/s",
+                "",
+                None,
+                {
+                    "frames": FRAMES,
+                    "spacing": "even",
+                    "job_s": round(job_s, 3),
+                    "gif_write_s": round(timings["gif"], 3),
+                    "mp4_write_s": round(timings["mp4"], 3),
+                    "frame_px": int(frames.shape[1]),
+                    "what": "MorphJob (probe + decode) then write_mp4, frames per second in all",
+                },
+            )
+        )
     return figures

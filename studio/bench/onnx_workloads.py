@@ -21,20 +21,33 @@ LATENT_MAP = 16  # a 4 x 4 latent map: what the explorer decodes at once
 def _jobs(latent_dim: int = 128) -> dict[str, JobSpec]:
     import numpy as np
 
-    latents = tuple(tuple(float(v) for v in row) for row in np.random.default_rng(0).standard_normal((LATENT_MAP, latent_dim)))
+    latents = tuple(
+        tuple(float(v) for v in row) for row in np.random.default_rng(0).standard_normal((LATENT_MAP, latent_dim))
+    )
     return {
         "emoji-vae": LatentBatchJob(model="emoji-vae", latents=latents),
         "emoji-gan": LatentBatchJob(model="emoji-gan", latents=latents),
-        "emoji-sd": ImageJob(model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3,
-                             guidance_scale=5.0),
+        "emoji-sd": ImageJob(
+            model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3, guidance_scale=5.0
+        ),
         # Greedy with no stop token: every run makes the same 64 tokens on both runtimes.
-        "prose": TextJob(model="prose", prompt="The old house at the end of the lane", max_new_tokens=64,
-                         temperature=0.0, seed=1, stop=()),
+        "prose": TextJob(
+            model="prose",
+            prompt="The old house at the end of the lane",
+            max_new_tokens=64,
+            temperature=0.0,
+            seed=1,
+            stop=(),
+        ),
     }
 
 
-WHAT = {"emoji-vae": f"decode {LATENT_MAP} latents", "emoji-gan": f"decode {LATENT_MAP} latents",
-        "emoji-sd": "20 steps, 64 px, cfg 5", "prose": "64 new tokens, greedy"}
+WHAT = {
+    "emoji-vae": f"decode {LATENT_MAP} latents",
+    "emoji-gan": f"decode {LATENT_MAP} latents",
+    "emoji-sd": "20 steps, 64 px, cfg 5",
+    "prose": "64 new tokens, greedy",
+}
 
 
 def _timed(runner: Runner, spec: JobSpec) -> tuple[float, Finished]:
@@ -53,8 +66,8 @@ def onnx_vs_torch(tmp: Path, quick: bool) -> list[Figure]:
 
     import torch
 
-    from studio.models import paths
     from studio.engine.export.onnx_export import export_onnx
+    from studio.models import paths
 
     embedded = ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")])
     exports = tmp / "onnx-exports"
@@ -83,9 +96,23 @@ def onnx_vs_torch(tmp: Path, quick: bool) -> list[Figure]:
                     times[runtime].append(elapsed)
                     info[runtime] = end.result.info
             t_torch, t_onnx = statistics.median(times["torch"]), statistics.median(times["onnx"])
-            details = {"torch_s": round(t_torch, 5), "onnx_s": round(t_onnx, 5), "repeats": repeats,
-                       "job": WHAT[model_id], "torch_dtype": info["torch"].get("dtype"),
-                       "onnx_provider": info["onnx"].get("provider"), "export_s": export_seconds[model_id]}
-            figures.append(Figure(f"{model_id.replace('-', '_')}_onnx_vs_torch_{device}", t_onnx / t_torch,
-                                  "x torch time (< 1: ONNX Runtime faster)", "", None, details))
+            details = {
+                "torch_s": round(t_torch, 5),
+                "onnx_s": round(t_onnx, 5),
+                "repeats": repeats,
+                "job": WHAT[model_id],
+                "torch_dtype": info["torch"].get("dtype"),
+                "onnx_provider": info["onnx"].get("provider"),
+                "export_s": export_seconds[model_id],
+            }
+            figures.append(
+                Figure(
+                    f"{model_id.replace('-', '_')}_onnx_vs_torch_{device}",
+                    t_onnx / t_torch,
+                    "x torch time (< 1: ONNX Runtime faster)",
+                    "",
+                    None,
+                    details,
+                )
+            )
     return figures

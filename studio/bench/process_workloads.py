@@ -59,17 +59,29 @@ def engine_process(tmp: Path, quick: bool) -> list[Figure]:
     from studio.models import paths
 
     registry = ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")])
-    spec = ImageJob(model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3,
-                    guidance_scale=5.0, device="cpu")
+    spec = ImageJob(
+        model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3, guidance_scale=5.0, device="cpu"
+    )
     runner = Runner(registry, previews=False)
     relay = Relay(registry)
     try:
-        ratio, details = _interleaved_ratio(lambda: _finished(runner.run(JobQueue().make_job(spec), lambda e: None)),
-                                            lambda: _finished(relay.run(spec)), 3 if quick else 7)
+        ratio, details = _interleaved_ratio(
+            lambda: _finished(runner.run(JobQueue().make_job(spec), lambda e: None)),
+            lambda: _finished(relay.run(spec)),
+            3 if quick else 7,
+        )
     finally:
         relay.close()
-    figures = [Figure("engine_process_overhead", ratio, "x same job in-process", "<= 1.05", ratio <= 1.05,
-                      {**details, "job": "emoji-sd 20 steps 64 px, cpu"})]
+    figures = [
+        Figure(
+            "engine_process_overhead",
+            ratio,
+            "x same job in-process",
+            "<= 1.05",
+            ratio <= 1.05,
+            {**details, "job": "emoji-sd 20 steps 64 px, cpu"},
+        )
+    ]
 
     # A crash, then the next job: a new engine process starts, loads its model and runs it.
     crash_root = tmp / "crash-models"
@@ -92,6 +104,14 @@ def engine_process(tmp: Path, quick: bool) -> list[Figure]:
         relay.close()
     tries.sort()
     restart = tries[len(tries) // 2]
-    figures.append(Figure("engine_restart_s", restart, "s crash -> next job done", "<= 2", restart <= 2,
-                          {"tries_s": [round(t, 3) for t in tries], "starts": relay.host.starts}))
+    figures.append(
+        Figure(
+            "engine_restart_s",
+            restart,
+            "s crash -> next job done",
+            "<= 2",
+            restart <= 2,
+            {"tries_s": [round(t, 3) for t in tries], "starts": relay.host.starts},
+        )
+    )
     return figures

@@ -36,9 +36,9 @@ def seconds(fn: Callable[[], object]) -> float:
 
 
 def machine() -> dict:
-    import torch
-
     import os
+
+    import torch
 
     from studio.core.machine import cpu_name
 
@@ -91,9 +91,16 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             for figure in bench(Path(tmp), quick):
                 figures.append(figure)
-                print(f"  {figure.name}: {figure.value:.3f} {figure.unit}  (goal {figure.goal or '-'})", file=sys.stderr)
+                print(
+                    f"  {figure.name}: {figure.value:.3f} {figure.unit}  (goal {figure.goal or '-'})", file=sys.stderr
+                )
     info = machine()
-    record = {"machine": info, "date": time.strftime("%Y-%m-%d"), "quick": quick, "figures": [asdict(f) for f in figures]}
+    record = {
+        "machine": info,
+        "date": time.strftime("%Y-%m-%d"),
+        "quick": quick,
+        "figures": [asdict(f) for f in figures],
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{machine_key(info)}.json"
     if only and path.exists():  # a partial run updates its own figures and keeps the rest

@@ -82,7 +82,11 @@ def _clip_tokenizer(folder: Path):
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=77)
     ids = tokenizer("a photo of a red cat")["input_ids"]
-    if len(tokenizer) != len(vocab) or len(ids) < 3 or tokenizer.decode(ids, skip_special_tokens=True) != "a photo of a red cat":
+    if (
+        len(tokenizer) != len(vocab)
+        or len(ids) < 3
+        or tokenizer.decode(ids, skip_special_tokens=True) != "a photo of a red cat"
+    ):
         raise RuntimeError(f"the tiny CLIP tokenizer does not round-trip (ids {ids})")
     return tokenizer
 
@@ -173,8 +177,14 @@ def build_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     tokenizer = _byte_level_tokenizer()
     eos = tokenizer.eos_token_id
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -190,9 +200,17 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     tokenizer = _byte_level_tokenizer()
     eos = tokenizer.eos_token_id
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=False,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        tie_word_embeddings=False,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

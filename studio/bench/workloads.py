@@ -103,15 +103,30 @@ def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
     spec = ImageJob(model="tiny-sd", prompt=PROMPT, steps=steps, width=size, height=size, seed=1, device="cpu")
 
     def plain():
-        pipe(PROMPT, num_inference_steps=steps, width=size, height=size, guidance_scale=7.0,
-             generator=torch.Generator("cpu").manual_seed(1), output_type="np")
+        pipe(
+            PROMPT,
+            num_inference_steps=steps,
+            width=size,
+            height=size,
+            guidance_scale=7.0,
+            generator=torch.Generator("cpu").manual_seed(1),
+            output_type="np",
+        )
 
     def studio():
         _run(runner, spec)
 
     ratio, details = _interleaved_ratio(plain, studio, repeats)
-    return [Figure("image_overhead", ratio, "x plain pipe()", "<= 1.05", ratio <= 1.05,
-                   {**details, "steps": steps, "size": size})]
+    return [
+        Figure(
+            "image_overhead",
+            ratio,
+            "x plain pipe()",
+            "<= 1.05",
+            ratio <= 1.05,
+            {**details, "steps": steps, "size": size},
+        )
+    ]
 
 
 def embedded_sd_overhead(tmp: Path, quick: bool) -> list[Figure]:
@@ -129,26 +144,49 @@ def embedded_sd_overhead(tmp: Path, quick: bool) -> list[Figure]:
     registry = ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")])
     engine_only = Runner(registry, previews=False)  # what `studio generate` runs
     windowed = Runner(registry)  # previews decoded as the window gets them
-    spec = ImageJob(model="emoji-sd", prompt="red apple", steps=steps, width=64, height=64, seed=1,
-                    guidance_scale=5.0, device="cpu")
+    spec = ImageJob(
+        model="emoji-sd", prompt="red apple", steps=steps, width=64, height=64, seed=1, guidance_scale=5.0, device="cpu"
+    )
 
     def plain():
         with torch.inference_mode():
-            pipe("red apple", num_inference_steps=steps, width=64, height=64, guidance_scale=5.0,
-                 generator=torch.Generator("cpu").manual_seed(1), output_type="np")
+            pipe(
+                "red apple",
+                num_inference_steps=steps,
+                width=64,
+                height=64,
+                guidance_scale=5.0,
+                generator=torch.Generator("cpu").manual_seed(1),
+                output_type="np",
+            )
 
     previews: list = []
     ratio, details = _interleaved_ratio(plain, lambda: _run(engine_only, spec), repeats)
     with_previews, preview_details = _interleaved_ratio(
-        plain, lambda: _run(windowed, spec, lambda e: previews.append(1) if isinstance(e, Preview) else None),
-        repeats)
+        plain, lambda: _run(windowed, spec, lambda e: previews.append(1) if isinstance(e, Preview) else None), repeats
+    )
     per_job = len(previews) / (repeats + 1)
     return [
-        Figure("emoji_sd_overhead", ratio, "x plain pipe()", "<= 1.02", ratio <= 1.02,
-               {**details, "steps": steps, "size": 64, "previews": "off (as `studio generate`)"}),
-        Figure("emoji_sd_with_previews", with_previews, "x plain pipe()", "", True,
-               {**preview_details, "previews_per_job": round(per_job, 1),
-                "note": "each preview is a full VAE decode of x0"}),
+        Figure(
+            "emoji_sd_overhead",
+            ratio,
+            "x plain pipe()",
+            "<= 1.02",
+            ratio <= 1.02,
+            {**details, "steps": steps, "size": 64, "previews": "off (as `studio generate`)"},
+        ),
+        Figure(
+            "emoji_sd_with_previews",
+            with_previews,
+            "x plain pipe()",
+            "",
+            True,
+            {
+                **preview_details,
+                "previews_per_job": round(per_job, 1),
+                "note": "each preview is a full VAE decode of x0",
+            },
+        ),
     ]
 
 
@@ -198,8 +236,9 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     ends: list = []
     studio.engine.job_finished.connect(lambda jid, res: ends.append("finished"))
     studio.engine.job_failed.connect(lambda jid, kind, msg: ends.append(msg))
-    spec = ImageJob(model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3,
-                    guidance_scale=5.0, device="cpu")
+    spec = ImageJob(
+        model="emoji-sd", prompt="red apple", steps=20, width=64, height=64, seed=3, guidance_scale=5.0, device="cpu"
+    )
     try:
         for i in range(3 if quick else 6):
             ends.clear()
@@ -217,8 +256,14 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     p95 = statistics.quantiles(latencies, n=20)[18] * 1000 if len(latencies) >= 20 else max(latencies) * 1000
     return [
         Figure("first_preview", first, "ms", "", True, {"model": "emoji-sd", "steps": 20, "runs": len(firsts)}),
-        Figure("step_to_canvas_p95", p95, "ms", "<= 100", p95 <= 100, {
-            "median_ms": statistics.median(latencies) * 1000, "previews": len(latencies)}),
+        Figure(
+            "step_to_canvas_p95",
+            p95,
+            "ms",
+            "<= 100",
+            p95 <= 100,
+            {"median_ms": statistics.median(latencies) * 1000, "previews": len(latencies)},
+        ),
     ]
 
 
@@ -241,8 +286,15 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
         torch.manual_seed(3)
         start = time.perf_counter()
         # The same sampling as the studio's spec: no top-k / top-p cut (the model's defaults would add one).
-        out = model.generate(**inputs, do_sample=True, temperature=0.8, top_k=0, top_p=1.0,
-                             max_new_tokens=new_tokens, pad_token_id=tok.eos_token_id)
+        out = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=0.8,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=new_tokens,
+            pad_token_id=tok.eos_token_id,
+        )
         return (time.perf_counter() - start) / (out.shape[1] - inputs["input_ids"].shape[1])
 
     first: list[float] = []
@@ -254,9 +306,19 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
     p, s = _interleaved(plain, studio, repeats, first.clear)
     ratio = s / p
     return [
-        Figure("text_overhead", ratio, "x plain generate() per token", "<= 1.03", ratio <= 1.03, {
-            "plain_ms_per_token": 1000 * p, "studio_ms_per_token": 1000 * s,
-            "new_tokens": new_tokens, "repeats": repeats}),
+        Figure(
+            "text_overhead",
+            ratio,
+            "x plain generate() per token",
+            "<= 1.03",
+            ratio <= 1.03,
+            {
+                "plain_ms_per_token": 1000 * p,
+                "studio_ms_per_token": 1000 * s,
+                "new_tokens": new_tokens,
+                "repeats": repeats,
+            },
+        ),
         Figure("text_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
     ]
 
@@ -286,15 +348,23 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
 
     # generate() called the way the studio calls it (same config, same warper, same seed), so both
     # sides draw the same tokens and stop at the same end-of-text: the ratio is the studio's cost.
-    config = GenerationConfig(do_sample=True, max_new_tokens=new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-                              eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    config = GenerationConfig(
+        do_sample=True,
+        max_new_tokens=new_tokens,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
 
     def plain() -> float:
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.manual_seed(3)
-            out = model.generate(**inputs, generation_config=config,
-                                 logits_processor=LogitsProcessorList([TemperatureLogitsWarper(0.8)]))
+            out = model.generate(
+                **inputs, generation_config=config, logits_processor=LogitsProcessorList([TemperatureLogitsWarper(0.8)])
+            )
         return (out.shape[1] - inputs["input_ids"].shape[1]) / (time.perf_counter() - start)
 
     first: list[float] = []
@@ -313,7 +383,9 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
         job = JobQueue().make_job(dataclasses.replace(spec, max_new_tokens=400))
         stopped_at: list[float] = []
         arrivals: list[float] = []
-        timer = threading.Timer(rng.uniform(0.02, 0.2), lambda: (stopped_at.append(time.perf_counter()), job.cancel.set()))
+        timer = threading.Timer(
+            rng.uniform(0.02, 0.2), lambda: (stopped_at.append(time.perf_counter()), job.cancel.set())
+        )
 
         def emit(event):
             if isinstance(event, Token):
@@ -324,12 +396,23 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
         timer.join()
         late.append(sum(1 for t in arrivals if stopped_at and t > stopped_at[0]))
     return [
-        Figure("prose_speed", speed, "x plain generate() tokens/s", ">= 0.97", speed >= 0.97, {
-            "plain_tokens_s": p, "studio_tokens_s": s,
-            "new_tokens": new_tokens, "repeats": repeats}),
+        Figure(
+            "prose_speed",
+            speed,
+            "x plain generate() tokens/s",
+            ">= 0.97",
+            speed >= 0.97,
+            {"plain_tokens_s": p, "studio_tokens_s": s, "new_tokens": new_tokens, "repeats": repeats},
+        ),
         Figure("prose_first_token", 1000 * statistics.median(first), "ms", "<= 100", statistics.median(first) <= 0.1),
-        Figure("stop_latency_tokens", max(late), "tokens after Stop (worst)", "<= 1", max(late) <= 1,
-               {"runs": len(late), "each": late}),
+        Figure(
+            "stop_latency_tokens",
+            max(late),
+            "tokens after Stop (worst)",
+            "<= 1",
+            max(late) <= 1,
+            {"runs": len(late), "each": late},
+        ),
     ]
 
 
@@ -390,21 +473,41 @@ def gui_stall(tmp: Path, quick: bool) -> list[Figure]:
         window.close()
     worst = max(gaps) if gaps else float("nan")
     p99 = statistics.quantiles(gaps, n=100)[98] if len(gaps) >= 100 else worst
-    return [Figure("gui_stall_max", worst, "ms", "<= 50", worst <= 50, {
-        "p99_ms": p99, "ticks": len(gaps), "job_seconds": seconds, "steps": steps, "size": 128})]
+    return [
+        Figure(
+            "gui_stall_max",
+            worst,
+            "ms",
+            "<= 50",
+            worst <= 50,
+            {"p99_ms": p99, "ticks": len(gaps), "job_seconds": seconds, "steps": steps, "size": 128},
+        )
+    ]
 
 
 def cold_start(tmp: Path, quick: bool) -> list[Figure]:
     """Process start to main window shown, in a fresh interpreter (torch must not load first)."""
     repeats = 2 if quick else 5
     times = []
-    env = child_env(dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
-                         STUDIO_MODELS_DIR=str(tmp), STUDIO_CONFIG_DIR=str(tmp / "config")))
+    env = child_env(
+        dict(
+            os.environ,
+            QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+            STUDIO_MODELS_DIR=str(tmp),
+            STUDIO_CONFIG_DIR=str(tmp / "config"),
+        )
+    )
     for _ in range(repeats):
         env["STUDIO_T0"] = repr(time.time())
-        out = subprocess.run(python_command("studio.app", "--quit-after-show"), env=env, cwd=PACKAGE_ROOT,
-                             capture_output=True, text=True, timeout=120)
-        line = next((l for l in out.stdout.splitlines() if l.startswith("window-shown")), None)
+        out = subprocess.run(
+            python_command("studio.app", "--quit-after-show"),
+            env=env,
+            cwd=PACKAGE_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        line = next((text for text in out.stdout.splitlines() if text.startswith("window-shown")), None)
         if out.returncode != 0 or line is None:
             raise RuntimeError(f"the studio did not start: {out.stderr.strip()[-500:]}")
         times.append(float(line.split()[1]))

@@ -114,8 +114,9 @@ def _regular_or_none(path: Path) -> Optional[os.stat_result]:
     except FileNotFoundError:
         return None
     if not stat.S_ISREG(info.st_mode):
-        raise NotAFileError(_not_a_file_errno(info.st_mode), f"it is {file_kind(info.st_mode)}, not a regular file",
-                            str(path))
+        raise NotAFileError(
+            _not_a_file_errno(info.st_mode), f"it is {file_kind(info.st_mode)}, not a regular file", str(path)
+        )
     return info
 
 

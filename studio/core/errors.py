@@ -109,6 +109,9 @@ def check_unicode(field: str, text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise SpecError(field, f"holds characters that are not valid Unicode (a lone surrogate, "
-                               f"U+{ord(text[exc.start]):04X}, at character {exc.start + 1}); remove it and "
-                               "try again.") from None
+        raise SpecError(
+            field,
+            f"holds characters that are not valid Unicode (a lone surrogate, "
+            f"U+{ord(text[exc.start]):04X}, at character {exc.start + 1}); remove it and "
+            "try again.",
+        ) from None

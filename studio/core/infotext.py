@@ -290,13 +290,27 @@ def _take_loras(prompt: str) -> tuple[str, list[tuple[str, float]]]:
 
 # ComfyUI sampler_name -> ours (a scheduler of "karras" adds " Karras" where we have that variant).
 _COMFY_SAMPLERS = {
-    "euler": "Euler", "euler_ancestral": "Euler a", "dpmpp_2m": "DPM++ 2M", "ddim": "DDIM",
-    "uni_pc": "UniPC", "uni_pc_bh2": "UniPC", "heun": "Heun", "lms": "LMS",
-    "dpmpp_2m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "dpmpp_2m": "DPM++ 2M",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
 }
 _INVOKE_SCHEDULERS = {
-    "euler": "Euler", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_k": "DPM++ 2M Karras",
-    "ddim": "DDIM", "unipc": "UniPC", "heun": "Heun", "lms": "LMS", "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "heun": "Heun",
+    "lms": "LMS",
+    "dpmpp_2m_sde": "DPM++ 2M SDE",
 }
 
 
@@ -337,12 +351,20 @@ def _from_parameters(text: str, chunks: Mapping[str, str]) -> ImportedSettings:
     # With hires fix, "Denoising strength" is the second pass's, not an img2img strength.
     hires = any(key.startswith("Hires") for key in p)
     return _settings(
-        source, prompt=prompt, negative_prompt=negative, steps=p.get("Steps"),
-        guidance_scale=p.get("CFG scale"), seed=p.get("Seed"), width=p.get("Size-1"), height=p.get("Size-2"),
+        source,
+        prompt=prompt,
+        negative_prompt=negative,
+        steps=p.get("Steps"),
+        guidance_scale=p.get("CFG scale"),
+        seed=p.get("Seed"),
+        width=p.get("Size-1"),
+        height=p.get("Size-2"),
         scheduler=_a1111_scheduler(sampler, schedule),
         sampler=" ".join(x for x in (sampler, schedule) if x and x != "Automatic"),
-        strength=None if hires else p.get("Denoising strength"), model=p.get("Model"),
-        model_hash=p.get("Model hash"), loras=loras,
+        strength=None if hires else p.get("Denoising strength"),
+        model=p.get("Model"),
+        model_hash=p.get("Model hash"),
+        loras=loras,
     )
 
 
@@ -354,12 +376,18 @@ def _from_fooocus_json(data: dict) -> ImportedSettings:
     loras = [_lora(*item[:2]) for item in items if isinstance(item, list) and len(item) >= 2]
     sampler, schedule = data.get("sampler"), data.get("scheduler")
     return _settings(
-        "Fooocus", prompt=data.get("prompt"), negative_prompt=data.get("negative_prompt"),
-        steps=data.get("steps"), guidance_scale=data.get("guidance_scale"), seed=data.get("seed"),
-        width=size[0] if len(size) == 2 else None, height=size[1] if len(size) == 2 else None,
+        "Fooocus",
+        prompt=data.get("prompt"),
+        negative_prompt=data.get("negative_prompt"),
+        steps=data.get("steps"),
+        guidance_scale=data.get("guidance_scale"),
+        seed=data.get("seed"),
+        width=size[0] if len(size) == 2 else None,
+        height=size[1] if len(size) == 2 else None,
         scheduler=_comfy_scheduler(sampler, schedule),
         sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
-        model=_model_name(_text(data.get("base_model"), 500)), model_hash=data.get("base_model_hash"),
+        model=_model_name(_text(data.get("base_model"), 500)),
+        model_hash=data.get("base_model_hash"),
         loras=[x for x in loras if x],
     )
 
@@ -381,11 +409,19 @@ def _from_invokeai(data: dict) -> ImportedSettings:
             loras.append(_lora(name, item.get("weight")))
     scheduler = data.get("scheduler")
     return _settings(
-        "InvokeAI", prompt=data.get("positive_prompt"), negative_prompt=data.get("negative_prompt"),
-        steps=data.get("steps"), guidance_scale=data.get("cfg_scale"), seed=data.get("seed"),
-        width=data.get("width"), height=data.get("height"),
+        "InvokeAI",
+        prompt=data.get("positive_prompt"),
+        negative_prompt=data.get("negative_prompt"),
+        steps=data.get("steps"),
+        guidance_scale=data.get("cfg_scale"),
+        seed=data.get("seed"),
+        width=data.get("width"),
+        height=data.get("height"),
         scheduler=_INVOKE_SCHEDULERS.get(scheduler, "") if isinstance(scheduler, str) else "",
-        sampler=scheduler, strength=data.get("strength"), model=model_name, model_hash=model_hash,
+        sampler=scheduler,
+        strength=data.get("strength"),
+        model=model_name,
+        model_hash=model_hash,
         loras=[x for x in loras if x],
     )
 
@@ -403,14 +439,27 @@ def _from_studio(text: str) -> Optional[ImportedSettings]:
     if not isinstance(spec, ImageJob):
         return None
     return _settings(
-        "Studio", prompt=spec.prompt, negative_prompt=spec.negative_prompt, steps=spec.steps,
-        guidance_scale=spec.guidance_scale, seed=spec.seed, width=spec.width, height=spec.height,
+        "Studio",
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        steps=spec.steps,
+        guidance_scale=spec.guidance_scale,
+        seed=spec.seed,
+        width=spec.width,
+        height=spec.height,
         # The spec says "" for the model's own sampler; the info records which one that was.
         scheduler=spec.scheduler,
-        sampler=spec.scheduler or (f"{info['scheduler']} (the model's own)" if isinstance(info.get("scheduler"), str)
-                                   and info.get("scheduler") else ""),
-        strength=spec.strength if spec.mode != "txt2img" else None, model=spec.model,
-        model_hash=info.get("model_hash"), loras=[(_model_name(p), float(w)) for p, w in spec.loras], spec=spec,
+        sampler=spec.scheduler
+        or (
+            f"{info['scheduler']} (the model's own)"
+            if isinstance(info.get("scheduler"), str) and info.get("scheduler")
+            else ""
+        ),
+        strength=spec.strength if spec.mode != "txt2img" else None,
+        model=spec.model,
+        model_hash=info.get("model_hash"),
+        loras=[(_model_name(p), float(w)) for p, w in spec.loras],
+        spec=spec,
     )
 
 
@@ -422,14 +471,18 @@ _MAX_VISITS = 256  # nodes looked at per search: a graph is untrusted and may lo
 
 
 def _is_link(value: Any) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-            and not isinstance(value[0], bool) and isinstance(value[1], int))
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and not isinstance(value[0], bool)
+        and isinstance(value[1], int)
+    )
 
 
 class _Graph:
     def __init__(self, data: dict):
-        self.nodes = {str(k): v for k, v in data.items()
-                      if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
+        self.nodes = {str(k): v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("inputs"), dict)}
 
     def node(self, link: Any) -> Optional[dict]:
         return self.nodes.get(str(link[0])) if _is_link(link) else None
@@ -513,8 +566,11 @@ def _node_order(node_id: str) -> tuple[int, str]:
 
 def _from_comfy(data: dict) -> Optional[ImportedSettings]:
     graph = _Graph(data)
-    samplers = [graph.nodes[i] for i in sorted(graph.nodes, key=_node_order)
-                if graph.nodes[i].get("class_type") in _SAMPLER_NODES]
+    samplers = [
+        graph.nodes[i]
+        for i in sorted(graph.nodes, key=_node_order)
+        if graph.nodes[i].get("class_type") in _SAMPLER_NODES
+    ]
     if not samplers:
         return None
 
@@ -549,20 +605,31 @@ def _from_comfy(data: dict) -> Optional[ImportedSettings]:
     model_link = node["inputs"].get("model", guider["inputs"].get("model") if guider else None)
     ckpt = graph.search(model_link, ("model",), checkpoint)
     if ckpt is None:
-        ckpt = next((n["inputs"].get("ckpt_name") for n in graph.nodes.values()
-                     if n.get("class_type") == "CheckpointLoaderSimple"), None)
+        ckpt = next(
+            (
+                n["inputs"].get("ckpt_name")
+                for n in graph.nodes.values()
+                if n.get("class_type") == "CheckpointLoaderSimple"
+            ),
+            None,
+        )
     wh = graph.search(node["inputs"].get("latent_image"), None, size) or (None, None)
     sampler_name = graph.field(node, "sampler_name", ("sampler",))
     schedule = graph.field(node, "scheduler", ("sigmas",))
     return _settings(
-        "ComfyUI", prompt=graph.text(positive, "positive") if positive else "",
+        "ComfyUI",
+        prompt=graph.text(positive, "positive") if positive else "",
         negative_prompt=graph.text(negative, "negative") if negative else "",
         seed=graph.field(node, "seed") if "seed" in node["inputs"] else graph.field(node, "noise_seed", ("noise",)),
-        steps=graph.field(node, "steps", ("sigmas",)), guidance_scale=graph.field(node, "cfg", ("guider",)),
-        width=wh[0], height=wh[1], scheduler=_comfy_scheduler(sampler_name, schedule),
+        steps=graph.field(node, "steps", ("sigmas",)),
+        guidance_scale=graph.field(node, "cfg", ("guider",)),
+        width=wh[0],
+        height=wh[1],
+        scheduler=_comfy_scheduler(sampler_name, schedule),
         sampler=" / ".join(x for x in (sampler_name, schedule) if isinstance(x, str))[:100],
         strength=strength if strength is not None and strength < 1.0 else None,
-        model=_model_name(ckpt) if isinstance(ckpt, str) else "", loras=loras,
+        model=_model_name(ckpt) if isinstance(ckpt, str) else "",
+        loras=loras,
     )
 
 

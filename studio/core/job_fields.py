@@ -138,8 +138,11 @@ class Number(Rule):
 
     def check(self, name: str, value: Any) -> None:
         # An int is checked as it is: math.isfinite would overflow on one too large for a float.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
-                                                                               and not math.isfinite(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
             raise SpecError(name, f"must be a number, not {shown(value)}.")
         if not self.lo <= value <= self.hi:
             raise SpecError(name, f"must be between {self.lo} and {self.hi}, not {shown(value)}.")
@@ -184,8 +187,9 @@ class Phrase(Rule):
 
     def check(self, name: str, value: Any) -> None:
         if not isinstance(value, str) or not (value.strip() if self.strip else value) or len(value) > self.longest:
-            raise SpecError(name, f"must hold non-empty texts of at most {self.longest} characters, "
-                                  f"not {shown(value)}.")
+            raise SpecError(
+                name, f"must hold non-empty texts of at most {self.longest} characters, not {shown(value)}."
+            )
         if self.valid_unicode:
             check_unicode(name, value)
 

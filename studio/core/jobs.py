@@ -137,7 +137,8 @@ class ImageJob(DiffusionSettings):
     strength: float = checked(Number(0.0, 1.0), 0.75)
     # (path to .safetensors, weight)
     loras: tuple[tuple[str, float], ...] = checked(
-        Listed(MAX_LORAS, "[path, weight] pairs", each=WeightedPath(Number(-10.0, 10.0))), ())
+        Listed(MAX_LORAS, "[path, weight] pairs", each=WeightedPath(Number(-10.0, 10.0))), ()
+    )
 
     def one_image(self, index: int) -> "ImageJob":
         """The spec that makes image `index` of this batch again, alone."""
@@ -152,8 +153,10 @@ class ImageJob(DiffusionSettings):
         if self.seed + self.count - 1 > MAX_SEED:
             raise SpecError("seed", f"leaves no room for {self.count} images (seeds run up to {MAX_SEED}).")
         if self.init_image and int(self.steps * self.strength) < 1:
-            raise SpecError("strength", f"{self.strength:g} of {self.steps} steps leaves no step to run: "
-                                        "raise the strength or the steps.")
+            raise SpecError(
+                "strength",
+                f"{self.strength:g} of {self.steps} steps leaves no step to run: raise the strength or the steps.",
+            )
         if self.mask and not self.init_image:
             raise SpecError("mask", "needs an init_image to paint into.")
 
@@ -178,7 +181,8 @@ class TextRequest(JobSpec):
 
     prompt: str = checked(Text(valid_unicode=True), "")  # a lone surrogate: no tokenizer takes it
     story: Optional[StoryContext] = checked(
-        Nested(StoryContext, "must be a story context (text, memory, notes, world info)."), None)
+        Nested(StoryContext, "must be a story context (text, memory, notes, world info)."), None
+    )
     instruct: bool = checked(Flag(), False)
     max_new_tokens: int = checked(Whole(1, 100_000), 64)
 
@@ -237,8 +241,15 @@ class ContextJob(TextRequest):
 
     @classmethod
     def of(cls, job: TextJob) -> "ContextJob":
-        return cls(model=job.model, runtime=job.runtime, device=job.device, prompt=job.prompt, story=job.story,
-                   instruct=job.instruct, max_new_tokens=job.max_new_tokens)
+        return cls(
+            model=job.model,
+            runtime=job.runtime,
+            device=job.device,
+            prompt=job.prompt,
+            story=job.story,
+            instruct=job.instruct,
+            max_new_tokens=job.max_new_tokens,
+        )
 
     @property
     def title(self) -> str:
@@ -311,14 +322,21 @@ class MorphJob(DiffusionSettings):
     kind: ClassVar[str] = "morph"
 
     seeds: tuple[int, ...] = checked(
-        Listed(MAX_KEYFRAMES, "seeds", each=Whole(0, MAX_SEED), wrong_type="must be a list."), ())
+        Listed(MAX_KEYFRAMES, "seeds", each=Whole(0, MAX_SEED), wrong_type="must be a list."), ()
+    )
     latents: tuple[tuple[float, ...], ...] = checked(Vectors(MAX_KEYFRAMES, wrong_type="must be a list."), ())
     frames: int = checked(Whole(2, MAX_MORPH_FRAMES), 60)
     spacing: str = checked(Choice(MORPH_SPACINGS), "even")
     method: str = checked(Choice(MORPH_METHODS), "slerp")
     prompts: tuple[str, ...] = checked(
-        Listed(MAX_KEYFRAMES, "prompts", each=Phrase(MAX_PROMPT_CHARS, strip=True, valid_unicode=True),
-               wrong_type="must be a list."), ())  # diffusion models only
+        Listed(
+            MAX_KEYFRAMES,
+            "prompts",
+            each=Phrase(MAX_PROMPT_CHARS, strip=True, valid_unicode=True),
+            wrong_type="must be a list.",
+        ),
+        (),
+    )  # diffusion models only
 
     @property
     def keyframes(self) -> int:
@@ -330,19 +348,27 @@ class MorphJob(DiffusionSettings):
         if not (self.seeds or self.latents or self.prompts):
             raise SpecError("seeds", "or `latents` (or `prompts`, on a diffusion model) must give the keyframes.")
         if self.latents and (self.seeds or self.prompts):
-            raise SpecError("seeds" if self.seeds else "prompts",
-                            "cannot be given with `latents`: one of them gives the keyframes, not both.")
+            raise SpecError(
+                "seeds" if self.seeds else "prompts",
+                "cannot be given with `latents`: one of them gives the keyframes, not both.",
+            )
         if self.prompts and self.seeds and len(self.seeds) != len(self.prompts):
-            raise SpecError("seeds", f"must give one seed per prompt ({len(self.prompts)}), not {len(self.seeds)}, "
-                                     "or be left out to keep `seed` for every frame.")
+            raise SpecError(
+                "seeds",
+                f"must give one seed per prompt ({len(self.prompts)}), not {len(self.seeds)}, "
+                "or be left out to keep `seed` for every frame.",
+            )
         if self.prompts and self.prompt:
             raise SpecError("prompt", "must be empty when `prompts` give the keyframes.")
         if self.keyframes < 2:
             field_name = "prompts" if self.prompts else "seeds" if self.seeds else "latents"
             raise SpecError(field_name, "must give at least two keyframes to morph between.")
         if self.spacing == "uniform" and self.frames < self.keyframes:
-            raise SpecError("frames", f"must be at least the number of keyframes ({self.keyframes}) "
-                                      "with uniform spacing, which shows each of them.")
+            raise SpecError(
+                "frames",
+                f"must be at least the number of keyframes ({self.keyframes}) "
+                "with uniform spacing, which shows each of them.",
+            )
 
     @property
     def diffusion_fields(self) -> tuple[str, ...]:
@@ -378,8 +404,9 @@ class ExportJob(JobSpec):
 
 
 SPEC_TYPES: dict[str, type[JobSpec]] = {
-    t.kind: t for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob, LatentBatchJob,
-                        ExportJob)}
+    t.kind: t
+    for t in (ImageJob, TextJob, LatentDecodeJob, ContextJob, MorphJob, LatentEncodeJob, LatentBatchJob, ExportJob)
+}
 
 
 def spec_from_dict(data: dict[str, Any]) -> JobSpec:
@@ -394,8 +421,9 @@ def spec_from_dict(data: dict[str, Any]) -> JobSpec:
     unknown = sorted(set(data) - names - {"kind"}, key=str)
     if unknown:
         name = str(unknown[0])  # untrusted: quoted and cut unless it reads like a field name
-        raise SpecError(name if name.isidentifier() and len(name) <= 60 else shown(name),
-                        f"is not a field of a {kind} job.")
+        raise SpecError(
+            name if name.isidentifier() and len(name) <= 60 else shown(name), f"is not a field of a {kind} job."
+        )
     values = {k: v for k, v in data.items() if k != "kind"}
     if values.get("story") is not None:
         values["story"] = StoryContext.from_value(values["story"])

@@ -37,8 +37,7 @@ class ModelFormat(enum.StrEnum):
     ONNX_TEXT = "onnx-text"
 
 
-ONNX_FORMATS = frozenset({ModelFormat.ONNX, ModelFormat.ONNX_LATENT, ModelFormat.ONNX_DIFFUSION,
-                          ModelFormat.ONNX_TEXT})
+ONNX_FORMATS = frozenset({ModelFormat.ONNX, ModelFormat.ONNX_LATENT, ModelFormat.ONNX_DIFFUSION, ModelFormat.ONNX_TEXT})
 
 
 class Runtime(enum.StrEnum):

@@ -42,7 +42,9 @@ class Settings:
                 raise StudioError(f"{path} does not hold a JSON object.")
         except StudioError as exc:
             backup = path.with_name(f"{path.stem}.broken-{time.strftime('%Y%m%d-%H%M%S')}.json")
-            log.warning("settings file %s is unreadable (%s); keeping it as %s and using defaults", path, exc.message, backup)
+            log.warning(
+                "settings file %s is unreadable (%s); keeping it as %s and using defaults", path, exc.message, backup
+            )
             try:
                 path.replace(backup)
             except OSError:

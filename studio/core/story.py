@@ -62,8 +62,10 @@ class StoryContext:
         if isinstance(entries, list):
             entries = tuple(entries)
         if isinstance(entries, tuple):  # from JSON: each entry as a dict
-            entries = tuple(WorldInfoEntry(**e) if isinstance(e, dict) and set(e) <= {"keys", "content", "enabled"}
-                            else e for e in entries)
+            entries = tuple(
+                WorldInfoEntry(**e) if isinstance(e, dict) and set(e) <= {"keys", "content", "enabled"} else e
+                for e in entries
+            )
         object.__setattr__(self, "world_info", entries)
 
     def validate(self) -> None:
@@ -86,10 +88,11 @@ class StoryContext:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "text": self.text, "memory": self.memory, "authors_note": self.authors_note,
+            "text": self.text,
+            "memory": self.memory,
+            "authors_note": self.authors_note,
             "authors_note_depth": self.authors_note_depth,
-            "world_info": [{"keys": list(e.keys), "content": e.content, "enabled": e.enabled}
-                           for e in self.world_info],
+            "world_info": [{"keys": list(e.keys), "content": e.content, "enabled": e.enabled} for e in self.world_info],
         }
 
     @classmethod
@@ -98,8 +101,9 @@ class StoryContext:
         if isinstance(value, cls):
             return value
         if not isinstance(value, dict) or not set(value) <= set(cls.__dataclass_fields__):
-            raise SpecError("story", "must be an object with text, memory, authors_note, authors_note_depth "
-                                     "and world_info.")
+            raise SpecError(
+                "story", "must be an object with text, memory, authors_note, authors_note_depth and world_info."
+            )
         try:
             return cls(**value)
         except TypeError as exc:

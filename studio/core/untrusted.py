@@ -108,5 +108,7 @@ def expand_user(path: "str | os.PathLike[str]", error: type[StudioError] = Studi
         return Path(path).expanduser()
     except RuntimeError:
         user = Path(path).parts[0] if Path(path).parts else str(path)
-        raise error(f"{printable(str(path), one_line=True)} starts with {printable(user, one_line=True)}, "
-                    "but this system has no such user (or no home folder) to put in its place.") from None
+        raise error(
+            f"{printable(str(path), one_line=True)} starts with {printable(user, one_line=True)}, "
+            "but this system has no such user (or no home folder) to put in its place."
+        ) from None

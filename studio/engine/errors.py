@@ -9,8 +9,9 @@ import sys
 
 from studio.core.errors import CANNOT_BE_INTERRUPTED, ErrorKind, StudioError, first_line, is_native_panic
 
-OUT_OF_MEMORY_ADVICE = ("Try a smaller size, fewer images or tokens, or close other programs using the GPU "
-                        "(or run on the CPU).")
+OUT_OF_MEMORY_ADVICE = (
+    "Try a smaller size, fewer images or tokens, or close other programs using the GPU (or run on the CPU)."
+)
 
 
 def free_memory() -> None:
@@ -25,12 +26,20 @@ def free_memory() -> None:
 
 # CUDA errors after which the device context is broken for good: only a new process recovers
 # (pytorch#17425, #44624). The engine process exits after reporting one.
-DEVICE_POISON_WORDS = ("device-side assert", "illegal memory access", "unspecified launch failure",
-                       "misaligned address")
+DEVICE_POISON_WORDS = (
+    "device-side assert",
+    "illegal memory access",
+    "unspecified launch failure",
+    "misaligned address",
+)
 
 # Out of memory as cuDNN, cuBLAS and ONNX Runtime report it: plain RuntimeErrors, recognised by their words.
-OUT_OF_MEMORY_WORDS = ("out of memory", "cudnn_status_alloc_failed", "cublas_status_alloc_failed",
-                       "failed to allocate memory")
+OUT_OF_MEMORY_WORDS = (
+    "out of memory",
+    "cudnn_status_alloc_failed",
+    "cublas_status_alloc_failed",
+    "failed to allocate memory",
+)
 
 
 def _mentions(text: str, words: tuple[str, ...]) -> bool:
@@ -46,8 +55,10 @@ def poisons_device(message: str) -> bool:
 
 
 # torch's "Cannot copy out of meta tensor": a parameter that loading never filled.
-MISSING_WEIGHTS = ("The model's weights were never loaded into some of its tensors (they are missing from its files, "
-                   "or the files do not match its config); copy the model again.")
+MISSING_WEIGHTS = (
+    "The model's weights were never loaded into some of its tensors (they are missing from its files, "
+    "or the files do not match its config); copy the model again."
+)
 
 
 def classify(exc: BaseException) -> tuple[ErrorKind, str]:
@@ -55,11 +66,17 @@ def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     if isinstance(exc, StudioError):
         return exc.kind, exc.message
     text = first_line(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or _mentions(str(exc), OUT_OF_MEMORY_WORDS):
+    if (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or _mentions(str(exc), OUT_OF_MEMORY_WORDS)
+    ):
         return ErrorKind.OUT_OF_MEMORY, f"Out of memory ({text}). {OUT_OF_MEMORY_ADVICE}"
     if isinstance(exc, NotImplementedError) and "meta tensor" in str(exc):
         return ErrorKind.MODEL_FILE, MISSING_WEIGHTS
     if is_native_panic(exc):  # Rust libraries read the model's files: a panic there is about them
-        return ErrorKind.MODEL_FILE, (f"A library reading the model's files failed inside ({text}); the files may be "
-                                      "damaged: copy the model again.")
+        return ErrorKind.MODEL_FILE, (
+            f"A library reading the model's files failed inside ({text}); the files may be "
+            "damaged: copy the model again."
+        )
     return ErrorKind.RUNTIME, f"{type(exc).__name__}: {text}"

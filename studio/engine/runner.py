@@ -14,8 +14,18 @@ import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError, is_native_panic
 from studio.core.events import Cancelled, Event, ExportResult, Failed, Finished, ImageResult, Result, Started, Token
-from studio.core.jobs import (ContextJob, ExportJob, ImageJob, JobSpec, Lane, LatentBatchJob, LatentDecodeJob,
-                              LatentEncodeJob, MorphJob, TextJob)
+from studio.core.jobs import (
+    ContextJob,
+    ExportJob,
+    ImageJob,
+    JobSpec,
+    Lane,
+    LatentBatchJob,
+    LatentDecodeJob,
+    LatentEncodeJob,
+    MorphJob,
+    TextJob,
+)
 from studio.core.kinds import Device, ModelKind, Runtime
 from studio.engine.backends import backend_class, native
 from studio.engine.backends.base import ImageBackend, LatentBackend, SavesMemory, TextBackend
@@ -36,9 +46,13 @@ Capability = TypeVar("Capability")
 
 # The kinds of model each kind of job runs on.
 MODEL_KIND: dict[type[JobSpec], tuple[ModelKind, ...]] = {
-    ImageJob: (ModelKind.IMAGE,), TextJob: (ModelKind.TEXT,), ContextJob: (ModelKind.TEXT,),
-    MorphJob: (ModelKind.LATENT, ModelKind.IMAGE), LatentDecodeJob: (ModelKind.LATENT,),
-    LatentBatchJob: (ModelKind.LATENT,), LatentEncodeJob: (ModelKind.LATENT,),
+    ImageJob: (ModelKind.IMAGE,),
+    TextJob: (ModelKind.TEXT,),
+    ContextJob: (ModelKind.TEXT,),
+    MorphJob: (ModelKind.LATENT, ModelKind.IMAGE),
+    LatentDecodeJob: (ModelKind.LATENT,),
+    LatentBatchJob: (ModelKind.LATENT,),
+    LatentEncodeJob: (ModelKind.LATENT,),
 }
 
 
@@ -60,12 +74,18 @@ class Runner:
         model = self.registry.resolve(spec.model)
         needed = MODEL_KIND[type(spec)]
         if model.kind not in needed:
-            raise SpecError("model", f"{model.id} is {_a(model.kind)} model; {_a(spec.kind)} job needs "
-                                     f"{' or '.join(map(_a, needed))} model.")
+            raise SpecError(
+                "model",
+                f"{model.id} is {_a(model.kind)} model; {_a(spec.kind)} job needs "
+                f"{' or '.join(map(_a, needed))} model.",
+            )
         runtime = model.runtimes[0] if spec.runtime == Runtime.AUTO else spec.runtime
         if runtime not in model.runtimes:
-            hint = f"; export it first with `studio export-onnx {model.id}`" if runtime == Runtime.ONNX \
-                and model.format in EXPORTABLE_FORMATS else ""
+            hint = (
+                f"; export it first with `studio export-onnx {model.id}`"
+                if runtime == Runtime.ONNX and model.format in EXPORTABLE_FORMATS
+                else ""
+            )
             raise SpecError("runtime", f"is {runtime}, but {model.id} runs on {' or '.join(model.runtimes)}{hint}.")
         model = self.registry.for_runtime(model, runtime)  # a torch model's ONNX export runs its "onnx"
         cls = backend_class(model.format, runtime)
@@ -123,8 +143,9 @@ class Runner:
             backend = key = None
             try:
                 started = time.perf_counter()
-                ctx = JobContext(job.job_id, job.cancel, emit_noting_tokens, between_steps=between_steps,
-                                 previews=self.previews)
+                ctx = JobContext(
+                    job.job_id, job.cancel, emit_noting_tokens, between_steps=between_steps, previews=self.previews
+                )
                 if isinstance(job.spec, ExportJob):  # no model to load: the exporter reads its files
                     return Finished(job.job_id, self._export(job.spec, ctx))
                 backend, model, device, key = self.backend_for(job.spec)
@@ -135,8 +156,9 @@ class Runner:
                 if isinstance(backend, SavesMemory) and backend.memory_saving:
                     result.info["memory_saving"] = ", ".join(backend.memory_saving)
                 if saving:
-                    result.info["degraded"] = (f"Ran out of memory, so it ran again with {', '.join(saving)}; "
-                                               "that can be slower.")
+                    result.info["degraded"] = (
+                        f"Ran out of memory, so it ran again with {', '.join(saving)}; that can be slower."
+                    )
                 result.info["seconds"] = round(time.perf_counter() - started, 4)
                 return Finished(job.job_id, result)
             except JobCancelled:
@@ -157,8 +179,13 @@ class Runner:
                 saving = self._use_less_memory(backend, key)
             except Exception as exc:  # noqa: BLE001 - e.g. offload needs accelerate: the OOM stands, said plainly
                 log.exception("job %d: turning on memory saving failed", job.job_id)
-                return self._failed(job, OutOfMemory(f"Out of memory, and memory saving could not be turned on "
-                                                     f"({type(exc).__name__}). {OUT_OF_MEMORY_ADVICE}"))
+                return self._failed(
+                    job,
+                    OutOfMemory(
+                        f"Out of memory, and memory saving could not be turned on "
+                        f"({type(exc).__name__}). {OUT_OF_MEMORY_ADVICE}"
+                    ),
+                )
             del backend
             if not saving:  # nothing left to turn down: it stays out of memory
                 return self._failed(job, OutOfMemory(f"Out of memory. {OUT_OF_MEMORY_ADVICE}"))
@@ -186,8 +213,11 @@ class Runner:
             worst = next(line for line in parity.lines if not line.endswith(" ok"))
             raise StudioError(f"The ONNX export of {model.id} does not match torch ({worst}), so it was not kept.")
         self.registry.refresh()
-        return ExportResult(str(out), tuple(parity.lines), {"model": model.id, "device": Device.CPU,
-                                                            "seconds": round(time.perf_counter() - started, 2)})
+        return ExportResult(
+            str(out),
+            tuple(parity.lines),
+            {"model": model.id, "device": Device.CPU, "seconds": round(time.perf_counter() - started, 2)},
+        )
 
     def _use_less_memory(self, backend: object, key: Optional[Hashable]) -> list[str]:
         """The ladder's one rung: unload the other models, give memory back, and turn on the
@@ -251,13 +281,17 @@ def _capable(backend: object, capability: type[Capability], spec: JobSpec, model
     """`backend` as the capability `spec` needs, or SpecError naming the model: the backend it
     loads as cannot run that kind of job."""
     if not isinstance(backend, capability):
-        raise SpecError("model", f"is {model.id}, which loads as a {type(backend).__name__}; that cannot run "
-                                 f"{_a(spec.kind)} job (it is no {capability.__name__}); choose another model.")
+        raise SpecError(
+            "model",
+            f"is {model.id}, which loads as a {type(backend).__name__}; that cannot run "
+            f"{_a(spec.kind)} job (it is no {capability.__name__}); choose another model.",
+        )
     return backend
 
 
-def _decode_latents(spec: Union[LatentDecodeJob, LatentBatchJob], backend: LatentBackend,
-                    ctx: JobContext) -> ImageResult:
+def _decode_latents(
+    spec: Union[LatentDecodeJob, LatentBatchJob], backend: LatentBackend, ctx: JobContext
+) -> ImageResult:
     """A slider drag's picture (one latent) or a map's pictures (many), in one decode."""
     field = "latent" if isinstance(spec, LatentDecodeJob) else "latents"
     latents = np.asarray([spec.latent] if isinstance(spec, LatentDecodeJob) else spec.latents, dtype=np.float32)

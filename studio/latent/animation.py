@@ -84,8 +84,14 @@ def write_gif(frames, path, fps: float, loop: bool = True, progress: Progress | 
     buffer = io.BytesIO()
     options = {"loop": 0} if loop else {}
     images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:], duration=delay,
-        disposal=1, optimize=False, **options,
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=delay,
+        disposal=1,
+        optimize=False,
+        **options,
     )
     write_atomic(path, buffer.getvalue())
     return path
@@ -136,7 +142,7 @@ def write_mp4(frames, path, fps: float, progress: Progress | None = None) -> Pat
         except BaseException:
             try:  # a cancel or an encoder error is the news, not a complaint while closing
                 container.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - whatever closing says, the first error is raised
                 pass
             raise
         container.close()
@@ -154,7 +160,7 @@ def _h264(av) -> str:
     for name in ("libx264", "libopenh264"):
         try:
             av.codec.Codec(name, "w")
-        except Exception:
+        except Exception:  # noqa: BLE001 - PyAV's errors for an absent encoder vary by version
             continue
         return name
     raise StudioError("This PyAV build has no H.264 encoder (libx264 or OpenH264); write a GIF instead.")
@@ -167,14 +173,16 @@ def _to_yuv(video):
     from av.video.reformatter import ColorRange, Colorspace
 
     return video.reformat(
-        format="yuv420p", dst_colorspace=Colorspace.ITU709,
-        src_color_range=ColorRange.JPEG, dst_color_range=ColorRange.MPEG,
+        format="yuv420p",
+        dst_colorspace=Colorspace.ITU709,
+        src_color_range=ColorRange.JPEG,
+        dst_color_range=ColorRange.MPEG,
     )
 
 
 def _tag_bt709(codec_context) -> None:
     """Say in the stream that it is BT.709, limited range (see `_to_yuv`)."""
-    from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
+    from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
     codec_context.colorspace = Colorspace.ITU709
     codec_context.color_primaries = ColorPrimaries.BT709
@@ -210,8 +218,11 @@ def _frame_source(frames: Any) -> tuple[int, tuple[int, ...], Iterator[np.ndarra
         for index, frame in enumerate(items, start=2):
             frame = np.asarray(frame)
             if frame.dtype != first.dtype or frame.shape != first.shape:
-                raise SpecError("frames", f"must all be uint8 of the first frame's shape {first.shape}; frame {index} "
-                                          f"is {frame.dtype} of shape {frame.shape}.")
+                raise SpecError(
+                    "frames",
+                    f"must all be uint8 of the first frame's shape {first.shape}; frame {index} "
+                    f"is {frame.dtype} of shape {frame.shape}.",
+                )
             yield frame
 
     return len(frames), first.shape, each()
@@ -266,4 +277,3 @@ class ResizedFrames(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         image = Image.fromarray(self.frames[index]).resize((self.width, self.height), Image.Resampling.LANCZOS)
         return np.asarray(image)
-

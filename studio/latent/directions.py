@@ -102,10 +102,10 @@ def directions_for(folder: Optional[Path], manifest: dict[str, Any], dim: int) -
     if entry is None:
         return Directions.axes(dim)
     if not isinstance(entry, dict):
-        raise ModelFileError("studio.json's \"directions\" must be an object, e.g. {\"names\": [\"smile\"]}.")
+        raise ModelFileError('studio.json\'s "directions" must be an object, e.g. {"names": ["smile"]}.')
     names = entry.get("names", [])
     if not isinstance(names, list):
-        raise ModelFileError("studio.json's \"directions\" names must be a list of strings.")
+        raise ModelFileError('studio.json\'s "directions" names must be a list of strings.')
     if entry.get("file") is None:
         return Directions.axes(dim, names)
     if folder is None:
@@ -128,15 +128,17 @@ def _load(folder: Path, name: Any, names: list, dim: int) -> Directions:
     sigma = tensors.get("sigma")
     mean = tensors.get("mean", np.zeros(dim))
     if components is None or components.ndim != 2 or components.shape[1] != dim or not 1 <= components.shape[0] <= dim:
-        raise ModelFileError(f"{path.name} needs a \"components\" tensor of shape (K, {dim}), one direction per row.")
+        raise ModelFileError(f'{path.name} needs a "components" tensor of shape (K, {dim}), one direction per row.')
     count = components.shape[0]
     if sigma is None or sigma.shape != (count,):
-        raise ModelFileError(f"{path.name} needs a \"sigma\" tensor of {count} numbers, one per direction.")
+        raise ModelFileError(f'{path.name} needs a "sigma" tensor of {count} numbers, one per direction.')
     if mean.shape != (dim,):
-        raise ModelFileError(f"{path.name}'s \"mean\" must hold {dim} numbers.")
+        raise ModelFileError(f'{path.name}\'s "mean" must hold {dim} numbers.')
     components, sigma, mean = (np.asarray(t, np.float64) for t in (components, sigma, mean))
     if not all(np.all(np.isfinite(t)) for t in (components, sigma, mean)) or np.any(sigma < MIN_SIGMA):
-        raise ModelFileError(f"{path.name} holds non-finite numbers or a σ that is not positive (at least {MIN_SIGMA:g}).")
+        raise ModelFileError(
+            f"{path.name} holds non-finite numbers or a σ that is not positive (at least {MIN_SIGMA:g})."
+        )
     lengths = np.linalg.norm(components, axis=1)
     if np.any(lengths == 0):
         raise ModelFileError(f"{path.name} has a direction of length zero.")

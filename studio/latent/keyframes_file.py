@@ -33,8 +33,12 @@ class KeyframeSet:
 
 def write_keyframes(path: Path, model: str, names, latents) -> None:
     rows = [[float(v) for v in latent] for latent in latents]
-    data = {"format": FORMAT, "version": 1, "model": model,
-            "keyframes": [{"name": name, "latent": row} for name, row in zip(names, rows)]}
+    data = {
+        "format": FORMAT,
+        "version": 1,
+        "model": model,
+        "keyframes": [{"name": name, "latent": row} for name, row in zip(names, rows)],
+    }
     try:
         write_text_atomic(Path(path), json.dumps(data) + "\n")
     except OSError as exc:
@@ -55,11 +59,11 @@ def read_keyframes(path: Path) -> KeyframeSet:
     model = ""
     if isinstance(data, dict):
         if data.get("format") != FORMAT or not isinstance(data.get("keyframes"), list):
-            raise StudioError(f"{what}: it needs \"format\": \"{FORMAT}\" and a \"keyframes\" list.")
+            raise StudioError(f'{what}: it needs "format": "{FORMAT}" and a "keyframes" list.')
         model = data.get("model") if isinstance(data.get("model"), str) else ""
         entries = data["keyframes"]
         if not all(isinstance(e, dict) for e in entries):
-            raise StudioError(f"{what}: each keyframe must be an object with \"name\" and \"latent\".")
+            raise StudioError(f'{what}: each keyframe must be an object with "name" and "latent".')
         names = [e.get("name") if isinstance(e.get("name"), str) else "" for e in entries]
         rows = [e.get("latent") for e in entries]
     elif isinstance(data, list):

@@ -58,12 +58,15 @@ def read_merges(path: Path = MERGES_FILE) -> list[tuple[str, str]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ModelFileError(f"The CLIP tokenizer data {path} cannot be read ({exc.strerror or exc}); "
-                             "reinstall the studio.") from None
+        raise ModelFileError(
+            f"The CLIP tokenizer data {path} cannot be read ({exc.strerror or exc}); reinstall the studio."
+        ) from None
     pairs = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
     if len(pairs) != N_MERGES or any(len(p) != 2 for p in pairs):
-        raise ModelFileError(f"The CLIP tokenizer data {path} is damaged ({len(pairs)} merges, expected "
-                             f"{N_MERGES}); reinstall the studio.")
+        raise ModelFileError(
+            f"The CLIP tokenizer data {path} is damaged ({len(pairs)} merges, expected "
+            f"{N_MERGES}); reinstall the studio."
+        )
     return pairs  # type: ignore[return-value]
 
 
@@ -83,7 +86,9 @@ def _vocab_and_merges(path: str) -> tuple[dict[str, int], list[tuple[str, str]]]
     return build_vocab(merges), merges
 
 
-def load_clip_tokenizer(pad_token: str = PAD_SD1, max_length: int = MAX_LENGTH, merges_file: Optional[Path] = None) -> Any:
+def load_clip_tokenizer(
+    pad_token: str = PAD_SD1, max_length: int = MAX_LENGTH, merges_file: Optional[Path] = None
+) -> Any:
     """A transformers CLIPTokenizer (the tokenizers-backed one) with CLIP's real 49408-token
     vocabulary, built from the shipped merges: no file besides merges.txt, no network."""
     from transformers import CLIPTokenizer
@@ -92,8 +97,13 @@ def load_clip_tokenizer(pad_token: str = PAD_SD1, max_length: int = MAX_LENGTH, 
     if pad_token not in vocab:
         raise ModelFileError(f"The CLIP tokenizer has no pad token {pad_token!r}; check the tokenizer_config.json.")
     return CLIPTokenizer(
-        vocab=dict(vocab), merges=list(merges), unk_token=EOS, bos_token=BOS, eos_token=EOS,
-        pad_token=pad_token, model_max_length=max_length,
+        vocab=dict(vocab),
+        merges=list(merges),
+        unk_token=EOS,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=pad_token,
+        model_max_length=max_length,
     )
 
 
@@ -123,8 +133,10 @@ def derive(source: Path, outdir: Path) -> Path:
     outdir.mkdir(parents=True, exist_ok=True)
     out = outdir / "merges.txt"
     out.write_text(HEADER + "\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    print(f"{out}: {N_MERGES} merges from {where} (gz sha256 {hashlib.sha256(raw).hexdigest()}, "
-          f"merges.txt sha256 {hashlib.sha256(out.read_bytes()).hexdigest()})")
+    print(
+        f"{out}: {N_MERGES} merges from {where} (gz sha256 {hashlib.sha256(raw).hexdigest()}, "
+        f"merges.txt sha256 {hashlib.sha256(out.read_bytes()).hexdigest()})"
+    )
     return out
 
 

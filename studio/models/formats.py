@@ -29,8 +29,11 @@ NOT_WEIGHTS = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt",
 MAX_JSON_BYTES = 4 * 1024 * 1024  # configs are small; a huge one is not a config
 # The manifest formats this studio knows, with the kind they make: ours for latent models, and
 # "fake" for UI tests and demos (any kind, its studio.json says which).
-MANIFEST_FORMATS: dict[str, Optional[ModelKind]] = {ModelFormat.STUDIO_LATENT: ModelKind.LATENT,
-                                                    ModelFormat.ONNX_LATENT: ModelKind.LATENT, ModelFormat.FAKE: None}
+MANIFEST_FORMATS: dict[str, Optional[ModelKind]] = {
+    ModelFormat.STUDIO_LATENT: ModelKind.LATENT,
+    ModelFormat.ONNX_LATENT: ModelKind.LATENT,
+    ModelFormat.FAKE: None,
+}
 RUNNABLE_KINDS = (ModelKind.IMAGE, ModelKind.TEXT, ModelKind.LATENT)
 # The ONNX files that make a folder an ONNX Runtime pipeline (Optimum's layouts).
 ONNX_UNET = Path("unet") / "model.onnx"
@@ -150,8 +153,9 @@ def detect(path: Path) -> Optional[Detected]:
             f"({', '.join(TEXT_CONFIG_FILES)}); copy the whole folder again, tokenizer included."
         )
     if metadata is not None:
-        raise ModelFileError(f"{path / MANIFEST} has no format, and the folder is neither a diffusers nor a "
-                             "transformers model.")
+        raise ModelFileError(
+            f"{path / MANIFEST} has no format, and the folder is neither a diffusers nor a transformers model."
+        )
     onnx_files = sorted(path.glob("*.onnx"))
     if len(onnx_files) == 1:
         untrusted.check_regular(onnx_files[0], ModelFileError)
@@ -227,9 +231,7 @@ def _detect_safetensors(path: Path) -> Detected:
 def _detect_manifest(path: Path, manifest: dict[str, Any]) -> Detected:
     fmt = manifest.get("format")
     if fmt not in MANIFEST_FORMATS:
-        raise ModelFileError(
-            f"{path / MANIFEST} has format {fmt!r}; the studio knows {', '.join(MANIFEST_FORMATS)}."
-        )
+        raise ModelFileError(f"{path / MANIFEST} has format {fmt!r}; the studio knows {', '.join(MANIFEST_FORMATS)}.")
     fmt = ModelFormat(fmt)
     kind = MANIFEST_FORMATS[fmt] or manifest.get("kind")
     if kind not in RUNNABLE_KINDS:
@@ -252,8 +254,9 @@ def weights_fingerprint(path: Path) -> str:
     if path.is_file():
         files = [(path.name, path)]
     else:
-        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
-                       if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+        files = sorted(
+            (p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file()
+        )
     digest = hashlib.sha256()
     for name, file in files:
         digest.update(f"{name}:{file.stat().st_size}\n".encode("utf-8"))
@@ -326,17 +329,19 @@ def find_chat_template(folder: Path) -> Optional[str]:
         if isinstance(value, list):
             entries = [e for e in value if isinstance(e, dict) and isinstance(e.get("template"), str)]
             if len(entries) != len(value):
-                raise ModelFileError(f"{source} has a chat_template list whose entries are not "
-                                     '{"name": ..., "template": ...} objects.')
+                raise ModelFileError(
+                    f'{source} has a chat_template list whose entries are not {{"name": ..., "template": ...}} objects.'
+                )
             named = [e for e in entries if e.get("name") == "default"]
             value = (named or entries or [{"template": ""}])[0]["template"]
         if not isinstance(value, str):
-            raise ModelFileError(f"{source} has a chat_template that is neither text nor a list of "
-                                 "named templates.")
+            raise ModelFileError(f"{source} has a chat_template that is neither text nor a list of named templates.")
         template = value
     if len(template) > MAX_CHAT_TEMPLATE_CHARS:
-        raise ModelFileError(f"The chat template in {source} is {len(template):,} characters long, more "
-                             f"than the {MAX_CHAT_TEMPLATE_CHARS:,} the studio reads.")
+        raise ModelFileError(
+            f"The chat template in {source} is {len(template):,} characters long, more "
+            f"than the {MAX_CHAT_TEMPLATE_CHARS:,} the studio reads."
+        )
     return template if template.strip() else None
 
 

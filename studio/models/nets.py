@@ -97,8 +97,11 @@ class LatentEncoder(nn.Module):
         layers: list[nn.Module] = []
         cin, channels, size = 3, base_channels, image_size
         while size > START_SIZE:
-            layers += [nn.Conv2d(cin, channels, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels),
-                       nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(cin, channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.LeakyReLU(0.2),
+            ]
             cin, size = channels, size // 2
             channels = min(channels * 2, base_channels * 8)
         self.features = nn.Sequential(*layers, nn.Flatten())

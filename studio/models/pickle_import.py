@@ -67,8 +67,10 @@ class Converted:
 def converter_limits(source: Path, target: Path) -> Limits:
     """The limits for converting `source` into `target`, from the file's size and this machine."""
     size = source.stat().st_size
-    budgets = [(MAX_COPY_BYTES, "the converter's limit"),
-               (COPY_GROWTH * size + COPY_SLACK, f"what a copy of a {size_words(size)} file may take")]
+    budgets = [
+        (MAX_COPY_BYTES, "the converter's limit"),
+        (COPY_GROWTH * size + COPY_SLACK, f"what a copy of a {size_words(size)} file may take"),
+    ]
     free = free_disk(target.parent)
     if free is not None:
         budgets.append((max(0, free - DISK_RESERVE), "the free space on the disk"))
@@ -104,7 +106,8 @@ def convert_folder(folder: Path) -> list[Converted]:
     pickles = pickle_weights(folder)
     if not pickles:
         raise ModelFileError(
-            f"{folder} holds no pickle weight files (.bin .pt .pth .ckpt .pkl), so there is nothing to convert.")
+            f"{folder} holds no pickle weight files (.bin .pt .pth .ckpt .pkl), so there is nothing to convert."
+        )
     todo = []
     for pickle in pickles:
         target = pickle.with_name(folder_name(pickle.name))
@@ -113,7 +116,8 @@ def convert_folder(folder: Path) -> list[Converted]:
             todo.append((pickle, target))
     if not todo:
         raise ModelFileError(
-            f"{folder} already has a .safetensors file beside each pickle file; there is nothing to convert.")
+            f"{folder} already has a .safetensors file beside each pickle file; there is nothing to convert."
+        )
     done = [convert_file(pickle, target) for pickle, target in todo]
     for index in sorted(folder.rglob("*.bin.index.json")):
         _rewrite_index(index)
@@ -126,7 +130,7 @@ def folder_name(name: str) -> str:
     adapter_model.bin) keeps its stem."""
     stem = name.rsplit(".", 1)[0]
     if stem == "pytorch_model" or stem.startswith("pytorch_model-"):
-        stem = "model" + stem[len("pytorch_model"):]
+        stem = "model" + stem[len("pytorch_model") :]
     return stem + ".safetensors"
 
 
@@ -140,8 +144,9 @@ def _rewrite_index(index: Path) -> None:
     if not all(isinstance(s, str) and (index.parent / folder_name(s)).is_file() for s in shards):
         return
     data["weight_map"] = {k: folder_name(v) for k, v in data["weight_map"].items()}
-    write_text_atomic(index.parent / (folder_name(index.name[: -len(".index.json")]) + ".index.json"),
-                      json.dumps(data, indent=2))
+    write_text_atomic(
+        index.parent / (folder_name(index.name[: -len(".index.json")]) + ".index.json"), json.dumps(data, indent=2)
+    )
 
 
 def convert_file(source: Path, target: Path) -> Converted:
@@ -186,14 +191,25 @@ def _run_converter(source: Path, out: Path, limits: Limits) -> dict[str, Any]:
     # spend the address space the child is limited to.
     env["OMP_NUM_THREADS"] = "1"
     # Nothing in the current folder (maybe the model's, maybe holding a torch.py) is imported there.
-    command = python_command("studio.models.pickle_reader", str(source.absolute()), str(out.absolute()),
-                             json.dumps(asdict(limits)))
+    command = python_command(
+        "studio.models.pickle_reader", str(source.absolute()), str(out.absolute()), json.dumps(asdict(limits))
+    )
     try:
-        done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              errors="replace", cwd=PACKAGE_ROOT, timeout=limits.seconds)
+        done = subprocess.run(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            cwd=PACKAGE_ROOT,
+            timeout=limits.seconds,
+        )
     except subprocess.TimeoutExpired:  # run() has killed the child
-        raise ModelFileError(f"Converting {source.name} took longer than {_duration(limits.seconds)}, so it was "
-                             "stopped and nothing was written.") from None
+        raise ModelFileError(
+            f"Converting {source.name} took longer than {_duration(limits.seconds)}, so it was "
+            "stopped and nothing was written."
+        ) from None
     except OSError as exc:
         raise ModelFileError(f"The converter could not be started ({exc.strerror or exc}).") from None
     if done.stderr.strip():

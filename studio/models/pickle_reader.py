@@ -42,8 +42,10 @@ def _read_and_write(source: Path, out: Path, limits: Limits) -> dict[str, Any]:
 
     version = tuple(int(p) for p in re.findall(r"\d+", torch.__version__)[:2])
     if version < MIN_TORCH:
-        return {"error": f"Converting pickle files needs torch 2.6 or newer (this is {torch.__version__}), "
-                         "because older versions can be made to run code even in their weights-only mode."}
+        return {
+            "error": f"Converting pickle files needs torch 2.6 or newer (this is {torch.__version__}), "
+            "because older versions can be made to run code even in their weights-only mode."
+        }
     name = source.name
     _limit_address_space(limits.memory_bytes)
     with source.open("rb") as f:
@@ -64,8 +66,12 @@ def _read_and_write(source: Path, out: Path, limits: Limits) -> dict[str, Any]:
     refusal = _over_budget(name, tensors, limits)
     if refusal:
         return {"error": refusal}
-    metadata = {"format": "pt",  # transformers refuses safetensors whose metadata lacks it
-                "converted_from": name, "source_sha256": model_hash(source), "source_size": str(source.stat().st_size)}
+    metadata = {
+        "format": "pt",  # transformers refuses safetensors whose metadata lacks it
+        "converted_from": name,
+        "source_sha256": model_hash(source),
+        "source_size": str(source.stat().st_size),
+    }
     _save(_materialised(tensors), out, metadata)
     return {"tensors": len(tensors), "dropped": dropped, "bytes": out.stat().st_size}
 
@@ -151,8 +157,11 @@ def _named_tensors(loaded: Any) -> tuple[dict[str, Any], int]:
     tensors: dict[str, Any] = {}
     for key, value in chosen.items():
         # safetensors holds dense tensors only: a sparse or quantized one is dropped like a number.
-        if not (isinstance(key, str) and isinstance(value, torch.Tensor)) or value.layout != torch.strided \
-                or value.is_quantized:
+        if (
+            not (isinstance(key, str) and isinstance(value, torch.Tensor))
+            or value.layout != torch.strided
+            or value.is_quantized
+        ):
             dropped += 1
             continue
         tensors[key] = value.detach().as_subclass(torch.Tensor)
@@ -169,8 +178,10 @@ def _over_budget(name: str, tensors: dict[str, Any], limits: Limits) -> Optional
         total += size
         if total <= limits.copy_bytes:
             continue
-        declared = (f"tensor {_clip(repr(key), 80)} as {shape_words(tuple(tensor.shape))} "
-                    f"{str(tensor.dtype).removeprefix('torch.')} ({size_words(size)})")
+        declared = (
+            f"tensor {_clip(repr(key), 80)} as {shape_words(tuple(tensor.shape))} "
+            f"{str(tensor.dtype).removeprefix('torch.')} ({size_words(size)})"
+        )
         budget = f"{limits.copy_why} ({size_words(limits.copy_bytes)})"
         if size > limits.copy_bytes:
             return f"{name} declares {declared}, more than {budget}, so nothing was written."
@@ -220,8 +231,11 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         report = {"error": f"The copy of {source.name} cannot be written in {out.parent} ({exc.strerror or exc})."}
     except Exception as exc:  # noqa: BLE001 - e.g. a dtype safetensors cannot hold: one sentence, not a traceback
-        report = {"error": _too_large(source.name) if _out_of_memory(exc) else
-                  f"{source.name} could not be converted ({type(exc).__name__}: {_clip(str(exc), 120)})."}
+        report = {
+            "error": _too_large(source.name)
+            if _out_of_memory(exc)
+            else f"{source.name} could not be converted ({type(exc).__name__}: {_clip(str(exc), 120)})."
+        }
     print(json.dumps(report))
     return 1 if "error" in report else 0
 

@@ -50,8 +50,9 @@ def _suggested(model_id: str, manifest: dict[str, Any], size: int) -> Suggested:
         if fits(ImageJob, name, value):
             values[name] = float(value) if name == "guidance_scale" else value
         else:
-            log.warning("%s: studio.json suggests %s %s, which no image job takes; ignored", model_id, name,
-                        shown(value))
+            log.warning(
+                "%s: studio.json suggests %s %s, which no image job takes; ignored", model_id, name, shown(value)
+            )
     return Suggested(size=size, **values)
 
 
@@ -234,8 +235,14 @@ class ModelRegistry:
                     continue
                 except Exception as exc:  # noqa: BLE001 - a file no check foresaw costs one entry, not the studio
                     log.warning("could not inspect %s", entry, exc_info=True)
-                    problems.append(ModelProblem(entry, source, f"{entry} could not be inspected "
-                                                 f"({type(exc).__name__}: {first_line(exc)}); the log has the details."))
+                    problems.append(
+                        ModelProblem(
+                            entry,
+                            source,
+                            f"{entry} could not be inspected "
+                            f"({type(exc).__name__}: {first_line(exc)}); the log has the details.",
+                        )
+                    )
                     continue
                 if info.id in models:
                     log.info("model id %s at %s is shadowed by %s", info.id, entry, models[info.id].path)

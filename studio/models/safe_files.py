@@ -26,7 +26,7 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 def model_file(folder: Path, name: Any, key: str) -> Path:
     """`folder / name` for a file named in studio.json, refused if it would leave the folder."""
     if not isinstance(name, str) or not name.strip():
-        raise ModelFileError(f"{folder / MANIFEST} has no {key!r} file name; add one (e.g. \"decoder.safetensors\").")
+        raise ModelFileError(f'{folder / MANIFEST} has no {key!r} file name; add one (e.g. "decoder.safetensors").')
     root = folder.resolve()
     path = (root / name).resolve()
     if Path(name).is_absolute() or not path.is_relative_to(root):
@@ -66,25 +66,52 @@ def check_safetensors(path: Path, shown: Optional[str] = None) -> dict[str, Any]
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise ModelFileError(f"{name} is not a valid safetensors file (its header is not JSON).") from None
         except ValueError:  # int() refuses more than 4300 digits
-            raise ModelFileError(f"{name} is not a valid safetensors file (its header holds an impossible number).") from None
+            raise ModelFileError(
+                f"{name} is not a valid safetensors file (its header holds an impossible number)."
+            ) from None
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise ModelFileError(f"{name} cannot be read ({reason}): check the file's permissions and copy it again.") from None
+            raise ModelFileError(
+                f"{name} cannot be read ({reason}): check the file's permissions and copy it again."
+            ) from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{name} is not a valid safetensors file (its header is not a JSON object).")
     end = _check_tensors(name, header)
     if 8 + header_len + end > size:
         raise incomplete
     if 8 + header_len + end < size:
-        raise ModelFileError(f"{name} is not a valid safetensors file (it holds {size - 8 - header_len - end:,} bytes "
-                             "after its last tensor): copy it again.")
+        raise ModelFileError(
+            f"{name} is not a valid safetensors file (it holds {size - 8 - header_len - end:,} bytes "
+            "after its last tensor): copy it again."
+        )
     return header
 
 
 # Bits per element of each safetensors data type; the library refuses any other name.
-DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
-              "F8_E5M2FNUZ": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16,
-              "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64, "C64": 64}
+DTYPE_BITS = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+    "C64": 64,
+}
 
 
 def _natural(value: Any) -> bool:
@@ -94,6 +121,7 @@ def _natural(value: Any) -> bool:
 def _check_tensors(name: str, header: dict[str, Any]) -> int:
     """Where the last tensor ends, after checking every entry of a parsed header as the library
     does; one sentence naming the file and the first tensor that is wrong."""
+
     def bad(reason: str) -> ModelFileError:
         return ModelFileError(f"{name} is not a valid safetensors file ({reason}).")
 
@@ -193,7 +221,9 @@ def explain_load_error(folder: Path, exc: BaseException, what: str = "a diffuser
     if "size mismatch" in low or "shape" in low:
         return f"The weights in {folder} do not match their config.json (wrong model family or mixed-up files)."
     if "instantiate the backend tokenizer" in low:
-        return f"The tokenizer in {folder} has no tokenizer.json or vocabulary files it can load: copy the folder again."
+        return (
+            f"The tokenizer in {folder} has no tokenizer.json or vocabulary files it can load: copy the folder again."
+        )
     if "tokeniz" in low or "vocab" in low or "bpe" in low or "merges" in low:
         return f"The tokenizer in {folder} is damaged ({_clip(text)})."
     return f"{folder} could not be loaded as {what} ({type(exc).__name__}: {_clip(text)})."
@@ -232,7 +262,9 @@ def check_model_index(folder: Path) -> None:
                 f"{folder} needs custom code for its {name!r} component (model_index.json); the studio never runs model code."
             )
         if entry[0] is not None and not (folder / name).is_dir():
-            raise ModelFileError(f"{folder} has no {name!r} folder, which model_index.json lists: copy the whole folder again.")
+            raise ModelFileError(
+                f"{folder} has no {name!r} folder, which model_index.json lists: copy the whole folder again."
+            )
 
 
 def _known_library(name: Any) -> bool:

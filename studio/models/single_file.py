@@ -48,15 +48,27 @@ XL_TOKENS_2 = "conditioner.embedders.1.model.token_embedding.weight"
 XL_REFINER_TEXT = "conditioner.embedders.0.model."
 
 FAMILIES = ("sd15", "sd15-inpaint", "sd2", "sdxl")
-TITLES = {"sd15": "Stable Diffusion 1.x", "sd15-inpaint": "Stable Diffusion 1.x inpainting",
-          "sd2": "Stable Diffusion 2.x", "sdxl": "Stable Diffusion XL"}
+TITLES = {
+    "sd15": "Stable Diffusion 1.x",
+    "sd15-inpaint": "Stable Diffusion 1.x inpainting",
+    "sd2": "Stable Diffusion 2.x",
+    "sdxl": "Stable Diffusion XL",
+}
 IMAGE_SIZE = {"sd15": 512, "sd15-inpaint": 512, "sd2": 768, "sdxl": 1024}
 PREDICTION = {"sd15": "epsilon", "sd15-inpaint": "epsilon", "sd2": "v_prediction", "sdxl": "epsilon"}
 
 # Key shapes of LoRA-like files (kohya/A1111, diffusers/peft, LyCORIS).
 LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_", "lora_te3_")
-LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight",
-                 ".lora.down.weight", ".lora.up.weight", ".hada_w1_a", ".lokr_w1")
+LORA_SUFFIXES = (
+    ".lora_down.weight",
+    ".lora_up.weight",
+    ".lora_A.weight",
+    ".lora_B.weight",
+    ".lora.down.weight",
+    ".lora.up.weight",
+    ".hada_w1_a",
+    ".lokr_w1",
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,7 @@ class Checkpoint:
 
 
 def detect_family(path: Path) -> str:
-    """"sd15", "sd15-inpaint", "sd2", "sdxl" or "lora" for a .safetensors file; ModelFileError (one
+    """ "sd15", "sd15-inpaint", "sd2", "sdxl" or "lora" for a .safetensors file; ModelFileError (one
     sentence) for anything else, read from the header only."""
     return inspect_checkpoint(path).family
 
@@ -102,12 +114,15 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
 
     # 1. Which text encoder(s) it carries decides the generation.
     if has(XL_REFINER_TEXT) and not has(XL_TEXT_1):
-        raise ModelFileError(f"{name} is a Stable Diffusion XL refiner, which the studio cannot load yet (only SDXL base "
-                             "models).")
+        raise ModelFileError(
+            f"{name} is a Stable Diffusion XL refiner, which the studio cannot load yet (only SDXL base models)."
+        )
     if has(XL_TEXT_2) or has(XL_TEXT_1):
         if not (has(XL_TEXT_1) and has(XL_TEXT_2)):
-            raise ModelFileError(f"{name} is a Stable Diffusion XL checkpoint with only one of its two text encoders; "
-                                 "the studio needs the full checkpoint.")
+            raise ModelFileError(
+                f"{name} is a Stable Diffusion XL checkpoint with only one of its two text encoders; "
+                "the studio needs the full checkpoint."
+            )
         base, width = "sdxl", _dim(tensors, XL_TOKENS_1, 1) + _dim(tensors, XL_TOKENS_2, 1)
     elif has(SD2_TEXT):
         base, width = "sd2", _dim(tensors, SD2_TOKENS, 1)
@@ -118,20 +133,28 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
         # transformers 5 (which saves CLIP flat); the loader reads it itself (flat_text_encoder_prefixes).
         base, width = "sd1", _dim(tensors, SD1_TEXT + FLAT_CLIP_TOKENS, 1)
     elif has(SD1_TEXT):
-        raise ModelFileError(f"{name} stores its text encoder in a layout the studio does not know (neither "
-                             "text_model.* nor embeddings.* under cond_stage_model.transformer).")
+        raise ModelFileError(
+            f"{name} stores its text encoder in a layout the studio does not know (neither "
+            "text_model.* nor embeddings.* under cond_stage_model.transformer)."
+        )
     else:
-        raise ModelFileError(f"{name} holds a Stable Diffusion UNet but no text encoder; the studio needs a full "
-                             "checkpoint (UNet, VAE and text encoder in one file).")
+        raise ModelFileError(
+            f"{name} holds a Stable Diffusion UNet but no text encoder; the studio needs a full "
+            "checkpoint (UNet, VAE and text encoder in one file)."
+        )
     if not has(VAE):
-        raise ModelFileError(f"{name} holds a Stable Diffusion UNet but no VAE (first_stage_model); the studio needs a "
-                             "full checkpoint (UNet, VAE and text encoder in one file).")
+        raise ModelFileError(
+            f"{name} holds a Stable Diffusion UNet but no VAE (first_stage_model); the studio needs a "
+            "full checkpoint (UNet, VAE and text encoder in one file)."
+        )
 
     # 2. The UNet must listen to that text encoder.
     context = _context_dim(tensors)
     if context and width and context != width:
-        raise ModelFileError(f"{name} mixes parts of different models: its UNet expects text features of width "
-                             f"{context} but its text encoder gives {width}.")
+        raise ModelFileError(
+            f"{name} mixes parts of different models: its UNet expects text features of width "
+            f"{context} but its text encoder gives {width}."
+        )
 
     # 3. Input channels: 4 for text-to-image, 9 for inpainting (latents, mask, masked image).
     channels = _dim(tensors, CONV_IN, 1)
@@ -139,13 +162,17 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     if channels == 9 and base == "sd1":
         family = "sd15-inpaint"
     elif channels == 9:
-        raise ModelFileError(f"{name} is a Stable Diffusion {generation} inpainting checkpoint, which the studio cannot "
-                             "load yet (only SD 1.x inpainting).")
+        raise ModelFileError(
+            f"{name} is a Stable Diffusion {generation} inpainting checkpoint, which the studio cannot "
+            "load yet (only SD 1.x inpainting)."
+        )
     elif channels in (0, 4):
         family = {"sd1": "sd15", "sd2": "sd2", "sdxl": "sdxl"}[base]
     else:
-        raise ModelFileError(f"{name} is a Stable Diffusion {generation} checkpoint whose UNet takes {channels} input "
-                             "channels (an InstructPix2Pix, depth or upscaling model), which the studio cannot load yet.")
+        raise ModelFileError(
+            f"{name} is a Stable Diffusion {generation} checkpoint whose UNet takes {channels} input "
+            "channels (an InstructPix2Pix, depth or upscaling model), which the studio cannot load yet."
+        )
     prediction, size = _prediction_and_size(family, name, metadata, tensors)
     return Checkpoint(family, prediction, size)
 

@@ -74,8 +74,9 @@ def write_clip_text_encoder_for_older_readers(folder: Path) -> bool:
         metadata = f.metadata()
         if all(name.startswith("text_model.") for name in f.keys()):
             return False
-        tensors = {name if name.startswith("text_model.") else "text_model." + name: f.get_tensor(name)
-                   for name in f.keys()}
+        tensors = {
+            name if name.startswith("text_model.") else "text_model." + name: f.get_tensor(name) for name in f.keys()
+        }
     mode = path.stat().st_mode & 0o7777
     save_file(tensors, str(path), metadata=metadata)
     path.chmod(mode)  # safetensors writes a new owner-only file

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from studio.core.errors import ModelFileError
-from studio.models.formats import read_json
 from studio.core.memory import size_words
+from studio.models.formats import read_json
 from studio.models.load_budget import model_memory_budget, shape_words
 from studio.models.safe_files import check_safetensors
 
@@ -56,7 +56,7 @@ def weights_files(folder: Path, stem: str, index_first: bool = False) -> list[Pa
     index lists (diffusers prefers the index, transformers the single file). [] when there are
     none, or the index names files that are not there: the library then says what is missing."""
     single, index = folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"
-    for candidate in ((index, single) if index_first else (single, index)):
+    for candidate in (index, single) if index_first else (single, index):
         if not candidate.is_file():
             continue
         if candidate == single:
@@ -109,8 +109,10 @@ def _on_meta_counting(limit: int, count: list[int]) -> Iterator[None]:
             if count[0] > limit:
                 raise _TooManyTensors()
 
-    hooks = [nn_module.register_module_parameter_registration_hook(counted),
-             nn_module.register_module_buffer_registration_hook(counted)]
+    hooks = [
+        nn_module.register_module_parameter_registration_hook(counted),
+        nn_module.register_module_buffer_registration_hook(counted),
+    ]
     try:
         with torch.device("meta"):
             yield
@@ -150,9 +152,15 @@ def model_bytes(model: Any, dtype: Any) -> int:
 # -- the comparison -------------------------------------------------------------------------------
 
 
-def compare(where: Path, expected: dict[str, Shape], found: dict[str, Shape], rename: Optional[Rename] = None,
-            tied: Optional[dict[str, str]] = None, ignore_missing: Optional[re.Pattern] = None,
-            ignore_unexpected: Optional[re.Pattern] = None) -> None:
+def compare(
+    where: Path,
+    expected: dict[str, Shape],
+    found: dict[str, Shape],
+    rename: Optional[Rename] = None,
+    tied: Optional[dict[str, str]] = None,
+    ignore_missing: Optional[re.Pattern] = None,
+    ignore_unexpected: Optional[re.Pattern] = None,
+) -> None:
     """ModelFileError unless the files' tensors (`found`, renamed as the library renames them)
     are exactly the model's (`expected`) with the same shapes. A tied pair (target -> source) is
     whole when either is in the files; the ignore patterns are the library's own."""
@@ -196,12 +204,14 @@ def mismatch_sentence(where: Path, total: int, missing: Iterable[str], unexpecte
         parts.append(f"lack {len(missing)} of the {total} tensors its config.json describes ({listed(missing)})")
     if unexpected:
         it = "it does not" if missing else "its config.json does not describe"
-        parts.append(f"hold {len(unexpected)} {'tensor' if len(unexpected) == 1 else 'tensors'} {it} "
-                     f"({listed(unexpected)})")
+        parts.append(
+            f"hold {len(unexpected)} {'tensor' if len(unexpected) == 1 else 'tensors'} {it} ({listed(unexpected)})"
+        )
     if not parts:
         return None
-    return (f"The weights in {where} {' and '.join(parts)}: they do not belong to this config, so the model was "
-            "not loaded.")
+    return (
+        f"The weights in {where} {' and '.join(parts)}: they do not belong to this config, so the model was not loaded."
+    )
 
 
 def check_memory(where: Path, needed: int, dtype: Any) -> None:
@@ -243,8 +253,9 @@ def check_transformers_folder(folder: Path, dtype: Any, model_class: Any = None)
 
     if model_class is None:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-        model = build_on_meta(lambda: AutoModelForCausalLM.from_config(config, trust_remote_code=False), folder,
-                              len(found))
+        model = build_on_meta(
+            lambda: AutoModelForCausalLM.from_config(config, trust_remote_code=False), folder, len(found)
+        )
     else:
         config = model_class.config_class.from_pretrained(str(folder), local_files_only=True)
         model = build_on_meta(lambda: model_class._from_config(config), folder, len(found))
@@ -252,9 +263,15 @@ def check_transformers_folder(folder: Path, dtype: Any, model_class: Any = None)
     # As transformers does: old checkpoints' per-layer rotary and position-id buffers are not unexpected.
     buffers = [name for name, _ in model.named_buffers()]
     legacy = [pattern for pattern, end in LEGACY_BUFFERS if any(b.endswith(end) for b in buffers)]
-    compare(folder, expected, found, _transformers_rename(model, expected), _tied(model),
-            patterns(getattr(model, "_keys_to_ignore_on_load_missing", None)),
-            patterns(getattr(model, "_keys_to_ignore_on_load_unexpected", None), legacy))
+    compare(
+        folder,
+        expected,
+        found,
+        _transformers_rename(model, expected),
+        _tied(model),
+        patterns(getattr(model, "_keys_to_ignore_on_load_missing", None)),
+        patterns(getattr(model, "_keys_to_ignore_on_load_unexpected", None), legacy),
+    )
     return model_bytes(model, dtype)
 
 
@@ -277,6 +294,7 @@ def _transformers_rename(model: Any, expected: dict[str, Shape]) -> Rename:
 
         mapping = get_model_conversion_mapping(model)
     except (ImportError, TypeError):  # another transformers: the prefix alone
+
         def by_prefix(key: str) -> tuple[tuple[str, ...], bool]:
             if prefix and key not in expected:
                 key = f"{prefix}.{key}" if f"{prefix}.{key}" in expected else key.removeprefix(f"{prefix}.")
@@ -348,8 +366,12 @@ def _check_diffusers_model(folder: Path, cls: Any, dtype: Any) -> int:
     if fix is not None and len(files) == 1 and files[0].name == "diffusion_pytorch_model.safetensors":
         found = dict(found)
         fix(found)  # diffusers renames old attention blocks' tensors, in a single file only (as it does)
-    compare(folder, state_shapes(model), found,
-            ignore_unexpected=patterns(getattr(cls, "_keys_to_ignore_on_load_unexpected", None)))
+    compare(
+        folder,
+        state_shapes(model),
+        found,
+        ignore_unexpected=patterns(getattr(cls, "_keys_to_ignore_on_load_unexpected", None)),
+    )
     return model_bytes(model, dtype)
 
 

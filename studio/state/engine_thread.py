@@ -23,7 +23,7 @@ from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, 
 from studio.core.jobs import JobSpec, Lane
 from studio.engine.host.supervisor import EngineProcess
 from studio.engine.queue import Job, JobQueue
-from studio.engine.runner import Emit, Runner
+from studio.engine.runner import Runner
 
 log = logging.getLogger(__name__)
 

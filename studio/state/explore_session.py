@@ -178,15 +178,19 @@ class ExploreSession(QObject):
         if self.model and not self.is_busy():
             self.idle.emit()
 
-    def draw_thumbnail(self, latent, key: Optional[dict] = None,
-                       settings: Optional[dict] = None) -> Optional[JobHandle]:
+    def draw_thumbnail(
+        self, latent, key: Optional[dict] = None, settings: Optional[dict] = None
+    ) -> Optional[JobHandle]:
         """Draw a keyframe's missing thumbnail: its point decoded, or (a diffusion keyframe, `key`)
         its prompt and seed generated with the travel panel's `settings`."""
         if not self.model or self.is_busy():
             return None
         latent = tuple(latent)
-        spec = (self._preview_spec(key, settings or {}) if key is not None
-                else LatentDecodeJob(model=self.model, latent=latent))
+        spec = (
+            self._preview_spec(key, settings or {})
+            if key is not None
+            else LatentDecodeJob(model=self.model, latent=latent)
+        )
         job = self.jobs.submit_or_report(spec)
         if job is None or job.is_done:
             return job

@@ -69,8 +69,9 @@ class GalleryWriter(QObject):
         # report reaches whoever asked on the thread this writer lives on.
         self._written.connect(self._report)
 
-    def write(self, images: tuple, specs: list[ImageJob], info: Mapping[str, Any],
-              on_saved: Optional[SavedCallback] = None) -> None:
+    def write(
+        self, images: tuple, specs: list[ImageJob], info: Mapping[str, Any], on_saved: Optional[SavedCallback] = None
+    ) -> None:
         """Save `images`, each with its own spec, then call `on_saved([Path] written)`: all of them,
         or those before the disk said no (`failed` says why)."""
         if self._closed:  # a result that arrives while the window closes is still saved, here and now

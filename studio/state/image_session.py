@@ -88,8 +88,9 @@ class ImageSession(QObject):
 
     # -- commands ---------------------------------------------------------------------------------
 
-    def generate(self, spec: ImageJob, mode: str, picture: Optional[np.ndarray] = None,
-                 mask: Optional[np.ndarray] = None) -> Optional[JobHandle]:
+    def generate(
+        self, spec: ImageJob, mode: str, picture: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None
+    ) -> Optional[JobHandle]:
         """Queue the panel's spec in `mode` ("txt2img", "img2img", "inpaint"), starting from the
         canvas `picture` (H x W x 3 uint8, None when empty) and `mask` (H x W or H x W x 3, non-zero
         = repaint) where the mode asks for them. Returns the job, or None when it could not be
@@ -122,8 +123,7 @@ class ImageSession(QObject):
     # -- the spec ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _with_canvas(spec: ImageJob, mode: str, picture: Optional[np.ndarray],
-                     mask: Optional[np.ndarray]) -> ImageJob:
+    def _with_canvas(spec: ImageJob, mode: str, picture: Optional[np.ndarray], mask: Optional[np.ndarray]) -> ImageJob:
         """The spec with the canvas (and mask) as its starting pictures when the mode asks for them.
 
         img2img and inpainting work at the canvas's size (rounded down to a multiple of 8), so the
@@ -131,8 +131,10 @@ class ImageSession(QObject):
         if mode == "txt2img":
             return spec
         if picture is None or picture.size == 0:
-            raise StudioError(f"{'Inpainting' if mode == 'inpaint' else 'Image to image'} starts from the canvas: "
-                              "generate a picture first, or drop or paste one.")
+            raise StudioError(
+                f"{'Inpainting' if mode == 'inpaint' else 'Image to image'} starts from the canvas: "
+                "generate a picture first, or drop or paste one."
+            )
         if mode == "inpaint" and (mask is None or not mask.any()):
             raise StudioError("Paint the area to repaint on the canvas first (the Brush tool above it).")
         if mode != "inpaint":
@@ -213,8 +215,10 @@ def _result_caption(spec: ImageJob, result: ImageResult, paths: list[Path]) -> s
     took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
     count = f" · {len(result.images)} images" if len(result.images) > 1 else ""
     sampler = result.info.get("scheduler") or spec.scheduler
-    settings = (f"{spec.width}×{spec.height} · {sampler + ' · ' if sampler else ''}{spec.steps} steps · "
-                f"CFG {spec.guidance_scale:g} · seed {spec.seed}")
+    settings = (
+        f"{spec.width}×{spec.height} · {sampler + ' · ' if sampler else ''}{spec.steps} steps · "
+        f"CFG {spec.guidance_scale:g} · seed {spec.seed}"
+    )
     return settings + count + took + (f" · {paths[0].name}" if paths else " · not saved")
 
 

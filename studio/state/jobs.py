@@ -12,7 +12,6 @@ import collections
 import dataclasses
 import enum
 import time
-from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from PySide6.QtCore import QObject, Signal, Slot

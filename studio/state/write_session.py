@@ -99,8 +99,9 @@ class WriteSession(QObject):
         if self.job is not None:
             self.job.cancel()
 
-    def _start(self, how: str, model: str, instruct: bool, cursor: int = 0,
-               token: Optional[TokenAt] = None, choice: int = 0) -> Optional[JobHandle]:
+    def _start(
+        self, how: str, model: str, instruct: bool, cursor: int = 0, token: Optional[TokenAt] = None, choice: int = 0
+    ) -> Optional[JobHandle]:
         """Start a job: "continue" at `cursor`, "retry" the generation there, or "branch":
         rewrite `token` with its alternative `choice` and carry on from there."""
         if self.job is not None:
@@ -144,8 +145,9 @@ class WriteSession(QObject):
             shown = document.alternatives(gen_id)[sample]
             # The new sample starts with the model's text up to the token, then the chosen one;
             # their records come along, so the tokens before it can still be hovered and chosen.
-            keep = self.tokens.records(gen_id, sample)[:token.index] + [
-                TokenRecord(offset, chosen, token.record.alternatives)]
+            keep = self.tokens.records(gen_id, sample)[: token.index] + [
+                TokenRecord(offset, chosen, token.record.alternatives)
+            ]
             edits.retry(gen_id, shown[:offset] + chosen)
         records = self.tokens.start(gen_id, document.shown_alternative(gen_id), keep)
         self.last_generation = gen_id

@@ -70,7 +70,7 @@ class TokenLog:
             return None
         record = records[i]
         at = start + record.offset
-        if not (at <= pos < at + len(record.text)) or document.text[at:at + len(record.text)] != record.text:
+        if not (at <= pos < at + len(record.text)) or document.text[at : at + len(record.text)] != record.text:
             return None
         if any(origin != GENERATED for s, e, origin in document.spans() if s < at + len(record.text) and e > at):
             return None
@@ -97,8 +97,14 @@ class TokenSink:
     Tokens are buffered and written on a timer: a fast model can send hundreds a second, and a
     document edit per token would make the editor lag behind the stream."""
 
-    def __init__(self, edits: GenerationEdits, document: Document, gen_id: GenerationId,
-                 records: list[TokenRecord], parent: QObject):
+    def __init__(
+        self,
+        edits: GenerationEdits,
+        document: Document,
+        gen_id: GenerationId,
+        records: list[TokenRecord],
+        parent: QObject,
+    ):
         self._edits = edits
         self.gen_id = gen_id
         self.records = records  # appended to: the TokenLog's list for this sample

@@ -37,9 +37,15 @@ def train_command(args) -> int:
         raise SpecError("--minutes", f"must be more than 0, not {args.minutes}.")
     check_device(args.device)
     out = Path(args.out) if args.out else Path("runs") / args.recipe
-    options = TrainOptions(out=out, minutes=args.minutes if args.minutes is not None else cls.default_minutes,
-                           device=args.device, seed=args.seed, max_steps=args.max_steps, tiny=args.tiny,
-                           fresh=args.fresh)
+    options = TrainOptions(
+        out=out,
+        minutes=args.minutes if args.minutes is not None else cls.default_minutes,
+        device=args.device,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        tiny=args.tiny,
+        fresh=args.fresh,
+    )
     train(cls(options), say=lambda line: print(line, file=sys.stderr))
     print(out / "model")
     return 0

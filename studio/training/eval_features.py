@@ -65,7 +65,7 @@ def judge(classifier, images: torch.Tensor, device: torch.device) -> tuple[np.nd
     """Classifier features (N, 128) float64 and predicted category (N,) of CPU images in [0, 1]."""
     features, predicted = [], []
     for i in range(0, images.shape[0], FEATURE_BATCH):
-        x = resize(images[i:i + FEATURE_BATCH].float(), CLASSIFIER_SIZE).to(device)
+        x = resize(images[i : i + FEATURE_BATCH].float(), CLASSIFIER_SIZE).to(device)
         f = classifier.features(x)
         features.append(f.double().cpu())
         predicted.append(classifier.head(f).argmax(1).cpu())
@@ -79,8 +79,9 @@ def real_sets(data: EmojiSet) -> tuple[EmojiSet, EmojiSet]:
     return val, train
 
 
-def fd_with_floor(classifier, device: torch.device, generated: torch.Tensor, data: EmojiSet,
-                  model_size: int) -> tuple[float, float, int, int]:
+def fd_with_floor(
+    classifier, device: torch.device, generated: torch.Tensor, data: EmojiSet, model_size: int
+) -> tuple[float, float, int, int]:
     """(FD-emoji of `generated` vs the real validation images, the real-vs-real reference: as many
     real training images vs the same, validation count, reference count). Real images are brought to the model's
     resolution first (and back up to the classifier's), so a 32 px model is not judged on detail
@@ -96,8 +97,12 @@ def fd_with_floor(classifier, device: torch.device, generated: torch.Tensor, dat
     count = min(generated.shape[0], len(train))
     pick = np.sort(np.random.default_rng(FLOOR_SEED).choice(len(train), count, replace=False))
     floor_features, _ = judge(classifier, real(train.images[pick]), device)
-    return (frechet_distance(gen_features, val_features), frechet_distance(floor_features, val_features),
-            len(val), count)
+    return (
+        frechet_distance(gen_features, val_features),
+        frechet_distance(floor_features, val_features),
+        len(val),
+        count,
+    )
 
 
 FD_METHOD = (

@@ -33,7 +33,6 @@ from studio.core.errors import ModelFileError, StudioError
 from studio.models import paths
 from studio.training.data.emoji_data import CATEGORIES, load_emoji
 from studio.training.data.prose_corpus import load_prose
-from studio.training.fd import NAME as FD_NAME
 from studio.training.eval_features import (
     CLASSIFIER_SIZE,
     FD_METHOD,
@@ -43,6 +42,7 @@ from studio.training.eval_features import (
     real_sets,
     resize,
 )
+from studio.training.fd import NAME as FD_NAME
 from studio.training.images import save_grid, to_tensor
 from studio.training.model_card import update_eval_section
 
@@ -123,13 +123,15 @@ def _check_device(device: str) -> None:
     check_device(device)
 
 
-def _fd_rows(found: Evaluation, fd: float, floor: float, generated: int, val: int, floor_count: int,
-             what: str) -> None:
+def _fd_rows(found: Evaluation, fd: float, floor: float, generated: int, val: int, floor_count: int, what: str) -> None:
     found.metrics.update({"fd_emoji": fd, "fd_emoji_real": floor, "fd_samples": float(generated)})
     found.rows += [
         (FD_NAME, _number(fd), f"{generated} {what} vs {val} real validation images (lower is better)"),
-        (f"{FD_NAME} real-vs-real", _number(floor),
-         f"{floor_count} real training images (other emoji) vs the same: the reference"),
+        (
+            f"{FD_NAME} real-vs-real",
+            _number(floor),
+            f"{floor_count} real training images (other emoji) vs the same: the reference",
+        ),
     ]
 
 
@@ -154,12 +156,15 @@ def evaluate_text(model: Any, device: torch.device, quick: bool) -> Evaluation:
     check_folder_weights(folder)
     with explained_load_errors(folder, "a transformers model"):
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        net = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                                   dtype=torch.float32)
+        net = AutoModelForCausalLM.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True, dtype=torch.float32
+        )
     config = net.config
     context = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
     if not isinstance(context, int) or context < 2:
-        raise ModelFileError(f"{folder / 'config.json'} gives no context length (n_positions or max_position_embeddings).")
+        raise ModelFileError(
+            f"{folder / 'config.json'} gives no context length (n_positions or max_position_embeddings)."
+        )
     context = min(context, MAX_CONTEXT)
 
     corpus = load_prose()
@@ -170,8 +175,9 @@ def evaluate_text(model: Any, device: torch.device, quick: bool) -> Evaluation:
     ppl, _ = perplexity(net.to(device), ids, context, device)
     name = corpus.heldout_name + (f" (first {QUICK_TEXT_CHARS:,} characters)" if quick else "")
 
-    found = Evaluation(metrics={"heldout_perplexity": ppl, "heldout_tokens": float(ids.numel()),
-                                "context": float(context)})
+    found = Evaluation(
+        metrics={"heldout_perplexity": ppl, "heldout_tokens": float(ids.numel()), "context": float(context)}
+    )
     met = "met" if ppl <= PERPLEXITY_GOAL else "not met"
     found.rows = [
         ("held-out perplexity", f"{ppl:.2f}", f"goal ≤ {PERPLEXITY_GOAL:g}: {met} (lower is better)"),
@@ -211,8 +217,8 @@ def image_settings(model: Any) -> tuple[int, float, str]:
 def load_pipeline(folder: Path, device: torch.device):
     from diffusers import DiffusionPipeline
 
-    from studio.models.libraries import quiet_library_logs
     from studio.models.formats import read_json
+    from studio.models.libraries import quiet_library_logs
     from studio.models.safe_files import check_folder_weights, check_model_index, explained_load_errors
 
     paths.offline()
@@ -221,8 +227,9 @@ def load_pipeline(folder: Path, device: torch.device):
     check_folder_weights(folder)
     extra = {"safety_checker": None} if "safety_checker" in read_json(folder / "model_index.json") else {}
     with explained_load_errors(folder, "a diffusers model"):
-        pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                                 trust_remote_code=False, **extra)
+        pipe = DiffusionPipeline.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False, **extra
+        )
     pipe = pipe.to(device, torch.float32)  # shipped weights are fp16; evaluate what the CPU path runs
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -233,9 +240,14 @@ def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], steps: int, gui
     noise comes from its own CPU generator, so it does not depend on batching or device."""
     out = []
     for i in range(0, len(prompts), IMAGE_BATCH):
-        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[i:i + IMAGE_BATCH]]
-        result = pipe(prompt=list(prompts[i:i + IMAGE_BATCH]), num_inference_steps=steps, guidance_scale=guidance,
-                      generator=generators, output_type="np")
+        generators = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[i : i + IMAGE_BATCH]]
+        result = pipe(
+            prompt=list(prompts[i : i + IMAGE_BATCH]),
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=generators,
+            output_type="np",
+        )
         images = torch.from_numpy(np.asarray(result.images, dtype=np.float32))
         out.append(images.permute(0, 3, 1, 2).clamp(0, 1).contiguous())
     return torch.cat(out)
@@ -272,8 +284,13 @@ def evaluate_image(model: Any, device: torch.device, quick: bool) -> Evaluation:
     found = Evaluation(grid=grid, grid_columns=len(ACCURACY_SEEDS))
     met = "met" if accuracy >= ACCURACY_GOAL else "not met"
     found.metrics["category_accuracy"] = accuracy
-    found.rows.append(("category accuracy", f"{accuracy * 100:.1f} %",
-                       f"{int(correct.sum())}/{correct.size} images; goal ≥ {ACCURACY_GOAL * 100:.0f} %: {met}"))
+    found.rows.append(
+        (
+            "category accuracy",
+            f"{accuracy * 100:.1f} %",
+            f"{int(correct.sum())}/{correct.size} images; goal ≥ {ACCURACY_GOAL * 100:.0f} %: {met}",
+        )
+    )
     per_prompt = correct.reshape(len(ACCURACY_PROMPTS), len(ACCURACY_SEEDS)).sum(1)
     for (label, category), hits in zip(ACCURACY_PROMPTS, per_prompt):
         found.rows.append((f"  {label!r}", f"{int(hits)}/{len(ACCURACY_SEEDS)}", category))
@@ -285,8 +302,10 @@ def evaluate_image(model: Any, device: torch.device, quick: bool) -> Evaluation:
         f"Studio's emoji classifier puts it in the prompt's category. Goal: at least {ACCURACY_GOAL * 100:.0f} %.",
         f"{FD_NAME}: one image per validation label (seed {FD_SEED} + its index), same settings. " + FD_METHOD,
     ]
-    found.grid_caption = (f"{GRID}: rows are the prompts ({', '.join(label for label, _ in ACCURACY_PROMPTS)}), "
-                          f"columns the seeds {seeds_text}.")
+    found.grid_caption = (
+        f"{GRID}: rows are the prompts ({', '.join(label for label, _ in ACCURACY_PROMPTS)}), "
+        f"columns the seeds {seeds_text}."
+    )
     return found
 
 
@@ -304,8 +323,12 @@ def evaluate_latent(model: Any, device: torch.device, quick: bool) -> Evaluation
 
     count = QUICK_LATENT_SAMPLES if quick else LATENT_SAMPLES
     latents = torch.randn(count, dim, generator=torch.Generator().manual_seed(LATENT_SEED))
-    samples = torch.cat([decoder(latents[i:i + DECODE_BATCH].to(device)).float().clamp(0, 1).cpu()
-                         for i in range(0, count, DECODE_BATCH)])
+    samples = torch.cat(
+        [
+            decoder(latents[i : i + DECODE_BATCH].to(device)).float().clamp(0, 1).cpu()
+            for i in range(0, count, DECODE_BATCH)
+        ]
+    )
     fd, floor, n_val, n_floor = fd_with_floor(classifier, device, samples, data, size)
 
     found = Evaluation(grid=samples[:GRID_SAMPLES], grid_columns=8)
@@ -313,23 +336,31 @@ def evaluate_latent(model: Any, device: torch.device, quick: bool) -> Evaluation
     found.method = [
         f"{FD_NAME}: {count} latents drawn from N(0, I) (seed {LATENT_SEED}; latent axes are in principal "
         f"coordinates, so this samples the fitted distribution), decoded at {size} px. "
-        + ("Real images are resized to that size first. " if size != CLASSIFIER_SIZE else "") + FD_METHOD,
+        + ("Real images are resized to that size first. " if size != CLASSIFIER_SIZE else "")
+        + FD_METHOD,
     ]
     if "encoder" in model.manifest:
         encoder = nets.load_encoder(folder, model.manifest).to(device)
         real = resize(to_tensor(data.validation().images, torch.device("cpu")), size)
         psnr = []
         for i in range(0, real.shape[0], DECODE_BATCH):
-            x = real[i:i + DECODE_BATCH].to(device)
+            x = real[i : i + DECODE_BATCH].to(device)
             recon = decoder(encoder(x)[0]).float()
             mse = (recon - x).pow(2).mean((1, 2, 3)).clamp_min(1e-10)
             psnr.append((10 * torch.log10(1 / mse)).cpu())
         value = float(torch.cat(psnr).mean())
         found.metrics["reconstruction_psnr"] = value
-        found.rows.append(("reconstruction PSNR", f"{value:.2f} dB",
-                           f"{real.shape[0]} validation images through encoder mean and decoder (higher is better)"))
-        found.method.append("Reconstruction PSNR: each validation image is encoded (the mean, no sampling), "
-                            "decoded, and compared pixel by pixel; the table gives the mean PSNR per image.")
+        found.rows.append(
+            (
+                "reconstruction PSNR",
+                f"{value:.2f} dB",
+                f"{real.shape[0]} validation images through encoder mean and decoder (higher is better)",
+            )
+        )
+        found.method.append(
+            "Reconstruction PSNR: each validation image is encoded (the mean, no sampling), "
+            "decoded, and compared pixel by pixel; the table gives the mean PSNR per image."
+        )
     found.grid_caption = f"{GRID}: the first {min(GRID_SAMPLES, count)} of those samples."
     return found
 
@@ -348,9 +379,13 @@ def format_table(model: Any, found: Evaluation, device: str, quick: bool) -> str
 
 def card_markdown(model: Any, found: Evaluation, device: str, quick: bool, grid_name: Optional[str]) -> str:
     cell = lambda text: text.strip().replace("|", "\\|")  # noqa: E731
-    lines = [f"Measured with `studio eval {model.id}` on {device}"
-             + (" (quick run: fewer samples, so noisier numbers)." if quick else "."), "",
-             "| Metric | Value | Notes |", "|---|---|---|"]
+    lines = [
+        f"Measured with `studio eval {model.id}` on {device}"
+        + (" (quick run: fewer samples, so noisier numbers)." if quick else "."),
+        "",
+        "| Metric | Value | Notes |",
+        "|---|---|---|",
+    ]
     lines += [f"| {cell(name)} | {cell(value)} | {cell(note)} |" for name, value, note in found.rows]
     lines.append("")
     for paragraph in found.method:
@@ -376,4 +411,3 @@ def write_card_section(model: Any, found: Evaluation, device: str, quick: bool) 
     except OSError as exc:
         raise StudioError(f"Cannot write the evaluation into {folder} ({exc.strerror or exc}).") from None
     return card
-

@@ -51,7 +51,7 @@ def save_grid(path: Path, images: torch.Tensor, columns: int, pad: int = 2) -> N
     for i in range(n):
         r, c = divmod(i, columns)
         tile = (images[i].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = tile
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(canvas).save(path)
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import io
 import json
-from abc import ABC, abstractmethod
 import logging
 import shutil
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -100,8 +100,14 @@ class RunReport:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"recipe": self.recipe, "steps": self.steps, "training_seconds": round(self.seconds, 1),
-                "device": self.device, "hardware": self.hardware, "metrics": self.metrics}
+        return {
+            "recipe": self.recipe,
+            "steps": self.steps,
+            "training_seconds": round(self.seconds, 1),
+            "device": self.device,
+            "hardware": self.hardware,
+            "metrics": self.metrics,
+        }
 
 
 def hardware(device: str) -> str:
@@ -130,8 +136,10 @@ def _load_checkpoint(path: Path, recipe: Recipe) -> tuple[int, float]:
     """Restore a run; StudioError with one sentence when the file is not this run's."""
     try:
         state = torch.load(path, map_location=recipe.device, weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, or holding more than plain tensors
-        raise StudioError(f"{path} cannot be read as a checkpoint ({first_line(exc)}); use --fresh to start over.") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, not a torch file, or holding more than plain tensors
+        raise StudioError(
+            f"{path} cannot be read as a checkpoint ({first_line(exc)}); use --fresh to start over."
+        ) from None
     if state.get("recipe") != recipe.name or bool(state.get("tiny")) != recipe.options.tiny:
         raise StudioError(f"{path} belongs to another run ({state.get('recipe')!r}); use another --out or --fresh.")
     try:
@@ -163,8 +171,10 @@ class ProgressLine:
         done = int(20 * min(seconds / budget, 1.0)) if budget > 0 else 20
         shown = "  ".join(f"{k} {v:.4g}" for k, v in losses.items())
         start, end = ("\r", "") if self.tty else ("", "\n")
-        self.stream.write(f"{start}[{self.label}] {_clock(seconds)}/{_clock(budget)} [{'#' * done}{'.' * (20 - done)}] "
-                          f"step {step}  {shown}   {end}")
+        self.stream.write(
+            f"{start}[{self.label}] {_clock(seconds)}/{_clock(budget)} [{'#' * done}{'.' * (20 - done)}] "
+            f"step {step}  {shown}   {end}"
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -219,8 +229,14 @@ def train(recipe: Recipe, say: Callable[[str], None] = print) -> RunReport:
     _save_checkpoint(checkpoint, recipe, step, seconds)
     say(f"evaluating {recipe.name} …")
     metrics = {k: round(float(v), 5) for k, v in recipe.evaluate().items()}
-    report = RunReport(recipe=recipe.name, steps=step, seconds=seconds, device=options.device,
-                       hardware=hardware(options.device), metrics=metrics)
+    report = RunReport(
+        recipe=recipe.name,
+        steps=step,
+        seconds=seconds,
+        device=options.device,
+        hardware=hardware(options.device),
+        metrics=metrics,
+    )
     model_dir = options.out / "model"
     shutil.rmtree(model_dir, ignore_errors=True)  # no stale file from an earlier export
     model_dir.mkdir()

@@ -26,24 +26,37 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def write_card(folder: Path, title: str, summary: str, sections: Iterable[tuple[str, str]],
-               report: RunReport, reproduce: str, image: Optional[str] = None) -> None:
+def write_card(
+    folder: Path,
+    title: str,
+    summary: str,
+    sections: Iterable[tuple[str, str]],
+    report: RunReport,
+    reproduce: str,
+    image: Optional[str] = None,
+) -> None:
     lines = [f"# {title}", "", summary, ""]
     if image:
         lines += [f"![samples]({image})", ""]
     for heading, body in sections:
         lines += [f"## {heading}", "", body.strip(), ""]
     lines += [
-        "## Training", "",
+        "## Training",
+        "",
         f"- Hardware: {report.hardware} ({report.device})",
         f"- Training time: {_minutes(report.seconds)}, {report.steps:,} steps",
         f"- Reproduce: `{reproduce}`",
         "",
-        "Metrics at the end of training:", "",
+        "Metrics at the end of training:",
+        "",
         *[f"- {k}: {v}" for k, v in report.metrics.items()],
         "",
-        "## Measured quality (`studio eval`)", "",
-        EVAL_START, "Not evaluated yet: run `studio eval " + title + " --update-card`.", EVAL_END, "",
+        "## Measured quality (`studio eval`)",
+        "",
+        EVAL_START,
+        "Not evaluated yet: run `studio eval " + title + " --update-card`.",
+        EVAL_END,
+        "",
     ]
     write_atomic(folder / "MODEL_CARD.md", "\n".join(lines).encode())
 
@@ -59,18 +72,34 @@ def update_eval_section(card: Path, body: str) -> None:
     write_atomic(card, text.encode())
 
 
-def latent_card(folder: Path, report: RunReport, title: str, kind: str, architecture: str, basis_note: str,
-                sigma, sigma_label: str, limitations: str) -> None:
+def latent_card(
+    folder: Path,
+    report: RunReport,
+    title: str,
+    kind: str,
+    architecture: str,
+    basis_note: str,
+    sigma,
+    sigma_label: str,
+    limitations: str,
+) -> None:
     top = ", ".join(f"{float(s):.2f}" for s in list(sigma)[:8])
     write_card(
-        folder, title,
+        folder,
+        title,
         summary=f"A {kind} of emoji for Studio's latent explorer, trained from scratch by Studio's own code.",
         image="samples.png",
         sections=[
-            ("Model", f"{architecture}. Output 64×64 RGB in [0, 1]. Files: fp16 safetensors, "
-                      "`studio.json` manifest (format `studio-latent`)."),
-            ("Latent axes", f"{basis_note} {sigma_label}: {top}. The raw basis is kept in "
-                            "`raw_basis.safetensors` for reference; the weights already use these axes."),
+            (
+                "Model",
+                f"{architecture}. Output 64×64 RGB in [0, 1]. Files: fp16 safetensors, "
+                "`studio.json` manifest (format `studio-latent`).",
+            ),
+            (
+                "Latent axes",
+                f"{basis_note} {sigma_label}: {top}. The raw basis is kept in "
+                "`raw_basis.safetensors` for reference; the weights already use these axes.",
+            ),
             ("Data and licence", EMOJI_DATA + " The weights are released under Apache-2.0, like the images."),
             ("Limitations", limitations),
         ],

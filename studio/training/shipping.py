@@ -19,8 +19,10 @@ def save_fp16(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Float tensors as float16 (others unchanged), contiguous, written atomically."""
     from safetensors.torch import save as save_bytes
 
-    converted = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
-                 for k, v in tensors.items()}
+    converted = {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in tensors.items()
+    }
     write_atomic(path, save_bytes(converted))
 
 

@@ -30,8 +30,12 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, model_max_length
     )
     backend.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=EOS, eos_token=EOS, unk_token=EOS,
-        clean_up_tokenization_spaces=False, model_max_length=model_max_length,
+        tokenizer_object=backend,
+        bos_token=EOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        clean_up_tokenization_spaces=False,
+        model_max_length=model_max_length,
     )
 
 

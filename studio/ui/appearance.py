@@ -90,17 +90,42 @@ class Appearance(QObject):
         self.apply()
 
 
-def _palette(window: str, text: str, base: str, alternate: str, button: str, highlight: str, link: str,
-             disabled_text: str, light: str, mid: str, dark: str) -> QPalette:
+def _palette(
+    window: str,
+    text: str,
+    base: str,
+    alternate: str,
+    button: str,
+    highlight: str,
+    link: str,
+    disabled_text: str,
+    light: str,
+    mid: str,
+    dark: str,
+) -> QPalette:
     role = QPalette.ColorRole
     palette = QPalette()
     for which, colour in (
-        (role.Window, window), (role.WindowText, text), (role.Base, base), (role.AlternateBase, alternate),
-        (role.ToolTipBase, base), (role.ToolTipText, text), (role.Text, text), (role.Button, button),
-        (role.ButtonText, text), (role.BrightText, "#ff5555"), (role.Highlight, highlight),
-        (role.HighlightedText, "#ffffff"), (role.Link, link), (role.LinkVisited, link),
-        (role.PlaceholderText, disabled_text), (role.Light, light), (role.Midlight, button), (role.Mid, mid),
-        (role.Dark, dark), (role.Shadow, "#000000"),
+        (role.Window, window),
+        (role.WindowText, text),
+        (role.Base, base),
+        (role.AlternateBase, alternate),
+        (role.ToolTipBase, base),
+        (role.ToolTipText, text),
+        (role.Text, text),
+        (role.Button, button),
+        (role.ButtonText, text),
+        (role.BrightText, "#ff5555"),
+        (role.Highlight, highlight),
+        (role.HighlightedText, "#ffffff"),
+        (role.Link, link),
+        (role.LinkVisited, link),
+        (role.PlaceholderText, disabled_text),
+        (role.Light, light),
+        (role.Midlight, button),
+        (role.Mid, mid),
+        (role.Dark, dark),
+        (role.Shadow, "#000000"),
     ):
         palette.setColor(which, QColor(colour))
     disabled = QPalette.ColorGroup.Disabled
@@ -111,12 +136,32 @@ def _palette(window: str, text: str, base: str, alternate: str, button: str, hig
 
 
 def dark_palette() -> QPalette:
-    return _palette(window="#2d2d30", text="#e6e6e6", base="#1f1f22", alternate="#2a2a2e", button="#37373b",
-                    highlight="#3d7fd9", link="#6ea8fe", disabled_text="#7d7d82", light="#4a4a4f", mid="#26262a",
-                    dark="#19191b")
+    return _palette(
+        window="#2d2d30",
+        text="#e6e6e6",
+        base="#1f1f22",
+        alternate="#2a2a2e",
+        button="#37373b",
+        highlight="#3d7fd9",
+        link="#6ea8fe",
+        disabled_text="#7d7d82",
+        light="#4a4a4f",
+        mid="#26262a",
+        dark="#19191b",
+    )
 
 
 def light_palette() -> QPalette:
-    return _palette(window="#efefef", text="#1e1e1e", base="#ffffff", alternate="#f5f5f5", button="#e8e8e8",
-                    highlight="#2f6fd0", link="#1a5fb4", disabled_text="#9a9a9a", light="#ffffff", mid="#b8b8b8",
-                    dark="#9f9f9f")
+    return _palette(
+        window="#efefef",
+        text="#1e1e1e",
+        base="#ffffff",
+        alternate="#f5f5f5",
+        button="#e8e8e8",
+        highlight="#2f6fd0",
+        link="#1a5fb4",
+        disabled_text="#9a9a9a",
+        light="#ffffff",
+        mid="#b8b8b8",
+        dark="#9f9f9f",
+    )

@@ -6,8 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import QMimeData, QRectF, Qt, Signal, Slot
-from PySide6.QtGui import (QColor, QGuiApplication, QImage, QImageReader, QKeySequence, QPainter, QPixmap, QShortcut,
-                           QTransform)
+from PySide6.QtGui import (
+    QColor,
+    QGuiApplication,
+    QImage,
+    QImageReader,
+    QKeySequence,
+    QPainter,
+    QPixmap,
+    QShortcut,
+    QTransform,
+)
 from PySide6.QtWidgets import QFrame, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
 
 BACKGROUND = QColor(0x2B, 0x2B, 0x2E)

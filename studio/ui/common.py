@@ -88,8 +88,10 @@ class RuntimeCombo(QComboBox):
                 if runtime == "torch":
                     tip = f"{model.id} runs on ONNX Runtime only"
                 elif usable:
-                    tip = (f"Not exported yet: picking it exports {model.id} to ONNX once (checked against "
-                           "torch, saved in your models folder)")
+                    tip = (
+                        f"Not exported yet: picking it exports {model.id} to ONNX once (checked against "
+                        "torch, saved in your models folder)"
+                    )
                 else:
                     tip = why_not_exportable(model)
             self.setItemData(index, tip or None, Qt.ItemDataRole.ToolTipRole)

@@ -25,8 +25,12 @@ TINTS = {  # role -> background; the story itself stays plain
     "authors_note": QColor(255, 170, 60, 70),
     "template": QColor(150, 150, 150, 60),
 }
-LEGEND = (("memory", "memory"), ("world_info", "world info"), ("authors_note", "author's note"),
-          ("template", "chat template"))
+LEGEND = (
+    ("memory", "memory"),
+    ("world_info", "world info"),
+    ("authors_note", "author's note"),
+    ("template", "chat template"),
+)
 
 
 def entry_names(world_info: list[WorldInfoEntry]) -> list[str]:
@@ -37,8 +41,10 @@ def entry_names(world_info: list[WorldInfoEntry]) -> list[str]:
 def summary(context: ContextResult, entry_names: list[str]) -> str:
     """One line: tokens used of the window, what was trimmed, which world info came in."""
     budget = context.context_length - context.max_new_tokens
-    line = (f"{context.tokens:,} of {budget:,} tokens ({context.context_length:,}-token context, "
-            f"{context.max_new_tokens:,} kept for the continuation)")
+    line = (
+        f"{context.tokens:,} of {budget:,} tokens ({context.context_length:,}-token context, "
+        f"{context.max_new_tokens:,} kept for the continuation)"
+    )
     if context.trimmed_chars:
         line += f" · the first {context.trimmed_chars:,} characters of the story did not fit"
     if context.world_info:
@@ -68,8 +74,9 @@ class ContextViewer(QDialog):
         for role, name in LEGEND:
             swatch = QLabel(f"  {name}  ")
             tint = TINTS[role]
-            swatch.setStyleSheet(f"background: rgba({tint.red()},{tint.green()},{tint.blue()},{tint.alpha()});"
-                                 "border-radius: 3px")
+            swatch.setStyleSheet(
+                f"background: rgba({tint.red()},{tint.green()},{tint.blue()},{tint.alpha()});border-radius: 3px"
+            )
             legend.addWidget(swatch)
         legend.addStretch(1)
         legend.addWidget(self.refresh_button)

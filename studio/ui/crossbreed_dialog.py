@@ -11,8 +11,7 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QGridLayout, QLabel, QScrollArea, QSlider, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QGridLayout, QLabel, QScrollArea, QSlider, QVBoxLayout, QWidget
 
 from studio.latent import blend
 
@@ -47,8 +46,10 @@ class CrossbreedDialog(QDialog):
         scroll.setWidget(grid_host)
         scroll.setMaximumHeight(40 * min(len(names), 8) + 10)
 
-        self.note = QLabel("Weights are relative: only their ratios matter. The mix keeps the latent's "
-                           "length, so the child looks like a sample of the model, not a blur.")
+        self.note = QLabel(
+            "Weights are relative: only their ratios matter. The mix keeps the latent's "
+            "length, so the child looks like a sample of the model, not a blur."
+        )
         self.note.setWordWrap(True)
         self.note.setEnabled(False)  # greyed: a remark
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)

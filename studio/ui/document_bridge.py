@@ -61,7 +61,7 @@ class DraftEditor(QPlainTextEdit):
         menu.exec(event.globalPos())
         menu.deleteLater()
 
-    def undo(self) -> None:  # noqa: D102 - Python callers (and the tests) use these names
+    def undo(self) -> None:  # Python callers (and the tests) use these names
         self.undo_requested.emit()
 
     def redo(self) -> None:
@@ -279,7 +279,7 @@ class DocumentBridge(QObject):
         cursor.setPosition(self._to_qt(old, len(old) - tail), QTextCursor.MoveMode.KeepAnchor)
         self._applying = True
         try:
-            cursor.insertText(new[start:len(new) - tail])
+            cursor.insertText(new[start : len(new) - tail])
         finally:
             self._applying = False
         return start
@@ -331,15 +331,15 @@ def _changed_range(old: str, new: str, start: int, removed: int) -> tuple[int, i
     start = min(start, len(old), len(new))
     end = min(start + removed, len(old))
     added = len(new) - (len(old) - (end - start))
-    if added >= 0 and old[:start] == new[:start] and old[end:] == new[start + added:]:
+    if added >= 0 and old[:start] == new[:start] and old[end:] == new[start + added :]:
         # Trim what the hint over-reported, so an edit touches only what changed.
-        a, b = old[start:end], new[start:start + added]
+        a, b = old[start:end], new[start : start + added]
         head = _common_prefix(a, b)
         tail = _common_suffix(a[head:], b[head:])
-        return start + head, end - tail, b[head:len(b) - tail]
+        return start + head, end - tail, b[head : len(b) - tail]
     head = _common_prefix(old, new)
     tail = _common_suffix(old[head:], new[head:])
-    return head, len(old) - tail, new[head:len(new) - tail]
+    return head, len(old) - tail, new[head : len(new) - tail]
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -358,7 +358,7 @@ def _common_suffix(a: str, b: str) -> int:
     lo, hi = 0, min(len(a), len(b))
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
+        if a[len(a) - mid :] == b[len(b) - mid :]:
             lo = mid
         else:
             hi = mid - 1

@@ -69,8 +69,9 @@ class KeyframeSources:
         self.session.morphs.stop_playback()
         thumbnail = self.ws.canvas.image() if self.session.shown_key == key else None
         short = key["prompt"] if len(key["prompt"]) <= 24 else key["prompt"][:23] + "…"
-        name = self.ws.keyframes.add_keyframe(travel_latent(key), thumbnail, name=f"{short} · {key['seed']}",
-                                              payload=key)
+        name = self.ws.keyframes.add_keyframe(
+            travel_latent(key), thumbnail, name=f"{short} · {key['seed']}", payload=key
+        )
         self.session.schedule_idle()  # a key added before its preview gets one
         return name
 
@@ -100,8 +101,10 @@ class KeyframeSources:
         """Encode a picture with the model's encoder; it arrives as a keyframe, and the sliders go
         to it (the canvas then shows the model's reconstruction of it)."""
         if self.ws.is_diffusion():
-            self.ws.jobs.error.show("Pictures become keyframes of latent models such as emoji-vae; a diffusion "
-                                    "model's keyframes are a prompt and a seed.")
+            self.ws.jobs.error.show(
+                "Pictures become keyframes of latent models such as emoji-vae; a diffusion "
+                "model's keyframes are a prompt and a seed."
+            )
             return None
         if not self.ws.models.model_id() or self.ws.latent_dim() is None:
             return None
@@ -160,8 +163,9 @@ class KeyframeSources:
         if not path:
             documents = QStandardPaths.StandardLocation.DocumentsLocation
             folder = QStandardPaths.writableLocation(documents) or str(Path.home())
-            path, _ = QFileDialog.getSaveFileName(self.ws, "Save keyframes", str(Path(folder) / "keyframes.json"),
-                                                  "Keyframes (*.json)")
+            path, _ = QFileDialog.getSaveFileName(
+                self.ws, "Save keyframes", str(Path(folder) / "keyframes.json"), "Keyframes (*.json)"
+            )
             if not path:
                 return False
         try:
@@ -189,8 +193,10 @@ class KeyframeSources:
             ws.models.setCurrentIndex(ws.models.findData(saved.model))
         dim = ws.latent_dim()
         if dim is None or saved.latents.shape[1] != dim:
-            ws.jobs.error.show(f"{Path(path).name} holds latents of {saved.latents.shape[1]} numbers; "
-                               f"{ws.models.model_id() or 'this model'} takes {dim}.")
+            ws.jobs.error.show(
+                f"{Path(path).name} holds latents of {saved.latents.shape[1]} numbers; "
+                f"{ws.models.model_id() or 'this model'} takes {dim}."
+            )
             return False
         self.session.morphs.stop_playback()
         ws.keyframes.set_keyframes(saved.names, saved.latents)

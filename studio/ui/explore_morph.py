@@ -26,8 +26,16 @@ from studio.ui.morph_export import ExportDialog, MorphWriter
 class MorphActions(QObject):
     # A QObject, so that the writer's signals, sent from its thread, are queued to this one's (the GUI's).
 
-    def __init__(self, session: MorphSession, keyframes: KeyframePanel, canvas: Canvas, caption: QLabel,
-                 error: ErrorState, keys: Callable[[], MorphKeys], parent: QWidget):
+    def __init__(
+        self,
+        session: MorphSession,
+        keyframes: KeyframePanel,
+        canvas: Canvas,
+        caption: QLabel,
+        error: ErrorState,
+        keys: Callable[[], MorphKeys],
+        parent: QWidget,
+    ):
         super().__init__(parent)
         self.window_parent = parent  # of the export dialog
         self.session = session

@@ -46,8 +46,10 @@ from studio.ui.latent_panel import LatentPanel
 from studio.ui.travel_panel import TravelPanel
 
 PLACEHOLDER = "Move a slider to decode a point of the latent space, or drop a picture here to encode it."
-UNKNOWN_SIZE = ("This model does not say how many numbers its latent holds (latent_dim in studio.json), "
-                "so Explore cannot offer sliders for it yet.")
+UNKNOWN_SIZE = (
+    "This model does not say how many numbers its latent holds (latent_dim in studio.json), "
+    "so Explore cannot offer sliders for it yet."
+)
 TRAVEL_PLACEHOLDER = "Write a prompt and press Preview; add keyframes, then Play travels between them."
 MAP_DELAY_MS = 150  # the map follows the point once the sliders have rested this long
 
@@ -99,8 +101,9 @@ class ExploreWorkspace(Workspace):
         self.keyframes.add_requested.connect(self.add_keyframe)
         self.keyframes.problem.connect(jobs.error.show)
         self.sources = KeyframeSources(self)
-        self.morphs = MorphActions(self.session.morphs, self.keyframes, self.canvas, self.caption, jobs.error,
-                                   self._morph_keys, self)
+        self.morphs = MorphActions(
+            self.session.morphs, self.keyframes, self.canvas, self.caption, jobs.error, self._morph_keys, self
+        )
 
         side = QWidget()
         form = QFormLayout()
@@ -168,9 +171,11 @@ class ExploreWorkspace(Workspace):
             return
         if self.is_diffusion():
             suggested = model.suggested
-            self.travel.set_defaults(suggested.steps if suggested.steps is not None else 20,
-                                     suggested.guidance_scale if suggested.guidance_scale is not None else 7.0,
-                                     suggested.size)
+            self.travel.set_defaults(
+                suggested.steps if suggested.steps is not None else 20,
+                suggested.guidance_scale if suggested.guidance_scale is not None else 7.0,
+                suggested.size,
+            )
             self.views.setCurrentWidget(self.canvas)
             self.canvas.set_placeholder(TRAVEL_PLACEHOLDER)
             return
@@ -194,8 +199,12 @@ class ExploreWorkspace(Workspace):
         super().showEvent(event)
         # A visit to an empty canvas decodes the sliders' point (the centre at first), so the canvas
         # is not left empty.
-        if (self.canvas.image().isNull() and not self.session.is_decoding() and self.has_models()
-                and not self.is_diffusion()):
+        if (
+            self.canvas.image().isNull()
+            and not self.session.is_decoding()
+            and self.has_models()
+            and not self.is_diffusion()
+        ):
             self.request_decode(self.panel.latent())
 
     def is_diffusion(self) -> bool:
@@ -239,8 +248,12 @@ class ExploreWorkspace(Workspace):
         return name
 
     def _morph_keys(self) -> MorphKeys:
-        return MorphKeys(latents=self.keyframes.latents(), payloads=tuple(self.keyframes.payloads()),
-                         settings=self.keyframes.morph_settings(), travel=self.travel.settings())
+        return MorphKeys(
+            latents=self.keyframes.latents(),
+            payloads=tuple(self.keyframes.payloads()),
+            settings=self.keyframes.morph_settings(),
+            travel=self.travel.settings(),
+        )
 
     def finish_exports(self, patience_s: float = 30.0) -> None:
         """The window is closing: a morph being written is finished (or cancelled after `patience_s`)."""
@@ -271,8 +284,12 @@ class ExploreWorkspace(Workspace):
         return (self.panel.latent(), self.map.settings())
 
     def _map_wanted(self) -> bool:
-        return (self.views.currentWidget() is self.map and self.map.ready() and self.latent_dim() is not None
-                and self._map_key != self._map_key_now())
+        return (
+            self.views.currentWidget() is self.map
+            and self.map.ready()
+            and self.latent_dim() is not None
+            and self._map_key != self._map_key_now()
+        )
 
     @Slot()
     def _schedule_map(self, *_args) -> None:
@@ -282,8 +299,9 @@ class ExploreWorkspace(Workspace):
 
     def _request_map(self) -> Optional[JobHandle]:
         latent = self.panel.latent()
-        cells = [tuple(float(v) for v in self.panel.directions.offset(latent, steps))
-                 for steps in self.map.cell_steps()]
+        cells = [
+            tuple(float(v) for v in self.panel.directions.offset(latent, steps)) for steps in self.map.cell_steps()
+        ]
         return self.session.decode_map(cells, self._map_key_now())
 
     def _on_map_decoded(self, images: list, cells: list[tuple], key: tuple) -> None:

@@ -61,8 +61,9 @@ class ImageWorkspace(Workspace):
     def __init__(self, jobs: JobList, gallery: Optional[Gallery] = None, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)
         self.session = ImageSession(jobs, gallery or Gallery(), read_canvas=self._canvas_picture, parent=self)
-        self.canvas = PaintCanvas("Write a prompt and press Generate, or drop or paste a picture.\n"
-                                  "Wheel zooms, drag pans, double-click fits.")
+        self.canvas = PaintCanvas(
+            "Write a prompt and press Generate, or drop or paste a picture.\nWheel zooms, drag pans, double-click fits."
+        )
         self.tools = PaintTools(self.canvas)
         self.caption = QLabel()
         self.caption.setObjectName("caption")
@@ -154,8 +155,9 @@ class ImageWorkspace(Workspace):
         if (image.width(), image.height()) != (width, height):
             # Latent-resolution previews, enlarged with square pixels to the job's size: the
             # canvas keeps its size, so an inpainting mask stays where it was painted.
-            image = image.scaled(width, height, Qt.AspectRatioMode.IgnoreAspectRatio,
-                                 Qt.TransformationMode.FastTransformation)
+            image = image.scaled(
+                width, height, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.FastTransformation
+            )
         self.canvas.set_image(image)
 
     @Slot(object)
@@ -197,9 +199,12 @@ class ImageWorkspace(Workspace):
         self._shown_settings = settings
         self.use_settings.setEnabled(True)
         summary = f"{settings.source}: {settings.prompt[:120]}" if settings.prompt else settings.source
-        details = [f"{settings.width}×{settings.height}" if settings.width and settings.height else "",
-                   settings.scheduler, f"{settings.steps} steps" if settings.steps else "",
-                   f"seed {settings.seed}" if settings.seed is not None else ""]
+        details = [
+            f"{settings.width}×{settings.height}" if settings.width and settings.height else "",
+            settings.scheduler,
+            f"{settings.steps} steps" if settings.steps else "",
+            f"seed {settings.seed}" if settings.seed is not None else "",
+        ]
         self.caption.setText(" · ".join([Path(path).name, summary] + [d for d in details if d]))
         self.caption.setToolTip(html.escape(settings.text))  # tooltips guess at rich text: never let them
         return settings
@@ -213,14 +218,15 @@ class ImageWorkspace(Workspace):
         spec = settings.spec or self._spec_from(settings)
         changed = self.panel.apply(spec, model_id=spec.model)
         if changed:
-            self.jobs.error.show(f"Restored, but {', '.join(changed)} could not be set exactly; "
-                                 "the image will differ.")
+            self.jobs.error.show(f"Restored, but {', '.join(changed)} could not be set exactly; the image will differ.")
         if spec.init_image and restore_canvas:
             # Paths from an image's settings are untrusted: only regular files (a FIFO would block).
             init = QImage(spec.init_image) if Path(spec.init_image).is_file() else QImage()
             if init.isNull():
-                self.jobs.error.show(f"The picture this image started from ({Path(spec.init_image).name}) is gone; "
-                                     "the canvas shows the result instead.")
+                self.jobs.error.show(
+                    f"The picture this image started from ({Path(spec.init_image).name}) is gone; "
+                    "the canvas shows the result instead."
+                )
                 self.panel.set_mode("txt2img")
                 return
             self.canvas.set_image(init)
@@ -232,15 +238,28 @@ class ImageWorkspace(Workspace):
     def _spec_from(self, settings: ImportedSettings) -> ImageJob:
         """A spec from another tool's settings; the panel's current values fill what they lack."""
         current = self.panel.build_spec()
-        values = {"prompt": settings.prompt, "negative_prompt": settings.negative_prompt,
-                  "steps": settings.steps, "guidance_scale": settings.guidance_scale, "seed": settings.seed,
-                  "width": settings.width, "height": settings.height, "scheduler": settings.scheduler,
-                  "strength": settings.strength}
+        values = {
+            "prompt": settings.prompt,
+            "negative_prompt": settings.negative_prompt,
+            "steps": settings.steps,
+            "guidance_scale": settings.guidance_scale,
+            "seed": settings.seed,
+            "width": settings.width,
+            "height": settings.height,
+            "scheduler": settings.scheduler,
+            "strength": settings.strength,
+        }
         for side in ("width", "height"):  # other tools allow any size; ours must be a multiple of 8
             if isinstance(values[side], int):
                 values[side] = max(8, values[side] - values[side] % 8)
-        return dataclasses.replace(current, count=1, loras=self._known_loras(settings.loras), init_image="", mask="",
-                                   **{k: v for k, v in values.items() if v not in (None, "") or k == "negative_prompt"})
+        return dataclasses.replace(
+            current,
+            count=1,
+            loras=self._known_loras(settings.loras),
+            init_image="",
+            mask="",
+            **{k: v for k, v in values.items() if v not in (None, "") or k == "negative_prompt"},
+        )
 
     def _known_loras(self, wanted: tuple[tuple[str, float], ...]) -> tuple[tuple[str, float], ...]:
         """Another tool's LoRAs (by name) matched to LoRA files the studio knows; the rest are named."""
@@ -248,8 +267,10 @@ class ImageWorkspace(Workspace):
         found = tuple((known[name], weight) for name, weight in wanted if name in known)
         missing = [name for name, _ in wanted if name not in known]
         if missing:
-            self.jobs.error.show(f"This image used LoRA{'s' if len(missing) > 1 else ''} "
-                                 f"{', '.join(missing)}, not found in the models folders.")
+            self.jobs.error.show(
+                f"This image used LoRA{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}, not found in the models folders."
+            )
         return found
 
     @Slot(QImage, str)

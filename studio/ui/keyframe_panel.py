@@ -15,8 +15,20 @@ import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMenu,
-    QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.errors import SpecError
@@ -58,8 +70,9 @@ class KeyframePanel(QWidget):
         # Several keys may be selected (Ctrl/Shift-click) to crossbreed them; the current one is
         # the one the sliders go to and the one Delete, Up and Down act on.
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.list.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked
-                                  | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.list.setEditTriggers(
+            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
+        )
         self.list.setMinimumHeight(3 * (THUMB + 6))
         self.list.currentRowChanged.connect(self._on_current)
         self.list.itemPressed.connect(self._on_pressed)
@@ -115,8 +128,10 @@ class KeyframePanel(QWidget):
         self.spacing = QComboBox()
         for label, value in SPACINGS:
             self.spacing.addItem(label, value)
-        self.spacing.setToolTip("Even: frames placed so neighbours differ about equally.\n"
-                                "Uniform: equal steps in time, every keyframe a frame.")
+        self.spacing.setToolTip(
+            "Even: frames placed so neighbours differ about equally.\n"
+            "Uniform: equal steps in time, every keyframe a frame."
+        )
         self.method = QComboBox()
         for label, value in METHODS:
             self.method.addItem(label, value)
@@ -167,8 +182,11 @@ class KeyframePanel(QWidget):
 
     def morph_settings(self) -> dict:
         """frames, spacing and method, as MorphJob fields."""
-        return {"frames": self.frames.value(), "spacing": self.spacing.currentData(),
-                "method": self.method.currentData()}
+        return {
+            "frames": self.frames.value(),
+            "spacing": self.spacing.currentData(),
+            "method": self.method.currentData(),
+        }
 
     def can_morph(self) -> bool:
         return len(self.timeline) >= 2
@@ -197,8 +215,9 @@ class KeyframePanel(QWidget):
 
     # -- editing ----------------------------------------------------------------------------------
 
-    def add_keyframe(self, latent, thumbnail: Optional[QImage] = None, name: str = "",
-                     payload: Optional[dict] = None) -> Optional[str]:
+    def add_keyframe(
+        self, latent, thumbnail: Optional[QImage] = None, name: str = "", payload: Optional[dict] = None
+    ) -> Optional[str]:
         """Add a keyframe at the end and select it; returns its name (None if refused). It is
         named `name` ("Cat", or "Cat 2" when taken), or "Key N" without one. A diffusion model's
         keyframe carries its prompt and seed as `payload` (its `latent` then only tells keys apart)."""
@@ -314,8 +333,9 @@ class KeyframePanel(QWidget):
 
     @Slot()
     def choose_picture(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Add a picture as a keyframe", "",
-                                              "Pictures (*.png *.jpg *.jpeg *.webp *.bmp *.gif)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Add a picture as a keyframe", "", "Pictures (*.png *.jpg *.jpeg *.webp *.bmp *.gif)"
+        )
         if path:
             self.picture_chosen.emit(path)
 
@@ -356,8 +376,9 @@ class KeyframePanel(QWidget):
     # -- internals --------------------------------------------------------------------------------
 
     def _set_thumbnail(self, item: QListWidgetItem, image: QImage) -> None:
-        pixmap = QPixmap.fromImage(image).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                                 Qt.TransformationMode.SmoothTransformation)
+        pixmap = QPixmap.fromImage(image).scaled(
+            THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
         self._syncing = True  # setIcon emits itemChanged
         try:
             item.setIcon(QIcon(pixmap))

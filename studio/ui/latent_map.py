@@ -139,8 +139,12 @@ class LatentMap(QWidget):
         # by the map's controls (squeezed below ~260 px they are clipped, not the window refused).
         self.setMinimumWidth(160)
         layout.addWidget(self.grid, 1)
-        for signal in (self.across.currentIndexChanged, self.down.currentIndexChanged, self.reach.valueChanged,
-                       self.cells.currentIndexChanged):
+        for signal in (
+            self.across.currentIndexChanged,
+            self.down.currentIndexChanged,
+            self.reach.valueChanged,
+            self.cells.currentIndexChanged,
+        ):
             signal.connect(self._on_settings)
 
     def set_directions(self, names: list[str]) -> None:

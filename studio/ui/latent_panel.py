@@ -11,8 +11,18 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.latent.directions import Directions
 
@@ -163,7 +173,9 @@ class LatentPanel(QWidget):
         fresh = self._rng.standard_normal(self._latent.shape[0])
         coords = self.directions.coords(fresh)
         now = self.directions.coords(self._latent) if self._latent.size else coords
-        shown = {i: float(now[i]) if self.is_locked(i) else round(float(coords[i]), 2) for i in range(len(self._sliders))}
+        shown = {
+            i: float(now[i]) if self.is_locked(i) else round(float(coords[i]), 2) for i in range(len(self._sliders))
+        }
         self.set_latent(self.directions.with_coords(fresh, shown))
 
     @Slot()
@@ -176,8 +188,9 @@ class LatentPanel(QWidget):
         if not self._latent.size:
             return latent
         now = self.directions.coords(self._latent)
-        return self.directions.with_coords(latent, {i: float(now[i]) for i in range(len(self._sliders))
-                                                    if self.is_locked(i)})
+        return self.directions.with_coords(
+            latent, {i: float(now[i]) for i in range(len(self._sliders)) if self.is_locked(i)}
+        )
 
     def _show(self) -> None:
         coords = self.directions.coords(self._latent) if self._latent.size else np.zeros(0)

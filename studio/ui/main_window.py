@@ -28,6 +28,7 @@ from studio.ui.write_workspace import WriteWorkspace
 
 log = logging.getLogger(__name__)
 
+
 def _where(info: dict) -> str:
     """Where the last job ran, for the status bar: "cpu · PyTorch" or "cpu · ONNX Runtime (CPU)"."""
     if info.get("runtime") == "onnx":
@@ -37,8 +38,13 @@ def _where(info: dict) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, jobs: JobList, registry: ModelRegistry, store: Optional[SettingsStore] = None,
-                 parent: Optional[QWidget] = None):
+    def __init__(
+        self,
+        jobs: JobList,
+        registry: ModelRegistry,
+        store: Optional[SettingsStore] = None,
+        parent: Optional[QWidget] = None,
+    ):
         super().__init__(parent)
         self.jobs = jobs
         self.registry = registry
@@ -73,8 +79,9 @@ class MainWindow(QMainWindow):
         self.jobs_dock = QDockWidget("Jobs")
         self.jobs_dock.setObjectName("JobsDock")
         self.jobs_dock.setWidget(self.jobs_panel)
-        self.jobs_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                                   | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.jobs_dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
         self.jobs_dock.setMinimumWidth(240)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.jobs_dock)
 
@@ -157,9 +164,14 @@ class MainWindow(QMainWindow):
         problems = self.registry.problems
         text = f"{count} model{'s' if count != 1 else ''}" if count else "No models"
         self.models_label.setText(text + (f" · {len(problems)} unusable" if problems else ""))
-        self.models_label.setToolTip(html.escape("\n".join(
-            [f"{m.id} ({m.kind}, {m.format})" for m in self.registry.models()]
-            + [f"unusable: {p.message}" for p in problems])))
+        self.models_label.setToolTip(
+            html.escape(
+                "\n".join(
+                    [f"{m.id} ({m.kind}, {m.format})" for m in self.registry.models()]
+                    + [f"unusable: {p.message}" for p in problems]
+                )
+            )
+        )
         if problems:  # a broken file is one sentence in the error bar; everything else stays usable
             more = f" ({len(problems) - 1} more: see the models count in the status bar)" if len(problems) > 1 else ""
             self.jobs.error.show(problems[0].message + more)

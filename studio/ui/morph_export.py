@@ -9,8 +9,19 @@ from typing import Callable, Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import (QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.core.errors import JobCancelled, StudioError, first_line
 from studio.latent import write_gif, write_mp4
@@ -123,8 +134,12 @@ class ExportDialog(QDialog):
         ok = suffix in (".gif", ".mp4")
         plays = gif_fps(self._fps)
         off = suffix == ".gif" and abs(plays - self._fps) > 0.05
-        self.gif_note.setText(f"GIF keeps frame times in hundredths of a second (20 at the least), so {self._fps:g} fps "
-                              f"plays at {plays:.3g} fps; MP4 keeps {self._fps:g} fps." if off else "")
+        self.gif_note.setText(
+            f"GIF keeps frame times in hundredths of a second (20 at the least), so {self._fps:g} fps "
+            f"plays at {plays:.3g} fps; MP4 keeps {self._fps:g} fps."
+            if off
+            else ""
+        )
         self.gif_note.setVisible(off)
         self.export_button.setEnabled(ok and not self._running)
         for widget in (self.path, self.browse_button, self.size):
@@ -181,7 +196,7 @@ class MorphWriter(QObject):
             self._tell(self.failed, sentence(exc))
         except OSError as exc:
             self._tell(self.failed, sentence(f"Could not write {self._path}: {exc.strerror or exc}"))
-        except Exception as exc:  # an encoder's own error: say it, do not lose the thread silently
+        except Exception as exc:  # noqa: BLE001 - an encoder's own error: say it, do not lose the thread silently
             self._tell(self.failed, sentence(f"Could not write {self._path}: {first_line(exc)}"))
         else:
             self._tell(self.saved, self._path)

@@ -200,8 +200,9 @@ class PaintCanvas(Canvas):
         painter = QPainter(self._mask)
         # Aliased on purpose: the mask stays strictly 0 or 255, so what shows red is what is repainted.
         colour = QColor(255, 255, 255) if self._tool == "brush" else QColor(0, 0, 0)
-        painter.setPen(QPen(colour, self._brush_size, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
-                            Qt.PenJoinStyle.RoundJoin))
+        painter.setPen(
+            QPen(colour, self._brush_size, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin)
+        )
         if start == point:
             painter.drawPoint(point)  # a zero-length line draws nothing, even with round caps
         else:

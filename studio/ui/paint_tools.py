@@ -11,9 +11,11 @@ from PySide6.QtWidgets import QButtonGroup, QLabel, QSpinBox, QToolBar, QToolBut
 from studio.state.settings_store import SettingsStore
 from studio.ui.paint_canvas import PaintCanvas
 
-TOOLS = (("pan", "Pan", "Drag to move around the picture (H)"),
-         ("brush", "Brush", "Paint the area inpainting repaints (B)"),
-         ("eraser", "Eraser", "Take area out of the mask (E)"))
+TOOLS = (
+    ("pan", "Pan", "Drag to move around the picture (H)"),
+    ("brush", "Brush", "Paint the area inpainting repaints (B)"),
+    ("eraser", "Eraser", "Take area out of the mask (E)"),
+)
 
 
 class PaintTools(QToolBar):

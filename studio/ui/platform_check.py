@@ -60,15 +60,19 @@ def problem(environ: Optional[dict[str, str]] = None) -> Optional[str]:
     if not platform and env.get("WAYLAND_DISPLAY"):
         return None  # Qt picks its Wayland plugin, which needs none of the X11 libraries
     if not env.get("DISPLAY"):
-        return ("There is no display to open the window on (DISPLAY is not set): start the studio from a "
-                "desktop session, or use the `studio` command, which needs none.")
+        return (
+            "There is no display to open the window on (DISPLAY is not set): start the studio from a "
+            "desktop session, or use the `studio` command, which needs none."
+        )
     missing = missing_libraries()
     if not missing:
         return None
     packages = sorted({PACKAGES.get(name, name) for name in missing})
-    return (f"The window cannot start: Qt needs the system {_plural(len(missing), 'library', 'libraries')} "
-            f"{', '.join(missing)}; install {'it' if len(packages) == 1 else 'them'} with "
-            f"`sudo apt-get install {' '.join(packages)}` (Debian/Ubuntu package names).")
+    return (
+        f"The window cannot start: Qt needs the system {_plural(len(missing), 'library', 'libraries')} "
+        f"{', '.join(missing)}; install {'it' if len(packages) == 1 else 'them'} with "
+        f"`sudo apt-get install {' '.join(packages)}` (Debian/Ubuntu package names)."
+    )
 
 
 def missing_libraries() -> list[str]:
@@ -96,8 +100,9 @@ def _not_found_by_ldd(plugin: Optional[Path]) -> list[str]:
     if plugin is None or ldd is None:
         return []
     try:
-        out = subprocess.run([ldd, str(plugin)], capture_output=True, text=True, timeout=30,
-                             stdin=subprocess.DEVNULL).stdout
+        out = subprocess.run(
+            [ldd, str(plugin)], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.split("=>")[0].strip() for line in out.splitlines() if "not found" in line]

@@ -4,7 +4,6 @@ validation is the spec's (SpecError names the field), so the panel and the CLI a
 from __future__ import annotations
 
 import json
-
 from typing import Optional
 
 from PySide6.QtCore import Signal, Slot
@@ -212,8 +211,19 @@ class PromptPanel(QWidget):
         # Which values the fields could not hold exactly (the caller says so: a changed value is a
         # different image).
         now = self.build_spec()
-        fields = ("prompt", "negative_prompt", "steps", "guidance_scale", "seed", "width", "height", "scheduler",
-                  "count", "strength", "loras")
+        fields = (
+            "prompt",
+            "negative_prompt",
+            "steps",
+            "guidance_scale",
+            "seed",
+            "width",
+            "height",
+            "scheduler",
+            "count",
+            "strength",
+            "loras",
+        )
         return [name for name in fields if getattr(now, name) != getattr(spec, name)]
 
     @Slot()
@@ -269,8 +279,16 @@ class PromptPanel(QWidget):
         except ValueError:
             saved = []
         if isinstance(saved, list):
-            self.loras.set_value(tuple((str(x[0]), float(x[1])) for x in saved if isinstance(x, list) and len(x) == 2
-                                       and isinstance(x[1], (int, float)) and not isinstance(x[1], bool)))
+            self.loras.set_value(
+                tuple(
+                    (str(x[0]), float(x[1]))
+                    for x in saved
+                    if isinstance(x, list)
+                    and len(x) == 2
+                    and isinstance(x[1], (int, float))
+                    and not isinstance(x[1], bool)
+                )
+            )
 
 
 def _size_box() -> QSpinBox:

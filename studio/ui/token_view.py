@@ -28,5 +28,6 @@ def tooltip_html(token: TokenAt) -> str:
         rows.append(f"<tr><td>{cell}</td><td align='right'>&nbsp;{probability * 100:.1f} %</td></tr>")
     if not rows:
         return ""
-    return ("<p style='white-space:pre'>Alternatives here (right-click to choose one):</p>"
-            f"<table>{''.join(rows)}</table>")
+    return (
+        f"<p style='white-space:pre'>Alternatives here (right-click to choose one):</p><table>{''.join(rows)}</table>"
+    )

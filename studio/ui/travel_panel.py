@@ -11,8 +11,17 @@ import random
 from typing import Optional
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.core.jobs import MAX_SEED
 
@@ -56,9 +65,11 @@ class TravelPanel(QWidget):
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
         form.addRow("Size", self.size)
-        self.note = QLabel("Each keyframe is a prompt and a seed. A morph starts every frame from the slerp of the "
-                           "keys' starting noises and blends their prompts; ancestral samplers (Euler a) would "
-                           "jump at every key, so a deterministic one is used.")
+        self.note = QLabel(
+            "Each keyframe is a prompt and a seed. A morph starts every frame from the slerp of the "
+            "keys' starting noises and blends their prompts; ancestral samplers (Euler a) would "
+            "jump at every key, so a deterministic one is used."
+        )
         self.note.setWordWrap(True)
         self.note.setEnabled(False)  # greyed: a remark
         layout = QVBoxLayout(self)
@@ -85,8 +96,13 @@ class TravelPanel(QWidget):
     def settings(self) -> dict:
         """The fields every frame shares, as ImageJob/MorphJob fields."""
         size = self.size.value()
-        return {"negative_prompt": self.negative.text().strip(), "steps": self.steps.value(),
-                "guidance_scale": self.guidance.value(), "width": size, "height": size}
+        return {
+            "negative_prompt": self.negative.text().strip(),
+            "steps": self.steps.value(),
+            "guidance_scale": self.guidance.value(),
+            "width": size,
+            "height": size,
+        }
 
     def random_seed(self) -> None:
         self.seed.setValue(random.randint(0, self.seed.maximum()))

@@ -86,8 +86,10 @@ class WorldInfoEditor(QWidget):
         self.keys = QLineEdit()
         self.keys.setPlaceholderText("Mara, the captain")
         self.keys.setMaxLength(MAX_KEYS * (MAX_KEY_CHARS + 2))
-        self.keys.setToolTip("Comma-separated words or names; any one of them in the recent story "
-                             "brings this entry into the prompt (whole words, any case)")
+        self.keys.setToolTip(
+            "Comma-separated words or names; any one of them in the recent story "
+            "brings this entry into the prompt (whole words, any case)"
+        )
         self.content = _content_box()
 
         buttons = QHBoxLayout()

@@ -56,8 +56,13 @@ class DocumentFiles(QObject):
 
     # -- files --------------------------------------------------------------------------------------
 
-    def set_document(self, document: Document, path: Optional[Path] = None,
-                     draft_name: Optional[str] = None, stamp: Optional[FileStamp] = None) -> None:
+    def set_document(
+        self,
+        document: Document,
+        path: Optional[Path] = None,
+        draft_name: Optional[str] = None,
+        stamp: Optional[FileStamp] = None,
+    ) -> None:
         self.autosave_timer.stop()
         self.autosaver.mark_clean()  # the previous document is closed, not lost
         self.session.set_document(document)  # the workspace shows it
@@ -110,7 +115,9 @@ class DocumentFiles(QObject):
     def open_dialog(self) -> None:
         if self.session.is_running() or not self._may_replace():
             return
-        path, _ = QFileDialog.getOpenFileName(self.dialog_parent, "Open document", str(autosave.documents_dir()), OPEN_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self.dialog_parent, "Open document", str(autosave.documents_dir()), OPEN_FILTER
+        )
         if path:
             self.open_path(Path(path))
 
@@ -120,13 +127,16 @@ class DocumentFiles(QObject):
 
     def save_as_dialog(self) -> bool:
         start = self.path or autosave.documents_dir() / (autosave.safe_name(self.document.name) + NATIVE_SUFFIX)
-        path, _ = QFileDialog.getSaveFileName(self.dialog_parent, "Save document", str(start),
-                                              "Studio documents (*.studio-doc.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self.dialog_parent, "Save document", str(start), "Studio documents (*.studio-doc.json)"
+        )
         return self.save_to(Path(path)) if path else False
 
     def export_dialog(self) -> None:
         start = autosave.documents_dir() / (autosave.safe_name(self.document.name) + ".txt")
-        path, _ = QFileDialog.getSaveFileName(self.dialog_parent, "Export text", str(start), "Text (*.txt);;Markdown (*.md)")
+        path, _ = QFileDialog.getSaveFileName(
+            self.dialog_parent, "Export text", str(start), "Text (*.txt);;Markdown (*.md)"
+        )
         if path:
             self.export_to(Path(path))
 
@@ -136,9 +146,11 @@ class DocumentFiles(QObject):
         if not self.modified or not self.document.text:
             return True
         answer = QMessageBox.question(
-            self.dialog_parent, "Unsaved changes", f"Save the changes to “{self.document.name}” first?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-            | QMessageBox.StandardButton.Cancel)
+            self.dialog_parent,
+            "Unsaved changes",
+            f"Save the changes to “{self.document.name}” first?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )
         if answer == QMessageBox.StandardButton.Save:
             return self.save()
         return answer == QMessageBox.StandardButton.Discard
@@ -191,7 +203,8 @@ class DocumentFiles(QObject):
         draft = self._offered[0]
         name = draft.name[: -len(autosave.DRAFT_SUFFIX)]
         self.recovery_bar.label.setText(
-            f"“{name}” was not closed when the studio last ended. Restore the autosaved draft?")
+            f"“{name}” was not closed when the studio last ended. Restore the autosaved draft?"
+        )
         self.recovery_bar.show()
 
     def restore_offered_draft(self) -> None:
@@ -212,4 +225,3 @@ class DocumentFiles(QObject):
         if self._offered:
             autosave.dismiss(self._offered.pop(0))
         self._show_offer()
-

@@ -133,9 +133,18 @@ class DocumentPanel(QWidget):
         self.authors_note.textChanged.connect(self._store)
         self.stop.textChanged.connect(self._store)
         self.banned.textChanged.connect(self._store)
-        for box in (self.note_depth, self.temperature, self.top_k, self.top_p, self.min_p,
-                    self.repetition_penalty, self.repetition_range, self.dry_multiplier,
-                    self.max_tokens, self.seed):
+        for box in (
+            self.note_depth,
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.min_p,
+            self.repetition_penalty,
+            self.repetition_range,
+            self.dry_multiplier,
+            self.max_tokens,
+            self.seed,
+        ):
             box.valueChanged.connect(self._store)
         self.random_seed.toggled.connect(self._store)
 
@@ -149,8 +158,15 @@ class DocumentPanel(QWidget):
             self.memory.setPlainText(document.memory)
             self.authors_note.setPlainText(document.authors_note)
             self.note_depth.setValue(document.authors_note_depth)
-            for name in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-                         "repetition_range", "dry_multiplier"):
+            for name in (
+                "temperature",
+                "top_k",
+                "top_p",
+                "min_p",
+                "repetition_penalty",
+                "repetition_range",
+                "dry_multiplier",
+            ):
                 getattr(self, name).setValue(s[name])
             self.max_tokens.setValue(s["max_new_tokens"])
             self.stop.setPlainText("\n".join(s["stop"]))

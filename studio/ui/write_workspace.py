@@ -66,8 +66,10 @@ class WriteWorkspace(Workspace):
         self.seed, self.random_seed = self.panel.seed, self.panel.random_seed
 
         self.instruct = QCheckBox("Instruct mode")
-        self.instruct.setToolTip("Send the text as a request in the model's chat template (rendered in a "
-                                 "sandbox) instead of continuing it as it is")
+        self.instruct.setToolTip(
+            "Send the text as a request in the model's chat template (rendered in a "
+            "sandbox) instead of continuing it as it is"
+        )
         self.continue_button = QPushButton("Continue")
         self.continue_button.setToolTip("Continue from the cursor (Ctrl+Enter)")
         self.continue_button.clicked.connect(self.continue_text)
@@ -181,7 +183,7 @@ class WriteWorkspace(Workspace):
     def _document_changed(self) -> None:
         self.files.mark_changed()
         self._update_alternatives()
-        self.panel.world_info.set_story(self.document.text[:self.bridge.python_cursor()])
+        self.panel.world_info.set_story(self.document.text[: self.bridge.python_cursor()])
         if self.viewer is not None and self.viewer.isVisible():
             self._context_timer.start()
 
@@ -250,9 +252,12 @@ class WriteWorkspace(Workspace):
         info = self.model_info()
         has = bool(info is not None and getattr(info, "has_chat_template", False))
         self.instruct.setEnabled(has)
-        self.instruct.setToolTip("Send the text as a request in the model's chat template (rendered in a "
-                                 "sandbox) instead of continuing it as it is" if has else
-                                 "This model has no chat template: its text is always continued as it is")
+        self.instruct.setToolTip(
+            "Send the text as a request in the model's chat template (rendered in a "
+            "sandbox) instead of continuing it as it is"
+            if has
+            else "This model has no chat template: its text is always continued as it is"
+        )
 
     def _set_running(self, running: bool) -> None:
         self.continue_button.setEnabled(not running)

@@ -81,13 +81,17 @@ class Autosaver:
         try:
             # Marker first: a crash between the two writes must still leave the draft findable.
             if not self.marker_path.exists():
-                marker = {"session": SESSION, "pid": os.getpid(),
-                          "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+                marker = {
+                    "session": SESSION,
+                    "pid": os.getpid(),
+                    "since": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                }
                 write_atomic(self.marker_path, json.dumps(marker).encode("utf-8"))
             write_atomic(self.path, data)
         except OSError as error:
-            raise DocumentError(f"Could not autosave “{self.name}” ({error.strerror or error}); "
-                                f"the last autosaved draft is kept.") from None
+            raise DocumentError(
+                f"Could not autosave “{self.name}” ({error.strerror or error}); the last autosaved draft is kept."
+            ) from None
         return self.path
 
     def mark_clean(self) -> None:

@@ -30,8 +30,19 @@ Piece = tuple[str, str]  # (text, origin); the document is a list of these, neve
 
 # The TextJob fields a writer sets per document; the rest of a job (model, prompt) comes per run.
 SAMPLER_FIELDS = (
-    "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "repetition_range",
-    "dry_multiplier", "dry_base", "dry_allowed_length", "max_new_tokens", "stop", "banned", "seed",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "repetition_range",
+    "dry_multiplier",
+    "dry_base",
+    "dry_allowed_length",
+    "max_new_tokens",
+    "stop",
+    "banned",
+    "seed",
 )
 
 
@@ -135,8 +146,9 @@ class Document:
         """What continuing at `cursor` reads: the text before it, memory, note and world info."""
         if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= len(self._text):
             raise DocumentError(f"The cursor {cursor!r} is outside the text ({len(self._text)} characters).")
-        return StoryContext(self._text[:cursor], self.memory, self.authors_note, self.authors_note_depth,
-                            tuple(self.world_info))
+        return StoryContext(
+            self._text[:cursor], self.memory, self.authors_note, self.authors_note_depth, tuple(self.world_info)
+        )
 
     def story_job(self, model: str, cursor: int, instruct: bool = False) -> TextJob:
         """The job that continues the text at `cursor`, assembled by the engine with the model's
@@ -204,7 +216,7 @@ class Document:
     def alternatives(self, gen_id: GenerationId) -> list[str]:
         """Every sample's text, oldest first; the shown one as it reads now (edits included)."""
         g = self._generation(gen_id)
-        return [self._text[g.start:g.end] if a is None else "".join(t for t, _ in a) for a in g.alternatives]
+        return [self._text[g.start : g.end] if a is None else "".join(t for t, _ in a) for a in g.alternatives]
 
     def shown_alternative(self, gen_id: GenerationId) -> int:
         return self._generation(gen_id).shown
@@ -291,7 +303,7 @@ class Document:
                 return i
             if pos < at + len(text):
                 cut = pos - at
-                self._pieces[i:i + 1] = [(text[:cut], origin), (text[cut:], origin)]
+                self._pieces[i : i + 1] = [(text[:cut], origin), (text[cut:], origin)]
                 return i + 1
             at += len(text)
         return len(self._pieces)
@@ -312,7 +324,7 @@ class Document:
         for text, origin in self._pieces:
             lo, hi = max(start, at), min(end, at + len(text))
             if lo < hi:
-                out.append((text[lo - at:hi - at], origin))
+                out.append((text[lo - at : hi - at], origin))
             at += len(text)
         return out
 
@@ -329,8 +341,7 @@ class Document:
     def _check_range(self, start: Any, end: Any) -> None:
         ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
         if not ok or not 0 <= start <= end <= len(self._text):
-            raise DocumentError(
-                f"The range {start!r} to {end!r} is outside the text ({len(self._text)} characters).")
+            raise DocumentError(f"The range {start!r} to {end!r} is outside the text ({len(self._text)} characters).")
 
     # --- undo support ----------------------------------------------------------------------------
 
@@ -338,16 +349,18 @@ class Document:
         """The text, its spans and its generations as they are now, for the editor's undo stack:
         one checkpoint before a whole generation makes it one undo step, and going back restores
         origins and alternatives exactly (re-inserting the text would make it "typed")."""
-        generations = {i: _Generation(g.start, g.end, g.shown, list(g.alternatives))
-                       for i, g in self._generations.items()}
+        generations = {
+            i: _Generation(g.start, g.end, g.shown, list(g.alternatives)) for i, g in self._generations.items()
+        }
         return _Checkpoint(self._text, list(self._pieces), generations, self._next_id)
 
     def restore(self, checkpoint: object) -> None:
         if not isinstance(checkpoint, _Checkpoint):
             raise DocumentError("That is not a checkpoint of a document.")
         self._text, self._pieces = checkpoint.text, list(checkpoint.pieces)
-        self._generations = {i: _Generation(g.start, g.end, g.shown, list(g.alternatives))
-                             for i, g in checkpoint.generations.items()}
+        self._generations = {
+            i: _Generation(g.start, g.end, g.shown, list(g.alternatives)) for i, g in checkpoint.generations.items()
+        }
         # Ids only grow, so an id handed out after the checkpoint never names another generation.
         self._next_id = max(self._next_id, checkpoint.next_id)
 
@@ -356,9 +369,19 @@ class Document:
     def _state(self) -> tuple:
         generations = sorted(
             (i, g.start, g.end, g.shown, [None if a is None else list(a) for a in g.alternatives])
-            for i, g in self._generations.items())
-        return (self.name, self._text, self._pieces, generations, self.memory, self.authors_note,
-                self.authors_note_depth, self.world_info, self.sampler)
+            for i, g in self._generations.items()
+        )
+        return (
+            self.name,
+            self._text,
+            self._pieces,
+            generations,
+            self.memory,
+            self.authors_note,
+            self.authors_note_depth,
+            self.world_info,
+            self.sampler,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Document):

@@ -60,11 +60,12 @@ class Assembled:
         return self.story_start
 
     def text_of(self, part: Part) -> str:
-        return self.prompt[part.start:part.end]
+        return self.prompt[part.start : part.end]
 
 
-def assemble(document: Document, cursor: int, count_tokens: CountTokens, context_length: int,
-             max_new_tokens: int, **options: int) -> Assembled:
+def assemble(
+    document: Document, cursor: int, count_tokens: CountTokens, context_length: int, max_new_tokens: int, **options: int
+) -> Assembled:
     """The prompt that continues `document` at `cursor` (see assemble_story, which takes the
     same keyword options)."""
     return assemble_story(document.story_context(cursor), count_tokens, context_length, max_new_tokens, **options)
@@ -84,8 +85,10 @@ def assemble_story(
     not fit."""
     budget = context_length - max_new_tokens
     if budget <= 0:
-        raise DocumentError(f"Max new tokens ({max_new_tokens}) must be less than the model's context "
-                            f"length ({context_length}), or nothing is left for the story.")
+        raise DocumentError(
+            f"Max new tokens ({max_new_tokens}) must be less than the model's context "
+            f"length ({context_length}), or nothing is left for the story."
+        )
     text = story.text
     cursor = len(text)
 
@@ -109,7 +112,8 @@ def assemble_story(
         raise DocumentError(
             f"Memory, world info and the author's note take {fixed} tokens, more than the {budget} "
             f"left after {max_new_tokens} new tokens in a {context_length}-token context: shorten them "
-            f"or lower max new tokens.")
+            f"or lower max new tokens."
+        )
     # The most story that fits (measured, not estimated; searched from the end, so a long novel
     # is never tokenized whole), then a cleaner cut a little later.
     keep = _largest(cursor, lambda n: fits(cursor - n), guess=4 * budget)
@@ -121,8 +125,9 @@ def assemble_story(
     return build(cut)
 
 
-def triggered_world_info(entries: Union[Document, Sequence[WorldInfoEntry]], story: str,
-                         scan_chars: int = SCAN_CHARS) -> list[int]:
+def triggered_world_info(
+    entries: Union[Document, Sequence[WorldInfoEntry]], story: str, scan_chars: int = SCAN_CHARS
+) -> list[int]:
     """Indices of enabled entries (of a document, or a list of them) with a key in the last
     `scan_chars` characters of the story, matched case-insensitively as a whole word ("rose" is
     not found in "primrose")."""
@@ -150,7 +155,7 @@ def note_position(story: str, depth: int, count_tokens: CountTokens) -> int:
         at = len(story)
     else:
         # The longest tail with fewer than `depth` tokens; one character more reaches `depth`.
-        short = _largest(len(story), lambda n: count_tokens(story[len(story) - n:]) < depth, guess=4 * depth)
+        short = _largest(len(story), lambda n: count_tokens(story[len(story) - n :]) < depth, guess=4 * depth)
         at = max(0, len(story) - short - 1)
     while not is_sentence_start(story, at):
         at -= 1
@@ -179,7 +184,8 @@ def is_sentence_start(text: str, i: int) -> bool:
 
 def _build(head, story, cut, note, note_at, count_tokens, budget, triggered) -> Assembled:
     chunks: list[tuple[str, str, Optional[tuple[int, int]], Optional[int]]] = [
-        (role, text, None, entry) for role, text, entry in head]
+        (role, text, None, entry) for role, text, entry in head
+    ]
     at = None
     if note_at is not None:
         at = max(note_at, cut)  # trimmed past its place: it goes where the kept story begins
@@ -235,9 +241,11 @@ def _clean_cut(story: str, cut: int, near: int) -> int:
     """The first paragraph start within `near` characters after `cut`, else the first sentence
     start, else the first word start, else `cut` itself. Only later (less text), so it still fits."""
     end = min(len(story), cut + near)
-    for good in (lambda i: story[i - 1] == "\n" and story[i] != "\n",
-                 lambda i: is_sentence_start(story, i) and not story[i].isspace(),
-                 lambda i: story[i - 1].isspace() and not story[i].isspace()):
+    for good in (
+        lambda i: story[i - 1] == "\n" and story[i] != "\n",
+        lambda i: is_sentence_start(story, i) and not story[i].isspace(),
+        lambda i: story[i - 1].isspace() and not story[i].isspace(),
+    ):
         for i in range(max(cut, 1), end):
             if good(i):
                 return i

@@ -25,8 +25,8 @@ from typing import Any, Optional
 
 from studio.core.atomic import FileChangedError, FileStamp, write_atomic
 from studio.core.errors import DocumentError
-from studio.core.untrusted import file_kind
 from studio.core.story import MAX_NOTE_DEPTH
+from studio.core.untrusted import file_kind
 from studio.writing.document import (
     ORIGINS,
     TYPED,
@@ -46,8 +46,19 @@ NATIVE_SUFFIX = ".studio-doc.json"
 PLAIN_SUFFIXES = (".txt", ".md", ".markdown")
 MAX_BYTES = 50 * 1024 * 1024  # a long novel is ~1-2 MB; far beyond that is not a document
 _MB = 1024 * 1024
-_FIELDS = ("format", "version", "name", "text", "spans", "generations", "memory", "authors_note",
-           "authors_note_depth", "world_info", "sampler")
+_FIELDS = (
+    "format",
+    "version",
+    "name",
+    "text",
+    "spans",
+    "generations",
+    "memory",
+    "authors_note",
+    "authors_note_depth",
+    "world_info",
+    "sampler",
+)
 
 
 class DocumentChanged(DocumentError):
@@ -65,10 +76,15 @@ def document_to_dict(document: Document) -> dict[str, Any]:
             sampler[name] = list(sampler[name])
     generations = []
     for gen_id, g in sorted(document._generations.items()):
-        generations.append({
-            "id": gen_id, "start": g.start, "end": g.end, "shown": g.shown,
-            "alternatives": [None if a is None else [list(p) for p in a] for a in g.alternatives],
-        })
+        generations.append(
+            {
+                "id": gen_id,
+                "start": g.start,
+                "end": g.end,
+                "shown": g.shown,
+                "alternatives": [None if a is None else [list(p) for p in a] for a in g.alternatives],
+            }
+        )
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -79,8 +95,7 @@ def document_to_dict(document: Document) -> dict[str, Any]:
         "memory": document.memory,
         "authors_note": document.authors_note,
         "authors_note_depth": document.authors_note_depth,
-        "world_info": [{"keys": list(e.keys), "content": e.content, "enabled": e.enabled}
-                       for e in document.world_info],
+        "world_info": [{"keys": list(e.keys), "content": e.content, "enabled": e.enabled} for e in document.world_info],
         "sampler": sampler,
     }
 
@@ -174,8 +189,10 @@ def _write(path: Path, data: bytes, unchanged_since: Optional[FileStamp]) -> Fil
     try:
         return write_atomic(path, data, unchanged_since)
     except FileChangedError:
-        raise DocumentChanged(f"{path.name} changed on disk since it was opened, so it was not overwritten: "
-                              f"open it again to see the change, or save under another name.") from None
+        raise DocumentChanged(
+            f"{path.name} changed on disk since it was opened, so it was not overwritten: "
+            f"open it again to see the change, or save under another name."
+        ) from None
     except OSError as error:
         raise DocumentError(f"Could not save {path} ({error.strerror or error}).") from None
 
@@ -233,11 +250,12 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail("it does not hold a studio document")
         if data.get("format") != FORMAT:
-            self.fail("it is not a studio document (no \"format\": \"studio-document\" in it)")
+            self.fail('it is not a studio document (no "format": "studio-document" in it)')
         version = data.get("version")
         if _is_int(version) and version > VERSION:
-            self.fail(f"it was saved by a newer studio (document format {_shown(version)}; "
-                      f"this one reads up to {VERSION})")
+            self.fail(
+                f"it was saved by a newer studio (document format {_shown(version)}; this one reads up to {VERSION})"
+            )
         if version != VERSION or not _is_int(version):
             self.fail(f"its format version {_shown(version)} is not one this studio knows")
         unknown = sorted(set(data) - set(_FIELDS), key=str)
@@ -254,7 +272,8 @@ class _Reader:
         document.memory = self.string(data.get("memory", ""), "memory")
         document.authors_note = self.string(data.get("authors_note", ""), "authors_note")
         document.authors_note_depth = self.integer(
-            data.get("authors_note_depth", document.authors_note_depth), "authors_note_depth", 0, MAX_NOTE_DEPTH)
+            data.get("authors_note_depth", document.authors_note_depth), "authors_note_depth", 0, MAX_NOTE_DEPTH
+        )
         document.world_info = self.world_info(data.get("world_info", []))
         document.sampler = self.sampler(data.get("sampler", {}))
         document._restore(text, pieces, generations)
@@ -329,8 +348,7 @@ class _Reader:
     def sample(self, value: Any, what: str) -> list[Piece]:
         pieces = []
         for piece in self.list_of(value, what):
-            if not (isinstance(piece, list) and len(piece) == 2 and isinstance(piece[0], str)
-                    and piece[1] in ORIGINS):
+            if not (isinstance(piece, list) and len(piece) == 2 and isinstance(piece[0], str) and piece[1] in ORIGINS):
                 self.fail(f"{what} must hold [text, origin] pairs")
             pieces.append((piece[0], piece[1]))
         return pieces
@@ -372,4 +390,5 @@ def _is_int(value: Any) -> bool:
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
-        type(value), _shown(value))
+        type(value), _shown(value)
+    )

@@ -37,8 +37,15 @@ def test_save_image_writes_parameters_and_studio_chunks_before_the_pixels(tmp_pa
 
 
 def test_the_chunks_read_back_as_the_spec_that_made_them(tmp_path):
-    spec = ImageJob(model="m", prompt="a fox", negative_prompt="blur", seed=9, steps=12, scheduler="DDIM",
-                    loras=(("a.safetensors", 0.5),))
+    spec = ImageJob(
+        model="m",
+        prompt="a fox",
+        negative_prompt="blur",
+        seed=9,
+        steps=12,
+        scheduler="DDIM",
+        loras=(("a.safetensors", 0.5),),
+    )
     chunks = image_chunks(spec, {"model_hash": "cd" * 32})
     assert set(chunks) == {"parameters", "studio"}
     save_image(tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), spec, {"model_hash": "cd" * 32})
@@ -48,7 +55,8 @@ def test_the_chunks_read_back_as_the_spec_that_made_them(tmp_path):
 def _imports(module) -> set[str]:
     tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | {
-        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
 
 
 def test_the_png_codec_knows_nothing_of_jobs_or_infotext():

@@ -7,17 +7,25 @@ import time
 
 import numpy as np
 import pytest
+from core.test_png import itext, png, text, ztext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.test_png import itext, png, text, ztext
 from studio.core.errors import MetadataError
 from studio.core.image_metadata import save_image
 from studio.core.infotext import ImportedSettings, a1111_parameters, describe, parse_a1111, read_settings
 from studio.core.jobs import SCHEDULERS, ImageJob
 
-TXT2IMG = ImageJob(model="/models/dreamy-v2.safetensors", prompt="a red fox in snow",
-                   negative_prompt="blurry", seed=1, steps=20, guidance_scale=7.0, width=64, height=64)
+TXT2IMG = ImageJob(
+    model="/models/dreamy-v2.safetensors",
+    prompt="a red fox in snow",
+    negative_prompt="blurry",
+    seed=1,
+    steps=20,
+    guidance_scale=7.0,
+    width=64,
+    height=64,
+)
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -32,8 +40,16 @@ def test_txt2img_infotext_is_exact():
 
 
 def test_no_negative_line_when_empty_and_karras_is_written_as_schedule_type():
-    spec = ImageJob(model="emoji-sd", prompt="cat", seed=5, guidance_scale=6.5, width=512, height=768,
-                    steps=30, scheduler="DPM++ 2M Karras")
+    spec = ImageJob(
+        model="emoji-sd",
+        prompt="cat",
+        seed=5,
+        guidance_scale=6.5,
+        width=512,
+        height=768,
+        steps=30,
+        scheduler="DPM++ 2M Karras",
+    )
     info = {"model_hash": "0123456789abcdef" * 4}
     assert a1111_parameters(spec, info) == (
         "cat\n"
@@ -43,9 +59,19 @@ def test_no_negative_line_when_empty_and_karras_is_written_as_schedule_type():
 
 
 def test_img2img_with_lora_and_a_value_that_needs_quoting():
-    spec = ImageJob(model="/m/base.safetensors", prompt="a castle", seed=42, steps=25, guidance_scale=5.0,
-                    width=64, height=64, scheduler="Euler a", init_image="/canvas/abc.png", strength=0.35,
-                    loras=(("/loras/ink style.safetensors", 0.8), ("/loras/glow.safetensors", 1.0)))
+    spec = ImageJob(
+        model="/m/base.safetensors",
+        prompt="a castle",
+        seed=42,
+        steps=25,
+        guidance_scale=5.0,
+        width=64,
+        height=64,
+        scheduler="Euler a",
+        init_image="/canvas/abc.png",
+        strength=0.35,
+        loras=(("/loras/ink style.safetensors", 0.8), ("/loras/glow.safetensors", 1.0)),
+    )
     info = {"model_name": "base, v2: final", "lora_hashes": {"ink style": "0123456789ab", "glow": "ba9876543210"}}
     assert a1111_parameters(spec, info) == (
         "a castle <lora:ink style:0.8> <lora:glow:1>\n"
@@ -85,10 +111,21 @@ def test_parse_a1111_reference_example():
     assert prompt == "a lighthouse at dusk, (volumetric light:1.2) <lora:inkstyle:0.8>"
     assert negative == "blurry, lowres"
     assert params == {
-        "Steps": "25", "Sampler": "DPM++ 2M", "Schedule type": "Karras", "CFG scale": "6.5",
-        "Seed": "1234567890", "Size-1": "832", "Size-2": "1216", "Model hash": "31e35c80fc",
-        "Model": "sd_xl_base_1.0", "Denoising strength": "0.35", "Hires upscale": "1.5", "Hires steps": "12",
-        "Hires upscaler": "4x-UltraSharp", "Lora hashes": "inkstyle: 0123456789ab", "Version": "v1.10.1",
+        "Steps": "25",
+        "Sampler": "DPM++ 2M",
+        "Schedule type": "Karras",
+        "CFG scale": "6.5",
+        "Seed": "1234567890",
+        "Size-1": "832",
+        "Size-2": "1216",
+        "Model hash": "31e35c80fc",
+        "Model": "sd_xl_base_1.0",
+        "Denoising strength": "0.35",
+        "Hires upscale": "1.5",
+        "Hires steps": "12",
+        "Hires upscaler": "4x-UltraSharp",
+        "Lora hashes": "inkstyle: 0123456789ab",
+        "Version": "v1.10.1",
     }
 
 
@@ -140,9 +177,18 @@ def test_fooocus_both_schemes():
     a1111 = "a cat\nSteps: 30, Sampler: DPM++ 2M SDE Karras, CFG scale: 4, Seed: 9, Size: 1024x1024, Version: Fooocus v2.5.5"
     s = read_settings(png(text("parameters", a1111), text("fooocus_scheme", "a1111")))
     assert (s.source, s.prompt, s.steps, s.seed, s.scheduler) == ("Fooocus", "a cat", 30, 9, "")
-    own = {"prompt": "a dog", "negative_prompt": "", "steps": 30, "guidance_scale": 4, "seed": "123",
-           "resolution": "(896, 1152)", "sampler": "dpmpp_2m_sde_gpu", "scheduler": "normal",
-           "base_model": "juggernautXL_v8.safetensors", "loras": [["sd_xl_offset.safetensors", 0.1]]}
+    own = {
+        "prompt": "a dog",
+        "negative_prompt": "",
+        "steps": 30,
+        "guidance_scale": 4,
+        "seed": "123",
+        "resolution": "(896, 1152)",
+        "sampler": "dpmpp_2m_sde_gpu",
+        "scheduler": "normal",
+        "base_model": "juggernautXL_v8.safetensors",
+        "loras": [["sd_xl_offset.safetensors", 0.1]],
+    }
     s = read_settings(png(text("parameters", json.dumps(own)), text("fooocus_scheme", "fooocus")))
     assert (s.source, s.prompt, s.seed, s.width, s.height) == ("Fooocus", "a dog", 123, 896, 1152)
     assert (s.scheduler, s.model, s.loras) == ("DPM++ 2M SDE", "juggernautXL_v8", (("sd_xl_offset", 0.1),))
@@ -152,10 +198,20 @@ def test_fooocus_both_schemes():
 
 
 def test_writer_to_parser_round_trip(tmp_path):
-    spec = ImageJob(model="/m/base.safetensors", prompt="a castle, (stone:1.1)\nat night",
-                    negative_prompt="fog,\nrain", seed=4_000_000_000, steps=17, guidance_scale=7.25,
-                    width=96, height=128, scheduler="DPM++ 2M Karras", init_image="/c/i.png", strength=0.6,
-                    loras=(("/l/ink.safetensors", -0.5),))
+    spec = ImageJob(
+        model="/m/base.safetensors",
+        prompt="a castle, (stone:1.1)\nat night",
+        negative_prompt="fog,\nrain",
+        seed=4_000_000_000,
+        steps=17,
+        guidance_scale=7.25,
+        width=96,
+        height=128,
+        scheduler="DPM++ 2M Karras",
+        init_image="/c/i.png",
+        strength=0.6,
+        loras=(("/l/ink.safetensors", -0.5),),
+    )
     prompt, negative, params = parse_a1111(a1111_parameters(spec))
     assert (prompt, negative) == ("a castle, (stone:1.1)\nat night <lora:ink:-0.5>", "fog,\nrain")
     # Only infotext: what A1111 itself would read back from our file.
@@ -181,13 +237,32 @@ def test_an_invalid_studio_chunk_falls_back_to_parameters():
 # --- ComfyUI and InvokeAI -------------------------------------------------------------------------
 
 COMFY = {
-    "3": {"class_type": "KSampler", "inputs": {
-        "seed": 123456, "steps": 24, "cfg": 6.0, "sampler_name": "dpmpp_2m", "scheduler": "karras",
-        "denoise": 1.0, "model": ["10", 0], "positive": ["12", 0], "negative": ["13", 0], "latent_image": ["5", 0]}},
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 123456,
+            "steps": 24,
+            "cfg": 6.0,
+            "sampler_name": "dpmpp_2m",
+            "scheduler": "karras",
+            "denoise": 1.0,
+            "model": ["10", 0],
+            "positive": ["12", 0],
+            "negative": ["13", 0],
+            "latent_image": ["5", 0],
+        },
+    },
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "SDXL/juggernaut_v9.safetensors"}},
-    "10": {"class_type": "LoraLoader", "inputs": {
-        "lora_name": "styles/pixel.safetensors", "strength_model": 0.7, "strength_clip": 1.0,
-        "model": ["4", 0], "clip": ["4", 1]}},
+    "10": {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "lora_name": "styles/pixel.safetensors",
+            "strength_model": 0.7,
+            "strength_clip": 1.0,
+            "model": ["4", 0],
+            "clip": ["4", 1],
+        },
+    },
     "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 832, "height": 1216, "batch_size": 1}},
     "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a knight", "clip": ["10", 1]}},
     "8": {"class_type": "CLIPTextEncode", "inputs": {"text": ["9", 0], "clip": ["10", 1]}},
@@ -195,10 +270,26 @@ COMFY = {
     "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "ugly", "clip": ["10", 1]}},
     "11": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["8", 0]}},
     "14": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "canny.safetensors"}},
-    "12": {"class_type": "ControlNetApplyAdvanced", "inputs": {
-        "positive": ["11", 0], "negative": ["7", 0], "control_net": ["14", 0], "image": ["15", 0], "strength": 0.8}},
-    "13": {"class_type": "ControlNetApplyAdvanced", "inputs": {
-        "positive": ["11", 0], "negative": ["7", 0], "control_net": ["14", 0], "image": ["15", 0], "strength": 0.8}},
+    "12": {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {
+            "positive": ["11", 0],
+            "negative": ["7", 0],
+            "control_net": ["14", 0],
+            "image": ["15", 0],
+            "strength": 0.8,
+        },
+    },
+    "13": {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {
+            "positive": ["11", 0],
+            "negative": ["7", 0],
+            "control_net": ["14", 0],
+            "image": ["15", 0],
+            "strength": 0.8,
+        },
+    },
     "15": {"class_type": "LoadImage", "inputs": {"image": "edges.png"}},
     "20": {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "ComfyUI"}},
 }
@@ -216,11 +307,21 @@ def test_comfyui_graph_through_combine_and_controlnet_nodes():
 
 def test_comfyui_custom_sampler_loops_and_bad_values():
     graph = {
-        "1": {"class_type": "SamplerCustomAdvanced", "inputs": {
-            "noise": ["2", 0], "guider": ["3", 0], "sampler": ["4", 0], "sigmas": ["5", 0], "latent_image": ["6", 0]}},
+        "1": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["2", 0],
+                "guider": ["3", 0],
+                "sampler": ["4", 0],
+                "sigmas": ["5", 0],
+                "latent_image": ["6", 0],
+            },
+        },
         "2": {"class_type": "RandomNoise", "inputs": {"noise_seed": 2**40}},  # out of range
-        "3": {"class_type": "CFGGuider", "inputs": {"cfg": 3.5, "positive": ["7", 0], "negative": ["8", 0],
-                                                    "model": ["9", 0]}},
+        "3": {
+            "class_type": "CFGGuider",
+            "inputs": {"cfg": 3.5, "positive": ["7", 0], "negative": ["8", 0], "model": ["9", 0]},
+        },
         "4": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
         "5": {"class_type": "BasicScheduler", "inputs": {"scheduler": "simple", "steps": 12, "denoise": 0.55}},
         "6": {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0]}},
@@ -238,8 +339,15 @@ def test_comfyui_custom_sampler_loops_and_bad_values():
 
 
 INVOKE = {
-    "generation_mode": "txt2img", "positive_prompt": "a lantern festival", "negative_prompt": "text",
-    "width": 768, "height": 512, "seed": 3141592653, "cfg_scale": 7.5, "steps": 35, "scheduler": "dpmpp_2m_k",
+    "generation_mode": "txt2img",
+    "positive_prompt": "a lantern festival",
+    "negative_prompt": "text",
+    "width": 768,
+    "height": 512,
+    "seed": 3141592653,
+    "cfg_scale": 7.5,
+    "steps": 35,
+    "scheduler": "dpmpp_2m_k",
     "model": {"key": "abc", "hash": "blake3:0f0f", "name": "dreamshaper_8", "base": "sd-1", "type": "main"},
     "loras": [{"model": {"key": "k", "name": "paper_cut"}, "weight": 0.6}],
 }
@@ -249,13 +357,27 @@ def test_invokeai_metadata():
     s = read_settings(png(itext("invokeai_metadata", json.dumps(INVOKE)), text("invokeai_graph", "{}")))
     assert (s.source, s.prompt, s.negative_prompt) == ("InvokeAI", "a lantern festival", "text")
     assert (s.width, s.height, s.seed, s.guidance_scale, s.steps) == (768, 512, 3141592653, 7.5, 35)
-    assert (s.scheduler, s.model, s.model_hash, s.loras) == ("DPM++ 2M Karras", "dreamshaper_8", "blake3:0f0f",
-                                                             (("paper_cut", 0.6),))
+    assert (s.scheduler, s.model, s.model_hash, s.loras) == (
+        "DPM++ 2M Karras",
+        "dreamshaper_8",
+        "blake3:0f0f",
+        (("paper_cut", 0.6),),
+    )
 
 
 def test_wrong_types_and_ranges_are_left_out():
-    data = {**INVOKE, "seed": -1, "steps": 5000, "width": "wide", "height": True, "cfg_scale": float("inf"),
-            "positive_prompt": "p" * 30_000, "negative_prompt": ["no"], "model": 5, "loras": "nope"}
+    data = {
+        **INVOKE,
+        "seed": -1,
+        "steps": 5000,
+        "width": "wide",
+        "height": True,
+        "cfg_scale": float("inf"),
+        "positive_prompt": "p" * 30_000,
+        "negative_prompt": ["no"],
+        "model": 5,
+        "loras": "nope",
+    }
     s = read_settings(png(text("invokeai_metadata", json.dumps(data))))
     assert (s.seed, s.steps, s.width, s.height, s.guidance_scale) == (None, None, None, None, None)
     assert (len(s.prompt), s.negative_prompt, s.model, s.loras) == (20_000, "", "", ())
@@ -272,10 +394,20 @@ def test_no_settings_is_one_sentence_naming_the_file(tmp_path):
 
 
 def test_describe_is_plain_text_without_control_characters():
-    s = ImportedSettings(source="ComfyUI", prompt="red\x1b[2Jcat\rx", negative_prompt="", steps=4, seed=9,
-                         width=64, height=32, guidance_scale=2.0, loras=(("a", 0.5),))
-    assert describe(s) == ("Source: ComfyUI\nPrompt: red\ufffd[2Jcat\ufffdx\nSteps: 4\nCFG scale: 2\nSeed: 9\n"
-                           "Size: 64x32\nLoRAs: a (0.5)")
+    s = ImportedSettings(
+        source="ComfyUI",
+        prompt="red\x1b[2Jcat\rx",
+        negative_prompt="",
+        steps=4,
+        seed=9,
+        width=64,
+        height=32,
+        guidance_scale=2.0,
+        loras=(("a", 0.5),),
+    )
+    assert describe(s) == (
+        "Source: ComfyUI\nPrompt: red\ufffd[2Jcat\ufffdx\nSteps: 4\nCFG scale: 2\nSeed: 9\nSize: 64x32\nLoRAs: a (0.5)"
+    )
 
 
 # --- anything at all ----------------------------------------------------------------------------
@@ -288,16 +420,54 @@ _json_values = st.recursive(
 _node_ids = st.sampled_from(["1", "2", "3", "4", 5, "x"])
 _links = st.tuples(_node_ids, st.integers(0, 2)).map(list)
 _inputs = st.dictionaries(
-    st.sampled_from(["seed", "noise_seed", "steps", "cfg", "positive", "negative", "conditioning", "text",
-                     "latent_image", "model", "width", "height", "denoise", "guider", "sigmas", "ckpt_name",
-                     "lora_name", "sampler_name", "scheduler", "value"]),
-    _links | _json_values, max_size=8,
+    st.sampled_from(
+        [
+            "seed",
+            "noise_seed",
+            "steps",
+            "cfg",
+            "positive",
+            "negative",
+            "conditioning",
+            "text",
+            "latent_image",
+            "model",
+            "width",
+            "height",
+            "denoise",
+            "guider",
+            "sigmas",
+            "ckpt_name",
+            "lora_name",
+            "sampler_name",
+            "scheduler",
+            "value",
+        ]
+    ),
+    _links | _json_values,
+    max_size=8,
 )
 _graphs = st.dictionaries(
     _node_ids.map(str),
-    st.fixed_dictionaries({"class_type": st.sampled_from(
-        ["KSampler", "SamplerCustomAdvanced", "CLIPTextEncode", "ConditioningCombine", "LoraLoader",
-         "CheckpointLoaderSimple", "EmptyLatentImage", "CFGGuider", "x"]), "inputs": _inputs}) | _json_values,
+    st.fixed_dictionaries(
+        {
+            "class_type": st.sampled_from(
+                [
+                    "KSampler",
+                    "SamplerCustomAdvanced",
+                    "CLIPTextEncode",
+                    "ConditioningCombine",
+                    "LoraLoader",
+                    "CheckpointLoaderSimple",
+                    "EmptyLatentImage",
+                    "CFGGuider",
+                    "x",
+                ]
+            ),
+            "inputs": _inputs,
+        }
+    )
+    | _json_values,
     max_size=5,
 )
 

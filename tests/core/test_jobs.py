@@ -133,10 +133,28 @@ OLD_JSON = [
 
 def test_specs_older_versions_wrote_read_back_and_write_the_same_json():
     specs = [spec_from_json(text) for text in OLD_JSON]
-    assert specs[0] == MorphJob(model="emoji-sd", prompts=("a cat", "a dog"), seeds=(3, 4), frames=12,
-                                spacing="uniform", steps=8, width=64, height=64, scheduler="DDIM")
-    assert specs[1] == ImageJob(model="emoji-sd", prompt="a cat", seed=7, steps=12, width=64, height=64,
-                                init_image="in.png", strength=0.5, loras=(("a.safetensors", 0.8),))
+    assert specs[0] == MorphJob(
+        model="emoji-sd",
+        prompts=("a cat", "a dog"),
+        seeds=(3, 4),
+        frames=12,
+        spacing="uniform",
+        steps=8,
+        width=64,
+        height=64,
+        scheduler="DDIM",
+    )
+    assert specs[1] == ImageJob(
+        model="emoji-sd",
+        prompt="a cat",
+        seed=7,
+        steps=12,
+        width=64,
+        height=64,
+        init_image="in.png",
+        strength=0.5,
+        loras=(("a.safetensors", 0.8),),
+    )
     assert specs[2] == TextJob(model="prose", prompt="Once", stop=("\n\n",), banned=("dragon",), max_new_tokens=8)
     assert specs[3] == ContextJob(model="prose", story=StoryContext(text="Once"), instruct=True)
     assert [spec.to_json() for spec in specs] == OLD_JSON
@@ -156,7 +174,7 @@ def test_a_morph_shares_an_image_jobs_diffusion_settings():
         assert getattr(MorphJob(model="m"), name) == getattr(ImageJob(model="m"), name)
         assert field_rules(MorphJob)[name] is field_rules(ImageJob)[name]
     for bad in ({"width": 100}, {"steps": 0}, {"scheduler": "LMS"}, {"guidance_scale": float("nan")}):
-        (name, value), = bad.items()
+        ((name, value),) = bad.items()
         with pytest.raises(SpecError) as image_error:
             ImageJob(model="m", **bad).validate()
         with pytest.raises(SpecError) as morph_error:
@@ -164,21 +182,33 @@ def test_a_morph_shares_an_image_jobs_diffusion_settings():
         assert morph_error.value.field == name and str(morph_error.value) == str(image_error.value)
 
 
-@pytest.mark.parametrize("spec, field, message", [
-    (ImageJob(model="m", width=100), "width", "must be divisible by 8, not 100."),
-    (ImageJob(model="m", scheduler=None), "scheduler", "must be one of Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, "
-                                                         "DDIM, UniPC, Heun, DPM++ 2M SDE, not None."),
-    (ImageJob(model="m", loras=[["a.safetensors", 11]]), "loras", "must be between -10.0 and 10.0, not 11."),
-    (ImageJob(model="m", mask="m.png"), "mask", "needs an init_image to paint into."),
-    (TextJob(model="m", stop=["x" * 201]), "stop", f"must hold non-empty texts of at most 200 characters, "
-                                                     f"not '{'x' * 58}…."),
-    (ContextJob(model="m", prompt="a", story=StoryContext(text="b")), "prompt",
-     "must be empty when a story is given: the story is the prompt."),
-    (MorphJob(model="m", seeds=(1,)), "seeds", "must give at least two keyframes to morph between."),
-    (MorphJob(model="m", seeds="12"), "seeds", "must be a list."),
-    (LatentBatchJob(model="m"), "latents", "must be a list of 1 to 256 latent vectors."),
-    (ExportJob(model="m", out=3), "out", "must be a folder path, not 3."),
-])
+@pytest.mark.parametrize(
+    "spec, field, message",
+    [
+        (ImageJob(model="m", width=100), "width", "must be divisible by 8, not 100."),
+        (
+            ImageJob(model="m", scheduler=None),
+            "scheduler",
+            "must be one of Euler, Euler a, DPM++ 2M, DPM++ 2M Karras, DDIM, UniPC, Heun, DPM++ 2M SDE, not None.",
+        ),
+        (ImageJob(model="m", loras=[["a.safetensors", 11]]), "loras", "must be between -10.0 and 10.0, not 11."),
+        (ImageJob(model="m", mask="m.png"), "mask", "needs an init_image to paint into."),
+        (
+            TextJob(model="m", stop=["x" * 201]),
+            "stop",
+            f"must hold non-empty texts of at most 200 characters, not '{'x' * 58}….",
+        ),
+        (
+            ContextJob(model="m", prompt="a", story=StoryContext(text="b")),
+            "prompt",
+            "must be empty when a story is given: the story is the prompt.",
+        ),
+        (MorphJob(model="m", seeds=(1,)), "seeds", "must give at least two keyframes to morph between."),
+        (MorphJob(model="m", seeds="12"), "seeds", "must be a list."),
+        (LatentBatchJob(model="m"), "latents", "must be a list of 1 to 256 latent vectors."),
+        (ExportJob(model="m", out=3), "out", "must be a folder path, not 3."),
+    ],
+)
 def test_each_rule_says_its_own_sentence(spec, field, message):
     with pytest.raises(SpecError) as info:
         spec.validate()

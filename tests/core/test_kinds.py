@@ -8,8 +8,15 @@ import pytest
 from studio.core.kinds import ONNX_FORMATS, Device, ModelFormat, ModelKind, Runtime
 
 
-@pytest.mark.parametrize("member, text", [(ModelKind.IMAGE, "image"), (ModelFormat.SD_SINGLE_FILE, "sd-single-file"),
-                                          (Runtime.ONNX, "onnx"), (Device.CUDA, "cuda")])
+@pytest.mark.parametrize(
+    "member, text",
+    [
+        (ModelKind.IMAGE, "image"),
+        (ModelFormat.SD_SINGLE_FILE, "sd-single-file"),
+        (Runtime.ONNX, "onnx"),
+        (Device.CUDA, "cuda"),
+    ],
+)
 def test_a_member_is_its_string_everywhere_a_string_was_used(member, text):
     assert member == text and text == member and hash(member) == hash(text)
     assert {text: 1}[member] == 1 and {member: 1}[text] == 1  # dict keys either way

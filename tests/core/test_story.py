@@ -8,8 +8,13 @@ from studio.core.story import MAX_KEYS, StoryContext, WorldInfoEntry
 
 
 def story(**kw) -> StoryContext:
-    base = dict(text="She opened the door", memory="Mara is a captain.", authors_note="Tense.",
-                authors_note_depth=40, world_info=(WorldInfoEntry(("door", "Door"), "The door is red.", True),))
+    base = dict(
+        text="She opened the door",
+        memory="Mara is a captain.",
+        authors_note="Tense.",
+        authors_note_depth=40,
+        world_info=(WorldInfoEntry(("door", "Door"), "The door is red.", True),),
+    )
     return StoryContext(**{**base, **kw})
 
 
@@ -22,13 +27,16 @@ def test_a_story_job_round_trips_through_json():
     assert spec_from_json(context.to_json()) == context
 
 
-@pytest.mark.parametrize("bad, words", [
-    (dict(authors_note_depth=-1), "authors_note_depth"),
-    (dict(memory=5), "memory"),
-    (dict(world_info=(WorldInfoEntry(tuple(str(i) for i in range(MAX_KEYS + 1)), "x"),)), "entry 1"),
-    (dict(world_info=(WorldInfoEntry(("k",), "x", enabled="yes"),)), "entry 1"),
-    (dict(world_info=("not an entry",)), "entry 1"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (dict(authors_note_depth=-1), "authors_note_depth"),
+        (dict(memory=5), "memory"),
+        (dict(world_info=(WorldInfoEntry(tuple(str(i) for i in range(MAX_KEYS + 1)), "x"),)), "entry 1"),
+        (dict(world_info=(WorldInfoEntry(("k",), "x", enabled="yes"),)), "entry 1"),
+        (dict(world_info=("not an entry",)), "entry 1"),
+    ],
+)
 def test_a_bad_story_is_refused_naming_the_field_and_the_part(bad, words):
     with pytest.raises(SpecError) as error:
         TextJob(model="prose", story=story(**bad)).validate()

@@ -17,6 +17,7 @@ def test_cache_keeps_models_and_evicts_least_recently_used():
         def load():
             loads.append(name)
             return Loaded(name, size)
+
         return load
 
     a = cache.get(("a", "torch", "cpu", "float32"), loader("a", 40))

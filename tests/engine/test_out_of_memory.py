@@ -3,12 +3,13 @@ out loud; a second failure is a sentence with what to change; the engine stays u
 
 import pytest
 
-from fake_models import write_fake_model
 from studio.core.events import Failed, Finished, Progress, Token
 from studio.core.jobs import ImageJob, TextJob
 from studio.engine.errors import classify
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
+from fake_models import write_fake_model
 from run_jobs import run
 
 
@@ -29,8 +30,10 @@ def test_a_job_that_runs_out_of_memory_runs_again_with_less_and_says_what_change
     events = run(runner, image("oom-once"))
     end = events[-1]
     assert isinstance(end, Finished)
-    assert end.result.info["degraded"] == ("Ran out of memory, so it ran again with 1 other model unloaded, "
-                                           "one image at a time (simulated); that can be slower.")
+    assert end.result.info["degraded"] == (
+        "Ran out of memory, so it ran again with 1 other model unloaded, "
+        "one image at a time (simulated); that can be slower."
+    )
     # The first attempt got to step 1; the retry ran all three steps.
     assert [e.step for e in events if isinstance(e, Progress)] == [1, 1, 2, 3]
     assert [key[0] for key in runner.cache.keys()] == ["oom-once"]

@@ -3,7 +3,7 @@ import threading
 import pytest
 
 from studio.core.errors import SpecError
-from studio.core.jobs import ImageJob, LatentDecodeJob, Lane
+from studio.core.jobs import ImageJob, Lane, LatentDecodeJob
 from studio.engine.queue import JobQueue
 
 

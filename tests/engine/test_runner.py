@@ -6,12 +6,23 @@ import threading
 import numpy as np
 import pytest
 
-from fake_models import write_fake_model
-from studio.core.events import Cancelled, Failed, Finished, ImageResult, Preview, Progress, Started, TERMINAL_EVENTS, Token
+from studio.core.events import (
+    TERMINAL_EVENTS,
+    Cancelled,
+    Failed,
+    Finished,
+    ImageResult,
+    Preview,
+    Progress,
+    Started,
+    Token,
+)
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
+from fake_models import write_fake_model
 from run_jobs import run
 
 
@@ -71,7 +82,9 @@ def test_text_streams_tokens_and_cancel_lands_within_one_token(runner):
             job.cancel.set()
 
     seen = []
-    events = run(runner, TextJob(model="fake-text", max_new_tokens=50), lambda j, e: (seen.append(e), stop_after_two(j, e)))
+    events = run(
+        runner, TextJob(model="fake-text", max_new_tokens=50), lambda j, e: (seen.append(e), stop_after_two(j, e))
+    )
     assert sum(isinstance(e, Token) for e in events) == 2
     assert isinstance(events[-1], Cancelled)
 
@@ -125,7 +138,9 @@ def test_interactive_requests_run_between_batch_steps_and_stale_ones_are_dropped
     assert len(dropped) == 4
     assert [f.job_id for f in finished][0] != batch.job_id, "the interactive job ran before the render ended"
     assert len(finished) == 2
-    progress_after = [e.step for e in events[events.index(finished[0]):] if isinstance(e, Progress) and e.job_id == batch.job_id]
+    progress_after = [
+        e.step for e in events[events.index(finished[0]) :] if isinstance(e, Progress) and e.job_id == batch.job_id
+    ]
     assert progress_after == [3, 4, 5, 6]
 
 
@@ -158,7 +173,9 @@ def test_a_backend_without_the_capability_a_job_needs_is_bad_input_naming_the_mo
     class TextOnly(FakeBackend):
         generate_image = None  # this backend makes no images
 
-    monkeypatch.setattr(FakeBackend, "load", classmethod(lambda cls, model, device, dtype: TextOnly("image", 0.0, 8, 16)))
+    monkeypatch.setattr(
+        FakeBackend, "load", classmethod(lambda cls, model, device, dtype: TextOnly("image", 0.0, 8, 16))
+    )
     failed = run(runner, ImageJob(model="fake-image", steps=1, width=16, height=16))[-1]
     assert isinstance(failed, Failed) and failed.kind == "bad input"
     assert failed.message.startswith("`model` is fake-image") and "cannot run an image job" in failed.message

@@ -17,6 +17,7 @@ from studio.engine.backends.fake import FakeBackend
 from studio.engine.errors import poisons_device
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import one_sentence_failure, run
 
 # Oniguruma gives up on this pattern (its retry limit) and the tokenizers crate panics.
@@ -34,7 +35,8 @@ def with_split(folder, pattern):
     path = folder / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(pattern), behavior="isolated"), tokenizer.pre_tokenizer])
+        [pre_tokenizers.Split(Regex(pattern), behavior="isolated"), tokenizer.pre_tokenizer]
+    )
     tokenizer.save(str(path))
 
 
@@ -75,8 +77,11 @@ def test_a_rust_panic_in_a_backend_ends_the_job_with_a_sentence(fake_models, mon
 
     monkeypatch.setattr(FakeBackend, "generate_image", panics)
     events = run(Runner(ModelRegistry()), ImageJob(model="fake-image", steps=2, width=16, height=16))
-    one_sentence_failure(events, "model file", ["A library reading the model's files failed inside",
-                                                "retry-limit-in-match", "copy the model again."])
+    one_sentence_failure(
+        events,
+        "model file",
+        ["A library reading the model's files failed inside", "retry-limit-in-match", "copy the model again."],
+    )
 
 
 def test_a_tokenizer_that_panics_is_a_sentence_about_the_tokenizer(text_runner):
@@ -91,8 +96,11 @@ def test_a_tokenizer_that_panics_is_a_sentence_about_the_tokenizer(text_runner):
 def test_a_tokenizer_stuck_in_its_regex_fails_the_job_and_retires_the_engine(text_runner, monkeypatch):
     monkeypatch.setattr(native, "TOKENIZE_LIMIT_S", 0.2)
     events = run(text_runner, TextJob(model="slow", prompt=SLOW_TEXT, max_new_tokens=2))
-    failed = one_sentence_failure(events, "model file", ["The model's tokenizer took longer than 0.2 s on a "
-                                                         "400-character prompt", "cannot be interrupted"])
+    failed = one_sentence_failure(
+        events,
+        "model file",
+        ["The model's tokenizer took longer than 0.2 s on a 400-character prompt", "cannot be interrupted"],
+    )
     # The stuck thread cannot be stopped: the engine process that holds it exits after this job.
     assert poisons_device(failed.message)
 
@@ -100,8 +108,10 @@ def test_a_tokenizer_stuck_in_its_regex_fails_the_job_and_retires_the_engine(tex
 def test_a_lone_surrogate_in_a_prompt_is_refused_naming_the_prompt():
     with pytest.raises(SpecError) as info:
         TextJob(model="tiny", prompt="say \ud800 this").validate()
-    assert info.value.message == ("`prompt` holds characters that are not valid Unicode (a lone surrogate, U+D800, "
-                                  "at character 5); remove it and try again.")
+    assert info.value.message == (
+        "`prompt` holds characters that are not valid Unicode (a lone surrogate, U+D800, "
+        "at character 5); remove it and try again."
+    )
 
 
 def test_a_lone_surrogate_in_a_story_is_a_sentence_not_a_type_error(text_runner):

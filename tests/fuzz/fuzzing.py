@@ -22,8 +22,12 @@ fuzz = settings(
     # (HYPOTHESIS_SEED or a local edit explores further; a new find becomes an @example.)
     derandomize=True,
     # Huge values are the point here, and some strategies reject many draws by design.
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                           HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.filter_too_much,
+    ],
 )
 
 MB = 1024 * 1024
@@ -32,22 +36,80 @@ HUGE_NUMBER = 10**5000  # past Python's 4300-digit limit: it cannot even be prin
 BIG_NUMBER = 10**400  # printable, but no float can hold it
 
 # Values no field should be trusted with: extremes of every type, and the wrong types.
-EXTREMES = st.sampled_from([
-    None, True, False, 0, -1, 1, 2**31, 2**32 - 1, 2**32, 2**53 + 1, 2**63, 2**64, -(2**64), BIG_NUMBER,
-    -BIG_NUMBER, HUGE_NUMBER, -HUGE_NUMBER, 0.0, -0.0, 0.5, 1e-300, 5e-324, 1e308, -1e308, float("nan"),
-    float("inf"), -float("inf"), "", " ", "\x00", "\ud800", "\u202e", "NaN", "1", "-1", "true", "null", "🐱" * 50,
-    HUGE_TEXT, [], {}, [1, 2], [[1.0]], ["a", 1.0], [None], {"a": 1}, {"": None}, [float("nan")],
-    list(range(300)), ["x"] * 300, [[0.5] * 4] * 300,
-])
+EXTREMES = st.sampled_from(
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1,
+        2**31,
+        2**32 - 1,
+        2**32,
+        2**53 + 1,
+        2**63,
+        2**64,
+        -(2**64),
+        BIG_NUMBER,
+        -BIG_NUMBER,
+        HUGE_NUMBER,
+        -HUGE_NUMBER,
+        0.0,
+        -0.0,
+        0.5,
+        1e-300,
+        5e-324,
+        1e308,
+        -1e308,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        "",
+        " ",
+        "\x00",
+        "\ud800",
+        "\u202e",
+        "NaN",
+        "1",
+        "-1",
+        "true",
+        "null",
+        "🐱" * 50,
+        HUGE_TEXT,
+        [],
+        {},
+        [1, 2],
+        [[1.0]],
+        ["a", 1.0],
+        [None],
+        {"a": 1},
+        {"": None},
+        [float("nan")],
+        list(range(300)),
+        ["x"] * 300,
+        [[0.5] * 4] * 300,
+    ]
+)
 
-_scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-            | st.sampled_from([HUGE_NUMBER, BIG_NUMBER, HUGE_TEXT]))
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from([HUGE_NUMBER, BIG_NUMBER, HUGE_TEXT])
+)
 WILD = EXTREMES | _scalars | st.lists(_scalars, max_size=4) | st.dictionaries(st.text(max_size=8), _scalars, max_size=3)
 
 # Any JSON document's value: what an untrusted file can hold once parsed (huge texts are added
 # where they are wanted: packing a megabyte in every case would cost more than reading it).
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=30)
     | st.sampled_from([BIG_NUMBER, -BIG_NUMBER, ""]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=10,
@@ -58,7 +120,7 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 BREAKAGES = {
     "whole": lambda text, at: text,
     "cut short": lambda text, at: text[: at % (len(text) + 1)],
-    "junk inside": lambda text, at: text[: at % (len(text) + 1)] + "\x00}]\"{" + text[at % (len(text) + 1):],
+    "junk inside": lambda text, at: text[: at % (len(text) + 1)] + '\x00}]"{' + text[at % (len(text) + 1) :],
     "trailing junk": lambda text, at: text + "}",
     "huge number": lambda text, at: _NUMBER.sub("9" * 5000, text, count=1),
     "float past the range": lambda text, at: _NUMBER.sub("1e999", text, count=1),

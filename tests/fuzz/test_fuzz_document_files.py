@@ -8,10 +8,10 @@ DocumentError with one sentence naming the file; nothing else escapes, and no ca
 from __future__ import annotations
 
 import pytest
+from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_NUMBER, HUGE_TEXT, WILD, dumps, fuzz, one_sentence
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_NUMBER, HUGE_TEXT, WILD, dumps, fuzz, one_sentence
 from studio.core.errors import DocumentError
 from studio.writing.document import ORIGINS, SAMPLER_FIELDS, Document
 from studio.writing.storage import FORMAT, document_from_bytes, document_to_bytes
@@ -22,15 +22,27 @@ _origins = st.sampled_from(ORIGINS)
 _texts = st.one_of(*[st.text(max_size=30)] * 6, st.sampled_from(["", "x" * 5000, HUGE_TEXT]))
 _pieces = st.lists(st.tuples(st.text(max_size=10), _origins).map(list), max_size=2)
 _sampler_values = {
-    "temperature": st.floats(0, 10), "top_k": st.integers(0, 1_000_000), "top_p": st.floats(0.01, 1),
-    "min_p": st.floats(0, 1), "repetition_penalty": st.floats(0.01, 10), "repetition_range": st.integers(0, 1_000_000),
-    "dry_multiplier": st.floats(0, 100), "dry_base": st.floats(1, 10), "dry_allowed_length": st.integers(1, 1000),
-    "max_new_tokens": st.integers(1, 100_000), "stop": st.lists(st.text(min_size=1, max_size=8), max_size=3),
-    "banned": st.lists(st.text(min_size=1, max_size=8), max_size=3), "seed": st.none() | st.integers(0, 2**32 - 1),
+    "temperature": st.floats(0, 10),
+    "top_k": st.integers(0, 1_000_000),
+    "top_p": st.floats(0.01, 1),
+    "min_p": st.floats(0, 1),
+    "repetition_penalty": st.floats(0.01, 10),
+    "repetition_range": st.integers(0, 1_000_000),
+    "dry_multiplier": st.floats(0, 100),
+    "dry_base": st.floats(1, 10),
+    "dry_allowed_length": st.integers(1, 1000),
+    "max_new_tokens": st.integers(1, 100_000),
+    "stop": st.lists(st.text(min_size=1, max_size=8), max_size=3),
+    "banned": st.lists(st.text(min_size=1, max_size=8), max_size=3),
+    "seed": st.none() | st.integers(0, 2**32 - 1),
 }
 assert set(_sampler_values) == set(SAMPLER_FIELDS), "every sampler setting gets values"
-_world_info = st.builds(lambda keys, content, enabled: {"keys": keys, "content": content, "enabled": enabled},
-                        st.lists(st.text(max_size=10), max_size=2), st.text(max_size=20), st.booleans())
+_world_info = st.builds(
+    lambda keys, content, enabled: {"keys": keys, "content": content, "enabled": enabled},
+    st.lists(st.text(max_size=10), max_size=2),
+    st.text(max_size=20),
+    st.booleans(),
+)
 _sampler_keys = st.lists(st.sampled_from(sorted(SAMPLER_FIELDS)), max_size=3, unique=True)
 
 
@@ -39,19 +51,33 @@ def documents(draw) -> dict:
     """A valid document as its file holds it (any optional field left out)."""
     text = draw(_texts)
     cuts = sorted({0, len(text), *draw(st.lists(st.integers(0, len(text)), max_size=3))})
-    data = {"format": FORMAT, "version": 1, "text": text,
-            "spans": [[a, b, draw(_origins)] for a, b in zip(cuts, cuts[1:])]}
+    data = {
+        "format": FORMAT,
+        "version": 1,
+        "text": text,
+        "spans": [[a, b, draw(_origins)] for a, b in zip(cuts, cuts[1:])],
+    }
     generations = []
     for gen_id in draw(st.lists(st.integers(1, 2**53), max_size=2, unique=True)):
         start = draw(st.integers(0, len(text)))
         alternatives = draw(st.lists(_pieces, min_size=1, max_size=2))
         shown = draw(st.integers(0, len(alternatives) - 1))
         alternatives[shown] = None
-        generations.append({"id": gen_id, "start": start, "end": draw(st.integers(start, len(text))),
-                            "shown": shown, "alternatives": alternatives})
+        generations.append(
+            {
+                "id": gen_id,
+                "start": start,
+                "end": draw(st.integers(start, len(text))),
+                "shown": shown,
+                "alternatives": alternatives,
+            }
+        )
     optional = {
-        "name": st.text(max_size=20), "generations": st.just(generations), "memory": _texts,
-        "authors_note": st.text(max_size=20), "authors_note_depth": st.integers(0, 100_000),
+        "name": st.text(max_size=20),
+        "generations": st.just(generations),
+        "memory": _texts,
+        "authors_note": st.text(max_size=20),
+        "authors_note_depth": st.integers(0, 100_000),
         "world_info": st.lists(_world_info, max_size=2),
     }
     for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True)):
@@ -87,8 +113,9 @@ def _put(data, path, value):
 
 DELETE = object()
 # What replaces a field: any wrong or extreme value; a place removed; a huge text or number.
-_replacements = WILD | st.sampled_from([DELETE, HUGE_TEXT, HUGE_NUMBER, BIG_NUMBER, [[0, 1, "typed"]], [None],
-                                        {"id": 1}, "generated", 2**53 + 1, -(2**63)])
+_replacements = WILD | st.sampled_from(
+    [DELETE, HUGE_TEXT, HUGE_NUMBER, BIG_NUMBER, [[0, 1, "typed"]], [None], {"id": 1}, "generated", 2**53 + 1, -(2**63)]
+)
 
 
 @st.composite
@@ -129,10 +156,15 @@ def _encode(text: str) -> bytes:
 @given(damaged(), st.just("whole") | BREAK, st.integers(0, 2**24), st.one_of(*[st.none()] * 9, st.binary(max_size=200)))
 # Found by the job spec fuzz, reached here through the sampler settings: a number too large for
 # a float escaped as OverflowError; a huge value was quoted whole in the sentence.
-@example(({"format": FORMAT, "version": 1, "text": "", "spans": [], "sampler": {"temperature": BIG_NUMBER}}, 1),
-         "whole", 0, None)
-@example(({"format": FORMAT, "version": 1, "text": "", "spans": [], "sampler": {"stop": [HUGE_TEXT]}}, 1),
-         "whole", 0, None)
+@example(
+    ({"format": FORMAT, "version": 1, "text": "", "spans": [], "sampler": {"temperature": BIG_NUMBER}}, 1),
+    "whole",
+    0,
+    None,
+)
+@example(
+    ({"format": FORMAT, "version": 1, "text": "", "spans": [], "sampler": {"stop": [HUGE_TEXT]}}, 1), "whole", 0, None
+)
 # Found by this test: a huge version, span offset or origin, or an odd key, was quoted whole.
 @example(({"format": FORMAT, "version": BIG_NUMBER, "text": "", "spans": []}, 1), "whole", 0, None)
 @example(({"format": FORMAT, "version": 1, "text": "ab", "spans": [[0, BIG_NUMBER, "typed"]]}, 1), "whole", 0, None)
@@ -147,7 +179,7 @@ def test_any_file_opens_as_a_document_or_gives_one_sentence(document, breakage, 
     except DocumentError as error:
         assert error.message.startswith(f"{NAME} cannot be opened: "), error.message[:300]
         assert one_sentence(error.message), error.message[:300]
-        event(f"refused: {error.message[len(NAME) + 19:][:30]}")
+        event(f"refused: {error.message[len(NAME) + 19 :][:30]}")
         refused_valid = noise is None and not changes and breakage == "whole"
         assert not refused_valid, f"a valid document was refused: {error.message[:300]}"
         return

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
+from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_NUMBER, HUGE_TEXT, WILD, dumps, fuzz, one_sentence
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_NUMBER, HUGE_TEXT, WILD, dumps, fuzz, one_sentence
 from studio.core.errors import SpecError
 from studio.core.jobs import (
     DEVICES,
@@ -33,26 +33,71 @@ ALL_FIELDS = {f.name for t in SPEC_TYPES.values() for f in dataclasses.fields(t)
 DROP = "<drop this key>"  # in `extra`: leave the key out of the dict (a required field missing)
 
 _ints = st.integers(-3, 5000) | st.sampled_from(
-    [0, 1, 2, 7, 8, 64, 100, 256, 257, 512, 1000, 1001, 4096, 4097, 10_000, 10_001, 100_000, 100_001, 1_000_000,
-     2**32 - 2, 2**32 - 1, 2**32])
-_floats = (st.floats(-1, 60, allow_nan=False) | st.integers(-1, 11)
-           | st.sampled_from([0.0, 1e-9, 0.01, 0.5, 1.0, 1.75, 10.0, 10.5, 50.0, 50.5, 100.0]))
+    [
+        0,
+        1,
+        2,
+        7,
+        8,
+        64,
+        100,
+        256,
+        257,
+        512,
+        1000,
+        1001,
+        4096,
+        4097,
+        10_000,
+        10_001,
+        100_000,
+        100_001,
+        1_000_000,
+        2**32 - 2,
+        2**32 - 1,
+        2**32,
+    ]
+)
+_floats = (
+    st.floats(-1, 60, allow_nan=False)
+    | st.integers(-1, 11)
+    | st.sampled_from([0.0, 1e-9, 0.01, 0.5, 1.0, 1.75, 10.0, 10.5, 50.0, 50.5, 100.0])
+)
 _texts = st.text(max_size=20) | st.sampled_from(["", " ", "m", "a cat", "\n", "x" * 201, "x" * 2001, HUGE_TEXT])
 _arrays = st.lists(_floats, max_size=5).map(lambda v: np.array(v, dtype=np.float64))
-_matrices = st.integers(0, 3).flatmap(lambda n: st.lists(st.lists(_floats, min_size=n, max_size=n), max_size=4)).map(
-    lambda rows: np.array(rows, dtype=np.float32))
+_matrices = (
+    st.integers(0, 3)
+    .flatmap(lambda n: st.lists(st.lists(_floats, min_size=n, max_size=n), max_size=4))
+    .map(lambda rows: np.array(rows, dtype=np.float32))
+)
 
 _stories = st.builds(
     StoryContext,
-    text=_texts | WILD, memory=_texts | WILD, authors_note=_texts | WILD, authors_note_depth=_ints | WILD,
-    world_info=st.lists(st.builds(WorldInfoEntry, keys=st.lists(_texts, max_size=3) | WILD, content=_texts | WILD,
-                                  enabled=st.booleans() | WILD), max_size=3) | WILD,
+    text=_texts | WILD,
+    memory=_texts | WILD,
+    authors_note=_texts | WILD,
+    authors_note_depth=_ints | WILD,
+    world_info=st.lists(
+        st.builds(
+            WorldInfoEntry,
+            keys=st.lists(_texts, max_size=3) | WILD,
+            content=_texts | WILD,
+            enabled=st.booleans() | WILD,
+        ),
+        max_size=3,
+    )
+    | WILD,
 )
 # A story as JSON gives it: any of its keys (and others), each any value; world info as objects.
 _story_dicts = st.dictionaries(
     st.sampled_from(["text", "memory", "authors_note", "authors_note_depth", "world_info", "chapter"]),
-    WILD | st.lists(st.dictionaries(st.sampled_from(["keys", "content", "enabled", "other"]),
-                                    WILD | st.lists(_texts, max_size=3), max_size=4), max_size=3),
+    WILD
+    | st.lists(
+        st.dictionaries(
+            st.sampled_from(["keys", "content", "enabled", "other"]), WILD | st.lists(_texts, max_size=3), max_size=4
+        ),
+        max_size=3,
+    ),
     max_size=5,
 )
 
@@ -80,10 +125,13 @@ def _plausible(name: str, type_name: str) -> st.SearchStrategy:
         "tuple[str, ...]": st.lists(_texts, max_size=4) | st.lists(_texts, max_size=4).map(tuple),
         "tuple[int, ...]": st.lists(_ints, max_size=4) | st.lists(_ints, max_size=4).map(np.array),
         "tuple[float, ...]": st.lists(_floats | st.just(math.nan), max_size=6) | _arrays,
-        "tuple[tuple[float, ...], ...]": st.lists(st.lists(_floats, max_size=4), max_size=4) | _matrices
-        | st.lists(_arrays, max_size=3) | st.lists(_floats.map(np.float64), max_size=3),
-        "tuple[tuple[str, float], ...]": st.lists(st.tuples(_texts, _floats) | st.lists(_texts | _floats, max_size=3),
-                                                  max_size=3),
+        "tuple[tuple[float, ...], ...]": st.lists(st.lists(_floats, max_size=4), max_size=4)
+        | _matrices
+        | st.lists(_arrays, max_size=3)
+        | st.lists(_floats.map(np.float64), max_size=3),
+        "tuple[tuple[str, float], ...]": st.lists(
+            st.tuples(_texts, _floats) | st.lists(_texts | _floats, max_size=3), max_size=3
+        ),
         "Optional[StoryContext]": st.none() | _stories,
     }
     # A field of a type added later must get values here too, or it would go unfuzzed.
@@ -98,20 +146,29 @@ def _field_values(name: str, type_name: str) -> st.SearchStrategy:
 
 # A valid spec of each kind, which the drawn values then change: most cases differ from a valid
 # spec in a few fields, so the checks of each field are reached, not only the first one.
-_VALID = {"latent-decode": {"latent": [0.5, -1.0]}, "latent-batch": {"latents": [[0.0, 1.0]]},
-          "morph": {"seeds": [1, 2]}, "latent-encode": {"image": "a.png"}}
+_VALID = {
+    "latent-decode": {"latent": [0.5, -1.0]},
+    "latent-batch": {"latents": [[0.0, 1.0]]},
+    "morph": {"seeds": [1, 2]},
+    "latent-encode": {"image": "a.png"},
+}
 _VALID = {kind: {"model": "m"} | _VALID.get(kind, {}) for kind in SPEC_TYPES}
 assert all(SPEC_TYPES[kind](**values).validate() is None for kind, values in _VALID.items())
 
 # Built once: making strategies inside a draw costs more than the code under test.
 _KINDS = st.sampled_from(sorted(SPEC_TYPES))
-_FIELD_VALUES = {kind: {f.name: _field_values(f.name, f.type) for f in dataclasses.fields(spec_type)}
-                 for kind, spec_type in SPEC_TYPES.items()}
-_FIELDS_TO_VARY = {kind: st.lists(st.sampled_from(sorted(fields)), max_size=5, unique=True)
-                   for kind, fields in _FIELD_VALUES.items()}
+_FIELD_VALUES = {
+    kind: {f.name: _field_values(f.name, f.type) for f in dataclasses.fields(spec_type)}
+    for kind, spec_type in SPEC_TYPES.items()
+}
+_FIELDS_TO_VARY = {
+    kind: st.lists(st.sampled_from(sorted(fields)), max_size=5, unique=True) for kind, fields in _FIELD_VALUES.items()
+}
 _EXTRA = st.just({}) | st.dictionaries(
     st.sampled_from(["kind", "model", "info", "unknown", "x" * 300]) | st.text(max_size=8),
-    st.sampled_from([DROP, *SPEC_TYPES]) | WILD, max_size=2)
+    st.sampled_from([DROP, *SPEC_TYPES]) | WILD,
+    max_size=2,
+)
 
 
 @st.composite

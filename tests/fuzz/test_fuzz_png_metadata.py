@@ -15,11 +15,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from core.test_png import _zeros_bomb, chunk, png
+from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_TEXT, JSON_VALUES, WILD, dumps, fuzz, one_sentence
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
-from core.test_png import _zeros_bomb, chunk, png
-from fuzz.fuzzing import BIG_NUMBER, BREAK, BREAKAGES, HUGE_TEXT, JSON_VALUES, WILD, dumps, fuzz, one_sentence
 from studio.core import png as png_module
 from studio.core.errors import MetadataError, SpecError
 from studio.core.image_metadata import save_image
@@ -56,29 +56,72 @@ _BOMB = _zeros_bomb(100)  # 100 MB of zeros in about 100 KB
 _HUGE_PACKED = zlib.compress(HUGE_TEXT.encode(), 1)
 # Whole chunks built once (a megabyte is not packed or checksummed per case): huge text beyond the
 # 1 MB cap, plain and packed, and bombs, under each name a settings reader looks at.
-_BIG_CHUNKS = st.sampled_from([
-    chunk
-    for key in (b"parameters", b"prompt", b"studio", b"workflow", b"invokeai_metadata")
-    for chunk in (
-        _chunk(b"tEXt", key + b"\0" + HUGE_TEXT.encode()),
-        _chunk(b"iTXt", key + b"\0\0\0\0\0" + HUGE_TEXT.encode()),
-        _chunk(b"zTXt", key + b"\0\0" + _HUGE_PACKED),
-        _chunk(b"iTXt", key + b"\0\1\0\0\0" + _HUGE_PACKED),
-        _chunk(b"zTXt", key + b"\0\0" + _BOMB),
-        _chunk(b"iTXt", key + b"\0\1\0en\0\0" + _BOMB),
-    )
-])
+_BIG_CHUNKS = st.sampled_from(
+    [
+        chunk
+        for key in (b"parameters", b"prompt", b"studio", b"workflow", b"invokeai_metadata")
+        for chunk in (
+            _chunk(b"tEXt", key + b"\0" + HUGE_TEXT.encode()),
+            _chunk(b"iTXt", key + b"\0\0\0\0\0" + HUGE_TEXT.encode()),
+            _chunk(b"zTXt", key + b"\0\0" + _HUGE_PACKED),
+            _chunk(b"iTXt", key + b"\0\1\0\0\0" + _HUGE_PACKED),
+            _chunk(b"zTXt", key + b"\0\0" + _BOMB),
+            _chunk(b"iTXt", key + b"\0\1\0en\0\0" + _BOMB),
+        )
+    ]
+)
 
 # --- what each tool writes, with any value in any field --------------------------------------------
 
-_A1111_KEYS = ["Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model",
-               "Denoising strength", "Lora hashes", "Version", "Hires upscale", "Clip skip"]
-_param_values = st.text(max_size=12) | st.integers().map(str) | st.floats().map(str) | st.sampled_from([
-    "512x768", "0x0", "99999x99999", '"quoted, value"', '"\\"', '"', "Euler a", "DPM++ 2M", "Karras", "Automatic",
-    "euler", "f2.0.1v1.10.1", "Fooocus v2", "<lora:x:1>", "9" * 5000, "1e999", "nan", "-inf", " 7 ", "+3", "0x10"])
+_A1111_KEYS = [
+    "Steps",
+    "Sampler",
+    "Schedule type",
+    "CFG scale",
+    "Seed",
+    "Size",
+    "Model hash",
+    "Model",
+    "Denoising strength",
+    "Lora hashes",
+    "Version",
+    "Hires upscale",
+    "Clip skip",
+]
+_param_values = (
+    st.text(max_size=12)
+    | st.integers().map(str)
+    | st.floats().map(str)
+    | st.sampled_from(
+        [
+            "512x768",
+            "0x0",
+            "99999x99999",
+            '"quoted, value"',
+            '"\\"',
+            '"',
+            "Euler a",
+            "DPM++ 2M",
+            "Karras",
+            "Automatic",
+            "euler",
+            "f2.0.1v1.10.1",
+            "Fooocus v2",
+            "<lora:x:1>",
+            "9" * 5000,
+            "1e999",
+            "nan",
+            "-inf",
+            " 7 ",
+            "+3",
+            "0x10",
+        ]
+    )
+)
 _a1111 = st.builds(
-    lambda prompt, negative, pairs, sep: f"{prompt}\nNegative prompt: {negative}\n"
-    + sep.join(f"{k}: {v}" for k, v in pairs),
+    lambda prompt, negative, pairs, sep: (
+        f"{prompt}\nNegative prompt: {negative}\n" + sep.join(f"{k}: {v}" for k, v in pairs)
+    ),
     st.text(max_size=30)
     | st.sampled_from(["<lora:a:0.5> cat", "<lora:b:x>", "<lyco:c>", "<lora:" + "d" * 300 + ":1>"]),
     st.text(max_size=20),
@@ -87,9 +130,20 @@ _a1111 = st.builds(
 )
 # Hostile texts of middling size, which the reader does parse (huge ones are over the cap; that
 # parsing stays linear on long ones is test_infotext's test_parse_is_linear_on_hostile_lines).
-_hostile = st.sampled_from(["a: b, " * 1_000, "," * 6_000, "<lora:a:1>" * 600, 'k: "' * 1_500, "a" * 60_000,
-                            "[" * 10_000, "{" * 10_000, '{"a":' * 4_000, "x\n" * 4_000, "Negative prompt: " * 400])
-
+_hostile = st.sampled_from(
+    [
+        "a: b, " * 1_000,
+        "," * 6_000,
+        "<lora:a:1>" * 600,
+        'k: "' * 1_500,
+        "a" * 60_000,
+        "[" * 10_000,
+        "{" * 10_000,
+        '{"a":' * 4_000,
+        "x\n" * 4_000,
+        "Negative prompt: " * 400,
+    ]
+)
 
 
 def _optional(keys: list[str], values: st.SearchStrategy) -> st.SearchStrategy:
@@ -97,31 +151,98 @@ def _optional(keys: list[str], values: st.SearchStrategy) -> st.SearchStrategy:
     return st.fixed_dictionaries({}, optional={k: values for k in keys})
 
 
-_fooocus = _optional(["prompt", "negative_prompt", "steps", "guidance_scale", "seed", "resolution", "sampler",
-                      "scheduler", "base_model", "base_model_hash", "loras"],
-                     WILD | st.lists(st.lists(WILD, max_size=3), max_size=3)
-                     | st.sampled_from(["(1024, 1024)", "euler"]))
-_invoke = _optional(["positive_prompt", "negative_prompt", "steps", "cfg_scale", "seed", "width", "height",
-                     "scheduler", "strength", "model", "loras"],
-                    WILD | _optional(["name", "model_name", "hash"], WILD)
-                    | st.lists(_optional(["model", "lora", "weight"], WILD | _optional(["name", "model_name"], WILD)),
-                               max_size=3) | st.sampled_from(["dpmpp_2m_k", "euler_a"]))
+_fooocus = _optional(
+    [
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "guidance_scale",
+        "seed",
+        "resolution",
+        "sampler",
+        "scheduler",
+        "base_model",
+        "base_model_hash",
+        "loras",
+    ],
+    WILD | st.lists(st.lists(WILD, max_size=3), max_size=3) | st.sampled_from(["(1024, 1024)", "euler"]),
+)
+_invoke = _optional(
+    [
+        "positive_prompt",
+        "negative_prompt",
+        "steps",
+        "cfg_scale",
+        "seed",
+        "width",
+        "height",
+        "scheduler",
+        "strength",
+        "model",
+        "loras",
+    ],
+    WILD
+    | _optional(["name", "model_name", "hash"], WILD)
+    | st.lists(_optional(["model", "lora", "weight"], WILD | _optional(["name", "model_name"], WILD)), max_size=3)
+    | st.sampled_from(["dpmpp_2m_k", "euler_a"]),
+)
 
 # ComfyUI API graphs: node ids that are and are not numbers, nodes of every kind and of no kind,
 # links to missing nodes and loops, inputs of the wrong type.
 _node_ids = st.sampled_from(["1", "2", "3", "4", "01", "²", "١", "-1", "1.5", "", " 1", "9" * 12, "x"])
 _links = st.tuples(_node_ids | st.integers(-1, 5), st.integers(-1, 2)).map(list)
 _inputs = st.dictionaries(
-    st.sampled_from(["seed", "noise_seed", "steps", "cfg", "positive", "negative", "conditioning", "text", "text_g",
-                     "latent_image", "model", "width", "height", "denoise", "guider", "sigmas", "noise", "sampler",
-                     "ckpt_name", "unet_name", "lora_name", "strength_model", "sampler_name", "scheduler", "value"]),
-    _links | WILD, max_size=5,
+    st.sampled_from(
+        [
+            "seed",
+            "noise_seed",
+            "steps",
+            "cfg",
+            "positive",
+            "negative",
+            "conditioning",
+            "text",
+            "text_g",
+            "latent_image",
+            "model",
+            "width",
+            "height",
+            "denoise",
+            "guider",
+            "sigmas",
+            "noise",
+            "sampler",
+            "ckpt_name",
+            "unet_name",
+            "lora_name",
+            "strength_model",
+            "sampler_name",
+            "scheduler",
+            "value",
+        ]
+    ),
+    _links | WILD,
+    max_size=5,
 )
 _SAMPLERS = ["KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"]
-_node_kinds = st.sampled_from(_SAMPLERS * 3 + [  # a graph needs a sampler to be read any further
-                               "CLIPTextEncode", "CLIPTextEncodeSDXL", "ConditioningCombine", "ConditioningZeroOut",
-                               "LoraLoader", "CheckpointLoaderSimple", "UNETLoader", "EmptyLatentImage", "CFGGuider",
-                               "RandomNoise", "BasicScheduler", "Reroute", "x"])
+_node_kinds = st.sampled_from(
+    _SAMPLERS * 3
+    + [  # a graph needs a sampler to be read any further
+        "CLIPTextEncode",
+        "CLIPTextEncodeSDXL",
+        "ConditioningCombine",
+        "ConditioningZeroOut",
+        "LoraLoader",
+        "CheckpointLoaderSimple",
+        "UNETLoader",
+        "EmptyLatentImage",
+        "CFGGuider",
+        "RandomNoise",
+        "BasicScheduler",
+        "Reroute",
+        "x",
+    ]
+)
 _nodes = st.one_of(
     st.fixed_dictionaries({"class_type": _node_kinds, "inputs": _inputs}),
     st.fixed_dictionaries({"class_type": _node_kinds, "inputs": _inputs}),
@@ -146,8 +267,25 @@ _READ = [b"parameters", b"prompt", b"studio", b"invokeai_metadata"]  # the chunk
 # A `studio` chunk as JSON: a spec of any kind with any value in any field.
 _studio_dicts = st.fixed_dictionaries(
     {"kind": st.sampled_from(["image", "image", "text", "morph", "x"]) | WILD, "model": st.just("m") | WILD},
-    optional={name: WILD for name in ["prompt", "seed", "steps", "guidance_scale", "width", "height", "scheduler",
-                                      "strength", "init_image", "loras", "count", "info", "latent", "unknown"]},
+    optional={
+        name: WILD
+        for name in [
+            "prompt",
+            "seed",
+            "steps",
+            "guidance_scale",
+            "width",
+            "height",
+            "scheduler",
+            "strength",
+            "init_image",
+            "loras",
+            "count",
+            "info",
+            "latent",
+            "unknown",
+        ]
+    },
 )
 # One chunk a settings reader looks for, as its tool writes it (with any value in any field),
 # broken, random, or huge.
@@ -162,24 +300,37 @@ _main = st.one_of(
 )
 # Chunks beside it: other tools' names, random names and random bodies (mostly not read).
 _noise = st.one_of(
-    st.builds(_text_chunk, st.sampled_from([b"workflow", b"Comment", b"fooocus_scheme", b"invokeai_graph"])
-              | st.binary(max_size=90), st.text(max_size=80) | st.binary(max_size=120) | _hostile, _kinds, _good_crc),
-    st.builds(_chunk, st.sampled_from([b"tEXt", b"zTXt", b"iTXt", b"IDAT", b"abcd"]), st.binary(max_size=300),
-              _good_crc),
+    st.builds(
+        _text_chunk,
+        st.sampled_from([b"workflow", b"Comment", b"fooocus_scheme", b"invokeai_graph"]) | st.binary(max_size=90),
+        st.text(max_size=80) | st.binary(max_size=120) | _hostile,
+        _kinds,
+        _good_crc,
+    ),
+    st.builds(
+        _chunk, st.sampled_from([b"tEXt", b"zTXt", b"iTXt", b"IDAT", b"abcd"]), st.binary(max_size=300), _good_crc
+    ),
 )
 
 
 # --- the studio's own images ------------------------------------------------------------------------
 
 _specs = st.builds(
-    ImageJob, model=st.sampled_from(["m", "emoji-sd", "dir/model.safetensors"]) | st.text(min_size=1).filter(str.strip),
-    prompt=st.text(max_size=60), negative_prompt=st.sampled_from(["", "blurry, lowres"]) | st.text(max_size=30),
-    seed=st.integers(0, MAX_SEED), steps=st.integers(1, 1000),
-    guidance_scale=st.floats(0, 50), width=st.integers(1, 512).map(lambda v: 8 * v),
-    height=st.integers(1, 512).map(lambda v: 8 * v), scheduler=st.sampled_from(("",) + SCHEDULERS),
-    strength=st.floats(0.01, 1.0), init_image=st.sampled_from(["", "in.png"]),
-    loras=st.lists(st.tuples(st.sampled_from(["a.safetensors", "dir/b.safetensors"]), st.floats(-10, 10)),
-                   max_size=1).map(tuple),
+    ImageJob,
+    model=st.sampled_from(["m", "emoji-sd", "dir/model.safetensors"]) | st.text(min_size=1).filter(str.strip),
+    prompt=st.text(max_size=60),
+    negative_prompt=st.sampled_from(["", "blurry, lowres"]) | st.text(max_size=30),
+    seed=st.integers(0, MAX_SEED),
+    steps=st.integers(1, 1000),
+    guidance_scale=st.floats(0, 50),
+    width=st.integers(1, 512).map(lambda v: 8 * v),
+    height=st.integers(1, 512).map(lambda v: 8 * v),
+    scheduler=st.sampled_from(("",) + SCHEDULERS),
+    strength=st.floats(0.01, 1.0),
+    init_image=st.sampled_from(["", "in.png"]),
+    loras=st.lists(
+        st.tuples(st.sampled_from(["a.safetensors", "dir/b.safetensors"]), st.floats(-10, 10)), max_size=1
+    ).map(tuple),
 ).filter(lambda spec: _valid(spec))
 
 
@@ -190,9 +341,17 @@ def _valid(spec: ImageJob) -> bool:
         return False
     return True
 
+
 # What a backend reports (any JSON-ish value; the studio writes what it is given).
-_info_values = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.just("ab" * 32)
-                | st.dictionaries(st.text(max_size=8), st.text(max_size=12) | st.integers(), max_size=3))
+_info_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.just("ab" * 32)
+    | st.dictionaries(st.text(max_size=8), st.text(max_size=12) | st.integers(), max_size=3)
+)
 _infos = st.just({}) | _optional(["model_hash", "model_name", "scheduler", "lora_hashes"], _info_values)
 
 
@@ -255,17 +414,29 @@ def _idat(data: bytes) -> int:
 @fuzz
 @given(
     # One chunk a reader looks for, alone or beside another; two that compete; or only noise.
-    st.one_of(_main.map(lambda c: [c]), st.tuples(_main, _noise).map(list), st.tuples(_noise, _main).map(list),
-              st.tuples(_main, _main).map(list), st.lists(_noise, max_size=2)),
-    st.booleans(), st.one_of(st.none(), st.none(), st.tuples(_specs, _infos, BREAK)),
-    st.sampled_from(["whole"] * 6 + ["cut", "flip"]), st.integers(0, 2**24),
+    st.one_of(
+        _main.map(lambda c: [c]),
+        st.tuples(_main, _noise).map(list),
+        st.tuples(_noise, _main).map(list),
+        st.tuples(_main, _main).map(list),
+        st.lists(_noise, max_size=2),
+    ),
+    st.booleans(),
+    st.one_of(st.none(), st.none(), st.tuples(_specs, _infos, BREAK)),
+    st.sampled_from(["whole"] * 6 + ["cut", "flip"]),
+    st.integers(0, 2**24),
 )
 # Found by this test: a ComfyUI node id of Unicode digits ("²") and a float field holding a number
 # too large for a float escaped as ValueError / OverflowError.
 @example([_text_chunk(b"prompt", '{"²": {"class_type": "KSampler", "inputs": {}}}', "tEXt")], False, None, "whole", 0)
 @example([_text_chunk(b"invokeai_metadata", '{"cfg_scale": %d}' % BIG_NUMBER, "tEXt")], False, None, "whole", 0)
-@example([_text_chunk(b"studio", '{"kind": "image", "model": "m", "guidance_scale": %d}' % BIG_NUMBER, "tEXt")],
-         False, None, "whole", 0)
+@example(
+    [_text_chunk(b"studio", '{"kind": "image", "model": "m", "guidance_scale": %d}' % BIG_NUMBER, "tEXt")],
+    False,
+    None,
+    "whole",
+    0,
+)
 # Found while timing this test: a plain text chunk of megabytes was parsed (5 s for 8 MB of "a: b, ");
 # a plain chunk over 1 MB is now skipped like a packed one is refused.
 @example([_chunk(b"tEXt", b"parameters\0" + b"a: b, " * 1_300_000)], False, None, "whole", 0)

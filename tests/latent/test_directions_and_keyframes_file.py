@@ -24,8 +24,14 @@ def test_axes_set_a_coordinate_exactly_and_keep_the_rest():
 
 def test_stored_directions_measure_in_sigma_from_the_mean(tmp_path):
     components = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], np.float32)  # normalised on load
-    save_file({"components": components, "sigma": np.array([2.0, 0.5], np.float32),
-               "mean": np.array([1.0, 1.0, 1.0], np.float32)}, str(tmp_path / "dirs.safetensors"))
+    save_file(
+        {
+            "components": components,
+            "sigma": np.array([2.0, 0.5], np.float32),
+            "mean": np.array([1.0, 1.0, 1.0], np.float32),
+        },
+        str(tmp_path / "dirs.safetensors"),
+    )
     d = directions_for(tmp_path, {"directions": {"file": "dirs.safetensors", "names": ["a", 5]}}, 3)
     assert d.names == ("a", "z1") and d.count == 2
     z = d.moved(d.mean, 0, 1.0)  # one σ (2.0) along (0.6, 0.8, 0)
@@ -35,15 +41,18 @@ def test_stored_directions_measure_in_sigma_from_the_mean(tmp_path):
     assert np.allclose(d.coords(z), [1.0, -2.0])
 
 
-@pytest.mark.parametrize("tensors, entry, words", [
-    ({"components": np.ones((2, 5), np.float32), "sigma": np.ones(2, np.float32)}, None, "(K, 3)"),
-    ({"components": np.ones((2, 3), np.float32)}, None, "sigma"),
-    ({"components": np.ones((2, 3), np.float32), "sigma": np.array([1, 0], np.float32)}, None, "not positive"),
-    ({"components": np.zeros((1, 3), np.float32), "sigma": np.ones(1, np.float32)}, None, "length zero"),
-    (None, {"file": "../outside.safetensors"}, "outside the model folder"),
-    (None, {"file": "missing.safetensors"}, "missing"),
-    (None, "smile", "must be an object"),
-])
+@pytest.mark.parametrize(
+    "tensors, entry, words",
+    [
+        ({"components": np.ones((2, 5), np.float32), "sigma": np.ones(2, np.float32)}, None, "(K, 3)"),
+        ({"components": np.ones((2, 3), np.float32)}, None, "sigma"),
+        ({"components": np.ones((2, 3), np.float32), "sigma": np.array([1, 0], np.float32)}, None, "not positive"),
+        ({"components": np.zeros((1, 3), np.float32), "sigma": np.ones(1, np.float32)}, None, "length zero"),
+        (None, {"file": "../outside.safetensors"}, "outside the model folder"),
+        (None, {"file": "missing.safetensors"}, "missing"),
+        (None, "smile", "must be an object"),
+    ],
+)
 def test_a_broken_directions_entry_is_one_sentence(tmp_path, tensors, entry, words):
     if tensors is not None:
         save_file(tensors, str(tmp_path / "dirs.safetensors"))
@@ -63,14 +72,17 @@ def test_keyframes_round_trip_and_plain_lists_are_read(tmp_path):
     assert saved.model == "" and saved.names == ("Key 1", "Key 2")
 
 
-@pytest.mark.parametrize("content, words", [
-    ("not json", "not a keyframes file"),
-    (json.dumps({"format": "other"}), "studio-keyframes"),
-    (json.dumps([[1, 2], [3]]), "different lengths"),
-    (json.dumps([[1, "x"]]), "finite numbers"),
-    (json.dumps([]), "1 to 256"),
-    ("[" * 100_000 + "]" * 100_000, "not a keyframes file"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("not json", "not a keyframes file"),
+        (json.dumps({"format": "other"}), "studio-keyframes"),
+        (json.dumps([[1, 2], [3]]), "different lengths"),
+        (json.dumps([[1, "x"]]), "finite numbers"),
+        (json.dumps([]), "1 to 256"),
+        ("[" * 100_000 + "]" * 100_000, "not a keyframes file"),
+    ],
+)
 def test_a_bad_keyframes_file_is_one_sentence(tmp_path, content, words):
     path = tmp_path / "keys.json"
     path.write_text(content)

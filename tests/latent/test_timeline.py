@@ -95,7 +95,10 @@ def test_edits_reorder_rename_delete():
 @pytest.mark.parametrize(
     "edit, words",
     [
-        (lambda t: t.add("big", np.zeros(17)), "`latent` has shape (17,), but this timeline's keyframes have shape (16,)."),
+        (
+            lambda t: t.add("big", np.zeros(17)),
+            "`latent` has shape (17,), but this timeline's keyframes have shape (16,).",
+        ),
         (lambda t: t.add("noon", np.zeros(16)), "`name` 'noon' is already a keyframe"),
         (lambda t: t.add("  ", np.zeros(16)), "`name` must be a non-empty piece of text."),
         (lambda t: t.rename("dawn", "dusk"), "`name` 'dusk' is already a keyframe"),

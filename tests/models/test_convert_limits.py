@@ -43,10 +43,14 @@ def refusal(path: Path) -> str:
     return message
 
 
-@pytest.mark.parametrize("view", [
-    torch.zeros(1).expand(1024, 1024),  # stride 0: four bytes read as 4 MB
-    torch.arange(2047, dtype=torch.float32).as_strided((1024, 1024), (1, 1)),  # each row one on from the last: 8 KB
-], ids=["stride-0", "overlapping"])
+@pytest.mark.parametrize(
+    "view",
+    [
+        torch.zeros(1).expand(1024, 1024),  # stride 0: four bytes read as 4 MB
+        torch.arange(2047, dtype=torch.float32).as_strided((1024, 1024), (1, 1)),  # each row one on from the last: 8 KB
+    ],
+    ids=["stride-0", "overlapping"],
+)
 def test_a_small_view_declaring_a_large_tensor_is_refused_by_its_declared_size(tmp_path, small_budget, view):
     path = tmp_path / "tiny.pt"
     torch.save({"w": view}, path)
@@ -97,7 +101,7 @@ def legacy_declaring(numel: int) -> bytes:
         pickle.load(reader)
     location = b"X\x03\x00\x00\x00cpuq\x06K\x07"  # ... 'cpu', then the storage's size as a one-byte int
     at = data.index(location, reader.tell()) + len(location) - 2
-    return data[:at] + b"J" + struct.pack("<i", numel) + data[at + 2:]
+    return data[:at] + b"J" + struct.pack("<i", numel) + data[at + 2 :]
 
 
 @pytest.mark.parametrize("content", ["view", "legacy"])

@@ -11,11 +11,12 @@ import struct
 
 import pytest
 
-from fake_models import write_fake_model
 from studio.core.errors import ModelFileError, ModelNotFound, StudioError
 from studio.models import formats
 from studio.models.registry import ModelInfo, ModelRegistry, default_roots
 from studio.models.safe_files import check_safetensors, model_file
+
+from fake_models import write_fake_model
 
 DEEP = "[" * 200_000 + "]" * 200_000  # past the JSON parser's recursion limit
 HUGE = "9" * 5000  # past Python's 4300-digit limit for int()
@@ -26,6 +27,7 @@ LORA_KEY = "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"
 @contextlib.contextmanager
 def never_hangs(seconds=20):
     """Turn a read that would block forever (a named pipe opened for reading) into a failure."""
+
     def hung(signum, frame):
         raise AssertionError("the studio opened a named pipe and waited for a writer")
 
@@ -81,14 +83,17 @@ def make_diffusers(folder, index_text="{}"):
 # 1. JSON no parser can read, and `~nosuchuser`
 
 
-@pytest.mark.parametrize("where, text", [
-    ("config.json", '{"vocab_size": ' + HUGE + "}"),
-    ("config.json", '{"layers": ' + DEEP + "}"),
-    ("studio.json", '{"format": "fake", "kind": "image", "seed": ' + HUGE + "}"),
-    ("studio.json", '{"format": "fake", "kind": "image", "x": ' + DEEP + "}"),
-    ("model_index.json", '{"_class_name": ' + DEEP + "}"),
-    ("model_index.json", '{"_class_name": "StableDiffusionPipeline", "n": ' + HUGE + "}"),
-])
+@pytest.mark.parametrize(
+    "where, text",
+    [
+        ("config.json", '{"vocab_size": ' + HUGE + "}"),
+        ("config.json", '{"layers": ' + DEEP + "}"),
+        ("studio.json", '{"format": "fake", "kind": "image", "seed": ' + HUGE + "}"),
+        ("studio.json", '{"format": "fake", "kind": "image", "x": ' + DEEP + "}"),
+        ("model_index.json", '{"_class_name": ' + DEEP + "}"),
+        ("model_index.json", '{"_class_name": "StableDiffusionPipeline", "n": ' + HUGE + "}"),
+    ],
+)
 def test_json_no_parser_can_read_makes_one_unusable_model(models, where, text):
     folder = make_diffusers(models / "bad") if where == "model_index.json" else make_text(models / "bad", "{}")
     (folder / where).write_text(text)
@@ -158,14 +163,17 @@ def test_a_folder_linked_inside_the_model_folder_is_fine(models):
 # 4. A LoRA whose header the library would refuse
 
 
-@pytest.mark.parametrize("entry, data_bytes, why", [
-    ({"shape": [2], "data_offsets": [0, 8]}, 8, "data type"),
-    ({"dtype": "X9", "shape": [2], "data_offsets": [0, 8]}, 8, "data type"),
-    ({"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}, 8, "does not fill"),
-    ({"dtype": "F32", "shape": [2], "data_offsets": [-8, 8]}, 8, "offsets"),
-    ({"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}, 8, "does not start"),
-    ({"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, 16, "after its last tensor"),
-])
+@pytest.mark.parametrize(
+    "entry, data_bytes, why",
+    [
+        ({"shape": [2], "data_offsets": [0, 8]}, 8, "data type"),
+        ({"dtype": "X9", "shape": [2], "data_offsets": [0, 8]}, 8, "data type"),
+        ({"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}, 8, "does not fill"),
+        ({"dtype": "F32", "shape": [2], "data_offsets": [-8, 8]}, 8, "offsets"),
+        ({"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}, 8, "does not start"),
+        ({"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, 16, "after its last tensor"),
+    ],
+)
 def test_a_lora_with_a_malformed_header_is_unusable_when_listed(models, entry, data_bytes, why):
     write_safetensors(models / "style.safetensors", {LORA_KEY: entry}, data_bytes)
     registry = scan(models)
@@ -175,22 +183,28 @@ def test_a_lora_with_a_malformed_header_is_unusable_when_listed(models, entry, d
 
 
 def test_a_well_formed_lora_is_still_listed(models):
-    write_safetensors(models / "style.safetensors", {LORA_KEY: {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8]},
-                                                     "__metadata__": {"ss_network_dim": "2"}}, 8)
+    write_safetensors(
+        models / "style.safetensors",
+        {LORA_KEY: {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8]}, "__metadata__": {"ss_network_dim": "2"}},
+        8,
+    )
     assert [m.id for m in scan(models).models("lora")] == ["style"]
 
 
 # 5. Named pipes under the names of model files
 
 
-@pytest.mark.parametrize("where", [
-    "model.safetensors",  # a single-file checkpoint or LoRA in the models folder
-    "model.onnx",
-    "text/config.json",
-    "text/model.safetensors",
-    "sd/unet/diffusion_pytorch_model.safetensors",
-    "sd/unet/config.json",
-])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "model.safetensors",  # a single-file checkpoint or LoRA in the models folder
+        "model.onnx",
+        "text/config.json",
+        "text/model.safetensors",
+        "sd/unet/diffusion_pytorch_model.safetensors",
+        "sd/unet/config.json",
+    ],
+)
 def test_a_named_pipe_under_a_model_files_name_is_unusable_and_never_opened(models, where):
     make_text(models / "text", "{}")
     make_diffusers(models / "sd")

@@ -39,7 +39,8 @@ def test_a_config_making_far_more_tensors_than_its_files_hold_stops_being_built_
     limit = weights_match.TENSORS_PER_FILE_TENSOR * 10 + weights_match.TENSORS_SLACK
     assert info.value.message == (
         f"The config.json in model describes a model of more than {limit} tensors, but its weights hold 10: the "
-        "config does not belong to these weights, so the model was not built.")
+        "config does not belong to these weights, so the model was not built."
+    )
     assert len(made) <= limit // 2  # stopped at the limit, not after 200 000 layers
 
 
@@ -85,29 +86,40 @@ def test_a_tied_tensor_is_whole_when_either_side_of_the_pair_is_stored():
     compare(HERE, EXPECTED, {**norm, "embed.weight": (10, 4)}, tied=tied)
     compare(HERE, EXPECTED, {**norm, "head.weight": (10, 4)}, tied=tied)
     assert refused(found=norm, tied=tied).startswith(
-        "The weights in model lack 1 of the 3 tensors its config.json describes (embed.weight)")
+        "The weights in model lack 1 of the 3 tensors its config.json describes (embed.weight)"
+    )
 
 
 def test_missing_and_unexpected_tensors_are_counted_and_named_in_one_sentence():
     found = {"a": (1,), "b": (1,), "c": (1,), "norm.bias": (4,)}
     assert refused(found=found) == (
         "The weights in model lack 3 of the 4 tensors its config.json describes (embed.weight, head.weight, …) "
-        "and hold 3 tensors it does not (a, b, …): they do not belong to this config, so the model was not loaded.")
+        "and hold 3 tensors it does not (a, b, …): they do not belong to this config, so the model was not loaded."
+    )
 
 
 def test_the_librarys_ignore_lists_and_renamings_are_honoured():
     found = {"embed.gamma": (10, 4), "head.weight": (10, 4), "norm.weight": (4,), "old.masked_bias": (1,)}
+
     def rename(name):
         return (name.replace("gamma", "weight"),), True
 
-    compare(HERE, EXPECTED, found, rename=rename, ignore_missing=weights_match.patterns([r"norm\.bias"]),
-            ignore_unexpected=weights_match.patterns([r"masked_bias"]))
+    compare(
+        HERE,
+        EXPECTED,
+        found,
+        rename=rename,
+        ignore_missing=weights_match.patterns([r"norm\.bias"]),
+        ignore_unexpected=weights_match.patterns([r"masked_bias"]),
+    )
 
 
 def test_a_shape_the_config_does_not_give_is_refused_naming_both():
     found = {k: v for k, v in EXPECTED.items()} | {"embed.weight": (4_000_000, 4)}
-    assert refused(found=found) == ("The weights in model do not match its config.json: they hold embed.weight as "
-                                    "4000000×4 where the config makes it 10×4, so the model was not loaded.")
+    assert refused(found=found) == (
+        "The weights in model do not match its config.json: they hold embed.weight as "
+        "4000000×4 where the config makes it 10×4, so the model was not loaded."
+    )
 
 
 def test_a_split_tensor_fills_every_part_and_keeps_its_own_shape():
@@ -133,7 +145,9 @@ def test_a_header_without_a_shape_is_one_sentence(tmp_path):
     with pytest.raises(ModelFileError) as info:
         file_shapes([path], tmp_path)
     message = info.value.message
-    assert message.startswith(f"{tmp_path.name}/model.safetensors is not a valid safetensors file (") and "'w'" in message
+    assert (
+        message.startswith(f"{tmp_path.name}/model.safetensors is not a valid safetensors file (") and "'w'" in message
+    )
 
 
 def test_the_machine_budgets_and_sizes_in_words(monkeypatch, tmp_path):
@@ -145,5 +159,9 @@ def test_the_machine_budgets_and_sizes_in_words(monkeypatch, tmp_path):
     monkeypatch.setattr(memory, "MEMINFO", tmp_path / "absent")
     assert memory.available_bytes() > 0
     assert [memory.size_words(n) for n in (999, 1536, 4 * 10**6, 20 * 10**9)] == [
-        "999 bytes", "1.5 KB", "4.0 MB", "20 GB"]
+        "999 bytes",
+        "1.5 KB",
+        "4.0 MB",
+        "20 GB",
+    ]
     assert load_budget.shape_words((16384, 16384)) == "16384×16384" and load_budget.shape_words(()) == "a single number"

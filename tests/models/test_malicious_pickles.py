@@ -122,8 +122,17 @@ def p5_stack_global(canary: Path) -> bytes:
 def build_setstate(canary: Path) -> bytes:
     """OrderedDict(), BUILD {"__setstate__": os.system}, BUILD "touch": the second BUILD calls the
     instance's own __setstate__ (plain pickle looks it up on the instance)."""
-    return (PROTO2 + _global("collections", "OrderedDict") + b")R" + b"}" + _text("__setstate__")
-            + _global("os", "system") + b"sb" + _text(touch(canary)) + b"b.")
+    return (
+        PROTO2
+        + _global("collections", "OrderedDict")
+        + b")R"
+        + b"}"
+        + _text("__setstate__")
+        + _global("os", "system")
+        + b"sb"
+        + _text(touch(canary))
+        + b"b."
+    )
 
 
 def functools_partial(canary: Path) -> bytes:
@@ -134,22 +143,36 @@ def functools_partial(canary: Path) -> bytes:
 def copyreg_reconstructor(canary: Path) -> bytes:
     """copyreg._reconstructor(Popen, Popen, [...]) runs Popen.__init__ with the list."""
     argv = b"](" + _text("touch") + _text(str(canary)) + b"e"
-    return PROTO2 + _call("copyreg", "_reconstructor", _global("subprocess", "Popen"),
-                          _global("subprocess", "Popen"), argv) + b"."
+    return (
+        PROTO2
+        + _call("copyreg", "_reconstructor", _global("subprocess", "Popen"), _global("subprocess", "Popen"), argv)
+        + b"."
+    )
 
 
 def getattr_import(canary: Path) -> bytes:
     """getattr(importlib.import_module("os"), "system")("touch ..."): no os.system in the pickle."""
-    system = _global("builtins", "getattr") + b"(" + _call("importlib", "import_module", _text("os")) \
-        + _text("system") + b"tR"
+    system = (
+        _global("builtins", "getattr")
+        + b"("
+        + _call("importlib", "import_module", _text("os"))
+        + _text("system")
+        + b"tR"
+    )
     return PROTO2 + system + b"(" + _text(touch(canary)) + b"tR."
 
 
 def torch_gadget(canary: Path) -> bytes:
     """torch's own torch.storage._load_from_bytes, which unpickles its argument with weights_only=False."""
     inner = torch_bytes(Reduce(os.system, touch(canary)))
-    return b"\x80\x03" + _global("torch.storage", "_load_from_bytes") + b"(B" + struct.pack("<I", len(inner)) \
-        + inner + b"tR."
+    return (
+        b"\x80\x03"
+        + _global("torch.storage", "_load_from_bytes")
+        + b"(B"
+        + struct.pack("<I", len(inner))
+        + inner
+        + b"tR."
+    )
 
 
 def broken_after_payload(canary: Path) -> bytes:
@@ -171,20 +194,40 @@ class Variant:
 VARIANTS = [
     Variant("reduce-os-system", "model.pkl", os_system_pickle),
     Variant("reduce-exec-in-zip", "model.pt", lambda c: torch_bytes({**tensors(), "x": Reduce(exec, write_code(c))})),
-    Variant("reduce-eval", "model.pth",
-            lambda c: pickle_dumps(Reduce(eval, f"open({str(c)!r}, 'w')"), 4)),
-    Variant("subprocess-popen-a1111-ckpt", "model.ckpt",
-            lambda c: torch_bytes({"state_dict": tensors(), "callbacks": Reduce(subprocess.Popen, ["touch", str(c)])})),
-    Variant("nested-deep-in-tensors", "model.bin",
-            lambda c: torch_bytes({"state_dict": {"layers": [tensors(), {"deep": (torch.zeros(2), [
-                {"deeper": Reduce(os.system, touch(c))}])}]}})),
-    Variant("zip-data-pkl-replaced", "model.pt",
-            lambda c: zip_with_data_pkl(PROTO2 + _call("os", "system", _text(touch(c))) + b".")),
-    Variant("zip-renamed-safetensors", "model.safetensors",
-            lambda c: torch_bytes({**tensors(), "x": Reduce(os.system, touch(c))})),
+    Variant("reduce-eval", "model.pth", lambda c: pickle_dumps(Reduce(eval, f"open({str(c)!r}, 'w')"), 4)),
+    Variant(
+        "subprocess-popen-a1111-ckpt",
+        "model.ckpt",
+        lambda c: torch_bytes({"state_dict": tensors(), "callbacks": Reduce(subprocess.Popen, ["touch", str(c)])}),
+    ),
+    Variant(
+        "nested-deep-in-tensors",
+        "model.bin",
+        lambda c: torch_bytes(
+            {
+                "state_dict": {
+                    "layers": [tensors(), {"deep": (torch.zeros(2), [{"deeper": Reduce(os.system, touch(c))}])}]
+                }
+            }
+        ),
+    ),
+    Variant(
+        "zip-data-pkl-replaced",
+        "model.pt",
+        lambda c: zip_with_data_pkl(PROTO2 + _call("os", "system", _text(touch(c))) + b"."),
+    ),
+    Variant(
+        "zip-renamed-safetensors",
+        "model.safetensors",
+        lambda c: torch_bytes({**tensors(), "x": Reduce(os.system, touch(c))}),
+    ),
     Variant("raw-renamed-safetensors", "model.safetensors", os_system_pickle),
-    Variant("env-force-no-weights-only", "model.pt",
-            lambda c: torch_bytes({**tensors(), "x": Reduce(os.system, touch(c))}), env=True),
+    Variant(
+        "env-force-no-weights-only",
+        "model.pt",
+        lambda c: torch_bytes({**tensors(), "x": Reduce(os.system, touch(c))}),
+        env=True,
+    ),
     Variant("env-force-no-weights-only-raw", "model.ckpt", os_system_pickle, env=True),
     Variant("protocol0-inst", "model.pkl", lambda c: b"(S" + repr(touch(c)).encode() + b"\nios\nsystem\n."),
     Variant("protocol0-global", "model.bin", lambda c: b"cos\nsystem\n(S" + repr(touch(c)).encode() + b"\ntR."),
@@ -194,8 +237,11 @@ VARIANTS = [
     Variant("copyreg-reconstructor", "model.ckpt", copyreg_reconstructor),
     Variant("getattr-import-module", "model.pkl", getattr_import),
     Variant("torch-load-from-bytes-gadget", "model.pt", torch_gadget),
-    Variant("legacy-torch-format", "model.pth",
-            lambda c: torch_bytes({**tensors(), "x": Reduce(os.system, touch(c))}, legacy=True)),
+    Variant(
+        "legacy-torch-format",
+        "model.pth",
+        lambda c: torch_bytes({**tensors(), "x": Reduce(os.system, touch(c))}, legacy=True),
+    ),
     Variant("payload-then-broken-zip", "model.ckpt", lambda c: zip_with_data_pkl(broken_after_payload(c))),
 ]
 
@@ -266,8 +312,13 @@ def test_control_every_variant_runs_its_payload_when_loaded_unsafely(tmp_path):
         path = make(v, tmp_path / v.name, canary)
         items.append({"path": str(path), "canary": str(canary), "env": v.env})
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCH_FORCE")}
-    subprocess.run([sys.executable, "-c", UNSAFE_LOADER, json.dumps(items)], cwd=tmp_path, env=env, timeout=120,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", UNSAFE_LOADER, json.dumps(items)],
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        capture_output=True,
+    )
     fired = {v.name for v in VARIANTS if (tmp_path / v.name / "canary").exists()}
     assert fired == {v.name for v in VARIANTS}, f"not live: {sorted({v.name for v in VARIANTS} - fired)}"
 
@@ -296,9 +347,11 @@ def test_a_malicious_file_is_refused_every_way_it_can_be_opened(variant, sandbox
     # The command line: listing, and every command that takes --model.
     assert main(["models"]) == 0
     assert "unusable" in capsys.readouterr().err
-    for argv in (["generate", "x", "--model", str(path), "--steps", "1"],
-                 ["write", "x", "--model", str(path), "--max-tokens", "1"],
-                 ["morph", "--model", str(path), "--seeds", "1,2", "--out", str(tmp_path / "m.gif")]):
+    for argv in (
+        ["generate", "x", "--model", str(path), "--steps", "1"],
+        ["write", "x", "--model", str(path), "--max-tokens", "1"],
+        ["morph", "--model", str(path), "--seeds", "1,2", "--out", str(tmp_path / "m.gif")],
+    ):
         assert main(argv) != 0
         assert "pickle" in one_sentence(capsys.readouterr().err)
 
@@ -333,8 +386,11 @@ def test_a_malicious_pytorch_model_bin_in_a_transformers_folder_never_runs(varia
     assert registry.models() == []
     [problem] = registry.problems
     assert "pickle file (pytorch_model.bin)" in problem.message and "studio convert" in problem.message
-    for argv in (["write", "x", "--model", "llm", "--max-tokens", "1"], ["write", "x", "--model", str(folder)],
-                 ["generate", "x", "--model", str(folder)]):
+    for argv in (
+        ["write", "x", "--model", "llm", "--max-tokens", "1"],
+        ["write", "x", "--model", str(folder)],
+        ["generate", "x", "--model", str(folder)],
+    ):
         assert main(argv) != 0
         assert "pickle" in one_sentence(capsys.readouterr().err)
     assert main(["convert", str(folder)]) == 1
@@ -381,8 +437,10 @@ def test_beside_real_safetensors_a_malicious_bin_is_never_read(variant, tiny_gpt
 # The opt-in on benign files: converted once, and only the copy is used
 # ------------------------------------------------------------------------------------------------
 
-LORA = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.randn(4, 32),
-        "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.randn(32, 4)}
+LORA = {
+    "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.randn(4, 32),
+    "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.randn(32, 4),
+}
 
 
 def test_a_benign_ckpt_converts_once_and_only_the_copy_is_used(sandbox_dirs, capsys):
@@ -465,7 +523,8 @@ def test_a_pickle_of_no_tensors_is_refused(tmp_path, capsys):
     torch.save({"epoch": 1, "lr": 0.1}, path)
     assert main(["convert", str(path)]) == 1
     assert one_sentence(capsys.readouterr().err) == (
-        "studio: settings.pt holds no named tensors (no state dict), so there is nothing to convert.")
+        "studio: settings.pt holds no named tensors (no state dict), so there is nothing to convert."
+    )
 
 
 def test_the_refusal_says_how_to_opt_in_for_that_one_file(tmp_path):
@@ -475,7 +534,8 @@ def test_the_refusal_says_how_to_opt_in_for_that_one_file(tmp_path):
         formats.detect(path)
     assert info.value.message == (
         "model.ckpt is a pickle file, which can run code when loaded, so the studio does not load it; to use it "
-        f"anyway, convert it once with `studio convert {path}` (only its tensors are read, nothing in it runs).")
+        f"anyway, convert it once with `studio convert {path}` (only its tensors are read, nothing in it runs)."
+    )
 
 
 def test_the_converter_runs_apart_with_weights_only_forced(tmp_path, monkeypatch):
@@ -500,8 +560,13 @@ def test_the_converter_runs_apart_with_weights_only_forced(tmp_path, monkeypatch
 
 def _torch_load_calls(tree: ast.AST):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "load"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "torch"
+        ):
             yield node
 
 
@@ -526,4 +591,3 @@ def test_folder_names_follow_the_libraries():
     assert name("pytorch_model-00001-of-00002.bin") == "model-00001-of-00002.safetensors"
     assert name("diffusion_pytorch_model.bin") == "diffusion_pytorch_model.safetensors"
     assert name("adapter_model.bin") == "adapter_model.safetensors"
-

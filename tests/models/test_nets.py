@@ -12,8 +12,13 @@ def test_half_precision_weights_load_as_stored_and_decode_in_float32(tmp_path):
     torch.manual_seed(0)
     net = LatentDecoder(latent_dim=4, image_size=16, base_channels=2)
     save_file({k: v.half() for k, v in net.state_dict().items()}, str(tmp_path / "decoder.safetensors"))
-    manifest = {"format": "studio-latent", "latent_dim": 4, "image_size": 16,
-                "decoder": {"base_channels": 2}, "weights": "decoder.safetensors"}
+    manifest = {
+        "format": "studio-latent",
+        "latent_dim": 4,
+        "image_size": 16,
+        "decoder": {"base_channels": 2},
+        "weights": "decoder.safetensors",
+    }
     (tmp_path / "studio.json").write_text(json.dumps(manifest))
 
     weights = load_weights(tmp_path / "decoder.safetensors")

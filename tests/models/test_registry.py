@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from fake_models import write_fake_model
 from studio.core.errors import ModelFileError, ModelNotFound
 from studio.models import formats
 from studio.models.registry import ModelRegistry, default_roots
+
+from fake_models import write_fake_model
 
 
 def make_diffusers(folder):
@@ -116,9 +117,9 @@ def test_latent_size_comes_from_the_manifest_top_level_or_decoder_part(tmp_path)
 
 
 def test_the_users_own_models_come_before_the_embedded_defaults(tmp_path):
-    from fake_models import write_fake_model
-
     from studio.models.registry import ModelRegistry
+
+    from fake_models import write_fake_model
 
     embedded, user = tmp_path / "embedded", tmp_path / "user"
     for name in ("emoji-gan", "emoji-vae", "aaa-latent"):

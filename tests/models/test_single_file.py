@@ -10,13 +10,15 @@ import zipfile
 
 import pytest
 
-import fake_checkpoints as fc
 from studio.core.errors import ModelFileError
 from studio.engine.backends.diffusion.single_file_pipeline import CONFIG_ROOT
 from studio.models import formats
-from studio.models.clip_tokenizer import MERGES_FILE, TOKENIZER_DIR, load_clip_tokenizer, main as tokenizer_main
+from studio.models.clip_tokenizer import MERGES_FILE, TOKENIZER_DIR, load_clip_tokenizer
+from studio.models.clip_tokenizer import main as tokenizer_main
 from studio.models.registry import ModelRegistry
 from studio.models.single_file import detect_family, inspect_checkpoint
+
+import fake_checkpoints as fc
 
 PROMPT = "a photo of a cat"
 
@@ -89,8 +91,10 @@ def test_the_shipped_configs_build_the_published_architectures(family):
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert (count(unet), count(vae), tuple(count(t) for t in texts)) == PUBLISHED[family]
     index = json.loads((CONFIG_ROOT / family / "model_index.json").read_text())
-    assert index["_class_name"] == {"sdxl": "StableDiffusionXLPipeline", "sd15-inpaint": "StableDiffusionInpaintPipeline"}.get(
-        family, "StableDiffusionPipeline")
+    assert index["_class_name"] == {
+        "sdxl": "StableDiffusionXLPipeline",
+        "sd15-inpaint": "StableDiffusionInpaintPipeline",
+    }.get(family, "StableDiffusionPipeline")
 
 
 def full_size_checkpoint(path, family):
@@ -145,42 +149,66 @@ VAE_KEY = {"first_stage_model.encoder.conv_in.weight": (1, 3, 3, 3)}
 
 
 def sd_header(text, context, channels=4, extra=None):
-    shapes = {UNET + "input_blocks.0.0.weight": (1, channels, 1, 1),
-              UNET + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (1, context), **VAE_KEY, **text}
+    shapes = {
+        UNET + "input_blocks.0.0.weight": (1, channels, 1, 1),
+        UNET + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (1, context),
+        **VAE_KEY,
+        **text,
+    }
     return {**shapes, **(extra or {})}
 
 
 SD1_TEXT = {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (1, 768)}
-SD2_TEXT = {"cond_stage_model.model.token_embedding.weight": (1, 1024),
-            "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": (3, 1)}
-XL_TEXT = {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": (1, 768),
-           "conditioner.embedders.1.model.token_embedding.weight": (1, 1280),
-           "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight": (3, 1)}
+SD2_TEXT = {
+    "cond_stage_model.model.token_embedding.weight": (1, 1024),
+    "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": (3, 1),
+}
+XL_TEXT = {
+    "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": (1, 768),
+    "conditioner.embedders.1.model.token_embedding.weight": (1, 1280),
+    "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight": (3, 1),
+}
 
 
-@pytest.mark.parametrize("name, shapes, family", [
-    ("sd15.safetensors", sd_header(SD1_TEXT, 768), "sd15"),
-    ("sd15-inpainting.safetensors", sd_header(SD1_TEXT, 768, channels=9), "sd15-inpaint"),
-    ("sd21.safetensors", sd_header(SD2_TEXT, 1024), "sd2"),
-    ("sdxl.safetensors", sd_header(XL_TEXT, 2048), "sdxl"),
-    ("kohya-lora.safetensors", {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 8),
-                                "lora_te_text_model_encoder_layers_0_mlp_fc1.alpha": ()}, "lora"),
-    ("peft-lora.safetensors", {"unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": (4, 8)}, "lora"),
-    ("lycoris.safetensors", {"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": (4, 8)}, "lora"),
-    ("ldm-named-lora.safetensors", {UNET + "input_blocks.1.1.proj_in.lora_down.weight": (4, 8)}, "lora"),
-])
+@pytest.mark.parametrize(
+    "name, shapes, family",
+    [
+        ("sd15.safetensors", sd_header(SD1_TEXT, 768), "sd15"),
+        ("sd15-inpainting.safetensors", sd_header(SD1_TEXT, 768, channels=9), "sd15-inpaint"),
+        ("sd21.safetensors", sd_header(SD2_TEXT, 1024), "sd2"),
+        ("sdxl.safetensors", sd_header(XL_TEXT, 2048), "sdxl"),
+        (
+            "kohya-lora.safetensors",
+            {
+                "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": (4, 8),
+                "lora_te_text_model_encoder_layers_0_mlp_fc1.alpha": (),
+            },
+            "lora",
+        ),
+        ("peft-lora.safetensors", {"unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": (4, 8)}, "lora"),
+        ("lycoris.safetensors", {"lora_unet_mid_block_attentions_0_proj_in.hada_w1_a": (4, 8)}, "lora"),
+        ("ldm-named-lora.safetensors", {UNET + "input_blocks.1.1.proj_in.lora_down.weight": (4, 8)}, "lora"),
+    ],
+)
 def test_the_family_comes_from_the_header(tmp_path, name, shapes, family):
     assert detect_family(fc.write_header_only(tmp_path / name, shapes)) == family
 
 
-@pytest.mark.parametrize("name, metadata, tensors, expected", [
-    ("v2-1_768-ema-pruned.safetensors", None, {}, ("v_prediction", 768)),
-    ("v2-1_512-ema-pruned.safetensors", None, {}, ("epsilon", 512)),
-    ("my-sd2-finetune.safetensors", {"modelspec.prediction_type": "epsilon"}, {}, ("epsilon", 512)),
-    ("my-sd2-finetune.safetensors", {"ss_v_parameterization": "True", "modelspec.resolution": "640x640"}, {},
-     ("v_prediction", 640)),
-    ("my-sd2-finetune.safetensors", None, {"v_pred": ()}, ("v_prediction", 768)),
-])
+@pytest.mark.parametrize(
+    "name, metadata, tensors, expected",
+    [
+        ("v2-1_768-ema-pruned.safetensors", None, {}, ("v_prediction", 768)),
+        ("v2-1_512-ema-pruned.safetensors", None, {}, ("epsilon", 512)),
+        ("my-sd2-finetune.safetensors", {"modelspec.prediction_type": "epsilon"}, {}, ("epsilon", 512)),
+        (
+            "my-sd2-finetune.safetensors",
+            {"ss_v_parameterization": "True", "modelspec.resolution": "640x640"},
+            {},
+            ("v_prediction", 640),
+        ),
+        ("my-sd2-finetune.safetensors", None, {"v_pred": ()}, ("v_prediction", 768)),
+    ],
+)
 def test_sd2_prediction_type_and_size_come_from_metadata_then_the_name(tmp_path, name, metadata, tensors, expected):
     path = fc.write_header_only(tmp_path / name, sd_header(SD2_TEXT, 1024, extra=tensors), metadata)
     found = inspect_checkpoint(path)
@@ -202,7 +230,8 @@ def test_formats_and_the_registry_list_checkpoints_as_images_and_loras_apart(tmp
     assert [m.id for m in registry.models("lora")] == ["style"]
     assert registry.resolve("dreamy-xl").default_size == 1024
     assert [(p.path.name, p.message) for p in registry.problems] == [
-        ("half-copied.safetensors", "half-copied.safetensors is incomplete: check its size and copy it again.")]
+        ("half-copied.safetensors", "half-copied.safetensors is incomplete: check its size and copy it again.")
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,23 +284,32 @@ def test_a_web_page_saved_as_safetensors_is_named(tmp_path):
 
 
 def test_an_unknown_family_says_what_its_tensors_look_like(tmp_path):
-    path = fc.write_header_only(tmp_path / "upscaler.safetensors",
-                                {"conv_first.weight": (4, 3, 3, 3), "body.0.rdb1.conv1.weight": (4, 4, 3, 3),
-                                 "conv_last.weight": (3, 4, 3, 3), "conv_up1.weight": (4, 4, 3, 3)})
+    path = fc.write_header_only(
+        tmp_path / "upscaler.safetensors",
+        {
+            "conv_first.weight": (4, 3, 3, 3),
+            "body.0.rdb1.conv1.weight": (4, 4, 3, 3),
+            "conv_last.weight": (3, 4, 3, 3),
+            "conv_up1.weight": (4, 4, 3, 3),
+        },
+    )
     assert sentence(path) == (
         "upscaler.safetensors is not a Stable Diffusion 1.x/2.x/XL checkpoint (its tensors are named like "
         "'body.0.rdb1.conv1.weight', 'conv_first.weight', 'conv_last.weight', …)."
     )
 
 
-@pytest.mark.parametrize("shapes, words", [
-    (sd_header(SD1_TEXT, 1024), "mixes parts of different models"),
-    (sd_header(SD2_TEXT, 1024, channels=9), "Stable Diffusion 2.x inpainting checkpoint"),
-    (sd_header(SD1_TEXT, 768, channels=8), "takes 8 input channels"),
-    ({UNET + "input_blocks.0.0.weight": (1, 4, 1, 1), **VAE_KEY}, "no text encoder"),
-    ({k: v for k, v in sd_header(SD1_TEXT, 768).items() if not k.startswith("first_stage")}, "no VAE"),
-    (sd_header({"conditioner.embedders.0.model.token_embedding.weight": (1, 1280)}, 1280), "SDXL base"),
-])
+@pytest.mark.parametrize(
+    "shapes, words",
+    [
+        (sd_header(SD1_TEXT, 1024), "mixes parts of different models"),
+        (sd_header(SD2_TEXT, 1024, channels=9), "Stable Diffusion 2.x inpainting checkpoint"),
+        (sd_header(SD1_TEXT, 768, channels=8), "takes 8 input channels"),
+        ({UNET + "input_blocks.0.0.weight": (1, 4, 1, 1), **VAE_KEY}, "no text encoder"),
+        ({k: v for k, v in sd_header(SD1_TEXT, 768).items() if not k.startswith("first_stage")}, "no VAE"),
+        (sd_header({"conditioner.embedders.0.model.token_embedding.weight": (1, 1280)}, 1280), "SDXL base"),
+    ],
+)
 def test_checkpoints_the_studio_cannot_run_say_why(tmp_path, shapes, words):
     assert words in sentence(fc.write_header_only(tmp_path / "odd.safetensors", shapes))
 
@@ -304,8 +342,16 @@ def assert_same_weights(original, loaded, components):
 def generate(pipe, **extra):
     import torch
 
-    return pipe(prompt=PROMPT, num_inference_steps=2, width=64, height=64, guidance_scale=5.0,
-                generator=torch.Generator("cpu").manual_seed(7), output_type="np", **extra).images[0]
+    return pipe(
+        prompt=PROMPT,
+        num_inference_steps=2,
+        width=64,
+        height=64,
+        guidance_scale=5.0,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
+        **extra,
+    ).images[0]
 
 
 def test_an_sd1_checkpoint_loads_offline_with_every_tensor_and_draws_the_same_image(tiny_sd1, no_sockets):
@@ -355,7 +401,10 @@ def test_a_checkpoint_missing_a_tensor_is_one_sentence(tiny_sd1, tmp_path):
     save_file(state, str(tmp_path / "pruned.safetensors"))
     with pytest.raises(ModelFileError) as info:
         load_single_file_pipeline(tmp_path / "pruned.safetensors", "sd15", torch.float32, config_root=configs)
-    assert info.value.message == "pruned.safetensors lacks some of its weights: it is not a complete Stable Diffusion 1.x checkpoint."
+    assert (
+        info.value.message
+        == "pruned.safetensors lacks some of its weights: it is not a complete Stable Diffusion 1.x checkpoint."
+    )
 
 
 def test_a_v_prediction_file_gets_a_v_prediction_scheduler(tiny_sd1):
@@ -407,8 +456,11 @@ def test_an_sdxl_checkpoint_loads_offline_with_every_tensor_and_draws_the_same_i
 
 def test_no_shipped_resource_is_over_a_megabyte():
     root = CONFIG_ROOT.parent
-    big = [p for p in root.rglob("*") if p.is_file() and p.stat().st_size > 1_000_000
-           and not p.is_relative_to(root / "models")]
+    big = [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.stat().st_size > 1_000_000 and not p.is_relative_to(root / "models")
+    ]
     assert big == []
     assert all(re.fullmatch(r"[\w.-]+", p.name) for p in (root / "sd-configs").rglob("*"))
 
@@ -431,5 +483,6 @@ def test_a_checkpoint_with_a_flat_text_encoder_loads_every_tensor_and_draws_the_
     assert detect_family(flat) == "sd15"
     pipe = load_single_file_pipeline(flat, "sd15", torch.float32, config_root=configs)
     assert_same_weights(original, pipe, ("unet", "vae", "text_encoder"))
-    np.testing.assert_array_equal(generate(pipe), generate(load_single_file_pipeline(path, "sd15", torch.float32,
-                                                                                     config_root=configs)))
+    np.testing.assert_array_equal(
+        generate(pipe), generate(load_single_file_pipeline(path, "sd15", torch.float32, config_root=configs))
+    )

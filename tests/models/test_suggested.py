@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from fake_models import write_fake_model
 from studio.models import formats
 from studio.models.registry import ModelRegistry, Suggested
+
+from fake_models import write_fake_model
 
 
 def _model(tmp_path, **manifest):
@@ -37,14 +38,17 @@ def test_a_diffusers_folder_suggests_the_size_its_configs_give(tmp_path):
     assert model.suggested == Suggested(size=256, steps=None, guidance_scale=None)
 
 
-@pytest.mark.parametrize("defaults", [
-    {"steps": "20", "guidance_scale": "7"},
-    {"steps": True, "guidance_scale": False},
-    {"steps": 12.0, "guidance_scale": [7]},
-    {"steps": 0, "guidance_scale": -1},  # out of an image job's bounds
-    {"steps": 1001, "guidance_scale": math.inf},
-    {"steps": None, "guidance_scale": None},
-])
+@pytest.mark.parametrize(
+    "defaults",
+    [
+        {"steps": "20", "guidance_scale": "7"},
+        {"steps": True, "guidance_scale": False},
+        {"steps": 12.0, "guidance_scale": [7]},
+        {"steps": 0, "guidance_scale": -1},  # out of an image job's bounds
+        {"steps": 1001, "guidance_scale": math.inf},
+        {"steps": None, "guidance_scale": None},
+    ],
+)
 def test_suggestions_of_the_wrong_type_or_out_of_bounds_are_ignored(tmp_path, defaults, caplog):
     with caplog.at_level(logging.WARNING, logger="studio.models.registry"):
         model = _model(tmp_path, image_size=64, defaults=defaults)

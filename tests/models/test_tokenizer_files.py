@@ -21,8 +21,10 @@ def from_legacy_files_only(folder, tmp_path, cls):
     return cls.from_pretrained(str(copy), local_files_only=True)
 
 
-@pytest.mark.parametrize("folder, cls", [(EMBEDDED_MODELS_DIR / "emoji-sd" / "tokenizer", CLIPTokenizer),
-                                         (EMBEDDED_MODELS_DIR / "prose", GPT2Tokenizer)])
+@pytest.mark.parametrize(
+    "folder, cls",
+    [(EMBEDDED_MODELS_DIR / "emoji-sd" / "tokenizer", CLIPTokenizer), (EMBEDDED_MODELS_DIR / "prose", GPT2Tokenizer)],
+)
 def test_the_shipped_tokenizers_read_the_same_from_vocab_and_merges(folder, cls, tmp_path):
     config = json.loads((folder / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] != "TokenizersBackend"
@@ -34,8 +36,11 @@ def test_the_shipped_tokenizers_read_the_same_from_vocab_and_merges(folder, cls,
 
 def test_legacy_files_are_written_once_and_keep_what_is_there(tmp_path):
     folder = tmp_path / "tok"
-    shutil.copytree(EMBEDDED_MODELS_DIR / "prose", folder,
-                    ignore=shutil.ignore_patterns("vocab.json", "merges.txt", "*.safetensors"))
+    shutil.copytree(
+        EMBEDDED_MODELS_DIR / "prose",
+        folder,
+        ignore=shutil.ignore_patterns("vocab.json", "merges.txt", "*.safetensors"),
+    )
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "TokenizersBackend"}))
     assert write_legacy_tokenizer_files(folder) == ["vocab.json", "merges.txt", "tokenizer_config.json"]
@@ -59,8 +64,11 @@ def test_the_shipped_text_encoder_names_its_weights_as_transformers_4_reads_them
     flat = tmp_path / "flat"
     shutil.copytree(folder, flat)
     from safetensors.torch import load_file, save_file
-    save_file({k[len("text_model."):]: v for k, v in load_file(str(flat / "model.safetensors")).items()},
-              str(flat / "model.safetensors"))
+
+    save_file(
+        {k[len("text_model.") :]: v for k, v in load_file(str(flat / "model.safetensors")).items()},
+        str(flat / "model.safetensors"),
+    )
     assert write_clip_text_encoder_for_older_readers(flat) is True
     assert write_clip_text_encoder_for_older_readers(flat) is False
     shipped, info = CLIPTextModel.from_pretrained(str(folder), output_loading_info=True)

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from fake_models import write_fake_model
 from studio.core.errors import SpecError
 from studio.core.jobs import ImageJob, LatentDecodeJob
 from studio.engine.runner import Runner
-from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
+from studio.state.engine_thread import EngineThread
+
+from fake_models import write_fake_model
 
 
 @pytest.fixture

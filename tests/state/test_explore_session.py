@@ -8,7 +8,6 @@ import weakref
 
 import numpy as np
 import pytest
-from fake_models import write_fake_model
 from PIL import Image
 
 from studio.core.events import ImageResult
@@ -20,6 +19,8 @@ from studio.state.engine_thread import EngineThread
 from studio.state.explore_morphs import MorphKeys, morph_spec
 from studio.state.explore_session import ExploreSession, travel_latent
 from studio.state.jobs import INTERACTIVE_HISTORY, JobList, JobState
+
+from fake_models import write_fake_model
 
 POINT = (1.5,) + (0.0,) * 7
 OTHER = (0.0, -2.0) + (0.0,) * 6
@@ -65,6 +66,7 @@ def idle(jobs) -> bool:
 
 
 # -- the canvas: newest wins ----------------------------------------------------------------------------
+
 
 def test_a_decode_reaches_the_canvas_with_its_point(qtbot, jobs, session):
     frames = heard(session.frame_ready)
@@ -141,6 +143,7 @@ def test_work_for_the_map_or_a_thumbnail_waits_while_a_decode_is_on_its_way(qtbo
 
 # -- thumbnails, the map, encodes ----------------------------------------------------------------------
 
+
 def test_thumbnails_arrive_and_a_failed_one_is_given_up(qtbot, jobs, session, monkeypatch):
     real_decode = FakeBackend.decode
 
@@ -194,6 +197,7 @@ def test_an_encoded_picture_brings_its_latent_and_an_unreadable_one_brings_none(
 
 # -- a diffusion model's previews -------------------------------------------------------------------------
 
+
 def test_previews_newest_wins(qtbot, jobs, session):
     session.set_model("fake-image")
     previews, frames = heard(session.preview_ready), heard(session.frame_ready)
@@ -207,6 +211,7 @@ def test_previews_newest_wins(qtbot, jobs, session):
 
 
 # -- morphs -------------------------------------------------------------------------------------------------
+
 
 def test_a_playing_morph_keeps_the_canvas_until_a_decode_stops_it(qtbot, jobs, session):
     morphs = session.morphs
@@ -255,8 +260,9 @@ def test_an_export_renders_frames_to_write_and_a_cancel_ends_it(qtbot, jobs):
     assert progress and progress[-1][1] > 0
 
     morphs.export(MorphKeys(latents=(POINT, OTHER), settings=MORPH))
-    qtbot.waitUntil(lambda: morphs.export_job is not None and morphs.export_job.state is JobState.RUNNING,
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: morphs.export_job is not None and morphs.export_job.state is JobState.RUNNING, timeout=10_000
+    )
     assert morphs.cancel_export()
     qtbot.waitUntil(lambda: bool(ended), timeout=10_000)
     assert ended == [("Export cancelled.",)] and len(written) == 1 and not morphs.is_exporting()
@@ -264,7 +270,14 @@ def test_an_export_renders_frames_to_write_and_a_cancel_ends_it(qtbot, jobs):
 
 def test_a_diffusion_models_keys_travel_by_prompt_and_seed():
     keys = ({"prompt": "a", "seed": 3}, {"prompt": "a", "seed": 4})
-    spec = morph_spec("tiny-sd", MorphKeys(latents=tuple(travel_latent(k) for k in keys), payloads=keys,
-                                           settings=MORPH, travel={"steps": 2, "width": 64, "height": 64}))
+    spec = morph_spec(
+        "tiny-sd",
+        MorphKeys(
+            latents=tuple(travel_latent(k) for k in keys),
+            payloads=keys,
+            settings=MORPH,
+            travel={"steps": 2, "width": 64, "height": 64},
+        ),
+    )
     assert (spec.seeds, spec.prompt, spec.latents, spec.steps, spec.frames) == ((3, 4), "a", (), 2, 4)
     assert travel_latent(keys[0]) != travel_latent(keys[1]) and travel_latent(keys[0])[0] == 3.0

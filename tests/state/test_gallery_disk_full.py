@@ -37,8 +37,10 @@ class FullDisk:
         self.free = free
         real_fdopen = os.fdopen
         if at_fsync:
+
             def full_fsync(fd):
                 raise OSError(errno.ENOSPC, ENOSPC)
+
             monkeypatch.setattr(atomic.os, "fsync", full_fsync)
         else:
             monkeypatch.setattr(atomic.os, "fdopen", lambda fd, *a, **k: _FillingFile(real_fdopen(fd, *a, **k), self))
@@ -102,17 +104,24 @@ def test_a_full_disk_is_one_sentence_naming_the_folder_and_leaves_nothing_behind
 
 
 def test_the_writer_says_so_when_the_disk_fills_mid_batch_and_carries_on_when_there_is_room(
-        qtbot, tmp_path, monkeypatch):
+    qtbot, tmp_path, monkeypatch
+):
     gallery = Gallery(tmp_path / "gallery")
     writer = GalleryWriter(gallery)
     reports = []  # (which write, the paths it reported): each write reports to its own callback
     with monkeypatch.context() as m:
         one_image = len(Path(gallery.save(image(0), spec(0))).read_bytes())
         FullDisk(m, free=one_image + 100)  # room for one more image of this batch, not two
-        with qtbot.waitSignal(writer.failed, timeout=5_000) as failed, \
-                qtbot.waitSignal(writer.saved, timeout=5_000) as saved:
-            writer.write((image(1), image(2), image(3)), [spec(1), spec(2), spec(3)], {},
-                         on_saved=lambda paths: reports.append((1, paths)))
+        with (
+            qtbot.waitSignal(writer.failed, timeout=5_000) as failed,
+            qtbot.waitSignal(writer.saved, timeout=5_000) as saved,
+        ):
+            writer.write(
+                (image(1), image(2), image(3)),
+                [spec(1), spec(2), spec(3)],
+                {},
+                on_saved=lambda paths: reports.append((1, paths)),
+            )
     [(job_id, written)] = reports
     assert failed.args == [f"Could not save the image in {gallery.folder} ({ENOSPC})."] and job_id == 1
     assert saved.args == [written]
@@ -132,7 +141,7 @@ SIZE = 640  # noise this size packs to ~1.2 MB
 # The child saves images through Gallery.save in a loop and says when each file write starts (the
 # write itself is the real one), so the parent can kill it inside a write rather than while it
 # is still packing the pixels, which takes most of the time.
-CHILD = f'''
+CHILD = f"""
 import sys
 from pathlib import Path
 import numpy as np
@@ -153,7 +162,7 @@ while True:
     print(gallery.save(rgb, ImageJob(model="m", prompt=f"noise {{seed}}", seed=seed, width={SIZE}, height={SIZE})),
           flush=True)
     n += 1
-'''
+"""
 
 
 @pytest.mark.slow
@@ -163,12 +172,17 @@ def test_an_image_is_never_half_written_when_the_studio_is_killed_while_saving(t
     folder, rng, checked = tmp_path / "gallery", random.Random(11), set()
     kills = 20
     for run in range(kills):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(run)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(folder), str(run)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             lines = [child.stdout.readline() for _ in range(3)]  # the first image saved, the next one writing
-            assert lines[1].endswith(".png\n") and lines[2] == "writing\n", \
+            assert lines[1].endswith(".png\n") and lines[2] == "writing\n", (
                 f"the child never saved: {lines!r} {child.stderr.read()[-2000:]}"
+            )
             # Within the write: writing 1.2 MB takes about a millisecond, its fsync a few more. (With
             # a plain open-and-write instead of write_atomic, about one kill in five tears an image.)
             time.sleep(rng.uniform(0, 0.003))

@@ -41,7 +41,10 @@ def test_a_disk_that_says_no_is_one_sentence(qtbot, tmp_path):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("x")
     writer = GalleryWriter(Gallery(blocked / "gallery"))
-    with qtbot.waitSignal(writer.failed, timeout=5_000) as failed, qtbot.waitSignal(writer.saved, timeout=5_000) as saved:
+    with (
+        qtbot.waitSignal(writer.failed, timeout=5_000) as failed,
+        qtbot.waitSignal(writer.saved, timeout=5_000) as saved,
+    ):
         writer.write(images(1), specs(1), {})
     assert failed.args[0].startswith("Could not save the image in ") and failed.args[0].endswith(").")
     assert saved.args[0] == []

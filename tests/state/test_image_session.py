@@ -8,7 +8,6 @@ import itertools
 
 import numpy as np
 import pytest
-from fake_models import write_fake_model
 
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob, Lane
@@ -18,6 +17,8 @@ from studio.state.engine_thread import EngineThread
 from studio.state.gallery import Gallery
 from studio.state.image_session import ImageSession
 from studio.state.jobs import JobHandle, JobList, JobState
+
+from fake_models import write_fake_model
 
 
 class Canvas:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from fake_models import write_fake_model
 
 from studio.core.errors import SpecError
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.runner import Runner
-from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
 from studio.state import jobs as jobs_module
+from studio.state.engine_thread import EngineThread
 from studio.state.jobs import JobList, JobState
+
+from fake_models import write_fake_model
 
 
 @pytest.fixture

@@ -11,8 +11,13 @@ from studio.state.settings_store import SettingsStore
 def test_values_round_trip_with_their_types(sandbox_dirs):
     store = SettingsStore()
     assert store.path == paths.config_dir() / "window.ini"
-    for key, value in {"image/prompt": "a kite, 2 birds", "image/steps": 33, "image/guidance_scale": 6.5,
-                       "image/random_seed": False, "window/geometry": QByteArray(b"\x00\x01geom")}.items():
+    for key, value in {
+        "image/prompt": "a kite, 2 birds",
+        "image/steps": 33,
+        "image/guidance_scale": 6.5,
+        "image/random_seed": False,
+        "window/geometry": QByteArray(b"\x00\x01geom"),
+    }.items():
         store.set(key, value)
     store.sync()
     again = SettingsStore()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from fake_models import write_fake_model
 
 from studio.core.story import MAX_SIDE_CHARS
 from studio.engine.runner import Runner
@@ -16,6 +15,8 @@ from studio.state.engine_thread import EngineThread
 from studio.state.jobs import JobList, JobState
 from studio.state.write_session import WriteSession
 from studio.writing.document import Document
+
+from fake_models import write_fake_model
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_continue_streams_the_words_in_at_the_cursor_and_logs_each_token(qtbot, 
     assert job.spec.story.text == "Once upon a time."  # the text before the cursor, nothing after
     text = session.document.text
     assert text.startswith("Once upon a time. ") and text.endswith(" THE END")
-    written = text[cursor:-len(" THE END")]
+    written = text[cursor : -len(" THE END")]
     records = session.tokens.records(session.last_generation, 0)
     assert written == "".join(r.text for r in records) and len(written.split()) == 5
     assert [origin for *_, origin in session.document.spans()] == ["typed", "generated", "typed"]
@@ -87,7 +88,7 @@ def test_stop_keeps_what_streamed_and_nothing_arrives_after(qtbot, session):
     qtbot.wait(150)
     assert session.document.text == final and final.startswith("The lantern ")
     records = session.tokens.records(session.last_generation, 0)
-    assert "".join(r.text for r in records) == final[len("The lantern"):]  # every token went in
+    assert "".join(r.text for r in records) == final[len("The lantern") :]  # every token went in
 
 
 def test_retry_replaces_the_generation_and_keeps_the_first_sample(qtbot, session):
@@ -116,7 +117,7 @@ def test_choosing_an_alternative_rewrites_from_that_token_and_carries_on(qtbot, 
 
     assert session.choose_alternative(last.start, 3, "fake-text") is None  # there are only three
     job = run(qtbot, session, session.choose_alternative, last.start, 2, "fake-text")
-    head = original[:last.start] + alternative
+    head = original[: last.start] + alternative
     assert job.spec.story.text == head  # the model reads on from the chosen word
     rewritten = session.document.text
     assert rewritten.startswith(head) and len(rewritten) > len(head) and rewritten != original
@@ -196,6 +197,7 @@ def test_tokens_go_through_the_edits_in_batches(qtbot, session):
             def edit(*args):
                 calls.append(name)
                 return getattr(session.document, name)(*args)
+
             return edit
 
     session.edits = Edits()

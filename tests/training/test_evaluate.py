@@ -132,7 +132,8 @@ def test_text_perplexity_on_held_out_prose(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "held-out perplexity" in out and "a test text" in out
     assert evaluate.evaluate_model(model, quick=True)["heldout_perplexity"] == pytest.approx(
-        metrics["heldout_perplexity"], rel=1e-6)
+        metrics["heldout_perplexity"], rel=1e-6
+    )
 
 
 def test_latent_fd_emoji_repeats(latent_model, classifier, emoji_set, capsys):
@@ -168,7 +169,7 @@ def test_update_card_replaces_only_the_eval_section(latent_model, classifier, em
     evaluate.evaluate_model(latent_model, update_card=True, quick=True)
     text = card.read_text(encoding="utf-8")
     assert text.startswith(before + EVAL_START) and text.endswith(EVAL_END + after)
-    section = text[text.index(EVAL_START): text.index(EVAL_END)]
+    section = text[text.index(EVAL_START) : text.index(EVAL_END)]
     assert "Not evaluated yet" not in section
     assert "| FD-emoji |" in section and "not FID" in section and "](eval-grid.png)" in section
     assert (latent_model.path / evaluate.GRID).is_file()

@@ -110,8 +110,10 @@ def write_lazyload_db(folder: Path, values: dict[str, list[str | None]], compres
 
 @pytest.mark.parametrize("compressed", [1, 2])
 def test_read_rdata_reads_named_character_vectors(tmp_path, compressed):
-    values = {"emma": ["EMMA", "", "Emma Woodhouse, handsome, clever, and rich,", None, "caf\u00e9"],
-              "persuasion": ["Chapter 1", "Sir Walter Elliot"]}
+    values = {
+        "emma": ["EMMA", "", "Emma Woodhouse, handsome, clever, and rich,", None, "caf\u00e9"],
+        "persuasion": ["Chapter 1", "Sir Walter Elliot"],
+    }
     write_lazyload_db(tmp_path / "pkg" / "data", values, compressed)
     result = read_rdata(tmp_path / "pkg")
     assert result == values
@@ -135,6 +137,7 @@ def test_unserialize_names_an_unsupported_type():
 
 
 # --- a tiny SWORD zText module --------------------------------------------------------------------
+
 
 def write_ztext(module_dir: Path, verses: list[str]) -> None:
     """One testament (ot) whose verse slots all live in one zlib block, as osis2mod writes zText."""
@@ -176,16 +179,32 @@ def test_read_module_follows_the_conf(tmp_path):
     write_ztext(library / "modules" / "texts" / "ztext" / "mine", VERSES)
     (library / "mods.d").mkdir(parents=True)
     (library / "mods.d" / "mine.conf").write_text(
-        "[Mine]\nDataPath=./modules/texts/ztext/mine/\nModDrv=zText\nSourceType=OSIS\nCompressType=ZIP\n")
+        "[Mine]\nDataPath=./modules/texts/ztext/mine/\nModDrv=zText\nSourceType=OSIS\nCompressType=ZIP\n"
+    )
     assert len(read_module(tmp_path, "Mine")) == 2
 
 
 # --- line joining -----------------------------------------------------------------------------------
 
+
 def test_paragraphs_from_lines_joins_wrapped_lines():
-    lines = ["CHAPTER 1", "", "It is a truth universally", "acknowledged, that a _single_ man",
-             "   in possession", "", "", "Chapter XII", "\"Yes.\"", "", "* * * * *", "", "CHAPTER 3. Loomings.",
-             "Call me", "Ishmael."]
+    lines = [
+        "CHAPTER 1",
+        "",
+        "It is a truth universally",
+        "acknowledged, that a _single_ man",
+        "   in possession",
+        "",
+        "",
+        "Chapter XII",
+        '"Yes."',
+        "",
+        "* * * * *",
+        "",
+        "CHAPTER 3. Loomings.",
+        "Call me",
+        "Ishmael.",
+    ]
     assert paragraphs_from_lines(lines) == [
         "It is a truth universally acknowledged, that a single man in possession",
         '"Yes."',
@@ -196,41 +215,53 @@ def test_paragraphs_from_lines_joins_wrapped_lines():
 
 
 def test_strip_gutenberg_drops_header_and_licence():
-    text = ("The Project Gutenberg EBook of X\r\n\r\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\r\n"
-            "Produced by Someone\r\n\r\nThe story.\r\n\r\nEnd of Project Gutenberg's X\r\n"
-            "*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\nLicence text.\r\n")
+    text = (
+        "The Project Gutenberg EBook of X\r\n\r\n*** START OF THIS PROJECT GUTENBERG EBOOK X ***\r\n"
+        "Produced by Someone\r\n\r\nThe story.\r\n\r\nEnd of Project Gutenberg's X\r\n"
+        "*** END OF THIS PROJECT GUTENBERG EBOOK X ***\r\nLicence text.\r\n"
+    )
     assert paragraphs_from_lines(strip_gutenberg(text).split("\n")) == ["The story."]
 
 
 # --- the recipe, on synthetic packages -------------------------------------------------------------
 
+
 def _persuasion() -> list[str]:
     lines = ["Persuasion", "", "by", "", "Jane Austen", ""]
     for chapter in range(1, 25):
-        lines += [f"Chapter {chapter}", "", f"Chapter {chapter} begins, and the prose", "runs on.", "",
-                  '"Yes."', ""]
+        lines += [f"Chapter {chapter}", "", f"Chapter {chapter} begins, and the prose", "runs on.", "", '"Yes."', ""]
     return lines + ["Finis"]
 
 
 def _write_packages(root: Path) -> dict[str, Path]:
     roots = {source.package: root / source.package for source in SOURCES}
     r_library = Path("usr/lib/R/site-library")
-    write_lazyload_db(roots["r-cran-janeaustenr"] / r_library / "janeaustenr" / "data",
-                      {"emma": ["EMMA", "", "VOLUME I", "", "CHAPTER I", "", "Emma Woodhouse, handsome,", "clever."],
-                       "persuasion": _persuasion()})
-    gutenberg = ("The Project Gutenberg EBook of Moby Dick\r\n*** START OF THIS PROJECT GUTENBERG EBOOK ***\r\n"
-                 "Original Transcriber's Notes:\r\n\r\nETYMOLOGY.\r\n\r\nCHAPTER 1. Loomings.\r\n\r\nCall me\r\n"
-                 "Ishmael.\r\n*** END OF THIS PROJECT GUTENBERG EBOOK ***\r\nThe Project Gutenberg License.\r\n")
+    write_lazyload_db(
+        roots["r-cran-janeaustenr"] / r_library / "janeaustenr" / "data",
+        {
+            "emma": ["EMMA", "", "VOLUME I", "", "CHAPTER I", "", "Emma Woodhouse, handsome,", "clever."],
+            "persuasion": _persuasion(),
+        },
+    )
+    gutenberg = (
+        "The Project Gutenberg EBook of Moby Dick\r\n*** START OF THIS PROJECT GUTENBERG EBOOK ***\r\n"
+        "Original Transcriber's Notes:\r\n\r\nETYMOLOGY.\r\n\r\nCHAPTER 1. Loomings.\r\n\r\nCall me\r\n"
+        "Ishmael.\r\n*** END OF THIS PROJECT GUTENBERG EBOOK ***\r\nThe Project Gutenberg License.\r\n"
+    )
     write_lazyload_db(roots["r-cran-tokenizers"] / r_library / "tokenizers" / "data", {"mobydick": [gutenberg]})
     library = roots["sword-text-web"] / "usr" / "share" / "sword"
     write_ztext(library / "modules" / "texts" / "ztext" / "engWEB2015eb", VERSES)
     (library / "mods.d").mkdir(parents=True)
     (library / "mods.d" / "engweb2015eb.conf").write_text(
-        "[engWEB2015eb]\nDataPath=./modules/texts/ztext/engWEB2015eb/\nModDrv=zText\nSourceType=OSIS\n")
+        "[engWEB2015eb]\nDataPath=./modules/texts/ztext/engWEB2015eb/\nModDrv=zText\nSourceType=OSIS\n"
+    )
     dictd = roots["dict-devil"] / "usr" / "share" / "dictd"
     dictd.mkdir(parents=True)
-    entries = [("00-database-info", "The header.\n"), ("abasement", "ABASEMENT, n.  A decent and\ncustomary attitude.\n\n"),
-               ("brute", "BRUTE, n.  See {HUSBAND}.\n\n")]
+    entries = [
+        ("00-database-info", "The header.\n"),
+        ("abasement", "ABASEMENT, n.  A decent and\ncustomary attitude.\n\n"),
+        ("brute", "BRUTE, n.  See {HUSBAND}.\n\n"),
+    ]
     data, index = b"", []
     for headword, text in entries:
         raw = text.encode()
@@ -266,12 +297,17 @@ def test_load_prose_holds_out_persuasion_and_caches(tmp_path, monkeypatch):
     assert "Persuasion" in corpus.heldout_name and "13" in corpus.heldout_name
     by_source = {name: [t for n, t in corpus.train if n == name] for name in {n for n, _ in corpus.train}}
     assert by_source["moby-dick"] == ["ETYMOLOGY.", "Call me Ishmael."]
-    assert by_source["devils-dictionary"] == ["ABASEMENT, n. A decent and customary attitude.", "BRUTE, n. See HUSBAND."]
+    assert by_source["devils-dictionary"] == [
+        "ABASEMENT, n. A decent and customary attitude.",
+        "BRUTE, n. See HUSBAND.",
+    ]
     assert "Emma Woodhouse, handsome, clever." in by_source["austen"]
     assert not any("EMMA" == t or "Jane Austen" == t for t in by_source["austen"])
     bible = prose_corpus.read_web_bible(roots["sword-text-web"]).paragraphs  # 30% of these are in train
-    assert bible == ["In the beginning, God created the heavens & the earth. The earth was formless.",
-                     "He said, “Let there be light.” And there was light."]
+    assert bible == [
+        "In the beginning, God created the heavens & the earth. The earth was formless.",
+        "He said, “Let there be light.” And there was light.",
+    ]
     assert set(by_source.get("web-bible", [])) <= set(bible)
 
     # The second load comes from the JSON cache, without touching the packages.

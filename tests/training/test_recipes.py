@@ -8,14 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from fake_emoji import write_fake_emoji_packages
-from run_jobs import run
 from studio.core.events import Finished
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
 from studio.training.data.emoji_data import CATEGORIES, load_emoji
 from studio.training.loop import TrainOptions, train
+
+from fake_emoji import write_fake_emoji_packages
+from run_jobs import run
 
 
 @pytest.fixture
@@ -30,19 +31,24 @@ def emoji_cache(tmp_path, monkeypatch):
 def tiny_prose(monkeypatch):
     from studio.training.data import prose_corpus
 
-    sentences = ["It was a truth universally acknowledged that the sea was wide.",
-                 "Call me Ishmael, said the man, and he walked into the rain.",
-                 "The house was quiet; the lamps were low, and the letters lay unread."]
+    sentences = [
+        "It was a truth universally acknowledged that the sea was wide.",
+        "Call me Ishmael, said the man, and he walked into the rain.",
+        "The house was quiet; the lamps were low, and the letters lay unread.",
+    ]
     corpus = prose_corpus.ProseCorpus(
         train=[("austen", sentences[i % 3] + f" Day {i}.") for i in range(60)],
         heldout="She wrote a letter, and the letter was long. " * 20,
-        heldout_name="a test text", sources=list(prose_corpus.SOURCES))
+        heldout_name="a test text",
+        sources=list(prose_corpus.SOURCES),
+    )
     monkeypatch.setattr(prose_corpus, "load_prose", lambda limit_chars=None: corpus)
 
 
 def _train(recipe_cls, out, steps, fresh=False):
-    return train(recipe_cls(TrainOptions(out=out, minutes=60, max_steps=steps, tiny=True, fresh=fresh)),
-                 say=lambda line: None)
+    return train(
+        recipe_cls(TrainOptions(out=out, minutes=60, max_steps=steps, tiny=True, fresh=fresh)), say=lambda line: None
+    )
 
 
 def _runner(model_dir):
@@ -51,8 +57,7 @@ def _runner(model_dir):
 
 
 def _modes(folder):
-    return {p.relative_to(folder).as_posix(): oct(p.stat().st_mode & 0o777)
-            for p in folder.rglob("*") if p.is_file()}
+    return {p.relative_to(folder).as_posix(): oct(p.stat().st_mode & 0o777) for p in folder.rglob("*") if p.is_file()}
 
 
 def test_emoji_set_leaves_out_flags_and_keeps_skin_tones_with_their_base(emoji_cache):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from studio.engine.runner import Runner
-from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
+from studio.state.engine_thread import EngineThread
 from studio.state.jobs import JobList
 from studio.ui.main_window import MainWindow
 

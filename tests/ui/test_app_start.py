@@ -16,8 +16,9 @@ OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "TRANSFORMERS_OFFL
 
 def run_app(code: str, **env) -> subprocess.CompletedProcess:
     environ = {**os.environ, "QT_QPA_PLATFORM": "offscreen", **env}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environ, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=environ, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_window_shows_before_torch_is_imported(fake_models, sandbox_dirs):
@@ -44,8 +45,14 @@ def test_window_shows_before_torch_is_imported(fake_models, sandbox_dirs):
 
 
 def test_main_py_runs_the_app(sandbox_dirs):
-    out = subprocess.run([sys.executable, "main.py", "--quit-after-show"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    out = subprocess.run(
+        [sys.executable, "main.py", "--quit-after-show"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("window-shown ")
 

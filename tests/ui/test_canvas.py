@@ -11,8 +11,16 @@ from studio.ui.canvas import Canvas
 
 def wheel(canvas: Canvas, notches: int) -> None:
     pos = QPointF(canvas.viewport().rect().center())
-    event = QWheelEvent(pos, canvas.mapToGlobal(pos.toPoint()), QPoint(), QPoint(0, 120 * notches),
-                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        pos,
+        canvas.mapToGlobal(pos.toPoint()),
+        QPoint(),
+        QPoint(0, 120 * notches),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(canvas.viewport(), event)
 
 

@@ -1,15 +1,15 @@
 """The window survives its engine: a native crash in the engine process fails that one job with a
 sentence, the drawing and the document stay as they were, and the next job runs."""
 
-
 import numpy as np
 from PySide6.QtGui import QColor, QImage
 
+from studio.core.jobs import ImageJob
+from studio.state.jobs import JobState
+from studio.ui.images import from_qimage
+
 from fake_models import write_fake_model
 from processes import running_children
-from studio.core.jobs import ImageJob
-from studio.ui.images import from_qimage
-from studio.state.jobs import JobState
 
 
 def test_a_crash_in_the_engine_process_costs_one_job_and_nothing_in_the_window(qtbot, fake_models):

@@ -7,13 +7,14 @@ import threading
 import time
 
 import pytest
-from fake_models import write_fake_model
 from PIL import Image
 from PySide6.QtCore import QItemSelectionModel
 
 from studio.core.jobs import MorphJob
 from studio.state.jobs import JobState
 from studio.ui import morph_export
+
+from fake_models import write_fake_model
 
 
 def idle(window) -> bool:
@@ -236,8 +237,12 @@ def test_cancel_while_writing_stops_the_writer_and_leaves_no_file(qtbot, quick_w
     path = tmp_path / "morph.gif"
     dialog = export(qtbot, ws, path)
     # The writer's first frame is on the bar (its thread now waits for the cancel).
-    qtbot.waitUntil(lambda: ws.morphs.writer is not None and dialog.status.text().startswith("Writing")
-                    and dialog.progress.value() == 1, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: (
+            ws.morphs.writer is not None and dialog.status.text().startswith("Writing") and dialog.progress.value() == 1
+        ),
+        timeout=10_000,
+    )
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: ws.morphs.export_dialog is None, timeout=10_000)
     assert cancel_seen.is_set(), quick_window.jobs.error.message

@@ -8,13 +8,14 @@ import json
 
 import numpy as np
 import pytest
-from fake_models import write_fake_model
 from PIL import Image
 from PySide6.QtCore import QItemSelectionModel, QPoint, Qt
 from safetensors.numpy import save_file
 
 from studio.core.jobs import LatentBatchJob, LatentDecodeJob, LatentEncodeJob
 from studio.engine.backends.fake import FakeBackend
+
+from fake_models import write_fake_model
 
 
 def idle(window) -> bool:
@@ -29,8 +30,14 @@ def fake_decode(latent, dim: int = 8) -> np.ndarray:
 @pytest.fixture
 def quick(fake_models, make_window):
     """The window over a fake latent model that decodes at once, on the Explore tab."""
-    write_fake_model(fake_models / "fake-latent", "latent", step_seconds=0, latent_dim=8, image_size=32,
-                     directions={"names": ["warmth", "green"]})
+    write_fake_model(
+        fake_models / "fake-latent",
+        "latent",
+        step_seconds=0,
+        latent_dim=8,
+        image_size=32,
+        directions={"names": ["warmth", "green"]},
+    )
     window = make_window()
     window.tabs.setCurrentWidget(window.explore)
     return window
@@ -41,6 +48,7 @@ def jobs_of(window, kind) -> list:
 
 
 # -- sliders ------------------------------------------------------------------------------------------
+
 
 def test_the_model_names_its_directions_and_the_rest_are_numbered(quick):
     names = quick.explore.panel.names()
@@ -80,8 +88,14 @@ def test_stored_directions_move_the_latent_along_their_own_vectors(qtbot, fake_m
     components = q[:3].astype(np.float32)  # three orthonormal directions in an 8-d latent
     sigma = np.array([2.0, 0.5, 1.0], np.float32)
     folder = fake_models / "fake-latent"
-    write_fake_model(folder, "latent", step_seconds=0, latent_dim=8, image_size=32,
-                     directions={"file": "directions.safetensors", "names": ["tilt"]})
+    write_fake_model(
+        folder,
+        "latent",
+        step_seconds=0,
+        latent_dim=8,
+        image_size=32,
+        directions={"file": "directions.safetensors", "names": ["tilt"]},
+    )
     save_file({"components": components, "sigma": sigma}, str(folder / "directions.safetensors"))
     window = make_window()
     panel = window.explore.panel
@@ -96,10 +110,13 @@ def test_stored_directions_move_the_latent_along_their_own_vectors(qtbot, fake_m
 
 def test_a_broken_directions_file_is_one_sentence_and_the_axes_stay_usable(qtbot, fake_models, make_window):
     folder = fake_models / "fake-latent"
-    write_fake_model(folder, "latent", step_seconds=0, latent_dim=8, image_size=32,
-                     directions={"file": "directions.safetensors"})
-    save_file({"components": np.ones((2, 5), np.float32), "sigma": np.ones(2, np.float32)},
-              str(folder / "directions.safetensors"))
+    write_fake_model(
+        folder, "latent", step_seconds=0, latent_dim=8, image_size=32, directions={"file": "directions.safetensors"}
+    )
+    save_file(
+        {"components": np.ones((2, 5), np.float32), "sigma": np.ones(2, np.float32)},
+        str(folder / "directions.safetensors"),
+    )
     window = make_window()
     assert "directions.safetensors" in window.jobs.error.message and "(K, 8)" in window.jobs.error.message
     assert len(window.explore.panel.sliders()) == 8
@@ -107,7 +124,10 @@ def test_a_broken_directions_file_is_one_sentence_and_the_axes_stay_usable(qtbot
 
 # -- a scripted drag -----------------------------------------------------------------------------------
 
-def test_a_scripted_drag_never_shows_an_older_frame_and_ends_on_the_release_value(qtbot, fake_models, make_window, pixels):
+
+def test_a_scripted_drag_never_shows_an_older_frame_and_ends_on_the_release_value(
+    qtbot, fake_models, make_window, pixels
+):
     """Decodes slow enough (15 ms) that a drag outruns them: stale requests are replaced unrun,
     frames reach the canvas in request order only, and the last one is the slider's final value."""
     write_fake_model(fake_models / "fake-latent", "latent", step_seconds=0.015, latent_dim=8, image_size=32)
@@ -149,8 +169,9 @@ def test_a_frame_that_outlives_its_job_record_still_knows_its_point(qtbot, fake_
     ws.frame_shown.connect(lambda job, latent: shown.append((job, latent)))
     for round_ in range(3):
         ws.panel.sliders()[0].setValue(round_ * 20 + 1)
-        qtbot.waitUntil(lambda: len(window.jobs.active()) == 1 and window.jobs.active()[0].started_at is not None,
-                        timeout=5_000)  # that decode is running...
+        qtbot.waitUntil(
+            lambda: len(window.jobs.active()) == 1 and window.jobs.active()[0].started_at is not None, timeout=5_000
+        )  # that decode is running...
         for i in range(2, 16):  # ...while more requests are replaced than the job list keeps
             ws.panel.sliders()[0].setValue(round_ * 20 + i)
         qtbot.wait(350)
@@ -160,6 +181,7 @@ def test_a_frame_that_outlives_its_job_record_still_knows_its_point(qtbot, fake_
 
 
 # -- the map -------------------------------------------------------------------------------------------
+
 
 def test_the_map_decodes_a_grid_around_the_point_and_a_click_goes_to_a_cell(qtbot, quick, pixels):
     ws = quick.explore
@@ -187,8 +209,10 @@ def test_the_map_decodes_a_grid_around_the_point_and_a_click_goes_to_a_cell(qtbo
     rect = ws.map.grid.cell_rect(0, 0)
     qtbot.mouseClick(ws.map.grid, Qt.MouseButton.LeftButton, pos=rect.center())
     assert np.allclose(ws.panel.latent(), cells[0])
-    qtbot.waitUntil(lambda: idle(quick) and np.allclose(jobs_of(quick, LatentBatchJob)[-1].spec.latents[4], cells[0]),
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: idle(quick) and np.allclose(jobs_of(quick, LatentBatchJob)[-1].spec.latents[4], cells[0]),
+        timeout=10_000,
+    )
     qtbot.waitUntil(lambda: np.array_equal(pixels(ws.canvas.image()), fake_decode(cells[0])), timeout=10_000)
 
 
@@ -213,6 +237,7 @@ def test_the_map_never_replaces_a_sliders_decode(qtbot, fake_models, make_window
 
 
 # -- pictures, crossbreeding, saving ---------------------------------------------------------------------
+
 
 def test_a_dropped_picture_is_encoded_into_a_named_keyframe(qtbot, quick, tmp_path):
     from PySide6.QtCore import QMimeData, QUrl
@@ -266,7 +291,7 @@ def test_crossbreeding_mixes_the_selected_keyframes_live_and_keeps_the_child(qtb
     dialog.weights[0].setValue(30)
     dialog.weights[1].setValue(90)
     w = np.array([0.25, 0.75])
-    child = (w[0] * parents[0] + w[1] * parents[1]) / np.sqrt((w ** 2).sum())
+    child = (w[0] * parents[0] + w[1] * parents[1]) / np.sqrt((w**2).sum())
     assert np.allclose(ws.panel.latent(), child)
     dialog.add_button.click()
     assert kp.names()[-1] == "Key 1 × Key 2"
@@ -305,6 +330,7 @@ def test_keyframes_save_and_open_again_and_a_wrong_size_is_one_sentence(qtbot, q
 
 # -- export ----------------------------------------------------------------------------------------------
 
+
 def test_the_export_dialog_says_what_a_gif_does_to_sixty_fps(qtbot, quick):
     ws = quick.explore
     for value in (100, -100):
@@ -329,12 +355,14 @@ def test_a_click_on_a_map_cell_outside_the_grid_does_nothing(qtbot, quick):
 
 # -- review fixes ------------------------------------------------------------------------------------
 
+
 def test_locks_hold_exactly_along_directions_that_are_not_orthogonal(qtbot, fake_models, make_window):
     a = np.array([1, 0, 0, 0, 0, 0, 0, 0], np.float32)
     b = np.array([1, 1, 0, 0, 0, 0, 0, 0], np.float32) / np.sqrt(2)  # 45° from a
     folder = fake_models / "fake-latent"
-    write_fake_model(folder, "latent", step_seconds=0, latent_dim=8, image_size=32,
-                     directions={"file": "directions.safetensors"})
+    write_fake_model(
+        folder, "latent", step_seconds=0, latent_dim=8, image_size=32, directions={"file": "directions.safetensors"}
+    )
     save_file({"components": np.stack([a, b]), "sigma": np.ones(2, np.float32)}, str(folder / "directions.safetensors"))
     window = make_window()
     panel = window.explore.panel

@@ -81,8 +81,10 @@ def test_preview_add_keyframes_and_play_a_seed_travel(qtbot, travel_window, pixe
 def test_keys_with_different_prompts_travel_between_prompts():
     assert travel_keys([{"prompt": "a", "seed": 3}, {"prompt": "b", "seed": 3}]) == {"prompts": ("a", "b"), "seed": 3}
     assert travel_keys([{"prompt": "a", "seed": 3}, {"prompt": "a", "seed": 4}]) == {"seeds": (3, 4), "prompt": "a"}
-    assert travel_keys([{"prompt": "a", "seed": 3}, {"prompt": "b", "seed": 4}]) == {"prompts": ("a", "b"),
-                                                                                   "seeds": (3, 4)}
+    assert travel_keys([{"prompt": "a", "seed": 3}, {"prompt": "b", "seed": 4}]) == {
+        "prompts": ("a", "b"),
+        "seeds": (3, 4),
+    }
 
 
 def test_adding_a_key_without_a_prompt_is_one_sentence(travel_window):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-from fake_models import write_fake_model
 
 from studio.engine.backends.fake import FakeBackend
 from studio.state.jobs import JobState
 
+from fake_models import write_fake_model
 
 
 def fake_decode(latent) -> np.ndarray:

@@ -108,8 +108,7 @@ def test_only_thumbnails_in_view_are_decoded(strip, qtbot, tmp_path):
     qtbot.wait(50)
     assert strip.pending_thumbnails() > 25  # about 8 fit in 600 px, plus one either side
     strip.horizontalScrollBar().setValue(strip.horizontalScrollBar().maximum())
-    qtbot.waitUntil(lambda: strip.item(39).icon().pixmap(8).toImage().pixelColor(4, 4) == QColor("teal"),
-                    timeout=2000)
+    qtbot.waitUntil(lambda: strip.item(39).icon().pixmap(8).toImage().pixelColor(4, 4) == QColor("teal"), timeout=2000)
 
 
 def test_context_menu_copies_the_path_and_opens_the_folder(strip, tmp_path, monkeypatch):
@@ -139,7 +138,15 @@ def test_wheel_scrolls_sideways(strip, qtbot, tmp_path):
     strip.show()
     qtbot.waitExposed(strip)
     pos = QPointF(strip.viewport().rect().center())
-    event = QWheelEvent(pos, strip.mapToGlobal(pos.toPoint()), QPoint(), QPoint(0, -120), Qt.MouseButton.NoButton,
-                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        pos,
+        strip.mapToGlobal(pos.toPoint()),
+        QPoint(),
+        QPoint(0, -120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(strip.viewport(), event)
     assert strip.horizontalScrollBar().value() > 0

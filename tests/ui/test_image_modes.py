@@ -14,8 +14,8 @@ from PySide6.QtGui import QImage
 
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.png import PNG_SIGNATURE, encode_png
-from studio.ui.images import to_qimage
 from studio.models import paths
+from studio.ui.images import to_qimage
 
 
 @pytest.fixture
@@ -131,9 +131,11 @@ def _png_with(chunks: dict[str, str]) -> bytes:
 
 
 def test_dropping_an_a1111_png_fills_the_panel(qtbot, ws, tmp_path):
-    a1111 = ("a lighthouse at dusk, oil on canvas\nNegative prompt: blurry\n"
-             "Steps: 12, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 424242, "
-             "Size: 64x64, Model hash: 31e35c80fc, Model: sd15, Version: v1.10.1")
+    a1111 = (
+        "a lighthouse at dusk, oil on canvas\nNegative prompt: blurry\n"
+        "Steps: 12, Sampler: Euler a, Schedule type: Automatic, CFG scale: 6.5, Seed: 424242, "
+        "Size: 64x64, Model hash: 31e35c80fc, Model: sd15, Version: v1.10.1"
+    )
     path = tmp_path / "from-a1111.png"
     path.write_bytes(_png_with({"parameters": a1111}))
     assert path.read_bytes().startswith(PNG_SIGNATURE)
@@ -203,11 +205,18 @@ def test_loras_named_in_an_a1111_image_are_matched_to_the_models_folder(qtbot, w
     from safetensors.torch import save_file
 
     lora = paths.user_models_dir() / "ink.safetensors"
-    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8),
-               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(8, 4)}, str(lora))
+    save_file(
+        {
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8),
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(8, 4),
+        },
+        str(lora),
+    )
     ws.window().refresh_models()
-    a1111 = ("a <b>bold</b> fox <lora:ink:0.7> <lora:glow:1>\n"
-             "Steps: 12, Sampler: Euler, CFG scale: 6, Seed: 5, Size: 64x64, Model: sd15")
+    a1111 = (
+        "a <b>bold</b> fox <lora:ink:0.7> <lora:glow:1>\n"
+        "Steps: 12, Sampler: Euler, CFG scale: 6, Seed: 5, Size: 64x64, Model: sd15"
+    )
     path = tmp_path / "with-loras.png"
     path.write_bytes(_png_with({"parameters": a1111}))
     mime = QMimeData()

@@ -6,10 +6,9 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from fake_models import write_fake_model
-
 from studio.core.png import PNG_SIGNATURE
 
+from fake_models import write_fake_model
 
 
 def fill(qtbot, widget, text: str) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fake_models import write_fake_model
 from PySide6.QtCore import Qt
 
 from studio.core.jobs import ImageJob, LatentDecodeJob
 from studio.state.jobs import JobState
 
+from fake_models import write_fake_model
 
 
 def test_cancel_button_stops_a_running_job(qtbot, fake_models, make_window):

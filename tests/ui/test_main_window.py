@@ -6,18 +6,18 @@ import logging
 from pathlib import Path
 
 import pytest
-from fake_models import write_fake_model
 from PySide6.QtCore import Qt
 
 from studio.core.jobs import ImageJob
 from studio.engine.runner import Runner
-from studio.state.engine_thread import EngineThread
 from studio.models import paths
 from studio.models.registry import ModelRegistry
-from studio.state.jobs import JobList, JobState
 from studio.state import engine_thread
+from studio.state.engine_thread import EngineThread
+from studio.state.jobs import JobList, JobState
 from studio.ui.main_window import MainWindow
 
+from fake_models import write_fake_model
 
 
 def test_closing_the_window_stops_the_engine_thread(qtbot, window):
@@ -42,7 +42,8 @@ def test_closing_while_a_job_runs_cancels_it_and_stops_the_engine(qtbot, fake_mo
 
 
 def test_closing_hides_the_window_then_waits_for_a_slow_step_without_giving_up(
-        qtbot, fake_models, make_window, monkeypatch, caplog):
+    qtbot, fake_models, make_window, monkeypatch, caplog
+):
     # A step far longer than the grace period stands in for a model load, which cannot be cancelled.
     write_fake_model(fake_models / "slow-image", "image", step_seconds=0.4)
     monkeypatch.setattr(engine_thread, "WAIT_LOG_MS", 20)
@@ -136,7 +137,8 @@ def test_with_nothing_else_each_workspace_picks_its_embedded_model(real_embedded
 
 def test_a_broken_model_file_is_one_sentence_in_the_error_bar_and_the_rest_works(qtbot, window, fake_models):
     (fake_models / "sd15-download.safetensors").write_text(
-        "version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 2132625894\n")
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 2132625894\n"
+    )
     window.refresh_models()
     assert window.error_bar.isVisible()
     message = window.error_bar.message()

@@ -117,8 +117,16 @@ def test_wheel_still_zooms_with_a_brush(canvas):
     canvas.set_tool("brush")
     fitted = canvas.zoom()
     pos = QPointF(canvas.viewport().rect().center())
-    event = QWheelEvent(pos, canvas.mapToGlobal(pos.toPoint()), QPoint(), QPoint(0, 120), Qt.MouseButton.NoButton,
-                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    event = QWheelEvent(
+        pos,
+        canvas.mapToGlobal(pos.toPoint()),
+        QPoint(),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(canvas.viewport(), event)
     assert abs(canvas.zoom() - fitted * 1.25) < 1e-6
 

@@ -45,8 +45,12 @@ def test_headless_platforms_and_a_missing_display_are_told_apart():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the xcb plugin is Linux's")
 def test_the_window_refuses_to_start_with_one_sentence_instead_of_qt_diagnostics(ldd_reporting, tmp_path):
     env = ldd_reporting("libxcb-icccm.so.4")
-    env.update(STUDIO_LOG_DIR=str(tmp_path / "log"), STUDIO_CONFIG_DIR=str(tmp_path / "config"),
-               STUDIO_MODELS_DIR=str(tmp_path / "models"), STUDIO_DATA_DIR=str(tmp_path / "data"))
+    env.update(
+        STUDIO_LOG_DIR=str(tmp_path / "log"),
+        STUDIO_CONFIG_DIR=str(tmp_path / "config"),
+        STUDIO_MODELS_DIR=str(tmp_path / "models"),
+        STUDIO_DATA_DIR=str(tmp_path / "data"),
+    )
     for command in ([sys.executable, "-m", "studio.app"], [sys.executable, "-m", "studio.ui.platform_check"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         assert done.returncode == 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from studio.core.jobs import LatentDecodeJob
-from studio.models import paths
 from studio.engine.export.onnx_export import default_out, export_onnx
+from studio.models import paths
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobState
 
@@ -151,4 +151,5 @@ def test_onnx_is_greyed_for_a_pipeline_family_the_exporter_does_not_handle(qtbot
     assert not image.runtimes.model().item(onnx).isEnabled()
     assert image.runtimes.itemData(onnx, 3) == (
         "my-sd3 is a StableDiffusion3Pipeline; the studio exports only Stable Diffusion 1.x/2.x and SDXL (UNet) "
-        "pipelines to ONNX, not transformer pipelines such as SD3 or Flux")
+        "pipelines to ONNX, not transformer pipelines such as SD3 or Flux"
+    )

@@ -7,10 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from fake_models import write_fake_model
-
 from studio.bench import drag_workloads
 from studio.models.registry import ModelRegistry
+
+from fake_models import write_fake_model
 
 
 def check(result, model: str, runtime: str) -> None:

@@ -197,8 +197,9 @@ def test_the_prompt_includes_an_entry_added_in_the_editor(qtbot, editor):
     qtbot.keyClicks(editor.keys, "Mara, captain")
     editor.content.setFocus()
     qtbot.keyClicks(editor.content, "Mara Quill captains the Heron; she never lies.")
-    assembled = assemble(doc, len(doc.text), count_tokens=lambda s: len(s) // 3 + 1,
-                         context_length=2048, max_new_tokens=64)
+    assembled = assemble(
+        doc, len(doc.text), count_tokens=lambda s: len(s) // 3 + 1, context_length=2048, max_new_tokens=64
+    )
     assert "Mara Quill captains the Heron; she never lies." in assembled.prompt
     assert assembled.world_info == (0,)
     assert any(part.role == WORLD_INFO for part in assembled.parts)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from writing.test_autosave_kill import autosave_and_kill, version
 
 from studio.state.jobs import JobState
 from studio.writing import autosave
 from studio.writing.storage import load_document
-from writing.test_autosave_kill import autosave_and_kill, version
 
 
 def put_cursor(editor, position: int) -> None:
@@ -45,7 +45,7 @@ def test_typed_text_stays_typed_and_the_model_text_is_marked_generated(qtbot, wi
     put_cursor(ws.editor, 14)
     qtbot.keyClicks(ws.editor, "XY")
     assert ws.document.text == ws.editor.toPlainText()
-    assert ("edited" in [o for _, _, o in ws.document.spans()])
+    assert "edited" in [o for _, _, o in ws.document.spans()]
     assert [s for s in ws.document.spans() if s[2] == "edited"] == [(14, 16, "edited")]
     # Typing after the end is the writer's own again.
     ws.editor.moveCursor(ws.editor.textCursor().MoveOperation.End)

@@ -34,7 +34,7 @@ def test_hovering_a_generated_word_shows_its_alternatives(qtbot, window):
     second = text.index(" ", len("Rain") + 1)  # the second generated word starts here
     token = ws.session.token_at(second + 1)  # on its first letter (a word may be one letter long)
     assert token is not None and token.start == second
-    assert token.record.text == text[second:second + len(token.record.text)]
+    assert token.record.text == text[second : second + len(token.record.text)]
     html = ws._hover_text(second + 1)
     assert "50.0 %" in html and "<b>" in html  # the fake model's chosen word, in bold
     assert ws.session.token_at(1) is None  # the writer's own word has no alternatives
@@ -123,7 +123,7 @@ def test_a_real_gpt2_writes_in_the_window(qtbot, fake_models, make_window):
     assert first.startswith("The quiet river") and len(first) > len("The quiet river")
     records = ws.session.tokens.records(ws.session.last_generation, 0)
     assert records and all(0 < sum(p for _, p in r.alternatives) <= 1.0 + 1e-6 for r in records)
-    assert "".join(r.text for r in records) == first[len("The quiet river"):]
+    assert "".join(r.text for r in records) == first[len("The quiet river") :]
 
     from transformers import AutoTokenizer
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fake_models import write_fake_model
 from PySide6.QtCore import Qt
 
 from studio.state.jobs import JobState
+
+from fake_models import write_fake_model
 
 
 def put_cursor(editor, position: int) -> None:
@@ -62,7 +63,7 @@ def test_continue_uses_the_text_before_the_cursor_and_inserts_there(qtbot, windo
     assert record.spec.story.text == "First line\nsecond line."
     text = ws.editor.toPlainText()
     assert text.startswith("First line\nsecond line. ") and text.endswith(" THE END")
-    generated = text[len("First line\nsecond line."): -len(" THE END")]
+    generated = text[len("First line\nsecond line.") : -len(" THE END")]
     assert len(generated.split()) == 5  # five fake words, in order, at the cursor
 
 

@@ -16,8 +16,10 @@ from studio.writing.storage import load_document
 @pytest.fixture
 def next_run(monkeypatch):
     """Make the code believe it is a later run of the studio (a new session id)."""
+
     def start():
         monkeypatch.setattr(autosave, "SESSION", "a-later-run")
+
     return start
 
 
@@ -77,8 +79,7 @@ def test_the_previous_draft_survives_when_writing_a_new_one_fails(monkeypatch, n
     with pytest.raises(DocumentError) as info:
         saver.save_now(Document("Version two."))
     message = info.value.message
-    assert message == ("Could not autosave “Precious” (No space left on device); "
-                       "the last autosaved draft is kept.")
+    assert message == ("Could not autosave “Precious” (No space left on device); the last autosaved draft is kept.")
     assert saver.path.read_bytes() == before
     next_run()
     assert load_document(recoverable()[0]).text == "Version one."
@@ -112,11 +113,19 @@ def test_a_document_with_bad_settings_is_not_autosaved_over_the_last_draft():
     assert load_document(saver.path).sampler["top_p"] == 1.0
 
 
-@pytest.mark.parametrize("name, safe", [
-    ("My Novel", "My Novel"), ("../../etc/passwd", "_.._etc_passwd"), ("a/b\\c:d*e?", "a_b_c_d_e_"),
-    ("", "Untitled"), ("...", "Untitled"), ("CON", "CON_"), ("Chapitre été", "Chapitre été"),
-    ("x" * 300, "x" * 120),
-])
+@pytest.mark.parametrize(
+    "name, safe",
+    [
+        ("My Novel", "My Novel"),
+        ("../../etc/passwd", "_.._etc_passwd"),
+        ("a/b\\c:d*e?", "a_b_c_d_e_"),
+        ("", "Untitled"),
+        ("...", "Untitled"),
+        ("CON", "CON_"),
+        ("Chapitre été", "Chapitre été"),
+        ("x" * 300, "x" * 120),
+    ],
+)
 def test_document_names_become_safe_file_names(name, safe):
     assert safe_name(name) == safe
     assert Autosaver(name).path.parent == documents_dir()

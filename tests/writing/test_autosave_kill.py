@@ -22,7 +22,7 @@ KILLS = 100
 # The documents the child writes, version by version: ~1.5 MB each, the version number in the
 # name, the text, the memory and a generated span, and the text rotated so that every version
 # differs all through. The test builds the same versions to compare.
-VERSIONS = '''
+VERSIONS = """
 from studio.writing.document import Document
 
 LINE = "Line {}: the keeper climbed the stairs and lit the lamp again. "
@@ -35,10 +35,12 @@ def version(n, lines=22_000):
     doc.add_generation(len(doc.text), f" The sea answered, for the {n}th time.")
     doc.memory = f"Saved {n} times."
     return doc
-'''
+"""
 
 # The child: autosave version 1, 2, 3, ... as fast as it can, saying each one is on disk.
-CHILD = VERSIONS + '''
+CHILD = (
+    VERSIONS
+    + """
 import sys
 from studio.writing.autosave import Autosaver
 
@@ -48,7 +50,8 @@ while True:
     n += 1
     saver.save_now(version(n, lines))
     print(n, flush=True)
-'''
+"""
+)
 
 _versions: dict = {}
 exec(VERSIONS, _versions)
@@ -58,8 +61,12 @@ version = _versions["version"]
 def autosave_and_kill(folder: Path, rng: random.Random, lines: int = 22_000) -> int:
     """Start a child autosaving `version(n, lines)` into `folder`, kill -9 it 0-50 ms after its
     first save is on disk, and return the last version it announced as saved."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(folder), str(lines)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(folder), str(lines)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = child.stdout.readline()
         assert first.strip() == "1", f"the child never saved: {first!r} {child.stderr.read()[-2000:]}"

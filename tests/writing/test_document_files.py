@@ -29,8 +29,10 @@ def full_document() -> Document:
     doc.memory = "Mara is a lighthouse keeper."
     doc.authors_note = "[Style: quiet, tense]"
     doc.authors_note_depth = 40
-    doc.world_info = [WorldInfoEntry(["lamp", "wick"], "The lamp is older than Mara."),
-                      WorldInfoEntry(("sea",), "The sea is grey.", enabled=False)]
+    doc.world_info = [
+        WorldInfoEntry(["lamp", "wick"], "The lamp is older than Mara."),
+        WorldInfoEntry(("sea",), "The sea is grey.", enabled=False),
+    ]
     doc.sampler.update(temperature=0.7, top_k=40, stop=["\n\n"], banned=["suddenly"], seed=1234)
     return doc
 
@@ -74,8 +76,15 @@ def test_a_document_with_bad_settings_is_not_written_over_a_good_file(tmp_path):
     assert path.read_bytes() == good
 
 
-EDITS = st.lists(st.tuples(st.sampled_from(["type", "delete", "generate", "retry", "show"]),
-                           st.integers(0, 500), st.integers(0, 500), st.text(max_size=5)), max_size=20)
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["type", "delete", "generate", "retry", "show"]),
+        st.integers(0, 500),
+        st.integers(0, 500),
+        st.text(max_size=5),
+    ),
+    max_size=20,
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -124,17 +133,31 @@ MALFORMED = {
     "unknown field": (changed(chapters=[]), "unknown field `chapters`"),
     "missing text": (json.dumps({k: v for k, v in valid().items() if k != "text"}).encode(), "`text` is missing"),
     "text not a string": (changed(text=42), "`text` must be text"),
-    "span past the end": (changed(text="short", spans=[[0, 3, "typed"], [3, 99, "generated"]]),
-                          "span 2 ends at 99, past the end"),
+    "span past the end": (
+        changed(text="short", spans=[[0, 3, "typed"], [3, 99, "generated"]]),
+        "span 2 ends at 99, past the end",
+    ),
     "gap in spans": (changed(text="short", spans=[[0, 2, "typed"], [3, 5, "typed"]]), "span 2 starts at 3"),
     "spans cover too little": (changed(text="short", spans=[[0, 2, "typed"]]), "cover 2 of the text's 5"),
     "span origin": (changed(text="ab", spans=[[0, 2, "alien"]]), "unknown origin"),
     "span offset type": (changed(text="ab", spans=[[0, "2", "typed"]]), "not whole numbers"),
     "span shape": (changed(text="ab", spans=[[0, 2]]), "triple"),
-    "generation past the end": (changed(text="ab", spans=[[0, 2, "typed"]], generations=[
-        {"id": 1, "start": 0, "end": 9, "shown": 0, "alternatives": [None]}]), "generation 1 end"),
-    "shown sample not empty": (changed(text="ab", spans=[[0, 2, "typed"]], generations=[
-        {"id": 1, "start": 0, "end": 2, "shown": 0, "alternatives": [[["ab", "generated"]]]}]), "shown alternative"),
+    "generation past the end": (
+        changed(
+            text="ab",
+            spans=[[0, 2, "typed"]],
+            generations=[{"id": 1, "start": 0, "end": 9, "shown": 0, "alternatives": [None]}],
+        ),
+        "generation 1 end",
+    ),
+    "shown sample not empty": (
+        changed(
+            text="ab",
+            spans=[[0, 2, "typed"]],
+            generations=[{"id": 1, "start": 0, "end": 2, "shown": 0, "alternatives": [[["ab", "generated"]]]}],
+        ),
+        "shown alternative",
+    ),
     "note depth": (changed(authors_note_depth=-3), "authors_note_depth"),
     "memory type": (changed(memory=["a"]), "`memory` must be text"),
     "world info keys": (changed(world_info=[{"keys": [1], "content": "x"}]), "keys must all be text"),
@@ -191,8 +214,11 @@ def test_a_minimal_hand_written_file_opens_with_defaults():
 
 
 def test_neighbouring_spans_of_one_origin_are_merged_on_load():
-    doc = document_from_bytes(json.dumps({"format": "studio-document", "version": 1, "text": "abcd",
-                                          "spans": [[0, 2, "typed"], [2, 4, "typed"]]}).encode())
+    doc = document_from_bytes(
+        json.dumps(
+            {"format": "studio-document", "version": 1, "text": "abcd", "spans": [[0, 2, "typed"], [2, 4, "typed"]]}
+        ).encode()
+    )
     assert doc.spans() == [(0, 4, "typed")]
 
 

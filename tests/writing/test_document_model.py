@@ -90,10 +90,17 @@ def test_explicit_origins_are_kept_and_unknown_ones_refused():
         doc.insert(0, "x", "robot")
 
 
-@pytest.mark.parametrize("call", [
-    lambda d: d.insert(4, "x"), lambda d: d.delete(2, 1), lambda d: d.delete(-1, 2),
-    lambda d: d.replace(0, 9, "x"), lambda d: d.insert(True, "x"), lambda d: d.insert(0, b"x"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d: d.insert(4, "x"),
+        lambda d: d.delete(2, 1),
+        lambda d: d.delete(-1, 2),
+        lambda d: d.replace(0, 9, "x"),
+        lambda d: d.insert(True, "x"),
+        lambda d: d.insert(0, b"x"),
+    ],
+)
 def test_edits_outside_the_text_are_refused_in_one_sentence(call):
     doc = Document("abc")
     with pytest.raises(DocumentError) as info:
@@ -232,9 +239,16 @@ def test_sampler_defaults_follow_textjob_and_make_a_valid_job():
 
 ORIGIN = st.sampled_from([T, G, E])
 TEXT = st.text(alphabet="ab .\n", min_size=0, max_size=6)
-OPS = st.lists(st.tuples(
-    st.sampled_from(["insert", "delete", "replace", "generate", "append", "retry", "show", "forget"]),
-    st.integers(0, 10_000), st.integers(0, 10_000), TEXT, ORIGIN), max_size=30)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "delete", "replace", "generate", "append", "retry", "show", "forget"]),
+        st.integers(0, 10_000),
+        st.integers(0, 10_000),
+        TEXT,
+        ORIGIN,
+    ),
+    max_size=30,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -283,12 +297,12 @@ def test_spans_tile_the_text_and_untouched_text_keeps_its_origin(initial, ops):
         s, e = changed
         after = origins(doc)
         assert doc.text[:s] == text[:s] and after[:s] == before[:s]
-        assert doc.text[s + added:] == text[e:] and after[s + added:] == before[e:]
+        assert doc.text[s + added :] == text[e:] and after[s + added :] == before[e:]
         if op in ("insert", "replace"):
             expected = {origin, E} if origin == T else {origin}
-            assert set(after[s:s + added]) <= expected
+            assert set(after[s : s + added]) <= expected
         if op in ("generate", "append", "retry"):
-            assert set(after[s:s + added]) <= {G}
+            assert set(after[s : s + added]) <= {G}
         for g in doc.generations():  # every tracked generation still fits and reads as shown
             gs, ge = doc.generation_range(g)
             assert 0 <= gs <= ge <= len(doc.text)

@@ -59,8 +59,9 @@ def test_everything_fits_memory_then_world_info_then_the_story_before_the_cursor
     doc.world_info = [WorldInfoEntry(["dragon"], "Dragons hoard books.")]
     cursor = doc.text.index(" AFTER")
     result = assemble(doc, cursor, words, context_length=1000, max_new_tokens=100)
-    assert result.prompt == ("A tale of Sir Bors.\nDragons hoard books.\n"
-                             "The knight rode north. Later the dragon slept.")
+    assert result.prompt == (
+        "A tale of Sir Bors.\nDragons hoard books.\nThe knight rode north. Later the dragon slept."
+    )
     assert roles(result) == [MEMORY, WORLD_INFO, STORY]
     assert result.parts[1].entry == 0 and result.parts[2].source == (0, cursor)
     assert result.trimmed_chars == 0 and result.story_start == 0
@@ -82,7 +83,7 @@ def test_memory_and_world_info_are_kept_and_the_oldest_story_goes_first(count, f
     assert result.prompt.startswith("Memory: the sea is cold.\nThe café is run by Ines.\n")
     assert roles(result) == [MEMORY, WORLD_INFO, STORY]
     assert result.trimmed_chars > 0
-    assert result.prompt.endswith(doc.text[result.story_start:]), "the newest text is kept whole"
+    assert result.prompt.endswith(doc.text[result.story_start :]), "the newest text is kept whole"
     check_parts(result)
 
 
@@ -100,7 +101,7 @@ def test_trimming_cuts_at_a_sentence_start_when_no_paragraph_is_near(count):
     doc = Document(novel(paragraphs=1, sentences=40))
     result = assemble(doc, len(doc.text), count, context_length=250, max_new_tokens=50)
     start = result.story_start
-    assert doc.text[start - 2:start] == ". " and doc.text[start:].startswith("Sentence 0.")
+    assert doc.text[start - 2 : start] == ". " and doc.text[start:].startswith("Sentence 0.")
     assert result.prompt == doc.text[start:]
 
 
@@ -114,7 +115,7 @@ def test_the_token_budget_is_respected_exactly(count, budget):
     result = assemble(doc, len(doc.text), count, context_length=budget + 10, max_new_tokens=10, near=0)
     assert result.tokens == count(result.prompt) <= budget
     assert result.story_start > 0
-    one_more = "Memory.\n" + doc.text[result.story_start - 1:]
+    one_more = "Memory.\n" + doc.text[result.story_start - 1 :]
     assert count(one_more) > budget
 
 
@@ -182,7 +183,7 @@ def test_when_trimming_passes_the_notes_place_it_goes_where_the_kept_story_begin
 def test_sentence_starts_are_not_found_inside_numbers_or_words():
     text = 'Pi is 3.14 here. "Done!" He left.\nNext'
     starts = [i for i in range(len(text) + 1) if is_sentence_start(text, i)]
-    assert [text[i:i + 4] for i in starts] == ["Pi i", '"Don', "He l", "Next"]
+    assert [text[i : i + 4] for i in starts] == ["Pi i", '"Don', "He l", "Next"]
 
 
 # --- world info ------------------------------------------------------------------------------------
@@ -209,8 +210,10 @@ def test_world_info_is_triggered_only_by_whole_word_keys_in_recent_text():
 def test_triggered_world_info_goes_after_memory_in_entry_order():
     doc = Document("The blade sang. Rose smiled.")
     doc.memory = "Memory"
-    doc.world_info = [WorldInfoEntry(["rose"], "Rose is the gardener."),
-                      WorldInfoEntry(["blade"], "The blade is cursed.")]
+    doc.world_info = [
+        WorldInfoEntry(["rose"], "Rose is the gardener."),
+        WorldInfoEntry(["blade"], "The blade is cursed."),
+    ]
     result = assemble(doc, len(doc.text), utf8_bytes, context_length=4096, max_new_tokens=256)
     assert result.prompt.startswith("Memory\nRose is the gardener.\nThe blade is cursed.\nThe blade sang.")
     assert [p.entry for p in result.parts if p.role == WORLD_INFO] == [0, 1]
@@ -223,8 +226,14 @@ SENTENCE = st.sampled_from(["The sea rose. ", "Ines laughed!\n", "é ✓ ", "wor
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(SENTENCE, max_size=60), st.integers(0, 10_000), st.integers(1, 120),
-       st.sampled_from(TOKENIZERS), st.booleans(), st.integers(0, 40))
+@given(
+    st.lists(SENTENCE, max_size=60),
+    st.integers(0, 10_000),
+    st.integers(1, 120),
+    st.sampled_from(TOKENIZERS),
+    st.booleans(),
+    st.integers(0, 40),
+)
 def test_any_document_fits_its_budget_and_parts_tile_the_prompt(pieces, cursor, budget, count, note, depth):
     doc = Document("".join(pieces))
     doc.memory = "Mem."
@@ -240,6 +249,6 @@ def test_any_document_fits_its_budget_and_parts_tile_the_prompt(pieces, cursor, 
     assert result.tokens == count(result.prompt) <= budget
     check_parts(result)
     story = [p for p in result.parts if p.role == STORY]
-    assert "".join(result.text_of(p) for p in story) == doc.text[result.story_start:cursor]
+    assert "".join(result.text_of(p) for p in story) == doc.text[result.story_start : cursor]
     for p in story:
-        assert result.text_of(p) == doc.text[p.source[0]:p.source[1]]
+        assert result.text_of(p) == doc.text[p.source[0] : p.source[1]]

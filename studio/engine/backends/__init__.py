@@ -21,8 +21,10 @@ from studio.engine.backends.base import BackendClass
 # (model format, runtime) -> "module:Class". The enums are strings: plain ones look them up too.
 BACKENDS: dict[tuple[str, str], str] = {
     (ModelFormat.DIFFUSERS, Runtime.TORCH): "studio.engine.backends.diffusion.diffusers_image:DiffusersImageBackend",
-    (ModelFormat.SD_SINGLE_FILE, Runtime.TORCH):
-        "studio.engine.backends.diffusion.diffusers_image:DiffusersImageBackend",
+    (
+        ModelFormat.SD_SINGLE_FILE,
+        Runtime.TORCH,
+    ): "studio.engine.backends.diffusion.diffusers_image:DiffusersImageBackend",
     (ModelFormat.ONNX_DIFFUSION, Runtime.ONNX): "studio.engine.backends.diffusion.onnx_diffusion:OnnxDiffusionBackend",
     (ModelFormat.TRANSFORMERS, Runtime.TORCH): "studio.engine.backends.text.transformers_text:TransformersTextBackend",
     (ModelFormat.ONNX_TEXT, Runtime.ONNX): "studio.engine.backends.text.onnx_text:OnnxTextBackend",
@@ -43,4 +45,3 @@ def backend_class(fmt: str, runtime: str) -> BackendClass:
         raise SpecError("runtime", f"{str(runtime)!r} cannot run a {fmt} model; use {' or '.join(runtimes)}.")
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
-

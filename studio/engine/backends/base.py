@@ -93,12 +93,23 @@ class MorphableImageBackend(Protocol):
 
     def initial_noise(self, seed: int, width: int, height: int) -> "np.ndarray": ...
 
-    def prompt_embeddings(self, prompt: str, negative_prompt: str,
-                          guidance_scale: float) -> "dict[str, np.ndarray]": ...
+    def prompt_embeddings(
+        self, prompt: str, negative_prompt: str, guidance_scale: float
+    ) -> "dict[str, np.ndarray]": ...
 
-    def generate_from(self, noise: "np.ndarray", embeddings: "dict[str, np.ndarray]", *, scheduler: str,
-                      steps: int, guidance_scale: float, width: int, height: int, seed: int,
-                      on_step: Callable[[int, int], None]) -> "np.ndarray":
+    def generate_from(
+        self,
+        noise: "np.ndarray",
+        embeddings: "dict[str, np.ndarray]",
+        *,
+        scheduler: str,
+        steps: int,
+        guidance_scale: float,
+        width: int,
+        height: int,
+        seed: int,
+        on_step: Callable[[int, int], None],
+    ) -> "np.ndarray":
         """One image as uint8 RGB; `on_step(i, per_image)` after each denoising step."""
         ...
 

@@ -28,8 +28,18 @@ class OutOfMemoryError(RuntimeError):
 
 
 class FakeBackend:
-    def __init__(self, kind: str, step_seconds: float, latent_dim: int, image_size: int, fail_at_step: int = 0,
-                 crash_at_step: int = 0, crash: str = "abort", oom_at_step: int = 0, oom: str = "once"):
+    def __init__(
+        self,
+        kind: str,
+        step_seconds: float,
+        latent_dim: int,
+        image_size: int,
+        fail_at_step: int = 0,
+        crash_at_step: int = 0,
+        crash: str = "abort",
+        oom_at_step: int = 0,
+        oom: str = "once",
+    ):
         self.kind = kind
         self.fail_at_step = fail_at_step  # > 0: raise at that step, to exercise failure handling
         # > 0: misbehave as native code can at that step (abort / segfault / exit / hang / cuda-assert)
@@ -96,16 +106,20 @@ class FakeBackend:
                 time.sleep(self.step_seconds)
                 self._misbehave(step)
                 t = step / spec.steps
-                ctx.step(index * spec.steps + step, total,
-                         preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t))
+                ctx.step(
+                    index * spec.steps + step, total, preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t)
+                )
             images.append(to_uint8_image(final))
         return ImageResult(tuple(images), dict(self.info))
 
     def context(self, spec: Union[TextJob, ContextJob]) -> ContextResult:
         """Assembled as the real backends do, counting a word (and its space) as a token."""
-        return build_context(spec, _count_words, FAKE_CONTEXT,
-                             (lambda system, user: f"<sys>{system}</sys><user>{user}</user><bot>")
-                             if spec.instruct else None)
+        return build_context(
+            spec,
+            _count_words,
+            FAKE_CONTEXT,
+            (lambda system, user: f"<sys>{system}</sys><user>{user}</user><bot>") if spec.instruct else None,
+        )
 
     def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
         ctx.context_used(self.context(spec))

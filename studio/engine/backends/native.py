@@ -26,8 +26,15 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from studio.core.errors import (CANNOT_BE_INTERRUPTED, JobCancelled, ModelFileError, StudioError, check_unicode,
-                                 first_line, is_native_panic)
+from studio.core.errors import (
+    CANNOT_BE_INTERRUPTED,
+    JobCancelled,
+    ModelFileError,
+    StudioError,
+    check_unicode,
+    first_line,
+    is_native_panic,
+)
 
 POLL_S = 0.05  # how often the waiting thread looks at the cancel flag and the clock
 STOP_GRACE_S = 10.0  # after asking a call to stop: this long for it to end before it is left behind
@@ -35,8 +42,7 @@ STOP_GRACE_S = 10.0  # after asking a call to stop: this long for it to end befo
 # pattern of its tokenizer.json (a regex that backtracks without end on some texts).
 TOKENIZE_LIMIT_S = 30.0
 
-_cancel: contextvars.ContextVar[Optional[threading.Event]] = contextvars.ContextVar("studio_job_cancel",
-                                                                                    default=None)
+_cancel: contextvars.ContextVar[Optional[threading.Event]] = contextvars.ContextVar("studio_job_cancel", default=None)
 
 
 class TimeLimit(Exception):
@@ -129,8 +135,10 @@ def call_bounded(fn: Callable[[], Any], limit_s: float, stop: Optional[Callable[
                 if not _stop(call, stop):
                     # Stopped, but the call runs on: the process holding it must be replaced, which
                     # a plain cancellation would not do (errors.CANNOT_BE_INTERRUPTED).
-                    raise StudioError(f"Stopped, but the model's native code {CANNOT_BE_INTERRUPTED} and is "
-                                      "still running, so the engine starts afresh for the next job.")
+                    raise StudioError(
+                        f"Stopped, but the model's native code {CANNOT_BE_INTERRUPTED} and is "
+                        "still running, so the engine starts afresh for the next job."
+                    )
                 raise JobCancelled()
             if time.monotonic() > deadline:
                 raise TimeLimit(limit_s, _stop(call, stop))
@@ -243,5 +251,7 @@ def tokenize(tokenizer: Any, text: str, special: bool) -> list[int]:
     except BaseException as exc:
         if not is_native_panic(exc):
             raise
-        raise ModelFileError(f"The model's tokenizer failed on this prompt ({first_line(exc)}); its tokenizer.json "
-                             "may be damaged or use a pattern its library cannot run.") from None
+        raise ModelFileError(
+            f"The model's tokenizer failed on this prompt ({first_line(exc)}); its tokenizer.json "
+            "may be damaged or use a pattern its library cannot run."
+        ) from None

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from studio.core.errors import ModelFileError, SpecError, StudioError, first_line, shown
-from studio.engine.backends import native
 from studio.core.kinds import Device, Runtime
+from studio.engine.backends import native
 from studio.engine.backends.helpers import no_cuda
 from studio.models.paths import offline
 
@@ -110,8 +110,11 @@ def choose_device(requested: str) -> tuple[Device, str]:
     there is none) or when auto finds one, else the CPU; exports are float32 throughout."""
     if requested == Device.CUDA:
         if CUDA not in available_providers():
-            raise SpecError("device", "is cuda, but the installed ONNX Runtime has no GPU provider; install "
-                                      "onnxruntime-gpu, or choose cpu or auto.")
+            raise SpecError(
+                "device",
+                "is cuda, but the installed ONNX Runtime has no GPU provider; install "
+                "onnxruntime-gpu, or choose cpu or auto.",
+            )
         if not cuda_works():
             raise no_cuda()
         return Device.CUDA, "float32"
@@ -121,7 +124,7 @@ def choose_device(requested: str) -> tuple[Device, str]:
 
 
 def short_name(provider: str) -> str:
-    """"CPU", "CUDA", "TensorRT" (other providers by their own name, less the suffix)."""
+    """ "CPU", "CUDA", "TensorRT" (other providers by their own name, less the suffix)."""
     return SHORT_NAMES.get(provider, provider.replace("ExecutionProvider", ""))
 
 
@@ -177,7 +180,9 @@ def check_external_data(path: Path, label: str = "") -> set[Path]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError) as exc:
-        raise ModelFileError(f"{label or path.name} is not a valid ONNX model ({ort_message(exc)}): copy it again.") from None
+        raise ModelFileError(
+            f"{label or path.name} is not a valid ONNX model ({ort_message(exc)}): copy it again."
+        ) from None
     root = path.parent.resolve()
     files: set[Path] = set()
     # The graph, and the bodies of the model's local functions (a Constant in one may point anywhere).
@@ -188,8 +193,10 @@ def check_external_data(path: Path, label: str = "") -> set[Path]:
         entries = {e.key: e.value for e in tensor.external_data}
         location = entries.get("location", "")
         if "\0" in location:  # no file name holds one; the path functions would raise a bare ValueError
-            raise ModelFileError(f"{label or path.name} keeps tensor {tensor.name!r} in {shown(location)}, a file "
-                                 "name with a NUL character in it, so it is refused.")
+            raise ModelFileError(
+                f"{label or path.name} keeps tensor {tensor.name!r} in {shown(location)}, a file "
+                "name with a NUL character in it, so it is refused."
+            )
         target = (root / location).resolve()
         if not location or Path(location).is_absolute() or not target.is_relative_to(root) or target == root:
             raise ModelFileError(
@@ -224,20 +231,23 @@ def open_session(path: Path, device: str, label: str = "") -> tuple[Any, int]:
     options.log_severity_level = 3  # errors only: our own log says which provider was used
     requested = providers_for(device)
     try:
-        session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                               providers=provider_options(requested))
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=provider_options(requested))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind types (InvalidProtobuf, Fail...)
         raise ModelFileError(
             f"{label} could not be loaded by ONNX Runtime ({ort_message(exc)}); check the file and copy it again."
         ) from None
     used = session.get_providers()[0]
     if device == Device.CUDA and used not in GPU_PROVIDERS:
-        raise SpecError("device", f"is cuda, but ONNX Runtime could not start a GPU provider for {label} "
-                                  f"(it asked for {', '.join(map(short_name, requested))} and got {short_name(used)}); "
-                                  "check the CUDA libraries, or choose cpu.")
+        raise SpecError(
+            "device",
+            f"is cuda, but ONNX Runtime could not start a GPU provider for {label} "
+            f"(it asked for {', '.join(map(short_name, requested))} and got {short_name(used)}); "
+            "check the CUDA libraries, or choose cpu.",
+        )
     if used != requested[0]:
-        log.warning("ONNX Runtime could not use %s for %s; it runs on %s.", short_name(requested[0]), label,
-                    short_name(used))
+        log.warning(
+            "ONNX Runtime could not use %s for %s; it runs on %s.", short_name(requested[0]), label, short_name(used)
+        )
     else:
         log.info("%s runs on %s", label, short_name(used))
     return session, file_bytes(path, external)
@@ -259,9 +269,11 @@ def run(session: Any, output_names: Any, feeds: dict[str, Any], label: str) -> l
     try:
         return native.call_stoppable(lambda: session.run(output_names, feeds, options), RUN_LIMIT_S, stop)
     except native.TimeLimit:
-        raise StudioError(f"{label} ran longer than {RUN_LIMIT_S:g} s in one step, so it was stopped; "
-                          "the model may loop without end (check it), or the step is too large for this "
-                          "machine (try a smaller size).") from None
+        raise StudioError(
+            f"{label} ran longer than {RUN_LIMIT_S:g} s in one step, so it was stopped; "
+            "the model may loop without end (check it), or the step is too large for this "
+            "machine (try a smaller size)."
+        ) from None
 
 
 def session_provider(session: Any) -> str:
@@ -279,14 +291,19 @@ def probe_provider(device: str) -> str:
         from onnx import TensorProto, helper
 
         node = helper.make_node("Identity", ["x"], ["y"])
-        graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        graph = helper.make_graph(
+            [node],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = min(model.ir_version, 10)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        session = onnxruntime.InferenceSession(model.SerializeToString(), sess_options=options,
-                                               providers=provider_options(providers_for(device)))
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), sess_options=options, providers=provider_options(providers_for(device))
+        )
         return session_provider(session)
     except Exception:  # noqa: BLE001 - a report, not a job: the CPU is what would run
         log.exception("probing ONNX Runtime's providers failed")

@@ -50,10 +50,16 @@ VAE_ENCODER, VAE_DECODER = "vae_encoder", "vae_decoder"
 # Output names: the VAE encoder's as this exporter writes it, and as older Optimum did (a sample).
 LATENT_PARAMETERS, LATENT_SAMPLE = "latent_parameters", "latent_sample"
 # The diffusers pipelines the studio exports and runs on ONNX Runtime (UNet pipelines).
-PIPELINES = frozenset({
-    "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
-    "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline",
-})
+PIPELINES = frozenset(
+    {
+        "StableDiffusionPipeline",
+        "StableDiffusionImg2ImgPipeline",
+        "StableDiffusionInpaintPipeline",
+        "StableDiffusionXLPipeline",
+        "StableDiffusionXLImg2ImgPipeline",
+        "StableDiffusionXLInpaintPipeline",
+    }
+)
 
 PARITY_PROMPT = "a photo of a red cat"
 PARITY_SEED = 0
@@ -73,14 +79,16 @@ def pipeline_class_name(name: Any) -> str:
     if not isinstance(name, str):
         return ""
     for prefix in ("ORT", "Onnx"):
-        if name.startswith(prefix) and name[len(prefix):] in PIPELINES:
-            return name[len(prefix):]
+        if name.startswith(prefix) and name[len(prefix) :] in PIPELINES:
+            return name[len(prefix) :]
     return name
 
 
 def _refuse(model: Any, class_name: str) -> ExportRefused:
-    return ExportRefused(f"{model.id} is a {class_name}; the studio exports only Stable Diffusion 1.x/2.x and SDXL "
-                       "(UNet) pipelines to ONNX, not transformer pipelines such as SD3 or Flux.")
+    return ExportRefused(
+        f"{model.id} is a {class_name}; the studio exports only Stable Diffusion 1.x/2.x and SDXL "
+        "(UNet) pipelines to ONNX, not transformer pipelines such as SD3 or Flux."
+    )
 
 
 def check_source(model: Any) -> None:
@@ -102,8 +110,10 @@ def _load_pipeline(model: Any) -> Any:
     if type(pipe).__name__ not in PIPELINES or getattr(pipe, "unet", None) is None:
         raise _refuse(model, type(pipe).__name__)
     if getattr(pipe, "text_encoder", None) is None:  # SDXL's refiner: image-to-image only
-        raise ExportRefused(f"{model.id} has no first text encoder (an SDXL refiner?); the studio exports "
-                          "text-to-image pipelines to ONNX.")
+        raise ExportRefused(
+            f"{model.id} has no first text encoder (an SDXL refiner?); the studio exports "
+            "text-to-image pipelines to ONNX."
+        )
     return pipe
 
 
@@ -153,8 +163,9 @@ def _token_ids(tokenizer: Any, prompts: list[str]) -> Any:
     """The ids a pipeline gives its text encoder: padded to the tokenizer's length, as int32."""
     import torch
 
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
     return ids.to(torch.int32)
 
 
@@ -173,10 +184,19 @@ def _text_encoder_graph(folder: str, encoder: Any, tokenizer: Any, hidden_states
 
     axes = {"input_ids": {0: "batch_size", 1: "sequence_length"}}
     for name in outputs:
-        axes[name] = {0: "batch_size"} if name in ("text_embeds", "pooler_output") else {0: "batch_size", 1: "sequence_length"}
+        axes[name] = (
+            {0: "batch_size"} if name in ("text_embeds", "pooler_output") else {0: "batch_size", 1: "sequence_length"}
+        )
     example = (_token_ids(tokenizer, [PARITY_PROMPT, ""]),)
-    return Graph(folder, _flat(encoder, run), example, ["input_ids"], outputs, axes,
-                 lambda path: encoder.config.save_pretrained(str(path)))
+    return Graph(
+        folder,
+        _flat(encoder, run),
+        example,
+        ["input_ids"],
+        outputs,
+        axes,
+        lambda path: encoder.config.save_pretrained(str(path)),
+    )
 
 
 def unet_extra_inputs(config: Any) -> list[str]:
@@ -218,8 +238,12 @@ def unet_inputs(pipe: Any, rng: np.random.Generator, batch: int, latent: int, si
 
     config = pipe.unet.config
     length = pipe.tokenizer.model_max_length
-    return (_rng_tensor(rng, batch, config.in_channels, latent, latent), torch.tensor(timestep, dtype=torch.float32),
-            _rng_tensor(rng, batch, length, config.cross_attention_dim), *_unet_extras(pipe, rng, batch, size))
+    return (
+        _rng_tensor(rng, batch, config.in_channels, latent, latent),
+        torch.tensor(timestep, dtype=torch.float32),
+        _rng_tensor(rng, batch, length, config.cross_attention_dim),
+        *_unet_extras(pipe, rng, batch, size),
+    )
 
 
 def _unet_graph(pipe: Any) -> Graph:
@@ -229,16 +253,35 @@ def _unet_graph(pipe: Any) -> Graph:
     def run(inner: Any, sample: Any, timestep: Any, states: Any, *more: Any) -> tuple:
         named = dict(zip(extra, more))
         added = {k: named[k] for k in ("text_embeds", "time_ids") if k in named} or None
-        return (inner(sample, timestep, states, timestep_cond=named.get("timestep_cond"),
-                      added_cond_kwargs=added, return_dict=False)[0],)
+        return (
+            inner(
+                sample,
+                timestep,
+                states,
+                timestep_cond=named.get("timestep_cond"),
+                added_cond_kwargs=added,
+                return_dict=False,
+            )[0],
+        )
 
-    axes = {"sample": {0: "batch_size", 2: "height", 3: "width"},
-            "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
-            "out_sample": {0: "batch_size", 2: "height", 3: "width"}}
+    axes = {
+        "sample": {0: "batch_size", 2: "height", 3: "width"},
+        "encoder_hidden_states": {0: "batch_size", 1: "sequence_length"},
+        "out_sample": {0: "batch_size", 2: "height", 3: "width"},
+    }
     axes.update({name: {0: "batch_size"} for name in extra})
-    example = unet_inputs(pipe, np.random.default_rng(1), TRACE_BATCH, TRACE_LATENT, TRACE_LATENT * pipe.vae_scale_factor, 500.0)
-    return Graph(UNET, _flat(unet, run), example, ["sample", "timestep", "encoder_hidden_states", *extra],
-                 ["out_sample"], axes, lambda path: unet.save_config(str(path)))
+    example = unet_inputs(
+        pipe, np.random.default_rng(1), TRACE_BATCH, TRACE_LATENT, TRACE_LATENT * pipe.vae_scale_factor, 500.0
+    )
+    return Graph(
+        UNET,
+        _flat(unet, run),
+        example,
+        ["sample", "timestep", "encoder_hidden_states", *extra],
+        ["out_sample"],
+        axes,
+        lambda path: unet.save_config(str(path)),
+    )
 
 
 def _vae_graphs(pipe: Any) -> list[Graph]:
@@ -247,19 +290,29 @@ def _vae_graphs(pipe: Any) -> list[Graph]:
     rng = np.random.default_rng(2)
     side = 8  # latent side of the examples; any works
     encoder = Graph(
-        VAE_ENCODER, _flat(vae, lambda inner, sample: (inner.encode(sample).latent_dist.parameters,)),
+        VAE_ENCODER,
+        _flat(vae, lambda inner, sample: (inner.encode(sample).latent_dist.parameters,)),
         (_rng_tensor(rng, TRACE_BATCH, vae.config.in_channels, side * factor, side * factor).clamp(-1, 1),),
-        ["sample"], [LATENT_PARAMETERS],
-        {"sample": {0: "batch_size", 2: "sample_height", 3: "sample_width"},
-         LATENT_PARAMETERS: {0: "batch_size", 2: f"sample_height / {factor}", 3: f"sample_width / {factor}"}},
-        lambda path: vae.save_config(str(path)))
+        ["sample"],
+        [LATENT_PARAMETERS],
+        {
+            "sample": {0: "batch_size", 2: "sample_height", 3: "sample_width"},
+            LATENT_PARAMETERS: {0: "batch_size", 2: f"sample_height / {factor}", 3: f"sample_width / {factor}"},
+        },
+        lambda path: vae.save_config(str(path)),
+    )
     decoder = Graph(
-        VAE_DECODER, _flat(vae, lambda inner, latent: (inner.decode(latent, return_dict=False)[0],)),
+        VAE_DECODER,
+        _flat(vae, lambda inner, latent: (inner.decode(latent, return_dict=False)[0],)),
         (_rng_tensor(rng, TRACE_BATCH, vae.config.latent_channels, side, side),),
-        [LATENT_SAMPLE], ["sample"],
-        {LATENT_SAMPLE: {0: "batch_size", 2: "latent_height", 3: "latent_width"},
-         "sample": {0: "batch_size", 2: f"latent_height * {factor}", 3: f"latent_width * {factor}"}},
-        lambda path: vae.save_config(str(path)))
+        [LATENT_SAMPLE],
+        ["sample"],
+        {
+            LATENT_SAMPLE: {0: "batch_size", 2: "latent_height", 3: "latent_width"},
+            "sample": {0: "batch_size", 2: f"latent_height * {factor}", 3: f"latent_width * {factor}"},
+        },
+        lambda path: vae.save_config(str(path)),
+    )
     return [encoder, decoder]
 
 
@@ -287,8 +340,10 @@ def _write_pipeline_files(pipe: Any, source: Path, out: Path) -> None:
     import diffusers
 
     index = {k: v for k, v in dict(pipe.config).items() if not k.startswith("_")}
-    _write_json(out / "model_index.json",
-                {"_class_name": type(pipe).__name__, "_diffusers_version": diffusers.__version__, **index})
+    _write_json(
+        out / "model_index.json",
+        {"_class_name": type(pipe).__name__, "_diffusers_version": diffusers.__version__, **index},
+    )
     pipe.scheduler.save_pretrained(str(out / "scheduler"))
     for name in ("tokenizer", "tokenizer_2"):
         tokenizer = getattr(pipe, name, None)
@@ -346,9 +401,16 @@ def generation_inputs(pipe: Any, size: int, seed: int = PARITY_SEED, steps: int 
     import torch
     from PIL import Image
 
-    inputs = dict(prompt=PARITY_PROMPT, negative_prompt=None, num_inference_steps=steps,
-                  guidance_scale=PARITY_GUIDANCE, width=size, height=size, output_type="np",
-                  generator=torch.Generator("cpu").manual_seed(seed))
+    inputs = dict(
+        prompt=PARITY_PROMPT,
+        negative_prompt=None,
+        num_inference_steps=steps,
+        guidance_scale=PARITY_GUIDANCE,
+        width=size,
+        height=size,
+        output_type="np",
+        generator=torch.Generator("cpu").manual_seed(seed),
+    )
     if getattr(pipe.unet.config, "in_channels", 4) == 9:
         pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
         mask = np.zeros((size, size), np.uint8)
@@ -411,12 +473,17 @@ def check_parity(reference: Reference, out: Path) -> Parity:
             session = backend.sessions[folder]
             names = [i.name for i in session.get_inputs()]
             got = session.run(None, {n: t.numpy() for n, t in zip(names, reference.inputs[folder])})
-            parity.scaled(f"{folder}/{ONNX_FILE}", max(float(np.abs(a - b).max()) for a, b in zip(got, want)),
-                          max(float(np.abs(b).max()) for b in want))
+            parity.scaled(
+                f"{folder}/{ONNX_FILE}",
+                max(float(np.abs(a - b).max()) for a, b in zip(got, want)),
+                max(float(np.abs(b).max()) for b in want),
+            )
         size = reference.size
         image = _generate(backend.pipe, size)
-        parity.image(f"whole generation ({PARITY_STEPS} steps, {size}×{size}, seed {PARITY_SEED}, image in [0, 1])",
-                     float(np.abs(image - reference.image).max()))
+        parity.image(
+            f"whole generation ({PARITY_STEPS} steps, {size}×{size}, seed {PARITY_SEED}, image in [0, 1])",
+            float(np.abs(image - reference.image).max()),
+        )
         return parity
     finally:
         backend.close()

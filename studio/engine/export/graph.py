@@ -46,8 +46,9 @@ class Parity:
         """Record one max-abs-difference comparison."""
         passed = difference <= limit
         self.ok = self.ok and passed
-        self.lines.append(f"{what}: max abs difference {difference:.2e} (limit {limit:.0e}) "
-                          f"{'ok' if passed else 'TOO LARGE'}")
+        self.lines.append(
+            f"{what}: max abs difference {difference:.2e} (limit {limit:.0e}) {'ok' if passed else 'TOO LARGE'}"
+        )
 
     def scaled(self, what: str, difference: float, largest: float, limit: float = IMAGE_TOLERANCE) -> None:
         """Record one network-output comparison, for outputs with no fixed range (CLIP hidden
@@ -74,8 +75,15 @@ def _pin(model: Any) -> None:
     model.producer_name = "studio"
 
 
-def export_graph(module: Any, args: tuple, target: Path, input_names: list[str], output_names: list[str],
-                 dynamic_axes: dict[str, dict[int, str]], adjust: Optional[Callable[[Any], None]] = None) -> Path:
+def export_graph(
+    module: Any,
+    args: tuple,
+    target: Path,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    adjust: Optional[Callable[[Any], None]] = None,
+) -> Path:
     """Export a torch module called with `args` to the ONNX file `target`, and return it.
 
     The IR version is pinned to one the installed onnxruntime reads and the graph is checked.
@@ -93,13 +101,22 @@ def export_graph(module: Any, args: tuple, target: Path, input_names: list[str],
         traced = Path(scratch) / "model.onnx"
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
-            torch.onnx.export(module, args, str(traced), dynamo=False, input_names=input_names,
-                              output_names=output_names, dynamic_axes=dynamic_axes, opset_version=OPSET,
-                              do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                args,
+                str(traced),
+                dynamo=False,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
+            )
         # Over protobuf's limit the exporter itself keeps the weights in files beside the graph;
         # ByteSize() cannot even measure such a model (upb raises), so size is judged on disk.
         large = traced.stat().st_size >= EXTERNAL_DATA_BYTES or any(
-            p.name != traced.name for p in Path(scratch).iterdir())
+            p.name != traced.name for p in Path(scratch).iterdir()
+        )
         model = onnx.load(str(traced))  # with any external data it was given
         _pin(model)
         if adjust is not None:
@@ -111,8 +128,14 @@ def export_graph(module: Any, args: tuple, target: Path, input_names: list[str],
             data_name = f"{target.name}_data"
             staged = Path(scratch) / "out" / target.name
             staged.parent.mkdir()
-            onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
+            onnx.save_model(
+                model,
+                str(staged),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=1024,
+            )
             onnx.checker.check_model(str(staged))  # by path: the checker reads external data itself
             os.replace(staged.parent / data_name, target.parent / data_name)
             os.replace(staged, target)

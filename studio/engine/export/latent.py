@@ -55,8 +55,15 @@ def _write_decoder(model_dir: Path, manifest: dict[str, Any], target: Path) -> P
 
     net = load_decoder(model_dir, manifest)
     example = torch.zeros(1, net.latent_dim, dtype=torch.float32)
-    return export_graph(net, (example,), target, [LATENT], [IMAGE], {LATENT: {0: "batch"}, IMAGE: {0: "batch"}},
-                        adjust=_state_image_size(net.image_size))
+    return export_graph(
+        net,
+        (example,),
+        target,
+        [LATENT],
+        [IMAGE],
+        {LATENT: {0: "batch"}, IMAGE: {0: "batch"}},
+        adjust=_state_image_size(net.image_size),
+    )
 
 
 def _mean_only(encoder: Any) -> Any:
@@ -81,8 +88,9 @@ def _write_encoder(model_dir: Path, manifest: dict[str, Any], target: Path) -> P
 
     encoder = load_encoder(model_dir, manifest)
     example = torch.zeros(1, 3, encoder.image_size, encoder.image_size, dtype=torch.float32)
-    return export_graph(_mean_only(encoder), (example,), target, [IMAGE], [LATENT],
-                        {IMAGE: {0: "batch"}, LATENT: {0: "batch"}})
+    return export_graph(
+        _mean_only(encoder), (example,), target, [IMAGE], [LATENT], {IMAGE: {0: "batch"}, LATENT: {0: "batch"}}
+    )
 
 
 def export_decoder_onnx(model_dir: Path, out_name: str = DECODER) -> Path:
@@ -114,8 +122,8 @@ def export_latent(model: Any, out: Path, say: Say) -> Parity:
 def check_parity(model: Any, out: Path) -> Parity:
     """Decode the same fixed latents (and encode the same pictures) on torch and on ONNX Runtime,
     both on the CPU, and record the largest differences."""
-    from studio.engine.backends.latent.torch_latent import TorchLatentBackend
     from studio.engine.backends.latent.onnx_latent import OnnxLatentBackend
+    from studio.engine.backends.latent.torch_latent import TorchLatentBackend
     from studio.models.registry import inspect
 
     torch_backend = TorchLatentBackend.load(model, "cpu", "float32")

@@ -115,8 +115,9 @@ def _check_out(model: Any, out: Path, replace: bool) -> None:
     except StudioError:
         earlier = False
     if not earlier:
-        raise ExportRefused(f"{out} holds files that are not an ONNX export, so --replace leaves it alone; "
-                            "choose another --out.")
+        raise ExportRefused(
+            f"{out} holds files that are not an ONNX export, so --replace leaves it alone; choose another --out."
+        )
 
 
 def _stamp(folder: Path, model: Any) -> None:
@@ -169,4 +170,3 @@ def why_not_exportable(model: Any) -> str:
 def needs_export(model: Optional[Any]) -> bool:
     """Whether ONNX Runtime would first need `studio export-onnx` for this model, and it can have it."""
     return model is not None and Runtime.ONNX not in model.runtimes and not why_not_exportable(model)
-

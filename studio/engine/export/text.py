@@ -42,10 +42,23 @@ TRACE_PAST, TRACE_NEW = 2, 3  # the example step the graph is traced with (see t
 # Copied beside the graph when the source has them: what ORTModelForCausalLM and the studio's
 # backend read, and the model's licence and card, which travel with its weights. Never code.
 SIDE_FILES = (
-    "config.json", "generation_config.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja", "chat_template.json",
-    "README.md", "MODEL_CARD.md", "LICENSE", "LICENSE.txt", "LICENSE.md", "NOTICE",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "chat_template.json",
+    "README.md",
+    "MODEL_CARD.md",
+    "LICENSE",
+    "LICENSE.txt",
+    "LICENSE.md",
+    "NOTICE",
 )
 
 Say = Callable[[str], None]
@@ -89,8 +102,10 @@ def export_text(model: Any, out: Path, say: Say) -> Parity:
     parity = Parity()
     same, torch_s, onnx_s = _greedy_parity(lm, model, out)
     parity.tokens("greedy decoding", same, PARITY_TOKENS)
-    say(f"time per token: torch {1000 * torch_s / PARITY_TOKENS:.2f} ms, "
-        f"ONNX Runtime {1000 * onnx_s / PARITY_TOKENS:.2f} ms (CPU, float32, prompt included)")
+    say(
+        f"time per token: torch {1000 * torch_s / PARITY_TOKENS:.2f} ms, "
+        f"ONNX Runtime {1000 * onnx_s / PARITY_TOKENS:.2f} ms (CPU, float32, prompt included)"
+    )
     return parity
 
 
@@ -137,8 +152,12 @@ def _load(folder: Path) -> Any:
     check_folder_weights(folder)
     with explained_load_errors(folder, "a transformers language model"):
         lm = AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False,
-            dtype=torch.float32, attn_implementation="eager",
+            str(folder),
+            local_files_only=True,
+            use_safetensors=True,
+            trust_remote_code=False,
+            dtype=torch.float32,
+            attn_implementation="eager",
         )
     return lm.eval()
 
@@ -153,11 +172,15 @@ def _example_past(lm: Any, model_id: str, family: str) -> list[Any]:
 
     cache_keyword = _cache_keyword(lm)
     if cache_keyword is None or not {"position_ids", "attention_mask"} <= set(inspect.signature(lm.forward).parameters):
-        raise StudioError(f"{model_id} is a {family} model, whose forward pass takes no position ids or KV "
-                          "cache, so the studio cannot export it to ONNX; run it on torch.")
-    refused = StudioError(f"{model_id} is a {family} model, whose cache is not one key/value pair per layer "
-                          "(sliding-window, mixed or recurrent attention), so the studio cannot export it to "
-                          "ONNX yet; run it on torch.")
+        raise StudioError(
+            f"{model_id} is a {family} model, whose forward pass takes no position ids or KV "
+            "cache, so the studio cannot export it to ONNX; run it on torch."
+        )
+    refused = StudioError(
+        f"{model_id} is a {family} model, whose cache is not one key/value pair per layer "
+        "(sliding-window, mixed or recurrent attention), so the studio cannot export it to "
+        "ONNX yet; run it on torch."
+    )
     try:
         cache = DynamicCache(config=lm.config)
     except Exception:  # noqa: BLE001 - a config the cache cannot read is a family we do not handle
@@ -166,12 +189,22 @@ def _example_past(lm: Any, model_id: str, family: str) -> list[Any]:
         raise refused
     ids = torch.tensor([[1] * TRACE_PAST])
     with torch.no_grad():
-        result = lm(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.arange(TRACE_PAST)[None],
-                    use_cache=True, **{cache_keyword: cache})
+        result = lm(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.arange(TRACE_PAST)[None],
+            use_cache=True,
+            **{cache_keyword: cache},
+        )
     cache = _returned_cache(result)
     layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer or layer.keys is None or layer.keys.dim() != 4
-                         or layer.keys.shape[2] != TRACE_PAST for layer in layers):
+    if not layers or any(
+        type(layer) is not DynamicLayer
+        or layer.keys is None
+        or layer.keys.dim() != 4
+        or layer.keys.shape[2] != TRACE_PAST
+        for layer in layers
+    ):
         raise refused
     return [tensor for layer in layers for tensor in (layer.keys, layer.values)]
 
@@ -213,8 +246,14 @@ def _with_cache(lm: Any) -> Any:
 
         def forward(self, input_ids, attention_mask, position_ids, *past):
             cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2])), config=self.lm.config)
-            result = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             use_cache=True, return_dict=True, **{cache_keyword: cache})
+            result = self.lm(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                return_dict=True,
+                **{cache_keyword: cache},
+            )
             flat = [result.logits]
             for layer in _returned_cache(result).layers:
                 flat += [layer.keys, layer.values]
@@ -238,7 +277,9 @@ def _greedy_parity(lm: Any, model: Any, out: Path) -> tuple[int, float, float]:
     from studio.engine.backends.text.onnx_text import OnnxTextBackend
     from studio.models.registry import ModelInfo
 
-    exported = ModelInfo(f"{model.id}-onnx", ModelKind.TEXT, ModelFormat.ONNX_TEXT, out, "path", runtimes=(Runtime.ONNX,))
+    exported = ModelInfo(
+        f"{model.id}-onnx", ModelKind.TEXT, ModelFormat.ONNX_TEXT, out, "path", runtimes=(Runtime.ONNX,)
+    )
     backend = OnnxTextBackend.load(exported, "cpu", "float32")
     try:
         ids = backend.tokenizer(PARITY_PROMPT)["input_ids"] or [0]
@@ -251,13 +292,14 @@ def _greedy_parity(lm: Any, model: Any, out: Path) -> tuple[int, float, float]:
     # No stop token on either side: both decode exactly PARITY_TOKENS tokens.
     pad = lm.generation_config.pad_token_id
     lm.generation_config = GenerationConfig(pad_token_id=pad if pad is not None else 0)
-    config = GenerationConfig(do_sample=False, max_new_tokens=PARITY_TOKENS, eos_token_id=None,
-                              pad_token_id=lm.generation_config.pad_token_id)
+    config = GenerationConfig(
+        do_sample=False, max_new_tokens=PARITY_TOKENS, eos_token_id=None, pad_token_id=lm.generation_config.pad_token_id
+    )
     prompt = torch.tensor([ids])
     with torch.inference_mode():
         lm.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config, max_new_tokens=2)
         started = time.perf_counter()
-        theirs = lm.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config)[0, len(ids):]
+        theirs = lm.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config)[0, len(ids) :]
         torch_s = time.perf_counter() - started
     same = 0
     for a, b in zip(ours, theirs.tolist()):

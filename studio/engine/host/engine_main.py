@@ -21,8 +21,21 @@ from studio.core.errors import ErrorKind, first_line
 from studio.core.events import TERMINAL_EVENTS, Event, Failed
 from studio.core.jobs import Lane
 from studio.engine.errors import poisons_device
-from studio.engine.host.protocol import (Cancel, EventMessage, Fatal, FromEngine, Nested, NoNested, Poke, Quit,
-                                         Ready, Refresh, Run, Setup, Want)
+from studio.engine.host.protocol import (
+    Cancel,
+    EventMessage,
+    Fatal,
+    FromEngine,
+    Nested,
+    NoNested,
+    Poke,
+    Quit,
+    Ready,
+    Refresh,
+    Run,
+    Setup,
+    Want,
+)
 from studio.engine.queue import Job
 
 log = logging.getLogger(__name__)
@@ -105,8 +118,10 @@ class EngineServer:
             if self._poisoned:
                 # A CUDA error broke the GPU context for good, or native work that cannot be
                 # interrupted is still running on a thread: a new engine process takes the next job.
-                log.error("the last job left this process unusable (a broken device or stuck native work); "
-                          "the engine process exits")
+                log.error(
+                    "the last job left this process unusable (a broken device or stuck native work); "
+                    "the engine process exits"
+                )
                 return
 
     def send(self, message: FromEngine) -> None:
@@ -141,9 +156,15 @@ class EngineServer:
                 raise  # the job fails, and says why
             # A result that cannot cross the pipe must still end its job, or the window waits forever.
             log.exception("job %d: its result could not be sent", event.job_id)
-            self.send(EventMessage(Failed(event.job_id, ErrorKind.RUNTIME.value,
-                                          f"The engine could not send this job's result back "
-                                          f"({type(exc).__name__}).")))
+            self.send(
+                EventMessage(
+                    Failed(
+                        event.job_id,
+                        ErrorKind.RUNTIME.value,
+                        f"The engine could not send this job's result back ({type(exc).__name__}).",
+                    )
+                )
+            )
 
     # -- the reader thread ------------------------------------------------------------------------
 

@@ -25,8 +25,22 @@ from studio.core.errors import ErrorKind, StudioError, first_line
 from studio.core.events import TERMINAL_EVENTS, Cancelled, Event, Failed
 from studio.core.jobs import Lane
 from studio.engine.errors import poisons_device
-from studio.engine.host.protocol import (Cancel, EventMessage, Fatal, FromEngine, Nested, NoNested, Poke, Quit,
-                                         Ready, Refresh, Run, Setup, ToEngine, Want)
+from studio.engine.host.protocol import (
+    Cancel,
+    EventMessage,
+    Fatal,
+    FromEngine,
+    Nested,
+    NoNested,
+    Poke,
+    Quit,
+    Ready,
+    Refresh,
+    Run,
+    Setup,
+    ToEngine,
+    Want,
+)
 from studio.engine.queue import Job, JobQueue
 
 log = logging.getLogger(__name__)
@@ -73,9 +87,13 @@ def describe_exit(code: Optional[int]) -> str:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
-        what = {"SIGSEGV": "a crash in native code", "SIGABRT": "an abort in native code",
-                "SIGKILL": "it was killed, perhaps by the system for lack of memory",
-                "SIGBUS": "a crash in native code", "SIGFPE": "a crash in native code"}.get(name, "a signal")
+        what = {
+            "SIGSEGV": "a crash in native code",
+            "SIGABRT": "an abort in native code",
+            "SIGKILL": "it was killed, perhaps by the system for lack of memory",
+            "SIGBUS": "a crash in native code",
+            "SIGFPE": "a crash in native code",
+        }.get(name, "a signal")
         return f"{name}: {what}"
     return f"exit code {code}"
 
@@ -83,8 +101,15 @@ def describe_exit(code: Optional[int]) -> str:
 class EngineProcess:
     """Supervises one engine process: starts it, passes jobs in and events out, restarts it."""
 
-    def __init__(self, recipe: RunnerRecipe, *, poll_s: float = POLL_S, start_timeout_s: float = START_TIMEOUT_S,
-                 shutdown_grace_s: float = SHUTDOWN_GRACE_S, cancel_grace_s: float = CANCEL_GRACE_S):
+    def __init__(
+        self,
+        recipe: RunnerRecipe,
+        *,
+        poll_s: float = POLL_S,
+        start_timeout_s: float = START_TIMEOUT_S,
+        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+        cancel_grace_s: float = CANCEL_GRACE_S,
+    ):
         self.recipe = recipe
         self.cancel_grace_s = cancel_grace_s
         self.poll_s = poll_s
@@ -162,8 +187,11 @@ class EngineProcess:
                 self._discard()
         except EngineCrashed as crash:
             self._drain(emit)  # what it managed to send before it died still counts
-            self._end_in_flight(emit, f"The engine process stopped while running this job ({crash}); a new one "
-                                      "takes the next job, and everything in the window is kept.")
+            self._end_in_flight(
+                emit,
+                f"The engine process stopped while running this job ({crash}); a new one "
+                "takes the next job, and everything in the window is kept.",
+            )
             self._discard()
         except StartAbandoned:  # cancelled, or the window is closing, while the engine process started
             self._in_flight = {}
@@ -174,9 +202,12 @@ class EngineProcess:
         except Exception as exc:  # noqa: BLE001 - e.g. a spec or an event that will not cross the pipe
             log.exception("relaying job %d failed", job.job_id)
             self._kill()  # its state is unknown now; the next job gets a fresh one
-            self._end_in_flight(emit, f"The engine could not run this job ({type(exc).__name__}: "
-                                      f"{first_line(exc)}); the next job starts a new engine process.",
-                                kind=ErrorKind.RUNTIME)
+            self._end_in_flight(
+                emit,
+                f"The engine could not run this job ({type(exc).__name__}: "
+                f"{first_line(exc)}); the next job starts a new engine process.",
+                kind=ErrorKind.RUNTIME,
+            )
 
     def _follow(self, job: Job, queue: JobQueue, emit: Emit) -> None:
         """Relay events until every job this one brought along (interactive requests run between
@@ -201,8 +232,11 @@ class EngineProcess:
                 # process goes, and the jobs with it, so the queue moves on.
                 log.warning("engine process did not stop its job; killing it")
                 self._kill()
-                self._end_in_flight(emit, "The engine process did not stop this job, so it was ended; a new "
-                                          "one takes the next job.", cancelled=True)
+                self._end_in_flight(
+                    emit,
+                    "The engine process did not stop this job, so it was ended; a new one takes the next job.",
+                    cancelled=True,
+                )
                 return
             match self._receive():
                 case EventMessage(event):
@@ -237,8 +271,9 @@ class EngineProcess:
         except (EOFError, OSError):
             pass
 
-    def _end_in_flight(self, emit: Emit, message: str, kind: ErrorKind = ErrorKind.ENGINE_CRASH,
-                       cancelled: bool = False) -> None:
+    def _end_in_flight(
+        self, emit: Emit, message: str, kind: ErrorKind = ErrorKind.ENGINE_CRASH, cancelled: bool = False
+    ) -> None:
         """Every job the engine process held ends: Cancelled if the person had asked for that (or
         `cancelled`), else Failed with `message`. The next job starts a new engine process."""
         jobs, self._in_flight = self._in_flight, {}
@@ -279,8 +314,9 @@ class EngineProcess:
         process = self._process
         if process is None or not process.is_alive():
             if process is not None:
-                log.warning("engine process %s had ended (%s); starting a new one", process.pid,
-                            describe_exit(process.exitcode))
+                log.warning(
+                    "engine process %s had ended (%s); starting a new one", process.pid, describe_exit(process.exitcode)
+                )
                 self._discard()
             try:
                 self._spawn()
@@ -380,8 +416,13 @@ class EngineChildProcess:
     def __init__(self, fd: int):
         # -P, a PYTHONPATH of absolute entries and the package's own folder as the working folder:
         # nothing in the folder the window was started from is imported here (child_python).
-        self._popen = subprocess.Popen(python_command(ENGINE_MAIN, str(fd)), pass_fds=(fd,),
-                                       stdin=subprocess.DEVNULL, env=child_env(), cwd=PACKAGE_ROOT)
+        self._popen = subprocess.Popen(
+            python_command(ENGINE_MAIN, str(fd)),
+            pass_fds=(fd,),
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+            cwd=PACKAGE_ROOT,
+        )
         self.pid = self._popen.pid
 
     @property

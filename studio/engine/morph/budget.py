@@ -30,14 +30,19 @@ def too_large(need: int, what: str, advice: str) -> str:
     free = memory.free_when_short(need)
     if free is None:
         return ""
-    return (f"{what} would need about {memory.size_words(need)} of memory; this machine has "
-            f"{memory.size_words(free)} free; {advice}.")
+    return (
+        f"{what} would need about {memory.size_words(need)} of memory; this machine has "
+        f"{memory.size_words(free)} free; {advice}."
+    )
 
 
 def check_morph_memory(spec: MorphJob, model_kind: str, width: int, height: int) -> None:
     """SpecError naming `frames` when the morph's renders of width x height would not fit in the
     memory free now (a diffusion model's frames have the spec's size; a latent model's, its own)."""
-    sentence = too_large(frames_bytes(spec, model_kind, width, height),
-                         f"({spec.frames} frames of {width}×{height} pixels)", "use fewer frames or a smaller size")
+    sentence = too_large(
+        frames_bytes(spec, model_kind, width, height),
+        f"({spec.frames} frames of {width}×{height} pixels)",
+        "use fewer frames or a smaller size",
+    )
     if sentence:
         raise SpecError("frames", sentence)

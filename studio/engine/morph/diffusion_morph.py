@@ -60,8 +60,10 @@ def morph_sampler(requested: str, base: Any) -> tuple[str, str]:
         chosen = COUNTERPART.get(shown, "Euler")
         if type(base).__name__ == "DPMSolverMultistepScheduler":  # the model's own SDE solver, less its noise
             chosen = "DPM++ 2M Karras" if base.config.get("use_karras_sigmas") else "DPM++ 2M"
-    return chosen, (f"{shown} draws fresh noise at every step, which makes a morph jump at every keyframe, "
-                    f"so the morph ran with {chosen} instead.")
+    return chosen, (
+        f"{shown} draws fresh noise at every step, which makes a morph jump at every keyframe, "
+        f"so the morph ran with {chosen} instead."
+    )
 
 
 def _line(names: list[str], keys: list[np.ndarray]) -> Optional[Timeline]:
@@ -74,15 +76,17 @@ def _line(names: list[str], keys: list[np.ndarray]) -> Optional[Timeline]:
 def _key_names(spec: MorphJob) -> list[str]:
     if spec.prompts:
         return [f"prompt {i + 1}: {text.strip()[:40]}" for i, text in enumerate(spec.prompts)]
-    return [f"seed {seed}" if spec.seeds.count(seed) == 1 else f"seed {seed} ({i + 1})"
-            for i, seed in enumerate(spec.seeds)]
+    return [
+        f"seed {seed}" if spec.seeds.count(seed) == 1 else f"seed {seed} ({i + 1})" for i, seed in enumerate(spec.seeds)
+    ]
 
 
 def run_diffusion_morph(spec: MorphJob, backend: object, ctx: JobContext) -> ImageResult:
     # 1. What a diffusion morph cannot take, checked before anything is computed.
     if spec.latents:
-        raise SpecError("latents", "are keyframes of latent models; a diffusion model morphs between `seeds` "
-                                   "or `prompts`.")
+        raise SpecError(
+            "latents", "are keyframes of latent models; a diffusion model morphs between `seeds` or `prompts`."
+        )
     if not isinstance(backend, MorphableImageBackend):
         raise SpecError("model", "runs on a backend that cannot morph; morphs run on Stable Diffusion models.")
     backend.check_morphable()
@@ -131,9 +135,16 @@ def run_diffusion_morph(spec: MorphJob, backend: object, ctx: JobContext) -> Ima
                 ctx.step(start + min(spec.steps, (i + 1) * spec.steps // per_image), total)
 
             noise, embeds = inputs_at(u)
-            rendered[u] = backend.generate_from(noise, embeds, scheduler=sampler, steps=spec.steps,
-                                                guidance_scale=spec.guidance_scale, seed=spec.seed,
-                                                on_step=on_step, **size)
+            rendered[u] = backend.generate_from(
+                noise,
+                embeds,
+                scheduler=sampler,
+                steps=spec.steps,
+                guidance_scale=spec.guidance_scale,
+                seed=spec.seed,
+                on_step=on_step,
+                **size,
+            )
             generated += 1
         else:
             ctx.step((done + 1) * spec.steps, total)  # a reused render: the bar moves on, Cancel still lands
@@ -151,8 +162,12 @@ def run_diffusion_morph(spec: MorphJob, backend: object, ctx: JobContext) -> Ima
     frames = tuple(render(float(u)) for u in positions)
 
     info = dict(backend.info)
-    info.update(positions=[round(float(u), 6) for u in positions], keyframes=names, generations=generated,
-                scheduler=sampler or sampler_name(backend.base_scheduler))
+    info.update(
+        positions=[round(float(u), 6) for u in positions],
+        keyframes=names,
+        generations=generated,
+        scheduler=sampler or sampler_name(backend.base_scheduler),
+    )
     if spec.prompts and not spec.seeds:
         info["seed"] = spec.seed  # the one seed of every frame
     if note:

@@ -36,8 +36,10 @@ def timeline_of(spec: MorphJob, dim: int) -> Timeline:
         names = [f"latent {i + 1}" for i in range(len(keys))]
     else:
         keys = [seeded_latent(seed, dim) for seed in spec.seeds]
-        names = [f"seed {seed}" if list(spec.seeds).count(seed) == 1 else f"seed {seed} ({i + 1})"
-                 for i, seed in enumerate(spec.seeds)]
+        names = [
+            f"seed {seed}" if list(spec.seeds).count(seed) == 1 else f"seed {seed} ({i + 1})"
+            for i, seed in enumerate(spec.seeds)
+        ]
     return Timeline([Keyframe(name, key) for name, key in zip(names, keys)])
 
 
@@ -49,8 +51,10 @@ def image_distance(a: np.ndarray, b: np.ndarray) -> float:
 def run_latent_morph(spec: MorphJob, backend: LatentBackend, ctx: JobContext) -> ImageResult:
     """A morph of a latent model (diffusion models: diffusion_morph)."""
     if spec.diffusion_fields:
-        raise SpecError(spec.diffusion_fields[0], "is for diffusion image models; a latent model morphs between "
-                                                  "`seeds` or `latents`.")
+        raise SpecError(
+            spec.diffusion_fields[0],
+            "is for diffusion image models; a latent model morphs between `seeds` or `latents`.",
+        )
     timeline = timeline_of(spec, backend.latent_dim)
     probes = 2 * spec.frames if spec.spacing == "even" else 0
     total = probes + spec.frames
@@ -64,13 +68,14 @@ def run_latent_morph(spec: MorphJob, backend: LatentBackend, ctx: JobContext) ->
         return images
 
     if spec.spacing == "even":
-        positions = even_spacing(lambda u: decode(timeline.at(u, spec.method)[None])[0], image_distance,
-                                 spec.frames, max_renders=probes)
+        positions = even_spacing(
+            lambda u: decode(timeline.at(u, spec.method)[None])[0], image_distance, spec.frames, max_renders=probes
+        )
         done = probes  # refinement may stop early; the bar goes on from the final pass
     else:
         positions = timeline.frame_positions(spec.frames)
     latents = timeline.at(positions, spec.method)
-    frames = [image for start in range(0, len(latents), BATCH) for image in decode(latents[start:start + BATCH])]
+    frames = [image for start in range(0, len(latents), BATCH) for image in decode(latents[start : start + BATCH])]
     info = dict(backend.info)
     info.update(positions=[round(float(u), 6) for u in positions], keyframes=timeline.names)
     return ImageResult(tuple(frames), info)
@@ -80,8 +85,11 @@ def encode_picture(spec: LatentEncodeJob, backend: LatentBackend, ctx: JobContex
     """The picture, brought to the model's square size (transparency on white, as the shipped
     models were trained), through the model's encoder."""
     if not isinstance(backend, PictureEncoder):
-        raise SpecError("runtime", f"is {backend.info.get('runtime', 'this runtime')}, which cannot encode pictures "
-                                   "yet; choose the torch runtime.")
+        raise SpecError(
+            "runtime",
+            f"is {backend.info.get('runtime', 'this runtime')}, which cannot encode pictures "
+            "yet; choose the torch runtime.",
+        )
     size = backend.image_size
     picture = np.asarray(load_picture(spec.image, size, size))
     ctx.check_cancelled()

@@ -73,7 +73,10 @@ class EmojiSet:
 
     def captions(self) -> list[str]:
         """One fixed caption per image: its label and tags, for evaluation and quick looks."""
-        return [", ".join([label] + [t for t in tags if t not in label.split()]) for label, tags in zip(self.labels, self.tags)]
+        return [
+            ", ".join([label] + [t for t in tags if t not in label.split()])
+            for label, tags in zip(self.labels, self.tags)
+        ]
 
 
 def is_validation(base_hexcode: str) -> bool:
@@ -150,8 +153,15 @@ def build_emoji_set(images_root: Path, labels_root: Path, size: int = 64, limit:
 
 
 def _save(path: Path, data: EmojiSet) -> None:
-    words = json.dumps({"labels": data.labels, "tags": data.tags, "subcategory": data.subcategory,
-                        "hexcode": data.hexcode, "version": CACHE_VERSION})
+    words = json.dumps(
+        {
+            "labels": data.labels,
+            "tags": data.tags,
+            "subcategory": data.subcategory,
+            "hexcode": data.hexcode,
+            "version": CACHE_VERSION,
+        }
+    )
     buffer = io.BytesIO()
     np.savez(buffer, images=data.images, category=data.category, val=data.val, words=np.array(words))
     write_atomic(path, buffer.getvalue())
@@ -163,9 +173,15 @@ def _load(path: Path) -> Optional[EmojiSet]:
             words = json.loads(str(npz["words"]))
             if words.get("version") != CACHE_VERSION:
                 return None
-            return EmojiSet(images=npz["images"], labels=words["labels"], tags=words["tags"],
-                            category=npz["category"], subcategory=words["subcategory"],
-                            hexcode=words["hexcode"], val=npz["val"])
+            return EmojiSet(
+                images=npz["images"],
+                labels=words["labels"],
+                tags=words["tags"],
+                category=npz["category"],
+                subcategory=words["subcategory"],
+                hexcode=words["hexcode"],
+                val=npz["val"],
+            )
     except (OSError, ValueError, KeyError):
         return None
 

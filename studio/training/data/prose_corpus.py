@@ -34,9 +34,25 @@ from studio.training.data.sword import read_module
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "Source", "ProseCorpus", "SourceText", "SOURCES", "READERS", "HELDOUT_NAME", "load_prose", "build_corpus",
-    "assemble", "trim", "paragraphs_from_lines", "sections_from_lines", "is_heading", "clean_paragraph", "strip_gutenberg",
-    "read_austen", "read_moby_dick", "read_web_bible", "read_devils_dictionary",
+    "Source",
+    "ProseCorpus",
+    "SourceText",
+    "SOURCES",
+    "READERS",
+    "HELDOUT_NAME",
+    "load_prose",
+    "build_corpus",
+    "assemble",
+    "trim",
+    "paragraphs_from_lines",
+    "sections_from_lines",
+    "is_heading",
+    "clean_paragraph",
+    "strip_gutenberg",
+    "read_austen",
+    "read_moby_dick",
+    "read_web_bible",
+    "read_devils_dictionary",
 ]
 
 CACHE_NAME = "prose-v1.json"
@@ -79,13 +95,23 @@ class SourceText:
 
 
 SOURCES: list[Source] = [
-    Source("austen", "Jane Austen: Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, "
-           "Northanger Abbey, Persuasion", "public domain (texts); packaged by janeaustenr under MIT",
-           "r-cran-janeaustenr", 1.0),
-    Source("moby-dick", "Herman Melville: Moby-Dick; or, The Whale (Project Gutenberg #2701)",
-           "public domain (Project Gutenberg header and licence removed)", "r-cran-tokenizers", 1.0),
-    Source("web-bible", "World English Bible with Deuterocanon (2020 stable text)", "public domain",
-           "sword-text-web", 0.3),
+    Source(
+        "austen",
+        "Jane Austen: Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, Northanger Abbey, Persuasion",
+        "public domain (texts); packaged by janeaustenr under MIT",
+        "r-cran-janeaustenr",
+        1.0,
+    ),
+    Source(
+        "moby-dick",
+        "Herman Melville: Moby-Dick; or, The Whale (Project Gutenberg #2701)",
+        "public domain (Project Gutenberg header and licence removed)",
+        "r-cran-tokenizers",
+        1.0,
+    ),
+    Source(
+        "web-bible", "World English Bible with Deuterocanon (2020 stable text)", "public domain", "sword-text-web", 0.3
+    ),
     Source("devils-dictionary", "Ambrose Bierce: The Devil's Dictionary (1911)", "public domain", "dict-devil", 1.0),
 ]
 
@@ -150,10 +176,10 @@ def strip_gutenberg(text: str) -> str:
     """The body of a Project Gutenberg e-text: everything between the START and END marker lines,
     without the "Produced by" credit and the "End of Project Gutenberg's ..." line."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    start = next((i for i, l in enumerate(lines) if l.startswith("*** START OF") or l.startswith("***START OF")), -1)
-    end = next((i for i, l in enumerate(lines) if l.startswith("*** END OF") or l.startswith("***END OF")), len(lines))
-    body = lines[start + 1:end]
-    body = [l for l in body if not re.match(r"^\s*(End of (the )?Project Gutenberg|Produced by )", l)]
+    start = next((i for i, text in enumerate(lines) if text.startswith(("*** START OF", "***START OF"))), -1)
+    end = next((i for i, text in enumerate(lines) if text.startswith(("*** END OF", "***END OF"))), len(lines))
+    body = lines[start + 1 : end]
+    body = [text for text in body if not re.match(r"^\s*(End of (the )?Project Gutenberg|Produced by )", text)]
     return "\n".join(body)
 
 
@@ -188,9 +214,9 @@ def read_austen(root: Path) -> SourceText:
     train: list[str] = []
     heldout: list[str] = []
     for name, lines in novels.items():
-        if not isinstance(lines, list) or not all(isinstance(l, str) or l is None for l in lines):
+        if not isinstance(lines, list) or not all(isinstance(text, str) or text is None for text in lines):
             continue  # not a character vector of lines
-        sections = sections_from_lines(l or "" for l in lines)[1:]  # [0]: title page before chapter 1
+        sections = sections_from_lines(text or "" for text in lines)[1:]  # [0]: title page before chapter 1
         if not sections:
             raise ValueError(f"The Austen text {name} has no chapter headings, so its front matter cannot be found.")
         in_heldout = False
@@ -200,7 +226,9 @@ def read_austen(root: Path) -> SourceText:
                 in_heldout = True
             (heldout if in_heldout else train).extend(_austen_body(paragraphs))
     if not heldout:
-        raise ValueError(f"{HELDOUT_NOVEL} has no chapter {HELDOUT_FIRST_CHAPTER} heading, so the held-out split failed.")
+        raise ValueError(
+            f"{HELDOUT_NOVEL} has no chapter {HELDOUT_FIRST_CHAPTER} heading, so the held-out split failed."
+        )
     return SourceText(train, heldout)
 
 
@@ -257,8 +285,10 @@ def read_devils_dictionary(root: Path) -> SourceText:
         if len(parts) < 3 or parts[0].startswith("00"):  # 00-database-* entries are dictd metadata
             continue
         spans.add((_dict_number(parts[1]), _dict_number(parts[2])))
-    entries = [clean_paragraph(_CROSS_REFERENCE.sub(r"\1", data[offset:offset + size].decode("utf-8", errors="replace")))
-               for offset, size in sorted(spans)]
+    entries = [
+        clean_paragraph(_CROSS_REFERENCE.sub(r"\1", data[offset : offset + size].decode("utf-8", errors="replace")))
+        for offset, size in sorted(spans)
+    ]
     return SourceText([e for e in entries if e])
 
 
@@ -272,14 +302,16 @@ READERS: dict[str, Callable[[Path], SourceText]] = {
 
 # --- assembling, caching, trimming --------------------------------------------------------------
 
+
 def _keep_fraction(name: str, text: str, fraction: float) -> bool:
     """A fixed pseudo-random choice per paragraph, the same on every machine and run."""
     digest = hashlib.sha256(f"{name}\x00{text}".encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def assemble(texts: dict[str, SourceText], sources: Sequence[Source] = SOURCES,
-             heldout_name: str = HELDOUT_NAME) -> ProseCorpus:
+def assemble(
+    texts: dict[str, SourceText], sources: Sequence[Source] = SOURCES, heldout_name: str = HELDOUT_NAME
+) -> ProseCorpus:
     """Weight the sources' paragraphs into one training list and keep the held-out text out of it.
 
     A paragraph that also occurs in the held-out text (a short "Yes." reply, say) is dropped from
@@ -307,9 +339,16 @@ def build_corpus(fetch: Callable[[str], Path] = debian_package, sources: Sequenc
 
 
 def _to_json(corpus: ProseCorpus) -> str:
-    return json.dumps({"version": 1, "train": corpus.train, "heldout": corpus.heldout,
-                       "heldout_name": corpus.heldout_name, "sources": [asdict(s) for s in corpus.sources]},
-                      ensure_ascii=False)
+    return json.dumps(
+        {
+            "version": 1,
+            "train": corpus.train,
+            "heldout": corpus.heldout,
+            "heldout_name": corpus.heldout_name,
+            "sources": [asdict(s) for s in corpus.sources],
+        },
+        ensure_ascii=False,
+    )
 
 
 def _from_json(text: str) -> ProseCorpus | None:

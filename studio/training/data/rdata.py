@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["RVector", "RSymbol", "REnvironment", "RMarker", "read_rdata", "read_lazyload_db", "unserialize", "read_rds_bytes"]
+__all__ = [
+    "RVector",
+    "RSymbol",
+    "REnvironment",
+    "RMarker",
+    "read_rdata",
+    "read_lazyload_db",
+    "unserialize",
+    "read_rds_bytes",
+]
 
 NA_INTEGER = -(2**31)
 
@@ -41,11 +50,19 @@ PERSISTSXP, PACKAGESXP, NAMESPACESXP, BASENAMESPACE_SXP, MISSINGARG_SXP = 247, 2
 UNBOUNDVALUE_SXP, GLOBALENV_SXP, NILVALUE_SXP, REFSXP = 252, 253, 254, 255
 
 _TYPE_NAMES = {
-    CLOSXP: "closure", PROMSXP: "promise", SPECIALSXP: "special function", BUILTINSXP: "builtin function",
-    BCODESXP: "byte code", EXTPTRSXP: "external pointer", WEAKREFSXP: "weak reference",
-    BCREPREF: "byte-code reference", BCREPDEF: "byte-code definition",
-    GENERICREFSXP: "generic reference", CLASSREFSXP: "class reference",
-    ATTRLISTSXP: "byte-code attribute list", ATTRLANGSXP: "byte-code attribute call",
+    CLOSXP: "closure",
+    PROMSXP: "promise",
+    SPECIALSXP: "special function",
+    BUILTINSXP: "builtin function",
+    BCODESXP: "byte code",
+    EXTPTRSXP: "external pointer",
+    WEAKREFSXP: "weak reference",
+    BCREPREF: "byte-code reference",
+    BCREPDEF: "byte-code definition",
+    GENERICREFSXP: "generic reference",
+    CLASSREFSXP: "class reference",
+    ATTRLISTSXP: "byte-code attribute list",
+    ATTRLANGSXP: "byte-code attribute call",
 }
 
 # CHARSXP encoding bits in the "levels" part of the flags.
@@ -95,8 +112,11 @@ class REnvironment:
 
 
 _MARKERS = {
-    BASEENV_SXP: RMarker("baseenv"), EMPTYENV_SXP: RMarker("emptyenv"), GLOBALENV_SXP: RMarker("globalenv"),
-    UNBOUNDVALUE_SXP: RMarker("unbound"), MISSINGARG_SXP: RMarker("missing argument"),
+    BASEENV_SXP: RMarker("baseenv"),
+    EMPTYENV_SXP: RMarker("emptyenv"),
+    GLOBALENV_SXP: RMarker("globalenv"),
+    UNBOUNDVALUE_SXP: RMarker("unbound"),
+    MISSINGARG_SXP: RMarker("missing argument"),
     BASENAMESPACE_SXP: RMarker("base namespace"),
 }
 
@@ -113,7 +133,7 @@ class _Reader:
     def _take(self, n: int) -> memoryview:
         if self.pos + n > len(self.data):
             raise ValueError("The R serialization stream ends in the middle of an object.")
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -163,7 +183,9 @@ class _Reader:
             self.refs.append(symbol)
             return symbol
         if kind in (PACKAGESXP, NAMESPACESXP):
-            marker = RMarker(("package " if kind == PACKAGESXP else "namespace ") + " ".join(map(str, self._string_vec())))
+            marker = RMarker(
+                ("package " if kind == PACKAGESXP else "namespace ") + " ".join(map(str, self._string_vec()))
+            )
             self.refs.append(marker)
             return marker
         if kind == ENVSXP:
@@ -212,7 +234,9 @@ class _Reader:
         if kind == STRSXP:
             return RVector((self.item() for _ in range(self.length())), rtype="character")
         if kind in (VECSXP, EXPRSXP):
-            return RVector((self.item() for _ in range(self.length())), rtype="list" if kind == VECSXP else "expression")
+            return RVector(
+                (self.item() for _ in range(self.length())), rtype="list" if kind == VECSXP else "expression"
+            )
         if kind in (INTSXP, LGLSXP):
             n = self.length()
             ints = struct.unpack(f">{n}i", self._take(4 * n))
@@ -270,8 +294,10 @@ class _Reader:
         if cls in ("compact_intseq", "compact_realseq") and isinstance(state, RVector) and len(state) == 3:
             n, start, step = state
             values = (start + i * step for i in range(int(n)))
-            value = RVector((int(v) for v in values) if cls == "compact_intseq" else values,
-                            rtype="integer" if cls == "compact_intseq" else "double")
+            value = RVector(
+                (int(v) for v in values) if cls == "compact_intseq" else values,
+                rtype="integer" if cls == "compact_intseq" else "double",
+            )
         elif cls.startswith("wrap_") and isinstance(state, RVector) and state:
             inner = state[0]
             value = RVector(inner, dict(getattr(inner, "attributes", {})), getattr(inner, "rtype", "list"))

@@ -77,8 +77,9 @@ def _decompress(data: bytes, compress: str) -> bytes:
     raise ValueError(f"SWORD compression type {compress!r} is not supported (only ZIP, BZIP2 and XZ).")
 
 
-def verse_entries(module_dir: Path, *, compress: str = "ZIP", ztext4: bool = False,
-                  encoding: str = "utf-8") -> Iterator[str]:
+def verse_entries(
+    module_dir: Path, *, compress: str = "ZIP", ztext4: bool = False, encoding: str = "utf-8"
+) -> Iterator[str]:
     """Every verse slot's raw markup, Old Testament first, in versification order (empty slots too)."""
     entry = struct.Struct("<III" if ztext4 else "<IIH")
     for testament in ("ot", "nt"):
@@ -87,7 +88,9 @@ def verse_entries(module_dir: Path, *, compress: str = "ZIP", ztext4: bool = Fal
             continue
         blocks_index, verses_index, blob = (p.read_bytes() for p in paths)
         if len(blocks_index) % 12 or len(verses_index) % entry.size:
-            raise ValueError(f"The {testament} index files in {module_dir} do not have whole 12/{entry.size}-byte entries.")
+            raise ValueError(
+                f"The {testament} index files in {module_dir} do not have whole 12/{entry.size}-byte entries."
+            )
         blocks: dict[int, bytes] = {}
         for block, offset, size in entry.iter_unpack(verses_index):
             if size == 0:
@@ -96,8 +99,8 @@ def verse_entries(module_dir: Path, *, compress: str = "ZIP", ztext4: bool = Fal
             if block not in blocks:
                 blocks.clear()  # verse slots run through the blocks in order; keep one in memory
                 start, length, _ = struct.unpack_from("<III", blocks_index, block * 12)
-                blocks[block] = _decompress(blob[start:start + length], compress)
-            yield blocks[block][offset:offset + size].decode(encoding, errors="replace")
+                blocks[block] = _decompress(blob[start : start + length], compress)
+            yield blocks[block][offset : offset + size].decode(encoding, errors="replace")
 
 
 def _tag(token: str) -> tuple[str, bool, bool, dict[str, str]]:
@@ -159,7 +162,11 @@ def osis_paragraphs(entries: Iterable[str], *, max_verses: int = 30) -> list[str
                 drop_name, drop_depth = name, 1
                 pieces.append(_GAP)
                 continue
-            if name in _BREAK_ELEMENTS or (name == "div" and kind in _BREAK_DIV_TYPES) or (name == "lb" and kind == "x-p"):
+            if (
+                name in _BREAK_ELEMENTS
+                or (name == "div" and kind in _BREAK_DIV_TYPES)
+                or (name == "lb" and kind == "x-p")
+            ):
                 flush()
             elif name in ("l", "lb", "item", "list"):
                 pieces.append(" ")
@@ -191,8 +198,14 @@ def _clean(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def read_ztext(module_dir: Path, *, compress: str = "ZIP", ztext4: bool | None = None,
-               encoding: str = "utf-8", max_verses: int = 30) -> list[str]:
+def read_ztext(
+    module_dir: Path,
+    *,
+    compress: str = "ZIP",
+    ztext4: bool | None = None,
+    encoding: str = "utf-8",
+    max_verses: int = 30,
+) -> list[str]:
     """The module's running text as paragraphs (notes, titles and front matter removed).
 
     `ztext4` is guessed from the verse index size when not given (10-byte zText entries unless the
@@ -218,5 +231,10 @@ def read_module(tree: Path, name: str, *, max_verses: int = 30) -> list[str]:
     if conf.get("SourceType", "OSIS").upper() not in ("OSIS", ""):
         raise ValueError(f"The SWORD module {name} uses {conf['SourceType']} markup; only OSIS is supported.")
     encoding = "utf-8" if conf.get("Encoding", "UTF-8").upper().replace("-", "") == "UTF8" else "latin-1"
-    return read_ztext(module_dir, compress=conf.get("CompressType", "ZIP"), ztext4=driver == "zText4",
-                      encoding=encoding, max_verses=max_verses)
+    return read_ztext(
+        module_dir,
+        compress=conf.get("CompressType", "ZIP"),
+        ztext4=driver == "zText4",
+        encoding=encoding,
+        max_verses=max_verses,
+    )

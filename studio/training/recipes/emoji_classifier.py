@@ -31,8 +31,14 @@ class EmojiClassifier(nn.Module):
         layers: list[nn.Module] = []
         cin = 3
         for cout in (base, base * 2, base * 4, FEATURES):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                       nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            layers += [
+                nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
             cin = cout
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(FEATURES, classes)
@@ -52,9 +58,9 @@ def soften(x: torch.Tensor, generator=None) -> torch.Tensor:
 
 
 def load_classifier(folder: Path) -> EmojiClassifier:
-    from studio.models.nets import apply_weights, load_weights
-
     import json
+
+    from studio.models.nets import apply_weights, load_weights
 
     manifest_path = folder / "studio.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
@@ -105,23 +111,43 @@ class EmojiClassifierRecipe(Recipe):
             return {}
         predicted = self.net(self.val_images).argmax(1)
         correct = (predicted == self.val_labels).float()
-        per_class = [correct[self.val_labels == c].mean().item() for c in range(len(CATEGORIES))
-                     if (self.val_labels == c).any()]
+        per_class = [
+            correct[self.val_labels == c].mean().item() for c in range(len(CATEGORIES)) if (self.val_labels == c).any()
+        ]
         blurred = F.avg_pool2d(F.pad(self.val_images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-        return {"val_accuracy": correct.mean().item(), "val_balanced_accuracy": sum(per_class) / len(per_class),
-                "val_accuracy_blurred": (self.net(blurred).argmax(1) == self.val_labels).float().mean().item()}
+        return {
+            "val_accuracy": correct.mean().item(),
+            "val_balanced_accuracy": sum(per_class) / len(per_class),
+            "val_accuracy_blurred": (self.net(blurred).argmax(1) == self.val_labels).float().mean().item(),
+        }
 
     def export(self, folder: Path, report: RunReport) -> None:
         save_fp16(folder / "classifier.safetensors", self.net.state_dict())
-        write_json(folder / "studio.json", {"format": "studio-classifier", "image_size": IMAGE_SIZE,
-                                            "base_channels": self.base,
-                                            "features": FEATURES, "categories": list(CATEGORIES)})
-        write_card(folder, "emoji-classifier",
-                   summary="An eight-category emoji classifier used only to measure the image models "
-                           "(category accuracy, FD-emoji). Not a generator; not listed as a model.",
-                   sections=[("Data and licence", EMOJI_DATA),
-                             ("Model", f"4 stride-2 stages of two 3x3 conv + BatchNorm + ReLU ({self.base}-{self.base * 2}-"
-                                       f"{self.base * 4}-{FEATURES} channels), global average pool -> 128-d features -> 8 logits.")],
-                   report=report, reproduce=f"studio train emoji-classifier --minutes {round(report.seconds / 60)} "
-                                     "--out runs/emoji-classifier")
+        write_json(
+            folder / "studio.json",
+            {
+                "format": "studio-classifier",
+                "image_size": IMAGE_SIZE,
+                "base_channels": self.base,
+                "features": FEATURES,
+                "categories": list(CATEGORIES),
+            },
+        )
+        write_card(
+            folder,
+            "emoji-classifier",
+            summary="An eight-category emoji classifier used only to measure the image models "
+            "(category accuracy, FD-emoji). Not a generator; not listed as a model.",
+            sections=[
+                ("Data and licence", EMOJI_DATA),
+                (
+                    "Model",
+                    f"4 stride-2 stages of two 3x3 conv + BatchNorm + ReLU ({self.base}-{self.base * 2}-"
+                    f"{self.base * 4}-{FEATURES} channels), global average pool -> 128-d features -> 8 logits.",
+                ),
+            ],
+            report=report,
+            reproduce=f"studio train emoji-classifier --minutes {round(report.seconds / 60)} "
+            "--out runs/emoji-classifier",
+        )
         finish_folder(folder)

@@ -54,7 +54,7 @@ def translate(x: torch.Tensor, shift: int = SHIFT) -> torch.Tensor:
     padded = F.pad(x, (shift, shift, shift, shift), value=1.0)
     dx = torch.randint(0, 2 * shift + 1, (n,)).tolist()
     dy = torch.randint(0, 2 * shift + 1, (n,)).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
 
 
 class EmojiGanRecipe(Recipe):
@@ -65,7 +65,9 @@ class EmojiGanRecipe(Recipe):
         base = 8 if self.options.tiny else 32
         last = torch.channels_last
         self.decoder_config = {"base_channels": base, "norm": "batch", "convs": 1}
-        self.generator = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=1).to(self.device, memory_format=last)
+        self.generator = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=1).to(
+            self.device, memory_format=last
+        )
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.discriminator = Discriminator(base).to(self.device, memory_format=last)
         self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=LR, betas=(0.5, 0.999))
@@ -76,8 +78,13 @@ class EmojiGanRecipe(Recipe):
         self.batch = min(BATCH, self.images.shape[0])
 
     def modules(self):
-        return {"generator": self.generator, "ema": self.ema, "discriminator": self.discriminator,
-                "g_opt": self.g_opt, "d_opt": self.d_opt}
+        return {
+            "generator": self.generator,
+            "ema": self.ema,
+            "discriminator": self.discriminator,
+            "g_opt": self.g_opt,
+            "d_opt": self.d_opt,
+        }
 
     def train_step(self, progress: float) -> dict[str, float]:
         self.generator.train(), self.discriminator.train()
@@ -124,23 +131,39 @@ class EmojiGanRecipe(Recipe):
         fold_basis_into_input(generator.project, basis)
         save_fp16(folder / "decoder.safetensors", generator.state_dict())
         save_fp16(folder / "raw_basis.safetensors", {**basis, "strength": strength.float()})
-        write_json(folder / "studio.json", {
-            "format": "studio-latent", "architecture": "decoder-v1", "kind": "latent",
-            "latent_dim": LATENT_DIM, "image_size": IMAGE_SIZE, "decoder": self.decoder_config,
-            "weights": "decoder.safetensors", "latent_basis": "principal", "raw_basis": "raw_basis.safetensors",
-            "title": "Emoji GAN", "licence": "Apache-2.0",
-            "description": "A 128-d DCGAN-class generator of Noto emoji, 64 px. Axes ordered GANSpace-style.",
-        })
+        write_json(
+            folder / "studio.json",
+            {
+                "format": "studio-latent",
+                "architecture": "decoder-v1",
+                "kind": "latent",
+                "latent_dim": LATENT_DIM,
+                "image_size": IMAGE_SIZE,
+                "decoder": self.decoder_config,
+                "weights": "decoder.safetensors",
+                "latent_basis": "principal",
+                "raw_basis": "raw_basis.safetensors",
+                "title": "Emoji GAN",
+                "licence": "Apache-2.0",
+                "description": "A 128-d DCGAN-class generator of Noto emoji, 64 px. Axes ordered GANSpace-style.",
+            },
+        )
         self.sample_sheet(folder / "samples.png", generator)
-        latent_card(folder, report, title="emoji-gan", kind="GAN generator (no encoder)",
-                    architecture=f"DCGAN-class generator, {sum(p.numel() for p in generator.parameters()) / 1e6:.2f} M "
-                                 "parameters (EMA weights), 128-d latent, BatchNorm, nearest-upsample convolutions",
-                    basis_note="Latent axes are the generator's principal directions, GANSpace-style: the right "
-                               "singular vectors of its first (linear) layer, largest effect first. The prior is "
-                               "still N(0, I) in these axes.",
-                    sigma=strength / strength[0], sigma_label="Relative strength (singular value) of the first eight axes",
-                    limitations="Small and trained for minutes on a CPU: colours and textures are emoji-like, "
-                                "shapes are often incoherent. It knows only the Noto style.")
+        latent_card(
+            folder,
+            report,
+            title="emoji-gan",
+            kind="GAN generator (no encoder)",
+            architecture=f"DCGAN-class generator, {sum(p.numel() for p in generator.parameters()) / 1e6:.2f} M "
+            "parameters (EMA weights), 128-d latent, BatchNorm, nearest-upsample convolutions",
+            basis_note="Latent axes are the generator's principal directions, GANSpace-style: the right "
+            "singular vectors of its first (linear) layer, largest effect first. The prior is "
+            "still N(0, I) in these axes.",
+            sigma=strength / strength[0],
+            sigma_label="Relative strength (singular value) of the first eight axes",
+            limitations="Small and trained for minutes on a CPU: colours and textures are emoji-like, "
+            "shapes are often incoherent. It knows only the Noto style.",
+        )
         finish_folder(folder)
 
     @torch.no_grad()

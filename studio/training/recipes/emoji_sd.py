@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
+from studio.models.tokenizer_files import write_clip_text_encoder_for_older_readers, write_legacy_tokenizer_files
 from studio.training.images import batch, load_images, save_grid, to_tensor
 from studio.training.loop import Recipe, RunReport
 from studio.training.model_card import EMOJI_DATA, write_card
 from studio.training.shipping import finish_folder, write_json
-from studio.models.tokenizer_files import write_clip_text_encoder_for_older_readers, write_legacy_tokenizer_files
 
 # 4 latent channels, as in SD 1.x: diffusers' inpainting pipeline accepts only 4- or 9-channel UNets
 IMAGE_SIZE, LATENT_CHANNELS, MAX_TOKENS = 64, 4, 32
@@ -37,8 +37,16 @@ KL_WEIGHT = 1e-6
 CAPTION_DROP = 0.1
 MIN_SNR = 5.0
 EMA_DECAY = 0.999
-SAMPLE_PROMPTS = ("red apple", "grinning face", "dog face", "rocket", "red heart", "pizza", "soccer ball",
-                  "waving hand")
+SAMPLE_PROMPTS = (
+    "red apple",
+    "grinning face",
+    "dog face",
+    "rocket",
+    "red heart",
+    "pizza",
+    "soccer ball",
+    "waving hand",
+)
 DEFAULTS = {"steps": 20, "guidance_scale": 5.0}
 
 
@@ -55,13 +63,19 @@ def train_clip_tokenizer(texts: list[str], vocab_size: int):
     words = Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""")  # CLIP's own split
     backend = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
     backend.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(words, behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(words, behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=2, special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix="</w>", show_progress=False,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix="</w>",
+        show_progress=False,
     )
     backend.train_from_iterator(texts, trainer)
     model = json.loads(backend.to_str())["model"]
@@ -98,42 +112,78 @@ class EmojiSdRecipe(Recipe):
         # BPE training is not deterministic across processes (hash-map order decides ties), so the
         # tokenizer is trained once per run and kept in the checkpoint (see `restored`).
         self.tokenizer = train_clip_tokenizer(
-            [f"{label} {' '.join(tags)}" for label, tags in zip(data.labels, data.tags)], 300 if tiny else 3000)
+            [f"{label} {' '.join(tags)}" for label, tags in zip(data.labels, data.tags)], 300 if tiny else 3000
+        )
         self.extra["tokenizer"] = self.tokenizer.backend_tokenizer.to_str()
         ch = (8, 8, 16, 16) if tiny else (16, 32, 64, 64)
         self.vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=ch,
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-            layers_per_block=1, norm_num_groups=8, sample_size=IMAGE_SIZE,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=LATENT_CHANNELS,
+            block_out_channels=ch,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=IMAGE_SIZE,
         ).to(self.device)
         width = 32 if tiny else 128
-        self.text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(self.tokenizer), hidden_size=width, intermediate_size=width * 4,
-            num_hidden_layers=1 if tiny else 3, num_attention_heads=4, max_position_embeddings=MAX_TOKENS,
-            bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id, projection_dim=width,
-        )).to(self.device)
+        self.text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(self.tokenizer),
+                hidden_size=width,
+                intermediate_size=width * 4,
+                num_hidden_layers=1 if tiny else 3,
+                num_attention_heads=4,
+                max_position_embeddings=MAX_TOKENS,
+                bos_token_id=self.tokenizer.bos_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                projection_dim=width,
+            )
+        ).to(self.device)
         unet_ch = (16, 32) if tiny else (64, 128)
         self.unet = UNet2DConditionModel(
-            sample_size=IMAGE_SIZE // 8, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-            block_out_channels=unet_ch, layers_per_block=1,  # 1.5x the steps of 2 per CPU minute
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=width, attention_head_dim=8, norm_num_groups=8,
+            sample_size=IMAGE_SIZE // 8,
+            in_channels=LATENT_CHANNELS,
+            out_channels=LATENT_CHANNELS,
+            block_out_channels=unet_ch,
+            layers_per_block=1,  # 1.5x the steps of 2 per CPU minute
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=width,
+            attention_head_dim=8,
+            norm_num_groups=8,
         ).to(self.device)
         # EMAs of both networks the UNet phase trains: the shipped pair must match.
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
         self.ema_text = copy.deepcopy(self.text_encoder).eval().requires_grad_(False)
-        self.noise = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                                   beta_end=0.012, prediction_type="epsilon", steps_offset=1, clip_sample=False)
+        self.noise = DDPMScheduler(
+            num_train_timesteps=1000,
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type="epsilon",
+            steps_offset=1,
+            clip_sample=False,
+        )
         self.vae_opt = torch.optim.AdamW(self.vae.parameters(), lr=VAE_LR, weight_decay=0.0)
-        self.unet_opt = torch.optim.AdamW([*self.unet.parameters(), *self.text_encoder.parameters()], lr=UNET_LR,
-                                          weight_decay=0.01)
+        self.unet_opt = torch.optim.AdamW(
+            [*self.unet.parameters(), *self.text_encoder.parameters()], lr=UNET_LR, weight_decay=0.01
+        )
         self.latents: torch.Tensor | None = None  # (2N, 2, C, 8, 8): mean and std, plain and mirrored
         self.extra.setdefault("scaling_factor", 1.0)
 
     def modules(self):
-        return {"vae": self.vae, "text_encoder": self.text_encoder, "unet": self.unet, "ema": self.ema,
-                "ema_text": self.ema_text, "vae_opt": self.vae_opt, "unet_opt": self.unet_opt}
+        return {
+            "vae": self.vae,
+            "text_encoder": self.text_encoder,
+            "unet": self.unet,
+            "ema": self.ema,
+            "ema_text": self.ema_text,
+            "vae_opt": self.vae_opt,
+            "unet_opt": self.unet_opt,
+        }
 
     def restored(self) -> None:
         from tokenizers import Tokenizer
@@ -175,7 +225,7 @@ class EmojiSdRecipe(Recipe):
         parts = []
         for images in (self.images, self.images.flip(3)):
             for i in range(0, images.shape[0], 128):
-                dist = self.vae.encode(images[i:i + 128] * 2 - 1).latent_dist
+                dist = self.vae.encode(images[i : i + 128] * 2 - 1).latent_dist
                 parts.append(torch.stack([dist.mean, dist.std], 1))
         self.latents = torch.cat(parts)
         if not self.extra.get("unet_phase"):  # a resumed run keeps the scale its UNet learned
@@ -186,8 +236,9 @@ class EmojiSdRecipe(Recipe):
     # -- phase 2: the UNet and text encoder ---------------------------------------------------
 
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-                             return_tensors="pt").input_ids.to(self.device)
+        ids = self.tokenizer(
+            prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         return self.text_encoder(ids)[0]
 
     def unet_step(self, progress: float) -> dict[str, float]:
@@ -199,8 +250,10 @@ class EmojiSdRecipe(Recipe):
         stats = self.latents[index.to(self.device)]
         latents = (stats[:, 0] + stats[:, 1] * torch.randn_like(stats[:, 1])) * self.extra["scaling_factor"]
         images = index % self.images.shape[0]  # mirrored copies share their image's words
-        prompts = ["" if self.rng.random() < CAPTION_DROP else caption(self.data.labels[i], self.data.tags[i], self.rng)
-                   for i in images.tolist()]
+        prompts = [
+            "" if self.rng.random() < CAPTION_DROP else caption(self.data.labels[i], self.data.tags[i], self.rng)
+            for i in images.tolist()
+        ]
         noise = torch.randn_like(latents)
         steps = torch.randint(0, self.noise.config.num_train_timesteps, (n,), device=self.device)
         noisy = self.noise.add_noise(latents, noise, steps)
@@ -229,8 +282,13 @@ class EmojiSdRecipe(Recipe):
         self.vae.register_to_config(scaling_factor=self.extra["scaling_factor"])  # saved in vae/config.json
         scheduler = DPMSolverMultistepScheduler.from_config(self.noise.config)  # "DPM++ 2M"
         return StableDiffusionPipeline(
-            vae=self.vae.eval(), text_encoder=self.ema_text.eval(), tokenizer=self.tokenizer,
-            unet=self.ema.eval(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
+            vae=self.vae.eval(),
+            text_encoder=self.ema_text.eval(),
+            tokenizer=self.tokenizer,
+            unet=self.ema.eval(),
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
             requires_safety_checker=False,
         )
 
@@ -242,7 +300,10 @@ class EmojiSdRecipe(Recipe):
         val = to_tensor(self.val.images, self.device) if len(self.val) else self.images[:64]
         recon = self.vae.decode(self.vae.encode(val * 2 - 1).latent_dist.mean).sample
         mse = ((recon.clamp(-1, 1) + 1) / 2 - val).pow(2).mean().item()
-        return {"vae_val_psnr_db": -10 * math.log10(max(mse, 1e-10)), "latent_scaling_factor": self.extra["scaling_factor"]}
+        return {
+            "vae_val_psnr_db": -10 * math.log10(max(mse, 1e-10)),
+            "latent_scaling_factor": self.extra["scaling_factor"],
+        }
 
     @torch.no_grad()
     def sample_sheet(self, path: Path, pipe) -> None:
@@ -250,8 +311,13 @@ class EmojiSdRecipe(Recipe):
         tiny = self.options.tiny  # tests: two rows, two steps
         for prompt in SAMPLE_PROMPTS[:2] if tiny else SAMPLE_PROMPTS:
             generator = [torch.Generator().manual_seed(s) for s in range(1, 7)]
-            out = pipe([prompt] * 6, num_inference_steps=2 if tiny else DEFAULTS["steps"],
-                       guidance_scale=DEFAULTS["guidance_scale"], generator=generator, output_type="pt")
+            out = pipe(
+                [prompt] * 6,
+                num_inference_steps=2 if tiny else DEFAULTS["steps"],
+                guidance_scale=DEFAULTS["guidance_scale"],
+                generator=generator,
+                output_type="pt",
+            )
             rows.append(out.images.cpu())
         save_grid(path, torch.cat(rows), columns=6)
 
@@ -263,31 +329,51 @@ class EmojiSdRecipe(Recipe):
         write_legacy_tokenizer_files(folder / "tokenizer", "CLIPTokenizer")
         write_clip_text_encoder_for_older_readers(folder / "text_encoder")
         pipe.to(torch.float32)
-        write_json(folder / "studio.json", {
-            "title": "Emoji SD (miniature Stable Diffusion)", "licence": "Apache-2.0", "defaults": DEFAULTS,
-            "description": "A tiny text-to-image diffusion model of Noto emoji, 64x64.",
-        })
-        params = {name: sum(p.numel() for p in m.parameters()) / 1e6
-                  for name, m in (("unet", self.ema), ("vae", self.vae), ("text_encoder", self.ema_text))}
+        write_json(
+            folder / "studio.json",
+            {
+                "title": "Emoji SD (miniature Stable Diffusion)",
+                "licence": "Apache-2.0",
+                "defaults": DEFAULTS,
+                "description": "A tiny text-to-image diffusion model of Noto emoji, 64x64.",
+            },
+        )
+        params = {
+            name: sum(p.numel() for p in m.parameters()) / 1e6
+            for name, m in (("unet", self.ema), ("vae", self.vae), ("text_encoder", self.ema_text))
+        }
         write_card(
-            folder, "emoji-sd",
+            folder,
+            "emoji-sd",
             summary="A miniature Stable Diffusion that draws 64×64 emoji from short English prompts "
-                    "(\"red apple\", \"grinning cat face\"), trained from scratch by Studio's own code.",
+            '("red apple", "grinning cat face"), trained from scratch by Studio\'s own code.',
             image="samples.png",
             sections=[
-                ("Model", f"diffusers `StableDiffusionPipeline` layout: AutoencoderKL (64 px ↔ 8×8×{LATENT_CHANNELS} "
-                          f"latent, {params['vae']:.2f} M), CLIPTextModel trained from scratch ({params['text_encoder']:.2f} M, "
-                          f"{len(self.tokenizer)}-token CLIP-style BPE, {MAX_TOKENS} tokens; EMA weights), "
-                          f"UNet2DConditionModel ({params['unet']:.2f} M, EMA weights), DPMSolverMultistepScheduler (DPM++ 2M). fp16 "
-                          f"safetensors. Suggested: {DEFAULTS['steps']} steps, CFG {DEFAULTS['guidance_scale']}."),
-                ("Prompts", "It knows the CLDR emoji names and keywords: \"red apple\", \"dog face\", \"rocket\", "
-                            "\"smiling face with heart-eyes\", optionally followed by keywords (\"red apple, fruit\"). "
-                            "Rows of the sample sheet: " + ", ".join(SAMPLE_PROMPTS) + " (seeds 1-6)."),
-                ("Data and licence", EMOJI_DATA + " Captions are the label plus up to four of its tags. "
-                                                  "The weights are released under Apache-2.0, like the images."),
-                ("Limitations", "Tiny and trained for minutes on a CPU: shapes and colours follow the prompt more "
-                                "than details do; rare words are not understood; 64×64 only. Not a general "
-                                "image model."),
+                (
+                    "Model",
+                    f"diffusers `StableDiffusionPipeline` layout: AutoencoderKL (64 px ↔ 8×8×{LATENT_CHANNELS} "
+                    f"latent, {params['vae']:.2f} M), CLIPTextModel trained from scratch ({params['text_encoder']:.2f} M, "
+                    f"{len(self.tokenizer)}-token CLIP-style BPE, {MAX_TOKENS} tokens; EMA weights), "
+                    f"UNet2DConditionModel ({params['unet']:.2f} M, EMA weights), DPMSolverMultistepScheduler (DPM++ 2M). fp16 "
+                    f"safetensors. Suggested: {DEFAULTS['steps']} steps, CFG {DEFAULTS['guidance_scale']}.",
+                ),
+                (
+                    "Prompts",
+                    'It knows the CLDR emoji names and keywords: "red apple", "dog face", "rocket", '
+                    '"smiling face with heart-eyes", optionally followed by keywords ("red apple, fruit"). '
+                    "Rows of the sample sheet: " + ", ".join(SAMPLE_PROMPTS) + " (seeds 1-6).",
+                ),
+                (
+                    "Data and licence",
+                    EMOJI_DATA + " Captions are the label plus up to four of its tags. "
+                    "The weights are released under Apache-2.0, like the images.",
+                ),
+                (
+                    "Limitations",
+                    "Tiny and trained for minutes on a CPU: shapes and colours follow the prompt more "
+                    "than details do; rare words are not understood; 64×64 only. Not a general "
+                    "image model.",
+                ),
             ],
             report=report,
             reproduce=f"studio train emoji-sd --minutes {round(report.seconds / 60)} --device {report.device}",

@@ -15,7 +15,13 @@ import torch
 
 from studio.models.nets import LatentDecoder, LatentEncoder
 from studio.training.images import (
-    batch, fold_basis_into_input, fold_basis_into_output, load_images, principal_basis, save_grid, to_tensor,
+    batch,
+    fold_basis_into_input,
+    fold_basis_into_output,
+    load_images,
+    principal_basis,
+    save_grid,
+    to_tensor,
 )
 from studio.training.loop import Recipe, RunReport
 from studio.training.model_card import latent_card
@@ -38,7 +44,9 @@ class EmojiVaeRecipe(Recipe):
         # channels_last makes these convolutions ~1.5x faster on CPU (and on tensor cores).
         last = torch.channels_last
         self.encoder = LatentEncoder(LATENT_DIM, IMAGE_SIZE, base).to(self.device, memory_format=last)
-        self.decoder = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=2).to(self.device, memory_format=last)
+        self.decoder = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=2).to(
+            self.device, memory_format=last
+        )
         self.optimizer = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=LR)
         data = load_images(self.options, IMAGE_SIZE)
         self.data = data
@@ -72,7 +80,7 @@ class EmojiVaeRecipe(Recipe):
     @torch.no_grad()
     def encode_all(self, images: torch.Tensor) -> torch.Tensor:
         self.encoder.eval()
-        return torch.cat([self.encoder(images[i:i + 256])[0] for i in range(0, images.shape[0], 256)])
+        return torch.cat([self.encoder(images[i : i + 256])[0] for i in range(0, images.shape[0], 256)])
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -80,8 +88,11 @@ class EmojiVaeRecipe(Recipe):
         images = self.val_images if self.val_images.shape[0] else self.train_images
         mse, kl, _ = self.losses(images, sample=False)
         per_pixel = mse.item() / images[0].numel()
-        return {"val_mse_per_pixel": per_pixel, "val_psnr_db": -10 * torch.log10(torch.tensor(per_pixel)).item(),
-                "val_kl_nats": kl.item()}
+        return {
+            "val_mse_per_pixel": per_pixel,
+            "val_psnr_db": -10 * torch.log10(torch.tensor(per_pixel)).item(),
+            "val_kl_nats": kl.item(),
+        }
 
     @torch.no_grad()
     def export(self, folder: Path, report: RunReport) -> None:
@@ -95,28 +106,38 @@ class EmojiVaeRecipe(Recipe):
         save_fp16(folder / "encoder.safetensors", encoder.state_dict())
         save_fp16(folder / "raw_basis.safetensors", cpu_basis)
         manifest = {
-            "format": "studio-latent", "architecture": "decoder-v1", "kind": "latent",
-            **self.config, "decoder": self.decoder_config,
+            "format": "studio-latent",
+            "architecture": "decoder-v1",
+            "kind": "latent",
+            **self.config,
+            "decoder": self.decoder_config,
             "encoder": {**self.encoder_config, "weights": "encoder.safetensors"},
             "weights": "decoder.safetensors",
             # The latent axes already are the principal directions (folded into the weights);
             # raw_basis keeps the PCA of the raw latent they came from, for reference only.
             "latent_basis": "principal",
             "raw_basis": "raw_basis.safetensors",
-            "title": "Emoji VAE", "licence": "Apache-2.0",
+            "title": "Emoji VAE",
+            "licence": "Apache-2.0",
             "description": "A 128-d VAE of Noto emoji, 64 px. Latent axes are principal directions in units of σ.",
         }
         write_json(folder / "studio.json", manifest)
         self.sample_sheet(folder / "samples.png", encoder, decoder)
-        latent_card(folder, report, title="emoji-vae", kind="VAE (encoder + decoder)",
-                    architecture=f"conv encoder/decoder, {sum(p.numel() for p in encoder.parameters()) / 1e6:.2f} M + "
-                                 f"{sum(p.numel() for p in decoder.parameters()) / 1e6:.2f} M parameters, 128-d latent",
-                    basis_note="Latent axes are the principal directions of the encoded training set (means), "
-                               "most variance first, each in units of its σ; N(0, I) in these axes is the Gaussian "
-                               "fitted to the encoded data.",
-                    sigma=cpu_basis["sigma"], sigma_label="σ of the first eight axes in the raw latent",
-                    limitations="Small and trained for minutes on a CPU: reconstructions are soft and details "
-                                "blur; random samples mix features of several emoji. It knows only the Noto style.")
+        latent_card(
+            folder,
+            report,
+            title="emoji-vae",
+            kind="VAE (encoder + decoder)",
+            architecture=f"conv encoder/decoder, {sum(p.numel() for p in encoder.parameters()) / 1e6:.2f} M + "
+            f"{sum(p.numel() for p in decoder.parameters()) / 1e6:.2f} M parameters, 128-d latent",
+            basis_note="Latent axes are the principal directions of the encoded training set (means), "
+            "most variance first, each in units of its σ; N(0, I) in these axes is the Gaussian "
+            "fitted to the encoded data.",
+            sigma=cpu_basis["sigma"],
+            sigma_label="σ of the first eight axes in the raw latent",
+            limitations="Small and trained for minutes on a CPU: reconstructions are soft and details "
+            "blur; random samples mix features of several emoji. It knows only the Noto style.",
+        )
         finish_folder(folder)
 
     @torch.no_grad()

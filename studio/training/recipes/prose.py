@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from studio.models.tokenizer_files import write_legacy_tokenizer_files
 from studio.training.loop import Recipe, RunReport
 from studio.training.model_card import write_card
 from studio.training.shipping import finish_folder, write_json
-from studio.models.tokenizer_files import write_legacy_tokenizer_files
 from studio.training.text_tokenizer import EOS, check_round_trip, train_byte_level_bpe
 
 VOCAB, CONTEXT = 8192, 512
@@ -71,7 +71,7 @@ def perplexity(model, ids: torch.Tensor, context: int, device, stride: int | Non
         # Window k's position j predicts token start + j + 1; the tokens up to start + context - 1
         # were scored by the window before, so scoring starts at position context - stride - 1.
         first = 0 if start == 0 else context - stride - 1
-        scored = torch.nn.functional.cross_entropy(logits[0, first:-1], window[0, first + 1:], reduction="sum")
+        scored = torch.nn.functional.cross_entropy(logits[0, first:-1], window[0, first + 1 :], reduction="sum")
         total += scored.item()
         count += window.shape[1] - 1 - first
         if end == ids.numel():
@@ -92,22 +92,35 @@ class ProseRecipe(Recipe):
         tiny = self.options.tiny
         self.corpus = load_prose(limit_chars=TINY_CHARS if tiny else None)
         # Trained once per run and kept in the checkpoint, so a resumed run keeps its token ids.
-        self.tokenizer = train_byte_level_bpe((p for _, p in self.corpus.train), 512 if tiny else VOCAB,
-                                              model_max_length=CONTEXT)
+        self.tokenizer = train_byte_level_bpe(
+            (p for _, p in self.corpus.train), 512 if tiny else VOCAB, model_max_length=CONTEXT
+        )
         self.extra["tokenizer"] = self.tokenizer.backend_tokenizer.to_str()
         self.encode_corpus()
         eos = self.tokenizer.convert_tokens_to_ids(EOS)
         self.seq = 64 if tiny else SEQ
-        config = GPT2Config(vocab_size=len(self.tokenizer), n_positions=CONTEXT, n_embd=64 if tiny else 256,
-                            n_layer=2 if tiny else 4, n_head=4, bos_token_id=eos, eos_token_id=eos,
-                            pad_token_id=eos, resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1)
+        config = GPT2Config(
+            vocab_size=len(self.tokenizer),
+            n_positions=CONTEXT,
+            n_embd=64 if tiny else 256,
+            n_layer=2 if tiny else 4,
+            n_head=4,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+            resid_pdrop=0.1,
+            embd_pdrop=0.1,
+            attn_pdrop=0.1,
+        )
         torch.manual_seed(self.options.seed)
         self.model = GPT2LMHeadModel(config).to(self.device)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                            {"params": no_decay, "weight_decay": 0.0}],
-                                           lr=LR, betas=(0.9, 0.95))
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=LR,
+            betas=(0.9, 0.95),
+        )
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def encode_corpus(self) -> None:
@@ -128,7 +141,7 @@ class ProseRecipe(Recipe):
             group["lr"] = lr_at(progress)
         self.model.train()
         starts = torch.randint(0, self.train_ids.numel() - self.seq - 1, (BATCH,))
-        x = torch.stack([self.train_ids[s:s + self.seq + 1] for s in starts.tolist()]).to(self.device)
+        x = torch.stack([self.train_ids[s : s + self.seq + 1] for s in starts.tolist()]).to(self.device)
         with self.autocast:
             loss = self._loss(x)
         self.optimizer.zero_grad(set_to_none=True)
@@ -143,8 +156,11 @@ class ProseRecipe(Recipe):
 
     def evaluate(self) -> dict[str, float]:
         ppl, _ = perplexity(self.model, self.heldout_ids, CONTEXT if not self.options.tiny else 64, self.device)
-        return {"heldout_perplexity": ppl, "heldout_tokens": float(self.heldout_ids.numel()),
-                "train_tokens": float(self.train_ids.numel())}
+        return {
+            "heldout_perplexity": ppl,
+            "heldout_tokens": float(self.heldout_ids.numel()),
+            "train_tokens": float(self.train_ids.numel()),
+        }
 
     @torch.no_grad()
     def sample(self, prompt: str = SAMPLE_PROMPT, tokens: int = 80, seed: int = 1) -> str:
@@ -152,9 +168,15 @@ class ProseRecipe(Recipe):
         ids = torch.tensor([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=self.device)
         with torch.random.fork_rng(devices=[]):  # the card's sample is the same for every run
             torch.manual_seed(seed)
-            out = self.model.generate(ids, max_new_tokens=tokens, do_sample=True, temperature=0.8, top_p=0.95,
-                                      pad_token_id=self.tokenizer.eos_token_id)
-        return prompt + self.tokenizer.decode(out[0, ids.shape[1]:])
+            out = self.model.generate(
+                ids,
+                max_new_tokens=tokens,
+                do_sample=True,
+                temperature=0.8,
+                top_p=0.95,
+                pad_token_id=self.tokenizer.eos_token_id,
+            )
+        return prompt + self.tokenizer.decode(out[0, ids.shape[1] :])
 
     def export(self, folder: Path, report: RunReport) -> None:
         self.model.eval()
@@ -164,26 +186,43 @@ class ProseRecipe(Recipe):
         self.tokenizer.save_pretrained(str(folder))
         write_legacy_tokenizer_files(folder)
         check_round_trip(folder)
-        write_json(folder / "studio.json", {"title": "Prose (GPT-2, 5 M)", "kind": "text", "licence": "CC0-1.0",
-                                            "description": "A small public-domain prose model for drafting."})
+        write_json(
+            folder / "studio.json",
+            {
+                "title": "Prose (GPT-2, 5 M)",
+                "kind": "text",
+                "licence": "CC0-1.0",
+                "description": "A small public-domain prose model for drafting.",
+            },
+        )
         n = sum(p.numel() for p in self.model.parameters())
         data = "; ".join(f"{s.title} ({s.package}, {s.licence}, weight {s.weight})" for s in self.corpus.sources)
         write_card(
-            folder, "prose",
+            folder,
+            "prose",
             summary="A small GPT-2 language model for Studio's writer, trained from scratch by Studio's own "
-                    "code on public-domain prose. It writes English-looking sentences with a 19th-century "
-                    "flavour; it has no long-range coherence and no knowledge worth trusting.",
+            "code on public-domain prose. It writes English-looking sentences with a 19th-century "
+            "flavour; it has no long-range coherence and no knowledge worth trusting.",
             sections=[
-                ("Model", f"GPT-2 architecture (transformers `GPT2LMHeadModel`): 4 layers, width 256, 4 heads, "
-                          f"context {CONTEXT}, {n / 1e6:.1f} M parameters (tied embeddings). Byte-level BPE "
-                          f"tokenizer with {len(self.tokenizer)} tokens trained on the training text. fp16 safetensors."),
-                ("Data and licence", f"Training text ({self.train_ids.numel():,} tokens): {data}. All texts are "
-                                     f"public domain. Held out, never trained on: {self.corpus.heldout_name} "
-                                     f"({self.heldout_ids.numel():,} tokens). The weights are released as CC0-1.0."),
+                (
+                    "Model",
+                    f"GPT-2 architecture (transformers `GPT2LMHeadModel`): 4 layers, width 256, 4 heads, "
+                    f"context {CONTEXT}, {n / 1e6:.1f} M parameters (tied embeddings). Byte-level BPE "
+                    f"tokenizer with {len(self.tokenizer)} tokens trained on the training text. fp16 safetensors.",
+                ),
+                (
+                    "Data and licence",
+                    f"Training text ({self.train_ids.numel():,} tokens): {data}. All texts are "
+                    f"public domain. Held out, never trained on: {self.corpus.heldout_name} "
+                    f"({self.heldout_ids.numel():,} tokens). The weights are released as CC0-1.0.",
+                ),
                 ("Sample", f"Seed 1, temperature 0.8, top-p 0.95:\n\n> {sample.strip()}"),
-                ("Limitations", "Tiny by language-model standards: expect local grammar, repetitive turns and no "
-                                "plot. It has seen only old English prose and scripture; modern words tokenize into "
-                                "pieces and come out oddly."),
+                (
+                    "Limitations",
+                    "Tiny by language-model standards: expect local grammar, repetitive turns and no "
+                    "plot. It has seen only old English prose and scripture; modern words tokenize into "
+                    "pieces and come out oddly.",
+                ),
             ],
             report=report,
             reproduce=f"studio train prose --minutes {round(report.seconds / 60)} --device {report.device}",

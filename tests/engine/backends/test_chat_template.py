@@ -65,8 +65,10 @@ def test_chatml_renders_exactly(add_generation_prompt):
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
 def test_llama3_renders_exactly(add_generation_prompt):
     messages = MESSAGES[:1] + [{"role": "user", "content": "  Continue the story.\n"}]  # trimmed
-    expected = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
-                "<|start_header_id|>user<|end_header_id|>\n\nContinue the story.<|eot_id|>")
+    expected = (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nContinue the story.<|eot_id|>"
+    )
     if add_generation_prompt:
         expected += "<|start_header_id|>assistant<|end_header_id|>\n\n"
     got = render_chat(LLAMA3, messages, bos_token="<|begin_of_text|>", add_generation_prompt=add_generation_prompt)
@@ -80,17 +82,21 @@ def test_whitespace_control_namespace_and_slicing_work_as_in_transformers():
 
 
 def test_loop_controls_and_tojson_without_html_escaping():
-    template = ("{% for m in messages %}{% if loop.index0 == 1 %}{% break %}{% endif %}"
-                "{{ m | tojson }}{% endfor %}|{{ {'b': 1, 'a': [2]} | tojson(indent=1, sort_keys=true) }}")
+    template = (
+        "{% for m in messages %}{% if loop.index0 == 1 %}{% break %}{% endif %}"
+        "{{ m | tojson }}{% endfor %}|{{ {'b': 1, 'a': [2]} | tojson(indent=1, sort_keys=true) }}"
+    )
     messages = [{"role": "user", "content": "<b>naïve & ünï</b>"}, {"role": "user", "content": "skipped"}]
     assert render_chat(template, messages) == (
-        '{"role": "user", "content": "<b>naïve & ünï</b>"}|{\n "a": [\n  2\n ],\n "b": 1\n}')
+        '{"role": "user", "content": "<b>naïve & ünï</b>"}|{\n "a": [\n  2\n ],\n "b": 1\n}'
+    )
 
 
 def test_message_text_is_data_not_template():
     messages = [{"role": "user", "content": "{{ 7 * 7 }}{% include '/etc/passwd' %}"}]
     assert render_chat(CHATML, messages, add_generation_prompt=False) == (
-        "<|im_start|>user\n{{ 7 * 7 }}{% include '/etc/passwd' %}<|im_end|>\n")
+        "<|im_start|>user\n{{ 7 * 7 }}{% include '/etc/passwd' %}<|im_end|>\n"
+    )
 
 
 def test_strftime_now_gives_todays_date():
@@ -146,8 +152,9 @@ def test_injection_is_refused_and_runs_nothing(payload, tmp_path, monkeypatch):
 def test_unsafe_attribute_is_named_in_one_sentence():
     with pytest.raises(ModelFileError) as caught:
         render_chat("{{ ''.__class__ }}", MESSAGES)
-    assert str(caught.value) == ("The model's chat template tried to reach `__class__`, which is not allowed; "
-                                 "instruct mode cannot use it.")
+    assert str(caught.value) == (
+        "The model's chat template tried to reach `__class__`, which is not allowed; instruct mode cannot use it."
+    )
 
 
 def test_loading_another_template_is_refused_before_anything_runs():
@@ -165,11 +172,11 @@ def test_names_the_template_was_not_given_print_nothing(name):
 RUNAWAYS = {
     "top level": "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}",
     "in a set block": "{% set x %}{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
-                      "{% endset %}",
+    "{% endset %}",
     "in a macro": "{% macro f() %}{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}"
-                  "{% endmacro %}{{ f() }}",
+    "{% endmacro %}{{ f() }}",
     "recursive loop": "{% for i in range(1000) recursive %}{% if loop.depth < 4 %}{{ loop(range(1000)) }}{% endif %}"
-                      "{% endfor %}",
+    "{% endfor %}",
 }
 
 
@@ -191,11 +198,11 @@ AMPLIFIERS = {
     "percent width": "{{ '%1000000000s' % 'x' }}",
     "format filter": "{{ '%1000000000s' | format('x') }}",
     "doubling ~": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
-                  "{% endfor %}{{ ns.s | length }}",
+    "{% endfor %}{{ ns.s | length }}",
     "doubling +": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
-                  "{% endfor %}{{ ns.s | length }}",
+    "{% endfor %}{{ ns.s | length }}",
     "doubling macro": "{% macro f(s, n) %}{% if n %}{{ f(s ~ s, n - 1) }}{% else %}{{ s | length }}{% endif %}"
-                      "{% endmacro %}{{ f('x', 64) }}",
+    "{% endmacro %}{{ f('x', 64) }}",
     "join filter": "{{ range(100000) | join('y' * 100000) }}",
     "str.join": "{{ ('y' * 100000).join(range(100000) | map('string')) }}",
     "expandtabs": "{{ 'x\\t'.expandtabs(1000000000) }}",
@@ -233,8 +240,10 @@ def test_wordwrap_of_a_long_run_is_refused_before_it_runs(text):
     cannot interrupt (200,000 spaces at width 1: seconds past it); so it is costed first."""
     with pytest.raises(ModelFileError) as caught:
         render_chat("{{ messages[0].content | wordwrap(1) }}", [{"role": "user", "content": text}])
-    assert caught.value.message == (f"The model's chat template wraps a run of {len(text):,} characters at width 1 "
-                                     "with `wordwrap`, which would take too long; instruct mode cannot use it.")
+    assert caught.value.message == (
+        f"The model's chat template wraps a run of {len(text):,} characters at width 1 "
+        "with `wordwrap`, which would take too long; instruct mode cannot use it."
+    )
 
 
 def test_wordwrap_still_wraps_as_jinja_does():
@@ -243,8 +252,11 @@ def test_wordwrap_still_wraps_as_jinja_does():
     text = "The quick brown fox jumps over the lazy dog.\nA second paragraph, with a hyphen-ated word. " * 20
     for call in ("wordwrap(1)", "wordwrap(12)", "wordwrap(7, wrapstring='<br>')", "wordwrap(30, false)"):
         template = "{{ messages[0].content | " + call + " }}"
-        expected = Environment(trim_blocks=True, lstrip_blocks=True).from_string(template).render(
-            messages=[{"role": "user", "content": text}])
+        expected = (
+            Environment(trim_blocks=True, lstrip_blocks=True)
+            .from_string(template)
+            .render(messages=[{"role": "user", "content": text}])
+        )
         assert render_chat(template, [{"role": "user", "content": text}]) == expected
 
 
@@ -268,14 +280,17 @@ def test_oversized_and_broken_templates_are_refused():
         render_chat("{{ messages[3].content.strip() }}", MESSAGES)
 
 
-@pytest.mark.parametrize("messages, wrong", [
-    ("hello", "should be a list"),
-    ([], "is empty"),
-    ([{"content": "no role"}], "item 0 should be a dict with a text 'role'"),
-    (["not a dict"], "item 0"),
-    ([{"role": "user", "content": object()}], "may hold only text"),
-    ([{"role": "user", "content": "x" * 1_000_001}], "more than the 1,000,000"),
-])
+@pytest.mark.parametrize(
+    "messages, wrong",
+    [
+        ("hello", "should be a list"),
+        ([], "is empty"),
+        ([{"content": "no role"}], "item 0 should be a dict with a text 'role'"),
+        (["not a dict"], "item 0"),
+        ([{"role": "user", "content": object()}], "may hold only text"),
+        ([{"role": "user", "content": "x" * 1_000_001}], "more than the 1,000,000"),
+    ],
+)
 def test_malformed_messages_are_spec_errors(messages, wrong):
     with pytest.raises(SpecError, match=wrong) as caught:
         render_chat(CHATML, messages)
@@ -283,6 +298,7 @@ def test_malformed_messages_are_spec_errors(messages, wrong):
 
 
 # --- finding a folder's template ------------------------------------------------------------------
+
 
 def make_transformers(folder, **files):
     folder.mkdir(parents=True)
@@ -295,11 +311,18 @@ def make_transformers(folder, **files):
 
 def test_find_chat_template_reads_each_layout_in_order(tmp_path):
     assert find_chat_template(make_transformers(tmp_path / "jinja", chat_template__jinja=CHATML)) == CHATML
-    assert find_chat_template(make_transformers(tmp_path / "json", chat_template__json={"chat_template": LLAMA3})) == LLAMA3
+    assert (
+        find_chat_template(make_transformers(tmp_path / "json", chat_template__json={"chat_template": LLAMA3}))
+        == LLAMA3
+    )
     folder = make_transformers(tmp_path / "tok", tokenizer_config__json={"chat_template": CHATML, "eos_token": "x"})
     assert find_chat_template(folder) == CHATML
-    folder = make_transformers(tmp_path / "all", chat_template__jinja=CHATML, chat_template__json={"chat_template": LLAMA3},
-                               tokenizer_config__json={"chat_template": ALTERNATING})
+    folder = make_transformers(
+        tmp_path / "all",
+        chat_template__jinja=CHATML,
+        chat_template__json={"chat_template": LLAMA3},
+        tokenizer_config__json={"chat_template": ALTERNATING},
+    )
     assert find_chat_template(folder) == CHATML
     (folder / "chat_template.jinja").unlink()
     assert find_chat_template(folder) == LLAMA3
@@ -310,9 +333,14 @@ def test_find_chat_template_reads_each_layout_in_order(tmp_path):
 
 def test_find_chat_template_list_form_takes_default_else_first(tmp_path):
     named = [{"name": "tool_use", "template": LLAMA3}, {"name": "default", "template": CHATML}]
-    assert find_chat_template(make_transformers(tmp_path / "a", tokenizer_config__json={"chat_template": named})) == CHATML
+    assert (
+        find_chat_template(make_transformers(tmp_path / "a", tokenizer_config__json={"chat_template": named})) == CHATML
+    )
     unnamed = [{"name": "rag", "template": LLAMA3}, {"name": "tool_use", "template": CHATML}]
-    assert find_chat_template(make_transformers(tmp_path / "b", tokenizer_config__json={"chat_template": unnamed})) == LLAMA3
+    assert (
+        find_chat_template(make_transformers(tmp_path / "b", tokenizer_config__json={"chat_template": unnamed}))
+        == LLAMA3
+    )
 
 
 def test_find_chat_template_none_when_absent(tmp_path):
@@ -324,7 +352,9 @@ def test_find_chat_template_none_when_absent(tmp_path):
 
 def test_find_chat_template_refuses_oversized_or_malformed_files(tmp_path):
     folder = make_transformers(tmp_path / "big", chat_template__jinja="x" * 400_001)
-    with pytest.raises(ModelFileError, match=r"chat_template\.jinja is 400,001 bytes, too large to be a chat template\.$"):
+    with pytest.raises(
+        ModelFileError, match=r"chat_template\.jinja is 400,001 bytes, too large to be a chat template\.$"
+    ):
         find_chat_template(folder)
     folder = make_transformers(tmp_path / "long", chat_template__json={"chat_template": "x" * 100_001})
     with pytest.raises(ModelFileError, match="100,001 characters long"):

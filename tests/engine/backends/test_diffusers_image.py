@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from studio.bench.tiny_models import build_tiny_diffusers
-from studio.core.events import Cancelled, Failed, Finished, Preview, Progress, Started, TERMINAL_EVENTS
+from studio.core.events import TERMINAL_EVENTS, Cancelled, Failed, Finished, Preview, Progress, Started
 from studio.core.jobs import ImageJob
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import one_sentence_failure, run
 
 

@@ -13,6 +13,7 @@ from studio.core.events import Failed, Finished, Preview, Progress
 from studio.core.jobs import SCHEDULERS, ImageJob
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import run
 
 
@@ -144,8 +145,10 @@ def _write_lora(runner, path, seed, kohya=False):
 
     unet = runner.backend_for(spec())[0].pipe.unet
     torch.manual_seed(seed)
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-                                init_lora_weights=False), adapter_name="maker")
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False),
+        adapter_name="maker",
+    )
     state = get_peft_model_state_dict(unet, adapter_name="maker")
     unet.delete_adapters("maker")
     state = {k: v * 3 for k, v in state.items()}  # strong enough to see in a 4-step image
@@ -182,9 +185,13 @@ def test_a_lora_for_another_model_fails_with_one_sentence(runner, tmp_path):
     finished(run(runner, spec(steps=1, loras=((str(tmp_path / "good.safetensors"), 1.0),))))
     assert np.array_equal(finished(run(runner, spec(steps=1))).images[0], plain)
 
-    save_file({"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 999),
-               "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(999, 4)},
-              str(tmp_path / "other.safetensors"))
+    save_file(
+        {
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 999),
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(999, 4),
+        },
+        str(tmp_path / "other.safetensors"),
+    )
     failed = run(runner, spec(loras=((str(tmp_path / "other.safetensors"), 1.0),)))[-1]
     assert isinstance(failed, Failed) and failed.kind == "model file"
     assert "other.safetensors is not a LoRA this model can use" in failed.message

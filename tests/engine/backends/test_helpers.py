@@ -11,6 +11,7 @@ from studio.engine.backends.latent import torch_latent as latent_torch
 
 def test_cuda_without_a_gpu_is_bad_input_naming_device(monkeypatch):
     import torch
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SpecError) as info:
         helpers.torch_device("cuda")
@@ -29,6 +30,7 @@ def test_onnx_cuda_without_a_gpu_says_the_same(monkeypatch):
 
 def test_torch_dtype_names():
     import torch
+
     assert helpers.torch_dtype("float16") is torch.float16
     assert helpers.torch_dtype("bfloat16") is torch.bfloat16
     assert helpers.torch_dtype("float32") is torch.float32

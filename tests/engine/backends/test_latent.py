@@ -1,8 +1,8 @@
 """Our own latent decoders on torch and ONNX Runtime, through the real runner and registry."""
 
 import json
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +13,8 @@ from studio.core.events import Failed, Finished
 from studio.core.jobs import LatentDecodeJob
 from studio.engine.backends import onnx_session
 from studio.engine.backends.helpers import to_uint8_image
-from studio.engine.backends.latent.torch_latent import TorchLatentBackend
 from studio.engine.backends.latent.onnx_latent import OnnxLatentBackend
+from studio.engine.backends.latent.torch_latent import TorchLatentBackend
 from studio.engine.backends.onnx_session import providers_for
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
@@ -108,13 +108,19 @@ def test_onnx_reports_the_provider_and_cpu_requests_only_cpu(models, monkeypatch
 
 
 def test_tensorrt_is_asked_for_first_when_installed_with_its_engines_cached(monkeypatch, sandbox_dirs):
-    monkeypatch.setattr(onnx_session, "available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        onnx_session,
+        "available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
     monkeypatch.setattr(onnx_session, "tensorrt_installed", lambda: True)
     assert providers_for("cuda") == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     (trt, options), cuda, cpu = onnx_session.provider_options(providers_for("cuda"))
     assert trt == "TensorrtExecutionProvider" and options["trt_engine_cache_enable"] is True
-    assert Path(options["trt_engine_cache_path"]).is_dir() and (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert Path(options["trt_engine_cache_path"]).is_dir() and (cuda, cpu) == (
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    )
     # Without TensorRT's library its provider is left out: a failing one makes ORT print a banner to stdout.
     monkeypatch.setattr(onnx_session, "tensorrt_installed", lambda: False)
     assert providers_for("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -141,7 +147,9 @@ def test_a_gpu_request_that_lands_on_the_cpu_is_a_sentence_not_a_silent_fallback
         backend = OnnxLatentBackend.load(model, "cuda", "float32")
     except SpecError as error:  # no GPU here: the session landed on the CPU
         assert error.field == "device"
-        assert error.message.startswith("`device` is cuda, but ONNX Runtime could not start a GPU provider for decoder.onnx")
+        assert error.message.startswith(
+            "`device` is cuda, but ONNX Runtime could not start a GPU provider for decoder.onnx"
+        )
         assert "got CPU" in error.message
     else:  # a machine with a working GPU
         assert backend.provider == "CUDAExecutionProvider"
@@ -284,11 +292,15 @@ def test_onnx_sparse_external_data_outside_the_folder_is_refused(tmp_path, where
         nodes.append(helper.make_node("Identity", ["y"], ["z"]))
     else:  # a Constant with sparse data inside an If branch
         branch = helper.make_graph(
-            [helper.make_node("Constant", [], ["b"], sparse_value=sparse)], "branch", [],
+            [helper.make_node("Constant", [], ["b"], sparse_value=sparse)],
+            "branch",
+            [],
             [helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [4])],
         )
         nodes += [
-            helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])),
+            helper.make_node(
+                "Constant", [], ["cond"], value=helper.make_tensor("t", onnx.TensorProto.BOOL, [], [True])
+            ),
             helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch),
         ]
     graph = helper.make_graph(nodes, "g", [], [out], sparse_initializer=sparse_init)
@@ -296,7 +308,9 @@ def test_onnx_sparse_external_data_outside_the_folder_is_refused(tmp_path, where
     folder.mkdir(parents=True)
     (tmp_path / "models" / "outside.bin").write_bytes(b"\0" * 8)  # present: only the location is wrong
     path = folder / "decoder.onnx"
-    path.write_bytes(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
 
     with pytest.raises(ModelFileError, match="outside its folder") as info:
         onnx_session.check_external_data(path)
@@ -317,7 +331,8 @@ def write_image_decoder(path, channels, layout="NCHW", static=True, latent_dim=4
     ]
     out_shape = ["N", *shape[1:]] if static else ["N", "a", "b", "c"]
     graph = helper.make_graph(
-        nodes, "decoder",
+        nodes,
+        "decoder",
         [helper.make_tensor_value_info("latent", onnx.TensorProto.FLOAT, ["N", latent_dim])],
         [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, out_shape)],
         initializer=[numpy_helper.from_array(weight, "W"), numpy_helper.from_array(np.array(shape, np.int64), "shape")],
@@ -384,13 +399,26 @@ def test_onnx_external_data_in_a_local_functions_body_is_refused_too(tmp_path):
 
     constant = helper.make_tensor("w", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
     external(constant, "../outside.bin", 8)
-    function = helper.make_function("studio.test", "Leak", [], ["out"],
-                                    [helper.make_node("Constant", [], ["out"], value=constant)],
-                                    [helper.make_opsetid("", 17)])
-    graph = helper.make_graph([helper.make_node("Leak", [], ["y"], domain="studio.test")], "g", [],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])])
-    model = helper.make_model(graph, ir_version=10, functions=[function],
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("studio.test", 1)])
+    function = helper.make_function(
+        "studio.test",
+        "Leak",
+        [],
+        ["out"],
+        [helper.make_node("Constant", [], ["out"], value=constant)],
+        [helper.make_opsetid("", 17)],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Leak", [], ["y"], domain="studio.test")],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+    )
+    model = helper.make_model(
+        graph,
+        ir_version=10,
+        functions=[function],
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("studio.test", 1)],
+    )
     folder = tmp_path / "models" / "leak"
     folder.mkdir(parents=True)
     (tmp_path / "models" / "outside.bin").write_bytes(b"\0" * 8)

@@ -36,10 +36,10 @@ def test_an_idle_worker_holds_nothing_of_its_last_call():
     class Session:
         pass
 
-    session = Session()
-    probe = weakref.ref(session)
-    result = native.call_bounded(lambda: [session], 10.0)
-    del result, session
+    holder = {"session": Session()}  # the call takes the only reference but the result's
+    probe = weakref.ref(holder["session"])
+    result = native.call_bounded(lambda: [holder.pop("session")], 10.0)
+    del result
     for _ in range(50):  # the worker drops its reference right after handing the result over
         gc.collect()
         if probe() is None:

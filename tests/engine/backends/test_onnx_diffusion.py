@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from run_jobs import run
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.events import Cancelled, Failed, Finished, Preview, Progress
 from studio.core.jobs import SCHEDULERS, ImageJob, MorphJob
-from studio.engine.runner import Runner
 from studio.engine.export.onnx_export import export_onnx
+from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
+from run_jobs import run
 
 ONNX, TORCH = "tiny-sd-onnx", "tiny-sd"
 
@@ -132,8 +133,17 @@ def test_cancel_after_the_first_step_ends_the_job_without_a_vae_decode(models):
 
 
 def test_a_seed_morph_has_the_image_jobs_at_its_keyframes(runner):
-    morph = MorphJob(model=ONNX, runtime="onnx", seeds=(3, 4), frames=3, spacing="uniform", steps=2, width=64,
-                     height=64, prompt="a photo of a red cat")
+    morph = MorphJob(
+        model=ONNX,
+        runtime="onnx",
+        seeds=(3, 4),
+        frames=3,
+        spacing="uniform",
+        steps=2,
+        width=64,
+        height=64,
+        prompt="a photo of a red cat",
+    )
     frames = finished(run(runner, morph)).images
     assert len(frames) == 3
     assert np.array_equal(frames[0], image(runner, steps=2, seed=3))
@@ -153,11 +163,14 @@ def test_memory_is_the_size_of_the_networks(runner, models):
     assert set(backend.sessions) == {"text_encoder", "unet", "vae_encoder", "vae_decoder"}
 
 
-@pytest.mark.parametrize("damage, words", [
-    ("truncate unet", ["unet/model.onnx in", "broken-onnx", "copy it again"]),
-    ("remove vae_decoder", ["vae_decoder/model.onnx is missing from", "broken-onnx"]),
-    ("break the scheduler", ["scheduler_config.json", "not valid JSON"]),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ("truncate unet", ["unet/model.onnx in", "broken-onnx", "copy it again"]),
+        ("remove vae_decoder", ["vae_decoder/model.onnx is missing from", "broken-onnx"]),
+        ("break the scheduler", ["scheduler_config.json", "not valid JSON"]),
+    ],
+)
 def test_a_broken_export_folder_fails_with_one_sentence(models, tmp_path, damage, words):
     broken = tmp_path / "models" / "broken-onnx"
     shutil.copytree(models / ONNX, broken)

@@ -17,6 +17,7 @@ from studio.core.jobs import LatentDecodeJob
 from studio.engine.backends import onnx_session
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import run
 
 LATENT_DIM, SIZE = 4, 8
@@ -34,11 +35,15 @@ def write_generator(path, endless=True):
     body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["x_in"], ["x_out"])],
         "body",
-        [helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
-         helper.make_tensor_value_info("x_in", onnx.TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
-         helper.make_tensor_value_info("x_out", onnx.TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_in", onnx.TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", onnx.TensorProto.FLOAT, None),
+        ],
     )
     nodes = [
         helper.make_node("MatMul", ["latent", "W"], ["flat"]),
@@ -47,13 +52,16 @@ def write_generator(path, endless=True):
         helper.make_node("Loop", ["trips", "go", "image0"], ["image"], body=body),
     ]
     graph = helper.make_graph(
-        nodes, "generator",
+        nodes,
+        "generator",
         [helper.make_tensor_value_info("latent", onnx.TensorProto.FLOAT, ["N", LATENT_DIM])],
         [helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        initializer=[numpy_helper.from_array(weight, "W"),
-                     numpy_helper.from_array(np.array([-1, 3, SIZE, SIZE], np.int64), "shape"),
-                     numpy_helper.from_array(np.array(ENDLESS if endless else 0, np.int64), "trips"),
-                     numpy_helper.from_array(np.array(True), "go")],
+        initializer=[
+            numpy_helper.from_array(weight, "W"),
+            numpy_helper.from_array(np.array([-1, 3, SIZE, SIZE], np.int64), "shape"),
+            numpy_helper.from_array(np.array(ENDLESS if endless else 0, np.int64), "trips"),
+            numpy_helper.from_array(np.array(True), "go"),
+        ],
     )
     model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,11 +139,17 @@ def test_external_data_named_with_a_nul_is_refused_with_a_sentence(tmp_path):
     for key, value in (("location", "weights\0.bin"), ("offset", "0"), ("length", "8")):
         entry = constant.external_data.add()
         entry.key, entry.value = key, value
-    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])], initializer=[constant])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])],
+        initializer=[constant],
+    )
     path = tmp_path / "model.onnx"
-    path.write_bytes(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
-                     .SerializeToString())
+    path.write_bytes(
+        helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    )
     with pytest.raises(ModelFileError) as info:
         onnx_session.check_external_data(path)
     message = info.value.message

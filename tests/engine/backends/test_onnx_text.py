@@ -13,9 +13,10 @@ from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
 from studio.core.events import Cancelled, ContextUsed, Started, Token
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext
-from studio.engine.runner import Runner
 from studio.engine.export.onnx_export import export_onnx
+from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import finished, one_sentence_failure, run, tokens
 
 
@@ -32,8 +33,12 @@ def models(tmp_path_factory):
 
     shutil.copytree(root / "tiny-gpt2-onnx", root / "wrong-inputs")
     node = helper.make_node("Identity", ["x"], ["logits"])
-    graph = helper.make_graph([node], "wrong", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [node],
+        "wrong",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1])],
+    )
     wrong = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     wrong.ir_version = 10
     (root / "wrong-inputs" / "model.onnx").write_bytes(wrong.SerializeToString())
@@ -52,8 +57,7 @@ def runner(models):
 
 
 def spec(**kw):
-    base = dict(model="tiny-gpt2", runtime="onnx", prompt="The quiet river", max_new_tokens=16, seed=1,
-                temperature=0.8)
+    base = dict(model="tiny-gpt2", runtime="onnx", prompt="The quiet river", max_new_tokens=16, seed=1, temperature=0.8)
     return TextJob(**{**base, **kw})
 
 
@@ -83,8 +87,12 @@ def test_a_prompt_read_in_pieces_gives_the_same_tokens(runner, monkeypatch):
     """A long prompt is read PREFILL_CHUNK tokens at a time, each piece on the last one's cache."""
     from studio.engine.backends.text import onnx_text
 
-    job = spec(model="tiny-llama", prompt="She wrote letters she never sent: to her brother, to the sea",
-               temperature=0.0, max_new_tokens=20)
+    job = spec(
+        model="tiny-llama",
+        prompt="She wrote letters she never sent: to her brother, to the sea",
+        temperature=0.0,
+        max_new_tokens=20,
+    )
     whole = finished(run(runner, job)).token_ids
     monkeypatch.setattr(onnx_text, "PREFILL_CHUNK", 5)
     assert finished(run(runner, job)).token_ids == whole
@@ -92,8 +100,19 @@ def test_a_prompt_read_in_pieces_gives_the_same_tokens(runner, monkeypatch):
 
 def test_every_sampler_draws_what_torch_draws(runner):
     """The chain and the draw are the torch backend's, on logits within ~1e-7 of torch's."""
-    job = spec(model="tiny-llama", temperature=0.9, top_k=40, top_p=0.95, min_p=0.02, repetition_penalty=1.2,
-               repetition_range=32, dry_multiplier=0.8, banned=("river",), max_new_tokens=32, seed=7)
+    job = spec(
+        model="tiny-llama",
+        temperature=0.9,
+        top_k=40,
+        top_p=0.95,
+        min_p=0.02,
+        repetition_penalty=1.2,
+        repetition_range=32,
+        dry_multiplier=0.8,
+        banned=("river",),
+        max_new_tokens=32,
+        seed=7,
+    )
     ours, theirs = finished(run(runner, job)), finished(run(runner, dataclasses.replace(job, runtime="torch")))
     assert ours.token_ids == theirs.token_ids and "river" not in ours.text.lower()
 
@@ -109,8 +128,10 @@ def test_same_seed_same_text_other_seed_other_text_and_the_global_rng_is_left_al
 
 
 def test_the_export_runs_by_its_own_name_too(runner):
-    assert finished(run(runner, spec(model="tiny-gpt2-onnx", seed=5))).token_ids == \
-        finished(run(runner, spec(seed=5))).token_ids
+    assert (
+        finished(run(runner, spec(model="tiny-gpt2-onnx", seed=5))).token_ids
+        == finished(run(runner, spec(seed=5))).token_ids
+    )
 
 
 def test_cancel_after_the_first_token_stops_at_once(runner):
@@ -125,9 +146,9 @@ def test_cancel_after_the_first_token_stops_at_once(runner):
 def test_a_stop_sequence_cuts_the_text_before_it(runner):
     full = finished(run(runner, spec(temperature=0.0, max_new_tokens=30)))
     at = len(full.text) // 2
-    stop = full.text[at:at + 3]
+    stop = full.text[at : at + 3]
     cut = finished(run(runner, spec(temperature=0.0, max_new_tokens=30, stop=(stop,))))
-    assert cut.text == full.text[:full.text.find(stop)] and len(cut.token_ids) < len(full.token_ids)
+    assert cut.text == full.text[: full.text.find(stop)] and len(cut.token_ids) < len(full.token_ids)
 
 
 def test_a_stop_token_ends_the_text_without_showing_it(runner, models):
@@ -140,8 +161,9 @@ def test_a_stop_token_ends_the_text_without_showing_it(runner, models):
     config = json.loads((folder / "generation_config.json").read_text())
     config["eos_token_id"] = full[at]
     (folder / "generation_config.json").write_text(json.dumps(config))
-    events = run(Runner(ModelRegistry([(models, "user")])), spec(model="stops-early", temperature=0.0,
-                                                                 max_new_tokens=30))
+    events = run(
+        Runner(ModelRegistry([(models, "user")])), spec(model="stops-early", temperature=0.0, max_new_tokens=30)
+    )
     assert finished(events).token_ids == full[:at] and len(tokens(events)) == at
 
 
@@ -154,10 +176,13 @@ def test_a_long_story_is_assembled_as_on_torch(runner):
     assert dataclasses.replace(ours, info={}) == dataclasses.replace(theirs, info={})
 
 
-@pytest.mark.parametrize("model, words", [
-    ("wrong-inputs", ["model.onnx", "wrong-inputs", "lacks", "input_ids", "past_key_values.0.key"]),
-    ("truncated", ["model.onnx", "copy it again"]),
-])
+@pytest.mark.parametrize(
+    "model, words",
+    [
+        ("wrong-inputs", ["model.onnx", "wrong-inputs", "lacks", "input_ids", "past_key_values.0.key"]),
+        ("truncated", ["model.onnx", "copy it again"]),
+    ],
+)
 def test_a_broken_export_fails_with_one_sentence(runner, model, words):
     one_sentence_failure(run(runner, spec(model=model)), "model file", words)
     assert finished(run(runner, spec())).text is not None

@@ -23,8 +23,9 @@ def job(**kw) -> TextJob:
 
 
 def tiles(context) -> bool:
-    return ("".join(context.prompt[s:e] for _, s, e in context.parts) == context.prompt
-            and all(e > s for _, s, e in context.parts))
+    return "".join(context.prompt[s:e] for _, s, e in context.parts) == context.prompt and all(
+        e > s for _, s, e in context.parts
+    )
 
 
 def test_a_plain_prompt_that_fits_is_sent_as_it_is():
@@ -45,8 +46,12 @@ def test_a_long_story_keeps_memory_and_loses_its_oldest_words():
 
 def test_instruct_mode_wraps_the_parts_and_pays_for_the_template():
     text = " ".join(f"w{i}" for i in range(200))
-    context = build_context(job(story=StoryContext(text, memory="Be brief.", authors_note="Calm.",
-                                                   authors_note_depth=5), instruct=True), words, 60, chat)
+    context = build_context(
+        job(story=StoryContext(text, memory="Be brief.", authors_note="Calm.", authors_note_depth=5), instruct=True),
+        words,
+        60,
+        chat,
+    )
     assert context.prompt.startswith("<s>[SYS] Be brief. [/SYS]\n[USER] ") and context.prompt.endswith("[/USER]\n[BOT]")
     assert words(context.prompt) == context.tokens <= 50  # the template's words came out of the story's share
     assert tiles(context)

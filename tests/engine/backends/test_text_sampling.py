@@ -24,6 +24,7 @@ from studio.engine.backends.text.sampling import (
 )
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import run
 
 MODELS = ("tiny-gpt2", "tiny-llama")
@@ -72,8 +73,7 @@ def naive_dry(context, multiplier, base, allowed, breakers, max_match=50):
         if x[i] != x[-1] or nxt in breakers:
             continue
         n = 0
-        while (n < max_match and i - n >= 0 and x[i - n] == x[len(x) - 1 - n]
-               and x[len(x) - 1 - n] not in breakers):
+        while n < max_match and i - n >= 0 and x[i - n] == x[len(x) - 1 - n] and x[len(x) - 1 - n] not in breakers:
             n += 1
         best[nxt] = max(best.get(nxt, 0), n)
     return {t: multiplier * base ** (n - allowed) for t, n in best.items() if n >= allowed}
@@ -83,7 +83,7 @@ def test_dry_penalises_the_token_that_would_extend_a_repeat_by_the_right_amount(
     dry = DRYPenalty(0.8, 1.75, 2, breaker_ids=())
     # "1 2 3" occurred before, followed by 4; "2 3" also occurred followed by 5.
     context = [1, 2, 3, 4, 9, 2, 3, 5, 8, 1, 2, 3]
-    assert dry.penalties(context) == pytest.approx({4: 0.8 * 1.75 ** 1, 5: 0.8})
+    assert dry.penalties(context) == pytest.approx({4: 0.8 * 1.75**1, 5: 0.8})
     scores = torch.zeros(1, 10)
     out = dry(torch.tensor([context]), scores)
     expected = torch.zeros(10)
@@ -121,16 +121,46 @@ def test_dry_matches_the_definition_on_random_contexts():
 class FakeTokenizer:
     """A made-up vocabulary and a greedy longest-match tokenizer over it."""
 
-    pieces = ["", "a", "b", "C", "e", "f", "h", "i", "r", "R", "t", "v", " ", " r", "iver", "river", " river", " River",
-              "Rivers", "the", " the", "The", "er", "ri", "riv", "x", "caf", "\ufffd"]
+    pieces = [
+        "",
+        "a",
+        "b",
+        "C",
+        "e",
+        "f",
+        "h",
+        "i",
+        "r",
+        "R",
+        "t",
+        "v",
+        " ",
+        " r",
+        "iver",
+        "river",
+        " river",
+        " River",
+        "Rivers",
+        "the",
+        " the",
+        "The",
+        "er",
+        "ri",
+        "riv",
+        "x",
+        "caf",
+        "\ufffd",
+    ]
 
     def encode(self, text):
         ids = []
         while text:
-            best = max((i for i, p in enumerate(self.pieces) if p and p != "\ufffd" and text.startswith(p)),
-                       key=lambda i: len(self.pieces[i]))
+            best = max(
+                (i for i, p in enumerate(self.pieces) if p and p != "\ufffd" and text.startswith(p)),
+                key=lambda i: len(self.pieces[i]),
+            )
             ids.append(best)
-            text = text[len(self.pieces[best]):]
+            text = text[len(self.pieces[best]) :]
         return ids
 
     def decode(self, ids):
@@ -225,8 +255,18 @@ def spec(**kw):
     return TextJob(**{**base, **kw})
 
 
-ALL_ON = dict(min_p=0.05, top_k=200, top_p=0.95, repetition_penalty=1.3, repetition_range=16,
-              dry_multiplier=0.8, dry_base=1.75, dry_allowed_length=2, stop=("zq",), banned=("she",))
+ALL_ON = dict(
+    min_p=0.05,
+    top_k=200,
+    top_p=0.95,
+    repetition_penalty=1.3,
+    repetition_range=16,
+    dry_multiplier=0.8,
+    dry_base=1.75,
+    dry_allowed_length=2,
+    stop=("zq",),
+    banned=("she",),
+)
 
 
 def finished(events):
@@ -306,12 +346,12 @@ def test_a_stop_sequence_spanning_two_tokens_ends_the_text_before_it(runner, mod
             stop = candidate
             break
     assert stop, "no token pair to build a stop sequence from"
-    before = free.text[:free.text.find(stop)]
+    before = free.text[: free.text.find(stop)]
     events = run(runner, spec(model=model, seed=2, max_new_tokens=32, stop=("NEVER", stop)))
     result = consistent(events)
     assert result.text == before
     # The token the stop sequence begins in comes with its part before it; none after it comes.
-    assert result.token_ids == free.token_ids[:k + 1]
+    assert result.token_ids == free.token_ids[: k + 1]
     shown = ""
     for event in tokens(events):  # never a character of the stop sequence, not even for a while
         shown += event.text
@@ -326,7 +366,7 @@ def test_greedy_still_honours_bans_stops_dry_and_the_repetition_penalty(runner, 
     assert "verver" in plain.text  # the tiny GPT-2 loops on one token when greedy
     assert "ver" not in consistent(run(runner, spec(temperature=0.0, banned=("ver",)))).text.lower()
     stopped = consistent(run(runner, spec(temperature=0.0, stop=("rv",))))
-    assert stopped.text == plain.text[:plain.text.find("rv")]
+    assert stopped.text == plain.text[: plain.text.find("rv")]
     penalised = consistent(run(runner, spec(temperature=0.0, repetition_penalty=3.0)))
     assert len(set(penalised.token_ids)) > len(set(plain.token_ids))
     # DRY with a multiplier far above the (nearly flat) logits: no token extends a repeat of 2+.
@@ -375,8 +415,10 @@ def test_time_the_processors_at_a_2000_token_context():
     rng = random.Random(0)
     vocab_size = 50257
     letters = "abcdefghijklmnopqrstuvwxyz"
-    pieces = [(" " if rng.random() < 0.5 else "") + "".join(rng.choice(letters) for _ in range(rng.randrange(1, 8)))
-              for _ in range(vocab_size)]
+    pieces = [
+        (" " if rng.random() < 0.5 else "") + "".join(rng.choice(letters) for _ in range(rng.randrange(1, 8)))
+        for _ in range(vocab_size)
+    ]
     pieces[10], pieces[11] = "\n", ":"
     started = time.perf_counter()
     vocab = Vocabulary(pieces)
@@ -400,7 +442,9 @@ def test_time_the_processors_at_a_2000_token_context():
     lines = [f"vocabulary index of {vocab_size} pieces: {vocab_s * 1000:.0f} ms (once per model)"]
     started = time.perf_counter()
     processors["50 banned phrases"](ids, scores)  # the first step scans the vocabulary per phrase
-    lines.append(f"50 banned phrases, first step: {(time.perf_counter() - started) * 1000:.0f} ms (cached: later steps and jobs reuse it)")
+    lines.append(
+        f"50 banned phrases, first step: {(time.perf_counter() - started) * 1000:.0f} ms (cached: later steps and jobs reuse it)"
+    )
     for processor in processors.values():
         processor(ids, scores)
     total = 0.0

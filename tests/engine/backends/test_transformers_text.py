@@ -9,16 +9,18 @@ import pytest
 import torch
 
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
-from studio.core.events import Cancelled, ContextResult, ContextUsed, Failed, Finished, Started, TERMINAL_EVENTS, Token
+from studio.core.events import TERMINAL_EVENTS, Cancelled, ContextResult, ContextUsed, Failed, Finished, Started, Token
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext, WorldInfoEntry
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
 from run_jobs import finished, one_sentence_failure, run, tokens
 
-
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,8 @@ def models(tmp_path_factory):
     weights = root / "truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1000])
     # A tokenizer that loads without complaint and knows no words.
-    from tokenizers import Tokenizer, models as tok_models
+    from tokenizers import Tokenizer
+    from tokenizers import models as tok_models
 
     shutil.copytree(gpt2, root / "empty-tokenizer")
     Tokenizer(tok_models.BPE()).save(str(root / "empty-tokenizer" / "tokenizer.json"))
@@ -180,6 +183,7 @@ def test_transformers_is_told_never_to_trust_remote_code(models, monkeypatch):
 
 # -- the prompt, assembled on the engine with the model's own tokenizer ---------------------------------
 
+
 def story_spec(story: StoryContext, **kw) -> TextJob:
     return spec(prompt="", story=story, **kw)
 
@@ -195,8 +199,9 @@ def test_a_story_is_assembled_with_real_token_counts_memory_kept_oldest_text_tri
     window = runner.backend_for(spec())[0].context_length
     story = " ".join(f"Day {i}. The river rose." for i in range(60))
     entry = WorldInfoEntry(("river",), "Rivers here run uphill.")
-    events = run(runner, story_spec(StoryContext(story, memory="A tale of Lune.", world_info=(entry,)),
-                                    max_new_tokens=16))
+    events = run(
+        runner, story_spec(StoryContext(story, memory="A tale of Lune.", world_info=(entry,)), max_new_tokens=16)
+    )
     context = used(events)
     assert context.context_length == window
     assert context.prompt.startswith("A tale of Lune.\nRivers here run uphill.\n")
@@ -223,8 +228,10 @@ def test_instruct_mode_renders_the_chat_template_in_the_sandbox(runner):
     story = StoryContext("Write about a heron.", memory="You are a poet.")
     job = story_spec(story, model="chat-llama", instruct=True, max_new_tokens=4)
     context = dataclasses.replace(finished(run(runner, ContextJob.of(job))), info={})
-    assert context.prompt == ("<|im_start|>system\nYou are a poet.<|im_end|>\n"
-                              "<|im_start|>user\nWrite about a heron.<|im_end|>\n<|im_start|>assistant\n")
+    assert context.prompt == (
+        "<|im_start|>system\nYou are a poet.<|im_end|>\n"
+        "<|im_start|>user\nWrite about a heron.<|im_end|>\n<|im_start|>assistant\n"
+    )
     parts = {role: context.prompt[s:e] for role, s, e in context.parts if role != "template"}
     assert parts == {"memory": "You are a poet.", "story": "Write about a heron."}
     events = run(runner, job)

@@ -19,12 +19,13 @@ from studio.bench.tiny_models import build_tiny_diffusers, build_tiny_gpt2
 from studio.core.errors import ModelFileError
 from studio.core.jobs import TextJob
 from studio.engine.backends.diffusion import diffusers_image
-from studio.engine.backends.text import transformers_text
 from studio.engine.backends.diffusion.diffusers_image import DiffusersImageBackend
+from studio.engine.backends.text import transformers_text
 from studio.engine.backends.text.transformers_text import TransformersTextBackend
 from studio.engine.runner import Runner
 from studio.models import weights_match
 from studio.models.registry import ModelRegistry
+
 from run_jobs import finished, one_sentence_failure, run
 
 
@@ -117,7 +118,8 @@ def test_one_unexpected_tensor_is_refused_by_name(originals, tmp_path, never_bui
     folder = variant(originals["gpt2"], tmp_path / "extra", weights=lambda s: {**s, "extra.weight": torch.zeros(2)})
     assert refusal(load_text, folder) == (
         f"The weights in {folder} hold 1 tensor its config.json does not describe (extra.weight): they do not "
-        "belong to this config, so the model was not loaded.")
+        "belong to this config, so the model was not loaded."
+    )
 
 
 def test_a_model_larger_than_the_machines_memory_is_refused_unbuilt(originals, monkeypatch, never_built):
@@ -126,10 +128,14 @@ def test_a_model_larger_than_the_machines_memory_is_refused_unbuilt(originals, m
     assert "more than this machine's 1.0 KB of memory, so it was not loaded." in message
 
 
-@pytest.mark.parametrize("change", [
-    lambda s: {**s, "lm_head.weight": s["transformer.wte.weight"].clone()},  # the tied head stored as well
-    lambda s: {k.removeprefix("transformer."): v for k, v in s.items()},  # saved from the base model
-], ids=["tied-head-stored", "no-prefix"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: {**s, "lm_head.weight": s["transformer.wte.weight"].clone()},  # the tied head stored as well
+        lambda s: {k.removeprefix("transformer."): v for k, v in s.items()},  # saved from the base model
+    ],
+    ids=["tied-head-stored", "no-prefix"],
+)
 def test_what_transformers_itself_accepts_still_loads(originals, tmp_path, change):
     folder = variant(originals["gpt2"], tmp_path / "fine", weights=change)
     backend = load_text(folder)
@@ -141,8 +147,11 @@ def test_transformers_own_report_refuses_what_would_run_random(originals, tmp_pa
     """The second line: were the check before the build to miss a renaming, transformers' own
     account of the load still stops a model that would run with random weights."""
     monkeypatch.setattr(transformers_text, "check_transformers_folder", lambda *a, **k: 0)
-    folder = variant(originals["gpt2"], tmp_path / "pruned",
-                     weights=lambda s: {k: v for k, v in s.items() if k != "transformer.ln_f.bias"})
+    folder = variant(
+        originals["gpt2"],
+        tmp_path / "pruned",
+        weights=lambda s: {k: v for k, v in s.items() if k != "transformer.ln_f.bias"},
+    )
     message = refusal(load_text, folder)
     assert "lack 1 of the" in message and "(transformer.ln_f.bias)" in message
 
@@ -179,21 +188,25 @@ def test_a_component_lacking_a_tensor_is_refused_naming_it(originals, tmp_path, 
 
 
 def test_a_unet_holding_none_of_its_tensors_is_refused_with_how_many(originals, tmp_path, never_built):
-    folder = variant(originals["sd"], tmp_path / "other", weights=lambda s: {f"x.{k}": v for k, v in s.items()},
-                     part="unet")
+    folder = variant(
+        originals["sd"], tmp_path / "other", weights=lambda s: {f"x.{k}": v for k, v in s.items()}, part="unet"
+    )
     needed = len(names_in(originals["sd"] / "unet" / "diffusion_pytorch_model.safetensors"))
     assert f"lack {needed} of the {needed} tensors its config.json describes" in refusal(load_image, folder)
 
 
 def test_an_extra_unet_tensor_is_refused_by_name(originals, tmp_path, never_built):
-    folder = variant(originals["sd"], tmp_path / "extra", weights=lambda s: {**s, "extra.weight": torch.zeros(3)},
-                     part="unet")
+    folder = variant(
+        originals["sd"], tmp_path / "extra", weights=lambda s: {**s, "extra.weight": torch.zeros(3)}, part="unet"
+    )
     assert "hold 1 tensor its config.json does not describe (extra.weight)" in refusal(load_image, folder)
 
 
 def test_a_unet_config_of_100000_layers_per_block_stops_being_built_at_once(originals, tmp_path, never_built):
     folder = variant(originals["sd"], tmp_path / "deep", {"layers_per_block": 100_000}, part="unet")
-    assert refusal(load_image, folder).startswith(f"The config.json in {folder / 'unet'} describes a model of more than")
+    assert refusal(load_image, folder).startswith(
+        f"The config.json in {folder / 'unet'} describes a model of more than"
+    )
 
 
 def test_weights_left_on_the_meta_device_are_refused_with_how_many(originals, tmp_path, monkeypatch):
@@ -213,5 +226,7 @@ def test_the_single_file_check_counts_what_a_component_lacks():
     with pytest.raises(ModelFileError) as info:
         pipe = SimpleNamespace(components={"vae": vae, "tokenizer": None})
         check_all_weights_loaded(pipe, Path("m.safetensors"), "sd15")
-    assert info.value.message == ("m.safetensors has no weights for 2 of its vae's 4 tensors (1.bias, 1.weight): it "
-                                  "is not a complete Stable Diffusion 1.x checkpoint.")
+    assert info.value.message == (
+        "m.safetensors has no weights for 2 of its vae's 4 tensors (1.bias, 1.weight): it "
+        "is not a complete Stable Diffusion 1.x checkpoint."
+    )

@@ -7,12 +7,13 @@ import json
 import onnx
 import pytest
 
-import fake_checkpoints as fc
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.engine.export.graph import MAX_IR_VERSION
 from studio.engine.export.onnx_export import ExportRefused, export_onnx
 from studio.models import formats
 from studio.models.registry import ModelInfo, ModelRegistry
+
+import fake_checkpoints as fc
 
 PARTS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
 
@@ -38,8 +39,10 @@ def io(path):
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
-    return ({v.name: (v.type.tensor_type.elem_type, dims(v)) for v in graph.input},
-            {v.name: (v.type.tensor_type.elem_type, dims(v)) for v in graph.output})
+    return (
+        {v.name: (v.type.tensor_type.elem_type, dims(v)) for v in graph.input},
+        {v.name: (v.type.tensor_type.elem_type, dims(v)) for v in graph.output},
+    )
 
 
 FLOAT, INT32 = onnx.TensorProto.FLOAT, onnx.TensorProto.INT32
@@ -65,7 +68,8 @@ def test_parity_compares_each_network_and_a_whole_generation(sd):
     _, parity, _ = sd
     assert parity.ok
     assert [line.split(":")[0] for line in parity.lines] == [f"{p}/model.onnx" for p in PARTS] + [
-        "whole generation (4 steps, 64×64, seed 0, image in [0, 1])"]
+        "whole generation (4 steps, 64×64, seed 0, image in [0, 1])"
+    ]
     for line in parity.lines:
         assert line.endswith(" ok") and float(line.split("difference ")[1].split()[0].rstrip(",")) <= 1e-3
 
@@ -78,7 +82,8 @@ def test_network_outputs_are_measured_against_their_own_scale():
     parity.scaled("unet/model.onnx", 2e-4, 0.8)  # below 1: absolute
     assert parity.ok and parity.lines == [
         "text_encoder/model.onnx: max abs difference 2.00e-02, 5.00e-04 of its largest value 40 (limit 1e-03) ok",
-        "unet/model.onnx: max abs difference 2.00e-04 (limit 1e-03) ok"]
+        "unet/model.onnx: max abs difference 2.00e-04 (limit 1e-03) ok",
+    ]
     parity.scaled("vae_decoder/model.onnx", 0.1, 40.0)
     assert not parity.ok and parity.lines[-1].endswith("TOO LARGE")
 
@@ -89,12 +94,16 @@ def test_graphs_have_optimums_names_dynamic_axes_and_a_readable_ir(sd):
         assert onnx.load(str(folder / part / "model.onnx"), load_external_data=False).ir_version <= MAX_IR_VERSION
     inputs, outputs = io(folder / "text_encoder" / "model.onnx")
     assert inputs == {"input_ids": (INT32, ["batch_size", "sequence_length"])}
-    assert outputs == {"last_hidden_state": (FLOAT, ["batch_size", "sequence_length", 32]),
-                       "pooler_output": (FLOAT, ["batch_size", 32])}
+    assert outputs == {
+        "last_hidden_state": (FLOAT, ["batch_size", "sequence_length", 32]),
+        "pooler_output": (FLOAT, ["batch_size", 32]),
+    }
     inputs, outputs = io(folder / "unet" / "model.onnx")
-    assert inputs == {"sample": (FLOAT, ["batch_size", 4, "height", "width"]),
-                      "timestep": (FLOAT, []),  # one float timestep for the batch, as newer Optimum
-                      "encoder_hidden_states": (FLOAT, ["batch_size", "sequence_length", 32])}
+    assert inputs == {
+        "sample": (FLOAT, ["batch_size", 4, "height", "width"]),
+        "timestep": (FLOAT, []),  # one float timestep for the batch, as newer Optimum
+        "encoder_hidden_states": (FLOAT, ["batch_size", "sequence_length", 32]),
+    }
     assert outputs == {"out_sample": (FLOAT, ["batch_size", 4, "height", "width"])}
     inputs, outputs = io(folder / "vae_encoder" / "model.onnx")
     assert inputs == {"sample": (FLOAT, ["batch_size", 3, "sample_height", "sample_width"])}
@@ -115,7 +124,9 @@ def test_the_unet_runs_at_sizes_its_upsampling_factor_does_not_divide(sd):
     for batch, height, width in ((1, 8, 8), (3, 7, 12)):
         sample = rng.standard_normal((batch, 4, height, width)).astype(np.float32)
         states = rng.standard_normal((batch, 10, 32)).astype(np.float32)
-        out = session.run(None, {"sample": sample, "timestep": np.array(7.5, np.float32), "encoder_hidden_states": states})
+        out = session.run(
+            None, {"sample": sample, "timestep": np.array(7.5, np.float32), "encoder_hidden_states": states}
+        )
         assert out[0].shape == sample.shape
 
 
@@ -152,9 +163,14 @@ def test_an_inpainting_unet_with_v_prediction_exports_and_passes(tmp_path):
 def test_transformer_pipelines_are_refused_with_a_sentence(tmp_path):
     folder = tmp_path / "flux"
     folder.mkdir()
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline", "transformer": ["diffusers", "FluxTransformer2DModel"]}))
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "FluxPipeline", "transformer": ["diffusers", "FluxTransformer2DModel"]})
+    )
     model = ModelInfo(id="flux", kind="image", format="diffusers", path=folder, source="user")
-    with pytest.raises(ExportRefused, match=r"flux is a FluxPipeline; the studio exports only .* not transformer pipelines such as SD3 or Flux\."):
+    with pytest.raises(
+        ExportRefused,
+        match=r"flux is a FluxPipeline; the studio exports only .* not transformer pipelines such as SD3 or Flux\.",
+    ):
         export_onnx(model, tmp_path / "flux-onnx")
     assert not (tmp_path / "flux-onnx").exists()
 

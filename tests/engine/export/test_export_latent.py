@@ -100,8 +100,8 @@ def test_a_graph_over_the_protobuf_limit_keeps_its_weights_in_one_file_beside_it
     """Real SD UNets are 3.4 GB: the same path, with the limit lowered so a tiny decoder takes it."""
     import onnxruntime
 
-    from studio.engine.export import graph as export
     from studio.engine.backends.onnx_session import check_external_data
+    from studio.engine.export import graph as export
 
     monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 10_000)
     out = export_decoder_onnx(torch_only, "big.onnx")

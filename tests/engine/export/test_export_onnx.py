@@ -13,10 +13,11 @@ import pytest
 from studio.cli import main
 from studio.core.events import Failed, Finished
 from studio.core.jobs import LatentDecodeJob, LatentEncodeJob
-from studio.engine.runner import Runner
 from studio.engine.export import onnx_export as export
+from studio.engine.runner import Runner
 from studio.models import paths
 from studio.models.registry import ModelRegistry
+
 from run_jobs import run
 
 
@@ -119,8 +120,9 @@ def test_onnx_for_a_model_not_yet_exported_says_how_to_export_it():
     runner = Runner(ModelRegistry())
     (*_, end) = run(runner, LatentDecodeJob(model="emoji-gan", latent=(0.0,) * 128, runtime="onnx"))
     assert isinstance(end, Failed)
-    assert end.message == ("`runtime` is onnx, but emoji-gan runs on torch; export it first with "
-                           "`studio export-onnx emoji-gan`.")
+    assert end.message == (
+        "`runtime` is onnx, but emoji-gan runs on torch; export it first with `studio export-onnx emoji-gan`."
+    )
 
 
 def test_an_existing_export_is_replaced_only_with_replace(tmp_path, capsys):
@@ -155,8 +157,9 @@ def test_an_export_that_fails_parity_is_not_kept(monkeypatch, tmp_path, capsys):
 
 def test_models_that_cannot_be_exported_say_so(fake_models, capsys):
     assert main(["export-onnx", "fake-image"]) == 2
-    assert capsys.readouterr().err.strip() == ("studio: fake-image is a fake model, which the studio cannot export "
-                                               "to ONNX.")
+    assert capsys.readouterr().err.strip() == (
+        "studio: fake-image is a fake model, which the studio cannot export to ONNX."
+    )
 
 
 def test_an_export_job_in_the_engine_writes_the_export_and_the_registry_finds_it(tmp_path):
@@ -174,8 +177,8 @@ def test_an_export_job_in_the_engine_writes_the_export_and_the_registry_finds_it
 def test_cancelling_an_export_job_between_stages_leaves_nothing(tmp_path, monkeypatch):
     from studio.core.events import Cancelled
     from studio.core.jobs import ExportJob
-    from studio.engine.queue import JobQueue
     from studio.engine.export import latent as export_latent
+    from studio.engine.queue import JobQueue
 
     runner = Runner(ModelRegistry())
     out = tmp_path / "vae"
@@ -199,8 +202,26 @@ def test_the_prose_model_writes_the_same_greedy_text_on_both_runtimes_from_the_c
     assert "greedy decoding: 64/64 greedy tokens identical ok" in capsys.readouterr().out
     texts = {}
     for runtime in ("torch", "onnx"):
-        assert main(["write", "The old house at the end of the lane", "--model", "prose", "--runtime", runtime,
-                     "--temperature", "0", "--max-tokens", "24", "--seed", "1", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "write",
+                    "The old house at the end of the lane",
+                    "--model",
+                    "prose",
+                    "--runtime",
+                    runtime,
+                    "--temperature",
+                    "0",
+                    "--max-tokens",
+                    "24",
+                    "--seed",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         texts[runtime] = capsys.readouterr().out
     assert texts["onnx"] == texts["torch"] and len(texts["onnx"].split()) >= 5
 

@@ -84,18 +84,27 @@ def test_an_empty_past_prefill_and_a_later_step_match_torch(exported, name):
     from transformers import AutoModelForCausalLM
 
     root, _ = exported
-    session = onnxruntime.InferenceSession(str(root / f"{name}-onnx" / "model.onnx"),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(root / f"{name}-onnx" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     lm = AutoModelForCausalLM.from_pretrained(str(root / name), local_files_only=True, dtype=torch.float32).eval()
     ids = torch.randint(0, 400, (1, 101), generator=torch.Generator().manual_seed(0))
     names_in, names_out, _ = io_names(2)
     _, heads, _, head_dim = session.get_inputs()[3].shape  # past_key_values.0.key
     empty = np.zeros((1, heads, 0, head_dim), np.float32)
-    feeds = {"input_ids": ids[:, :100].numpy(), "attention_mask": np.ones((1, 100), np.int64),
-             "position_ids": np.arange(100)[None], **{n: empty for n in names_in[3:]}}
+    feeds = {
+        "input_ids": ids[:, :100].numpy(),
+        "attention_mask": np.ones((1, 100), np.int64),
+        "position_ids": np.arange(100)[None],
+        **{n: empty for n in names_in[3:]},
+    }
     first = session.run(names_out, feeds)
-    feeds = {"input_ids": ids[:, 100:].numpy(), "attention_mask": np.ones((1, 101), np.int64),
-             "position_ids": np.array([[100]]), **dict(zip(names_in[3:], first[1:]))}
+    feeds = {
+        "input_ids": ids[:, 100:].numpy(),
+        "attention_mask": np.ones((1, 101), np.int64),
+        "position_ids": np.array([[100]]),
+        **dict(zip(names_in[3:], first[1:])),
+    }
     second = session.run(names_out, feeds)
     with torch.no_grad():
         expected = lm(ids).logits.numpy()
@@ -108,8 +117,16 @@ def test_the_export_is_an_optimum_folder_the_registry_pairs_with_its_source(expo
     root, _ = exported
     out = root / "tiny-gpt2-onnx"
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["config.json", "generation_config.json", "merges.txt", "model.onnx", "studio.json",
-                     "tokenizer.json", "tokenizer_config.json", "vocab.json"]
+    assert names == [
+        "config.json",
+        "generation_config.json",
+        "merges.txt",
+        "model.onnx",
+        "studio.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+    ]
     assert (out / "tokenizer.json").read_bytes() == (root / "tiny-gpt2" / "tokenizer.json").read_bytes()
     assert json.loads((out / "studio.json").read_text())["exported_from"] == "tiny-gpt2"
     assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no staging folder left
@@ -135,7 +152,6 @@ def test_a_family_whose_cache_slides_is_refused_in_a_sentence(exported):
     assert sorted(p.name for p in folder.parent.iterdir()) == ["tiny-mistral"]
 
 
-
 def test_an_exported_lm_carries_the_tokenizer_files_older_readers_need(exported):
     """vocab.json and merges.txt are the tokenizer.json's own, and the config names a class that
     transformers 4 knows (tests/models/test_tokenizer_files.py reads such files as it would)."""
@@ -143,8 +159,9 @@ def test_an_exported_lm_carries_the_tokenizer_files_older_readers_need(exported)
     out = root / "tiny-gpt2-onnx"
     model = json.loads((out / "tokenizer.json").read_text())["model"]
     assert json.loads((out / "vocab.json").read_text()) == model["vocab"]
-    assert (out / "merges.txt").read_text().splitlines()[1:] == [" ".join(m) if isinstance(m, list) else m
-                                                                  for m in model["merges"]]
+    assert (out / "merges.txt").read_text().splitlines()[1:] == [
+        " ".join(m) if isinstance(m, list) else m for m in model["merges"]
+    ]
     config = json.loads((out / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     # that generic class would also hand out token_type_ids, which a causal LM's generate() refuses

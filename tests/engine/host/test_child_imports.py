@@ -8,14 +8,15 @@ import os
 import pytest
 import torch  # imported before the booby-trapped folder is on this process's own path
 
-from fake_models import write_fake_model
-from processes import running_children
 from studio.core.child_python import child_env, safe_python_path, shareable_path
 from studio.core.jobs import ImageJob
 from studio.engine.host.supervisor import EngineProcess, RunnerRecipe
-from studio.state.engine_thread import EngineThread
 from studio.models.pickle_import import convert_file
 from studio.models.registry import ModelRegistry
+from studio.state.engine_thread import EngineThread
+
+from fake_models import write_fake_model
+from processes import running_children
 
 CANARY_MODULES = ("numpy", "torch", "safetensors", "sitecustomize", "usercustomize")
 
@@ -51,8 +52,9 @@ def image_from_an_engine_process(qtbot, model: str):
         assert thread.stop()
 
 
-def test_the_engine_process_imports_nothing_from_the_folder_it_was_started_from(qtbot, fake_models,
-                                                                                booby_trapped_folder):
+def test_the_engine_process_imports_nothing_from_the_folder_it_was_started_from(
+    qtbot, fake_models, booby_trapped_folder
+):
     write_fake_model(fake_models / "quick-image", "image", step_seconds=0.0)
     assert image_from_an_engine_process(qtbot, "quick-image").shape == (16, 16, 3)
     assert running_children() == []
@@ -80,7 +82,8 @@ def test_a_child_takes_only_absolute_import_paths_other_than_the_current_folder(
 
 
 def test_a_models_folder_given_relative_to_the_start_folder_is_found_by_the_engine_process(
-        qtbot, sandbox_dirs, tmp_path, monkeypatch):
+    qtbot, sandbox_dirs, tmp_path, monkeypatch
+):
     """The engine process runs in the package's folder, not the caller's: a relative models folder
     means the caller's, there too."""
     start = tmp_path / "start"

@@ -7,13 +7,14 @@ import time
 
 import pytest
 
-from fake_models import write_fake_model
-from processes import running_children
 from studio.core.jobs import ImageJob, LatentDecodeJob, TextJob
 from studio.engine.host.engine_main import harden_environment
 from studio.engine.host.supervisor import EngineProcess, RunnerRecipe, describe_exit
-from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
+from studio.state.engine_thread import EngineThread
+
+from fake_models import write_fake_model
+from processes import running_children
 
 
 class BrokenRecipe(RunnerRecipe):
@@ -221,8 +222,9 @@ def test_a_job_cancelled_while_the_engine_process_starts_is_cancelled_and_the_ne
 
 
 @pytest.mark.parametrize("slow_part", ["shareable_path", "EngineChildProcess"])
-def test_a_refresh_asked_for_while_the_engine_process_starts_reaches_it_after_its_setup(qtbot, fake_models,
-                                                                                        monkeypatch, slow_part):
+def test_a_refresh_asked_for_while_the_engine_process_starts_reaches_it_after_its_setup(
+    qtbot, fake_models, monkeypatch, slow_part
+):
     """The window may find a new model and ask for a refresh at any moment, even while the engine
     thread is still starting the process: the refresh must reach the process, and only after its
     setup (before it, the start failed; lost, the new model was unknown there). One part of the

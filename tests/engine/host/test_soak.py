@@ -11,13 +11,13 @@ import psutil
 import pytest
 from PIL import Image
 
-from fake_models import write_fake_model
-from studio.core.jobs import (ContextJob, ImageJob, LatentBatchJob, LatentDecodeJob, LatentEncodeJob, MorphJob,
-                              TextJob)
+from studio.core.jobs import ContextJob, ImageJob, LatentBatchJob, LatentDecodeJob, LatentEncodeJob, MorphJob, TextJob
 from studio.engine.host.supervisor import EngineProcess, RunnerRecipe
-from studio.state.engine_thread import EngineThread
 from studio.models.registry import ModelRegistry
+from studio.state.engine_thread import EngineThread
 from studio.state.jobs import JobList
+
+from fake_models import write_fake_model
 
 JOBS = 1000
 WARM_UP = 100  # RSS is measured from here: the first jobs load the models and fill the histories
@@ -32,8 +32,10 @@ def spec_for(i: int, rng: random.Random, picture: str):
     if kind == 2:
         return LatentDecodeJob(model="fast-latent", latent=tuple(rng.uniform(-2, 2) for _ in range(8)))
     if kind == 3:
-        return LatentBatchJob(model="fast-latent", latents=tuple(tuple(rng.uniform(-2, 2) for _ in range(8))
-                                                                 for _ in range(rng.randint(1, 4))))
+        return LatentBatchJob(
+            model="fast-latent",
+            latents=tuple(tuple(rng.uniform(-2, 2) for _ in range(8)) for _ in range(rng.randint(1, 4))),
+        )
     if kind == 4:
         return MorphJob(model="fast-latent", seeds=(i, i + 1), frames=rng.randint(2, 5))
     if kind == 5:
@@ -63,8 +65,7 @@ def rss_mb(pid: int) -> float:
 
 
 @pytest.mark.timeout(600)
-def test_a_thousand_jobs_with_random_cancels_each_end_exactly_once_and_memory_stays_flat(qtbot, sandbox_dirs,
-                                                                                           tmp_path):
+def test_a_thousand_jobs_with_random_cancels_each_end_exactly_once_and_memory_stays_flat(qtbot, sandbox_dirs, tmp_path):
     models = sandbox_dirs / "models"
     for kind in ("image", "text"):
         write_fake_model(models / f"fast-{kind}", kind, step_seconds=0.002)
@@ -76,8 +77,9 @@ def test_a_thousand_jobs_with_random_cancels_each_end_exactly_once_and_memory_st
     jobs = JobList(engine)
     ends: dict[int, list[str]] = {}
     results: dict[int, object] = {}
-    engine.job_finished.connect(lambda jid, result: (ends.setdefault(jid, []).append("finished"),
-                                                     results.__setitem__(jid, result)))
+    engine.job_finished.connect(
+        lambda jid, result: (ends.setdefault(jid, []).append("finished"), results.__setitem__(jid, result))
+    )
     engine.job_failed.connect(lambda jid, kind, message: ends.setdefault(jid, []).append(f"failed: {message}"))
     engine.job_cancelled.connect(lambda jid, reason: ends.setdefault(jid, []).append(reason))
     engine.start()
@@ -108,7 +110,17 @@ def test_a_thousand_jobs_with_random_cancels_each_end_exactly_once_and_memory_st
     summary = {o: outcomes.count(o) for o in sorted(set(outcomes))}
     assert summary["finished"] > JOBS // 2 and summary.get("cancelled", 0) > 20
     drift = {who: round(rss["end"][n] - rss["start"][n], 1) for n, who in enumerate(("window", "engine"))}
-    print("SOAK " + json.dumps({"jobs": JOBS, "outcomes": summary, "rss_start_mb": rss["start"],
-                                "rss_end_mb": rss["end"], "drift_mb": drift}))
+    print(
+        "SOAK "
+        + json.dumps(
+            {
+                "jobs": JOBS,
+                "outcomes": summary,
+                "rss_start_mb": rss["start"],
+                "rss_end_mb": rss["end"],
+                "drift_mb": drift,
+            }
+        )
+    )
     assert drift["window"] < 40 and drift["engine"] < 40, drift  # flat: no per-job leak (900 jobs)
     assert np.isfinite(list(drift.values())).all()

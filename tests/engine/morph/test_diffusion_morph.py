@@ -8,8 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fake_models import write_fake_model
-from run_jobs import run
 from studio.bench.tiny_models import build_tiny_diffusers
 from studio.core.errors import SpecError
 from studio.core.events import Cancelled, Failed, Finished, Progress
@@ -17,6 +15,9 @@ from studio.core.jobs import ImageJob, MorphJob, spec_from_json
 from studio.engine.morph.diffusion_morph import morph_sampler
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
+
+from fake_models import write_fake_model
+from run_jobs import run
 
 SIZE, STEPS = 32, 2
 
@@ -174,20 +175,23 @@ def test_cancel_stops_within_one_denoising_step(runner, monkeypatch):
     assert len(calls) - at_cancel[0] <= 1  # the step already under way, no more
 
 
-@pytest.mark.parametrize("fields, name", [
-    (dict(prompts=("a cat",)), "prompts"),
-    (dict(prompts=("a cat", "  ")), "prompts"),
-    (dict(prompts=("a cat", "a dog"), seeds=(1, 2, 3)), "seeds"),
-    (dict(prompts=("a cat", "a dog"), prompt="a bird"), "prompt"),
-    (dict(prompts=("a cat", "a dog"), latents=((1.0,), (2.0,))), "prompts"),
-    (dict(seeds=(1, 2), latents=((1.0,), (2.0,))), "seeds"),
-    (dict(seeds=(1, 2), steps=0), "steps"),
-    (dict(seeds=(1, 2), width=30), "width"),
-    (dict(seeds=(1, 2), guidance_scale=-1.0), "guidance_scale"),
-    (dict(seeds=(1, 2), scheduler="Bogus"), "scheduler"),
-    (dict(seeds=(1, 2), negative_prompt=3), "negative_prompt"),
-    (dict(prompts=tuple(f"p{i}" for i in range(300))), "prompts"),
-])
+@pytest.mark.parametrize(
+    "fields, name",
+    [
+        (dict(prompts=("a cat",)), "prompts"),
+        (dict(prompts=("a cat", "  ")), "prompts"),
+        (dict(prompts=("a cat", "a dog"), seeds=(1, 2, 3)), "seeds"),
+        (dict(prompts=("a cat", "a dog"), prompt="a bird"), "prompt"),
+        (dict(prompts=("a cat", "a dog"), latents=((1.0,), (2.0,))), "prompts"),
+        (dict(seeds=(1, 2), latents=((1.0,), (2.0,))), "seeds"),
+        (dict(seeds=(1, 2), steps=0), "steps"),
+        (dict(seeds=(1, 2), width=30), "width"),
+        (dict(seeds=(1, 2), guidance_scale=-1.0), "guidance_scale"),
+        (dict(seeds=(1, 2), scheduler="Bogus"), "scheduler"),
+        (dict(seeds=(1, 2), negative_prompt=3), "negative_prompt"),
+        (dict(prompts=tuple(f"p{i}" for i in range(300))), "prompts"),
+    ],
+)
 def test_bad_fields_are_one_sentence_naming_the_field(fields, name):
     with pytest.raises(SpecError) as error:
         MorphJob(model="m", **fields).validate()
@@ -195,19 +199,32 @@ def test_bad_fields_are_one_sentence_naming_the_field(fields, name):
 
 
 def test_a_diffusion_morph_round_trips_through_json():
-    job = MorphJob(model="emoji-sd", prompts=("a cat", "a dog"), seeds=(1, 2), negative_prompt="blurry", steps=4,
-                   guidance_scale=5.5, width=64, height=48, scheduler="DDIM", frames=12)
+    job = MorphJob(
+        model="emoji-sd",
+        prompts=("a cat", "a dog"),
+        seeds=(1, 2),
+        negative_prompt="blurry",
+        steps=4,
+        guidance_scale=5.5,
+        width=64,
+        height=48,
+        scheduler="DDIM",
+        frames=12,
+    )
     assert spec_from_json(job.to_json()) == job
     latent = MorphJob(model="emoji-vae", seeds=(1, 2))
     assert spec_from_json(latent.to_json()) == latent
 
 
-@pytest.mark.parametrize("model, fields, words", [
-    ("fake-latent", dict(prompts=("a cat", "a dog")), ["`prompts`", "diffusion"]),
-    ("fake-latent", dict(seeds=(1, 2), prompt="a cat"), ["`prompt`", "diffusion"]),
-    ("tiny-sd", dict(latents=((1.0, 2.0), (3.0, 4.0))), ["`latents`", "`seeds` or `prompts`"]),
-    ("fake-text", dict(seeds=(1, 2)), ["fake-text is a text model", "a latent or an image model"]),
-])
+@pytest.mark.parametrize(
+    "model, fields, words",
+    [
+        ("fake-latent", dict(prompts=("a cat", "a dog")), ["`prompts`", "diffusion"]),
+        ("fake-latent", dict(seeds=(1, 2), prompt="a cat"), ["`prompt`", "diffusion"]),
+        ("tiny-sd", dict(latents=((1.0, 2.0), (3.0, 4.0))), ["`latents`", "`seeds` or `prompts`"]),
+        ("fake-text", dict(seeds=(1, 2)), ["fake-text is a text model", "a latent or an image model"]),
+    ],
+)
 def test_a_morph_the_model_cannot_take_fails_with_one_sentence(runner, model, fields, words):
     events = run(runner, MorphJob(model=model, frames=4, **fields))
     assert isinstance(events[-1], Failed) and events[-1].kind == "bad input", events[-1]

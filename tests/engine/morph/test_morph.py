@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fake_models import write_fake_model
 from studio.cli import main
 from studio.core.errors import SpecError
 from studio.core.events import Cancelled, Failed, Finished, Progress
@@ -18,6 +17,8 @@ from studio.engine.morph.latent_morph import seeded_latent
 from studio.engine.runner import Runner
 from studio.models import paths
 from studio.models.registry import ModelRegistry
+
+from fake_models import write_fake_model
 from run_jobs import run
 
 
@@ -38,7 +39,9 @@ def test_uniform_frames_start_and_end_on_the_keyframes(runner):
     backend = runner.backend_for(MorphJob(model="fake-latent", seeds=(1, 2)))[0]
     keys = [backend.decode(seeded_latent(s, 8)[None])[0] for s in (3, 4, 5)]
     assert frames.shape == (9, 16, 16, 3)
-    assert np.array_equal(frames[0], keys[0]) and np.array_equal(frames[4], keys[1]) and np.array_equal(frames[8], keys[2])
+    assert (
+        np.array_equal(frames[0], keys[0]) and np.array_equal(frames[4], keys[1]) and np.array_equal(frames[8], keys[2])
+    )
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].step == progress[-1].total == 9
 
@@ -75,15 +78,18 @@ def test_cancel_stops_at_the_next_decode(runner):
     assert isinstance(events[-1], Cancelled) and len(seen) == 3
 
 
-@pytest.mark.parametrize("spec, field", [
-    (dict(seeds=(1,)), "seeds"),
-    (dict(seeds=(1, 2), latents=((1.0,), (2.0,))), "seeds"),
-    (dict(seeds=(1, 2), frames=1), "frames"),
-    (dict(seeds=(1, 2, 3), frames=2, spacing="uniform"), "frames"),
-    (dict(seeds=(1, 2), spacing="wobbly"), "spacing"),
-    (dict(latents=((1.0, 2.0), (1.0,))), "latents"),
-    (dict(latents=((1.0, float("nan")), (1.0, 2.0))), "latents"),
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        (dict(seeds=(1,)), "seeds"),
+        (dict(seeds=(1, 2), latents=((1.0,), (2.0,))), "seeds"),
+        (dict(seeds=(1, 2), frames=1), "frames"),
+        (dict(seeds=(1, 2, 3), frames=2, spacing="uniform"), "frames"),
+        (dict(seeds=(1, 2), spacing="wobbly"), "spacing"),
+        (dict(latents=((1.0, 2.0), (1.0,))), "latents"),
+        (dict(latents=((1.0, float("nan")), (1.0, 2.0))), "latents"),
+    ],
+)
 def test_bad_morphs_are_refused_naming_the_field(spec, field):
     with pytest.raises(SpecError) as error:
         MorphJob(model="m", **spec).validate()
@@ -102,8 +108,26 @@ def shipped(monkeypatch):
 
 def test_studio_morph_writes_a_gif_of_the_shipped_vae(shipped, tmp_path, capsys):
     out = tmp_path / "morph.gif"
-    assert main(["morph", "--model", "emoji-vae", "--seeds", "1,2", "--frames", "12", "--fps", "10",
-                 "--size", "96", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "morph",
+                "--model",
+                "emoji-vae",
+                "--seeds",
+                "1,2",
+                "--frames",
+                "12",
+                "--fps",
+                "10",
+                "--size",
+                "96",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out) and "morph" in captured.err  # progress on stderr
     with Image.open(out) as gif:
@@ -114,8 +138,24 @@ def test_studio_morph_writes_an_mp4_from_a_latents_file(shipped, tmp_path, capsy
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps([[0.0] * 128, [2.0] + [0.0] * 127]))
     out = tmp_path / "morph.mp4"
-    assert main(["morph", "--model", "emoji-gan", "--latents", str(keys), "--frames", "8",
-                 "--spacing", "uniform", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "morph",
+                "--model",
+                "emoji-gan",
+                "--latents",
+                str(keys),
+                "--frames",
+                "8",
+                "--spacing",
+                "uniform",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert out.read_bytes()[4:8] == b"ftyp"
     import av
 
@@ -142,8 +182,12 @@ def test_a_picture_encodes_to_a_keyframe_of_the_shipped_vae(shipped, tmp_path):
     events = run(runner, LatentEncodeJob(model="emoji-vae", image=str(tmp_path / "drop.png")))
     assert isinstance(events[-1], Finished), events[-1]
     (latent,) = events[-1].result.latents
-    again = frames_of(run(runner, MorphJob(model="emoji-vae", latents=(latent, latent), frames=2, spacing="uniform")))[0]
-    other = runner.backend_for(LatentDecodeJob(model="emoji-vae", latent=(0.0,)))[0].decode(seeded_latent(9, 128)[None])[0]
+    again = frames_of(run(runner, MorphJob(model="emoji-vae", latents=(latent, latent), frames=2, spacing="uniform")))[
+        0
+    ]
+    other = runner.backend_for(LatentDecodeJob(model="emoji-vae", latent=(0.0,)))[0].decode(
+        seeded_latent(9, 128)[None]
+    )[0]
 
     def differ(a, b):
         return float(np.abs(a.astype(float) - b.astype(float)).mean())
@@ -169,7 +213,7 @@ def test_numpy_keyframes_are_taken_and_huge_numbers_refused_with_a_sentence():
     assert job.latents == ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
     MorphJob(model="m", seeds=np.array([1, 2]), frames=4).validate()
     with pytest.raises(SpecError) as error:
-        spec_from_json('{"kind": "morph", "model": "m", "latents": [[1' + "0" * 400 + ', 1.0], [1.0, 2.0]]}')
+        spec_from_json('{"kind": "morph", "model": "m", "latents": [[1' + "0" * 400 + ", 1.0], [1.0, 2.0]]}")
     assert error.value.field == "latents"
 
 
@@ -188,7 +232,23 @@ def test_studio_morph_takes_the_keyframes_the_explore_tab_saves(shipped, tmp_pat
     keys = tmp_path / "keys.json"
     write_keyframes(keys, "emoji-vae", ["A", "B"], [np.zeros(128), np.ones(128)])
     out = tmp_path / "saved.gif"
-    assert main(["morph", "--model", "emoji-vae", "--latents", str(keys), "--frames", "5", "--spacing", "uniform",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "morph",
+                "--model",
+                "emoji-vae",
+                "--latents",
+                str(keys),
+                "--frames",
+                "5",
+                "--spacing",
+                "uniform",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with Image.open(out) as gif:
         assert gif.n_frames == 5

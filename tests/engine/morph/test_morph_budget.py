@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from fake_models import write_fake_model
 from studio import cli
 from studio.core import memory
 from studio.core.events import Failed, Progress
@@ -17,6 +16,8 @@ from studio.core.jobs import MorphJob
 from studio.engine.runner import Runner
 from studio.latent.animation import ResizedFrames, write_gif, write_mp4
 from studio.models.registry import ModelRegistry
+
+from fake_models import write_fake_model
 from run_jobs import run
 
 GB = 10**9
@@ -48,27 +49,37 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--fps", "0"], "--fps must be more than 0"),
-    (["--fps", "nan"], "--fps must be more than 0"),
-    (["--size", "99999"], "--size must be a whole number of pixels from 8 to 4096, not 99999."),
-    (["--size", "2"], "--size must be a whole number of pixels from 8 to 4096, not 2."),
-])
-def test_bad_writer_settings_are_refused_before_any_frame_is_rendered(latent_model, jobs_run, tmp_path, capsys,
-                                                                    flags, words):
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--fps", "0"], "--fps must be more than 0"),
+        (["--fps", "nan"], "--fps must be more than 0"),
+        (["--size", "99999"], "--size must be a whole number of pixels from 8 to 4096, not 99999."),
+        (["--size", "2"], "--size must be a whole number of pixels from 8 to 4096, not 2."),
+    ],
+)
+def test_bad_writer_settings_are_refused_before_any_frame_is_rendered(
+    latent_model, jobs_run, tmp_path, capsys, flags, words
+):
     out = tmp_path / "m.gif"
-    assert cli.main(["morph", "--model", latent_model, "--seeds", "1,2", "--frames", "4", *flags,
-                     "--out", str(out)]) == 2
+    assert (
+        cli.main(["morph", "--model", latent_model, "--seeds", "1,2", "--frames", "4", *flags, "--out", str(out)]) == 2
+    )
     assert words in one_line(capsys.readouterr().err)
     assert jobs_run == [] and not out.exists()
 
 
-def test_a_morph_larger_than_free_memory_is_refused_before_any_frame(latent_model, jobs_run, tmp_path, capsys,
-                                                                    monkeypatch):
+def test_a_morph_larger_than_free_memory_is_refused_before_any_frame(
+    latent_model, jobs_run, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr(memory, "available_bytes", lambda: 8 * GB)
     out = tmp_path / "m.gif"
-    assert cli.main(["morph", "--model", latent_model, "--seeds", "1,2", "--frames", "400", "--size", "4096",
-                     "--out", str(out)]) == 2
+    assert (
+        cli.main(
+            ["morph", "--model", latent_model, "--seeds", "1,2", "--frames", "400", "--size", "4096", "--out", str(out)]
+        )
+        == 2
+    )
     line = one_line(capsys.readouterr().err)
     # 400 GIF frames of 4096² pixels: about 20 GB for the writer alone.
     assert "A morph of 400 frames at 4096×4096 would need about 20 GB of memory" in line
@@ -79,13 +90,32 @@ def test_a_morph_larger_than_free_memory_is_refused_before_any_frame(latent_mode
 def test_the_same_morph_runs_where_the_memory_is_there(latent_model, jobs_run, tmp_path, monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: 64 * GB)
     out = tmp_path / "m.mp4"
-    assert cli.main(["morph", "--model", latent_model, "--seeds", "1,2", "--frames", "3", "--size", "32",
-                     "--spacing", "uniform", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "morph",
+                "--model",
+                latent_model,
+                "--seeds",
+                "1,2",
+                "--frames",
+                "3",
+                "--size",
+                "32",
+                "--spacing",
+                "uniform",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(jobs_run) == 1 and out.read_bytes()[4:8] == b"ftyp"
 
 
-def test_the_engine_refuses_a_morph_whose_frames_would_not_fit_before_decoding_any(fake_models, latent_model,
-                                                                                  monkeypatch):
+def test_the_engine_refuses_a_morph_whose_frames_would_not_fit_before_decoding_any(
+    fake_models, latent_model, monkeypatch
+):
     """The window's morphs go straight to the engine: it checks too, once it knows the frame size."""
     monkeypatch.setattr(memory, "available_bytes", lambda: 100_000)
     spec = MorphJob(model=latent_model, seeds=(1, 2), frames=400)  # 3 x 400 renders of 16² px: ~0.9 MB (922 KB)
@@ -117,11 +147,20 @@ class CountedFrames(Sequence):
 def test_writers_read_frames_one_at_a_time(tmp_path, write):
     log: list = []
     suffix = ".gif" if write is write_gif else ".mp4"
-    write(CountedFrames(4, log), tmp_path / f"m{suffix}", fps=10,
-          progress=lambda done, total: log.append(("done", done)))
+    write(
+        CountedFrames(4, log), tmp_path / f"m{suffix}", fps=10, progress=lambda done, total: log.append(("done", done))
+    )
     # Frame k + 1 is read only once frame k has been encoded: never all of them first.
-    assert log == [("read", 0), ("done", 1), ("read", 1), ("done", 2), ("read", 2), ("done", 3),
-                   ("read", 3), ("done", 4)]
+    assert log == [
+        ("read", 0),
+        ("done", 1),
+        ("read", 1),
+        ("done", 2),
+        ("read", 2),
+        ("done", 3),
+        ("read", 3),
+        ("done", 4),
+    ]
 
 
 def test_resized_frames_are_made_when_read_and_match_a_full_resize(tmp_path):

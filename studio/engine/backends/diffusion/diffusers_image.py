@@ -15,10 +15,10 @@ from typing import Any, Optional
 
 from studio.core.errors import ModelFileError
 from studio.core.kinds import ModelFormat, Runtime
-from studio.engine.backends.helpers import param_bytes, torch_device, torch_dtype
+from studio.engine.backends.diffusion.lora import LoraSet
 from studio.engine.backends.diffusion.pipeline_jobs import DiffusionJobs
 from studio.engine.backends.diffusion.previews import Previewer
-from studio.engine.backends.diffusion.lora import LoraSet
+from studio.engine.backends.helpers import param_bytes, torch_device, torch_dtype
 from studio.models.hashes import model_hash
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
@@ -68,8 +68,12 @@ class DiffusersImageBackend(DiffusionJobs):
             from studio.engine.backends.diffusion.single_file_pipeline import load_single_file_pipeline
 
             path = Path(model.path)
-            pipe = load_single_file_pipeline(path, model.manifest["family"], torch_dtype(dtype),
-                                             prediction_type=model.manifest.get("prediction_type"))
+            pipe = load_single_file_pipeline(
+                path,
+                model.manifest["family"],
+                torch_dtype(dtype),
+                prediction_type=model.manifest.get("prediction_type"),
+            )
             return cls.on_device(pipe, device, dtype, path)
         folder = Path(model.path)
         # 1. Cheap checks with our own sentences: no custom code, no truncated weights.
@@ -96,7 +100,9 @@ class DiffusersImageBackend(DiffusionJobs):
     def on_device(cls, pipe: Any, device: str, dtype: str, path: Path) -> "DiffusersImageBackend":
         """The backend for a built pipeline, moved to its device (shared by folder and single-file loads)."""
         if "latents" not in getattr(pipe, "_callback_tensor_inputs", ()):
-            raise ModelFileError(f"{path} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it.")
+            raise ModelFileError(
+                f"{path} is a {type(pipe).__name__}, which cannot report steps; the studio cannot run it."
+            )
         pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)  # the studio shows its own progress, not tqdm's
         backend = cls(pipe, device, dtype, path)
@@ -144,7 +150,6 @@ class DiffusersImageBackend(DiffusionJobs):
             self._pipes.clear()
             self.memory_saving.append("model CPU offload")
         return list(self.memory_saving)
-
 
     @property
     def info(self) -> dict[str, Any]:

@@ -28,20 +28,34 @@ import numpy as np
 
 from studio.core.errors import ModelFileError, SpecError, first_line
 from studio.engine.backends import onnx_session
-from studio.engine.backends.helpers import to_uint8_image
 from studio.engine.backends.diffusion.pipeline_jobs import DiffusionJobs
 from studio.engine.backends.diffusion.previews import FULL_DECODE_MAX_PARAMS, linear_preview
+from studio.engine.backends.helpers import to_uint8_image
 from studio.engine.export.diffusion import (
-    CONFIG_FILE, LATENT_PARAMETERS, LATENT_SAMPLE, ONNX_FILE, PIPELINES, TEXT_ENCODER, TEXT_ENCODER_2, UNET,
-    VAE_DECODER, VAE_ENCODER, pipeline_class_name,
+    CONFIG_FILE,
+    LATENT_PARAMETERS,
+    LATENT_SAMPLE,
+    ONNX_FILE,
+    PIPELINES,
+    TEXT_ENCODER,
+    TEXT_ENCODER_2,
+    UNET,
+    VAE_DECODER,
+    VAE_ENCODER,
+    pipeline_class_name,
 )
 from studio.models.formats import read_json
 
 log = logging.getLogger(__name__)
 
 REQUIRED = (TEXT_ENCODER, UNET, VAE_DECODER)  # VAE_ENCODER only for img2img and inpainting
-NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-               "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
 # A decoder file this small holds a VAE whose full decode makes a preview in milliseconds.
 SMALL_DECODER_BYTES = FULL_DECODE_MAX_PARAMS * 4
 
@@ -89,28 +103,43 @@ def _parts() -> Any:
 
         def run(self, **feeds: Any) -> dict[str, Any]:
             """The session's outputs by name, for the feeds it takes (others are left out)."""
-            arrays = {name: _as_input(value, self.inputs[name]) for name, value in feeds.items()
-                      if value is not None and name in self.inputs}
+            arrays = {
+                name: _as_input(value, self.inputs[name])
+                for name, value in feeds.items()
+                if value is not None and name in self.inputs
+            }
             outputs = onnx_session.run(self.session, None, arrays, self.label)
             return {name: torch.from_numpy(np.asarray(value)) for name, value in zip(self.output_names, outputs)}
 
     class TextEncoder(Part):
-        def forward(self, input_ids: Any, attention_mask: Any = None, output_hidden_states: Any = None,
-                    return_dict: bool = True, **_: Any) -> Any:
+        def forward(
+            self,
+            input_ids: Any,
+            attention_mask: Any = None,
+            output_hidden_states: Any = None,
+            return_dict: bool = True,
+            **_: Any,
+        ) -> Any:
             out = self.run(input_ids=input_ids)
             hidden = None
             if output_hidden_states:
                 names = [f"hidden_states.{i}" for i in range(self.config.num_hidden_layers + 1)]
                 if not all(name in out for name in names):
-                    raise ModelFileError(f"{self.label} gives no hidden_states.N outputs, which this pipeline "
-                                         "needs (SDXL); export the model again.")
+                    raise ModelFileError(
+                        f"{self.label} gives no hidden_states.N outputs, which this pipeline "
+                        "needs (SDXL); export the model again."
+                    )
                 hidden = tuple(out[name] for name in names)
             if "text_embeds" in out:  # with projection (SDXL's second encoder): pooled text first
-                result = CLIPTextModelOutput(text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"],
-                                             hidden_states=hidden)
+                result = CLIPTextModelOutput(
+                    text_embeds=out["text_embeds"], last_hidden_state=out["last_hidden_state"], hidden_states=hidden
+                )
             else:
-                result = BaseModelOutputWithPooling(last_hidden_state=out["last_hidden_state"],
-                                                    pooler_output=out.get("pooler_output"), hidden_states=hidden)
+                result = BaseModelOutputWithPooling(
+                    last_hidden_state=out["last_hidden_state"],
+                    pooler_output=out.get("pooler_output"),
+                    hidden_states=hidden,
+                )
             return result if return_dict else result.to_tuple()
 
     class UNet(Part):
@@ -120,14 +149,27 @@ def _parts() -> Any:
             width = config.get("projection_class_embeddings_input_dim")
             self.add_embedding = SimpleNamespace(linear_1=SimpleNamespace(in_features=width))
 
-        def forward(self, sample: Any, timestep: Any, encoder_hidden_states: Any, timestep_cond: Any = None,
-                    cross_attention_kwargs: Any = None, added_cond_kwargs: Any = None, return_dict: bool = True,
-                    **_: Any) -> Any:
+        def forward(
+            self,
+            sample: Any,
+            timestep: Any,
+            encoder_hidden_states: Any,
+            timestep_cond: Any = None,
+            cross_attention_kwargs: Any = None,
+            added_cond_kwargs: Any = None,
+            return_dict: bool = True,
+            **_: Any,
+        ) -> Any:
             timestep = torch.as_tensor(timestep, dtype=torch.float32).reshape(-1)[:1]  # one for the batch
             if len(self.inputs["timestep"].shape) == 1:  # older Optimum exports: one timestep per sample
                 timestep = timestep.expand(sample.shape[0])
-            out = self.run(sample=sample, timestep=timestep, encoder_hidden_states=encoder_hidden_states,
-                           timestep_cond=timestep_cond, **(added_cond_kwargs or {}))["out_sample"]
+            out = self.run(
+                sample=sample,
+                timestep=timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                timestep_cond=timestep_cond,
+                **(added_cond_kwargs or {}),
+            )["out_sample"]
             return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
     class Vae(torch.nn.Module):
@@ -142,8 +184,11 @@ def _parts() -> Any:
 
         def encode(self, sample: Any, return_dict: bool = True) -> Any:
             if self.encoder is None:
-                raise SpecError("init_image", f"cannot be used: {self.folder.name} has no {VAE_ENCODER}/{ONNX_FILE}, "
-                                              "which img2img and inpainting need; export the model again.")
+                raise SpecError(
+                    "init_image",
+                    f"cannot be used: {self.folder.name} has no {VAE_ENCODER}/{ONNX_FILE}, "
+                    "which img2img and inpainting need; export the model again.",
+                )
             out = self.encoder.run(sample=sample)
             if LATENT_PARAMETERS in out:  # the distribution: the sample is drawn from the job's generator
                 result = AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(out[LATENT_PARAMETERS]))
@@ -164,8 +209,9 @@ def _parts() -> Any:
 def _file(folder: Path, part: str, name: str) -> Path:
     path = folder / part / name
     if not path.is_file():
-        raise ModelFileError(f"{part}/{name} is missing from {folder}; export the model again (or copy the whole "
-                             "folder).")
+        raise ModelFileError(
+            f"{part}/{name} is missing from {folder}; export the model again (or copy the whole folder)."
+        )
     return path
 
 
@@ -174,8 +220,11 @@ def _with_defaults(cls: Any, config: dict[str, Any]) -> Any:
     attribute as the pipelines read it (no weights are built)."""
     from diffusers.configuration_utils import FrozenDict
 
-    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-                if name != "self" and p.default is not inspect.Parameter.empty}
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.default is not inspect.Parameter.empty
+    }
     return FrozenDict({**defaults, **config})
 
 
@@ -186,7 +235,9 @@ def _text_config(folder: Path, config: dict[str, Any]) -> Any:
     try:
         return CLIPTextConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{folder / CONFIG_FILE} is not a CLIP text encoder config ({first_line(exc, 120)}).") from None
+        raise ModelFileError(
+            f"{folder / CONFIG_FILE} is not a CLIP text encoder config ({first_line(exc, 120)})."
+        ) from None
 
 
 def _tokenizer(folder: Path, name: str) -> Any:
@@ -198,8 +249,9 @@ def _tokenizer(folder: Path, name: str) -> Any:
     try:
         return CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - tokenizers raise many types for a broken file
-        raise ModelFileError(f"The tokenizer in {path} cannot be loaded ({first_line(exc, 120)}); "
-                             "copy the folder again.") from None
+        raise ModelFileError(
+            f"The tokenizer in {path} cannot be loaded ({first_line(exc, 120)}); copy the folder again."
+        ) from None
 
 
 def _scheduler(folder: Path) -> Any:
@@ -211,8 +263,9 @@ def _scheduler(folder: Path) -> Any:
     config = read_json(path)
     cls = getattr(diffusers, str(config.get("_class_name")), None)
     if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
-        raise ModelFileError(f"{path} names scheduler {config.get('_class_name')!r}, which is not one of "
-                             "diffusers' schedulers.")
+        raise ModelFileError(
+            f"{path} names scheduler {config.get('_class_name')!r}, which is not one of diffusers' schedulers."
+        )
     try:
         return cls.from_config(config)
     except (TypeError, ValueError) as exc:
@@ -222,8 +275,9 @@ def _scheduler(folder: Path) -> Any:
 class OnnxDiffusionBackend(DiffusionJobs):
     """A Stable Diffusion pipeline whose networks are ONNX Runtime sessions, on one device."""
 
-    def __init__(self, pipe: Any, sessions: dict[str, Any], device: str, path: Path, memory_bytes: int,
-                 small_decoder: bool):
+    def __init__(
+        self, pipe: Any, sessions: dict[str, Any], device: str, path: Path, memory_bytes: int, small_decoder: bool
+    ):
         self.pipe = pipe
         self.sessions = sessions
         self.device = device
@@ -259,8 +313,10 @@ class OnnxDiffusionBackend(DiffusionJobs):
         index = read_json(folder / "model_index.json")
         class_name = pipeline_class_name(index.get("_class_name"))
         if class_name not in PIPELINES:
-            raise ModelFileError(f"{folder} holds a {index.get('_class_name') or 'pipeline of no class'} "
-                                 "(model_index.json); the studio runs Stable Diffusion and SDXL pipelines on ONNX.")
+            raise ModelFileError(
+                f"{folder} holds a {index.get('_class_name') or 'pipeline of no class'} "
+                "(model_index.json); the studio runs Stable Diffusion and SDXL pipelines on ONNX."
+            )
         xl = "XL" in class_name
         names = list(REQUIRED) + ([TEXT_ENCODER_2] if xl else [])
         if (folder / VAE_ENCODER / ONNX_FILE).is_file():
@@ -287,15 +343,20 @@ class OnnxDiffusionBackend(DiffusionJobs):
         components: dict[str, Any] = {
             "unet": part(parts.UNet, UNET, _with_defaults(UNet2DConditionModel, configs[UNET])),
             "vae": parts.Vae(encoder, part(parts.Part, VAE_DECODER, vae_config), vae_config, folder),
-            "text_encoder": part(parts.TextEncoder, TEXT_ENCODER, _text_config(folder / TEXT_ENCODER, configs[TEXT_ENCODER])),
+            "text_encoder": part(
+                parts.TextEncoder, TEXT_ENCODER, _text_config(folder / TEXT_ENCODER, configs[TEXT_ENCODER])
+            ),
             "scheduler": scheduler,
-            "safety_checker": None, "feature_extractor": None, "image_encoder": None,
+            "safety_checker": None,
+            "feature_extractor": None,
+            "image_encoder": None,
             "requires_safety_checker": False,
             **tokenizers,
         }
         if xl:
-            components["text_encoder_2"] = part(parts.TextEncoder, TEXT_ENCODER_2,
-                                                _text_config(folder / TEXT_ENCODER_2, configs[TEXT_ENCODER_2]))
+            components["text_encoder_2"] = part(
+                parts.TextEncoder, TEXT_ENCODER_2, _text_config(folder / TEXT_ENCODER_2, configs[TEXT_ENCODER_2])
+            )
         for flag in ("force_zeros_for_empty_prompt", "requires_aesthetics_score"):
             if isinstance(index.get(flag), bool):
                 components[flag] = index[flag]
@@ -304,8 +365,9 @@ class OnnxDiffusionBackend(DiffusionJobs):
         try:
             pipe = pipeline_cls(**{k: v for k, v in components.items() if k in takes})
         except (TypeError, ValueError, AttributeError) as exc:
-            raise ModelFileError(f"{folder} cannot be assembled as a {class_name} ({first_line(exc, 120)}); "
-                                 "export the model again.") from None
+            raise ModelFileError(
+                f"{folder} cannot be assembled as a {class_name} ({first_line(exc, 120)}); export the model again."
+            ) from None
         pipe.set_progress_bar_config(disable=True)
         small = sizes[VAE_DECODER] <= SMALL_DECODER_BYTES
         return cls(pipe, sessions, device, folder, sum(sizes.values()), small)
@@ -327,8 +389,11 @@ class OnnxDiffusionBackend(DiffusionJobs):
 
     def apply_loras(self, loras: tuple) -> dict[str, str]:
         if loras:
-            raise SpecError("loras", "cannot be used on ONNX Runtime: a LoRA changes the torch weights, which an "
-                                     "ONNX export has baked in; run this model on torch to use LoRAs.")
+            raise SpecError(
+                "loras",
+                "cannot be used on ONNX Runtime: a LoRA changes the torch weights, which an "
+                "ONNX export has baked in; run this model on torch to use LoRAs.",
+            )
         return {}
 
     def previewer(self, pipe: Any) -> Any:

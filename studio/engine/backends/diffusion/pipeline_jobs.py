@@ -23,11 +23,11 @@ import numpy as np
 from studio.core.errors import SpecError, first_line
 from studio.core.events import ImageResult
 from studio.core.jobs import ImageJob
-from studio.engine.backends.helpers import to_uint8_image
-from studio.engine.backends.job_context import JobContext
 from studio.engine.backends.diffusion.previews import X0Tap
 from studio.engine.backends.diffusion.schedulers import make_scheduler, sampler_name
+from studio.engine.backends.helpers import to_uint8_image
 from studio.engine.backends.image_inputs import keep_unmasked, load_init_image, load_mask
+from studio.engine.backends.job_context import JobContext
 
 Preview = Callable[[Any, Any], Optional[np.ndarray]]  # (x0, latents) -> uint8 RGB or None
 
@@ -86,8 +86,10 @@ class DiffusionJobs(abc.ABC):
             try:
                 pipe = auto.from_pipe(self.pipe)
             except (ValueError, TypeError) as exc:
-                raise SpecError("init_image", f"cannot be used: {type(self.pipe).__name__} has no {mode} "
-                                              f"counterpart ({first_line(exc, 120)}).") from None
+                raise SpecError(
+                    "init_image",
+                    f"cannot be used: {type(self.pipe).__name__} has no {mode} counterpart ({first_line(exc, 120)}).",
+                ) from None
             pipe.set_progress_bar_config(disable=True)
             self._pipes[mode] = pipe
         return self._pipes[mode]
@@ -134,8 +136,11 @@ class DiffusionJobs(abc.ABC):
                 per_image = getattr(p, "num_timesteps", None) or spec.steps  # strength and 2nd order change it
                 latents = tensors["latents"]
                 last = i + 1 == per_image  # the finished image follows at once: no preview for it
-                ctx.step(index * per_image + i + 1, spec.count * per_image,
-                         preview=None if last else lambda: preview(tap.x0, latents))
+                ctx.step(
+                    index * per_image + i + 1,
+                    spec.count * per_image,
+                    preview=None if last else lambda: preview(tap.x0, latents),
+                )
                 return tensors
 
             with torch.inference_mode():
@@ -170,11 +175,17 @@ class DiffusionJobs(abc.ABC):
         encodes = set(inspect.signature(encode).parameters) if callable(encode) else set()
         # A UNet pipeline (SD 1.x/2.x, SDXL) whose encode_prompt takes the guidance flag and the
         # negative prompt: transformer pipelines (SD3, Flux, PixArt) encode differently.
-        takes_inputs = ({"latents", "prompt_embeds"} <= set(takes) and hasattr(self.pipe, "unet")
-                        and {"do_classifier_free_guidance", "negative_prompt"} <= encodes)
+        takes_inputs = (
+            {"latents", "prompt_embeds"} <= set(takes)
+            and hasattr(self.pipe, "unet")
+            and {"do_classifier_free_guidance", "negative_prompt"} <= encodes
+        )
         if self.inpaint_model or not takes_inputs:
-            raise SpecError("model", f"is a {type(self.pipe).__name__}, which the studio cannot morph yet; "
-                                     "morphs run on Stable Diffusion text-to-image models.")
+            raise SpecError(
+                "model",
+                f"is a {type(self.pipe).__name__}, which the studio cannot morph yet; "
+                "morphs run on Stable Diffusion text-to-image models.",
+            )
 
     def prompt_embeddings(self, prompt: str, negative_prompt: str, guidance_scale: float) -> dict[str, np.ndarray]:
         """The pipeline's own encoding of a prompt, as the call arguments that stand for it
@@ -185,9 +196,13 @@ class DiffusionJobs(abc.ABC):
 
         self.apply_loras(())  # an image job's LoRA may patch the text encoder: not in a morph
         with torch.inference_mode():
-            out = self.pipe.encode_prompt(prompt=prompt, device=self.tensor_device, num_images_per_prompt=1,
-                                          do_classifier_free_guidance=guidance_scale > 1.0,
-                                          negative_prompt=negative_prompt or None)
+            out = self.pipe.encode_prompt(
+                prompt=prompt,
+                device=self.tensor_device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=guidance_scale > 1.0,
+                negative_prompt=negative_prompt or None,
+            )
         pair = ("prompt_embeds", "negative_prompt_embeds")
         names = {2: pair, 4: pair + ("pooled_prompt_embeds", "negative_pooled_prompt_embeds")}
         if len(out) not in names:
@@ -206,9 +221,19 @@ class DiffusionJobs(abc.ABC):
         device = torch.device(self.tensor_device)
         return randn_tensor(shape, generator=generator, device=device, dtype=self.noise_dtype()).cpu().numpy()
 
-    def generate_from(self, noise: np.ndarray, embeddings: dict[str, np.ndarray], *, scheduler: str, steps: int,
-                      guidance_scale: float, width: int, height: int, seed: int,
-                      on_step: Any) -> np.ndarray:
+    def generate_from(
+        self,
+        noise: np.ndarray,
+        embeddings: dict[str, np.ndarray],
+        *,
+        scheduler: str,
+        steps: int,
+        guidance_scale: float,
+        width: int,
+        height: int,
+        seed: int,
+        on_step: Any,
+    ) -> np.ndarray:
         """One txt2img image from given initial noise and prompt embeddings, as uint8 RGB.
 
         `on_step(i, per_image)` runs after each denoising step (0-based i); it may raise

@@ -139,7 +139,11 @@ class Previewer:
 
     def __call__(self, x0: Any, latents: Any) -> Optional[np.ndarray]:
         source = x0 if x0 is not None else latents
-        if self.vae is not None and source is not None and source.ndim == 4 \
-                and source.shape[1] == self.vae.config.latent_channels:
+        if (
+            self.vae is not None
+            and source is not None
+            and source.ndim == 4
+            and source.shape[1] == self.vae.config.latent_channels
+        ):
             return decoded_preview(self.vae, source)
         return linear_preview(source, self.xl)

@@ -14,22 +14,39 @@ from typing import Any
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "Euler": ("EulerDiscreteScheduler", {}),
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                                                 "use_karras_sigmas": False}),
-    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                                                        "use_karras_sigmas": True}),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2,
-                                                     "use_karras_sigmas": False}),
+    "DPM++ 2M": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": False},
+    ),
+    "DPM++ 2M Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
+    "DPM++ 2M SDE": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": False},
+    ),
     "DDIM": ("DDIMScheduler", {}),
     "UniPC": ("UniPCMultistepScheduler", {}),
     "Heun": ("HeunDiscreteScheduler", {}),
 }
 
 # What a model's scheduler config says about how it was trained (kept for any sampler).
-SCHEDULE_KEYS = frozenset({
-    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type",
-    "timestep_spacing", "steps_offset", "rescale_betas_zero_snr", "clip_sample", "set_alpha_to_one",
-})
+SCHEDULE_KEYS = frozenset(
+    {
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "trained_betas",
+        "prediction_type",
+        "timestep_spacing",
+        "steps_offset",
+        "rescale_betas_zero_snr",
+        "clip_sample",
+        "set_alpha_to_one",
+    }
+)
 # Schedulers a model may ship that the studio does not offer, by their A1111 names (for the infotext).
 REPORTED_ONLY = {"PNDMScheduler": "PLMS", "LMSDiscreteScheduler": "LMS", "DDPMScheduler": "DDPM"}
 

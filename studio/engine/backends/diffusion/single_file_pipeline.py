@@ -40,8 +40,9 @@ TOKENIZER_FOLDERS = ("tokenizer", "tokenizer_2")
 def family_config_dir(family: str, config_root: Optional[Path] = None) -> Path:
     """The local diffusers-format config folder for a family (ModelFileError if it is missing)."""
     if family not in PIPELINES:
-        raise ModelFileError(f"The studio has no configs for the checkpoint family {family!r} "
-                             f"(it knows {', '.join(FAMILIES)}).")
+        raise ModelFileError(
+            f"The studio has no configs for the checkpoint family {family!r} (it knows {', '.join(FAMILIES)})."
+        )
     folder = Path(config_root or CONFIG_ROOT) / family
     if not (folder / "model_index.json").is_file():
         raise ModelFileError(f"The studio's {TITLES[family]} configs are missing from {folder}; reinstall the studio.")
@@ -60,7 +61,9 @@ def family_tokenizers(config: Path) -> dict[str, Any]:
         pad = settings.get("pad_token", PAD_SD1)
         pad = pad.get("content", PAD_SD1) if isinstance(pad, dict) else str(pad)
         length = settings.get("model_max_length", MAX_LENGTH)
-        tokenizers[sub] = load_clip_tokenizer(pad_token=pad, max_length=int(length) if isinstance(length, int) else MAX_LENGTH)
+        tokenizers[sub] = load_clip_tokenizer(
+            pad_token=pad, max_length=int(length) if isinstance(length, int) else MAX_LENGTH
+        )
     return tokenizers
 
 
@@ -91,7 +94,11 @@ def load_single_file_pipeline(
     with explained_single_file_errors(path, family):
         text_encoders = flat_text_encoders(path, header, config, torch_dtype)
         pipe = cls.from_single_file(
-            str(path), config=str(config), local_files_only=True, torch_dtype=torch_dtype, **tokenizers,
+            str(path),
+            config=str(config),
+            local_files_only=True,
+            torch_dtype=torch_dtype,
+            **tokenizers,
             **text_encoders,
         )
     check_all_weights_loaded(pipe, path, family)
@@ -111,13 +118,15 @@ def flat_text_encoders(path: Path, header: dict[str, Any], config: Path, torch_d
     for component, prefix in flat_text_encoder_prefixes(header).items():
         model = CLIPTextModel(CLIPTextConfig.from_pretrained(str(config / component), local_files_only=True))
         with safe_open(str(path), "pt") as f:
-            state = {name[len(prefix):]: f.get_tensor(name) for name in f.keys() if name.startswith(prefix)}
+            state = {name[len(prefix) :]: f.get_tensor(name) for name in f.keys() if name.startswith(prefix)}
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.endswith("position_ids")]  # a buffer CLIP makes itself
         if missing or unexpected:
-            raise ModelFileError(f"{path.name}'s text encoder does not fit the CLIP its family uses "
-                                 f"({len(missing)} tensors missing, {len(unexpected)} unexpected: "
-                                 f"{listed(sorted(missing + unexpected))}).")
+            raise ModelFileError(
+                f"{path.name}'s text encoder does not fit the CLIP its family uses "
+                f"({len(missing)} tensors missing, {len(unexpected)} unexpected: "
+                f"{listed(sorted(missing + unexpected))})."
+            )
         models[component] = model.to(torch_dtype).eval()
     return models
 
@@ -155,8 +164,10 @@ def explain_single_file_error(path: Path, family: str, exc: BaseException) -> st
     text = " ".join(str(exc).split()).lower()
     title = TITLES.get(family, "Stable Diffusion")
     if "expected shape" in text or "size mismatch" in text:
-        return (f"{path.name} does not fit the {title} layout its tensor names suggest (a tensor has an "
-                "unexpected shape): it may be another kind of model or a damaged file.")
+        return (
+            f"{path.name} does not fit the {title} layout its tensor names suggest (a tensor has an "
+            "unexpected shape): it may be another kind of model or a damaged file."
+        )
     if "meta tensor" in text:  # a parameter the file has no tensor for, found when diffusers moves it
         return f"{path.name} lacks some of its weights: it is not a complete {title} checkpoint."
     if "weights for this component appear to be missing" in text or "valid clip model" in text:

@@ -23,4 +23,4 @@ class OneAtATime:
     def in_batches(self, run: Callable[[np.ndarray], np.ndarray], latents: np.ndarray) -> np.ndarray:
         if not self.memory_saving or len(latents) <= 1:
             return run(latents)
-        return np.concatenate([run(latents[i:i + 1]) for i in range(len(latents))])
+        return np.concatenate([run(latents[i : i + 1]) for i in range(len(latents))])

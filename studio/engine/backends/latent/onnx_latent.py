@@ -42,7 +42,7 @@ def _static(dim: Any) -> Optional[int]:
 
 
 def _layout(shape: Any) -> Optional[str]:
-    """"NCHW" or "NHWC" for an image batch shape with 1 or 3 channels, None when the shape cannot
+    """ "NCHW" or "NHWC" for an image batch shape with 1 or 3 channels, None when the shape cannot
     say (dynamic or other channel counts). A static 1 or 3 in dim 1 means NCHW, else in dim 3 NHWC."""
     dims = [_static(d) for d in list(shape)[1:]]
     if len(dims) != 3:
@@ -127,8 +127,9 @@ class OnnxLatentBackend(OneAtATime):
 
     def _run(self, latents: np.ndarray) -> np.ndarray:
         array = check_latents(latents, self.latent_dim).astype(self.input_dtype, copy=False)
-        out = np.asarray(onnx_session.run(self.session, None, {self.input_name: array}, self.file_name)[0],
-                         dtype=np.float32)
+        out = np.asarray(
+            onnx_session.run(self.session, None, {self.input_name: array}, self.file_name)[0], dtype=np.float32
+        )
         if out.ndim != 4:
             raise ModelFileError(f"{self.file_name} gave an output of shape {out.shape}, not an image batch.")
         return out
@@ -160,8 +161,9 @@ class OnnxLatentBackend(OneAtATime):
         """uint8 (N, S, S, 3) pictures of the model's size -> float32 (N, D) latents, through the
         exported encoder (the mean). ModelFileError when the model has none (a GAN cannot encode)."""
         if self.encoder_path is None:
-            raise ModelFileError(f"{self.file_name} is a decoder only; this model has no encoder to turn "
-                                 "pictures into latents.")
+            raise ModelFileError(
+                f"{self.file_name} is a decoder only; this model has no encoder to turn pictures into latents."
+            )
         if self._encoder is None:
             self._encoder, size = onnx_session.open_session(self.encoder_path, self.device)
             self.memory_bytes += size
@@ -170,8 +172,9 @@ class OnnxLatentBackend(OneAtATime):
         out = onnx_session.run(self._encoder, None, {name: np.ascontiguousarray(array)}, self.encoder_path.name)[0]
         latents = np.asarray(out, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
-            raise ModelFileError(f"{self.encoder_path.name} gave latents of shape {latents.shape}, "
-                                 f"not (N, {self.latent_dim}).")
+            raise ModelFileError(
+                f"{self.encoder_path.name} gave latents of shape {latents.shape}, not (N, {self.latent_dim})."
+            )
         return latents
 
     def close(self) -> None:

@@ -55,11 +55,39 @@ _STEPS = "_studio_loop_steps"  # internal filters the compiled template is rewir
 _CONCAT = "_studio_concat"
 _COUNT = "_studio_count"
 # Filters whose value is used as a collection or a number, not turned into text as a whole.
-_COLLECTION_FILTERS = frozenset({
-    "abs", "attr", "batch", "count", "d", "default", "dictsort", "first", "float", "groupby", "int",
-    "items", "last", "length", "list", "map", "max", "min", "random", "reject", "rejectattr",
-    "reverse", "round", "select", "selectattr", "slice", "sort", "sum", "unique",
-})
+_COLLECTION_FILTERS = frozenset(
+    {
+        "abs",
+        "attr",
+        "batch",
+        "count",
+        "d",
+        "default",
+        "dictsort",
+        "first",
+        "float",
+        "groupby",
+        "int",
+        "items",
+        "last",
+        "length",
+        "list",
+        "map",
+        "max",
+        "min",
+        "random",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "round",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "sum",
+        "unique",
+    }
+)
 _DROPPED_FILTERS = ("urlize", "pprint")
 _PERCENT = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?([a-zA-Z%])")
 _ATTRIBUTE = re.compile(r"attribute '([^']*)'")
@@ -78,8 +106,9 @@ class _TemplateRaised(Exception):
     """The template called raise_exception(message)."""
 
 
-def render_chat(template: str, messages: list[dict], *, bos_token: str = "", eos_token: str = "",
-                add_generation_prompt: bool = True) -> str:
+def render_chat(
+    template: str, messages: list[dict], *, bos_token: str = "", eos_token: str = "", add_generation_prompt: bool = True
+) -> str:
     """`messages` ([{"role": ..., "content": ...}, ...]) in a model's chat template, rendered in a
     sandbox with the variables transformers gives templates (messages, bos_token, eos_token,
     add_generation_prompt, tools=None, documents=None).
@@ -89,8 +118,10 @@ def render_chat(template: str, messages: list[dict], *, bos_token: str = "", eos
     if not isinstance(template, str):
         raise ModelFileError("The model's chat template is not text; instruct mode cannot use it.")
     if len(template) > MAX_TEMPLATE_CHARS:
-        raise ModelFileError(f"The model's chat template is {len(template):,} characters long, more than the "
-                             f"{MAX_TEMPLATE_CHARS:,} allowed; instruct mode cannot use it.")
+        raise ModelFileError(
+            f"The model's chat template is {len(template):,} characters long, more than the "
+            f"{MAX_TEMPLATE_CHARS:,} allowed; instruct mode cannot use it."
+        )
     for name, value in (("bos_token", bos_token), ("eos_token", eos_token)):
         if not isinstance(value, str):
             raise SpecError(name, f"should be text, not {type(value).__name__}.")
@@ -99,8 +130,14 @@ def render_chat(template: str, messages: list[dict], *, bos_token: str = "", eos
     try:
         env = _environment(guard)
         compiled = env.from_string(_instrument(env, template))
-        stream = compiled.generate(messages=plain, bos_token=bos_token, eos_token=eos_token,
-                                   add_generation_prompt=bool(add_generation_prompt), tools=None, documents=None)
+        stream = compiled.generate(
+            messages=plain,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=bool(add_generation_prompt),
+            tools=None,
+            documents=None,
+        )
         try:
             parts, total = [], 0
             for chunk in stream:
@@ -118,6 +155,7 @@ def render_chat(template: str, messages: list[dict], *, bos_token: str = "", eos
 
 # --- messages -------------------------------------------------------------------------------------
 
+
 def _plain_messages(messages: Any) -> list[dict]:
     """A JSON-like copy of the messages (text, numbers, lists and dicts only), so the template sees
     no object of ours; SpecError naming what is wrong otherwise."""
@@ -131,8 +169,11 @@ def _plain_messages(messages: Any) -> list[dict]:
             raise SpecError("messages", f"item {index} should be a dict with a text 'role'.")
     size = _text_size(plain)
     if size > MAX_OUTPUT_CHARS:
-        raise SpecError("messages", f"hold about {size:,} characters, more than the {MAX_OUTPUT_CHARS:,} "
-                                    "instruct mode formats; shorten the text.")
+        raise SpecError(
+            "messages",
+            f"hold about {size:,} characters, more than the {MAX_OUTPUT_CHARS:,} "
+            "instruct mode formats; shorten the text.",
+        )
     return plain
 
 
@@ -147,8 +188,9 @@ def _plain(value: Any, depth: int) -> Any:
         if not all(isinstance(k, str) for k in value):
             raise SpecError("messages", "hold a dict with a key that is not text.")
         return {k: _plain(v, depth + 1) for k, v in value.items()}
-    raise SpecError("messages", f"hold a {type(value).__name__}; messages may hold only text, numbers, "
-                                "lists and dicts.")
+    raise SpecError(
+        "messages", f"hold a {type(value).__name__}; messages may hold only text, numbers, lists and dicts."
+    )
 
 
 def _text_size(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
@@ -179,6 +221,7 @@ def _text_size(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
 
 
 # --- the guard: per-render limits -----------------------------------------------------------------
+
 
 class _Guard:
     """One render's budget: time, loop steps and the text built."""
@@ -266,7 +309,13 @@ def _check_percent(guard: _Guard, fmt: str, values: Any) -> None:
                 raise _Refused("uses a `*` width in a % format, which is not allowed")
             if number:
                 guard.allow(int(number))
-    items = list(values.values()) if isinstance(values, Mapping) else list(values) if isinstance(values, tuple) else [values]
+    items = (
+        list(values.values())
+        if isinstance(values, Mapping)
+        else list(values)
+        if isinstance(values, tuple)
+        else [values]
+    )
     largest = max((_text_size(v) for v in items), default=0)
     guard.allow(len(fmt) + directives * largest)
 
@@ -312,8 +361,11 @@ def _check_method(guard: _Guard, method: Any, args: tuple, kwargs: dict) -> tupl
         if isinstance(tabsize, int):
             guard.allow(len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * tabsize)
     elif name == "replace":
-        guard.allow(_replace_size(owner, _arg(args, kwargs, 0, "old"), _arg(args, kwargs, 1, "new"),
-                                  _arg(args, kwargs, 2, "count", -1)))
+        guard.allow(
+            _replace_size(
+                owner, _arg(args, kwargs, 0, "old"), _arg(args, kwargs, 1, "new"), _arg(args, kwargs, 2, "count", -1)
+            )
+        )
     elif name == "join" and args:
         items = list(guard.loop(args[0]))
         guard.allow(sum(_text_size(i) for i in items) + len(owner) * max(0, len(items) - 1))
@@ -353,8 +405,11 @@ def _check_filter(guard: _Guard, name: str, value: Any, rest: tuple, kwargs: dic
     elif name == "wordwrap":
         _check_wordwrap(guard, value, rest, kwargs)
     elif name == "replace":
-        guard.allow(_replace_size(value, _arg(rest, kwargs, 0, "old"), _arg(rest, kwargs, 1, "new"),
-                                  _arg(rest, kwargs, 2, "count")))
+        guard.allow(
+            _replace_size(
+                value, _arg(rest, kwargs, 0, "old"), _arg(rest, kwargs, 1, "new"), _arg(rest, kwargs, 2, "count")
+            )
+        )
     elif name == "format" and isinstance(value, str):
         _check_percent(guard, value, kwargs or tuple(rest))
     elif name in ("batch", "slice"):
@@ -366,15 +421,21 @@ def _check_wordwrap(guard: _Guard, text: Any, rest: tuple, kwargs: dict) -> None
     """`wordwrap`'s text and output sized, and its time costed (MAX_WRAP_WORK), before it runs."""
     width = _arg(rest, kwargs, 0, "width", 79)
     wrap = _arg(rest, kwargs, 2, "wrapstring") or "\n"
-    if not isinstance(text, str) or isinstance(width, bool) or not isinstance(width, int) or width < 1 \
-            or not isinstance(wrap, str):
+    if (
+        not isinstance(text, str)
+        or isinstance(width, bool)
+        or not isinstance(width, int)
+        or width < 1
+        or not isinstance(wrap, str)
+    ):
         return  # the filter itself refuses these
     lines = len(text) // width + text.count("\n") + 1
     guard.allow(len(text) + lines * len(wrap))
     longest = max(max(map(len, text.split()), default=0), max(map(len, _NON_SPACE.split(text)), default=0))
     if longest * longest // width > MAX_WRAP_WORK:
-        raise _Refused(f"wraps a run of {longest:,} characters at width {width} with `wordwrap`, which would "
-                       "take too long")
+        raise _Refused(
+            f"wraps a run of {longest:,} characters at width {width} with `wordwrap`, which would take too long"
+        )
 
 
 def _guarded_filter(guard: _Guard, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -384,8 +445,8 @@ def _guarded_filter(guard: _Guard, name: str, func: Callable[..., Any]) -> Calla
     def guarded(*args: Any, **kwargs: Any) -> Any:
         guard.tick()
         if len(args) > value_at:
-            value = _check_filter(guard, name, args[value_at], args[value_at + 1:], kwargs)
-            args = args[:value_at] + (value,) + args[value_at + 1:]
+            value = _check_filter(guard, name, args[value_at], args[value_at + 1 :], kwargs)
+            args = args[:value_at] + (value,) + args[value_at + 1 :]
         return guard.result(func(*args, **kwargs))
 
     return guarded
@@ -393,11 +454,12 @@ def _guarded_filter(guard: _Guard, name: str, func: Callable[..., Any]) -> Calla
 
 # --- the environment ------------------------------------------------------------------------------
 
+
 def _environment(guard: _Guard) -> Any:
     """A fresh sandbox for one render (its guard is that render's budget)."""
     import jinja2.ext
-    from jinja2.runtime import LoopContext
     from jinja2.exceptions import SecurityError
+    from jinja2.runtime import LoopContext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
     from jinja2.utils import Namespace
 
@@ -443,8 +505,13 @@ def _environment(guard: _Guard) -> Any:
         def __repr__(self) -> str:  # Jinja's repr shows every attribute: a way to print a lot at once
             return "<namespace>"
 
-    env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols],
-                  autoescape=False, finalize=guard.finalize)
+    env = Sandbox(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[jinja2.ext.loopcontrols],
+        autoescape=False,
+        finalize=guard.finalize,
+    )
     env.globals.pop("lipsum", None)
     env.globals.update(namespace=ShortNamespace, raise_exception=_raise_exception, strftime_now=_strftime_now)
     for name in _DROPPED_FILTERS:
@@ -487,8 +554,10 @@ def _instrument(env: Any, source: str) -> Any:
 
         def refuse(self, node: nodes.Node) -> nodes.Node:
             tag = {"FromImport": "from", "Include": "include", "Import": "import", "Extends": "extends"}
-            raise _Refused(f"tries to load another template (`{{% {tag[type(node).__name__]} %}}` on line "
-                           f"{node.lineno}), which is not allowed")
+            raise _Refused(
+                f"tries to load another template (`{{% {tag[type(node).__name__]} %}}` on line "
+                f"{node.lineno}), which is not allowed"
+            )
 
         visit_Include = visit_Import = visit_FromImport = visit_Extends = refuse
 
@@ -508,20 +577,33 @@ def _strftime_now(fmt: Any = "%Y-%m-%d") -> str:
     return datetime.date.today().strftime(fmt)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-            sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False
+) -> str:
     """JSON as transformers' templates expect it: not HTML-escaped, non-ASCII kept."""
-    if not (indent is None or (isinstance(indent, int) and 0 <= indent <= MAX_JSON_INDENT)
-            or (isinstance(indent, str) and len(indent) <= MAX_JSON_INDENT)):
+    if not (
+        indent is None
+        or (isinstance(indent, int) and 0 <= indent <= MAX_JSON_INDENT)
+        or (isinstance(indent, str) and len(indent) <= MAX_JSON_INDENT)
+    ):
         raise _Refused(f"asks tojson for an indent over {MAX_JSON_INDENT}")
-    if separators is not None and not (isinstance(separators, (list, tuple)) and len(separators) == 2
-                                       and all(isinstance(s, str) and len(s) <= 8 for s in separators)):
+    if separators is not None and not (
+        isinstance(separators, (list, tuple))
+        and len(separators) == 2
+        and all(isinstance(s, str) and len(s) <= 8 for s in separators)
+    ):
         raise _Refused("asks tojson for separators other than two short strings")
-    return json.dumps(value, ensure_ascii=bool(ensure_ascii), indent=indent,
-                      separators=tuple(separators) if separators else None, sort_keys=bool(sort_keys))
+    return json.dumps(
+        value,
+        ensure_ascii=bool(ensure_ascii),
+        indent=indent,
+        separators=tuple(separators) if separators else None,
+        sort_keys=bool(sort_keys),
+    )
 
 
 # --- errors ---------------------------------------------------------------------------------------
+
 
 def _studio_error(exc: BaseException) -> StudioError:
     from jinja2.exceptions import SecurityError, TemplateSyntaxError
@@ -535,8 +617,11 @@ def _studio_error(exc: BaseException) -> StudioError:
         what = exc.reason
     elif isinstance(exc, SecurityError):
         found = _ATTRIBUTE.search(str(exc))
-        what = (f"tried to reach `{found.group(1)}`, which is not allowed" if found
-                else f"tried something the sandbox does not allow ({first_line(exc)})")
+        what = (
+            f"tried to reach `{found.group(1)}`, which is not allowed"
+            if found
+            else f"tried something the sandbox does not allow ({first_line(exc)})"
+        )
     elif isinstance(exc, TemplateSyntaxError):
         what = f"has an error on line {exc.lineno} ({first_line(exc.message or exc)})"
     elif isinstance(exc, RecursionError):

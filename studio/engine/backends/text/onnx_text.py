@@ -25,8 +25,14 @@ from studio.core.jobs import TextJob
 from studio.engine.backends import onnx_session
 from studio.engine.backends.job_context import JobContext
 from studio.engine.backends.text.sampling import StopSequenceReached
-from studio.engine.backends.text.transformers_text import (CONTEXT_TOKENS, TransformersTextBackend, _sampling_processors,
-                                                      _streamer, _TopRecorder, check_tokenizer)
+from studio.engine.backends.text.transformers_text import (
+    CONTEXT_TOKENS,
+    TransformersTextBackend,
+    _sampling_processors,
+    _streamer,
+    _TopRecorder,
+    check_tokenizer,
+)
 from studio.models.formats import ONNX_DECODER, find_chat_template
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
@@ -68,13 +74,17 @@ class CacheLayout:
         needed = ["input_ids", "attention_mask"] + (self.past_names or ["past_key_values.0.key"])
         missing = [n for n in needed if n not in inputs] + [n for n in self.output_names if n not in outputs]
         if missing:
-            raise ModelFileError(f"{label} is not a language model exported with its KV cache in Optimum's "
-                                 f"naming: it lacks {_listed(missing)}; export it again with `studio export-onnx`.")
+            raise ModelFileError(
+                f"{label} is not a language model exported with its KV cache in Optimum's "
+                f"naming: it lacks {_listed(missing)}; export it again with `studio export-onnx`."
+            )
         self.position_ids = "position_ids" in inputs  # some Optimum exports derive positions themselves
         unknown = sorted(set(inputs) - {"input_ids", "attention_mask", "position_ids", *self.past_names})
         if unknown:
-            raise ModelFileError(f"{label} also takes {_listed(unknown)}, which the studio does not feed; "
-                                 "export it again with `studio export-onnx`.")
+            raise ModelFileError(
+                f"{label} also takes {_listed(unknown)}, which the studio does not feed; "
+                "export it again with `studio export-onnx`."
+            )
         first = inputs[self.past_names[0]]
         self.dtype = NUMPY_TYPES.get(first.type)
         if self.dtype is None:
@@ -82,8 +92,11 @@ class CacheLayout:
         shape = list(first.shape)  # (batch_size, kv_heads, past_sequence_length, head_dim)
         heads, head_dim = (shape[1], shape[3]) if len(shape) == 4 else (None, None)
         if not isinstance(heads, int):
-            heads = getattr(config, "num_key_value_heads", None) or getattr(config, "num_attention_heads", None) \
+            heads = (
+                getattr(config, "num_key_value_heads", None)
+                or getattr(config, "num_attention_heads", None)
                 or getattr(config, "n_head", None)
+            )
         if not isinstance(head_dim, int):
             hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None)
             width = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
@@ -109,7 +122,7 @@ class _Decoding:
     def feed(self, ids: list[int]) -> np.ndarray:
         """Read `ids` after what came before; the last one's logits, float32 (1, vocabulary)."""
         for start in range(0, len(ids), PREFILL_CHUNK):
-            logits = self._run(ids[start:start + PREFILL_CHUNK])
+            logits = self._run(ids[start : start + PREFILL_CHUNK])
         return logits
 
     def _run(self, ids: list[int]) -> np.ndarray:
@@ -131,8 +144,16 @@ class _Decoding:
 class OnnxTextBackend(TransformersTextBackend):
     """A causal language model in an ONNX Runtime session, with its tokenizer."""
 
-    def __init__(self, session: Any, layout: CacheLayout, stand_in: _ConfigOnly, tokenizer: Any, device: str,
-                 memory_bytes: int, label: str):
+    def __init__(
+        self,
+        session: Any,
+        layout: CacheLayout,
+        stand_in: _ConfigOnly,
+        tokenizer: Any,
+        device: str,
+        memory_bytes: int,
+        label: str,
+    ):
         super().__init__(stand_in, tokenizer, device, "float32")
         self.session = session
         self.layout = layout
@@ -165,8 +186,9 @@ class OnnxTextBackend(TransformersTextBackend):
                 own = GenerationConfig.from_model_config(config)
         check_tokenizer(tokenizer, folder)  # the torch backend's refusal of a tokenizer that knows no words
         # Only the folder's token ids are kept, not its sampling defaults (as the torch backend does).
-        generation = GenerationConfig(bos_token_id=own.bos_token_id, eos_token_id=own.eos_token_id,
-                                      pad_token_id=own.pad_token_id)
+        generation = GenerationConfig(
+            bos_token_id=own.bos_token_id, eos_token_id=own.eos_token_id, pad_token_id=own.pad_token_id
+        )
         session, size = onnx_session.open_session(path, device, label)
         layout = CacheLayout(session, config, label)
         backend = cls(session, layout, _ConfigOnly(config, generation), tokenizer, device, size, label)
@@ -203,7 +225,7 @@ class OnnxTextBackend(TransformersTextBackend):
         # 3. Decode under the job's own seed, leaving the global random state as it was. The
         #    processors see prompt + generated ids, as generate() hands them.
         sequence = torch.zeros((1, len(ids) + spec.max_new_tokens), dtype=torch.int64)
-        sequence[0, :len(ids)] = torch.tensor(ids)
+        sequence[0, : len(ids)] = torch.tensor(ids)
         length = len(ids)
         streamer.put(sequence[:, :length])  # the prompt, which the streamer skips, as from generate()
         decoding = _Decoding(self.session, self.layout, self.label)

@@ -32,8 +32,9 @@ def story_of(spec: Union[TextJob, ContextJob]) -> StoryContext:
     return spec.story if spec.story is not None else StoryContext(text=spec.prompt)
 
 
-def build_context(spec: Union[TextJob, ContextJob], count_tokens: CountTokens, context_length: int,
-                  chat: Optional[Chat] = None) -> ContextResult:
+def build_context(
+    spec: Union[TextJob, ContextJob], count_tokens: CountTokens, context_length: int, chat: Optional[Chat] = None
+) -> ContextResult:
     """The prompt for `spec` within `context_length` tokens, leaving room for its new tokens.
 
     `chat` is given in instruct mode; `count_tokens` counts a prompt as it will be encoded (with
@@ -42,8 +43,14 @@ def build_context(spec: Union[TextJob, ContextJob], count_tokens: CountTokens, c
     story, max_new = story_of(spec), spec.max_new_tokens
     if chat is None:
         assembled = assemble_story(story, count_tokens, context_length, max_new)
-        return _result(assembled.prompt, tuple((p.role, p.start, p.end) for p in assembled.parts),
-                       assembled, count_tokens, context_length, max_new)
+        return _result(
+            assembled.prompt,
+            tuple((p.role, p.start, p.end) for p in assembled.parts),
+            assembled,
+            count_tokens,
+            context_length,
+            max_new,
+        )
     budget = context_length - max_new
     overhead = count_tokens(chat("", ""))
     for _ in range(FIT_ROUNDS):
@@ -56,17 +63,30 @@ def build_context(spec: Union[TextJob, ContextJob], count_tokens: CountTokens, c
     else:
         # A template whose cost keeps growing with its content: better a sentence than a prompt
         # whose start (the template's own header) the model's window would cut off.
-        raise DocumentError(f"The model's chat template makes the prompt {tokens} tokens, more than the "
-                            f"{budget} its {context_length}-token context leaves; shorten the memory and "
-                            "notes, lower max new tokens, or turn instruct mode off.")
+        raise DocumentError(
+            f"The model's chat template makes the prompt {tokens} tokens, more than the "
+            f"{budget} its {context_length}-token context leaves; shorten the memory and "
+            "notes, lower max new tokens, or turn instruct mode off."
+        )
     return _result(prompt, parts, assembled, count_tokens, context_length, max_new, tokens)
 
 
-def _result(prompt: str, parts: tuple, assembled: Assembled, count_tokens: CountTokens, context_length: int,
-            max_new: int, tokens: Optional[int] = None) -> ContextResult:
+def _result(
+    prompt: str,
+    parts: tuple,
+    assembled: Assembled,
+    count_tokens: CountTokens,
+    context_length: int,
+    max_new: int,
+    tokens: Optional[int] = None,
+) -> ContextResult:
     return ContextResult(
-        prompt=prompt, parts=parts, tokens=assembled.tokens if tokens is None else tokens,
-        context_length=context_length, max_new_tokens=max_new, trimmed_chars=assembled.trimmed_chars,
+        prompt=prompt,
+        parts=parts,
+        tokens=assembled.tokens if tokens is None else tokens,
+        context_length=context_length,
+        max_new_tokens=max_new,
+        trimmed_chars=assembled.trimmed_chars,
         world_info=assembled.world_info,
     )
 

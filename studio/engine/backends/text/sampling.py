@@ -75,7 +75,7 @@ class Vocabulary:
         texts = tokenizer.batch_decode([anchor + [i] for i in range(size)], **options)
         pieces = []
         for i, text in enumerate(texts):
-            pieces.append(text[len(head):] if head and text.startswith(head) else tokenizer.decode([i], **options))
+            pieces.append(text[len(head) :] if head and text.startswith(head) else tokenizer.decode([i], **options))
         return cls(pieces)
 
     def starting_with(self, text: str) -> list[int]:
@@ -116,14 +116,14 @@ class RepetitionPenalty:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        window = input_ids[:, -self.last_n:] if self.last_n > 0 else input_ids
+        window = input_ids[:, -self.last_n :] if self.last_n > 0 else input_ids
         seen = scores.gather(1, window)
         seen = torch.where(seen > 0, seen / self.penalty, seen * self.penalty)
         return scores.scatter(1, window, seen)
 
 
 class DRYPenalty:
-    """"Don't Repeat Yourself" (text-generation-webui PR#5677, KoboldCpp, llama.cpp).
+    """ "Don't Repeat Yourself" (text-generation-webui PR#5677, KoboldCpp, llama.cpp).
 
     For the context x[0..L-1] (the whole prompt + generated; TextJob has no DRY range): each earlier position i < L-1 with
     x[i] == x[L-1] ends an earlier occurrence of the context's end. Its match length is
@@ -142,8 +142,14 @@ class DRYPenalty:
     is put on a breaker. Cost per step: one vectorised comparison per match length over the
     occurrences still matching, i.e. O(L * DRY_MAX_MATCH) in the worst case, O(L) typically."""
 
-    def __init__(self, multiplier: float, base: float, allowed_length: int, breaker_ids: Collection[int],
-                 max_match: int = DRY_MAX_MATCH):
+    def __init__(
+        self,
+        multiplier: float,
+        base: float,
+        allowed_length: int,
+        breaker_ids: Collection[int],
+        max_match: int = DRY_MAX_MATCH,
+    ):
         import numpy as np
 
         self.multiplier, self.base, self.allowed = float(multiplier), float(base), int(allowed_length)
@@ -230,8 +236,14 @@ class BannedPhrases:
     Banned tokens get -inf. Should every token be banned, the stop tokens are let through: the
     text ends rather than show the phrase."""
 
-    def __init__(self, phrases: Iterable[str], vocabulary: Vocabulary, encode: Callable[[str], list[int]],
-                 decode: Callable[[list[int]], str], stop_ids: Collection[int] = ()):
+    def __init__(
+        self,
+        phrases: Iterable[str],
+        vocabulary: Vocabulary,
+        encode: Callable[[str], list[int]],
+        decode: Callable[[list[int]], str],
+        stop_ids: Collection[int] = (),
+    ):
         self.vocabulary, self.decode, self.stop_ids = vocabulary, decode, tuple(stop_ids)
         phrases = [p for p in phrases if p]
         self.phrases = sorted({p.lower() for p in phrases})
@@ -250,7 +262,7 @@ class BannedPhrases:
     def banned_ids(self, context: Sequence[int]) -> set[int]:
         """The ids that may not come next after `context` (ids)."""
         context = list(context)
-        tail = self.decode(context[-self.tail_tokens:]).lower() if context else ""
+        tail = self.decode(context[-self.tail_tokens :]).lower() if context else ""
         banned: set[int] = set()
         vocab = self.vocabulary
         for phrase in self.phrases:
@@ -327,7 +339,7 @@ class StopText:
             for piece, data in self._held:
                 if pos >= cut:
                     break
-                out.append((piece[:cut - pos], data))
+                out.append((piece[: cut - pos], data))
                 pos += len(piece)
             self._held, self.stopped = [], True
             return out
@@ -354,8 +366,13 @@ class StopText:
         return out
 
 
-def build_processors(spec: Any, vocabulary: Callable[[], Vocabulary], encode: Callable[[str], list[int]],
-                     decode: Callable[[list[int]], str], stop_ids: Collection[int]) -> list[Any]:
+def build_processors(
+    spec: Any,
+    vocabulary: Callable[[], Vocabulary],
+    encode: Callable[[str], list[int]],
+    decode: Callable[[list[int]], str],
+    stop_ids: Collection[int],
+) -> list[Any]:
     """Steps 1-3 of the chain for a TextJob (those that also run greedy), in order. `vocabulary`
     is called only when a sampler needs the token texts (DRY, bans), so it can be built lazily."""
     processors: list[Any] = []

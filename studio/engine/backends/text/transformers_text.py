@@ -48,8 +48,9 @@ def _sampling_processors(spec: TextJob, recorder: Any, backend: "TransformersTex
     The chain goes to generate() as a single entry (see _Chain): the same calls in the same order."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    processors = text_sampling.build_processors(spec, backend.vocabulary, backend.encode, backend.decode,
-                                                backend.stop_ids)
+    processors = text_sampling.build_processors(
+        spec, backend.vocabulary, backend.encode, backend.decode, backend.stop_ids
+    )
     if spec.temperature > 0:
         if spec.temperature != 1.0:
             processors.append(TemperatureLogitsWarper(spec.temperature))
@@ -100,8 +101,9 @@ class _TopRecorder:
         return scores
 
 
-def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: _TopRecorder, spec: TextJob,
-              ctx: JobContext):
+def _streamer(
+    backend: "TransformersTextBackend", context: list[int], recorder: _TopRecorder, spec: TextJob, ctx: JobContext
+):
     """A transformers streamer that turns each new token into a Token event (made in a function so
     the transformers import stays lazy). `context`: the prompt's last few ids.
 
@@ -145,7 +147,7 @@ def _streamer(backend: "TransformersTextBackend", context: list[int], recorder: 
             if before is None:  # the window moved: usually past one token, whose text is its cached piece
                 before = self.before = piece_of(window[start]) if shown - start == 1 else decode(window[start:shown])
             now = decode(window[start:])
-            piece = now[len(before):] if now.startswith(before) else ""
+            piece = now[len(before) :] if now.startswith(before) else ""
             # Hold back while a multi-byte character is still incomplete (its bytes decode to U+FFFD)
             # unless this is the last token: the held-back text comes with a later token.
             if piece.endswith("\ufffd") and self.count < last:
@@ -183,10 +185,15 @@ def _fast_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
         from transformers.tokenization_utils_base import PreTrainedTokenizerBase
         from transformers.tokenization_utils_tokenizers import TokenizersBackend
     except ImportError:  # another transformers layout: its own decode, always right
-        TokenizersBackend = PreTrainedTokenizerBase = None
+        TokenizersBackend = PreTrainedTokenizerBase = None  # noqa: N806 - the classes, absent here
     cls, rust = type(tokenizer), getattr(tokenizer, "_tokenizer", None)
-    if (TokenizersBackend is not None and isinstance(tokenizer, TokenizersBackend) and rust is not None
-            and cls.decode is PreTrainedTokenizerBase.decode and cls._decode is TokenizersBackend._decode):
+    if (
+        TokenizersBackend is not None
+        and isinstance(tokenizer, TokenizersBackend)
+        and rust is not None
+        and cls.decode is PreTrainedTokenizerBase.decode
+        and cls._decode is TokenizersBackend._decode
+    ):
         rust_decode = rust.decode
         return lambda ids: rust_decode(list(ids), skip_special_tokens=True)
     return lambda ids: tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -306,8 +313,11 @@ class TransformersTextBackend:
         stop_ids = self.stop_ids
         sampling = dict(temperature=1.0, top_k=0, top_p=1.0) if spec.temperature > 0 else {}
         config = GenerationConfig(
-            do_sample=spec.temperature > 0, max_new_tokens=spec.max_new_tokens,
-            eos_token_id=sorted(stop_ids) or None, pad_token_id=self._pad_id(stop_ids), **sampling,
+            do_sample=spec.temperature > 0,
+            max_new_tokens=spec.max_new_tokens,
+            eos_token_id=sorted(stop_ids) or None,
+            pad_token_id=self._pad_id(stop_ids),
+            **sampling,
         )
 
         # 3. A recorder for the alternatives and a streamer that reports each token as it comes.
@@ -333,7 +343,9 @@ class TransformersTextBackend:
             else:
                 streamer.flush()
         return TextResult(
-            streamer.text, tuple(streamer.ids), {"device": self.device, "runtime": Runtime.TORCH, "tokens": len(streamer.ids)}
+            streamer.text,
+            tuple(streamer.ids),
+            {"device": self.device, "runtime": Runtime.TORCH, "tokens": len(streamer.ids)},
         )
 
     def prompt_ids(self, spec: TextJob, ctx: JobContext) -> list[int]:
@@ -343,7 +355,9 @@ class TransformersTextBackend:
         ctx.context_used(context)
         ids = list(self._encode(context.prompt, special=not spec.instruct)) if context.prompt else []
         if not ids:
-            start = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            start = (
+                self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
+            )
             if start is None:
                 raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
             ids = [start]
@@ -394,15 +408,21 @@ class TransformersTextBackend:
         if self.chat_problem:
             raise ModelFileError(self.chat_problem)
         if not self.chat_template:
-            raise SpecError("instruct", "is on, but this model has no chat template; turn instruct mode off "
-                                        "to continue the text as it is.")
+            raise SpecError(
+                "instruct",
+                "is on, but this model has no chat template; turn instruct mode off to continue the text as it is.",
+            )
         template, tokenizer = self.chat_template, self.tokenizer
 
         def chat(system: str, user: str) -> str:
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": user}]
-            return render_chat(template, messages, bos_token=tokenizer.bos_token or "",
-                               eos_token=tokenizer.eos_token or "", add_generation_prompt=True)
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+            return render_chat(
+                template,
+                messages,
+                bos_token=tokenizer.bos_token or "",
+                eos_token=tokenizer.eos_token or "",
+                add_generation_prompt=True,
+            )
 
         return chat
 
@@ -413,7 +433,7 @@ class TransformersTextBackend:
             return ids
         if max_new_tokens >= window:
             raise SpecError("max_new_tokens", f"is {max_new_tokens}; this model sees at most {window} tokens.")
-        return ids[-(window - max_new_tokens):]
+        return ids[-(window - max_new_tokens) :]
 
     def close(self) -> None:
         self.model = None
