@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import functools
 import time
 from typing import Iterator, Optional
 
@@ -182,7 +183,8 @@ class JobList(QObject):
         job = self.submit_or_report(ExportJob(model=model_id))
         if job is not None and not job.is_done:
             self.exports[model_id] = job
-            job.ended.connect(lambda: self._on_export_ended(model_id, job))
+            # Named by its model, not captured: a slot that holds its own sender keeps it alive.
+            job.ended.connect(functools.partial(self._on_export_ended, model_id))
         return job
 
     def cancel_all(self) -> None:
@@ -263,10 +265,9 @@ class JobList(QObject):
             job.cancelled.emit(reason)
             job.ended.emit()
 
-    def _on_export_ended(self, model_id: str, job: JobHandle) -> None:
-        if self.exports.get(model_id) is job:
-            del self.exports[model_id]
-        if job.state is JobState.FINISHED:
+    def _on_export_ended(self, model_id: str) -> None:
+        job = self.exports.pop(model_id, None)
+        if job is not None and job.state is JobState.FINISHED:
             self.runtimes[model_id] = "onnx"  # what the person picked, now that it exists
         self.models_changed.emit()
 
