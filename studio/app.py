@@ -69,9 +69,12 @@ class Studio:
         from studio.models import paths
         from studio.models.registry import ModelRegistry, default_roots
         from studio.state.engine_thread import EngineThread
+        from studio.state.gui_thread_gc import GuiThreadGarbageCollector
         from studio.state.jobs import JobList
         from studio.ui.main_window import MainWindow
 
+        # Before any thread starts: cyclic garbage holding a QObject must be freed on this thread.
+        self.collector = GuiThreadGarbageCollector()
         self.settings = Settings.load(paths.settings_file())
         self.registry = registry or ModelRegistry(default_roots(self.settings.model_dirs))
         budget = self.settings.cache_budget_mb * 1024 * 1024
@@ -90,6 +93,7 @@ class Studio:
     def shutdown(self) -> None:
         """Cancel jobs and wait for the engine thread, however long (never terminate it)."""
         self.jobs.shutdown()
+        self.collector.stop()  # no thread of ours runs Python now
 
 
 def make_app(qt_args: Sequence[str] = ()):
@@ -99,6 +103,8 @@ def make_app(qt_args: Sequence[str] = ()):
     from studio.models.paths import RESOURCES_DIR
 
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    if not isinstance(app, QApplication):  # a QCoreApplication made earlier in this process cannot show windows
+        raise RuntimeError("The studio needs a QApplication, but this process already made a QCoreApplication.")
     app.setOrganizationName("studio")
     app.setApplicationName("studio")
     app.setApplicationDisplayName("Studio")

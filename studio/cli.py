@@ -12,11 +12,22 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from studio.cli_progress import StageProgress
 from studio.core.errors import ErrorKind, StudioError, first_line
-from studio.core.events import Cancelled, ContextUsed, Event, Failed, Finished, Progress, Token
+from studio.core.events import (
+    Cancelled,
+    ContextUsed,
+    Event,
+    Failed,
+    Finished,
+    ImageResult,
+    Progress,
+    Result,
+    TextResult,
+    Token,
+)
 from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, MorphJob, TextJob, resolve_seed
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
@@ -31,6 +42,9 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 DEFAULT_STEPS, DEFAULT_CFG = 20, 7.0  # when neither the command line nor the model (ModelInfo.suggested) says
 
 
+ResultT = TypeVar("ResultT", bound=Result)
+
+
 def _first_given(*values: Any) -> Any:
     """The first value that is not None: the command line's, else the model's suggestion, else ours."""
     return next(value for value in values if value is not None)
@@ -38,6 +52,13 @@ def _first_given(*values: Any) -> Any:
 
 class UsageError(Exception):
     """A command-line argument is wrong: exit 2 with this sentence."""
+
+
+def _result_as(end: Finished, kind: type[ResultT]) -> ResultT:
+    """The finished job's result, of the kind its spec makes (anything else is an engine bug)."""
+    if not isinstance(end.result, kind):
+        raise TypeError(f"the engine finished a job with a {type(end.result).__name__}, not a {kind.__name__}")
+    return end.result
 
 
 def make_runner() -> Runner:
@@ -76,8 +97,8 @@ def run_job(runner: Runner, spec: JobSpec, on_event: Callable[[Event], None]) ->
     if "error" in outcome:
         raise outcome["error"]
     end = outcome["end"]
-    if isinstance(end, Finished) and end.result.info.get("degraded"):  # it ran out of memory and got by
-        print(f"studio: {end.result.info['degraded']}", file=sys.stderr)
+    if isinstance(end, Finished) and end.result.info.degraded:  # it ran out of memory and got by
+        print(f"studio: {end.result.info.degraded}", file=sys.stderr)
     return end
 
 
@@ -202,7 +223,7 @@ def cmd_generate(args, runner: Runner) -> int:
     if isinstance(end, Finished):
         from studio.core.image_metadata import save_image
 
-        for i, image in enumerate(end.result.images):
+        for i, image in enumerate(_result_as(end, ImageResult).images):
             path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
             try:  # each image with the spec that makes it again alone (its own seed)
                 save_image(path, image, spec.one_image(i), end.result.info)
@@ -263,7 +284,7 @@ def cmd_morph(args, runner: Runner) -> int:
         keys["prompts"] = tuple(p.strip() for p in args.prompts.split("|"))
     if args.latents:
         keys["latents"] = tuple(map(tuple, _latents_file(Path(args.latents)).tolist()))
-    common = dict(
+    common: dict[str, Any] = dict(
         model=args.model,
         device=args.device,
         runtime=args.runtime,
@@ -309,7 +330,7 @@ def cmd_morph(args, runner: Runner) -> int:
     except SpecError as exc:
         raise UsageError(exc.message.replace(f"`{exc.field}`", f"--{exc.field}", 1)) from None
     if model.kind in ("image", "latent"):
-        native = (spec.width, spec.height) if model.kind == "image" else (model.default_size,) * 2
+        native = (spec.width, spec.height) if model.kind == "image" else (model.default_size, model.default_size)
         shown = (scale_to, scale_to) if scale_to else native
         need = frames_bytes(spec, model.kind, *native) + animation.writer_bytes(spec.frames, *shown, out.suffix)
         sentence = too_large(
@@ -322,9 +343,9 @@ def cmd_morph(args, runner: Runner) -> int:
     bar.close()
     if not isinstance(end, Finished):
         return _exit_code(end)
-    if end.result.info.get("scheduler_note"):
-        print(f"studio: {end.result.info['scheduler_note']}", file=sys.stderr)
-    frames = end.result.images  # read one at a time by the writer, never stacked into one large array
+    if end.result.info.scheduler_note:
+        print(f"studio: {end.result.info.scheduler_note}", file=sys.stderr)
+    frames = _result_as(end, ImageResult).images  # read one at a time by the writer, never stacked into one large array
     if scale_to:
         frames = animation.ResizedFrames(np.stack(frames), scale_to)
     bar = StageProgress(f"writing {out.name}", unit="frame")
@@ -488,7 +509,6 @@ def cmd_write(args, runner: Runner) -> int:
     if args.alternatives < 1:
         raise UsageError(f"--alternatives must be 1 or more, not {args.alternatives}.")
     show_bar = args.progress if args.progress is not None else not sys.stdout.isatty()
-    end: Event = Finished(0, None)  # type: ignore[arg-type]
     texts: list[str] = []
     for index in range(args.alternatives):
         # Alternative i is seed + i: each can be made again alone with its own --seed.
@@ -497,12 +517,12 @@ def cmd_write(args, runner: Runner) -> int:
             sys.stdout.write(("\n" if index else "") + f"--- alternative {index + 1} (seed {one.seed}) ---\n")
         end = _stream_text(runner, one, args.echo, show_bar)
         if not isinstance(end, Finished):
-            break
-        texts.append(end.result.text)
-    if doc is not None and args.file and texts and isinstance(end, Finished):
+            return _exit_code(end)  # the document is saved only when every alternative finished
+        texts.append(_result_as(end, TextResult).text)
+    if doc is not None and args.file:
         _save_continuations(doc, Path(args.file), texts, stamp)
         print(f"saved {args.file}", file=sys.stderr)
-    return _exit_code(end)
+    return 0
 
 
 def _stream_text(runner: Runner, spec: TextJob, echo: bool, show_bar: bool) -> Event:

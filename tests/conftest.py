@@ -3,6 +3,7 @@ asks, no network at Hugging Face's level, and it fails if it leaves a QThread ru
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from pathlib import Path
@@ -41,6 +42,17 @@ def pytest_collection_modifyitems(config, items):
         where = item.path.relative_to(tests).as_posix()
         if any(where == lane or (lane.endswith("/") and where.startswith(lane)) for lane in SLOW_LANE):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def garbage_on_the_main_thread():
+    """Cyclic garbage is collected here, on the main thread, after the test's threads have stopped:
+    never by the collector firing on an engine or writer thread, which would destroy the test's
+    QObjects on that thread (what studio/state/gui_thread_gc.py prevents in the window)."""
+    gc.disable()
+    yield
+    gc.collect()
+    gc.enable()
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +141,7 @@ def _alive(thread) -> bool:
 
 @pytest.fixture
 def no_sockets(monkeypatch):
-    """DESIGN §4 in a test: every way to reach the network records the attempt and fails, as on an unplugged machine."""
+    """docs/DESIGN.md §4 in a test: every way to reach the network records the attempt and fails, as on an unplugged machine."""
     attempts = []
 
     def refuse(name):

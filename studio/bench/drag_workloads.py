@@ -106,12 +106,13 @@ def _p95(values: list[float]) -> float:
 def _pump(condition, timeout_s: float, what: str) -> None:
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication.instance()
+    if QApplication.instance() is None:
+        raise RuntimeError("slider_drag: there is no QApplication to deliver the window's events")
     start = time.perf_counter()
     while not condition():
         if time.perf_counter() - start > timeout_s:
             raise RuntimeError(f"slider_drag: {what} did not happen within {timeout_s:.0f} s")
-        app.processEvents()
+        QApplication.processEvents()
         time.sleep(0.001)
 
 
@@ -199,12 +200,12 @@ def drag_slider(
             started.add(job_id)
 
     def on_finished(job, result) -> None:
-        info = getattr(result, "info", {}) or {}
+        info = result.info
         job_id = job.id
         if job_id in requests:
-            runtimes.add(str(info.get("runtime") or "unreported"))
-            if isinstance(info.get("seconds"), (int, float)):
-                job_seconds[job_id] = info["seconds"] * 1000
+            runtimes.add(str(info.runtime or "unreported"))
+            if info.seconds is not None:
+                job_seconds[job_id] = info.seconds * 1000
 
     def on_shown(job, latent) -> None:
         ws.canvas.viewport().repaint()  # the paint update() asked for, now: its end is "pixels"
@@ -339,7 +340,7 @@ def bare_decode_rate(runner, model_id: str, seconds: float, dim: Optional[int] =
         times.append(time.perf_counter() - start)
         i += 1
     return {
-        "runtime": getattr(backend, "info", {}).get("runtime") or "unreported",
+        "runtime": backend.info.runtime or "unreported",
         "decodes_s": len(times) / sum(times),
         "median_ms": statistics.median(times) * 1000,
     }

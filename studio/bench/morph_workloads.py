@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.bench.suite import Figure
-from studio.core.events import Finished
+from studio.core.events import Finished, ImageResult
 from studio.core.jobs import MorphJob
 from studio.engine.queue import JobQueue
 from studio.engine.runner import Runner
@@ -30,7 +30,7 @@ def morph_export(tmp: Path, quick: bool) -> list[Figure]:
         start = time.perf_counter()
         end = runner.run(JobQueue().make_job(spec), lambda e: None)
         job_s = time.perf_counter() - start
-        if not isinstance(end, Finished):
+        if not isinstance(end, Finished) or not isinstance(end.result, ImageResult):
             raise RuntimeError(f"the {model} morph ended with {end}")
         frames = np.stack(end.result.images)
         timings = {}

@@ -101,8 +101,8 @@ def onnx_vs_torch(tmp: Path, quick: bool) -> list[Figure]:
                 "onnx_s": round(t_onnx, 5),
                 "repeats": repeats,
                 "job": WHAT[model_id],
-                "torch_dtype": info["torch"].get("dtype"),
-                "onnx_provider": info["onnx"].get("provider"),
+                "torch_dtype": info["torch"].dtype or None,
+                "onnx_provider": info["onnx"].provider or None,
                 "export_s": export_seconds[model_id],
             }
             figures.append(

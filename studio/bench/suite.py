@@ -1,4 +1,4 @@
-"""`studio bench`: the performance suite (DESIGN §8).
+"""`studio bench`: the performance suite (docs/DESIGN.md §8).
 
 Each figure is a ratio or a median from one run, measured against the plain library call in the
 same process, so machine noise cancels out as far as it can. Results are written as JSON with the

@@ -94,7 +94,7 @@ def _clip_tokenizer(folder: Path):
 def build_tiny_diffusers(folder: Path, seed: int = 0) -> Path:
     """A tiny Stable Diffusion pipeline saved as a diffusers folder; returns `folder`."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel  # pyright: ignore[reportPrivateImportUsage] - exported lazily, not marked public
     from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
@@ -117,9 +117,10 @@ def build_tiny_diffusers(folder: Path, seed: int = 0) -> Path:
             in_channels=3,
             out_channels=3,
             latent_channels=4,
-            block_out_channels=(8, 8, 16, 16),  # four levels: downsampling by 8, as in SD 1.x
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
+            # diffusers annotates these as one-element tuples (tuple[int]); any length is meant.
+            block_out_channels=(8, 8, 16, 16),  # pyright: ignore[reportArgumentType] - four levels: downsampling by 8, as in SD 1.x
+            down_block_types=("DownEncoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
+            up_block_types=("UpDecoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
             layers_per_block=1,
             norm_num_groups=8,
             sample_size=IMAGE_SIZE,
@@ -143,9 +144,11 @@ def build_tiny_diffusers(folder: Path, seed: int = 0) -> Path:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(steps_offset=1),
-        safety_checker=None,
-        feature_extractor=None,
+        # diffusers annotates `scheduler` with an enum of scheduler names and these two as required,
+        # though it takes any scheduler instance and None for both (with requires_safety_checker=False).
+        scheduler=EulerDiscreteScheduler(steps_offset=1),  # pyright: ignore[reportArgumentType]
+        safety_checker=None,  # pyright: ignore[reportArgumentType]
+        feature_extractor=None,  # pyright: ignore[reportArgumentType]
         requires_safety_checker=False,
     )
     pipe.save_pretrained(str(folder), safe_serialization=True)
@@ -157,6 +160,14 @@ def _byte_level_tokenizer(vocab_size: int = TEXT_VOCAB_SIZE):
     from studio.training.text_tokenizer import train_byte_level_bpe
 
     return train_byte_level_bpe(CORPUS.splitlines(), vocab_size, model_max_length=128, min_frequency=0)
+
+
+def _eos_token_id(tokenizer) -> int:
+    """The tokenizer's end-of-text id, which the tiny causal models also use as bos and pad."""
+    eos = tokenizer.eos_token_id
+    if not isinstance(eos, int):
+        raise RuntimeError(f"the tiny byte-level tokenizer has no single end-of-text id (it has {eos!r})")
+    return eos
 
 
 def _save_causal_lm(folder: Path, model, tokenizer) -> Path:
@@ -175,7 +186,7 @@ def build_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tokenizer = _byte_level_tokenizer()
-    eos = tokenizer.eos_token_id
+    eos = _eos_token_id(tokenizer)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_embd=32,
@@ -198,7 +209,7 @@ def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = _byte_level_tokenizer()
-    eos = tokenizer.eos_token_id
+    eos = _eos_token_id(tokenizer)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,

@@ -72,7 +72,8 @@ def _interleaved(plain, studio, repeats: int, after_warm_up=lambda: None) -> tup
     """Medians of what plain() and studio() each return (seconds, a rate...) over interleaved
     repeats, after one warm-up call of each (model load, allocator); `after_warm_up` then drops
     anything the warm-up recorded on the side (first-token times)."""
-    plain(), studio()
+    plain()
+    studio()
     after_warm_up()
     p, s = [], []
     for _ in range(repeats):
@@ -90,13 +91,15 @@ def _interleaved_ratio(plain, studio, repeats: int) -> tuple[float, dict]:
 def image_overhead(tmp: Path, quick: bool) -> list[Figure]:
     """A tiny SD pipeline: the studio's job (cache, events, throttled previews) vs pipe(...)."""
     import torch
-    from diffusers import DiffusionPipeline
+    from diffusers import StableDiffusionPipeline  # pyright: ignore[reportPrivateImportUsage] - exported lazily, not marked public
 
     from studio.bench.tiny_models import build_tiny_diffusers
 
     folder = _ensure(tmp / "tiny-sd", build_tiny_diffusers)
     steps, size, repeats = 8, 64, 3 if quick else 9
-    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(folder), local_files_only=True
+    )  # what build_tiny_diffusers saves
     pipe.set_progress_bar_config(disable=True)
     runner = Runner(ModelRegistry([(tmp, "bench")]), previews=False)  # previews: see emoji_sd_with_previews
     # Both sides on the CPU in float32: these figures are about the engine, not the device.
@@ -133,13 +136,14 @@ def embedded_sd_overhead(tmp: Path, quick: bool) -> list[Figure]:
     """The embedded emoji-sd at its suggested 20 steps: the studio's job, previews included (x0
     decoded by its small VAE up to 10 times a second), vs the plain pipeline call."""
     import torch
-    from diffusers import DiffusionPipeline
+    from diffusers import StableDiffusionPipeline  # pyright: ignore[reportPrivateImportUsage] - exported lazily, not marked public
 
     from studio.models import paths
 
     folder = paths.EMBEDDED_MODELS_DIR / "emoji-sd"
     steps, repeats = 20, 3 if quick else 9
-    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
+    # emoji-sd is a StableDiffusionPipeline (its model_index.json); the base class has no __call__ to type pipe(...).
+    pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True, torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     registry = ModelRegistry([(paths.EMBEDDED_MODELS_DIR, "embedded")])
     engine_only = Runner(registry, previews=False)  # what `studio generate` runs
@@ -211,9 +215,9 @@ def image_previews(tmp: Path, quick: bool) -> list[Figure]:
     step_ends: dict[tuple[int, int], float] = {}
     real_step = JobContext.step
 
-    def timed_step(ctx, step, total, preview=None):  # when each step's work is done
-        step_ends[(ctx.job_id, step)] = time.perf_counter()
-        return real_step(ctx, step, total, preview)
+    def timed_step(self: JobContext, step: int, total: int, preview=None) -> None:  # when each step's work is done
+        step_ends[(self.job_id, step)] = time.perf_counter()
+        return real_step(self, step, total, preview)
 
     JobContext.step = timed_step
     latencies: list[float] = []
@@ -286,7 +290,8 @@ def text_overhead(tmp: Path, quick: bool) -> list[Figure]:
         torch.manual_seed(3)
         start = time.perf_counter()
         # The same sampling as the studio's spec: no top-k / top-p cut (the model's defaults would add one).
-        out = model.generate(
+        # transformers types generate()'s self as a Protocol its own models do not satisfy (hf_quantizer, encoder...).
+        out = model.generate(  # pyright: ignore[reportAttributeAccessIssue]
             **inputs,
             do_sample=True,
             temperature=0.8,

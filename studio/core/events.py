@@ -5,8 +5,10 @@ Token events, and then exactly one of Finished, Failed or Cancelled."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -40,16 +42,71 @@ class Token:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """What a result says about its run: backends fill where it ran, the runner adds the model,
+    memory saving and time. Unset fields are empty ("", None, ()); `to_dict` leaves them out."""
+
+    model: str = ""  # the model's id in the registry
+    model_name: str = ""  # the weights' file stem or folder name, as A1111 names the model
+    model_hash: str = ""  # A1111's model hash: the full SHA-256 hex of the weights
+    device: str = ""  # where it ran: "cpu", "cuda", ...
+    runtime: str = ""  # the library that ran it: "torch", "onnx", "fake"
+    provider: str = ""  # ONNX Runtime's execution provider, short ("CPU", "CUDA")
+    dtype: str = ""  # the weights' dtype: "float32", "float16", ...
+    seconds: Optional[float] = None  # the job's time on the engine, model load included
+    scheduler: str = ""  # the A1111 name of the sampler that ran
+    scheduler_note: str = ""  # a sentence when the asked-for sampler was swapped for another
+    lora_hashes: tuple[tuple[str, str], ...] = ()  # (LoRA name, its 12-hex A1111 hash), in order
+    memory_saving: str = ""  # the memory saving that was on, in words
+    degraded: str = ""  # a sentence when it ran out of memory and got through with less
+    tokens: Optional[int] = None  # tokens a text job generated
+    seed: Optional[int] = None  # the one seed of every frame of a morph
+    positions: tuple[float, ...] = ()  # a morph's frames, as positions from 0 to 1 along it
+    keyframes: tuple[str, ...] = ()  # a morph's keyframes, by name
+    generations: Optional[int] = None  # the generations an adaptive morph ran
+
+    def lora_hash_map(self) -> dict[str, str]:
+        """The LoRA hashes by name."""
+        return dict(self.lora_hashes)
+
+    def replace(self, **changes: Any) -> RunInfo:
+        """A copy with `changes`: lora_hashes may be given as a mapping, sequences as lists."""
+        if isinstance(changes.get("lora_hashes"), Mapping):
+            changes["lora_hashes"] = tuple(changes["lora_hashes"].items())
+        for name in ("positions", "keyframes"):
+            if name in changes:
+                changes[name] = tuple(changes[name])
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set, as plain JSON values: what goes under "info" in an image's
+        `studio` chunk (the same JSON the results' info dicts made before RunInfo)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == "" or value == ():
+                continue
+            if f.name == "lora_hashes":
+                value = {str(n): str(h) for n, h in value}
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, str):
+                value = str(value)  # a StrEnum (Device, Runtime) as its plain value
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
 class ImageResult:
     images: tuple[np.ndarray, ...]  # uint8, H x W x 3 each
-    info: dict[str, Any] = field(default_factory=dict)  # device, runtime, provider, seconds...
+    info: RunInfo = field(default_factory=RunInfo)
 
 
 @dataclass(frozen=True)
 class TextResult:
     text: str  # only the generated text, not the prompt
     token_ids: tuple[int, ...]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: RunInfo = field(default_factory=RunInfo)
 
 
 @dataclass(frozen=True)
@@ -57,7 +114,7 @@ class LatentResult:
     """Latent vectors, one per input image: what a latent model's encoder made of them."""
 
     latents: tuple[tuple[float, ...], ...]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: RunInfo = field(default_factory=RunInfo)
 
 
 @dataclass(frozen=True)
@@ -66,7 +123,7 @@ class ExportResult:
 
     path: str
     parity: tuple[str, ...]
-    info: dict[str, Any] = field(default_factory=dict)
+    info: RunInfo = field(default_factory=RunInfo)
 
 
 # The parts of an assembled prompt, for the context viewer to colour (studio.writing.prompt's
@@ -85,7 +142,7 @@ class ContextResult:
     max_new_tokens: int  # room kept for the continuation
     trimmed_chars: int = 0  # characters of the story left out from its beginning
     world_info: tuple[int, ...] = ()  # the world info entries that were triggered
-    info: dict[str, Any] = field(default_factory=dict)
+    info: RunInfo = field(default_factory=RunInfo)
 
 
 @dataclass(frozen=True)
@@ -96,7 +153,7 @@ class ContextUsed:
     context: ContextResult
 
 
-Result = Union[ImageResult, TextResult, ContextResult, LatentResult]
+Result = Union[ImageResult, TextResult, ContextResult, LatentResult, ExportResult]
 
 
 @dataclass(frozen=True)

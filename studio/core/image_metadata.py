@@ -9,26 +9,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Union
 
 import numpy as np
 
+from studio.core.events import RunInfo
 from studio.core.infotext import a1111_parameters
 from studio.core.jobs import ImageJob
 from studio.core.png import write_png
 
 
-def image_chunks(spec: ImageJob, info: Optional[Mapping] = None) -> dict[str, str]:
+def image_chunks(spec: ImageJob, info: Union[RunInfo, Mapping, None] = None) -> dict[str, str]:
     """The text chunks of an image `spec` made: {"parameters": infotext, "studio": spec JSON}.
 
     `info` is what the backend reports about the run (model_hash, model_name, scheduler,
-    lora_hashes, ...): it fills the infotext and is kept under "info" in the `studio` chunk."""
+    lora_hashes, ...): it fills the infotext and is kept under "info" in the `studio` chunk,
+    as `RunInfo.to_dict()`. A mapping (an "info" read back from an image) is written as it is."""
     data = spec.to_dict()
-    data["info"] = _json_safe(info or {})
+    data["info"] = _json_safe(info.to_dict() if isinstance(info, RunInfo) else info or {})
     return {"parameters": a1111_parameters(spec, info), "studio": json.dumps(data, sort_keys=True)}
 
 
-def save_image(path: Path, rgb: np.ndarray, spec: ImageJob, info: Optional[Mapping] = None) -> None:
+def save_image(path: Path, rgb: np.ndarray, spec: ImageJob, info: Union[RunInfo, Mapping, None] = None) -> None:
     """Write a generated image atomically, with its parameters and full spec embedded."""
     write_png(path, rgb, image_chunks(spec, info))
 

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Union
 
 import studio
 from studio.core.errors import MetadataError, SpecError
+from studio.core.events import RunInfo
 from studio.core.jobs import MAX_LORAS, MAX_SEED, SCHEDULERS, ImageJob, spec_from_dict
 from studio.core.png import read_png_file, read_png_text
 from studio.core.untrusted import printable
@@ -61,11 +62,14 @@ def _info_text(info: Mapping, key: str) -> Optional[str]:
     return value if isinstance(value, str) and value else None
 
 
-def a1111_parameters(spec: ImageJob, info: Optional[Mapping] = None) -> str:
+def a1111_parameters(spec: ImageJob, info: Union[RunInfo, Mapping, None] = None) -> str:
     """The generation parameters in AUTOMATIC1111's infotext layout (prompt, negative, key line).
 
     `info` is what the backend reports: model_hash (full sha256 hex), model_name, scheduler (an
-    A1111 name, used when the spec leaves it to the model) and lora_hashes ({name: 12 hex})."""
+    A1111 name, used when the spec leaves it to the model) and lora_hashes ({name: 12 hex}). A
+    mapping (an "info" read back from an image, untrusted) is checked value by value."""
+    if isinstance(info, RunInfo):
+        info = info.to_dict()
     info = info if isinstance(info, Mapping) else {}
     prompt = spec.prompt + "".join(f" <lora:{_model_name(path)}:{_number(w)}>" for path, w in spec.loras)
     sampler, schedule = _split_sampler(spec.scheduler or _info_text(info, "scheduler") or "")

@@ -47,6 +47,14 @@ class WorldInfoEntry:
         return ""
 
 
+def _entry_from_json(entry: object) -> object:
+    """A WorldInfoEntry from its JSON dict; anything else unchanged, for validate() to name."""
+    if isinstance(entry, dict) and set(entry) <= {"keys", "content", "enabled"}:
+        fields: dict[str, Any] = entry
+        return WorldInfoEntry(**fields)
+    return entry
+
+
 @dataclass(frozen=True)
 class StoryContext:
     """The story before the cursor (`text`) and what the prompt is built from beside it."""
@@ -58,14 +66,11 @@ class StoryContext:
     world_info: tuple[WorldInfoEntry, ...] = ()
 
     def __post_init__(self) -> None:
-        entries = self.world_info
+        entries: object = self.world_info  # JSON and the UI give a list, of dicts from JSON
         if isinstance(entries, list):
             entries = tuple(entries)
         if isinstance(entries, tuple):  # from JSON: each entry as a dict
-            entries = tuple(
-                WorldInfoEntry(**e) if isinstance(e, dict) and set(e) <= {"keys", "content", "enabled"} else e
-                for e in entries
-            )
+            entries = tuple(_entry_from_json(e) for e in entries)
         object.__setattr__(self, "world_info", entries)
 
     def validate(self) -> None:

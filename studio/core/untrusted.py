@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from studio.core.errors import StudioError
 
@@ -101,9 +101,10 @@ def read_json(path: Path, limit: int, error: type[StudioError] = StudioError, wh
         raise error(f"{path} is not valid JSON (it holds a number too long to read).") from None
 
 
-def expand_user(path: "str | os.PathLike[str]", error: type[StudioError] = StudioError) -> Path:
+def expand_user(path: "str | os.PathLike[str]", error: Callable[[str], Exception] = StudioError) -> Path:
     """`path` with a leading `~` or `~user` expanded; one sentence when there is no such user (or
-    no home folder), where Path.expanduser raises RuntimeError."""
+    no home folder), where Path.expanduser raises RuntimeError. `error` makes the exception from
+    that sentence (an exception class, or e.g. a lambda naming a SpecError's field)."""
     try:
         return Path(path).expanduser()
     except RuntimeError:

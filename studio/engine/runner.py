@@ -6,6 +6,7 @@ thread that serves the queue never dies."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable, Hashable, Optional, TypeVar, Union
@@ -13,7 +14,18 @@ from typing import Any, Callable, Hashable, Optional, TypeVar, Union
 import numpy as np
 
 from studio.core.errors import ErrorKind, JobCancelled, OutOfMemory, SpecError, StudioError, is_native_panic
-from studio.core.events import Cancelled, Event, ExportResult, Failed, Finished, ImageResult, Result, Started, Token
+from studio.core.events import (
+    Cancelled,
+    Event,
+    ExportResult,
+    Failed,
+    Finished,
+    ImageResult,
+    Result,
+    RunInfo,
+    Started,
+    Token,
+)
 from studio.core.jobs import (
     ContextJob,
     ExportJob,
@@ -151,16 +163,15 @@ class Runner:
                 backend, model, device, key = self.backend_for(job.spec)
                 with self.cache.pinned(key):  # an interactive job run between steps must not evict this one
                     result = self._dispatch(job.spec, backend, ctx, model)
-                result.info.setdefault("model", model.id)
-                result.info.setdefault("device", device)
+                info = result.info.replace(model=result.info.model or model.id, device=result.info.device or device)
                 if isinstance(backend, SavesMemory) and backend.memory_saving:
-                    result.info["memory_saving"] = ", ".join(backend.memory_saving)
+                    info = info.replace(memory_saving=", ".join(backend.memory_saving))
                 if saving:
-                    result.info["degraded"] = (
-                        f"Ran out of memory, so it ran again with {', '.join(saving)}; that can be slower."
+                    info = info.replace(
+                        degraded=f"Ran out of memory, so it ran again with {', '.join(saving)}; that can be slower."
                     )
-                result.info["seconds"] = round(time.perf_counter() - started, 4)
-                return Finished(job.job_id, result)
+                info = info.replace(seconds=round(time.perf_counter() - started, 4))
+                return Finished(job.job_id, dataclasses.replace(result, info=info))
             except JobCancelled:
                 return Cancelled(job.job_id)
             except Exception as exc:  # noqa: BLE001 - the engine must survive any job
@@ -201,8 +212,8 @@ class Runner:
         check_exportable(model)
         if model.onnx_export and not spec.out and not spec.replace:  # asked twice: it is there already
             export = self.registry.resolve(model.onnx_export)
-            return ExportResult(str(export.path), (), {"model": model.id, "device": Device.CPU, "seconds": 0.0})
-        out = expand_user(spec.out, SpecError) if spec.out else default_out(model)
+            return ExportResult(str(export.path), (), RunInfo(model=model.id, device=Device.CPU, seconds=0.0))
+        out = expand_user(spec.out, lambda sentence: SpecError("out", sentence)) if spec.out else default_out(model)
 
         def say(line: str) -> None:
             ctx.checkpoint()  # Stop lands between stages; slider requests run there
@@ -216,7 +227,7 @@ class Runner:
         return ExportResult(
             str(out),
             tuple(parity.lines),
-            {"model": model.id, "device": Device.CPU, "seconds": round(time.perf_counter() - started, 2)},
+            RunInfo(model=model.id, device=Device.CPU, seconds=round(time.perf_counter() - started, 2)),
         )
 
     def _use_less_memory(self, backend: object, key: Optional[Hashable]) -> list[str]:
@@ -298,4 +309,4 @@ def _decode_latents(
     if latents.shape[1] != backend.latent_dim:
         raise SpecError(field, f"has {latents.shape[1]} numbers; this model takes {backend.latent_dim}.")
     ctx.check_cancelled()
-    return ImageResult(tuple(backend.decode(latents)), dict(backend.info))
+    return ImageResult(tuple(backend.decode(latents)), backend.info)

@@ -1,7 +1,7 @@
 """Latent math for the explorer: slerp and blends, keyframe timelines, even frame spacing, and
 GIF/MP4 export of morphs.
 
-Pure numpy (DESIGN §1): no Qt, no torch at import time; the video encoder loads only when a
+Pure numpy (docs/DESIGN.md §1): no Qt, no torch at import time; the video encoder loads only when a
 file is written. Imports only `studio.core` (and may use `studio.models`).
 """
 

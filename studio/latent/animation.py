@@ -14,7 +14,7 @@ to stop, and then nothing is written.
 
 Encoders: GIF with Pillow. MP4 with PyAV (`av`), whose wheels bundle FFmpeg's libraries with
 libx264, so it needs no system ffmpeg and no network. Both are imported only when a file is
-written, so `import studio.latent` stays light (DESIGN §1).
+written, so `import studio.latent` stays light (docs/DESIGN.md §1).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 
@@ -40,6 +40,9 @@ MAX_FPS = 240.0
 # H.264 quality: constant rate factor 18 is visually lossless for most content, and a morph's
 # smooth frames compress well at it.
 MP4_CRF = 18
+# The H.264 encoders tried, best first: libx264 (in PyAV's wheels), else OpenH264.
+H264Encoder = Literal["libx264", "libopenh264"]
+H264_ENCODERS: tuple[H264Encoder, ...] = ("libx264", "libopenh264")
 MIN_SIZE, MAX_SIZE = 8, 4096  # a resized morph's longer side, in pixels
 # What a writer holds, per pixel of every frame: a GIF keeps every frame palettised (1 byte) until
 # Pillow writes the file, then the file and its copy as bytes (LZW codes, at most about 1.5 bytes a
@@ -155,9 +158,9 @@ def write_mp4(frames, path, fps: float, progress: Progress | None = None) -> Pat
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _h264(av) -> str:
+def _h264(av) -> H264Encoder:
     """The H.264 encoder this PyAV build has: libx264 (in PyAV's wheels), else OpenH264."""
-    for name in ("libx264", "libopenh264"):
+    for name in H264_ENCODERS:
         try:
             av.codec.Codec(name, "w")
         except Exception:  # noqa: BLE001 - PyAV's errors for an absent encoder vary by version
@@ -257,7 +260,7 @@ def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-class ResizedFrames(Sequence):
+class ResizedFrames(Sequence[np.ndarray]):
     """Frames scaled so their longer side is `size` pixels (Lanczos; the studio's models are small,
     and a morph is often wanted larger than 64 px), each made when it is read: a writer reading
     them holds one large frame at a time, not all of them."""
@@ -265,12 +268,19 @@ class ResizedFrames(Sequence):
     def __init__(self, frames: Any, size: int):
         self.frames = _frames(frames)
         self.size = check_size(size)
-        self.height, self.width = resized_shape(*self.frames.shape[1:3], self.size)
+        height, width = self.frames.shape[1:3]
+        self.height, self.width = resized_shape(height, width, self.size)
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitem__(self, index: Any) -> np.ndarray:
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
         from PIL import Image
 
         if isinstance(index, slice):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -36,8 +36,9 @@ class Directions:
     plain_axes: bool = False  # the latent's own axes, σ = 1, mean 0: coordinates are the numbers
 
     @classmethod
-    def axes(cls, dim: int, names: tuple[str, ...] = ()) -> "Directions":
-        """The latent's own axes as directions, σ = 1 (models trained in principal coordinates)."""
+    def axes(cls, dim: int, names: Sequence[Any] = ()) -> "Directions":
+        """The latent's own axes as directions, σ = 1 (models trained in principal coordinates).
+        `names` as studio.json gives them: any that is not a non-empty string becomes "z{i}"."""
         return cls(np.zeros((0, dim)), np.ones(dim), np.zeros(dim), _names(names, dim), plain_axes=True)
 
     @property

@@ -12,7 +12,7 @@ Every function takes a whole latent as one vector: an array of any shape is flat
 angle (one θ for the whole tensor) and the result has the input's shape. Maths runs in float64;
 results come back in the inputs' floating dtype (float32 in, float32 out).
 
-Pure numpy: no torch, no Qt (DESIGN §1). Bad arguments raise `SpecError`, a ValueError whose
+Pure numpy: no torch, no Qt (docs/DESIGN.md §1). Bad arguments raise `SpecError`, a ValueError whose
 message is one sentence naming the argument, which the CLI and the UI show as it is.
 """
 

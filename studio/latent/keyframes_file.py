@@ -60,7 +60,8 @@ def read_keyframes(path: Path) -> KeyframeSet:
     if isinstance(data, dict):
         if data.get("format") != FORMAT or not isinstance(data.get("keyframes"), list):
             raise StudioError(f'{what}: it needs "format": "{FORMAT}" and a "keyframes" list.')
-        model = data.get("model") if isinstance(data.get("model"), str) else ""
+        given_model = data.get("model")
+        model = given_model if isinstance(given_model, str) else ""
         entries = data["keyframes"]
         if not all(isinstance(e, dict) for e in entries):
             raise StudioError(f'{what}: each keyframe must be an object with "name" and "latent".')

@@ -11,14 +11,14 @@ returns positions whose frames differ about equally (reference §2.8: DiffMorphe
 reparameterisation, with latentblending's greedy refinement to find where the change happens).
 It works on callables, so it needs no model and is tested with synthetic "renders".
 
-Pure numpy, no torch, no Qt (DESIGN §1).
+Pure numpy, no torch, no Qt (docs/DESIGN.md §1).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from studio.core.errors import SpecError
 from studio.latent.interpolate import lerp, slerp
 
 METHODS = ("slerp", "lerp")
+Render = TypeVar("Render")  # whatever even_spacing's render makes and its distance compares
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,9 +216,10 @@ class Timeline:
         us = np.atleast_1d(us)
         if us.ndim != 1 or not np.all(np.isfinite(us)) or np.any(us < 0) or np.any(us > 1):
             raise SpecError("u", "must be a number or a flat list of numbers between 0 and 1.")
-        out = np.empty((len(us),) + self.shape, dtype=self._keys[0].latent.dtype)
+        first = self._keys[0].latent  # every key has its shape and dtype
+        out = np.empty((len(us),) + first.shape, dtype=first.dtype)
         if n == 1:
-            out[:] = self._keys[0].latent
+            out[:] = first
             return out[0] if scalar else out
         keys = self.keyframe_positions(durations)
         segment = np.clip(np.searchsorted(keys, us, side="right") - 1, 0, n - 2)
@@ -241,8 +243,8 @@ class Timeline:
 
 
 def even_spacing(
-    render: Callable[[float], object],
-    distance: Callable[[object, object], float],
+    render: Callable[[float], Render],
+    distance: Callable[[Render, Render], float],
     frames: int,
     *,
     max_renders: int | None = None,

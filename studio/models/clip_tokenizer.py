@@ -98,7 +98,8 @@ def load_clip_tokenizer(
         raise ModelFileError(f"The CLIP tokenizer has no pad token {pad_token!r}; check the tokenizer_config.json.")
     return CLIPTokenizer(
         vocab=dict(vocab),
-        merges=list(merges),
+        # transformers annotates merges as strings; the tokenizers BPE it feeds them to takes these pairs.
+        merges=list(merges),  # pyright: ignore[reportArgumentType]
         unk_token=EOS,
         bos_token=BOS,
         eos_token=EOS,

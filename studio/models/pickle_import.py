@@ -1,4 +1,4 @@
-"""`studio convert`: the per-file opt-in for a pickle checkpoint (DESIGN §4).
+"""`studio convert`: the per-file opt-in for a pickle checkpoint (docs/DESIGN.md §4).
 
 A pickle file can run any code while it loads, so the studio never loads one as a model. Asked to
 convert one, it reads only its tensors, with torch's weights-only unpickler (an allowlist of

@@ -163,7 +163,7 @@ def _absolute(path: Path) -> Path:
     return path if str(path).startswith("~") else path.absolute()
 
 
-def default_roots(extra: Iterable[Path] = ()) -> list[tuple[Path, str]]:
+def default_roots(extra: Iterable[str | Path] = ()) -> list[tuple[Path, str]]:
     roots = [(paths.embedded_models_dir(), "embedded"), (paths.user_models_dir(), "user")]
     roots += [(Path(p), "settings") for p in extra]  # `~` is expanded by the scan, which can say why not
     return roots

@@ -97,7 +97,9 @@ def inspect_checkpoint(path: Path) -> Checkpoint:
     path = Path(path)
     name = path.name
     header = check_safetensors(path)
-    metadata = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict):
+        metadata = {}
     tensors = {k: v for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
     if not tensors:
         raise ModelFileError(f"{name} holds no tensors, so it is not a Stable Diffusion 1.x/2.x/XL checkpoint.")

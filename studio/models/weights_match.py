@@ -177,7 +177,8 @@ def compare(
         if same_shape and shape != expected[targets[0]]:
             mismatched.append((name, shape, expected[targets[0]]))
     # A tied tensor needs no tensor of its own: it shares the one it is tied to (or lends it its own).
-    shared = {target for target, source in (tied or {}).items() if target in expected and source in expected}
+    tied = tied or {}
+    shared = {target for target, source in tied.items() if target in expected and source in expected}
     for target in shared:
         if target in loaded:
             loaded.add(tied[target])
@@ -322,7 +323,8 @@ def check_diffusers_folder(folder: Path, dtype: Any) -> None:
     """Refuse a diffusers pipeline folder when any of its model components (UNet, VAE, text
     encoder...) has weights that do not fill the model its config.json describes, or when together
     they would not fit in this machine's memory."""
-    from diffusers import ModelMixin
+    # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+    from diffusers import ModelMixin  # pyright: ignore[reportPrivateImportUsage]
     from transformers import PreTrainedModel
 
     index = read_json(folder / "model_index.json")

@@ -143,8 +143,7 @@ class ExploreSession(QObject):
             self.thumbnail_ready.emit(latent, image)  # the morph keeps the canvas until another action
             return
         self.shown, self.shown_latent, self.shown_key = job, latent, None
-        seconds = result.info.get("seconds")
-        self.frame_ready.emit(job, image, latent, seconds if isinstance(seconds, (int, float)) else None)
+        self.frame_ready.emit(job, image, latent, result.info.seconds)
 
     def _show_preview(self, job: JobHandle, result: ImageResult, key: dict) -> None:
         image = result.images[0]

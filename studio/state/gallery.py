@@ -7,12 +7,13 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.errors import StudioError
+from studio.core.events import RunInfo
 from studio.core.image_metadata import save_image
 from studio.core.jobs import ImageJob
 from studio.models import paths
@@ -28,7 +29,7 @@ class Gallery:
     def __init__(self, folder: Optional[Path] = None):
         self.folder = folder or paths.data_dir() / "gallery"
 
-    def save(self, rgb: np.ndarray, spec: ImageJob, info: Optional[Mapping[str, Any]] = None) -> Path:
+    def save(self, rgb: np.ndarray, spec: ImageJob, info: Optional[RunInfo] = None) -> Path:
         """Write one image as PNG (A1111 `parameters` + full spec); StudioError if the disk says no.
 
         `spec` must be the spec of this one image (ImageJob.one_image), so its settings make it again."""
@@ -70,16 +71,16 @@ class GalleryWriter(QObject):
         self._written.connect(self._report)
 
     def write(
-        self, images: tuple, specs: list[ImageJob], info: Mapping[str, Any], on_saved: Optional[SavedCallback] = None
+        self, images: tuple, specs: list[ImageJob], info: RunInfo, on_saved: Optional[SavedCallback] = None
     ) -> None:
         """Save `images`, each with its own spec, then call `on_saved([Path] written)`: all of them,
         or those before the disk said no (`failed` says why)."""
         if self._closed:  # a result that arrives while the window closes is still saved, here and now
-            self._write(images, specs, dict(info), on_saved)
+            self._write(images, specs, info, on_saved)
         else:
-            self._pool.submit(self._write, images, specs, dict(info), on_saved)
+            self._pool.submit(self._write, images, specs, info, on_saved)
 
-    def _write(self, images: tuple, specs: list[ImageJob], info: dict, on_saved: Optional[SavedCallback]) -> None:
+    def _write(self, images: tuple, specs: list[ImageJob], info: RunInfo, on_saved: Optional[SavedCallback]) -> None:
         written: list[Path] = []
         error = ""
         try:

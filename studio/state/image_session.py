@@ -211,10 +211,10 @@ class ImageSession(QObject):
 
 
 def _result_caption(spec: ImageJob, result: ImageResult, paths: list[Path]) -> str:
-    seconds = result.info.get("seconds")
-    took = f" · {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    seconds = result.info.seconds
+    took = f" · {seconds:.1f} s" if seconds is not None else ""
     count = f" · {len(result.images)} images" if len(result.images) > 1 else ""
-    sampler = result.info.get("scheduler") or spec.scheduler
+    sampler = result.info.scheduler or spec.scheduler
     settings = (
         f"{spec.width}×{spec.height} · {sampler + ' · ' if sampler else ''}{spec.steps} steps · "
         f"CFG {spec.guidance_scale:g} · seed {spec.seed}"

@@ -13,11 +13,12 @@ import dataclasses
 import enum
 import functools
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from studio.core.errors import StudioError, first_line
+from studio.core.events import RunInfo
 from studio.core.jobs import ExportJob, JobSpec, Lane
 from studio.state.engine_thread import EngineThread
 
@@ -53,7 +54,7 @@ class JobHandle(QObject):
     ended = Signal()  # after whichever of the three came
     removed = Signal()  # dropped from the list's bounded history
 
-    def __init__(self, job_id: int, spec: JobSpec, lane: Lane, jobs: "JobList"):
+    def __init__(self, job_id: int, spec: JobSpec, lane: Lane, cancel: Callable[[int], None]):
         super().__init__()  # no parent: it lives as long as its list or its holder keeps it
         self.id = job_id
         self.spec = spec
@@ -67,7 +68,9 @@ class JobHandle(QObject):
         self.queued_at = time.monotonic()
         self.started_at: Optional[float] = None
         self.ended_at: Optional[float] = None
-        self._jobs = jobs
+        # The engine's cancel, not the JobList: a handle must not hold its list, which holds it
+        # (docs/DESIGN.md §9: no QObject in a reference cycle).
+        self._cancel = cancel
 
     @property
     def seconds(self) -> Optional[float]:
@@ -83,7 +86,7 @@ class JobHandle(QObject):
     def cancel(self) -> None:
         """A queued job leaves without running; a running one stops at its next step or token."""
         if not self.state.is_terminal:
-            self._jobs.engine.cancel(self.id)
+            self._cancel(self.id)
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self.kind} {self.state.value}>"
@@ -127,7 +130,7 @@ class JobList(QObject):
         super().__init__(parent)
         self.engine = engine
         self.error = ErrorState(self)
-        self.last_info: dict = {}  # `info` of the newest finished result: device, runtime, seconds
+        self.last_info = RunInfo()  # `info` of the newest finished result: device, runtime, seconds
         # The runtime picked per model in the window ("torch" / "onnx"); a model not in here runs
         # on its own runtime ("auto"). Applied to every job the window submits for that model.
         self.runtimes: dict[str, str] = {}
@@ -220,7 +223,7 @@ class JobList(QObject):
 
     @Slot(int, object)
     def _on_queued(self, job_id: int, spec: JobSpec) -> None:
-        job = JobHandle(job_id, spec, spec.lane, self)
+        job = JobHandle(job_id, spec, spec.lane, self.engine.cancel)
         self._handles[job_id] = job
         self.job_added.emit(job)
         self._update_busy()
@@ -240,10 +243,11 @@ class JobList(QObject):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, result: object) -> None:
-        self.last_info = dict(getattr(result, "info", {}) or {})
+        info = getattr(result, "info", None)
+        self.last_info = info if isinstance(info, RunInfo) else RunInfo()
         job = self._end(job_id, JobState.FINISHED, "")
-        if self.last_info.get("degraded"):  # it ran out of memory and got through with less: say so
-            self.error.show(_sentence(str(self.last_info["degraded"])))
+        if self.last_info.degraded:  # it ran out of memory and got through with less: say so
+            self.error.show(_sentence(self.last_info.degraded))
         if job is not None:
             job.finished.emit(result)
             self.finished.emit(job, result)

@@ -1,4 +1,4 @@
-"""Data fetch, training and export of the embedded models (DESIGN §1 `training/`).
+"""Data fetch, training and export of the embedded models (docs/DESIGN.md §1 `training/`).
 
 Data is fetched from npm and Debian packages only here, when someone runs `studio train`; the
 studio never fetches anything at run time. Imports only core and models; torch is imported by the

@@ -172,7 +172,8 @@ def evaluate_text(model: Any, device: torch.device, quick: bool) -> Evaluation:
     ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
     if ids.numel() < 2:
         raise StudioError("The held-out prose is empty, so there is nothing to measure perplexity on.")
-    ppl, _ = perplexity(net.to(device), ids, context, device)
+    # transformers wraps `to` in @wraps(Module.to), which hides its binding from pyright.
+    ppl, _ = perplexity(net.to(device), ids, context, device)  # pyright: ignore[reportArgumentType]
     name = corpus.heldout_name + (f" (first {QUICK_TEXT_CHARS:,} characters)" if quick else "")
 
     found = Evaluation(
@@ -215,7 +216,8 @@ def image_settings(model: Any) -> tuple[int, float, str]:
 
 
 def load_pipeline(folder: Path, device: torch.device):
-    from diffusers import DiffusionPipeline
+    # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+    from diffusers import DiffusionPipeline  # pyright: ignore[reportPrivateImportUsage]
 
     from studio.models.formats import read_json
     from studio.models.libraries import quiet_library_logs

@@ -12,7 +12,7 @@ finishes the same run rather than starting a longer one. Learning-rate schedules
 fraction of that time spent, so a shorter budget still ends with a cooled-down model.
 
 The checkpoint is a torch file only this code writes; it is still read with
-`torch.load(weights_only=True)`, the same rule as for any other file (DESIGN §4)."""
+`torch.load(weights_only=True)`, the same rule as for any other file (docs/DESIGN.md §4)."""
 
 from __future__ import annotations
 

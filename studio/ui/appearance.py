@@ -60,7 +60,7 @@ class Appearance(QObject):
 
     def apply(self) -> None:
         app = QGuiApplication.instance()
-        if app is None or self._applying:
+        if not isinstance(app, QGuiApplication) or self._applying:  # no application yet, or one without a GUI
             return
         self._applying = True  # asking Qt for a scheme can report a change, which calls back here
         try:

@@ -206,7 +206,7 @@ class Canvas(QGraphicsView):
 
 def local_image_path(mime: QMimeData) -> Optional[Path]:
     """The first local file in `mime` whose name says it is an image Qt can read."""
-    readable = {bytes(name).decode().lower() for name in QImageReader.supportedImageFormats()}
+    readable = {bytes(name.data()).decode().lower() for name in QImageReader.supportedImageFormats()}
     for url in mime.urls() if mime.hasUrls() else []:
         if url.isLocalFile():
             path = Path(url.toLocalFile())

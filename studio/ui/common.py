@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QSplitter, QStackedWidget, QVBoxLayout, QWidget
 
 from studio.engine.export.onnx_export import needs_export, why_not_exportable
@@ -77,7 +78,8 @@ class RuntimeCombo(QComboBox):
         """Enable the runtimes `model` has and select `picked` (Auto when it has not got it, unless
         it is ONNX Runtime and the export is `exporting`). ONNX Runtime stays enabled for a model
         that can be exported: picking it exports it."""
-        items = self.model()  # a QStandardItemModel: items can be disabled one by one
+        items = self.model()
+        assert isinstance(items, QStandardItemModel)  # a QComboBox's own model: items can be disabled one by one
         for index in range(self.count()):
             runtime = self.itemData(index)
             has = runtime == "auto" or (model is not None and runtime in model.runtimes)
@@ -212,7 +214,7 @@ class Workspace(QWidget):
             self.models.setCurrentIndex(index)
 
 
-def canvas_beside_panel(canvas: QWidget, caption: QLabel, panel: QWidget) -> QSplitter:
+def canvas_beside_panel(canvas: QWidget, caption: QWidget, panel: QWidget) -> QSplitter:
     """The workspaces' shared layout: the canvas with its caption below, the controls on the right.
     The canvas takes the spare width and cannot be collapsed away."""
     left = QWidget()

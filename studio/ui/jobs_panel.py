@@ -132,7 +132,8 @@ class JobsPanel(QWidget):
 
     def rows(self) -> list[JobRow]:
         """The rows shown, newest first."""
-        found = (self._list.itemAt(i).widget() for i in range(self._list.count()))
+        items = (self._list.itemAt(i) for i in range(self._list.count()))
+        found = (item.widget() for item in items if item is not None)
         return [row for row in found if isinstance(row, JobRow)]
 
     def row(self, job: JobHandle) -> Optional[JobRow]:

@@ -110,8 +110,9 @@ class LatentPanel(QWidget):
             widget.deleteLater()
         while self._grid.count():
             item = self._grid.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.directions = directions
         self._sliders, self._values, self._locks = [], [], []
         self._latent = directions.mean.copy()

@@ -15,6 +15,7 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from studio.core.errors import StudioError
+from studio.core.events import RunInfo
 from studio.models.registry import ModelRegistry
 from studio.state.jobs import JobList, JobState
 from studio.state.settings_store import SettingsStore
@@ -29,12 +30,11 @@ from studio.ui.write_workspace import WriteWorkspace
 log = logging.getLogger(__name__)
 
 
-def _where(info: dict) -> str:
+def _where(info: RunInfo) -> str:
     """Where the last job ran, for the status bar: "cpu · PyTorch" or "cpu · ONNX Runtime (CPU)"."""
-    if info.get("runtime") == "onnx":
-        provider = info.get("provider")
-        return f"{info.get('device')} · ONNX Runtime" + (f" ({provider})" if provider else "")
-    return f"{info.get('device')} · PyTorch" if info.get("runtime") == "torch" else str(info.get("device"))
+    if info.runtime == "onnx":
+        return f"{info.device} · ONNX Runtime" + (f" ({info.provider})" if info.provider else "")
+    return f"{info.device} · PyTorch" if info.runtime == "torch" else str(info.device)
 
 
 class MainWindow(QMainWindow):
@@ -179,7 +179,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _update_engine_state(self, *_args) -> None:
         running = [r for r in self.jobs.active() if r.state is JobState.RUNNING]
-        device = self.jobs.last_info.get("device")
+        device = self.jobs.last_info.device
         if running:
             record = running[0]
             steps = f" · {record.step}/{record.total}" if record.total else ""

@@ -50,14 +50,14 @@ class ExportDialog(QDialog):
         path_row = QHBoxLayout()
         path_row.addWidget(self.path, 1)
         path_row.addWidget(self.browse_button)
-        self.size = QSpinBox()
-        self.size.setRange(8, 4096)
-        self.size.setValue(256)
-        self.size.setSuffix(" px")
-        self.size.setToolTip("The longer side of the exported frames")
+        self.frame_size = QSpinBox()
+        self.frame_size.setRange(8, 4096)
+        self.frame_size.setValue(256)
+        self.frame_size.setSuffix(" px")
+        self.frame_size.setToolTip("The longer side of the exported frames")
         form = QFormLayout()
         form.addRow("File", path_row)
-        form.addRow("Size", self.size)
+        form.addRow("Size", self.frame_size)
 
         self.status = QLabel("A .gif or an .mp4 file.")
         self.status.setWordWrap(True)
@@ -113,7 +113,7 @@ class ExportDialog(QDialog):
         self._running = True
         self._update()
         self.status.setText("Rendering frames…")
-        self.start_requested.emit(self.file(), self.size.value())
+        self.start_requested.emit(self.file(), self.frame_size.value())
 
     def _cancel(self) -> None:
         if self._running:
@@ -142,7 +142,7 @@ class ExportDialog(QDialog):
         )
         self.gif_note.setVisible(off)
         self.export_button.setEnabled(ok and not self._running)
-        for widget in (self.path, self.browse_button, self.size):
+        for widget in (self.path, self.browse_button, self.frame_size):
             widget.setEnabled(not self._running)
 
 

@@ -289,16 +289,17 @@ class PaintCanvas(Canvas):
             self._move_outline(None)
         return super().viewportEvent(event)
 
-    def _outline_rect(self) -> QRectF:
+    def _outline_rect(self, centre: QPointF) -> QRectF:
+        """The brush outline around `centre`, a viewport point."""
         radius = self._brush_size * self.zoom() / 2
-        return QRectF(self._hover.x() - radius, self._hover.y() - radius, 2 * radius, 2 * radius)
+        return QRectF(centre.x() - radius, centre.y() - radius, 2 * radius, 2 * radius)
 
     def _move_outline(self, point: Optional[QPointF]) -> None:
         if self._hover is not None:
-            self.viewport().update(self._outline_rect().toAlignedRect().adjusted(-2, -2, 2, 2))
+            self.viewport().update(self._outline_rect(self._hover).toAlignedRect().adjusted(-2, -2, 2, 2))
         self._hover = point
         if point is not None and self._painting():
-            self.viewport().update(self._outline_rect().toAlignedRect().adjusted(-2, -2, 2, 2))
+            self.viewport().update(self._outline_rect(point).toAlignedRect().adjusted(-2, -2, 2, 2))
 
     def drawForeground(self, painter: QPainter, rect) -> None:  # noqa: N802
         super().drawForeground(painter, rect)
@@ -308,7 +309,7 @@ class PaintCanvas(Canvas):
         painter.resetTransform()  # the outline is drawn in viewport pixels
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        outline = self._outline_rect()
+        outline = self._outline_rect(self._hover)
         painter.setPen(QPen(QColor(0, 0, 0, 160), 1))  # dark then light: visible on any picture
         painter.drawEllipse(outline.adjusted(-1, -1, 1, 1))
         painter.setPen(QPen(QColor(255, 255, 255, 220), 1))

@@ -39,26 +39,26 @@ class PaintTools(QToolBar):
             self.group.addButton(button)
             self.buttons[key] = button
             layout.addWidget(button)
-        self.size = QSpinBox()
-        self.size.setRange(1, 512)
-        self.size.setSuffix(" px")
-        self.size.setToolTip("Brush size, in picture pixels")
-        self.size.valueChanged.connect(canvas.set_brush_size)
+        self.brush_size = QSpinBox()
+        self.brush_size.setRange(1, 512)
+        self.brush_size.setSuffix(" px")
+        self.brush_size.setToolTip("Brush size, in picture pixels")
+        self.brush_size.valueChanged.connect(canvas.set_brush_size)
         layout.addSeparator()
         layout.addWidget(QLabel(" Size "))
-        layout.addWidget(self.size)
+        layout.addWidget(self.brush_size)
         layout.addSeparator()
-        self.clear = self._action("Clear mask", "Remove the whole mask", canvas.clear_mask)
+        self.clear_mask = self._action("Clear mask", "Remove the whole mask", canvas.clear_mask)
         self.invert = self._action("Invert", "Repaint what is outside the mask instead", canvas.invert_mask)
         self.show_mask = self._action("Show mask", "Show or hide the mask (it is kept either way)", None)
         self.show_mask.setCheckable(True)
         self.show_mask.setChecked(True)
         self.show_mask.toggled.connect(canvas.show_mask)
-        for button in (self.clear, self.invert, self.show_mask):
+        for button in (self.clear_mask, self.invert, self.show_mask):
             layout.addWidget(button)
         layout.addSeparator()
         layout.addWidget(self._action("Fit", "Fit the picture in the view (F)", canvas.fit_to_view))
-        self.size.setValue(canvas.brush_size())
+        self.brush_size.setValue(canvas.brush_size())
         self.set_tool("pan")
 
     def _action(self, text: str, tip: str, slot) -> QToolButton:
@@ -72,7 +72,7 @@ class PaintTools(QToolBar):
     def set_tool(self, key: str) -> None:
         self.canvas.set_tool(key)
         self.buttons[key].setChecked(True)
-        self.size.setEnabled(key != "pan")
+        self.brush_size.setEnabled(key != "pan")
 
     def save_settings(self, store: SettingsStore) -> None:
         store.set("image/tool", self.canvas.tool())
@@ -81,4 +81,4 @@ class PaintTools(QToolBar):
     def restore_settings(self, store: SettingsStore) -> None:
         tool = store.get("image/tool", "pan")
         self.set_tool(tool if tool in self.buttons else "pan")
-        self.size.setValue(store.get("image/brush_size", self.canvas.brush_size()))
+        self.brush_size.setValue(store.get("image/brush_size", self.canvas.brush_size()))

@@ -51,10 +51,10 @@ class TravelPanel(QWidget):
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
-        self.size = QSpinBox()
-        self.size.setRange(64, 2048)
-        self.size.setSingleStep(64)
-        self.size.setSuffix(" px")
+        self.image_size = QSpinBox()
+        self.image_size.setRange(64, 2048)
+        self.image_size.setSingleStep(64)
+        self.image_size.setSuffix(" px")
         self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip("Generate this prompt and seed on the canvas (Enter in the prompt does too)")
         self.preview_button.clicked.connect(self.preview_requested)
@@ -64,7 +64,7 @@ class TravelPanel(QWidget):
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
-        form.addRow("Size", self.size)
+        form.addRow("Size", self.image_size)
         self.note = QLabel(
             "Each keyframe is a prompt and a seed. A morph starts every frame from the slerp of the "
             "keys' starting noises and blends their prompts; ancestral samplers (Euler a) would "
@@ -83,7 +83,7 @@ class TravelPanel(QWidget):
         """A model's own defaults (from its studio.json and its training size)."""
         self.steps.setValue(steps)
         self.guidance.setValue(guidance)
-        self.size.setValue(max(self.size.minimum(), size))
+        self.image_size.setValue(max(self.image_size.minimum(), size))
 
     def key(self) -> dict:
         """The keyframe the fields describe."""
@@ -95,7 +95,7 @@ class TravelPanel(QWidget):
 
     def settings(self) -> dict:
         """The fields every frame shares, as ImageJob/MorphJob fields."""
-        size = self.size.value()
+        size = self.image_size.value()
         return {
             "negative_prompt": self.negative.text().strip(),
             "steps": self.steps.value(),

@@ -192,9 +192,10 @@ class WorldInfoEditor(QWidget):
         self._put(row, dataclasses.replace(self.document.world_info[row], enabled=enabled))
 
     def _put(self, row: int, entry: WorldInfoEntry) -> None:
-        if entry == self.document.world_info[row]:  # e.g. a trailing comma after the last key
+        world_info = self._world_info()
+        if entry == world_info[row]:  # e.g. a trailing comma after the last key
             return
-        self.document.world_info[row] = entry
+        world_info[row] = entry
         self._update_triggered()
         self.changed.emit()
 
@@ -214,8 +215,12 @@ class WorldInfoEditor(QWidget):
         if not self._loading:  # while the list itself changes, the change shows the entry after
             self._show_entry(row)
 
+    def _world_info(self) -> list[WorldInfoEntry]:
+        """The document's entries, edited in place (none without a document)."""
+        return self.document.world_info if self.document is not None else []
+
     def _show_entry(self, row: int) -> None:
-        entries = self.document.world_info if self.document is not None else []
+        entries = self._world_info()
         entry = entries[row] if 0 <= row < len(entries) else None
         with self._quiet():
             self.keys.setText(keys_text(entry.keys) if entry else "")
@@ -233,7 +238,7 @@ class WorldInfoEditor(QWidget):
                 self._refresh_row(row)
 
     def _refresh_row(self, row: int) -> None:
-        entry = self.document.world_info[row]
+        entry = self._world_info()[row]
         item = self.entries.item(row)
         hit = row in self._triggered
         label = keys_text(entry.keys) or "(no keys)"

@@ -1,4 +1,4 @@
-"""Autosave and crash recovery for documents (DESIGN §4: user work is never lost).
+"""Autosave and crash recovery for documents (docs/DESIGN.md §4: user work is never lost).
 
 No Qt and no threads here: the editor calls `save_now` from its own timer and on focus loss,
 and `mark_clean` when the window closes normally. Each draft is written atomically (a crash

@@ -227,8 +227,11 @@ class Document:
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(g.alternatives):
             raise DocumentError(f"Generation {gen_id} has no alternative {index!r} (it has {len(g.alternatives)}).")
         if index != g.shown:
+            pieces = g.alternatives[index]
+            if pieces is None:  # only the shown sample's slot is empty
+                raise DocumentError(f"Generation {gen_id} has lost its alternative {index}; reopen the document.")
             g.alternatives[g.shown] = self._pieces_between(g.start, g.end)
-            pieces, g.alternatives[index], g.shown = g.alternatives[index], None, index
+            g.alternatives[index], g.shown = None, index
             self._put_generation(gen_id, g, pieces)
         return g.start, g.end
 
@@ -388,7 +391,7 @@ class Document:
             return NotImplemented
         return self._state() == other._state()
 
-    __hash__ = None  # mutable
+    # No __hash__: a class that defines __eq__ gets __hash__ = None, which a mutable document wants.
 
     def __repr__(self) -> str:
         return f"Document(name={self.name!r}, {len(self._text)} characters, {len(self._pieces)} spans)"

@@ -21,7 +21,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional, TypeGuard
 
 from studio.core.atomic import FileChangedError, FileStamp, write_atomic
 from studio.core.errors import DocumentError
@@ -243,7 +243,7 @@ class _Reader:
     def __init__(self, lead: str):
         self.lead = lead
 
-    def fail(self, problem: str) -> None:
+    def fail(self, problem: str) -> NoReturn:
         raise DocumentError(f"{self.lead}: {problem}.")
 
     def document(self, data: Any) -> Document:
@@ -384,7 +384,7 @@ def _label(name: str) -> str:
     return name if " " in name else f"`{name}`"
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -30,7 +30,7 @@ def test_a_job_that_runs_out_of_memory_runs_again_with_less_and_says_what_change
     events = run(runner, image("oom-once"))
     end = events[-1]
     assert isinstance(end, Finished)
-    assert end.result.info["degraded"] == (
+    assert end.result.info.degraded == (
         "Ran out of memory, so it ran again with 1 other model unloaded, "
         "one image at a time (simulated); that can be slower."
     )
@@ -39,8 +39,8 @@ def test_a_job_that_runs_out_of_memory_runs_again_with_less_and_says_what_change
     assert [key[0] for key in runner.cache.keys()] == ["oom-once"]
     # The model stays in its memory-saving mode, and its later results say so.
     later = run(runner, image("oom-once", seed=4))[-1]
-    assert later.result.info["memory_saving"] == "one image at a time (simulated)"
-    assert "degraded" not in later.result.info
+    assert later.result.info.memory_saving == "one image at a time (simulated)"
+    assert "degraded" not in later.result.info.to_dict()
 
 
 def test_out_of_memory_even_with_memory_saving_is_a_sentence_with_what_to_change(runner):
@@ -62,7 +62,7 @@ def test_text_that_runs_out_of_memory_before_its_first_token_is_run_again(runner
     write_fake_model(fake_models / "oom-prefill", "text", step_seconds=0.0, oom_at_step=1)
     runner.registry.refresh()
     events = run(runner, TextJob(model="oom-prefill", prompt="x", max_new_tokens=4))
-    assert isinstance(events[-1], Finished) and "degraded" in events[-1].result.info
+    assert isinstance(events[-1], Finished) and "degraded" in events[-1].result.info.to_dict()
     assert sum(isinstance(e, Token) for e in events) == 4
 
 

@@ -1,4 +1,4 @@
-"""Malicious pickles never run, whichever way a user opens them (DESIGN §4).
+"""Malicious pickles never run, whichever way a user opens them (docs/DESIGN.md §4).
 
 Each variant below is a file that runs code when unpickled: the code creates a canary file. The
 control test opens every variant the unsafe way (plain pickle / torch.load with weights_only=False,

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from studio.core.events import ImageResult
+from studio.core.events import ImageResult, RunInfo
 from studio.core.jobs import ImageJob, Lane
 from studio.engine.runner import Runner
 from studio.models.registry import ModelRegistry
@@ -189,7 +189,7 @@ def picture(value: int) -> np.ndarray:
 def finish(qtbot, session, job, *images):
     with qtbot.waitSignal(session.writer.saved, timeout=10_000):
         job.state = JobState.FINISHED
-        job.finished.emit(ImageResult(images, {"seconds": 1.5}))
+        job.finished.emit(ImageResult(images, RunInfo(seconds=1.5)))
 
 
 def test_the_newest_job_that_painted_wins_and_older_ones_only_reach_the_gallery(qtbot, session, hand_jobs):

@@ -43,7 +43,7 @@ def test_record_goes_queued_running_finished(qtbot, jobs):
     assert [step for s, step in states if s is JobState.RUNNING][-1] == 3
     assert (job.step, job.total, job.message) == (3, 3, "")
     assert job.seconds is not None and job.seconds >= 0
-    assert jobs.active() == [] and jobs.last_info["device"] == "cpu"
+    assert jobs.active() == [] and jobs.last_info.device == "cpu"
 
 
 def test_previews_tokens_and_the_end_arrive_on_the_jobs_own_handle(qtbot, jobs):

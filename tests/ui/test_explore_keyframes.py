@@ -176,7 +176,7 @@ def export(qtbot, ws, path, size=48):
     dialog = ws.keyframes.export_button.click() or ws.morphs.export_dialog
     assert dialog is not None and dialog.isVisible()
     dialog.path.setText(str(path))
-    dialog.size.setValue(size)
+    dialog.frame_size.setValue(size)
     dialog.export_button.click()
     return dialog
 

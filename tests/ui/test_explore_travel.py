@@ -24,7 +24,7 @@ def travel_window(fake_models, make_window, qtbot):
     window.tabs.setCurrentWidget(ws)
     ws.models.setCurrentIndex(ws.models.findData("tiny-sd"))
     ws.travel.steps.setValue(STEPS)
-    ws.travel.size.setValue(64)  # the panel's smallest; the tiny model makes 64 px pictures quickly
+    ws.travel.image_size.setValue(64)  # the panel's smallest; the tiny model makes 64 px pictures quickly
     return window
 
 

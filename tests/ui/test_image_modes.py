@@ -60,7 +60,7 @@ def test_inpainting_repaints_only_the_brushed_area(qtbot, ws, pixels):
     assert "Paint the area to repaint" in ws.jobs.error.message and len(ws.jobs) == 0
 
     ws.tools.set_tool("brush")
-    ws.tools.size.setValue(20)
+    ws.tools.brush_size.setValue(20)
     ws.canvas.actual_size()
     ws.canvas.centerOn(32, 32)
     centre = ws.canvas.mapFromScene(20, 32)

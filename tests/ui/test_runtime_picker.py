@@ -51,7 +51,7 @@ def test_onnx_is_offered_only_for_exported_models_and_runs_their_jobs(qtbot, exp
     job = window.jobs.submit(LatentDecodeJob(model="emoji-gan", latent=(0.5,) * 128))
     qtbot.waitUntil(lambda: job.state is JobState.FINISHED, timeout=20_000)
     assert job.spec.runtime == "onnx"  # the pick went into the job
-    assert window.jobs.last_info["provider"] == "CPU"
+    assert window.jobs.last_info.provider == "CPU"
     qtbot.waitUntil(lambda: "ONNX Runtime (CPU)" in window.engine_label.text(), timeout=2_000)
     assert window.engine_label.text() == "Engine idle · cpu · ONNX Runtime (CPU)"
 
@@ -82,7 +82,7 @@ def test_picking_onnx_for_a_model_without_an_export_exports_it_then_runs_on_it(q
 
     job = window.jobs.submit(LatentDecodeJob(model="emoji-vae", latent=(0.5,) * 128))
     qtbot.waitUntil(lambda: job.state is JobState.FINISHED, timeout=20_000)
-    assert window.jobs.last_info["runtime"] == "onnx" and window.jobs.last_info["model"] == "emoji-vae-onnx"
+    assert window.jobs.last_info.runtime == "onnx" and window.jobs.last_info.model == "emoji-vae-onnx"
 
 
 def test_a_failed_export_goes_back_to_the_models_own_runtime(qtbot, exported_gan, make_window):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_che
 if TYPE_CHECKING:
     import numpy as np
 
-    from studio.core.events import ContextResult, ImageResult, TextResult
+    from studio.core.events import ContextResult, ImageResult, RunInfo, TextResult
     from studio.core.jobs import ContextJob, ImageJob, TextJob
     from studio.engine.backends.job_context import JobContext
     from studio.models.registry import ModelInfo
@@ -65,7 +65,7 @@ class TextBackend(Protocol):
 class LatentBackend(Protocol):
     latent_dim: int  # numbers in one latent
     image_size: int  # the side of the square pictures it decodes to
-    info: dict[str, Any]  # what every result from this model says about where it ran
+    info: RunInfo  # what every result from this model says about where it ran
 
     def decode(self, latents: "np.ndarray") -> "np.ndarray":
         """float32 (N, latent_dim) -> uint8 (N, image_size, image_size, 3)."""
@@ -85,7 +85,7 @@ class MorphableImageBackend(Protocol):
     prompt embeddings, which reproduce exactly what an image job derives from its seed and prompt."""
 
     base_scheduler: Any  # the model's own scheduler, whose config every sampler starts from
-    info: dict[str, Any]
+    info: RunInfo
 
     def check_morphable(self) -> None:
         """SpecError naming `model` unless this pipeline takes its noise and embeddings as arguments."""

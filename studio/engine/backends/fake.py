@@ -12,7 +12,7 @@ from typing import Union
 
 import numpy as np
 
-from studio.core.events import ContextResult, ImageResult, TextResult
+from studio.core.events import ContextResult, ImageResult, RunInfo, TextResult
 from studio.core.jobs import ContextJob, ImageJob, TextJob
 from studio.core.kinds import Device
 from studio.engine.backends.helpers import to_uint8_image
@@ -51,7 +51,7 @@ class FakeBackend:
         self.latent_dim = latent_dim
         self.image_size = image_size
         self.memory_bytes = 1024
-        self.info = {"device": Device.CPU, "runtime": "fake"}
+        self.info = RunInfo(device=Device.CPU, runtime="fake")
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:
@@ -110,7 +110,7 @@ class FakeBackend:
                     index * spec.steps + step, total, preview=lambda t=t: to_uint8_image(noise * (1 - t) + final * t)
                 )
             images.append(to_uint8_image(final))
-        return ImageResult(tuple(images), dict(self.info))
+        return ImageResult(tuple(images), self.info)
 
     def context(self, spec: Union[TextJob, ContextJob]) -> ContextResult:
         """Assembled as the real backends do, counting a word (and its space) as a token."""
@@ -137,7 +137,7 @@ class FakeBackend:
             ctx.token(piece, token_id, alternatives)
             pieces.append(piece)
             ids.append(token_id)
-        return TextResult("".join(pieces), tuple(ids), dict(self.info))
+        return TextResult("".join(pieces), tuple(ids), self.info)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         n = latents.shape[0]

@@ -74,13 +74,15 @@ class _Call:
     """One call: its result or exception, and whether it has ended."""
 
     def __init__(self, fn: Callable[[], Any]):
-        self.fn = fn
+        self.fn: Optional[Callable[[], Any]] = fn  # None once run
         self.done = threading.Event()
         self.result: Any = None
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         try:
+            if self.fn is None:
+                raise RuntimeError("A native call runs once; start another for the same work.")
             self.result = self.fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread (a Rust panic included)
             self.error = exc

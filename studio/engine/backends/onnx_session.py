@@ -5,7 +5,7 @@ provider really runs it.
 Providers are asked for in the order TensorRT -> CUDA -> CPU on a GPU, CPU alone otherwise. ONNX
 Runtime falls back silently when a provider cannot start (its libraries missing, no GPU); here a
 job that asked for the GPU and would land on the CPU is refused with a sentence instead, and the
-provider actually used is reported in every result (`info["provider"]`), in the status bar and
+provider actually used is reported in every result (`info.provider`), in the status bar and
 in `studio models`. onnxruntime is imported inside the functions, so importing this stays cheap."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from studio.core.errors import ModelFileError, SpecError, StudioError, first_line, shown
+from studio.core.events import RunInfo
 from studio.core.kinds import Device, Runtime
 from studio.engine.backends import native
 from studio.engine.backends.helpers import no_cuda
@@ -310,6 +311,6 @@ def probe_provider(device: str) -> str:
         return CPU
 
 
-def info_for(device: str, provider: str) -> dict[str, str]:
+def info_for(device: str, provider: str) -> RunInfo:
     """What every ONNX result says about where it ran."""
-    return {"runtime": Runtime.ONNX, "device": device, "provider": short_name(provider), "dtype": "float32"}
+    return RunInfo(runtime=Runtime.ONNX, device=device, provider=short_name(provider), dtype="float32")

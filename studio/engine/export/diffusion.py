@@ -401,7 +401,7 @@ def generation_inputs(pipe: Any, size: int, seed: int = PARITY_SEED, steps: int 
     import torch
     from PIL import Image
 
-    inputs = dict(
+    inputs: dict[str, Any] = dict(
         prompt=PARITY_PROMPT,
         negative_prompt=None,
         num_inference_steps=steps,

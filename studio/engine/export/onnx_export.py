@@ -71,7 +71,7 @@ def export_onnx(model: Any, out: Path, say: Say = log.info, replace: bool = Fals
     check passes; when it fails, nothing is left behind and the figures say why. An existing
     non-empty `out` is refused unless `replace`."""
     exporter = _exporter(model)
-    out = expand_user(out, SpecError).absolute()
+    out = expand_user(out, lambda sentence: SpecError("out", sentence)).absolute()
     _check_out(model, out, replace)
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out.parent.glob(f".{out.name}.exporting-*"), *out.parent.glob(f".{out.name}.replaced-*")]:

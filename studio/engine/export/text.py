@@ -238,6 +238,10 @@ def _with_cache(lm: Any) -> Any:
     from transformers import DynamicCache
 
     cache_keyword = _cache_keyword(lm)
+    if cache_keyword is None:  # _example_past refuses such a model first
+        raise StudioError(
+            "This model's forward pass takes no KV cache, so the studio cannot export it to ONNX; run it on torch."
+        )
 
     class WithCache(torch.nn.Module):
         def __init__(self, lm: Any):

@@ -1,7 +1,7 @@
 """The messages between the window and its engine process, in one place.
 
 They travel over a private socketpair as a multiprocessing Connection: each message is pickled
-whole, so each is a frozen dataclass of picklable data (DESIGN §2: specs and events are picklable
+whole, so each is a frozen dataclass of picklable data (docs/DESIGN.md §2: specs and events are picklable
 data). The window's side is supervisor.EngineProcess, the engine process's is engine_main; each
 reads a message and dispatches on its type.
 

@@ -4,7 +4,7 @@
 queue until the queue closes and reports each through `emit`, ending every job in exactly one
 terminal event. The jobs run in a child process (engine_main.py), so when native code crashes
 there, the jobs it held fail with one sentence, a fresh engine process takes the next job, and
-the window with its canvas and documents carries on untouched (DESIGN §2)."""
+the window with its canvas and documents carries on untouched (docs/DESIGN.md §2)."""
 
 from __future__ import annotations
 

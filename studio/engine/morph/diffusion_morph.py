@@ -161,15 +161,13 @@ def run_diffusion_morph(spec: MorphJob, backend: object, ctx: JobContext) -> Ima
         positions = line.frame_positions(spec.frames)
     frames = tuple(render(float(u)) for u in positions)
 
-    info = dict(backend.info)
-    info.update(
+    info = backend.info.replace(
         positions=[round(float(u), 6) for u in positions],
         keyframes=names,
         generations=generated,
         scheduler=sampler or sampler_name(backend.base_scheduler),
+        scheduler_note=note or "",
     )
     if spec.prompts and not spec.seeds:
-        info["seed"] = spec.seed  # the one seed of every frame
-    if note:
-        info["scheduler_note"] = note
+        info = info.replace(seed=spec.seed)  # the one seed of every frame
     return ImageResult(frames, info)

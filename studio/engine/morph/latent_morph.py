@@ -76,8 +76,7 @@ def run_latent_morph(spec: MorphJob, backend: LatentBackend, ctx: JobContext) ->
         positions = timeline.frame_positions(spec.frames)
     latents = timeline.at(positions, spec.method)
     frames = [image for start in range(0, len(latents), BATCH) for image in decode(latents[start : start + BATCH])]
-    info = dict(backend.info)
-    info.update(positions=[round(float(u), 6) for u in positions], keyframes=timeline.names)
+    info = backend.info.replace(positions=[round(float(u), 6) for u in positions], keyframes=timeline.names)
     return ImageResult(tuple(frames), info)
 
 
@@ -87,11 +86,10 @@ def encode_picture(spec: LatentEncodeJob, backend: LatentBackend, ctx: JobContex
     if not isinstance(backend, PictureEncoder):
         raise SpecError(
             "runtime",
-            f"is {backend.info.get('runtime', 'this runtime')}, which cannot encode pictures "
-            "yet; choose the torch runtime.",
+            f"is {backend.info.runtime or 'this runtime'}, which cannot encode pictures yet; choose the torch runtime.",
         )
     size = backend.image_size
     picture = np.asarray(load_picture(spec.image, size, size))
     ctx.check_cancelled()
     latent = backend.encode(picture[None])[0]
-    return LatentResult((tuple(float(v) for v in latent),), dict(backend.info))
+    return LatentResult((tuple(float(v) for v in latent),), backend.info)

@@ -139,7 +139,7 @@ def build_emoji_set(images_root: Path, labels_root: Path, size: int = 64, limit:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = Image.alpha_composite(white, rgba).convert("RGB")
         if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.LANCZOS)
+            rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
         images[i] = np.asarray(rgb)
     return EmojiSet(
         images=images,

@@ -179,7 +179,8 @@ class _Reader:
             self.refs.append(env)
             return env
         if kind == SYMSXP:
-            symbol = RSymbol(self.item() or "")  # a CHARSXP
+            name = self.item()  # a CHARSXP: the symbol's text, or None for NA
+            symbol = RSymbol(name if isinstance(name, str) else "")
             self.refs.append(symbol)
             return symbol
         if kind in (PACKAGESXP, NAMESPACESXP):

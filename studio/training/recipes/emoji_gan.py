@@ -65,11 +65,11 @@ class EmojiGanRecipe(Recipe):
         base = 8 if self.options.tiny else 32
         last = torch.channels_last
         self.decoder_config = {"base_channels": base, "norm": "batch", "convs": 1}
-        self.generator = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=1).to(
-            self.device, memory_format=last
-        )
+        # torch's overloads of Module.to omit memory_format, which it takes.
+        generator = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=1)
+        self.generator = generator.to(self.device, memory_format=last)  # pyright: ignore[reportCallIssue]
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.discriminator = Discriminator(base).to(self.device, memory_format=last)
+        self.discriminator = Discriminator(base).to(self.device, memory_format=last)  # pyright: ignore[reportCallIssue]
         self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=LR, betas=(0.5, 0.999))
         self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=LR, betas=(0.5, 0.999))
         data = load_images(self.options, IMAGE_SIZE)
@@ -87,7 +87,8 @@ class EmojiGanRecipe(Recipe):
         }
 
     def train_step(self, progress: float) -> dict[str, float]:
-        self.generator.train(), self.discriminator.train()
+        self.generator.train()
+        self.discriminator.train()
         _, real = batch(self.images, self.batch)
         z = torch.randn(self.batch, LATENT_DIM, device=self.device)
         fake = self.generator(z)

@@ -19,6 +19,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -83,7 +84,9 @@ def train_clip_tokenizer(texts: list[str], vocab_size: int):
     for char in pre_tokenizers.ByteLevel.alphabet():  # every byte, mid-word and word-final
         for token in (char, char + "</w>"):
             vocab.setdefault(token, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[tuple(m) for m in model["merges"]], model_max_length=MAX_TOKENS)
+    # transformers annotates merges as strings; the tokenizers BPE it feeds them to takes (left, right) pairs.
+    pairs = [tuple(m) for m in model["merges"]]
+    return CLIPTokenizer(vocab=vocab, merges=pairs, model_max_length=MAX_TOKENS)  # pyright: ignore[reportArgumentType]
 
 
 def caption(label: str, tags: list[str], rng: random.Random) -> str:
@@ -100,7 +103,8 @@ class EmojiSdRecipe(Recipe):
     default_minutes = 40.0
 
     def prepare(self) -> None:
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel  # pyright: ignore[reportPrivateImportUsage]
         from transformers import CLIPTextConfig, CLIPTextModel
 
         tiny = self.options.tiny
@@ -116,17 +120,18 @@ class EmojiSdRecipe(Recipe):
         )
         self.extra["tokenizer"] = self.tokenizer.backend_tokenizer.to_str()
         ch = (8, 8, 16, 16) if tiny else (16, 32, 64, 64)
+        # diffusers annotates these per-block tuples as Tuple[int] (one block); they take one entry per block.
         self.vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
             latent_channels=LATENT_CHANNELS,
-            block_out_channels=ch,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=ch,  # pyright: ignore[reportArgumentType]
+            down_block_types=("DownEncoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
+            up_block_types=("UpDecoderBlock2D",) * 4,  # pyright: ignore[reportArgumentType]
             layers_per_block=1,
             norm_num_groups=8,
             sample_size=IMAGE_SIZE,
-        ).to(self.device)
+        ).to(self.device)  # pyright: ignore[reportArgumentType] - @wraps(Module.to) hides the binding
         width = 32 if tiny else 128
         self.text_encoder = CLIPTextModel(
             CLIPTextConfig(
@@ -136,12 +141,14 @@ class EmojiSdRecipe(Recipe):
                 num_hidden_layers=1 if tiny else 3,
                 num_attention_heads=4,
                 max_position_embeddings=MAX_TOKENS,
-                bos_token_id=self.tokenizer.bos_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-                pad_token_id=self.tokenizer.pad_token_id,
+                # transformers serves these through a catch-all __getattr__ typed as any attribute's
+                # value; for a tokenizer's special tokens they are ids.
+                bos_token_id=cast(int, self.tokenizer.bos_token_id),
+                eos_token_id=cast(int, self.tokenizer.eos_token_id),
+                pad_token_id=cast(int, self.tokenizer.pad_token_id),
                 projection_dim=width,
             )
-        ).to(self.device)
+        ).to(self.device)  # pyright: ignore[reportArgumentType] - @wraps(Module.to) hides the binding
         unet_ch = (16, 32) if tiny else (64, 128)
         self.unet = UNet2DConditionModel(
             sample_size=IMAGE_SIZE // 8,
@@ -154,7 +161,7 @@ class EmojiSdRecipe(Recipe):
             cross_attention_dim=width,
             attention_head_dim=8,
             norm_num_groups=8,
-        ).to(self.device)
+        ).to(self.device)  # pyright: ignore[reportArgumentType] - @wraps(Module.to) hides the binding
         # EMAs of both networks the UNet phase trains: the shipped pair must match.
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
         self.ema_text = copy.deepcopy(self.text_encoder).eval().requires_grad_(False)
@@ -207,8 +214,9 @@ class EmojiSdRecipe(Recipe):
         self.vae.train()
         _, x = batch(self.images, min(VAE_BATCH, self.images.shape[0]))
         x = x * 2 - 1
-        posterior = self.vae.encode(x).latent_dist
-        recon = self.vae.decode(posterior.sample()).sample
+        # diffusers types encode() and decode() as returning a tuple too (when return_dict is False).
+        posterior = self.vae.encode(x).latent_dist  # pyright: ignore[reportAttributeAccessIssue]
+        recon = self.vae.decode(posterior.sample()).sample  # pyright: ignore[reportAttributeAccessIssue]
         l1, mse = (recon - x).abs().mean(), (recon - x).pow(2).mean()
         kl = posterior.kl().mean()
         loss = l1 + mse + KL_WEIGHT * kl
@@ -225,7 +233,8 @@ class EmojiSdRecipe(Recipe):
         parts = []
         for images in (self.images, self.images.flip(3)):
             for i in range(0, images.shape[0], 128):
-                dist = self.vae.encode(images[i : i + 128] * 2 - 1).latent_dist
+                # An output object (return_dict is True), which diffusers types as possibly a tuple.
+                dist = self.vae.encode(images[i : i + 128] * 2 - 1).latent_dist  # pyright: ignore[reportAttributeAccessIssue]
                 parts.append(torch.stack([dist.mean, dist.std], 1))
         self.latents = torch.cat(parts)
         if not self.extra.get("unet_phase"):  # a resumed run keeps the scale its UNet learned
@@ -244,10 +253,14 @@ class EmojiSdRecipe(Recipe):
     def unet_step(self, progress: float) -> dict[str, float]:
         for group in self.unet_opt.param_groups:
             group["lr"] = UNET_LR * cosine(progress) * min(1.0, progress * 50 + 0.02)  # 2 % warm-up
-        self.unet.train(), self.text_encoder.train()
-        n = min(UNET_BATCH, self.latents.shape[0])
-        index = torch.randint(0, self.latents.shape[0], (n,))
-        stats = self.latents[index.to(self.device)]
+        self.unet.train()
+        self.text_encoder.train()
+        encoded = self.latents
+        if encoded is None:
+            raise RuntimeError("The UNet phase trains on the encoded dataset: call encode_dataset() first.")
+        n = min(UNET_BATCH, encoded.shape[0])
+        index = torch.randint(0, encoded.shape[0], (n,))
+        stats = encoded[index.to(self.device)]
         latents = (stats[:, 0] + stats[:, 1] * torch.randn_like(stats[:, 1])) * self.extra["scaling_factor"]
         images = index % self.images.shape[0]  # mirrored copies share their image's words
         prompts = [
@@ -255,8 +268,9 @@ class EmojiSdRecipe(Recipe):
             for i in images.tolist()
         ]
         noise = torch.randn_like(latents)
-        steps = torch.randint(0, self.noise.config.num_train_timesteps, (n,), device=self.device)
-        noisy = self.noise.add_noise(latents, noise, steps)
+        steps = torch.randint(0, self.noise.config["num_train_timesteps"], (n,), device=self.device)
+        # diffusers annotates timesteps as IntTensor (int32); any integer tensor indexes its schedule.
+        noisy = self.noise.add_noise(latents, noise, steps)  # pyright: ignore[reportArgumentType]
         predicted = self.unet(noisy, steps, encoder_hidden_states=self.encode_text(prompts)).sample
         alpha = self.noise.alphas_cumprod.to(self.device)[steps]
         snr = alpha / (1 - alpha)
@@ -277,7 +291,8 @@ class EmojiSdRecipe(Recipe):
     # -- evaluation and export ----------------------------------------------------------------
 
     def pipeline(self):
-        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+        # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline  # pyright: ignore[reportPrivateImportUsage]
 
         self.vae.register_to_config(scaling_factor=self.extra["scaling_factor"])  # saved in vae/config.json
         scheduler = DPMSolverMultistepScheduler.from_config(self.noise.config)  # "DPM++ 2M"
@@ -286,9 +301,10 @@ class EmojiSdRecipe(Recipe):
             text_encoder=self.ema_text.eval(),
             tokenizer=self.tokenizer,
             unet=self.ema.eval(),
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
+            # diffusers annotates these without the None it accepts (and the scheduler as an enum of names).
+            scheduler=scheduler,  # pyright: ignore[reportArgumentType]
+            safety_checker=None,  # pyright: ignore[reportArgumentType]
+            feature_extractor=None,  # pyright: ignore[reportArgumentType]
             requires_safety_checker=False,
         )
 
@@ -298,7 +314,9 @@ class EmojiSdRecipe(Recipe):
             self.encode_dataset()
         self.vae.eval()
         val = to_tensor(self.val.images, self.device) if len(self.val) else self.images[:64]
-        recon = self.vae.decode(self.vae.encode(val * 2 - 1).latent_dist.mean).sample
+        # Output objects (return_dict is True), which diffusers types as possibly tuples.
+        posterior = self.vae.encode(val * 2 - 1).latent_dist  # pyright: ignore[reportAttributeAccessIssue]
+        recon = self.vae.decode(posterior.mean).sample  # pyright: ignore[reportAttributeAccessIssue]
         mse = ((recon.clamp(-1, 1) + 1) / 2 - val).pow(2).mean().item()
         return {
             "vae_val_psnr_db": -10 * math.log10(max(mse, 1e-10)),

@@ -43,10 +43,11 @@ class EmojiVaeRecipe(Recipe):
         self.decoder_config = {"base_channels": base, "norm": "batch", "convs": 2}
         # channels_last makes these convolutions ~1.5x faster on CPU (and on tensor cores).
         last = torch.channels_last
-        self.encoder = LatentEncoder(LATENT_DIM, IMAGE_SIZE, base).to(self.device, memory_format=last)
-        self.decoder = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=2).to(
-            self.device, memory_format=last
-        )
+        # torch's overloads of Module.to omit memory_format, which it takes.
+        encoder = LatentEncoder(LATENT_DIM, IMAGE_SIZE, base)
+        decoder = LatentDecoder(LATENT_DIM, IMAGE_SIZE, base, norm="batch", convs=2)
+        self.encoder = encoder.to(self.device, memory_format=last)  # pyright: ignore[reportCallIssue]
+        self.decoder = decoder.to(self.device, memory_format=last)  # pyright: ignore[reportCallIssue]
         self.optimizer = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=LR)
         data = load_images(self.options, IMAGE_SIZE)
         self.data = data
@@ -68,7 +69,8 @@ class EmojiVaeRecipe(Recipe):
     def train_step(self, progress: float) -> dict[str, float]:
         for group in self.optimizer.param_groups:  # cosine decay over the time budget
             group["lr"] = LR * (0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item()))
-        self.encoder.train(), self.decoder.train()
+        self.encoder.train()
+        self.decoder.train()
         _, x = batch(self.train_images, self.batch)
         mse, kl, _ = self.losses(x)
         loss = RECON_WEIGHT * mse + kl
@@ -84,7 +86,8 @@ class EmojiVaeRecipe(Recipe):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        self.encoder.eval(), self.decoder.eval()
+        self.encoder.eval()
+        self.decoder.eval()
         images = self.val_images if self.val_images.shape[0] else self.train_images
         mse, kl, _ = self.losses(images, sample=False)
         per_pixel = mse.item() / images[0].numel()
@@ -96,7 +99,8 @@ class EmojiVaeRecipe(Recipe):
 
     @torch.no_grad()
     def export(self, folder: Path, report: RunReport) -> None:
-        self.encoder.eval(), self.decoder.eval()
+        self.encoder.eval()
+        self.decoder.eval()
         basis = principal_basis(self.encode_all(self.train_images))
         encoder, decoder = copy.deepcopy(self.encoder).cpu(), copy.deepcopy(self.decoder).cpu()
         cpu_basis = {k: v.cpu() for k, v in basis.items()}

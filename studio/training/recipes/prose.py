@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -97,7 +98,7 @@ class ProseRecipe(Recipe):
         )
         self.extra["tokenizer"] = self.tokenizer.backend_tokenizer.to_str()
         self.encode_corpus()
-        eos = self.tokenizer.convert_tokens_to_ids(EOS)
+        eos = cast(int, self.tokenizer.convert_tokens_to_ids(EOS))  # one token: one id (the annotation allows lists)
         self.seq = 64 if tiny else SEQ
         config = GPT2Config(
             vocab_size=len(self.tokenizer),
@@ -113,7 +114,8 @@ class ProseRecipe(Recipe):
             attn_pdrop=0.1,
         )
         torch.manual_seed(self.options.seed)
-        self.model = GPT2LMHeadModel(config).to(self.device)
+        # transformers wraps `to` in @wraps(Module.to), which hides its binding from pyright.
+        self.model = GPT2LMHeadModel(config).to(self.device)  # pyright: ignore[reportArgumentType]
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -168,7 +170,8 @@ class ProseRecipe(Recipe):
         ids = torch.tensor([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=self.device)
         with torch.random.fork_rng(devices=[]):  # the card's sample is the same for every run
             torch.manual_seed(seed)
-            out = self.model.generate(
+            # transformers' self-type for generate() is a Protocol its own GPT-2 class does not match.
+            out = self.model.generate(  # pyright: ignore[reportAttributeAccessIssue]
                 ids,
                 max_new_tokens=tokens,
                 do_sample=True,
@@ -176,12 +179,13 @@ class ProseRecipe(Recipe):
                 top_p=0.95,
                 pad_token_id=self.tokenizer.eos_token_id,
             )
-        return prompt + self.tokenizer.decode(out[0, ids.shape[1] :])
+        return prompt + cast(str, self.tokenizer.decode(out[0, ids.shape[1] :]))  # one sequence: one string
 
     def export(self, folder: Path, report: RunReport) -> None:
         self.model.eval()
         sample = self.sample()
-        self.model.to(torch.float16).save_pretrained(str(folder), safe_serialization=True)
+        half = self.model.to(torch.float16)  # pyright: ignore[reportArgumentType] - @wraps(Module.to) hides the binding
+        half.save_pretrained(str(folder), safe_serialization=True)
         self.model.float()
         self.tokenizer.save_pretrained(str(folder))
         write_legacy_tokenizer_files(folder)

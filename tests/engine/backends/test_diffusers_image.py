@@ -66,7 +66,7 @@ def test_txt2img_reports_every_step_previews_and_one_image(runner):
     image = image_of(events)
     assert image.dtype == np.uint8 and image.shape == (48, 64, 3)
     info = events[-1].result.info
-    assert info["runtime"] == "torch" and info["device"] == "cpu" and info["dtype"] == "float32"
+    assert info.runtime == "torch" and info.device == "cpu" and info.dtype == "float32"
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels(runner):

@@ -43,10 +43,10 @@ def test_a_vae_that_runs_out_of_memory_decodes_again_tiled_with_the_same_picture
     starve_the_vae(backend, monkeypatch)
     end = run(runner, spec())[-1]
     assert isinstance(end, Finished), end
-    assert end.result.info["degraded"] == (
+    assert end.result.info.degraded == (
         "Ran out of memory, so it ran again with VAE tiling, VAE slicing, attention slicing; that can be slower."
     )
-    assert end.result.info["memory_saving"] == "VAE tiling, VAE slicing, attention slicing"
+    assert end.result.info.memory_saving == "VAE tiling, VAE slicing, attention slicing"
     # A picture smaller than one tile is decoded whole, and sliced attention computes the same sums.
     assert np.abs(end.result.images[0].astype(int) - reference.astype(int)).max() <= 2
 

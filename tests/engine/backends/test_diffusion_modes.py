@@ -43,14 +43,14 @@ def finished(events):
 def test_every_sampler_runs_and_is_reported_by_its_a1111_name(runner, name):
     result = finished(run(runner, spec(scheduler=name, steps=3)))
     assert result.images[0].shape == (64, 64, 3)
-    assert result.info["scheduler"] == name
+    assert result.info.scheduler == name
 
 
 def test_samplers_differ_and_the_models_own_is_named(runner):
     euler = finished(run(runner, spec(scheduler="Euler"))).images[0]
     ancestral = finished(run(runner, spec(scheduler="Euler a"))).images[0]
     assert not np.array_equal(euler, ancestral)
-    assert finished(run(runner, spec())).info["scheduler"] == "Euler"  # the tiny model ships Euler
+    assert finished(run(runner, spec())).info.scheduler == "Euler"  # the tiny model ships Euler
 
 
 def test_img2img_runs_strength_times_steps_and_follows_the_init_image(runner, pictures):
@@ -130,8 +130,8 @@ def test_nobody_looking_means_no_previews(models):
 def test_the_model_hash_is_the_sha256_of_its_unet_weights(runner, models):
     info = finished(run(runner, spec(steps=1))).info
     weights = models / "tiny-sd" / "unet" / "diffusion_pytorch_model.safetensors"
-    assert info["model_hash"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert info["model_name"] == "tiny-sd"
+    assert info.model_hash == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert info.model_name == "tiny-sd"
 
 
 # -- LoRA ------------------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def test_loras_change_the_image_by_their_weight_and_several_work_at_once(runner,
     assert np.array_equal(plain, off), "weight 0 is no LoRA at all"
     assert not np.array_equal(plain, on.images[0])
     assert not np.array_equal(on.images[0], both.images[0])
-    assert set(both.info["lora_hashes"]) == {"style", "kohya"}
-    assert all(len(h) == 12 for h in both.info["lora_hashes"].values())
+    assert set(both.info.lora_hash_map()) == {"style", "kohya"}
+    assert all(len(h) == 12 for h in both.info.lora_hash_map().values())
     again = finished(run(runner, spec())).images[0]
     assert np.array_equal(plain, again), "a job without LoRAs runs without them"
 

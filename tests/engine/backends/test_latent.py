@@ -95,7 +95,7 @@ def test_onnx_reports_the_provider_and_cpu_requests_only_cpu(models, monkeypatch
     assert isinstance(finished, Finished), finished
     assert requested == [["CPUExecutionProvider"]]
     (backend,) = [runner.cache.get(key, None) for key in runner.cache.keys()]
-    assert backend.provider == "CPUExecutionProvider" and backend.info["provider"] == "CPU"
+    assert backend.provider == "CPUExecutionProvider" and backend.info.provider == "CPU"
 
     assert providers_for("cpu") == ["CPUExecutionProvider"]
     cuda = providers_for("cuda")

@@ -1,4 +1,4 @@
-"""DESIGN §4: no network at run time. Loading a model and generating with it, for images and for
+"""docs/DESIGN.md §4: no network at run time. Loading a model and generating with it, for images and for
 text, must not even try to open a connection (no Hugging Face hub lookups, no telemetry)."""
 
 import pytest

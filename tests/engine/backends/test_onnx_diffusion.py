@@ -61,8 +61,8 @@ def test_txt2img_reports_every_step_previews_and_where_it_ran(runner):
     assert previews and previews[0].image.shape == (64, 64, 3)  # the tiny VAE decodes x0 in full
     assert len(result.images) == 1 and result.images[0].shape == (64, 64, 3) and result.images[0].dtype == np.uint8
     info = result.info
-    assert (info["runtime"], info["provider"], info["device"], info["dtype"]) == ("onnx", "CPU", "cpu", "float32")
-    assert info["scheduler"] == "Euler" and info["model_name"] == ONNX
+    assert (info.runtime, info.provider, info.device, info.dtype) == ("onnx", "CPU", "cpu", "float32")
+    assert info.scheduler == "Euler" and info.model_name == ONNX
 
 
 def test_a_seed_gives_the_same_pixels_and_another_seed_others(runner):
@@ -82,14 +82,14 @@ def test_the_onnx_image_is_the_torch_image_of_the_same_seed(runner, fields):
 
 def test_the_source_model_runs_its_export_on_onnx(runner):
     result = finished(run(runner, spec(model=TORCH)))
-    assert result.info["runtime"] == "onnx" and result.info["model_name"] == ONNX
+    assert result.info.runtime == "onnx" and result.info.model_name == ONNX
     assert np.array_equal(result.images[0], image(runner))
 
 
 @pytest.mark.parametrize("name", SCHEDULERS)
 def test_every_sampler_runs_from_the_models_scheduler_config(runner, name):
     result = finished(run(runner, spec(scheduler=name, steps=3)))
-    assert result.info["scheduler"] == name and result.images[0].shape == (64, 64, 3)
+    assert result.info.scheduler == name and result.images[0].shape == (64, 64, 3)
 
 
 def test_img2img_follows_the_init_image_as_on_torch(runner, pictures):

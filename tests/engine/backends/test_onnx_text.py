@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
-from studio.core.events import Cancelled, ContextUsed, Started, Token
+from studio.core.events import Cancelled, ContextUsed, RunInfo, Started, Token
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext
 from studio.engine.export.onnx_export import export_onnx
@@ -68,8 +68,8 @@ def test_tokens_stream_before_the_result_and_say_where_they_ran(runner):
     assert isinstance(events[0], Started) and isinstance(events[1], ContextUsed)
     assert all(isinstance(e, Token) for e in events[2:-1]) and len(streamed) == 16
     assert "".join(t.text for t in streamed) == result.text
-    assert tuple(t.token_id for t in streamed) == result.token_ids and result.info["tokens"] == 16
-    assert (result.info["runtime"], result.info["provider"], result.info["device"]) == ("onnx", "CPU", "cpu")
+    assert tuple(t.token_id for t in streamed) == result.token_ids and result.info.tokens == 16
+    assert (result.info.runtime, result.info.provider, result.info.device) == ("onnx", "CPU", "cpu")
     for event in streamed:
         probs = [p for _, p in event.alternatives]
         assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
@@ -80,7 +80,7 @@ def test_greedy_text_is_torchs_token_for_token(runner, model):
     job = spec(model=model, prompt="She wrote letters", temperature=0.0, max_new_tokens=40)
     ours, theirs = finished(run(runner, job)), finished(run(runner, dataclasses.replace(job, runtime="torch")))
     assert ours.token_ids == theirs.token_ids and ours.text == theirs.text
-    assert theirs.info["runtime"] == "torch" and ours.info["runtime"] == "onnx"
+    assert theirs.info.runtime == "torch" and ours.info.runtime == "onnx"
 
 
 def test_a_prompt_read_in_pieces_gives_the_same_tokens(runner, monkeypatch):
@@ -173,7 +173,7 @@ def test_a_long_story_is_assembled_as_on_torch(runner):
     ours = finished(run(runner, job))
     theirs = finished(run(runner, dataclasses.replace(job, runtime="torch")))
     assert ours.trimmed_chars > 0 and ours.context_length == 128
-    assert dataclasses.replace(ours, info={}) == dataclasses.replace(theirs, info={})
+    assert dataclasses.replace(ours, info=RunInfo()) == dataclasses.replace(theirs, info=RunInfo())
 
 
 @pytest.mark.parametrize(

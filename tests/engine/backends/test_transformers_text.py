@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from studio.bench.tiny_models import build_tiny_gpt2, build_tiny_llama
-from studio.core.events import TERMINAL_EVENTS, Cancelled, ContextResult, ContextUsed, Failed, Finished, Started, Token
+from studio.core.events import (
+    TERMINAL_EVENTS,
+    Cancelled,
+    ContextResult,
+    ContextUsed,
+    Failed,
+    Finished,
+    RunInfo,
+    Started,
+    Token,
+)
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext, WorldInfoEntry
 from studio.engine.runner import Runner
@@ -79,8 +89,8 @@ def test_tokens_stream_before_the_result_and_add_up_to_it(runner):
     assert streamed and all(isinstance(e, Token) for e in events[2:-1])  # every token before Finished
     assert "".join(t.text for t in streamed) == result.text
     assert tuple(t.token_id for t in streamed) == result.token_ids
-    assert 1 <= len(streamed) <= 12 and result.info["tokens"] == len(streamed)
-    assert result.info["runtime"] == "torch" and result.info["device"] == "cpu"
+    assert 1 <= len(streamed) <= 12 and result.info.tokens == len(streamed)
+    assert result.info.runtime == "torch" and result.info.device == "cpu"
 
 
 def test_same_seed_same_text_and_the_global_rng_is_left_alone(runner):
@@ -221,13 +231,13 @@ def test_the_context_job_reports_the_same_prompt_without_generating(runner):
     generated = used(run(runner, job))
     events = run(runner, ContextJob.of(job))
     assert not [e for e in events if isinstance(e, Token)]
-    assert dataclasses.replace(finished(events), info={}) == generated
+    assert dataclasses.replace(finished(events), info=RunInfo()) == generated
 
 
 def test_instruct_mode_renders_the_chat_template_in_the_sandbox(runner):
     story = StoryContext("Write about a heron.", memory="You are a poet.")
     job = story_spec(story, model="chat-llama", instruct=True, max_new_tokens=4)
-    context = dataclasses.replace(finished(run(runner, ContextJob.of(job))), info={})
+    context = dataclasses.replace(finished(run(runner, ContextJob.of(job))), info=RunInfo())
     assert context.prompt == (
         "<|im_start|>system\nYou are a poet.<|im_end|>\n"
         "<|im_start|>user\nWrite about a heron.<|im_end|>\n<|im_start|>assistant\n"

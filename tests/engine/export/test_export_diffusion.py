@@ -186,6 +186,6 @@ def test_images_made_on_the_export_carry_their_sources_model_hash(sd):
     assert source_hash and json.loads((folder / "studio.json").read_text())["source_model_hash"] == source_hash
     backend = OnnxDiffusionBackend.load(ModelRegistry([(folder.parent, "user")]).resolve(folder.name), "cpu", "float32")
     try:
-        assert backend.info["model_hash"] == source_hash
+        assert backend.info.model_hash == source_hash
     finally:
         backend.close()

@@ -82,8 +82,8 @@ def test_jobs_on_the_onnx_runtime_match_torch(exported):
         (*_, end) = run(runner, LatentDecodeJob(model="emoji-vae", latent=latent, runtime=runtime, device="cpu"))
         assert isinstance(end, Finished), end
         images[runtime] = end.result.images[0].astype(int)
-        assert end.result.info["runtime"] == runtime
-    assert end.result.info["provider"] == "CPU" and end.result.info["model"] == "emoji-vae-onnx"
+        assert end.result.info.runtime == runtime
+    assert end.result.info.provider == "CPU" and end.result.info.model == "emoji-vae-onnx"
     assert np.abs(images["onnx"] - images["torch"]).max() <= 1  # uint8: a rounding step at most
     assert images["onnx"].std() > 5  # a picture, not a flat field
 
@@ -261,3 +261,23 @@ def test_an_export_of_other_weights_is_not_run_in_the_source_models_place(tmp_pa
     registry.refresh()
     assert registry.resolve("gan").runtimes == ("torch",)
     assert "gan-onnx" in [m.id for m in registry.models()]  # still there, as a model of its own
+
+
+def test_an_export_job_into_an_unknown_users_home_fails_in_one_sentence_naming_out():
+    from studio.core.jobs import ExportJob
+
+    runner = Runner(ModelRegistry())
+    (*_, end) = run(runner, ExportJob(model="emoji-vae", out="~no-such-studio-user/vae"))
+    assert isinstance(end, Failed) and end.kind == "bad input"
+    assert end.message == (
+        "`out` ~no-such-studio-user/vae starts with ~no-such-studio-user, but this system has no such user "
+        "(or no home folder) to put in its place."
+    )
+
+
+def test_export_onnx_into_an_unknown_users_home_names_out(tmp_path):
+    from studio.core.errors import SpecError
+
+    model = ModelRegistry().resolve("emoji-vae")
+    with pytest.raises(SpecError, match=r"^`out` ~no-such-studio-user/vae starts with ~no-such-studio-user,"):
+        export.export_onnx(model, "~no-such-studio-user/vae")

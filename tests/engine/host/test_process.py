@@ -118,7 +118,7 @@ def test_text_streams_tokens_from_the_engine_process(qtbot, engine):
 def test_out_of_memory_in_the_engine_process_retries_with_less_memory_and_says_so(qtbot, engine):
     with qtbot.waitSignal(engine.job_finished, timeout=60_000) as finished:
         engine.submit(small("oom-image", steps=3))
-    assert "ran again with" in finished.args[1].info["degraded"]
+    assert "ran again with" in finished.args[1].info.degraded
 
 
 def test_stopping_mid_job_cancels_it_and_leaves_no_engine_process(qtbot, fake_models):

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from studio.core.events import Finished, ImageResult, Progress
+from studio.core.events import Finished, ImageResult, Progress, RunInfo
 from studio.core.jobs import ImageJob
 from studio.engine.host import protocol
 
@@ -40,7 +40,7 @@ def test_the_messages_cover_both_directions_of_the_protocol():
 
 def test_a_result_with_pixels_crosses_whole():
     image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
-    sent = protocol.EventMessage(Finished(4, ImageResult((image,), {"seed": 1})))
+    sent = protocol.EventMessage(Finished(4, ImageResult((image,), RunInfo(seed=1))))
     received = pickle.loads(pickle.dumps(sent))
     assert isinstance(received.event, Finished) and received.event.job_id == 4
     assert np.array_equal(received.event.result.images[0], image)

@@ -81,8 +81,8 @@ def test_seed_travel_passes_through_the_image_of_every_seed(runner):
         assert np.array_equal(frames[index], key)
     for index in (1, 2, 4, 5):  # between keyframes: pictures of their own
         assert differ(frames[index], keys[index // 3]) > 1.0 and differ(frames[index], keys[index // 3 + 1]) > 1.0
-    assert result.info["keyframes"] == ["seed 1", "seed 2", "seed 3"]
-    assert np.allclose(result.info["positions"], np.linspace(0, 1, 7), atol=1e-6)
+    assert list(result.info.keyframes) == ["seed 1", "seed 2", "seed 3"]
+    assert np.allclose(result.info.positions, np.linspace(0, 1, 7), atol=1e-6)
 
 
 def test_the_noise_between_seeds_keeps_its_norm(runner, inputs):
@@ -111,7 +111,7 @@ def test_prompt_travel_lerps_the_prompt_and_keeps_the_negative(runner, inputs):
     assert np.allclose(e1["prompt_embeds"], (e0["prompt_embeds"] + e2["prompt_embeds"]) / 2, atol=1e-6)
     assert not np.allclose(e0["prompt_embeds"], e2["prompt_embeds"])
     assert np.array_equal(e0["negative_prompt_embeds"], e1["negative_prompt_embeds"])
-    assert result.info["seed"] == 9 and result.info["keyframes"][1].startswith("prompt 2: a photo")
+    assert result.info.seed == 9 and result.info.keyframes[1].startswith("prompt 2: a photo")
 
 
 def test_prompt_travel_with_a_seed_per_prompt_moves_the_noise_too(runner, inputs):
@@ -129,8 +129,8 @@ def test_even_spacing_probes_at_most_frames_generations_and_counts_them(runner, 
     assert {e.total for e in progress} == {(6 + 6) * STEPS}
     assert progress[-1].step == progress[-1].total
     assert [e.step for e in progress] == sorted(e.step for e in progress)
-    assert len(inputs) == result.info["generations"] <= 6 + 6 - 2  # both ends are probed once, reused
-    positions = result.info["positions"]
+    assert len(inputs) == result.info.generations <= 6 + 6 - 2  # both ends are probed once, reused
+    positions = list(result.info.positions)
     assert positions[0] == 0.0 and positions[-1] == 1.0 and positions == sorted(positions)
     assert np.array_equal(result.images[0], image(runner, prompt="a red cat", seed=1))
     assert np.array_equal(result.images[-1], image(runner, prompt="a red cat", seed=2))
@@ -138,11 +138,11 @@ def test_even_spacing_probes_at_most_frames_generations_and_counts_them(runner, 
 
 def test_an_ancestral_sampler_is_swapped_and_the_result_says_so(runner):
     result = result_of(run(runner, morph(seeds=(1, 2), prompt="a red cat", frames=2, scheduler="Euler a")))
-    assert result.info["scheduler"] == "Euler"
-    assert "Euler a" in result.info["scheduler_note"] and "Euler instead" in result.info["scheduler_note"]
+    assert result.info.scheduler == "Euler"
+    assert "Euler a" in result.info.scheduler_note and "Euler instead" in result.info.scheduler_note
     assert np.array_equal(result.images[1], image(runner, prompt="a red cat", seed=2, scheduler="Euler"))
     plain = result_of(run(runner, morph(seeds=(1, 2), prompt="a red cat", frames=2, scheduler="DDIM")))
-    assert plain.info["scheduler"] == "DDIM" and "scheduler_note" not in plain.info
+    assert plain.info.scheduler == "DDIM" and "scheduler_note" not in plain.info.to_dict()
 
 
 def test_the_deterministic_counterparts():
@@ -236,5 +236,5 @@ def test_a_morph_the_model_cannot_take_fails_with_one_sentence(runner, model, fi
 
 def test_two_evenly_spaced_frames_are_the_two_ends_without_probing(runner, inputs):
     result = result_of(run(runner, morph(seeds=(1, 2, 3), prompt="a red cat", frames=2, spacing="even")))
-    assert result.info["positions"] == [0.0, 1.0] and len(inputs) == 2
+    assert list(result.info.positions) == [0.0, 1.0] and len(inputs) == 2
     assert np.array_equal(result.images[1], image(runner, prompt="a red cat", seed=3))

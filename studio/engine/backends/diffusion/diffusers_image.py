@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from studio.core.errors import ModelFileError
+from studio.core.errors import ModelFileError, StudioError
+from studio.core.events import RunInfo
 from studio.core.kinds import ModelFormat, Runtime
 from studio.engine.backends.diffusion.lora import LoraSet
 from studio.engine.backends.diffusion.pipeline_jobs import DiffusionJobs
@@ -51,7 +52,7 @@ class DiffusersImageBackend(DiffusionJobs):
         self.path = path
         self.memory_bytes = sum(param_bytes(m) for m in _modules(pipe))
         self.base_scheduler = pipe.scheduler
-        self.loras = LoraSet(pipe)
+        self.loras: Optional[LoraSet] = LoraSet(pipe)  # None once closed
         self.memory_saving: list[str] = []  # what the out-of-memory retry turned on
         self._pipes: dict[str, Any] = {}
         self._hash: Optional[str] = None
@@ -80,7 +81,8 @@ class DiffusersImageBackend(DiffusionJobs):
         check_model_index(folder)
         check_folder_weights(folder)
         # 2. Let diffusers build the pipeline from local safetensors only.
-        from diffusers import DiffusionPipeline
+        # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+        from diffusers import DiffusionPipeline  # pyright: ignore[reportPrivateImportUsage]
 
         with explained_load_errors(folder, "a diffusers model"):
             # Each component's config against its weights' headers, on the meta device, before
@@ -121,6 +123,8 @@ class DiffusersImageBackend(DiffusionJobs):
         return (encoder if encoder is not None else self.pipe.unet).dtype
 
     def apply_loras(self, loras: tuple) -> dict[str, str]:
+        if self.loras is None:
+            raise StudioError("This model was unloaded while a job still used it; run the job again.")
         return self.loras.apply(loras)
 
     def previewer(self, pipe: Any) -> Any:
@@ -152,13 +156,16 @@ class DiffusersImageBackend(DiffusionJobs):
         return list(self.memory_saving)
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunInfo:
         """What every result from this model says about where it ran."""
         name = self.path.stem if self.path and self.path.is_file() else (self.path.name if self.path else "")
-        info = {"device": self.device, "runtime": Runtime.TORCH, "dtype": self.dtype, "model_name": name}
-        if self.model_hash():
-            info["model_hash"] = self.model_hash()
-        return info
+        return RunInfo(
+            device=self.device,
+            runtime=Runtime.TORCH,
+            dtype=self.dtype,
+            model_name=name,
+            model_hash=self.model_hash() or "",
+        )
 
     def model_hash(self) -> Optional[str]:
         """A1111's model hash (SHA-256 of the weights), computed once per load."""
@@ -184,8 +191,9 @@ def check_all_loaded(pipe: Any, folder: Path) -> None:
     for name, component in getattr(pipe, "components", {}).items():
         if isinstance(component, torch.nn.Module):
             empty, total = unfilled(component)
-            if empty:
-                raise ModelFileError(mismatch_sentence(folder / name, total, empty, ()))
+            refusal = mismatch_sentence(folder / name, total, empty, ())  # None when nothing is empty
+            if refusal:
+                raise ModelFileError(refusal)
 
 
 def _modules(pipe: Any) -> list[Any]:

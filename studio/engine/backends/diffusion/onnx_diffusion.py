@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from studio.core.errors import ModelFileError, SpecError, first_line
+from studio.core.events import RunInfo
 from studio.engine.backends import onnx_session
 from studio.engine.backends.diffusion.pipeline_jobs import DiffusionJobs
 from studio.engine.backends.diffusion.previews import FULL_DECODE_MAX_PARAMS, linear_preview
@@ -257,12 +258,15 @@ def _tokenizer(folder: Path, name: str) -> Any:
 def _scheduler(folder: Path) -> Any:
     """The scheduler its config names: one of diffusers' own classes, never code from the folder."""
     import diffusers
-    from diffusers import SchedulerMixin
+
+    # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+    from diffusers import ConfigMixin, SchedulerMixin  # pyright: ignore[reportPrivateImportUsage]
 
     path = _file(folder, "scheduler", "scheduler_config.json")
     config = read_json(path)
     cls = getattr(diffusers, str(config.get("_class_name")), None)
-    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+    # Every diffusers scheduler is both: a SchedulerMixin that ConfigMixin.from_config builds.
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin) and issubclass(cls, ConfigMixin)):
         raise ModelFileError(
             f"{path} names scheduler {config.get('_class_name')!r}, which is not one of diffusers' schedulers."
         )
@@ -304,7 +308,9 @@ class OnnxDiffusionBackend(DiffusionJobs):
     def from_folder(cls, folder: Path, device: str) -> "OnnxDiffusionBackend":
         """Open every network of an export folder; one ModelFileError sentence for what is broken."""
         import diffusers
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+        from diffusers import AutoencoderKL, UNet2DConditionModel  # pyright: ignore[reportPrivateImportUsage]
 
         from studio.models.libraries import quiet_library_logs
 
@@ -416,16 +422,15 @@ class OnnxDiffusionBackend(DiffusionJobs):
         return linear_preview(source, self.xl)
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunInfo:
         """What every result from this model says about where it ran."""
-        info = {**onnx_session.info_for(self.device, self.provider), "model_name": self.path.name}
         if self._hash is None:
             from studio.models.hashes import exported_model_hash
 
             self._hash = exported_model_hash(self.path, self.source_hash) or ""
-        if self._hash:
-            info["model_hash"] = self._hash
-        return info
+        return onnx_session.info_for(self.device, self.provider).replace(
+            model_name=self.path.name, model_hash=self._hash
+        )
 
     def close(self) -> None:
         """Drop the pipelines and sessions so the cache's eviction really frees their memory."""

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from studio.core.errors import SpecError, first_line
-from studio.core.events import ImageResult
+from studio.core.events import ImageResult, RunInfo
 from studio.core.jobs import ImageJob
 from studio.engine.backends.diffusion.previews import X0Tap
 from studio.engine.backends.diffusion.schedulers import make_scheduler, sampler_name
@@ -60,7 +60,7 @@ class DiffusionJobs(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunInfo:
         """What every result from this model says about where it ran."""
 
     # -- the pipelines ------------------------------------------------------------------------------
@@ -80,7 +80,8 @@ class DiffusionJobs(abc.ABC):
         if mode == "txt2img" or (mode == "inpaint" and "Inpaint" in type(self.pipe).__name__):
             return self.pipe
         if mode not in self._pipes:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+            # diffusers' public names: its lazy __init__ re-exports them in a way pyright reads as private.
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting  # pyright: ignore[reportPrivateImportUsage]
 
             auto = AutoPipelineForInpainting if mode == "inpaint" else AutoPipelineForImage2Image
             try:
@@ -161,9 +162,7 @@ class DiffusionJobs(abc.ABC):
             if spec.mask:
                 image = keep_unmasked(image, init, mask)
             images.append(image)
-        info = {**self.info, "scheduler": spec.scheduler or sampler_name(self.base_scheduler)}
-        if lora_hashes:
-            info["lora_hashes"] = lora_hashes
+        info = self.info.replace(scheduler=spec.scheduler or sampler_name(self.base_scheduler), lora_hashes=lora_hashes)
         return ImageResult(images=tuple(images), info=info)
 
     # -- morphs: a generation from given noise and prompt embeddings ----------------------------------

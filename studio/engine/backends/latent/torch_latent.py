@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from studio.core.errors import ModelFileError
+from studio.core.events import RunInfo
 from studio.core.kinds import Runtime
 from studio.engine.backends.helpers import check_latents, param_bytes, to_uint8_image, torch_device
 from studio.engine.backends.latent.one_at_a_time import OneAtATime
@@ -22,14 +23,14 @@ class TorchLatentBackend(OneAtATime):
     """A studio-latent decoder on torch (float32)."""
 
     def __init__(self, net: Any, device: str, encoder_source: Any = None):
-        self.net = net
+        self.net: Any = net  # a torch module (untyped here); None once closed
         self._encoder_source = encoder_source  # (folder, manifest): the encoder loads on first use
         self._encoder: Any = None
         self.device = device
         self.latent_dim = int(net.latent_dim)
         self.image_size = int(net.image_size)
         self.memory_bytes = param_bytes(net)
-        self.info = {"runtime": Runtime.TORCH, "device": device, "dtype": "float32"}
+        self.info = RunInfo(runtime=Runtime.TORCH, device=device, dtype="float32")
 
     @classmethod
     def choose_device(cls, requested: str) -> tuple[str, str]:

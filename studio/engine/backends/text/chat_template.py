@@ -30,7 +30,7 @@ import re
 import string
 import time
 import types
-from collections.abc import Mapping, MappingView, Set
+from collections.abc import ItemsView, KeysView, Mapping, Set, ValuesView
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from studio.core.errors import ModelFileError, SpecError, StudioError, first_line
@@ -212,7 +212,7 @@ def _text_size(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
             total += 2 + 4 * len(item)
             stack.extend(item.keys())
             stack.extend(item.values())
-        elif isinstance(item, (list, tuple, Set, MappingView)):
+        elif isinstance(item, (list, tuple, Set, KeysView, ValuesView, ItemsView)):  # a dict's views too
             total += 2 + 2 * len(item)
             stack.extend(item)
         else:  # floats, undefined, cyclers, namespaces (short repr), generators: a short repr
@@ -288,9 +288,14 @@ def _check_width(guard: _Guard, width: Any) -> None:
 
 
 def _replace_size(text: Any, old: Any, new: Any, count: Any) -> int:
-    if not (isinstance(text, (str, bytes)) and type(old) is type(new) and isinstance(old, type(text))):
+    if type(old) is not type(new):
         return 0  # the call itself will refuse the types
-    hits = text.count(old) if old else len(text) + 1
+    if isinstance(text, str) and isinstance(old, type(text)):
+        hits = text.count(old) if old else len(text) + 1
+    elif isinstance(text, bytes) and isinstance(old, type(text)):
+        hits = text.count(old) if old else len(text) + 1
+    else:
+        return 0  # as above
     if isinstance(count, int) and count >= 0:
         hits = min(hits, count)
     return len(text) + hits * max(0, len(new) - len(old))
@@ -359,7 +364,8 @@ def _check_method(guard: _Guard, method: Any, args: tuple, kwargs: dict) -> tupl
     elif name == "expandtabs":
         tabsize = _arg(args, kwargs, 0, "tabsize", 8)
         if isinstance(tabsize, int):
-            guard.allow(len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * tabsize)
+            tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+            guard.allow(len(owner) + tabs * tabsize)
     elif name == "replace":
         guard.allow(
             _replace_size(
@@ -537,18 +543,18 @@ def _instrument(env: Any, source: str) -> Any:
 
     class Instrument(NodeTransformer):
         def visit_For(self, node: nodes.For) -> nodes.Node:
-            node = self.generic_visit(node)
+            self.generic_visit(node)  # in place (it returns the same node)
             node.iter = nodes.Filter(node.iter, _STEPS, [], [], None, None, lineno=node.lineno)
             return node
 
         def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
-            node = self.generic_visit(node)
+            self.generic_visit(node)
             if not isinstance(node.arg, nodes.Slice) or node.ctx != "load":
                 return node  # Jinja compiles slices to plain Python, past the sandbox's getitem
             return nodes.Filter(node, _COUNT, [], [], None, None, lineno=node.lineno)
 
         def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-            node = self.generic_visit(node)
+            self.generic_visit(node)
             operands = nodes.List(node.nodes, lineno=node.lineno)
             return nodes.Filter(operands, _CONCAT, [], [], None, None, lineno=node.lineno)
 

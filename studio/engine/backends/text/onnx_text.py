@@ -250,7 +250,7 @@ class OnnxTextBackend(TransformersTextBackend):
                 pass  # the text ends right before the stop sequence; nothing of it was shown
             else:
                 streamer.flush()
-        return TextResult(streamer.text, tuple(streamer.ids), {**self.info, "tokens": len(streamer.ids)})
+        return TextResult(streamer.text, tuple(streamer.ids), self.info.replace(tokens=len(streamer.ids)))
 
     def close(self) -> None:
         self.session = None

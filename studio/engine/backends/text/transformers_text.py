@@ -15,10 +15,10 @@ from __future__ import annotations
 import collections
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, cast
 
 from studio.core.errors import ModelFileError, SpecError, StudioError
-from studio.core.events import ContextResult, TextResult
+from studio.core.events import ContextResult, RunInfo, TextResult
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.kinds import Runtime
 from studio.engine.backends import native
@@ -181,22 +181,25 @@ def _streamer(
 
 def _fast_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
     """See TransformersTextBackend.decoder."""
+
+    def own_decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
     try:
         from transformers.tokenization_utils_base import PreTrainedTokenizerBase
         from transformers.tokenization_utils_tokenizers import TokenizersBackend
     except ImportError:  # another transformers layout: its own decode, always right
-        TokenizersBackend = PreTrainedTokenizerBase = None  # noqa: N806 - the classes, absent here
+        return own_decode
     cls, rust = type(tokenizer), getattr(tokenizer, "_tokenizer", None)
     if (
-        TokenizersBackend is not None
-        and isinstance(tokenizer, TokenizersBackend)
+        isinstance(tokenizer, TokenizersBackend)
         and rust is not None
         and cls.decode is PreTrainedTokenizerBase.decode
         and cls._decode is TokenizersBackend._decode
     ):
         rust_decode = rust.decode
         return lambda ids: rust_decode(list(ids), skip_special_tokens=True)
-    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return own_decode
 
 
 def check_tokenizer(tokenizer: Any, folder: Path) -> None:
@@ -211,7 +214,7 @@ class TransformersTextBackend:
     """One causal language model and its tokenizer, resident on one device."""
 
     def __init__(self, model: Any, tokenizer: Any, device: str, dtype: str, chat_template: Optional[str] = None):
-        self.model = model
+        self.model: Any = model  # a transformers causal LM (untyped here); None once closed
         self.chat_template = chat_template  # Jinja source, rendered only in a sandbox, only in instruct mode
         self.chat_problem = ""  # why the folder's chat template could not be read, if it could not
         self.tokenizer = tokenizer
@@ -271,13 +274,18 @@ class TransformersTextBackend:
             # allocated: a config that sizes the model beyond its files is refused here.
             check_memory(folder, check_transformers_folder(folder, torch_dtype(dtype)), torch_dtype(dtype))
             tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
-            lm, loading = AutoModelForCausalLM.from_pretrained(
-                str(folder),
-                local_files_only=True,
-                use_safetensors=True,
-                trust_remote_code=False,
-                dtype=torch_dtype(dtype),
-                output_loading_info=True,
+            # With output_loading_info the call returns (model, info); the type pyright infers for it
+            # knows only the model.
+            lm, loading = cast(
+                tuple[Any, dict[str, list[str]]],
+                AutoModelForCausalLM.from_pretrained(
+                    str(folder),
+                    local_files_only=True,
+                    use_safetensors=True,
+                    trust_remote_code=False,
+                    dtype=torch_dtype(dtype),
+                    output_loading_info=True,
+                ),
             )
         # transformers' own account of the load, in case it renamed something the check above did
         # not foresee: a model that would run partly random is refused all the same.
@@ -345,7 +353,7 @@ class TransformersTextBackend:
         return TextResult(
             streamer.text,
             tuple(streamer.ids),
-            {"device": self.device, "runtime": Runtime.TORCH, "tokens": len(streamer.ids)},
+            RunInfo(device=self.device, runtime=Runtime.TORCH, tokens=len(streamer.ids)),
         )
 
     def prompt_ids(self, spec: TextJob, ctx: JobContext) -> list[int]:
