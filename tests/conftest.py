@@ -33,6 +33,10 @@ SLOW_LANE = {
     "training/test_recipes.py": "trains each embedded model's recipe for a few steps",
     "training/test_evaluate.py": "evaluates trained models on their test sets",
     "test_embedded_models.py": "runs every shipped model end to end",
+    "models/test_single_file.py": "builds and loads a Stable Diffusion checkpoint of every family",
+    "engine/export/": "exports models to ONNX and checks their parity with torch",
+    "engine/backends/test_onnx_diffusion.py": "exports a diffusion pipeline to ONNX before its tests",
+    "test_cli_progress.py": "process tests: the CLI run with its stderr piped",
 }
 
 

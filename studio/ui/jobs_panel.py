@@ -108,7 +108,6 @@ class JobsPanel(QWidget):
     def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.jobs = jobs
-        self._rows: dict[int, JobRow] = {}
         self.empty = QLabel("No jobs yet.")
         self.empty.setEnabled(False)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
