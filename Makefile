@@ -28,9 +28,10 @@ test: lint
 	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=15
 
 # The inner loop: every test but the slow lane (fuzzing, soak, pickle attacks, kill loops, process
-# tests, training; tests/conftest.py lists it), spread over the cores by pytest-xdist.
+# tests, training; tests/conftest.py lists it), spread over the cores by pytest-xdist (one torch
+# thread per worker: more would only fight over the same cores).
 test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" -n auto --durations=10
+	OMP_NUM_THREADS=1 QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" -n auto --durations=10
 
 # ruff (lint and format), the layer contracts (.importlinter) and pyright: what pre-commit runs too.
 lint: $(STAMP)

@@ -14,11 +14,20 @@ OUT_OF_MEMORY_ADVICE = (
 )
 
 
+def collect_garbage() -> None:
+    """Collect cyclic garbage now, unless collection has been handed to a GUI thread: when the
+    runner shares the window's process (tests, `Studio(isolated=False)`), the garbage may hold the
+    window's QObjects, which must be freed on their own thread (studio/state/gui_thread_gc.py turns
+    automatic collection off there). The engine process and the CLI hold no QObjects: they collect."""
+    if gc.isenabled():
+        gc.collect()
+
+
 def free_memory() -> None:
     """Give memory back after a failure: collect the failed attempt's garbage and, if torch has
     been imported, return CUDA's cached blocks (called outside any except block, or the
     traceback would keep the tensors alive)."""
-    gc.collect()
+    collect_garbage()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -28,7 +28,6 @@ torch, diffusers and the backends are imported inside the functions."""
 
 from __future__ import annotations
 
-import gc
 import json
 import shutil
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import numpy as np
 
 from studio.core.atomic import write_atomic
 from studio.core.kinds import ModelFormat
+from studio.engine.errors import collect_garbage
 from studio.engine.export.graph import Parity, Say, export_graph
 from studio.engine.export.onnx_export import ExportRefused
 from studio.models.tokenizer_files import write_legacy_tokenizer_files
@@ -376,7 +376,7 @@ def export_diffusion(model: Any, out: Path, say: Say) -> Parity:
     reference = torch_reference(pipe, found, size)
     # torch's weights go before ONNX Runtime loads its copy: the two never share memory.
     del pipe, found
-    gc.collect()
+    collect_garbage()
     say("checking parity: the same on ONNX Runtime…")
     return check_parity(reference, out)
 
