@@ -9,6 +9,15 @@ LOCK   := requirements/lock.txt
 # PyPI has only torch's CUDA build; where pip finds no CPU build of the locked version (this
 # project's machines have one on disk), torch alone is taken from PyTorch's own CPU index.
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+# llama-cpp-python comes as a source package: pip builds llama.cpp with these CMake flags (about
+# 4 minutes on 2 cores). A CPU build for any x86-64 from the last decade (AVX2, FMA, F16C), not
+# tuned to this machine's CPU: a native build picks up AMX on some Xeons and crashed there on
+# quantised models. Only the library: no tools, server, tests or multimodal (llava) parts.
+# For a CUDA build see the README ("GGUF models on the GPU").
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+export CMAKE_ARGS ?= $(LLAMA_CMAKE_ARGS)
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2> /dev/null || echo 2)
 # `make test-latest`: the newest versions pyproject.toml allows, in a venv of their own.
 LATEST_VENV := .venv-latest
 LATEST_PY   := $(LATEST_VENV)/bin/python

@@ -41,7 +41,7 @@ from studio.core.job_fields import (
 from studio.core.story import StoryContext
 
 MAX_SEED = 2**32 - 1
-RUNTIMES = ("auto", "torch", "onnx")  # auto: the model's own runtime (torch when it has both)
+RUNTIMES = ("auto", "torch", "onnx", "llama.cpp")  # auto: the model's own runtime (torch when it has both)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -198,7 +198,9 @@ class TextJob(TextRequest):
 
     Samplers as KoboldCpp and SillyTavern name them: temperature, top-k, top-p, min-p, repetition
     penalty over the last `repetition_range` tokens (0: the whole context), DRY (a penalty on
-    continuing a sequence that already occurred; 0 turns it off), stop sequences (the text ends
+    continuing a sequence that already occurred; 0 turns it off), XTC ("exclude top choices": with
+    probability `xtc_probability`, every token above `xtc_threshold` but the least likely of them
+    is dropped; 0 turns it off), stop sequences (the text ends
     before the first one) and banned words or phrases (never generated)."""
 
     kind: ClassVar[str] = "text"
@@ -213,6 +215,8 @@ class TextJob(TextRequest):
     dry_multiplier: float = checked(Number(0.0, 100.0), 0.0)
     dry_base: float = checked(Number(1.0, 10.0), 1.75)
     dry_allowed_length: int = checked(Whole(1, 1000), 2)
+    xtc_threshold: float = checked(Number(0.0, 0.5), 0.1)
+    xtc_probability: float = checked(Number(0.0, 1.0), 0.0)
     stop: tuple[str, ...] = checked(Listed(MAX_STOP_SEQUENCES, "texts", each=Phrase(200)), ())
     banned: tuple[str, ...] = checked(Listed(MAX_BANNED, "texts", each=Phrase(200)), ())
 

@@ -35,6 +35,7 @@ class ModelFormat(enum.StrEnum):
     ONNX_LATENT = "onnx-latent"
     ONNX_DIFFUSION = "onnx-diffusion"
     ONNX_TEXT = "onnx-text"
+    GGUF = "gguf"  # a llama.cpp language model: one .gguf file (or a folder holding one)
 
 
 ONNX_FORMATS = frozenset({ModelFormat.ONNX, ModelFormat.ONNX_LATENT, ModelFormat.ONNX_DIFFUSION, ModelFormat.ONNX_TEXT})
@@ -46,6 +47,7 @@ class Runtime(enum.StrEnum):
     AUTO = "auto"
     TORCH = "torch"
     ONNX = "onnx"
+    LLAMA_CPP = "llama.cpp"  # GGUF language models (llama-cpp-python)
 
 
 class Device(enum.StrEnum):

@@ -2,7 +2,7 @@
 
 A format is decided by marker files: `studio.json` (our manifest), `model_index.json` (a diffusers
 pipeline folder), `config.json` with a tokenizer (a transformers folder), `*.onnx` (an ONNX
-generator), and for a `.safetensors` file its header's tensor names (a single-file Stable Diffusion
+generator), `*.gguf` (a llama.cpp language model, its header checked whole), and for a `.safetensors` file its header's tensor names (a single-file Stable Diffusion
 checkpoint or a LoRA; see single_file.py). Pickle files are recognised only to refuse them with a
 sentence saying how to opt in for that one file (`studio convert`, pickle_import.py), and so are
 diffusers/transformers folders whose weights are only pickles, and transformers folders that carry
@@ -11,17 +11,22 @@ safetensors copy (converted_copy)."""
 
 from __future__ import annotations
 
+import functools
 import shlex
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from studio.core import untrusted
 from studio.core.errors import ModelFileError
 from studio.core.kinds import ModelFormat, ModelKind, Runtime
 
+if TYPE_CHECKING:
+    from studio.models.gguf_file import GgufHeader
+
 MANIFEST = "studio.json"
+GGUF_SUFFIX = ".gguf"  # llama.cpp's single-file language models
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 # Pickles a training run leaves beside the weights: never weights themselves, so never converted,
 # and not a reason to refuse a folder whose weights are safetensors.
@@ -116,6 +121,8 @@ def detect(path: Path) -> Optional[Detected]:
             return Detected(ModelKind.LATENT, ModelFormat.ONNX, (Runtime.ONNX,))
         if suffix == ".safetensors":
             return _detect_safetensors(path)
+        if suffix == GGUF_SUFFIX:
+            return _detect_gguf(path, path, {})
         if suffix in PICKLE_SUFFIXES:
             raise ModelFileError(
                 f"{path.name} is a pickle file, which can run code when loaded, so the studio does not "
@@ -152,6 +159,9 @@ def detect(path: Path) -> Optional[Detected]:
             f"{path} looks like an ONNX text model (config.json and {ONNX_DECODER}) but has no tokenizer files "
             f"({', '.join(TEXT_CONFIG_FILES)}); copy the whole folder again, tokenizer included."
         )
+    gguf_files = sorted(path.glob("*" + GGUF_SUFFIX))
+    if gguf_files:
+        return _detect_gguf(path, gguf_path(path), metadata or {})
     if metadata is not None:
         raise ModelFileError(
             f"{path / MANIFEST} has no format, and the folder is neither a diffusers nor a transformers model."
@@ -161,6 +171,46 @@ def detect(path: Path) -> Optional[Detected]:
         untrusted.check_regular(onnx_files[0], ModelFileError)
         return Detected(ModelKind.LATENT, ModelFormat.ONNX, (Runtime.ONNX,))
     return None
+
+
+def gguf_path(path: Path) -> Path:
+    """The GGUF file of a model: the file itself, or the one .gguf file in its folder."""
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("*" + GGUF_SUFFIX))
+    if len(found) != 1:
+        raise ModelFileError(
+            f"{path} holds {len(found)} .gguf files; put each model in a folder of its own "
+            "(a model split into parts must be merged first, with llama.cpp's llama-gguf-split --merge)."
+        )
+    return found[0]
+
+
+def gguf_header(file: Path) -> "GgufHeader":
+    """A GGUF file's header, read and checked (gguf_file.read_header), remembered while the file
+    stays the same: discovery, the model list and the loader each ask for it."""
+    untrusted.check_regular(file, ModelFileError)
+    try:
+        status = file.stat()
+    except OSError as exc:
+        raise ModelFileError(f"{file} cannot be read ({exc.strerror}).") from None
+    return _read_gguf(file, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_gguf(file: Path, mtime_ns: int, size: int) -> "GgufHeader":
+    from studio.models import gguf_file
+
+    return gguf_file.read_header(file)
+
+
+def _detect_gguf(path: Path, file: Path, metadata: dict[str, Any]) -> Detected:
+    """A GGUF model, its header read and checked whole now (gguf_file), so a malformed file is
+    listed as unusable and never reaches llama.cpp."""
+    if path.is_dir():
+        check_folder_files(path)
+    gguf_header(file)
+    return Detected(ModelKind.TEXT, ModelFormat.GGUF, (Runtime.LLAMA_CPP,), metadata)
 
 
 def pickle_weights(folder: Path) -> list[Path]:

@@ -8,7 +8,7 @@ import functools
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from studio.core import untrusted
 from studio.core.errors import ModelFileError, ModelNotFound, first_line, shown
@@ -17,13 +17,16 @@ from studio.core.jobs import ImageJob
 from studio.core.kinds import ModelFormat, ModelKind, Runtime
 from studio.models import formats, paths
 
+if TYPE_CHECKING:
+    from studio.models.gguf_file import GgufHeader
+
 log = logging.getLogger(__name__)
 
 
 TEXT_FOLDERS = (ModelFormat.TRANSFORMERS, ModelFormat.ONNX_TEXT)  # a config.json and tokenizer files beside the weights
 # Files in a models folder that are meant as models, so one the studio refuses is listed as unusable
 # (other files, a README or a picture, are passed over in silence).
-REPORTED_SUFFIXES = formats.PICKLE_SUFFIXES + (".safetensors", ".onnx")
+REPORTED_SUFFIXES = formats.PICKLE_SUFFIXES + (".safetensors", ".onnx", formats.GGUF_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -82,20 +85,49 @@ class ModelInfo:
         return formats.manifest_latent_dim(self.manifest)
 
     @property
+    def gguf(self) -> Optional["GgufHeader"]:
+        """A GGUF model's checked header (None for other formats, or when the file changed and
+        no longer passes the checks)."""
+        if self.format != ModelFormat.GGUF:
+            return None
+        try:
+            return formats.gguf_header(formats.gguf_path(self.path))
+        except ModelFileError:
+            return None
+
+    @property
     def context_length(self) -> Optional[int]:
-        """A text model's window in tokens, from its config (None when unknown)."""
+        """A text model's window in tokens, from its config or GGUF header (None when unknown)."""
+        if self.format == ModelFormat.GGUF:
+            return self.gguf.context_length if self.gguf else None
         return formats.text_context_length(self.path) if self.format in TEXT_FOLDERS else None
 
     @property
     def has_chat_template(self) -> bool:
-        """Whether a text model's folder carries a chat template (instruct mode needs one); False
-        as well when the file holding it cannot be read, is oversized or is malformed."""
+        """Whether a text model carries a chat template (instruct mode needs one); False as well
+        when the file holding it cannot be read, is oversized or is malformed."""
+        if self.format == ModelFormat.GGUF:
+            return bool(self.gguf and self.gguf.chat_template)
         if self.format not in TEXT_FOLDERS:
             return False
         try:
             return formats.find_chat_template(self.path) is not None
         except ModelFileError:
             return False
+
+    @property
+    def details(self) -> str:
+        """A GGUF model in a few words, for `studio models`: architecture, parameters,
+        quantisation, context length and whether it has a chat template ("" for other models)."""
+        header = self.gguf
+        if header is None:
+            return ""
+        window = f"{header.context_length:,} ctx" if header.context_length else "ctx unknown"
+        template = "chat template" if header.chat_template else "no chat template"
+        return (
+            f"{header.architecture} · {_parameters(header.parameter_count)} params · {header.quantisation} · "
+            f"{window} · {template}"
+        )
 
     @functools.cached_property
     def suggested(self) -> Suggested:
@@ -107,6 +139,14 @@ class ModelInfo:
     def default_size(self) -> int:
         """The image side the model was trained at (for image and latent models)."""
         return self.suggested.size
+
+
+def _parameters(count: int) -> str:
+    """124,439,808 -> "124.4M"."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
 
 
 @dataclass(frozen=True)
@@ -178,7 +218,7 @@ def inspect(path: Path, source: str, model_id: Optional[str] = None) -> ModelInf
     if detected is None:
         raise ModelFileError(
             f"{path} is not a model the studio recognises (a diffusers or transformers folder, a Stable "
-            "Diffusion .safetensors checkpoint or LoRA, an .onnx file, or a folder with studio.json)."
+            "Diffusion .safetensors checkpoint or LoRA, a .gguf or .onnx file, or a folder with studio.json)."
         )
     return ModelInfo(
         id=model_id or (path.stem if path.is_file() else path.name),
@@ -285,5 +325,5 @@ class ModelRegistry:
     def where_to_put_models(self) -> str:
         return (
             f"No models found. Put a diffusers or transformers folder, a Stable Diffusion .safetensors "
-            f"checkpoint, an .onnx file or a studio model folder in {paths.user_models_dir()} (or set STUDIO_MODELS_DIR)."
+            f"checkpoint, a .gguf or .onnx file or a studio model folder in {paths.user_models_dir()} (or set STUDIO_MODELS_DIR)."
         )

@@ -2,7 +2,7 @@
 
 One module per runtime x family, grouped by family with the helpers only that family uses:
 diffusion/ (diffusers pipelines on torch and on ONNX Runtime, their samplers, previews, LoRAs and
-single-file checkpoints), text/ (causal language models on torch and on ONNX Runtime, prompt
+single-file checkpoints), text/ (causal language models on torch, ONNX Runtime and llama.cpp, prompt
 assembly, samplers, chat templates) and latent/ (our latent decoders on torch and on ONNX Runtime).
 Beside them: base.py (the Protocols the runner checks a backend against), job_context.py (a
 backend's handle on its job), helpers.py, native.py (bounded native calls), onnx_session.py (every
@@ -28,6 +28,7 @@ BACKENDS: dict[tuple[str, str], str] = {
     (ModelFormat.ONNX_DIFFUSION, Runtime.ONNX): "studio.engine.backends.diffusion.onnx_diffusion:OnnxDiffusionBackend",
     (ModelFormat.TRANSFORMERS, Runtime.TORCH): "studio.engine.backends.text.transformers_text:TransformersTextBackend",
     (ModelFormat.ONNX_TEXT, Runtime.ONNX): "studio.engine.backends.text.onnx_text:OnnxTextBackend",
+    (ModelFormat.GGUF, Runtime.LLAMA_CPP): "studio.engine.backends.text.llama_cpp_text:LlamaCppTextBackend",
     (ModelFormat.STUDIO_LATENT, Runtime.TORCH): "studio.engine.backends.latent.torch_latent:TorchLatentBackend",
     (ModelFormat.STUDIO_LATENT, Runtime.ONNX): "studio.engine.backends.latent.onnx_latent:OnnxLatentBackend",
     (ModelFormat.ONNX, Runtime.ONNX): "studio.engine.backends.latent.onnx_latent:OnnxLatentBackend",
