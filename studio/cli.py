@@ -29,6 +29,7 @@ from studio.core.events import (
     Token,
 )
 from studio.core.jobs import SCHEDULERS, ImageJob, JobSpec, MorphJob, TextJob, resolve_seed
+from studio.core.kinds import ModelFormat
 from studio.core.logs import configure_logging
 from studio.core.settings import Settings
 from studio.core.untrusted import expand_user, printable
@@ -143,6 +144,13 @@ def cmd_models(args, runner: Runner) -> int:
         widths = [max(len(r[i]) for r in rows + [header]) for i in range(7)]
         for row in [header] + rows:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[7])
+        # A GGUF model's own description (architecture, parameters, quantisation, window, chat
+        # template) under its row's id: it comes from the file, so it is made printable too.
+        described = [(m.id, m.details) for m in models if m.details]
+        if described:
+            print()
+            for model_id, details in described:
+                print(printable(f"{model_id}: {details}", one_line=True))
     for problem in registry.problems:
         print(printable(f"unusable: {problem.path}: {problem.message}", one_line=True), file=sys.stderr)
     return 0
@@ -433,6 +441,8 @@ SAMPLER_FLAGS = {
     "dry": "dry_multiplier",
     "dry_base": "dry_base",
     "dry_allowed_length": "dry_allowed_length",
+    "xtc_threshold": "xtc_threshold",
+    "xtc_probability": "xtc_probability",
 }
 DEFAULT_WRITE_TOKENS = 100
 
@@ -584,6 +594,21 @@ def cmd_convert(args, runner: Optional[Runner]) -> int:
         print(
             f"wrote {done.target}: {done.tensors} tensors, {_size(done.size_bytes)} (from {done.source.name}{dropped})."
         )
+    return 0
+
+
+def cmd_to_gguf(args, runner: Runner) -> int:
+    """A transformers GPT-2 or Llama folder written as one GGUF file for the llama.cpp runtime."""
+    from studio.models.gguf_convert import convert_to_gguf
+
+    model = runner.registry.resolve(args.model)
+    if model.format != ModelFormat.TRANSFORMERS:
+        raise UsageError(f"{model.id} is a {model.format} model; `studio to-gguf` converts transformers folders.")
+    out = expand_user(args.out, UsageError) if args.out else paths.user_models_dir() / f"{model.id}-gguf"
+    target = out / f"{model.id}.{args.type.upper()}.gguf" if out.suffix.lower() != ".gguf" else out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    convert_to_gguf(model.path, target, args.type)
+    print(f"wrote {target} ({_size(target.stat().st_size)}, {args.type.upper()}); `studio models` lists it.")
     return 0
 
 
@@ -741,6 +766,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--dry", type=float, help="DRY multiplier: penalise repeating earlier sequences (0 = off)")
     w.add_argument("--dry-base", type=float)
     w.add_argument("--dry-allowed-length", type=int)
+    w.add_argument(
+        "--xtc-threshold", type=float, help="XTC: the tokens at or above this probability are the top choices (0-0.5)"
+    )
+    w.add_argument(
+        "--xtc-probability",
+        type=float,
+        help="XTC: how often to drop the top choices but the least likely of them (0 = off)",
+    )
     w.add_argument("--stop", action="append", metavar="TEXT", help="end the text before this (repeatable)")
     w.add_argument("--ban", action="append", metavar="TEXT", help="never write this word or phrase (repeatable)")
     w.add_argument(
@@ -785,6 +818,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("path", help="the pickle file, or a diffusers/transformers folder holding pickle weights")
     c.add_argument("--out", help="the .safetensors file to write (default: beside it, same name)")
 
+    g2 = sub.add_parser(
+        "to-gguf", help="write a transformers GPT-2 or Llama folder as one GGUF file, for the llama.cpp runtime"
+    )
+    g2.add_argument("model", help="an id from `studio models`, or a path")
+    g2.add_argument("--out", help="a .gguf file or a folder (default: the models folder, as MODEL-gguf)")
+    g2.add_argument("--type", default="q8_0", choices=("q8_0", "f16", "f32"), help="the weights' type (default q8_0)")
+
     e = sub.add_parser("eval", help="measure an embedded model's quality (perplexity, FD-emoji, accuracy)")
     e.add_argument("model", help="an id from `studio models`, or a path")
     e.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -810,6 +850,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "morph": cmd_morph,
     "convert": cmd_convert,
+    "to-gguf": cmd_to_gguf,
 }
 NO_RUNNER = ("convert",)  # commands that need no engine, so none is built (nor the models folder scanned)
 

@@ -64,7 +64,14 @@ def machine_key(info: dict) -> str:
 
 
 def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = None) -> int:
-    from studio.bench import drag_workloads, morph_workloads, onnx_workloads, process_workloads, workloads
+    from studio.bench import (
+        drag_workloads,
+        gguf_workloads,
+        morph_workloads,
+        onnx_workloads,
+        process_workloads,
+        workloads,
+    )
 
     benches = {
         "image_overhead": workloads.image_overhead,
@@ -72,6 +79,8 @@ def run_suite(out_dir: Path, quick: bool = False, only: Optional[list[str]] = No
         "image_previews": workloads.image_previews,
         "text_overhead": workloads.text_overhead,
         "prose_text": workloads.prose_text,
+        "gguf_text": gguf_workloads.gguf_text,
+        "continue_reuse": gguf_workloads.continue_reuse,
         "gui_stall": workloads.gui_stall,
         "cold_start": workloads.cold_start,
         "morph_export": morph_workloads.morph_export,

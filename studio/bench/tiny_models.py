@@ -7,7 +7,7 @@ that the registry recognises and the backends load with `local_files_only=True`.
 - `build_tiny_diffusers`: a Stable Diffusion pipeline (UNet, VAE with 4 latent channels and the
   SD 1.x downsampling factor of 8, CLIP text encoder). Native size 64 x 64 (latents 8 x 8); any
   multiple of 8 works. About 4 MB on disk; two steps on a CPU take well under a second.
-- `build_tiny_gpt2`, `build_tiny_llama`: causal language models (vocabulary of 400) with a
+- `build_tiny_gpt2`, `build_tiny_llama` (and `build_long_llama`, 4,096-token window): causal language models (vocabulary of 400) with a
   byte-level BPE tokenizer trained on the paragraphs below, so any text round-trips exactly.
 
 Only the standard library is imported at module level; torch and friends load inside the builders."""
@@ -205,23 +205,34 @@ def build_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
 
 def build_tiny_llama(folder: Path, seed: int = 0) -> Path:
     """A tiny Llama (2 layers, width 32, grouped-query attention) saved as a transformers folder."""
+    return _build_llama(folder, seed, width=32, layers=2, window=128, tie=False)
+
+
+def build_long_llama(folder: Path, seed: int = 0) -> Path:
+    """A random Llama with a 4,096-token window (4 layers, width 256), for the Continue-reuse
+    benchmark: long enough for a 3,000-token story, small enough to read it in a second on a CPU."""
+    return _build_llama(folder, seed, width=256, layers=4, window=4096, tie=True)
+
+
+def _build_llama(folder: Path, seed: int, width: int, layers: int, window: int, tie: bool) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = _byte_level_tokenizer()
+    tokenizer.model_max_length = max(tokenizer.model_max_length, window)
     eos = _eos_token_id(tokenizer)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=window,
         bos_token_id=eos,
         eos_token_id=eos,
         pad_token_id=eos,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -332,8 +332,6 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
     """The embedded prose model: tokens per second through the studio vs its plain generate(),
     time to the first token (warm), and how many tokens still arrive after Stop is pressed from
     another thread (the GUI's) at a random moment."""
-    import random
-    import threading
 
     import torch
 
@@ -381,25 +379,7 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
     p, s = _interleaved(plain, studio, repeats, first.clear)
     speed = s / p
 
-    # Stop from another thread at a random moment; count the tokens that still arrive.
-    rng = random.Random(0)
-    late: list[int] = []
-    for _ in range(3 if quick else 10):
-        job = JobQueue().make_job(dataclasses.replace(spec, max_new_tokens=400))
-        stopped_at: list[float] = []
-        arrivals: list[float] = []
-        timer = threading.Timer(
-            rng.uniform(0.02, 0.2), lambda: (stopped_at.append(time.perf_counter()), job.cancel.set())
-        )
-
-        def emit(event):
-            if isinstance(event, Token):
-                arrivals.append(time.perf_counter())
-
-        timer.start()
-        runner.run(job, emit)
-        timer.join()
-        late.append(sum(1 for t in arrivals if stopped_at and t > stopped_at[0]))
+    late = tokens_after_stop(runner, dataclasses.replace(spec, max_new_tokens=400), 3 if quick else 10)
     return [
         Figure(
             "prose_speed",
@@ -419,6 +399,33 @@ def prose_text(tmp: Path, quick: bool) -> list[Figure]:
             {"runs": len(late), "each": late},
         ),
     ]
+
+
+def tokens_after_stop(runner: Runner, spec, runs: int) -> list[int]:
+    """Stop pressed from another thread (the GUI's) at a random moment of each run: how many tokens
+    still arrived after it, per run."""
+    import random
+    import threading
+
+    rng = random.Random(0)
+    late: list[int] = []
+    for _ in range(runs):
+        job = JobQueue().make_job(spec)
+        stopped_at: list[float] = []
+        arrivals: list[float] = []
+        timer = threading.Timer(
+            rng.uniform(0.02, 0.2), lambda: (stopped_at.append(time.perf_counter()), job.cancel.set())
+        )
+
+        def emit(event, arrivals=arrivals):
+            if isinstance(event, Token):
+                arrivals.append(time.perf_counter())
+
+        timer.start()
+        runner.run(job, emit)
+        timer.join()
+        late.append(sum(1 for t in arrivals if stopped_at and t > stopped_at[0]))
+    return late
 
 
 def gui_stall(tmp: Path, quick: bool) -> list[Figure]:

@@ -58,17 +58,18 @@ class ModelCombo(QComboBox):
             self.model_changed.emit(model)
 
 
-RUNTIME_TITLES = {"auto": "Auto", "torch": "PyTorch", "onnx": "ONNX Runtime"}
+RUNTIME_TITLES = {"auto": "Auto", "torch": "PyTorch", "onnx": "ONNX Runtime", "llama.cpp": "llama.cpp"}
 
 
 class RuntimeCombo(QComboBox):
-    """The runtime the selected model runs on: Auto (its own), PyTorch or ONNX Runtime. A runtime
-    the model does not have is shown greyed out, its tooltip saying how to get it."""
+    """The runtime the selected model runs on: Auto (its own), PyTorch, ONNX Runtime or llama.cpp
+    (GGUF models). A runtime the model does not have is shown greyed out, its tooltip saying how to
+    get it."""
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, runtimes: tuple[str, ...] = ("auto", "torch", "onnx"), parent: Optional[QWidget] = None):
         super().__init__(parent)
-        for runtime, title in RUNTIME_TITLES.items():
-            self.addItem(title, runtime)
+        for runtime in runtimes:  # the workspace's own: llama.cpp runs text models only
+            self.addItem(RUNTIME_TITLES[runtime], runtime)
         self.setToolTip("Which library runs this model; ONNX Runtime shows the provider it used in the status bar")
 
     def runtime(self) -> str:
@@ -87,8 +88,9 @@ class RuntimeCombo(QComboBox):
             items.item(index).setEnabled(usable)
             tip = ""
             if not has and model is not None:
-                if runtime == "torch":
-                    tip = f"{model.id} runs on ONNX Runtime only"
+                if runtime in ("torch", "llama.cpp"):
+                    own = " or ".join(RUNTIME_TITLES.get(r, r) for r in model.runtimes)
+                    tip = f"{model.id} runs on {own} only"
                 elif usable:
                     tip = (
                         f"Not exported yet: picking it exports {model.id} to ONNX once (checked against "
@@ -148,6 +150,7 @@ class Workspace(QWidget):
     """A tab of the main window: its own content, or an EmptyState while it has no models."""
 
     kind = ""  # the ModelInfo.kind this workspace runs
+    runtime_choices: tuple[str, ...] = ("auto", "torch", "onnx")  # what its runtime picker offers
     kinds: tuple[str, ...] = ()  # more kinds it offers, listed in this order (empty: `kind` only)
     noun = ""  # as people say it: "image", "text", "latent"
     rescan_requested = Signal()
@@ -157,7 +160,7 @@ class Workspace(QWidget):
         self.jobs = jobs
         self._model_infos: dict[str, ModelInfo] = {}
         self.models = ModelCombo()
-        self.runtimes = RuntimeCombo()  # each workspace puts it under its model picker
+        self.runtimes = RuntimeCombo(self.runtime_choices)  # each workspace puts it under its model picker
         self.models.model_changed.connect(self.offer_runtimes)
         self.runtimes.activated.connect(self._runtime_picked)
         self.empty = EmptyState(self.noun)

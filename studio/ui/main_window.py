@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def _where(info: RunInfo) -> str:
-    """Where the last job ran, for the status bar: "cpu · PyTorch" or "cpu · ONNX Runtime (CPU)"."""
+    """Where the last job ran, for the status bar: "cpu · PyTorch", "cpu · ONNX Runtime (CPU)" or
+    "cpu · llama.cpp (Q8_0)"."""
     if info.runtime == "onnx":
         return f"{info.device} · ONNX Runtime" + (f" ({info.provider})" if info.provider else "")
+    if info.runtime == "llama.cpp":
+        return f"{info.device} · llama.cpp" + (f" ({info.dtype})" if info.dtype else "")
     return f"{info.device} · PyTorch" if info.runtime == "torch" else str(info.device)
 
 
@@ -200,7 +203,7 @@ class MainWindow(QMainWindow):
 
     def _has_runtime(self, model_id: str, runtime: object) -> bool:
         try:
-            return runtime in ("torch", "onnx") and runtime in self.registry.resolve(model_id).runtimes
+            return runtime in ("torch", "onnx", "llama.cpp") and runtime in self.registry.resolve(model_id).runtimes
         except StudioError:  # the model is gone
             return False
 

@@ -29,6 +29,20 @@ from studio.ui.world_info_editor import WorldInfoEditor
 from studio.writing.document import Document
 
 SEED_MAX = 2**31 - 1  # QSpinBox holds a C int; plenty of seeds for prose
+# The sampler settings shown in a spin box named after the field. The rest of SAMPLER_FIELDS has
+# widgets of its own (max new tokens, stop, banned, seed) or is kept as the document has it (DRY's
+# base and allowed length), so the list is the panel's own rather than SAMPLER_FIELDS filtered.
+SPIN_FIELDS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "repetition_range",
+    "dry_multiplier",
+    "xtc_threshold",
+    "xtc_probability",
+)
 
 
 def _spin(lo: int, hi: int) -> QSpinBox:
@@ -84,6 +98,13 @@ class DocumentPanel(QWidget):
         self.repetition_range.setSpecialValueText("whole context")
         self.dry_multiplier = _dspin(0.0, 100.0, 0.1)
         self.dry_multiplier.setSpecialValueText("off")
+        self.xtc_threshold = _dspin(0.0, 0.5, 0.01)
+        self.xtc_threshold.setToolTip("Tokens at least this likely are the top choices XTC may drop")
+        self.xtc_probability = _dspin(0.0, 1.0, 0.05)
+        self.xtc_probability.setSpecialValueText("off")
+        self.xtc_probability.setToolTip(
+            "How often XTC drops every top choice but the least likely one (when there are two or more)"
+        )
         self.max_tokens = _spin(1, 100_000)
         self.stop = _text_box("One per line", 2)
         self.banned = _text_box("One per line", 2)
@@ -118,6 +139,8 @@ class DocumentPanel(QWidget):
         form.addRow("Repetition penalty", self.repetition_penalty)
         form.addRow("Penalty range", self.repetition_range)
         form.addRow("DRY multiplier", self.dry_multiplier)
+        form.addRow("XTC threshold", self.xtc_threshold)
+        form.addRow("XTC probability", self.xtc_probability)
         form.addRow("Stop sequences", self.stop)
         form.addRow("Banned phrases", self.banned)
         form.addRow("Seed", seed_row)
@@ -133,18 +156,7 @@ class DocumentPanel(QWidget):
         self.authors_note.textChanged.connect(self._store)
         self.stop.textChanged.connect(self._store)
         self.banned.textChanged.connect(self._store)
-        for box in (
-            self.note_depth,
-            self.temperature,
-            self.top_k,
-            self.top_p,
-            self.min_p,
-            self.repetition_penalty,
-            self.repetition_range,
-            self.dry_multiplier,
-            self.max_tokens,
-            self.seed,
-        ):
+        for box in (self.note_depth, self.max_tokens, self.seed, *(getattr(self, name) for name in SPIN_FIELDS)):
             box.valueChanged.connect(self._store)
         self.random_seed.toggled.connect(self._store)
 
@@ -158,15 +170,7 @@ class DocumentPanel(QWidget):
             self.memory.setPlainText(document.memory)
             self.authors_note.setPlainText(document.authors_note)
             self.note_depth.setValue(document.authors_note_depth)
-            for name in (
-                "temperature",
-                "top_k",
-                "top_p",
-                "min_p",
-                "repetition_penalty",
-                "repetition_range",
-                "dry_multiplier",
-            ):
+            for name in SPIN_FIELDS:
                 getattr(self, name).setValue(s[name])
             self.max_tokens.setValue(s["max_new_tokens"])
             self.stop.setPlainText("\n".join(s["stop"]))
@@ -194,10 +198,9 @@ class DocumentPanel(QWidget):
         d.memory = self.memory.toPlainText()
         d.authors_note = self.authors_note.toPlainText()
         d.authors_note_depth = self.note_depth.value()
-        for name in ("temperature", "top_p", "min_p", "repetition_penalty", "dry_multiplier"):
-            s[name] = round(getattr(self, name).value(), 4)
-        for name in ("top_k", "repetition_range"):
-            s[name] = getattr(self, name).value()
+        for name in SPIN_FIELDS:
+            box = getattr(self, name)
+            s[name] = round(box.value(), 4) if isinstance(box, QDoubleSpinBox) else box.value()
         s["max_new_tokens"] = self.max_tokens.value()
         s["stop"] = _lines(self.stop.toPlainText())[:MAX_STOP_SEQUENCES]
         s["banned"] = _lines(self.banned.toPlainText())[:MAX_BANNED]

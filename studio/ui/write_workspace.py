@@ -44,6 +44,7 @@ CONTEXT_REFRESH_MS = 600  # the open context viewer re-measures this long after 
 class WriteWorkspace(Workspace):
     kind = "text"
     noun = "text"
+    runtime_choices = ("auto", "torch", "onnx", "llama.cpp")  # GGUF models run on llama.cpp
 
     def __init__(self, jobs: JobList, parent: Optional[QWidget] = None):
         super().__init__(jobs, parent)

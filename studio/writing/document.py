@@ -39,6 +39,8 @@ SAMPLER_FIELDS = (
     "dry_multiplier",
     "dry_base",
     "dry_allowed_length",
+    "xtc_threshold",
+    "xtc_probability",
     "max_new_tokens",
     "stop",
     "banned",

@@ -31,6 +31,8 @@ _sampler_values = {
     "dry_multiplier": st.floats(0, 100),
     "dry_base": st.floats(1, 10),
     "dry_allowed_length": st.integers(1, 1000),
+    "xtc_threshold": st.floats(0, 0.5),
+    "xtc_probability": st.floats(0, 1),
     "max_new_tokens": st.integers(1, 100_000),
     "stop": st.lists(st.text(min_size=1, max_size=8), max_size=3),
     "banned": st.lists(st.text(min_size=1, max_size=8), max_size=3),

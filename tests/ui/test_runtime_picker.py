@@ -153,3 +153,30 @@ def test_onnx_is_greyed_for_a_pipeline_family_the_exporter_does_not_handle(qtbot
         "my-sd3 is a StableDiffusion3Pipeline; the studio exports only Stable Diffusion 1.x/2.x and SDXL (UNet) "
         "pipelines to ONNX, not transformer pipelines such as SD3 or Flux"
     )
+
+
+@pytest.fixture
+def embedded(monkeypatch, sandbox_dirs):
+    monkeypatch.setenv("STUDIO_EMBEDDED_MODELS_DIR", str(paths.EMBEDDED_MODELS_DIR))
+
+
+def test_the_write_tab_runs_a_gguf_model_on_llama_cpp_and_says_so(qtbot, embedded, make_window):
+    window = make_window()
+    write = window.write
+    assert [write.runtimes.itemText(i) for i in range(write.runtimes.count())][-1] == "llama.cpp"
+    assert window.explore.runtimes.findData("llama.cpp") == -1  # latent models never run there
+    llama = write.runtimes.findData("llama.cpp")
+    pick(write.models, "prose")
+    assert not write.runtimes.model().item(llama).isEnabled()
+    assert write.runtimes.itemData(llama, 3) == "prose runs on PyTorch only"
+    pick(write.models, "prose-gguf")
+    assert write.runtimes.model().item(llama).isEnabled()
+    assert not write.runtimes.model().item(write.runtimes.findData("torch")).isEnabled()
+
+    write.editor.setPlainText("It was a dark and stormy night")
+    handle = write.continue_text()
+    qtbot.waitUntil(lambda: handle.state is JobState.FINISHED, timeout=30_000)
+    assert write.editor.toPlainText() != "It was a dark and stormy night"  # the model wrote on
+    assert window.jobs.last_info.runtime == "llama.cpp" and window.jobs.last_info.dtype == "Q8_0"
+    qtbot.waitUntil(lambda: "llama.cpp" in window.engine_label.text(), timeout=2_000)
+    assert window.engine_label.text() == "Engine idle · cpu · llama.cpp (Q8_0)"

@@ -144,7 +144,7 @@ def test_min_p_sees_the_tempered_distribution_as_on_the_transformers_backend(run
     for temperature in (1.0, 2.0):
         spec = job(temperature=temperature, min_p=0.2)
         chain = model._sampler(spec, [])
-        ids, _ = model.apply_chain(chain, logits, set())
+        ids, _, _ = model.apply_chain(chain, logits, set())
         chain.close()
         kept[temperature] = set(ids.tolist())
         scores = MinP(0.2)(None, TemperatureLogitsWarper(temperature)(None, torch.tensor(logits)[None]))
@@ -157,7 +157,7 @@ def test_xtc_removes_the_top_choices_but_the_least_likely_of_them(runner):
     logits = np.full(model.n_vocab, -20.0, dtype=np.float32)
     logits[[3, 4, 5]] = [2.0, 1.5, 1.0]  # all three well above a 0.1 threshold
     chain = model._sampler(job(temperature=1.0, xtc_probability=1.0, xtc_threshold=0.1), [])
-    ids, _ = model.apply_chain(chain, logits, set())
+    ids, _, _ = model.apply_chain(chain, logits, set())
     chain.close()
     assert 3 not in ids and 4 not in ids and 5 in ids
 

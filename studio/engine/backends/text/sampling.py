@@ -1,5 +1,5 @@
 """The TextJob samplers that transformers' generate() lacks or gets differently: min-p after
-temperature, repetition penalty over a range, DRY, banned phrases, and stop sequences on the text.
+temperature, XTC, repetition penalty over a range, DRY, banned phrases, and stop sequences on the text.
 
 Each sampler is a plain logits processor, `(input_ids (batch, length), scores (batch, vocab)) ->
 scores`, which generate() calls every step with the prompt plus everything generated so far. The
@@ -12,15 +12,20 @@ backend chains them in this order (llama.cpp's default chain puts the penalties 
     5. top-k                keep the k best
     6. top-p                keep the smallest set whose probability reaches p
     7. min-p                keep p_i >= min_p * p_max, on the tempered, cut distribution
-    8. the alternatives recorder, so it sees the distribution the token is drawn from
+    8. XTC                  now and then, drop the likeliest tokens above a threshold but one
+    9. the alternatives recorder, so it sees the distribution the token is drawn from
 
 4-6 are transformers' own warpers in generate()'s own order, which this backend used before these
-samplers existed (same spec + seed keeps giving the same text). Min-p follows them, as in
-transformers' chain. KoboldCpp and llama.cpp apply temperature *last* by default, so their min-p
-sees the untempered distribution: since tempered ratios are p_i/p_max = r**(1/T) for an untempered
-ratio r, our min_p m at temperature T keeps exactly what their min_p m**T keeps. With T = 1, or
-greedy decoding, the two agree exactly. Greedy (temperature 0) runs 1-3 and the recorder; argmax
-then picks from what they left.
+samplers existed (same spec + seed keeps giving the same text). Min-p and XTC follow them, as in
+transformers' chain. llama.cpp's default chain is penalties, DRY, top-n-sigma, top-k, typical-p,
+top-p, min-p, XTC, temperature (KoboldCpp's default order also puts temperature last), so their
+min-p and XTC see the untempered distribution. Ours see the tempered one. For min-p the two map
+exactly: tempered ratios are p_i/p_max = r**(1/T) for an untempered ratio r, so our min_p m at
+temperature T keeps exactly what their min_p m**T keeps. XTC's threshold is an absolute
+probability and has no such mapping: a temperature above 1 flattens the distribution, so fewer
+tokens reach a given threshold here than there (below 1, more). With T = 1, or greedy decoding,
+the chains agree exactly. Greedy (temperature 0) runs 1-3 and the recorder; argmax then picks from
+what they left (min-p keeps the top token anyway, and XTC is a sampling device: off).
 
 Stop sequences are not a logits processor: `StopText` watches the streamed text, holds back what
 may be the start of one, and says when one is complete; the backend then ends generate().
@@ -30,6 +35,7 @@ Only the standard library at import; numpy and torch load inside the functions t
 from __future__ import annotations
 
 import bisect
+import random
 from typing import Any, Callable, Collection, Iterable, Optional, Sequence
 
 DRY_SEQUENCE_BREAKERS = ("\n", ":", '"', "*")  # KoboldCpp's and SillyTavern's defaults
@@ -308,6 +314,39 @@ class MinP:
         return scores.masked_fill(probs < threshold, -float("inf"))
 
 
+class XTC:
+    """XTC, "exclude top choices" (text-generation-webui, KoboldCpp, llama.cpp): with
+    probability `probability`, and only when at least two tokens have p_i >= `threshold`, every one
+    of those is dropped except the least likely of them. The text then avoids its most obvious
+    continuations while keeping one that is still likely enough, which breaks stock phrases.
+
+    The coin comes from its own generator seeded with the job's seed (never torch's, whose stream
+    draws the tokens), one draw per row and step whether or not it triggers, so the same seed gives
+    the same coins and the same text. Like llama.cpp, no token is special-cased: a stop token or a
+    newline above the threshold can be dropped too (text-generation-webui spares those two). Only
+    tokens still in play count (p_i > 0: earlier cuts stay cut, even at threshold 0). Tokens tied
+    at the least probability above the threshold all stay."""
+
+    def __init__(self, threshold: float, probability: float, seed: int):
+        self.threshold = float(threshold)
+        self.probability = float(probability)
+        self._coins = random.Random(seed)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        coins = [self._coins.random() for _ in range(scores.shape[0])]
+        triggered = torch.tensor([c < self.probability for c in coins], device=scores.device)
+        if not triggered.any():
+            return scores
+        probs = scores.softmax(dim=-1)
+        above = (probs >= self.threshold) & (probs > 0)
+        least = torch.where(above, probs, torch.ones_like(probs)).amin(dim=-1, keepdim=True)
+        enough = above.sum(dim=-1, keepdim=True) >= 2
+        remove = above & (probs > least) & enough & triggered[:, None]
+        return scores.masked_fill(remove, -float("inf"))
+
+
 # --------------------------------------------------------------------------------------------
 # Stop sequences
 
@@ -389,3 +428,10 @@ def build_processors(
 def min_p_processor(spec: Any) -> Optional[MinP]:
     """Step 7, for sampling only (greedy always keeps the top token anyway)."""
     return MinP(spec.min_p) if spec.temperature > 0 and spec.min_p > 0 else None
+
+
+def xtc_processor(spec: Any, seed: int) -> Optional[XTC]:
+    """Step 8, for sampling only (greedy decoding has no coin to toss and always takes the top token)."""
+    if spec.temperature > 0 and spec.xtc_probability > 0:
+        return XTC(spec.xtc_threshold, spec.xtc_probability, seed)
+    return None

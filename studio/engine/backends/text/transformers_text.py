@@ -5,8 +5,14 @@ studio.models.formats refuses folders that carry Python code or ask for it with 
 Generation streams one Token event per generated token through the job context, which is also where
 Stop lands: the cancel exception is raised from the streamer and propagates out of `generate`, so
 a token produced after Stop is never shown. The samplers TextJob names beyond temperature/top-k/
-top-p (min-p, repetition penalty, DRY, banned phrases, stop sequences) live in sampling.py, which
-also documents their order.
+top-p (min-p, XTC, repetition penalty, DRY, banned phrases, stop sequences) live in sampling.py,
+which also documents their order.
+
+Continue reuses what did not change (as KoboldCpp and llama.cpp do): the model's KV cache stays
+with the backend between jobs, with the token ids it holds, and a new prompt feeds the model only
+the tokens after their common prefix. On RoPE models (Llama-style) a prompt whose oldest story was
+trimmed keeps the cached story after the cut too, its keys re-rotated to their new positions
+(KoboldCpp's ContextShift). See _KVReuse.
 
 Torch and transformers are imported inside the functions, so importing this module stays cheap."""
 
@@ -35,11 +41,17 @@ from studio.models.weights_match import check_memory, check_transformers_folder,
 
 ALTERNATIVES = 5  # how many (token, probability) pairs each Token event carries
 CONTEXT_TOKENS = 4  # prompt tokens decoded with the output, so a leading space survives detokenising
+# Context shift (see _KVReuse). The story's cut retokenises its first word ("␣Day" mid-text, "Day"
+# after the memory's newline), so a few new tokens may come between the kept prefix and the kept run.
+SHIFT_SLACK = 8
+SHIFT_MIN_KEPT = 16  # a shorter kept run is re-read: it saves little, and it read dropped tokens
+SHIFT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")  # keys rotated by rotate_half over the whole head
+STATIC_ROPE = ("default", "linear", "llama3")  # RoPE kinds whose angle depends on the position alone
 
 
 def _sampling_processors(spec: TextJob, recorder: Any, backend: "TransformersTextBackend") -> Any:
     """The whole chain, in the order sampling.py describes: penalties, DRY and bans (greedy too),
-    then the sampling warpers in generate()'s own order and min-p, then the recorder.
+    then the sampling warpers in generate()'s own order, min-p and XTC, then the recorder.
 
     generate() appends its warpers *after* custom processors, so a recorder passed alongside
     temperature/top_k/top_p would see unwarped scores. We build them here instead and leave
@@ -58,9 +70,9 @@ def _sampling_processors(spec: TextJob, recorder: Any, backend: "TransformersTex
             processors.append(TopKLogitsWarper(top_k=spec.top_k))
         if spec.top_p < 1.0:
             processors.append(TopPLogitsWarper(top_p=spec.top_p))
-        min_p = text_sampling.min_p_processor(spec)
-        if min_p is not None:
-            processors.append(min_p)
+        for late in (text_sampling.min_p_processor(spec), text_sampling.xtc_processor(spec, spec.seed)):
+            if late is not None:
+                processors.append(late)
     processors.append(recorder)
     return LogitsProcessorList([_Chain(processors)])
 
@@ -120,6 +132,7 @@ def _streamer(
     class TokenStreamer(BaseStreamer):
         def __init__(self):
             self.ids: list[int] = []  # the tokens whose events went out: the result's ids
+            self.generated: list[int] = []  # every token generate() chose, stop tokens and held text too
             self.text = ""  # what the Token events have said so far: the result's text
             self.count = 0  # tokens generated, stop tokens left out
             self.prompt_seen = False
@@ -136,6 +149,7 @@ def _streamer(
                 return
             # A batch of one: one token a step (.item() is one call; the fallback, three).
             token_id = value.item() if value.numel() == 1 else int(value.reshape(-1)[0])
+            self.generated.append(token_id)  # before anything can raise: the KV cache may hold it next
             ids, probs = steps.popleft() if steps else ((), ())
             if token_id in stop_ids:
                 return  # the model ended the text: nothing to show
@@ -210,6 +224,201 @@ def check_tokenizer(tokenizer: Any, folder: Path) -> None:
         raise ModelFileError(f"The tokenizer in {folder} is empty or missing its vocabulary: copy the folder again.")
 
 
+class _KVReuse:
+    """The model's KV cache kept between jobs with the token ids it holds, for one model on one device.
+
+    `take(prompt, ...)` hands generate() a cache that already holds prompt[:reused], or None where
+    this model's cache cannot be kept (sliding-window, linear-attention or other special layers:
+    generate() then makes its own, as before). The cache is taken *out*: should the job fail or be
+    cancelled, a partly updated cache is never seen again. `keep(cache, ids)` puts it back after a
+    job that ended normally.
+
+    What a prompt takes from the cache:
+    - the common prefix of the cached ids and the prompt, all but the prompt's last token at most
+      (generate() must feed one token to get the next token's logits). Exact: a token's KV depends
+      only on the tokens before it.
+    - on RoPE models, when prompt assembly trimmed the oldest story (`shift`) and that prefix ends
+      before the cache does: a cached run that the prompt continues with, at most SHIFT_SLACK new
+      tokens later. The cached tokens before the run are dropped, the new ones fed, and the run's
+      keys re-rotated back by the shift. The run's KV was computed attending to the dropped tokens,
+      so this is close to, not equal to, a fresh read of the prompt (KoboldCpp's ContextShift makes
+      the same trade). Only for a trimmed story: after an edit inside the story, the text after it
+      would keep the traces of what the writer deleted, so that is read again."""
+
+    def __init__(self) -> None:
+        self.cache: Any = None  # a transformers DynamicCache
+        self.ids: list[int] = []  # the tokens whose KV it holds, in order
+        self._owner: Optional[tuple[int, str]] = None  # (id of the model, device) the cache belongs to
+        self._supported: Optional[bool] = None
+        self._rotary: Any = None  # the model's rotary embedding, where keys can be re-rotated
+        self.kwarg = "cache"  # generate()'s and forward()'s name for it ("past_key_values" before 5.x renamed it)
+
+    def reset(self) -> None:
+        self.cache, self.ids = None, []
+
+    def take(self, prompt: list[int], model: Any, device: str, shift: bool) -> tuple[Any, int, int]:
+        """(cache or None, prompt tokens taken from the cache, cached tokens a context shift dropped)."""
+        if self._owner != (id(model), device):  # another model or device: nothing carries over
+            self.reset()
+            self._owner, self._supported = (id(model), device), None
+        if self._supported is None:
+            self._inspect(model)
+        cache, ids = self.cache, self.ids
+        self.reset()
+        if not self._supported:
+            return None, 0, 0
+        if cache is None:
+            return self._new_cache(model), 0, 0
+        limit = len(prompt) - 1
+        prefix = _common_prefix(ids, prompt)
+        fed, dropped = 0, 0
+        if shift and self._rotary is not None and prefix < min(len(ids), limit):
+            plan = _shift_plan(ids, prompt, prefix)
+            if plan is not None:
+                fed, start, kept = plan
+                self._shift(cache, model, prompt, prefix, fed, start, kept, device)
+                dropped = start - prefix
+                prefix += fed + kept
+        held = min(prefix, limit)
+        if held == 0:
+            return self._new_cache(model), 0, 0
+        _crop(cache, held)
+        return cache, held - fed, dropped
+
+    def keep(self, cache: Any, ids: list[int]) -> None:
+        """Keep `cache` after a job that ended normally; `ids`: the prompt and every token generated.
+        The last token chosen never went through the model, so the cache holds one token fewer."""
+        if cache is None or not _plain_layers(cache) or not cache.layers:
+            return
+        lengths = {layer.get_seq_length() for layer in cache.layers}
+        if len(lengths) == 1 and 0 < (length := lengths.pop()) <= len(ids):
+            self.cache, self.ids = cache, list(ids[:length])
+
+    def _inspect(self, model: Any) -> None:
+        """Whether this model's cache can be kept, and re-rotated (once per model)."""
+        config = model.config.get_text_config(decoder=True)
+        supports = getattr(model, "_supports_default_dynamic_cache", lambda: True)
+        self._supported = not config.is_encoder_decoder and supports() and _plain_layers(self._new_cache(model))
+        self.kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._rotary = _shiftable_rotary(model, config) if self._supported else None
+
+    @staticmethod
+    def _new_cache(model: Any) -> Any:
+        from transformers import DynamicCache
+
+        # What generate() would make itself: the config tells it which layers slide or are linear.
+        return DynamicCache(config=model.config.get_text_config(decoder=True))
+
+    def _shift(
+        self, cache: Any, model: Any, prompt: list[int], prefix: int, fed: int, start: int, kept: int, device: str
+    ) -> None:
+        """Cache := cache[:prefix] + KV of prompt[prefix:prefix+fed] + cache[start:start+kept] moved
+        back to follow them (keys re-rotated by prefix + fed - start positions)."""
+        import torch
+
+        runs = [
+            (layer.keys[..., start : start + kept, :], layer.values[..., start : start + kept, :])
+            for layer in cache.layers
+        ]
+        _crop(cache, prefix)
+        if fed:
+            end = prefix + fed
+            model(
+                input_ids=torch.tensor([prompt[prefix:end]], device=device),
+                attention_mask=torch.ones((1, end), dtype=torch.long, device=device),
+                position_ids=torch.arange(prefix, end, device=device)[None],
+                use_cache=True,
+                **{self.kwarg: cache},
+            )
+        delta = prefix + fed - start
+        for layer, (keys, values) in zip(cache.layers, runs):
+            layer.keys = torch.cat([layer.keys, rotate_keys(self._rotary, keys, delta)], dim=-2)
+            layer.values = torch.cat([layer.values, values], dim=-2)
+
+
+def _plain_layers(cache: Any) -> bool:
+    """Every layer a plain DynamicLayer: one (batch, heads, tokens, dim) tensor of keys and one of
+    values, a row per token, so the cache can be cut and spliced by token."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def _crop(cache: Any, length: int) -> None:
+    """Keep the first `length` tokens of every layer (transformers' own crop() changed meaning
+    across versions)."""
+    for layer in cache.layers:
+        if layer.keys is not None and layer.keys.shape[-2] > length:
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    import numpy as np
+
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differ[0]) if differ.size else n
+
+
+def _shift_plan(cached: list[int], prompt: list[int], prefix: int) -> Optional[tuple[int, int, int]]:
+    """(fed, start, kept) for a context shift, or None: the prompt goes on after the common prefix
+    with `fed` new tokens (at most SHIFT_SLACK), then with cached[start:start+kept], start past
+    prefix + fed (at least one cached token dropped). The longest kept run wins, then the fewest
+    new tokens; at least SHIFT_MIN_KEPT kept."""
+    import numpy as np
+
+    c, q = np.asarray(cached), np.asarray(prompt)
+    best: Optional[tuple[int, int, int]] = None
+    for fed in range(SHIFT_SLACK + 1):
+        at = prefix + fed
+        if len(q) - at < SHIFT_MIN_KEPT or len(c) - (at + 1) < SHIFT_MIN_KEPT:
+            break
+        # Runs that begin with the prompt's next SHIFT_MIN_KEPT tokens, vectorised; then each one's length.
+        windows = np.lib.stride_tricks.sliding_window_view(c[at + 1 :], SHIFT_MIN_KEPT)
+        starts = np.flatnonzero((windows == q[at : at + SHIFT_MIN_KEPT]).all(axis=1)) + at + 1
+        for start in starts.tolist():
+            n = min(len(c) - start, len(q) - at)
+            same = c[start : start + n] == q[at : at + n]
+            kept = n if same.all() else int(same.argmin())
+            if best is None or kept > best[2]:
+                best = (fed, start, kept)
+    return best
+
+
+def _shiftable_rotary(model: Any, config: Any) -> Any:
+    """The model's rotary embedding module if its cached keys can be re-rotated, else None: a model
+    type known to rotate the whole head with rotate_half, a RoPE whose angle depends on the position
+    alone (no dynamic or YaRN-style scaling, no attention scaling), and no learned position table."""
+    import torch
+
+    whole_head = getattr(config, "partial_rotary_factor", None) in (None, 1, 1.0)
+    if config.model_type not in SHIFT_MODEL_TYPES or not whole_head:
+        return None
+    rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
+    if rotary is None or getattr(rotary, "rope_type", None) not in STATIC_ROPE:
+        return None
+    if getattr(rotary, "attention_scaling", 1.0) != 1.0:
+        return None
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    probe = torch.zeros(1, device=rotary.inv_freq.device)
+    cos, _ = rotary(probe, torch.zeros((1, 1), dtype=torch.long, device=probe.device))
+    return rotary if cos.shape[-1] == head_dim else None
+
+
+def rotate_keys(rotary: Any, keys: Any, delta: int) -> Any:
+    """Keys (batch, heads, tokens, head_dim) that RoPE rotated at positions q, as they would be at
+    q + delta: a rotation by angle q*θ followed by one by delta*θ is the rotation by (q + delta)*θ,
+    so applying the model's own rotation for position `delta` moves them (in float32)."""
+    import torch
+
+    x = keys.float()
+    cos, sin = rotary(x, torch.tensor([[delta]], device=keys.device))  # (1, 1, head_dim)
+    half = x.shape[-1] // 2
+    turned = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # transformers' rotate_half
+    return (x * cos[:, None] + turned * sin[:, None]).to(keys.dtype)
+
+
 class TransformersTextBackend:
     """One causal language model and its tokenizer, resident on one device."""
 
@@ -227,6 +436,9 @@ class TransformersTextBackend:
         # then encodes that same text, so it is tokenized once, not two or three times.
         self._encoded: Optional[tuple[tuple[str, bool], list[int]]] = None
         self._vocabulary: Optional[text_sampling.Vocabulary] = None  # built when DRY or a ban needs it
+        self._kv = _KVReuse()  # the KV cache kept between jobs
+        self.reused_tokens = 0  # prompt tokens the last job took from the kept cache instead of feeding them
+        self.shifted_tokens = 0  # cached tokens the last job's context shift dropped (0: no shift)
 
     def decode(self, ids: list[int]) -> str:
         return self.decoder()(ids)
@@ -314,7 +526,7 @@ class TransformersTextBackend:
         from transformers import GenerationConfig
 
         # 1. The prompt, assembled, reported and encoded.
-        ids = self.prompt_ids(spec, ctx)
+        ids, trimmed = self._prompt(spec, ctx)
 
         # 2. The stop tokens come from the folder; how to sample comes from the spec alone (load()
         #    dropped the folder's sampling defaults). The samplers themselves are built in step 3.
@@ -333,10 +545,14 @@ class TransformersTextBackend:
         streamer = _streamer(self, ids[-CONTEXT_TOKENS:], recorder, spec, ctx)
         processors = _sampling_processors(spec, recorder, self)
 
-        # 4. Generate under the job's own seed, leaving the global random state as it was.
+        # 4. Generate under the job's own seed, leaving the global random state as it was, from the
+        #    kept KV cache where the prompt begins as the last one did. generate() is given the whole
+        #    prompt and feeds the model only what the cache lacks.
         input_ids = torch.tensor([ids], device=self.device)
         cuda = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda), torch.inference_mode():
+            cache, self.reused_tokens, self.shifted_tokens = self._kv.take(ids, self.model, self.device, trimmed)
+            reuse = {self._kv.kwarg: cache} if cache is not None else {}
             torch.manual_seed(spec.seed)
             try:
                 self.model.generate(
@@ -345,11 +561,14 @@ class TransformersTextBackend:
                     generation_config=config,
                     logits_processor=processors,
                     streamer=streamer,
+                    **reuse,
                 )
             except text_sampling.StopSequenceReached:
                 pass  # the text ends right before the stop sequence; nothing of it was shown
             else:
                 streamer.flush()
+            # Only now, the job having ended normally: an error or Stop above leaves no cache behind.
+            self._kv.keep(cache, ids + streamer.generated)
         return TextResult(
             streamer.text,
             tuple(streamer.ids),
@@ -359,6 +578,10 @@ class TransformersTextBackend:
     def prompt_ids(self, spec: TextJob, ctx: JobContext) -> list[int]:
         """The prompt's token ids: assembled and measured with this tokenizer (reported for the
         context viewer), encoded; an empty one starts from the model's start (or end) of text token."""
+        return self._prompt(spec, ctx)[0]
+
+    def _prompt(self, spec: TextJob, ctx: JobContext) -> tuple[list[int], bool]:
+        """prompt_ids, and whether the assembly trimmed the story's beginning to fit."""
         context = self.context(spec)
         ctx.context_used(context)
         ids = list(self._encode(context.prompt, special=not spec.instruct)) if context.prompt else []
@@ -369,7 +592,8 @@ class TransformersTextBackend:
             if start is None:
                 raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
             ids = [start]
-        return self._fit_context(ids, spec.max_new_tokens)  # the assembly fits; this is a safety net
+        fitted = self._fit_context(ids, spec.max_new_tokens)  # the assembly fits; this is a safety net
+        return fitted, context.trimmed_chars > 0 or len(fitted) < len(ids)
 
     def _stop_ids(self) -> set[int]:
         eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -443,5 +667,10 @@ class TransformersTextBackend:
             raise SpecError("max_new_tokens", f"is {max_new_tokens}; this model sees at most {window} tokens.")
         return ids[-(window - max_new_tokens) :]
 
+    def reset_cache(self) -> None:
+        """Forget the kept KV cache: the next job reads its whole prompt."""
+        self._kv.reset()
+
     def close(self) -> None:
+        self._kv.reset()
         self.model = None
