@@ -836,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _device_args(parser: argparse.ArgumentParser, runtime: bool = False) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     if runtime:
-        parser.add_argument("--runtime", default="auto", help="auto, torch or onnx")
+        parser.add_argument("--runtime", default="auto", help="auto, torch, onnx or llama.cpp")
 
 
 COMMANDS = {

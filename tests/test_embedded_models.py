@@ -18,7 +18,8 @@ from studio.models.registry import ModelRegistry, default_roots
 
 from run_jobs import run
 
-EMBEDDED = {"emoji-sd": "image", "prose": "text", "emoji-vae": "latent", "emoji-gan": "latent"}
+EMBEDDED = {"emoji-sd": "image", "prose": "text", "emoji-vae": "latent", "emoji-gan": "latent", "prose-gguf": "text"}
+CONVERTED = {"prose-gguf": "studio to-gguf prose"}  # not trained: made from another embedded model
 BUDGET_BYTES = 40 * 1024 * 1024
 
 
@@ -38,7 +39,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def test_the_four_models_are_listed_with_kind_and_licence(registry):
+def test_the_embedded_models_are_listed_with_kind_and_licence(registry):
     found = {m.id: m for m in registry.models() if m.source == "embedded"}
     assert {k: found[k].kind for k in EMBEDDED if k in found} == EMBEDDED
     assert all(found[k].licence for k in EMBEDDED)
@@ -61,7 +62,22 @@ def test_the_folder_is_small_fp16_and_world_readable():
     assert total <= BUDGET_BYTES
     for model in EMBEDDED:
         card = (paths.EMBEDDED_MODELS_DIR / model / "MODEL_CARD.md").read_text()
-        assert "Training time" in card and "Hardware" in card and "eval:start" in card
+        if model in CONVERTED:
+            assert CONVERTED[model] in card  # the command that made it
+        else:
+            assert "Training time" in card and "Hardware" in card and "eval:start" in card
+
+
+def test_prose_gguf_writes_what_prose_writes(registry, no_network):
+    """The same weights on llama.cpp (Q8_0) and on torch: the same greedy text, as the card says."""
+    runner = Runner(registry)
+    texts = []
+    for model in ("prose", "prose-gguf"):
+        end = run(runner, TextJob(model=model, prompt="Once upon a time", temperature=0.0, max_new_tokens=40))[-1]
+        assert isinstance(end, Finished)
+        texts.append(end.result.text)
+    assert texts[0] == texts[1] and len(texts[0].split()) > 20
+    assert end.result.info.runtime == "llama.cpp"
 
 
 def test_emoji_sd_draws_the_same_picture_for_the_same_seed(registry, no_network):

@@ -1,6 +1,6 @@
 """The front door: the desktop entry and AppStream metainfo pass their standard validators (skipped
 only where the validator is not installed), the icon exists at every size a desktop asks for, and
-the wheel `make dist` builds carries the embedded models, so an installed studio lists all four
+the wheel `make dist` builds carries the embedded models, so an installed studio lists all five
 from site-packages."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DESKTOP = PACKAGING / f"{APP_ID}.desktop"
 METAINFO = PACKAGING / f"{APP_ID}.metainfo.xml"
 ICONS = PACKAGING / "icons" / "hicolor"
 SIZES = (16, 32, 48, 64, 128, 256, 512)
-EMBEDDED = {"emoji-gan", "emoji-sd", "emoji-vae", "prose"}
+EMBEDDED = {"emoji-gan", "emoji-sd", "emoji-vae", "prose", "prose-gguf"}
 
 
 def validator(name: str) -> str:
@@ -86,7 +86,7 @@ def run(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_the_wheel_installed_in_a_clean_venv_lists_the_four_embedded_models_from_site_packages(tmp_path):
+def test_the_wheel_installed_in_a_clean_venv_lists_the_embedded_models_from_site_packages(tmp_path):
     dist = tmp_path / "dist"
     # As `make dist` builds: an sdist, then the wheel from it (so the sdist must carry the models too).
     run(sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT)
