@@ -472,21 +472,8 @@ def _read_metadata(r: _Reader, count: int) -> tuple[dict[str, Any], dict[str, in
     types: dict[str, int] = {}
     for index in range(count):
         r.check_time()
-        at = r.pos
         r.where = f"metadata key {index + 1}"
-        length = r.u64()
-        if length > MAX_KEY_BYTES:
-            raise ModelFileError(
-                f"{r.name} has a metadata key of {length:,} bytes at byte {at:,}, more than the "
-                f"{MAX_KEY_BYTES:,} a key may have."
-            )
-        raw = r.take(length)
-        try:
-            key = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ModelFileError(
-                f"{r.name} has a metadata key at byte {at:,} that is not UTF-8 text ({shown(raw)})."
-            ) from None
+        key = _read_name(r, MAX_KEY_BYTES, "metadata key", "a key")
         if key in metadata:
             raise ModelFileError(f"{r.name} has the metadata key {shown(key)} twice.")
         r.where = f"the value of {shown(key)}"
@@ -564,24 +551,28 @@ class _TensorInfo:
     nbytes: int
 
 
+def _read_name(r: _Reader, limit: int, what: str, holder: str) -> str:
+    """A metadata key or tensor name: a length within `limit`, then that many bytes of UTF-8."""
+    at = r.pos
+    length = r.u64()
+    if length > limit:
+        raise ModelFileError(
+            f"{r.name} has a {what} of {length:,} bytes at byte {at:,}, more than the {limit:,} {holder} may have."
+        )
+    raw = r.take(length)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{r.name} has a {what} at byte {at:,} that is not UTF-8 text ({shown(raw)}).") from None
+
+
 def _read_tensor_infos(r: _Reader, count: int) -> list[_TensorInfo]:
     infos: list[_TensorInfo] = []
     names: set[str] = set()
     for index in range(count):
         r.check_time()
-        at = r.pos
         r.where = f"tensor {index + 1}'s entry"
-        length = r.u64()
-        if length > MAX_TENSOR_NAME_BYTES:
-            raise ModelFileError(
-                f"{r.name} has a tensor name of {length:,} bytes at byte {at:,}, more than the "
-                f"{MAX_TENSOR_NAME_BYTES} a tensor name may have."
-            )
-        raw = r.take(length)
-        try:
-            tensor = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ModelFileError(f"{r.name} has a tensor name that is not UTF-8 text ({shown(raw)}).") from None
+        tensor = _read_name(r, MAX_TENSOR_NAME_BYTES, "tensor name", "a tensor name")
         if tensor in names:
             raise ModelFileError(f"{r.name} has two tensors named {shown(tensor)}.")
         names.add(tensor)

@@ -439,7 +439,8 @@ def test_a_tensor_name_longer_than_ggml_allows_is_refused(tmp_path):
     message = refused(craft(tmp_path / "model.gguf", tensors=(tensor_info("n" * 64),)))
     assert message.startswith("model.gguf has a tensor name of 64 bytes at byte ")
     message = refused(craft(tmp_path / "model.gguf", tensors=(tensor_info(b"w\xfe"),)))
-    assert message == "model.gguf has a tensor name that is not UTF-8 text (b'w\\xfe')."
+    assert message.startswith("model.gguf has a tensor name at byte ")
+    assert message.endswith(" that is not UTF-8 text (b'w\\xfe').")
 
 
 def test_overlapping_tensors_are_refused(tmp_path):
