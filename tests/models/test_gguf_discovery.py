@@ -82,3 +82,22 @@ def test_loading_needs_more_memory_than_the_machine_has_is_refused_first(models,
     events = run(Runner(ModelRegistry([(models, "user")])), TextJob(model="tiny", prompt="the sea"))
     assert isinstance(events[-1], Failed) and "memory" in events[-1].message
     assert "\n" not in events[-1].message and loads == []
+
+
+def test_a_checked_file_llama_cpp_still_cannot_load_is_one_sentence(tmp_path):
+    """A header that passes every check but names an architecture llama.cpp does not know."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(tmp_path / "future.gguf"), "nosucharch")
+    writer.add_context_length(64)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    runner = Runner(ModelRegistry([(tmp_path, "user")]))
+    assert runner.registry.resolve("future").details.startswith("nosucharch · ")
+    events = run(runner, TextJob(model="future", prompt="the sea"))
+    assert isinstance(events[-1], Failed) and "\n" not in events[-1].message
+    assert "llama.cpp could not load future.gguf" in events[-1].message and "'nosucharch'" in events[-1].message

@@ -57,13 +57,22 @@ MIN_SHIFT_MATCH = 16  # tokens of the old story that must line up again before t
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+LLAMA_LOG_WARN = 3  # ggml_log_level: warnings and errors (4) go to the studio's log
+
+
+def _log_from_llama(level: int, text: bytes, data: Any) -> None:
+    if level in (LLAMA_LOG_WARN, LLAMA_LOG_WARN + 1):
+        log.warning("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+
 def _quiet_llama_logs() -> None:
-    """llama.cpp prints its loading report on stderr; the studio's log says what matters."""
+    """llama.cpp prints its loading report on stderr, line by line; only its warnings and errors
+    (why a file would not load, say) go to the studio's log."""
     import llama_cpp
 
     global _LOG_CALLBACK
     if _LOG_CALLBACK is None:
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, data: None)
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(_log_from_llama)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
@@ -184,10 +193,10 @@ class LlamaCppTextBackend:
                 n_gpu_layers=-1 if device == "cuda" else 0,
                 verbose=False,
             )
-        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+        except ValueError:  # llama-cpp-python's "Failed to load model from file: PATH"
             raise ModelFileError(
-                f"llama.cpp could not load {path.name} ({exc}); its {header.architecture!r} architecture may be "
-                "newer than this llama.cpp, or the file is damaged."
+                f"llama.cpp could not load {path.name}: its {header.architecture!r} architecture may be newer than "
+                "this llama.cpp, or the file is damaged (the log has llama.cpp's own words)."
             ) from None
         return cls(llm, header, device)
 
@@ -196,7 +205,7 @@ class LlamaCppTextBackend:
     def encode(self, text: str, special: bool = False, add_bos: bool = False) -> list[int]:
         if not text:
             return []
-        return list(self.llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=add_bos, special=special))
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
     def _token_bytes(self, token_id: int, special: bool) -> bytes:
         """A token's bytes as llama.cpp writes them (special tokens as text only when `special`)."""
