@@ -55,6 +55,14 @@ def runner(root):
     return Runner(ModelRegistry([(root, "user")]))
 
 
+class _Quiet:
+    def context_used(self, context):
+        pass
+
+
+QUIET = _Quiet()  # a job context for prompt_ids outside a job
+
+
 def job(model="tiny-gpt2", **fields):
     fields.setdefault("max_new_tokens", 12)
     fields.setdefault("prompt", "the sea")
@@ -195,9 +203,24 @@ def test_a_full_window_is_shifted_keeping_memory_not_read_again(runner):
     assert model.reused_tokens > before // 2  # most of the window came from the cache
     memory_ids = model.encode(memory)
     assert model.cached[: len(memory_ids)] == memory_ids  # memory kept at the top
+    # After the shift the cache holds exactly the new prompt's tokens, then what was generated.
+    prompt = model.prompt_ids(job("tiny-llama", prompt="", story=StoryContext(text=grown, memory=memory)), QUIET)
+    assert model.cached[: len(prompt)] == prompt
     # Shifting is deterministic: the same sequence of Continues gives the same tokens.
     continue_story(runner, "tiny-llama", story, memory, cold=True)
     assert continue_story(runner, "tiny-llama", grown, memory) == again
+
+
+def test_an_edit_inside_the_story_is_read_again_not_shifted(runner):
+    """Only a trimmed story is shifted: after a deletion mid-story, the text after it was computed
+    attending to what the writer deleted, so it is read again, exactly as a cold run reads it."""
+    model = backend(runner, "tiny-llama")
+    story = STORY[:200]
+    continue_story(runner, "tiny-llama", story, cold=True)
+    edited = story.replace("She lit the lamp and watched the ships pass the rocks. ", "")
+    warm = continue_story(runner, "tiny-llama", edited)
+    assert model.shifted_tokens == 0 and model.reused_tokens > 0
+    assert warm == continue_story(runner, "tiny-llama", edited, cold=True)
 
 
 def test_gpt2_cannot_shift_and_reads_the_window_again(runner):
@@ -217,5 +240,5 @@ def test_stop_during_a_long_prompt_keeps_the_cache_consistent(runner):
     cancel.set()
     ctx = JobContext(1, cancel, lambda event: None)
     with pytest.raises(Exception):
-        model._evaluate(model.encode(STORY), ctx)
+        model._evaluate(model.encode(STORY), ctx, trimmed=False)
     assert len(model.cached) == model.llm.n_tokens

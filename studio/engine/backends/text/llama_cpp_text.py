@@ -46,6 +46,7 @@ from studio.core.kinds import Runtime
 from studio.engine.backends.job_context import JobContext
 from studio.engine.backends.text import sampling as text_sampling
 from studio.engine.backends.text.chat_template import render_chat
+from studio.engine.backends.text.kv_reuse import common_prefix, shift_plan
 from studio.engine.backends.text.prompt_context import build_context
 from studio.models import formats, gguf_file
 
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 ALTERNATIVES = 5  # (piece, probability) pairs per Token event, as on the transformers backend
 MAX_CONTEXT = 8192  # the window the studio opens by default: a 128k-token window's KV cache would not fit
-MIN_SHIFT_MATCH = 16  # tokens of the old story that must line up again before the cache is shifted
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
@@ -77,29 +77,6 @@ def _quiet_llama_logs() -> None:
 
 
 _LOG_CALLBACK: Any = None  # kept alive: llama.cpp holds the pointer
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def shift_amount(cached: list[int], ids: list[int], start: int) -> int:
-    """How many cached tokens after `start` to drop so the rest lines up with `ids[start:]` again
-    (0 when no such shift exists): the oldest story tokens the assembly trimmed. The tokens after
-    the drop must match for at least MIN_SHIFT_MATCH tokens (or to the end of either)."""
-    needle = ids[start : start + MIN_SHIFT_MATCH]
-    if len(needle) < MIN_SHIFT_MATCH:
-        return 0
-    first = needle[0]
-    for d in range(1, len(cached) - start - len(needle) + 1):
-        if cached[start + d] == first and cached[start + d : start + d + len(needle)] == needle:
-            return d
-    return 0
 
 
 class SamplerChain:
@@ -280,6 +257,11 @@ class LlamaCppTextBackend:
         return chat
 
     def prompt_ids(self, spec: TextJob, ctx: JobContext) -> list[int]:
+        return self._prompt(spec, ctx)[0]
+
+    def _prompt(self, spec: TextJob, ctx: JobContext) -> tuple[list[int], bool]:
+        """The prompt's ids, reported for the context viewer, and whether the assembly trimmed the
+        story's beginning to fit (only then may the cache be shifted)."""
         context = self.context(spec)
         ctx.context_used(context)
         if spec.instruct:
@@ -294,7 +276,8 @@ class LlamaCppTextBackend:
         window = self.context_length
         if spec.max_new_tokens >= window:
             raise SpecError("max_new_tokens", f"is {spec.max_new_tokens}; this model sees at most {window} tokens.")
-        return ids[-(window - spec.max_new_tokens) :]  # the assembly fits; this is a safety net
+        fitted = ids[-(window - spec.max_new_tokens) :]  # the assembly fits; this is a safety net
+        return fitted, context.trimmed_chars > 0 or len(fitted) < len(ids)
 
     # -- the KV cache ----------------------------------------------------------------------------
 
@@ -304,26 +287,34 @@ class LlamaCppTextBackend:
         del self.cached[keep:]
         self.llm.n_tokens = keep
 
-    def _shift(self, start: int, drop: int) -> None:
-        """Remove `drop` entries after `start` and move the rest down (KoboldCpp's ContextShift)."""
+    def _shift(self, prompt: list[int], prefix: int, fed: int, start: int, kept: int) -> None:
+        """KoboldCpp's ContextShift: the cache becomes its first `prefix` entries, then `fed` new
+        prompt tokens, then the cached run [start, start + kept) moved to follow them (llama.cpp
+        re-rotates the moved keys); what lay between or after is dropped. See kv_reuse."""
         context = self.llm._ctx
-        context.kv_cache_seq_rm(0, start, start + drop)
-        context.kv_cache_seq_shift(0, start + drop, -1, -drop)
-        del self.cached[start : start + drop]
+        context.kv_cache_seq_rm(0, start + kept, -1)
+        context.kv_cache_seq_rm(0, prefix, start)
+        context.kv_cache_seq_shift(0, start, start + kept, prefix + fed - start)
+        run = self.cached[start : start + kept]
+        del self.cached[prefix:]
+        for position, token in enumerate(prompt[prefix : prefix + fed], prefix):
+            self._decode_one(token, position)  # at their own positions, before the moved run
+        self.cached.extend(run)
         self.llm.n_tokens = len(self.cached)
         self.llm.input_ids[: len(self.cached)] = self.cached
 
-    def _evaluate(self, ids: list[int], ctx: JobContext) -> None:
+    def _evaluate(self, ids: list[int], ctx: JobContext, trimmed: bool) -> None:
         """Bring the cache to `ids` and leave the logits of its last token: keep the common prefix,
-        shift when the oldest story was trimmed, then read only what is new, a batch at a time (Stop
-        lands between batches; the cache stays consistent with `cached` whatever happens)."""
+        shift when the assembly trimmed the oldest story, then read only what is new, a batch at a
+        time (Stop lands between batches; the cache stays consistent with `cached` whatever happens)."""
         keep = common_prefix(self.cached, ids)
         self.shifted_tokens = 0
-        if keep < len(self.cached) and self.can_shift:
-            drop = shift_amount(self.cached, ids, keep)
-            if drop:
-                self._shift(keep, drop)
-                self.shifted_tokens = drop
+        if trimmed and self.can_shift and keep < min(len(self.cached), len(ids) - 1):
+            plan = shift_plan(self.cached, ids, keep)
+            if plan is not None:
+                fed, start, kept = plan
+                self._shift(ids, keep, fed, start, kept)
+                self.shifted_tokens = start - keep
                 keep = common_prefix(self.cached, ids)
         keep = min(keep, len(ids) - 1)  # at least one token is read, for the logits to sample from
         self._forget(keep)
@@ -335,18 +326,19 @@ class LlamaCppTextBackend:
             self.llm.eval(chunk)
             self.cached.extend(chunk)
 
-    def _decode_one(self, token: int) -> None:
-        """Read one generated token into the cache (its logits become the next step's)."""
+    def _decode_one(self, token: int, position: Optional[int] = None) -> None:
+        """Read one token into the cache, at the end unless `position` says where (its logits
+        become the next step's)."""
         import llama_cpp
 
-        position = len(self.cached)
+        position = len(self.cached) if position is None else position
         self._one.token[0], self._one.pos[0] = token, position
         code = llama_cpp.llama_decode(self.llm.ctx, self._one)
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
         self.cached.append(token)
-        self.llm.input_ids[position] = token
-        self.llm.n_tokens = position + 1
+        self.llm.input_ids[len(self.cached) - 1] = token
+        self.llm.n_tokens = len(self.cached)
 
     def reset_cache(self) -> None:
         if self.llm is not None:
@@ -444,9 +436,9 @@ class LlamaCppTextBackend:
     # -- generation ------------------------------------------------------------------------------
 
     def generate(self, spec: TextJob, ctx: JobContext) -> TextResult:
-        prompt = self.prompt_ids(spec, ctx)
+        prompt, trimmed = self._prompt(spec, ctx)
         try:
-            self._evaluate(prompt, ctx)
+            self._evaluate(prompt, ctx, trimmed)
             return self._generate(spec, prompt, ctx)
         except JobCancelled:
             raise  # `cached` still names what the context holds: each token joins it once evaluated

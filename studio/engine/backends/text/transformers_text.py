@@ -32,6 +32,7 @@ from studio.engine.backends.helpers import param_bytes, torch_device, torch_dtyp
 from studio.engine.backends.job_context import JobContext
 from studio.engine.backends.text import sampling as text_sampling
 from studio.engine.backends.text.chat_template import render_chat
+from studio.engine.backends.text.kv_reuse import common_prefix, shift_plan
 from studio.engine.backends.text.prompt_context import build_context
 from studio.models.formats import find_chat_template
 from studio.models.libraries import quiet_library_logs
@@ -41,10 +42,6 @@ from studio.models.weights_match import check_memory, check_transformers_folder,
 
 ALTERNATIVES = 5  # how many (token, probability) pairs each Token event carries
 CONTEXT_TOKENS = 4  # prompt tokens decoded with the output, so a leading space survives detokenising
-# Context shift (see _KVReuse). The story's cut retokenises its first word ("␣Day" mid-text, "Day"
-# after the memory's newline), so a few new tokens may come between the kept prefix and the kept run.
-SHIFT_SLACK = 8
-SHIFT_MIN_KEPT = 16  # a shorter kept run is re-read: it saves little, and it read dropped tokens
 SHIFT_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")  # keys rotated by rotate_half over the whole head
 STATIC_ROPE = ("default", "linear", "llama3")  # RoPE kinds whose angle depends on the position alone
 
@@ -238,7 +235,7 @@ class _KVReuse:
       (generate() must feed one token to get the next token's logits). Exact: a token's KV depends
       only on the tokens before it.
     - on RoPE models, when prompt assembly trimmed the oldest story (`shift`) and that prefix ends
-      before the cache does: a cached run that the prompt continues with, at most SHIFT_SLACK new
+      before the cache does: a cached run that the prompt continues with, at most kv_reuse.SHIFT_SLACK new
       tokens later. The cached tokens before the run are dropped, the new ones fed, and the run's
       keys re-rotated back by the shift. The run's KV was computed attending to the dropped tokens,
       so this is close to, not equal to, a fresh read of the prompt (KoboldCpp's ContextShift makes
@@ -270,10 +267,10 @@ class _KVReuse:
         if cache is None:
             return self._new_cache(model), 0, 0
         limit = len(prompt) - 1
-        prefix = _common_prefix(ids, prompt)
+        prefix = common_prefix(ids, prompt)
         fed, dropped = 0, 0
         if shift and self._rotary is not None and prefix < min(len(ids), limit):
-            plan = _shift_plan(ids, prompt, prefix)
+            plan = shift_plan(ids, prompt, prefix)
             if plan is not None:
                 fed, start, kept = plan
                 self._shift(cache, model, prompt, prefix, fed, start, kept, device)
@@ -351,39 +348,6 @@ def _crop(cache: Any, length: int) -> None:
         if layer.keys is not None and layer.keys.shape[-2] > length:
             layer.keys = layer.keys[..., :length, :]
             layer.values = layer.values[..., :length, :]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    import numpy as np
-
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(differ[0]) if differ.size else n
-
-
-def _shift_plan(cached: list[int], prompt: list[int], prefix: int) -> Optional[tuple[int, int, int]]:
-    """(fed, start, kept) for a context shift, or None: the prompt goes on after the common prefix
-    with `fed` new tokens (at most SHIFT_SLACK), then with cached[start:start+kept], start past
-    prefix + fed (at least one cached token dropped). The longest kept run wins, then the fewest
-    new tokens; at least SHIFT_MIN_KEPT kept."""
-    import numpy as np
-
-    c, q = np.asarray(cached), np.asarray(prompt)
-    best: Optional[tuple[int, int, int]] = None
-    for fed in range(SHIFT_SLACK + 1):
-        at = prefix + fed
-        if len(q) - at < SHIFT_MIN_KEPT or len(c) - (at + 1) < SHIFT_MIN_KEPT:
-            break
-        # Runs that begin with the prompt's next SHIFT_MIN_KEPT tokens, vectorised; then each one's length.
-        windows = np.lib.stride_tricks.sliding_window_view(c[at + 1 :], SHIFT_MIN_KEPT)
-        starts = np.flatnonzero((windows == q[at : at + SHIFT_MIN_KEPT]).all(axis=1)) + at + 1
-        for start in starts.tolist():
-            n = min(len(c) - start, len(q) - at)
-            same = c[start : start + n] == q[at : at + n]
-            kept = n if same.all() else int(same.argmin())
-            if best is None or kept > best[2]:
-                best = (fed, start, kept)
-    return best
 
 
 def _shiftable_rotary(model: Any, config: Any) -> Any:
