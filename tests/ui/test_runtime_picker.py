@@ -174,9 +174,23 @@ def test_the_write_tab_runs_a_gguf_model_on_llama_cpp_and_says_so(qtbot, embedde
     assert not write.runtimes.model().item(write.runtimes.findData("torch")).isEnabled()
 
     write.editor.setPlainText("It was a dark and stormy night")
+    cursor = write.editor.textCursor()
+    cursor.movePosition(cursor.MoveOperation.End)  # Continue writes at the cursor
+    write.editor.setTextCursor(cursor)
     handle = write.continue_text()
     qtbot.waitUntil(lambda: handle.state is JobState.FINISHED, timeout=30_000)
-    assert write.editor.toPlainText() != "It was a dark and stormy night"  # the model wrote on
+    text = write.editor.toPlainText()
+    assert text.startswith("It was a dark and stormy night") and len(text) > 40  # the model wrote on
     assert window.jobs.last_info.runtime == "llama.cpp" and window.jobs.last_info.dtype == "Q8_0"
     qtbot.waitUntil(lambda: "llama.cpp" in window.engine_label.text(), timeout=2_000)
     assert window.engine_label.text() == "Engine idle · cpu · llama.cpp (Q8_0)"
+
+    # Hover shows what else llama.cpp nearly wrote; choosing one rewrites from that token on.
+    start = len("It was a dark and stormy night")
+    assert "Alternatives here" in write._hover_text(start + 1)
+    before = write.editor.toPlainText()
+    branch = write.choose_alternative(start + 1, 1)
+    assert branch is not None
+    qtbot.waitUntil(lambda: branch.state is JobState.FINISHED, timeout=30_000)
+    after = write.editor.toPlainText()
+    assert after.startswith("It was a dark and stormy night") and after != before
