@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Union
 import studio
 from studio.core.errors import MetadataError, SpecError
 from studio.core.events import RunInfo
-from studio.core.jobs import MAX_LORAS, MAX_SEED, SCHEDULERS, ImageJob, spec_from_dict
+from studio.core.jobs import MAX_IMAGE_SEED, MAX_LORAS, SCHEDULERS, ImageJob, spec_from_dict
 from studio.core.png import read_png_file, read_png_text
 from studio.core.untrusted import printable
 
@@ -254,7 +254,7 @@ def _settings(source: str, **fields: Any) -> ImportedSettings:
         negative_prompt=_text(fields.get("negative_prompt")),
         steps=_int(fields.get("steps"), 1, 1000),
         guidance_scale=_float(fields.get("guidance_scale"), 0.0, 50.0),
-        seed=_int(fields.get("seed"), 0, MAX_SEED),
+        seed=_int(fields.get("seed"), 0, MAX_IMAGE_SEED),
         width=_int(fields.get("width"), 8, 4096),
         height=_int(fields.get("height"), 8, 4096),
         scheduler=scheduler if isinstance(scheduler, str) and scheduler in SCHEDULERS else "",

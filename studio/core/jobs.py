@@ -40,7 +40,10 @@ from studio.core.job_fields import (
 )
 from studio.core.story import StoryContext
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # the seeds the studio draws, and text jobs' bound (llama.cpp's samplers take 32 bits)
+# Image seeds as ComfyUI, Fooocus and SwarmUI write them (A1111 draws 32-bit ones): torch's generator
+# takes every 64-bit seed, so an image made elsewhere is made again from its own seed.
+MAX_IMAGE_SEED = 2**64 - 1
 RUNTIMES = ("auto", "torch", "onnx", "llama.cpp")  # auto: the model's own runtime (torch when it has both)
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -111,7 +114,7 @@ class DiffusionSettings(JobSpec):
 
     prompt: str = checked(Text(), "")
     negative_prompt: str = checked(Text(), "")
-    seed: int = checked(Whole(0, MAX_SEED), 0)
+    seed: int = checked(Whole(0, MAX_IMAGE_SEED), 0)
     steps: int = checked(Whole(1, 1000), 20)
     guidance_scale: float = checked(Number(0.0, 50.0), 7.0)
     width: int = checked(Whole(8, 4096, multiple_of=8), 512)
@@ -150,8 +153,8 @@ class ImageJob(DiffusionSettings):
 
     def validate(self) -> None:
         super().validate()
-        if self.seed + self.count - 1 > MAX_SEED:
-            raise SpecError("seed", f"leaves no room for {self.count} images (seeds run up to {MAX_SEED}).")
+        if self.seed + self.count - 1 > MAX_IMAGE_SEED:
+            raise SpecError("seed", f"leaves no room for {self.count} images (seeds run up to {MAX_IMAGE_SEED}).")
         if self.init_image and int(self.steps * self.strength) < 1:
             raise SpecError(
                 "strength",
@@ -326,7 +329,7 @@ class MorphJob(DiffusionSettings):
     kind: ClassVar[str] = "morph"
 
     seeds: tuple[int, ...] = checked(
-        Listed(MAX_KEYFRAMES, "seeds", each=Whole(0, MAX_SEED), wrong_type="must be a list."), ()
+        Listed(MAX_KEYFRAMES, "seeds", each=Whole(0, MAX_IMAGE_SEED), wrong_type="must be a list."), ()
     )
     latents: tuple[tuple[float, ...], ...] = checked(Vectors(MAX_KEYFRAMES, wrong_type="must be a list."), ())
     frames: int = checked(Whole(2, MAX_MORPH_FRAMES), 60)

@@ -86,9 +86,9 @@ class PromptPanel(QWidget):
         self.guidance.setValue(7.0)
         self.guidance.setToolTip("Classifier-free guidance: how closely to follow the prompt")
 
-        # A line edit, not a spin box: seeds go up to 2**32 - 1, past what a QSpinBox holds.
+        # A line edit, not a spin box: seeds go up to 2**64 - 1 (ComfyUI's), past what a QSpinBox holds.
         self.seed = QLineEdit("0")
-        self.seed.setValidator(QRegularExpressionValidator(r"\d{0,10}"))
+        self.seed.setValidator(QRegularExpressionValidator(r"\d{0,20}"))
         self.random_seed = QCheckBox("Random")
         self.random_seed.setChecked(True)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))

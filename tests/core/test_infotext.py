@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -11,7 +12,7 @@ from core.test_png import itext, png, text, ztext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from studio.core.errors import MetadataError
+from studio.core.errors import MetadataError, SpecError
 from studio.core.image_metadata import save_image
 from studio.core.infotext import ImportedSettings, a1111_parameters, describe, parse_a1111, read_settings
 from studio.core.jobs import SCHEDULERS, ImageJob
@@ -226,6 +227,21 @@ def test_writer_to_parser_round_trip(tmp_path):
     assert s.text == describe(s) and s.text.startswith("Source: Studio\nPrompt: a castle")
 
 
+def test_64_bit_seeds_read_back_and_make_a_job(tmp_path):
+    """ComfyUI, Fooocus and SwarmUI draw 64-bit seeds: they are read, not dropped, and a job takes them."""
+    biggest = 2**64 - 1
+    spec = dataclasses.replace(TXT2IMG, seed=biggest)
+    spec.validate()
+    s = read_settings(png(text("parameters", a1111_parameters(spec))))
+    assert s.seed == biggest
+    save_image(tmp_path / "big.png", np.zeros((4, 4, 3), np.uint8), spec, {})
+    assert read_settings(tmp_path / "big.png").spec == spec
+    with pytest.raises(SpecError, match="`seed`"):
+        dataclasses.replace(TXT2IMG, seed=2**64).validate()
+    with pytest.raises(SpecError, match="no room for 2 images"):
+        dataclasses.replace(TXT2IMG, seed=biggest, count=2).validate()
+
+
 def test_an_invalid_studio_chunk_falls_back_to_parameters():
     bad = json.dumps({**TXT2IMG.to_dict(), "steps": 0, "info": {}})
     s = read_settings(png(text("studio", bad), text("parameters", a1111_parameters(TXT2IMG))))
@@ -317,7 +333,7 @@ def test_comfyui_custom_sampler_loops_and_bad_values():
                 "latent_image": ["6", 0],
             },
         },
-        "2": {"class_type": "RandomNoise", "inputs": {"noise_seed": 2**40}},  # out of range
+        "2": {"class_type": "RandomNoise", "inputs": {"noise_seed": 2**64}},  # out of range: seeds are 64-bit
         "3": {
             "class_type": "CFGGuider",
             "inputs": {"cfg": 3.5, "positive": ["7", 0], "negative": ["8", 0], "model": ["9", 0]},
@@ -485,7 +501,7 @@ def test_random_metadata_only_raises_metadata_error(key, value, fooocus):
     except MetadataError as exc:
         assert "no generation parameters" in exc.message
     else:
-        assert s.seed is None or 0 <= s.seed < 2**32
+        assert s.seed is None or 0 <= s.seed < 2**64
         assert s.width is None or 8 <= s.width <= 4096
         assert s.scheduler == "" or s.scheduler in SCHEDULERS
         assert isinstance(s.text, str) and s.text.startswith("Source: ")

@@ -56,6 +56,8 @@ _ints = st.integers(-3, 5000) | st.sampled_from(
         2**32 - 2,
         2**32 - 1,
         2**32,
+        2**64 - 1,
+        2**64,
     ]
 )
 _floats = (

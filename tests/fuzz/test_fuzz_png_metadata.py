@@ -24,7 +24,7 @@ from studio.core import png as png_module
 from studio.core.errors import MetadataError, SpecError
 from studio.core.image_metadata import save_image
 from studio.core.infotext import MAX_PROMPT, describe, read_settings
-from studio.core.jobs import MAX_LORAS, MAX_SEED, SCHEDULERS, ImageJob
+from studio.core.jobs import MAX_IMAGE_SEED, MAX_LORAS, SCHEDULERS, ImageJob
 from studio.core.png import PNG_SIGNATURE
 
 SOURCES = {"Studio", "AUTOMATIC1111", "Forge", "Fooocus", "ComfyUI", "InvokeAI"}
@@ -320,7 +320,7 @@ _specs = st.builds(
     model=st.sampled_from(["m", "emoji-sd", "dir/model.safetensors"]) | st.text(min_size=1).filter(str.strip),
     prompt=st.text(max_size=60),
     negative_prompt=st.sampled_from(["", "blurry, lowres"]) | st.text(max_size=30),
-    seed=st.integers(0, MAX_SEED),
+    seed=st.integers(0, MAX_IMAGE_SEED),
     steps=st.integers(1, 1000),
     guidance_scale=st.floats(0, 50),
     width=st.integers(1, 512).map(lambda v: 8 * v),
@@ -390,7 +390,7 @@ def _settings_or_one_sentence(data: bytes):
     assert s.source in SOURCES
     assert isinstance(s.prompt, str) and len(s.prompt) <= MAX_PROMPT
     assert isinstance(s.negative_prompt, str) and len(s.negative_prompt) <= MAX_PROMPT
-    assert s.seed is None or 0 <= s.seed <= MAX_SEED
+    assert s.seed is None or 0 <= s.seed <= MAX_IMAGE_SEED
     assert s.steps is None or 1 <= s.steps <= 1000
     assert s.width is None or 8 <= s.width <= 4096
     assert s.height is None or 8 <= s.height <= 4096

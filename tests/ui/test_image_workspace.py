@@ -74,6 +74,14 @@ def test_random_seed_is_resolved_before_queuing_and_can_be_reused(qtbot, window)
     assert not panel.random_seed.isChecked() and panel.build_spec().seed == seed
 
 
+def test_a_64_bit_seed_goes_from_the_seed_field_into_the_job(window):
+    panel = window.image.panel
+    panel.random_seed.setChecked(False)
+    panel.seed.setText(str(2**64 - 1))  # a ComfyUI seed, typed or from "Use these settings"
+    assert panel.seed.text() == str(2**64 - 1)  # the field takes all 20 digits
+    assert panel.build_spec().seed == 2**64 - 1
+
+
 def test_bad_field_shows_error_bar_and_queues_nothing(qtbot, window):
     panel = window.image.panel
     fill(qtbot, panel.width_.lineEdit(), "100")

@@ -78,6 +78,14 @@ def test_same_seed_same_pixels_other_seed_other_pixels(runner):
     assert not np.array_equal(first, other)
 
 
+def test_a_64_bit_seed_makes_its_own_image_again(runner):
+    """ComfyUI and Fooocus draw 64-bit seeds; torch's generator takes them, so their images remake."""
+    biggest = 2**64 - 1
+    first = image_of(run(runner, spec(seed=biggest)))
+    assert np.array_equal(first, image_of(run(runner, spec(seed=biggest))))
+    assert not np.array_equal(first, image_of(run(runner, spec(seed=biggest - 1))))
+
+
 def test_cancel_lands_at_the_next_step_without_decoding(runner, monkeypatch):
     from studio.engine.backends.diffusion import previews as diffusion_previews
 
