@@ -18,7 +18,7 @@ import studio
 from studio.core.errors import MetadataError, SpecError
 from studio.core.events import RunInfo
 from studio.core.jobs import MAX_IMAGE_SEED, MAX_LORAS, SCHEDULERS, ImageJob, spec_from_dict
-from studio.core.png import read_png_file, read_png_text
+from studio.core.png import read_image_text, read_png_file
 from studio.core.untrusted import printable
 
 MAX_PROMPT = 20_000  # characters kept of an imported prompt or negative prompt
@@ -662,12 +662,12 @@ def _from_chunks(chunks: Mapping[str, str]) -> Optional[ImportedSettings]:
 
 
 def read_settings(image: Union[str, Path, bytes, bytearray]) -> ImportedSettings:
-    """The generation settings embedded in a PNG (a path or its bytes).
+    """The generation settings embedded in a PNG, JPEG or WebP (a path or its bytes).
 
-    MetadataError (one sentence naming the file) when it is not a readable PNG or holds no
+    MetadataError (one sentence naming the file) when it is not a readable image or holds no
     settings; any single bad field is just left out."""
     if isinstance(image, (bytes, bytearray, memoryview)):
-        name, chunks = "The image", read_png_text(bytes(image))
+        name, chunks = "The image", read_image_text(bytes(image))
     else:
         name, chunks = Path(image).name, read_png_file(Path(image))
     settings = _from_chunks(chunks)

@@ -82,12 +82,12 @@ def _parse_text_chunk(name: str, kind: bytes, body: bytes) -> Optional[tuple[str
     if not sep or not 1 <= len(key) <= 79:
         return None
     if kind == b"tEXt":
-        return None if len(rest) > MAX_TEXT_BYTES else (key.decode("latin-1"), rest.decode("latin-1"))
+        return None if len(rest) > MAX_TEXT_BYTES else (key.decode("latin-1"), _latin_or_utf8(rest))
     if kind == b"zTXt":
         if rest[:1] != b"\0":  # compression method 0 (zlib) is the only one defined
             return None
         raw = _inflate(name, rest[1:])
-        return None if raw is None else (key.decode("latin-1"), raw.decode("latin-1"))
+        return None if raw is None else (key.decode("latin-1"), _latin_or_utf8(raw))
     # iTXt: flag, method, language\0, translated keyword\0, UTF-8 text
     if len(rest) < 2 or rest[0] not in (0, 1) or rest[1] != 0:
         return None
@@ -141,8 +141,30 @@ def read_png_text(data: bytes, name: str = "The image") -> dict[str, str]:
     return texts  # chunk cap reached: what was found so far
 
 
+def _latin_or_utf8(raw: bytes) -> str:
+    """tEXt and zTXt are Latin-1 by the standard, but several tools (Stability Matrix, ComfyUI
+    nodes) write UTF-8 there, and A1111's newer readers decode it so: UTF-8 when the bytes are
+    valid UTF-8 and not plain ASCII, Latin-1 otherwise (Latin-1 text with accents is almost never
+    valid UTF-8)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def read_image_text(data: bytes, name: str = "The image") -> dict[str, str]:
+    """The settings text of a PNG (its text chunks), or of a JPEG or WebP (their EXIF text, which
+    exif_text reads): what other tools write into each."""
+    from studio.core import exif_text
+
+    if bytes(data[:8]) == PNG_SIGNATURE:
+        return read_png_text(data, name)
+    return exif_text.read_exif_text(data, name)  # says so when it is none of the three
+
+
 def read_png_file(path: Path) -> dict[str, str]:
-    """The text chunks of a PNG file; MetadataError (one sentence) if it cannot be read."""
+    """The text chunks of a PNG file, or the EXIF text of a JPEG or WebP (read_image_text);
+    MetadataError (one sentence) if it cannot be read."""
     path = Path(path)
     too_large = MetadataError(f"{path.name} is larger than 64 MB, too large to read its settings from.")
     try:
@@ -155,4 +177,4 @@ def read_png_file(path: Path) -> dict[str, str]:
         raise MetadataError(f"{path.name} could not be read ({exc.strerror or exc}).") from None
     if len(data) > MAX_FILE_BYTES:
         raise too_large
-    return read_png_text(data, path.name)
+    return read_image_text(data, path.name)

@@ -186,6 +186,10 @@ class ImageWorkspace(Workspace):
         self.canvas.set_image(image)
         self._show_settings_of(path)
 
+    def _show_no_settings(self) -> None:
+        self._shown_path, self._shown_settings = "", None
+        self.use_settings.setEnabled(False)
+
     def _show_settings_of(self, path: str) -> Optional[ImportedSettings]:
         """Read a PNG's generation settings (untrusted) and say what they are under the canvas."""
         self._shown_path = path
@@ -276,13 +280,15 @@ class ImageWorkspace(Workspace):
     @Slot(QImage, str)
     def _on_dropped(self, image: QImage, path: str) -> None:
         """A picture dropped or pasted on the canvas: it becomes the canvas (for img2img and
-        inpainting), and a PNG's generation settings fill the panel."""
+        inpainting), and the generation settings of a dropped PNG, JPEG or WebP fill the panel. A
+        picture with none (pasted, or a file without readable settings) leaves none shown: the
+        previous picture's settings must not stay offered under this one."""
         image = _workable(image)
         self.canvas.set_image(image)
         self.session.picture_placed()  # a running job's previews must not paint over it
         self.panel.width_.setValue(image.width())
         self.panel.height_.setValue(image.height())
-        settings = self._show_settings_of(path) if path.lower().endswith(".png") else None
+        settings = self._show_settings_of(path) if path else self._show_no_settings()
         if settings is not None:
             mode = self.panel.mode_key()
             self.apply_shown_settings(restore_canvas=False)  # the dropped picture stays on the canvas

@@ -405,7 +405,7 @@ def test_no_settings_is_one_sentence_naming_the_file(tmp_path):
     with pytest.raises(MetadataError, match=r"^holiday\.png holds no generation parameters that Studio can read\.$"):
         read_settings(path)
     (tmp_path / "notes.png").write_text("hello")
-    with pytest.raises(MetadataError, match=r"^notes\.png is not a PNG file\.$"):
+    with pytest.raises(MetadataError, match=r"^notes\.png is not a PNG, JPEG or WebP file\.$"):
         read_settings(tmp_path / "notes.png")
 
 

@@ -149,6 +149,33 @@ def test_dropping_an_a1111_png_fills_the_panel(qtbot, ws, tmp_path):
     assert not ws.canvas.image().isNull()
 
 
+def test_a_dropped_jpeg_or_webp_fills_the_panel_and_a_picture_without_settings_clears_it(qtbot, ws, tmp_path):
+    """A1111, Forge and SwarmUI write the infotext into EXIF there; a picture with none must not
+    leave the previous one's settings offered under it."""
+    from PIL import Image
+
+    a1111 = "a red fox\nNegative prompt: fog\nSteps: 9, Sampler: Euler a, CFG scale: 5, Seed: 18446744073709551615, Size: 64x64"
+
+    def drop(path):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path))])
+        assert ws.canvas.take_image(mime)
+
+    for fmt in ("JPEG", "WEBP"):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + a1111.encode("utf-16-be")
+        path = tmp_path / f"from-forge.{fmt.lower()}"
+        Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(path, fmt, exif=exif.tobytes())
+        drop(path)
+        spec = ws.panel.build_spec()
+        assert (spec.prompt, spec.steps, spec.seed) == ("a red fox", 9, 2**64 - 1)
+        assert ws.use_settings.isEnabled() and "AUTOMATIC1111" in ws.caption.text()
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(plain)
+    drop(plain)
+    assert not ws.use_settings.isEnabled() and "plain.png" in ws.caption.text()
+
+
 def test_small_previews_are_enlarged_to_the_job_so_the_mask_stays(qtbot, ws, pixels, monkeypatch):
     from studio.core.jobs import ImageJob, Lane
     from studio.state.jobs import JobHandle
