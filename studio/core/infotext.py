@@ -396,6 +396,66 @@ def _from_fooocus_json(data: dict) -> ImportedSettings:
     )
 
 
+def _from_swarmui(data: dict) -> Optional[ImportedSettings]:
+    """SwarmUI's "parameters" JSON: {"sui_image_params": {...}, "sui_models": [...]}. It also
+    writes a ComfyUI graph in "prompt"; these are its own settings, so they come first."""
+    p = data.get("sui_image_params")
+    if not isinstance(p, dict):
+        return None
+    models = data.get("sui_models")
+    hashes = (
+        [m.get("hash") for m in models if isinstance(m, dict) and m.get("param") == "model"]
+        if isinstance(models, list)
+        else []
+    )
+    sampler, schedule = p.get("sampler"), p.get("scheduler")
+    return _settings(
+        "SwarmUI",
+        prompt=_text(p.get("prompt")).strip(),
+        negative_prompt=_text(p.get("negativeprompt")).strip(),
+        steps=p.get("steps"),
+        guidance_scale=p.get("cfgscale"),
+        seed=p.get("seed"),
+        width=p.get("width"),
+        height=p.get("height"),
+        scheduler=_comfy_scheduler(sampler, schedule),
+        sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
+        model=p.get("model"),
+        model_hash=hashes[0] if hashes else "",
+        strength=p.get("initimagecreativity"),
+    )
+
+
+def _from_novelai(chunks: Mapping[str, str]) -> Optional[ImportedSettings]:
+    """NovelAI's PNG chunks (Software "NovelAI", its settings as JSON in "Comment", the model in
+    "Source"); its WebP files carry the same chunks as one JSON object in EXIF."""
+    if chunks.get("Software") != "NovelAI":
+        return None
+    data = _json(chunks.get("Comment"))
+    if not isinstance(data, dict):
+        return None
+    negative = data.get("uc")
+    v4 = data.get("v4_negative_prompt")
+    if not isinstance(negative, str) and isinstance(v4, dict) and isinstance(v4.get("caption"), dict):
+        negative = v4["caption"].get("base_caption")
+    sampler, schedule = data.get("sampler"), data.get("noise_schedule")
+    comfy_name = sampler[2:] if isinstance(sampler, str) and sampler.startswith("k_") else sampler
+    source = _text(chunks.get("Source"), 200)
+    return _settings(
+        "NovelAI",
+        prompt=data.get("prompt"),
+        negative_prompt=negative,
+        steps=data.get("steps"),
+        guidance_scale=data.get("scale"),
+        seed=data.get("seed"),
+        width=data.get("width"),
+        height=data.get("height"),
+        scheduler=_comfy_scheduler(comfy_name, schedule),
+        sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
+        model=re.sub(r"\s+[0-9A-F]{8}$", "", source),  # "NovelAI Diffusion V4.5 4BDE2A90": the name, not its build id
+    )
+
+
 def _from_invokeai(data: dict) -> ImportedSettings:
     model = data.get("model")
     model_name = model_hash = None
@@ -647,10 +707,15 @@ def _from_chunks(chunks: Mapping[str, str]) -> Optional[ImportedSettings]:
         if settings:
             return settings
     parameters = chunks.get("parameters", "")
+    data = _json(parameters) if parameters.lstrip().startswith("{") else None
+    if isinstance(data, dict) and isinstance(data.get("Comment"), str) and data.get("Software") == "NovelAI":
+        chunks, parameters = {k: v for k, v in data.items() if isinstance(v, str)}, ""  # NovelAI's WebP
+    novelai = _from_novelai(chunks)
+    if novelai is not None:
+        return novelai
     if parameters.strip():
-        data = _json(parameters) if parameters.lstrip().startswith("{") else None
         if isinstance(data, dict):
-            return _from_fooocus_json(data)
+            return _from_swarmui(data) or _from_fooocus_json(data)
         return _from_parameters(parameters, chunks)
     invoke = _json(chunks.get("invokeai_metadata"))
     if isinstance(invoke, dict):

@@ -513,3 +513,58 @@ def test_parse_a1111_never_raises(value):
     prompt, negative, params = parse_a1111(value)
     assert isinstance(prompt, str) and isinstance(negative, str)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
+
+
+def test_swarmui_json_is_its_own_not_fooocus_and_wins_over_its_comfy_graph():
+    params = {
+        "sui_image_params": {
+            "prompt": "a fox \n",
+            "negativeprompt": "fog, ",
+            "model": "base_v1",
+            "seed": 2083100758,
+            "steps": 20,
+            "cfgscale": 7.0,
+            "width": 1024,
+            "height": 768,
+            "sampler": "euler_ancestral",
+            "scheduler": "karras",
+        },
+        "sui_models": [{"name": "base_v1.safetensors", "param": "model", "hash": "0x22d8"}],
+    }
+    graph = {"1": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 3}}}
+    s = read_settings(png(text("prompt", json.dumps(graph)), text("parameters", json.dumps(params))))
+    assert (s.source, s.prompt, s.negative_prompt, s.model, s.model_hash) == (
+        "SwarmUI",
+        "a fox",
+        "fog,",
+        "base_v1",
+        "0x22d8",
+    )
+    assert (s.seed, s.steps, s.guidance_scale, s.width, s.height) == (2083100758, 20, 7.0, 1024, 768)
+    assert s.sampler == "euler_ancestral / karras"
+
+
+def test_novelai_chunks_in_a_png_and_wrapped_in_a_webps_exif():
+    comment = {
+        "prompt": "1girl, #テスト",
+        "steps": 28,
+        "height": 1216,
+        "width": 832,
+        "scale": 5.0,
+        "seed": 2043807047,
+        "noise_schedule": "karras",
+        "sampler": "k_euler_ancestral",
+        "v4_negative_prompt": {"caption": {"base_caption": "lowres"}},
+    }
+    chunks = {"Software": "NovelAI", "Source": "NovelAI Diffusion V4.5 4BDE2A90", "Comment": json.dumps(comment)}
+    from_png = read_settings(png(*(text(k, v) for k, v in chunks.items())))
+    from_webp = read_settings(png(text("parameters", json.dumps(chunks))))  # the WebP's EXIF holds them as JSON
+    for s in (from_png, from_webp):
+        assert (s.source, s.prompt, s.negative_prompt, s.model) == (
+            "NovelAI",
+            "1girl, #テスト",
+            "lowres",
+            "NovelAI Diffusion V4.5",
+        )
+        assert (s.steps, s.guidance_scale, s.seed, s.width, s.height) == (28, 5.0, 2043807047, 832, 1216)
+        assert s.sampler == "k_euler_ancestral / karras"
