@@ -372,26 +372,47 @@ def _from_parameters(text: str, chunks: Mapping[str, str]) -> ImportedSettings:
     )
 
 
+def _first(data: dict, *keys: str) -> Any:
+    """The value of the first of `keys` the JSON object has (tools name the same field differently)."""
+    for key in keys:
+        if data.get(key) is not None:
+            return data[key]
+    return None
+
+
 def _from_fooocus_json(data: dict) -> ImportedSettings:
-    """Fooocus's own scheme (fooocus_scheme = "fooocus"): a JSON object. Best effort on its keys."""
+    """A JSON object of settings: Fooocus's own scheme (fooocus_scheme = "fooocus"), RuinedFooocus's
+    (its "software" says so) and the diffusers apps' (Hugging Face spaces: num_inference_steps).
+    Best effort on their keys, which name the same fields differently."""
     size = re.findall(r"[0-9]{1,5}", _text(data.get("resolution"), 40))
+    width = size[0] if len(size) == 2 else data.get("width")
+    height = size[1] if len(size) == 2 else data.get("height")
     items = data.get("loras")
     items = items if isinstance(items, list) else []
     loras = [_lora(*item[:2]) for item in items if isinstance(item, list) and len(item) >= 2]
-    sampler, schedule = data.get("sampler"), data.get("scheduler")
+    sampler, schedule = _first(data, "sampler", "sampler_name"), data.get("scheduler")
+    a1111_name = isinstance(sampler, str) and sampler in SCHEDULERS  # "DPM++ 2M Karras": A1111's own names
+    software = data.get("software")
+    source = (
+        "RuinedFooocus"
+        if software == "RuinedFooocus"
+        else "diffusers app"
+        if "num_inference_steps" in data
+        else "Fooocus"
+    )
     return _settings(
-        "Fooocus",
-        prompt=data.get("prompt"),
-        negative_prompt=data.get("negative_prompt"),
-        steps=data.get("steps"),
-        guidance_scale=data.get("guidance_scale"),
+        source,
+        prompt=_text(_first(data, "prompt", "Prompt")).strip(),
+        negative_prompt=_text(_first(data, "negative_prompt", "Negative")).strip(),
+        steps=_first(data, "steps", "num_inference_steps"),
+        guidance_scale=_first(data, "guidance_scale", "cfg"),
         seed=data.get("seed"),
-        width=size[0] if len(size) == 2 else None,
-        height=size[1] if len(size) == 2 else None,
-        scheduler=_comfy_scheduler(sampler, schedule),
+        width=width,
+        height=height,
+        scheduler=sampler if a1111_name else _comfy_scheduler(sampler, schedule),
         sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
-        model=_model_name(_text(data.get("base_model"), 500)),
-        model_hash=data.get("base_model_hash"),
+        model=_model_name(_text(_first(data, "base_model", "base_model_name", "Model"), 500)),
+        model_hash=_first(data, "base_model_hash", "Model hash"),
         loras=[x for x in loras if x],
     )
 
@@ -424,6 +445,38 @@ def _from_swarmui(data: dict) -> Optional[ImportedSettings]:
         model_hash=hashes[0] if hashes else "",
         strength=p.get("initimagecreativity"),
     )
+
+
+def _from_civitai(data: dict) -> Optional[ImportedSettings]:
+    """Civitai's generator: its ComfyUI graph as JSON (node ids as keys), with its own settings as
+    a JSON text under "extraMetadata". What the graph says wins (size, denoise, the model's AIR);
+    extraMetadata fills what it does not (an upscale-only graph has no sampler at all)."""
+    extra = _json(data.get("extraMetadata")) if isinstance(data.get("extraMetadata"), str) else None
+    if not isinstance(extra, dict):
+        return None
+    graph = {key: node for key, node in data.items() if isinstance(node, dict) and "class_type" in node}
+    from_graph = _from_comfy(graph) if graph else None
+    sampler = extra.get("sampler")
+    own = _settings(
+        "Civitai",
+        prompt=_text(extra.get("prompt")).strip(),
+        negative_prompt=_text(extra.get("negativePrompt")).strip(),
+        steps=extra.get("steps"),
+        guidance_scale=extra.get("cfgScale"),
+        seed=extra.get("seed"),
+        width=extra.get("width"),
+        height=extra.get("height"),
+        scheduler=sampler if isinstance(sampler, str) and sampler in SCHEDULERS else _comfy_scheduler(sampler, None),
+        sampler=_text(sampler, 100),
+    )
+    if from_graph is None:
+        return own
+    merged = {
+        f.name: getattr(from_graph, f.name) or getattr(own, f.name)
+        for f in dataclasses.fields(ImportedSettings)
+        if f.name not in ("source", "text")
+    }
+    return dataclasses.replace(from_graph, source="Civitai", **merged)
 
 
 def _from_novelai(chunks: Mapping[str, str]) -> Optional[ImportedSettings]:
@@ -530,7 +583,9 @@ def _from_studio(text: str) -> Optional[ImportedSettings]:
 # --- ComfyUI API graph ------------------------------------------------------------------------------
 
 _SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
-_TEXT_KEYS = ("text", "text_g", "t5xxl", "clip_l", "text_l", "prompt", "string", "value")
+# Where text nodes keep their text: ComfyUI's own encoders, and custom nodes' ("Text" in Derfuu's
+# text box, "prompt" in rgthree's Power Prompt).
+_TEXT_KEYS = ("text", "text_g", "t5xxl", "clip_l", "text_l", "prompt", "string", "value", "Text")
 _MAX_VISITS = 256  # nodes looked at per search: a graph is untrusted and may loop
 
 
@@ -590,14 +645,21 @@ class _Graph:
             inputs = node["inputs"]
             if kind == "ConditioningZeroOut":  # an empty negative, whatever fed it
                 continue
-            if "TextEncode" in kind:
-                for key in _TEXT_KEYS:
-                    value = self.resolve(inputs.get(key), _TEXT_KEYS)
-                    if isinstance(value, str):
-                        if value not in texts:
-                            texts.append(value)
-                        break
-                continue
+            # Encoders, and custom nodes that encode their own prompt (rgthree's Power Prompt); a
+            # "Prompt" node without text of its own is passed through like any other.
+            if "TextEncode" in kind or "Prompt" in kind:
+                found = next(
+                    (
+                        v
+                        for v in (self.resolve(inputs.get(key), _TEXT_KEYS) for key in _TEXT_KEYS)
+                        if isinstance(v, str)
+                    ),
+                    None,
+                )
+                if found is not None and found not in texts:
+                    texts.append(found)
+                if found is not None or "TextEncode" in kind:
+                    continue
             if _is_link(inputs.get(role)):
                 nxt = [inputs[role]]
             else:
@@ -715,7 +777,7 @@ def _from_chunks(chunks: Mapping[str, str]) -> Optional[ImportedSettings]:
         return novelai
     if parameters.strip():
         if isinstance(data, dict):
-            return _from_swarmui(data) or _from_fooocus_json(data)
+            return _from_swarmui(data) or _from_civitai(data) or _from_fooocus_json(data)
         return _from_parameters(parameters, chunks)
     invoke = _json(chunks.get("invokeai_metadata"))
     if isinstance(invoke, dict):

@@ -568,3 +568,118 @@ def test_novelai_chunks_in_a_png_and_wrapped_in_a_webps_exif():
         )
         assert (s.steps, s.guidance_scale, s.seed, s.width, s.height) == (28, 5.0, 2043807047, 832, 1216)
         assert s.sampler == "k_euler_ancestral / karras"
+
+
+def test_json_settings_under_other_tools_names():
+    """RuinedFooocus and diffusers apps (Hugging Face spaces) name Fooocus's fields their own way."""
+    ruined = {
+        "Prompt": "a fox ",
+        "Negative": "fog, ",
+        "steps": 30,
+        "cfg": 8,
+        "width": 1024,
+        "height": 768,
+        "seed": 2020047614,
+        "sampler_name": "dpmpp_2m_sde_gpu",
+        "scheduler": "karras",
+        "base_model_name": "base_v1.safetensors",
+        "software": "RuinedFooocus",
+    }
+    s = read_settings(png(text("parameters", json.dumps(ruined))))
+    assert (s.source, s.prompt, s.negative_prompt, s.guidance_scale, s.width, s.height) == (
+        "RuinedFooocus",
+        "a fox",
+        "fog,",
+        8.0,
+        1024,
+        768,
+    )
+    assert s.sampler == "dpmpp_2m_sde_gpu / karras" and s.model == "base_v1"
+    space = {
+        "prompt": "a fox",
+        "resolution": "1024 x 768",
+        "guidance_scale": 5.5,
+        "num_inference_steps": 24,
+        "seed": 443800072,
+        "sampler": "DPM++ 2M Karras",
+        "Model": "Some SDXL v16",
+        "Model hash": "BDB5",
+    }
+    s = read_settings(png(text("parameters", json.dumps(space))))
+    assert (s.source, s.steps, s.scheduler, s.model, s.model_hash) == (
+        "diffusers app",
+        24,
+        "DPM++ 2M Karras",
+        "Some SDXL v16",
+        "BDB5",
+    )
+
+
+def test_civitai_graph_with_its_extra_metadata():
+    extra = {
+        "prompt": "a fox",
+        "negativePrompt": "fog, \n",
+        "steps": 25,
+        "cfgScale": 5,
+        "sampler": "Euler a",
+        "seed": 7,
+    }
+    upscale_only = {
+        "22": {"class_type": "ImageUpscaleWithModel", "inputs": {"image": ["26", 0]}},
+        "26": {"class_type": "LoadImage", "inputs": {"image": "https://example/x.jpeg"}},
+        "extraMetadata": json.dumps({**extra, "width": 1024, "height": 1024}),
+    }
+    s = read_settings(png(text("parameters", json.dumps(upscale_only))))
+    assert (s.source, s.prompt, s.negative_prompt, s.steps, s.seed, s.scheduler, s.width) == (
+        "Civitai",
+        "a fox",
+        "fog,",
+        25,
+        7,
+        "Euler a",
+        1024,
+    )
+    graph = {
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 7,
+                "steps": 25,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 0.3,
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["5", 0],
+            },
+        },
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 1536, "height": 1536, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox"}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "fog,"}},
+        "extraMetadata": json.dumps(extra),
+    }
+    s = read_settings(png(text("parameters", json.dumps(graph))))
+    assert (s.source, s.width, s.strength, s.prompt) == ("Civitai", 1536, 0.3, "a fox")  # the graph wins
+
+
+def test_prompts_in_custom_text_nodes_are_followed():
+    graph = {
+        "1": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 1,
+                "steps": 20,
+                "cfg": 5.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "positive": ["2", 0],
+                "negative": ["3", 0],
+            },
+        },
+        "2": {"class_type": "Power Prompt (rgthree)", "inputs": {"prompt": "a fox", "opt_clip": ["9", 0]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": ["4", 0]}},
+        "4": {"class_type": "DF_Text_Box", "inputs": {"Text": "fog"}},
+    }
+    s = read_settings(png(text("prompt", json.dumps(graph))))
+    assert (s.prompt, s.negative_prompt) == ("a fox", "fog")

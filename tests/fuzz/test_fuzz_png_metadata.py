@@ -27,7 +27,19 @@ from studio.core.infotext import MAX_PROMPT, describe, read_settings
 from studio.core.jobs import MAX_IMAGE_SEED, MAX_LORAS, SCHEDULERS, ImageJob
 from studio.core.png import PNG_SIGNATURE
 
-SOURCES = {"Studio", "AUTOMATIC1111", "Forge", "Fooocus", "ComfyUI", "InvokeAI", "SwarmUI", "NovelAI"}
+SOURCES = {
+    "Studio",
+    "AUTOMATIC1111",
+    "Forge",
+    "Fooocus",
+    "RuinedFooocus",
+    "diffusers app",
+    "ComfyUI",
+    "InvokeAI",
+    "SwarmUI",
+    "NovelAI",
+    "Civitai",
+}
 
 
 def _chunk(kind: bytes, data: bytes, crc: bool = True) -> bytes:
