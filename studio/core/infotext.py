@@ -1,8 +1,10 @@
 """Generation settings as text: AUTOMATIC1111's infotext (written and parsed), and importers for the
-metadata other tools embed in PNGs (Forge, Fooocus, ComfyUI, InvokeAI), all into ImportedSettings.
+metadata other tools embed in PNGs, JPEGs and WebPs (Forge, Fooocus and RuinedFooocus, ComfyUI,
+SwarmUI, NovelAI, Civitai, diffusers apps, InvokeAI), all into ImportedSettings.
 
 Everything read here is untrusted: a field with the wrong type or an out-of-range value is left at
-its default instead of raising. The only error is MetadataError: not a PNG, or nothing to import."""
+its default instead of raising. The only error is MetadataError: not a readable PNG, JPEG or WebP,
+or nothing to import."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import studio
 from studio.core.errors import MetadataError, SpecError
 from studio.core.events import RunInfo
 from studio.core.jobs import MAX_IMAGE_SEED, MAX_LORAS, SCHEDULERS, ImageJob, spec_from_dict
-from studio.core.png import read_image_text, read_png_file
+from studio.core.png import read_image_file, read_image_text
 from studio.core.untrusted import printable
 
 MAX_PROMPT = 20_000  # characters kept of an imported prompt or negative prompt
@@ -796,7 +798,7 @@ def read_settings(image: Union[str, Path, bytes, bytearray]) -> ImportedSettings
     if isinstance(image, (bytes, bytearray, memoryview)):
         name, chunks = "The image", read_image_text(bytes(image))
     else:
-        name, chunks = Path(image).name, read_png_file(Path(image))
+        name, chunks = Path(image).name, read_image_file(Path(image))
     settings = _from_chunks(chunks)
     if settings is None:
         raise MetadataError(f"{name} holds no generation parameters that Studio can read.")

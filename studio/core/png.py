@@ -21,7 +21,7 @@ from studio.core.errors import MetadataError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-MAX_FILE_BYTES = 64 * 1024 * 1024  # read_png_file refuses larger files before reading them
+MAX_FILE_BYTES = 64 * 1024 * 1024  # read_image_file refuses larger files before reading them
 MAX_TEXT_BYTES = 1024 * 1024  # one text chunk, after unpacking (a larger plain one is skipped)
 MAX_TOTAL_TEXT = 8 * 1024 * 1024  # all text chunks together
 MAX_CHUNKS = 100_000  # enough for a 64 MB file cut into small IDATs; bounds the scan otherwise
@@ -144,8 +144,7 @@ def read_png_text(data: bytes, name: str = "The image") -> dict[str, str]:
 def _latin_or_utf8(raw: bytes) -> str:
     """tEXt and zTXt are Latin-1 by the standard, but several tools (Stability Matrix, ComfyUI
     nodes) write UTF-8 there, and A1111's newer readers decode it so: UTF-8 when the bytes are
-    valid UTF-8 and not plain ASCII, Latin-1 otherwise (Latin-1 text with accents is almost never
-    valid UTF-8)."""
+    valid UTF-8, Latin-1 otherwise (Latin-1 text with accents is almost never valid UTF-8)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -162,7 +161,7 @@ def read_image_text(data: bytes, name: str = "The image") -> dict[str, str]:
     return exif_text.read_exif_text(data, name)  # says so when it is none of the three
 
 
-def read_png_file(path: Path) -> dict[str, str]:
+def read_image_file(path: Path) -> dict[str, str]:
     """The text chunks of a PNG file, or the EXIF text of a JPEG or WebP (read_image_text);
     MetadataError (one sentence) if it cannot be read."""
     path = Path(path)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from studio.core.errors import ErrorKind, MetadataError
-from studio.core.png import PNG_SIGNATURE, encode_png, read_png_file, read_png_text, write_png
+from studio.core.png import PNG_SIGNATURE, encode_png, read_image_file, read_png_text, write_png
 
 IHDR = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
 
@@ -154,18 +154,18 @@ def test_the_number_of_chunks_scanned_is_capped(monkeypatch):
     assert read_png_text(data) == {"early": "read"}
 
 
-def test_read_png_file_refuses_large_and_missing_files(tmp_path):
+def test_read_image_file_refuses_large_and_missing_files(tmp_path):
     big = tmp_path / "huge.png"
     with open(big, "wb") as f:
         f.write(png())
         f.truncate(64 * 1024 * 1024 + 1)  # sparse: no 64 MB written
     with pytest.raises(MetadataError, match=r"^huge\.png is larger than 64 MB"):
-        read_png_file(big)
+        read_image_file(big)
     with pytest.raises(MetadataError, match=r"^gone\.png could not be read"):
-        read_png_file(tmp_path / "gone.png")
+        read_image_file(tmp_path / "gone.png")
     ok = tmp_path / "ok.png"
     ok.write_bytes(png(text("a", "b")))
-    assert read_png_file(ok) == {"a": "b"}
+    assert read_image_file(ok) == {"a": "b"}
 
 
 def test_encode_png_round_trips_through_the_reader():
