@@ -269,6 +269,11 @@ def _settings(source: str, **fields: Any) -> ImportedSettings:
     )
 
 
+def _sampler_text(sampler: Any, schedule: Any) -> str:
+    """A foreign sampler as its tool names it, "euler_ancestral / karras", for the caption."""
+    return " / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100]
+
+
 def _lora(name: Any, weight: Any) -> Optional[tuple[str, float]]:
     if not isinstance(name, str) or not name.strip():
         return None
@@ -343,6 +348,14 @@ def _a1111_scheduler(sampler: str, schedule: str) -> str:
     return name if name in SCHEDULERS else ""
 
 
+def _named_scheduler(sampler: Any, schedule: Any) -> str:
+    """_a1111_scheduler for JSON values, which may name a sampler A1111's way ("DPM++ 2M Karras")
+    or ComfyUI's ("euler_ancestral" with "karras"), or be of any type."""
+    if not isinstance(sampler, str):
+        return ""
+    return _a1111_scheduler(sampler, schedule if isinstance(schedule, str) else "")
+
+
 def _from_parameters(text: str, chunks: Mapping[str, str]) -> ImportedSettings:
     prompt, negative, p = parse_a1111(text)
     prompt, loras = _take_loras(prompt)
@@ -393,7 +406,6 @@ def _from_fooocus_json(data: dict) -> ImportedSettings:
     items = items if isinstance(items, list) else []
     loras = [_lora(*item[:2]) for item in items if isinstance(item, list) and len(item) >= 2]
     sampler, schedule = _first(data, "sampler", "sampler_name"), data.get("scheduler")
-    a1111_name = isinstance(sampler, str) and sampler in SCHEDULERS  # "DPM++ 2M Karras": A1111's own names
     software = data.get("software")
     source = (
         "RuinedFooocus"
@@ -411,8 +423,8 @@ def _from_fooocus_json(data: dict) -> ImportedSettings:
         seed=data.get("seed"),
         width=width,
         height=height,
-        scheduler=sampler if a1111_name else _comfy_scheduler(sampler, schedule),
-        sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
+        scheduler=_named_scheduler(sampler, schedule),
+        sampler=_sampler_text(sampler, schedule),
         model=_model_name(_text(_first(data, "base_model", "base_model_name", "Model"), 500)),
         model_hash=_first(data, "base_model_hash", "Model hash"),
         loras=[x for x in loras if x],
@@ -442,7 +454,7 @@ def _from_swarmui(data: dict) -> Optional[ImportedSettings]:
         width=p.get("width"),
         height=p.get("height"),
         scheduler=_comfy_scheduler(sampler, schedule),
-        sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
+        sampler=_sampler_text(sampler, schedule),
         model=p.get("model"),
         model_hash=hashes[0] if hashes else "",
         strength=p.get("initimagecreativity"),
@@ -468,7 +480,7 @@ def _from_civitai(data: dict) -> Optional[ImportedSettings]:
         seed=extra.get("seed"),
         width=extra.get("width"),
         height=extra.get("height"),
-        scheduler=sampler if isinstance(sampler, str) and sampler in SCHEDULERS else _comfy_scheduler(sampler, None),
+        scheduler=_named_scheduler(sampler, None),
         sampler=_text(sampler, 100),
     )
     if from_graph is None:
@@ -506,7 +518,7 @@ def _from_novelai(chunks: Mapping[str, str]) -> Optional[ImportedSettings]:
         width=data.get("width"),
         height=data.get("height"),
         scheduler=_comfy_scheduler(comfy_name, schedule),
-        sampler=" / ".join(x for x in (sampler, schedule) if isinstance(x, str))[:100],
+        sampler=_sampler_text(sampler, schedule),
         model=re.sub(r"\s+[0-9A-F]{8}$", "", source),  # "NovelAI Diffusion V4.5 4BDE2A90": the name, not its build id
     )
 
@@ -754,7 +766,7 @@ def _from_comfy(data: dict) -> Optional[ImportedSettings]:
         width=wh[0],
         height=wh[1],
         scheduler=_comfy_scheduler(sampler_name, schedule),
-        sampler=" / ".join(x for x in (sampler_name, schedule) if isinstance(x, str))[:100],
+        sampler=_sampler_text(sampler_name, schedule),
         strength=strength if strength is not None and strength < 1.0 else None,
         model=_model_name(ckpt) if isinstance(ckpt, str) else "",
         loras=loras,
