@@ -106,6 +106,23 @@ class _TemplateRaised(Exception):
     """The template called raise_exception(message)."""
 
 
+def instruct_chat(template: Optional[str], bos_token: str, eos_token: str) -> Callable[[str, str], str]:
+    """(system message or "", user message) -> the prompt in a model's chat template, rendered in
+    the sandbox: what instruct mode sends the model. SpecError naming `instruct` when the model has
+    no template."""
+    if not template:
+        raise SpecError(
+            "instruct",
+            "is on, but this model has no chat template; turn instruct mode off to continue the text as it is.",
+        )
+
+    def chat(system: str, user: str) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return render_chat(template, messages, bos_token=bos_token, eos_token=eos_token, add_generation_prompt=True)
+
+    return chat
+
+
 def render_chat(
     template: str, messages: list[dict], *, bos_token: str = "", eos_token: str = "", add_generation_prompt: bool = True
 ) -> str:

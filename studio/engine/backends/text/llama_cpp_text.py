@@ -45,9 +45,9 @@ from studio.core.jobs import ContextJob, TextJob
 from studio.core.kinds import Runtime
 from studio.engine.backends.job_context import JobContext
 from studio.engine.backends.text import sampling as text_sampling
-from studio.engine.backends.text.chat_template import render_chat
+from studio.engine.backends.text.chat_template import instruct_chat
 from studio.engine.backends.text.kv_reuse import common_prefix, shift_plan
-from studio.engine.backends.text.prompt_context import build_context
+from studio.engine.backends.text.prompt_context import build_context, fit_window
 from studio.models import formats, gguf_file
 
 log = logging.getLogger(__name__)
@@ -242,19 +242,9 @@ class LlamaCppTextBackend:
         return build_context(spec, self.count_templated_tokens, self.context_length, self._chat())
 
     def _chat(self) -> Callable[[str, str], str]:
-        if not self.chat_template:
-            raise SpecError(
-                "instruct",
-                "is on, but this model has no chat template; turn instruct mode off to continue the text as it is.",
-            )
-        template = self.chat_template
+        """(system, user) -> the prompt in the GGUF's own chat template, rendered in the sandbox."""
         bos, eos = self._special_text(self.llm.token_bos()), self._special_text(self.llm.token_eos())
-
-        def chat(system: str, user: str) -> str:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-            return render_chat(template, messages, bos_token=bos, eos_token=eos, add_generation_prompt=True)
-
-        return chat
+        return instruct_chat(self.chat_template, bos, eos)
 
     def prompt_ids(self, spec: TextJob, ctx: JobContext) -> list[int]:
         return self._prompt(spec, ctx)[0]
@@ -273,10 +263,7 @@ class LlamaCppTextBackend:
             if start < 0:
                 raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
             ids = [start]
-        window = self.context_length
-        if spec.max_new_tokens >= window:
-            raise SpecError("max_new_tokens", f"is {spec.max_new_tokens}; this model sees at most {window} tokens.")
-        fitted = ids[-(window - spec.max_new_tokens) :]  # the assembly fits; this is a safety net
+        fitted = fit_window(ids, spec.max_new_tokens, self.context_length)
         return fitted, context.trimmed_chars > 0 or len(fitted) < len(ids)
 
     # -- the KV cache ----------------------------------------------------------------------------

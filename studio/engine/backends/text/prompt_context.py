@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
-from studio.core.errors import DocumentError
+from studio.core.errors import DocumentError, SpecError
 from studio.core.events import ContextResult
 from studio.core.jobs import ContextJob, TextJob
 from studio.core.story import StoryContext
@@ -69,6 +69,16 @@ def build_context(
             "notes, lower max new tokens, or turn instruct mode off."
         )
     return _result(prompt, parts, assembled, count_tokens, context_length, max_new, tokens)
+
+
+def fit_window(ids: list[int], max_new_tokens: int, window: int) -> list[int]:
+    """The end of a prompt's ids that fits the model's window with its new tokens. The assembly
+    above already fits; this is the backends' safety net for what the tokenizer did after it."""
+    if len(ids) + max_new_tokens <= window:
+        return ids
+    if max_new_tokens >= window:
+        raise SpecError("max_new_tokens", f"is {max_new_tokens}; this model sees at most {window} tokens.")
+    return ids[-(window - max_new_tokens) :]
 
 
 def _result(

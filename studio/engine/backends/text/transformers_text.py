@@ -31,9 +31,9 @@ from studio.engine.backends import native
 from studio.engine.backends.helpers import param_bytes, torch_device, torch_dtype
 from studio.engine.backends.job_context import JobContext
 from studio.engine.backends.text import sampling as text_sampling
-from studio.engine.backends.text.chat_template import render_chat
+from studio.engine.backends.text.chat_template import instruct_chat
 from studio.engine.backends.text.kv_reuse import common_prefix, shift_plan
-from studio.engine.backends.text.prompt_context import build_context
+from studio.engine.backends.text.prompt_context import build_context, fit_window
 from studio.models.formats import find_chat_template
 from studio.models.libraries import quiet_library_logs
 from studio.models.paths import offline
@@ -556,7 +556,7 @@ class TransformersTextBackend:
             if start is None:
                 raise SpecError("prompt", "is empty and this model has no start token; type a few words.")
             ids = [start]
-        fitted = self._fit_context(ids, spec.max_new_tokens)  # the assembly fits; this is a safety net
+        fitted = fit_window(ids, spec.max_new_tokens, self.context_length)
         return fitted, context.trimmed_chars > 0 or len(fitted) < len(ids)
 
     def _stop_ids(self) -> set[int]:
@@ -603,33 +603,7 @@ class TransformersTextBackend:
         """(system, user) -> the prompt in this model's chat template, rendered in a sandbox."""
         if self.chat_problem:
             raise ModelFileError(self.chat_problem)
-        if not self.chat_template:
-            raise SpecError(
-                "instruct",
-                "is on, but this model has no chat template; turn instruct mode off to continue the text as it is.",
-            )
-        template, tokenizer = self.chat_template, self.tokenizer
-
-        def chat(system: str, user: str) -> str:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-            return render_chat(
-                template,
-                messages,
-                bos_token=tokenizer.bos_token or "",
-                eos_token=tokenizer.eos_token or "",
-                add_generation_prompt=True,
-            )
-
-        return chat
-
-    def _fit_context(self, ids: list[int], max_new_tokens: int) -> list[int]:
-        """Keep the end of a prompt that would not fit in the model's window with the new tokens."""
-        window = self.context_length
-        if len(ids) + max_new_tokens <= window:
-            return ids
-        if max_new_tokens >= window:
-            raise SpecError("max_new_tokens", f"is {max_new_tokens}; this model sees at most {window} tokens.")
-        return ids[-(window - max_new_tokens) :]
+        return instruct_chat(self.chat_template, self.tokenizer.bos_token or "", self.tokenizer.eos_token or "")
 
     def reset_cache(self) -> None:
         """Forget the kept KV cache: the next job reads its whole prompt."""
