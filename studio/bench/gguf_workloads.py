@@ -185,7 +185,7 @@ def _continue_ratio(runner: Runner, model: str, quick: bool) -> Figure:
             "story_tokens": backend.count_tokens(story),
             "first_continue_ms": 1000 * first,
             "second_continue_ms": 1000 * second,
-            "reused_tokens": getattr(backend, "reused_tokens", None),
+            "reused_tokens": backend.reused_tokens,
             "model": "random Llama, 4 layers, width 256, window 4096",
         },
     )

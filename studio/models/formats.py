@@ -2,8 +2,9 @@
 
 A format is decided by marker files: `studio.json` (our manifest), `model_index.json` (a diffusers
 pipeline folder), `config.json` with a tokenizer (a transformers folder), `*.onnx` (an ONNX
-generator), `*.gguf` (a llama.cpp language model, its header checked whole), and for a `.safetensors` file its header's tensor names (a single-file Stable Diffusion
-checkpoint or a LoRA; see single_file.py). Pickle files are recognised only to refuse them with a
+generator), `*.gguf` (a llama.cpp language model, its header checked whole by gguf_file.py), and
+for a `.safetensors` file its header's tensor names (a single-file Stable Diffusion checkpoint or
+a LoRA; see single_file.py). Pickle files are recognised only to refuse them with a
 sentence saying how to opt in for that one file (`studio convert`, pickle_import.py), and so are
 diffusers/transformers folders whose weights are only pickles, and transformers folders that carry
 Python code or ask for their authors' code (auto_map). A pickle already converted is left to its

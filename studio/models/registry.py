@@ -99,7 +99,8 @@ class ModelInfo:
     def context_length(self) -> Optional[int]:
         """A text model's window in tokens, from its config or GGUF header (None when unknown)."""
         if self.format == ModelFormat.GGUF:
-            return self.gguf.context_length if self.gguf else None
+            header = self.gguf
+            return header.context_length if header else None
         return formats.text_context_length(self.path) if self.format in TEXT_FOLDERS else None
 
     @property
